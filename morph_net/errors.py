@@ -1,0 +1,23 @@
+"""Errors raised by MorphNet.
+
+Every error the library raises derives from `Error`, so callers can catch the
+library's failures without catching unrelated ones. The concrete classes also
+derive from the built-in exception a caller would expect (`ValueError` for bad
+arguments or unsupported graphs).
+"""
+
+
+class Error(Exception):
+  """Base class of all MorphNet errors."""
+
+
+class InvalidArgumentError(Error, ValueError):
+  """An argument has a bad type or value (for example a boundary that is not an op)."""
+
+
+class UnsupportedGraphError(Error, ValueError):
+  """The graph has an op the analysis cannot handle; the message says which and why."""
+
+
+class NoSourceOpsError(Error, ValueError):
+  """A network regularizer found no op that can be regularized."""

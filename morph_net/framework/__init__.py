@@ -1,0 +1,1 @@
+"""Framework core: op regularizer manager, op handler interface, combinators."""

@@ -1,0 +1,1 @@
+"""Network regularizers: cost calculator, resource functions, regularizers."""

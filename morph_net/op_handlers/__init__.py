@@ -1,0 +1,1 @@
+"""Op handlers: how each op type groups channels, and the handler registry."""

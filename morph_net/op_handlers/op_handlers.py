@@ -1,0 +1,150 @@
+"""The op handler registry: op type -> OpHandler, built fresh per use.
+
+`get_gamma_op_handler_dict` and `get_group_lasso_op_handler_dict` return an
+`OpHandlerDict`: a dict that answers unknown op types with a grouping handler
+and logs a warning once per type, saying how to register a handler. Each call
+returns a new dict, so registering a custom handler on one never changes the
+others.
+"""
+
+from absl import logging
+
+from morph_net.op_handlers import batch_norm_source_op_handler
+from morph_net.op_handlers import concat_op_handler
+from morph_net.op_handlers import conv2d_transpose_source_op_handler
+from morph_net.op_handlers import conv_source_op_handler
+from morph_net.op_handlers import depth_to_space_op_handler
+from morph_net.op_handlers import depthwise_convolution_op_handler
+from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import leaf_op_handler
+from morph_net.op_handlers import matmul_source_op_handler
+from morph_net.op_handlers import output_non_passthrough_op_handler
+from morph_net.op_handlers import slice_op_handler
+from morph_net.op_handlers import split_op_handler
+
+# Element-wise ops: output channels are every same-width input's channels.
+ELEMENTWISE_OP_TYPES = (
+    'Abs', 'Add', 'AddN', 'AddV2', 'BiasAdd', 'Cast', 'ClipByValue', 'Div',
+    'DivNoNan', 'Elu', 'Enter', 'Erf', 'Exit', 'Exp', 'FakeQuantWithMinMaxVars',
+    'Floor', 'Gelu', 'Identity', 'IdentityN', 'LeakyRelu', 'Log', 'Log1p',
+    'LogSoftmax', 'Maximum', 'Merge', 'Minimum', 'Mul', 'Neg', 'NextIteration',
+    'Pow', 'PreventGradient', 'ReadVariableOp', 'RealDiv', 'Reciprocal', 'Relu',
+    'Relu6', 'Round', 'Rsqrt', 'Selu', 'Select', 'SelectV2', 'Sigmoid', 'Sign',
+    'Snapshot', 'Softmax', 'Softplus', 'Softsign', 'Sqrt', 'Square',
+    'SquaredDifference', 'Squeeze', 'StopGradient', 'Sub', 'Switch', 'Tanh',
+    'FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3', 'Sin', 'Cos')
+# Ops that group only their first input (the others are sizes or paddings).
+FIRST_INPUT_OP_TYPES = (
+    'AvgPool', 'AvgPool3D', 'BatchToSpaceND', 'MaxPool', 'MaxPool3D',
+    'MaxPoolV2', 'MirrorPad', 'Pad', 'PadV2', 'ResizeArea', 'ResizeBicubic',
+    'ResizeBilinear', 'ResizeNearestNeighbor', 'SpaceToBatchND', 'Tile',
+    'BroadcastTo', 'ScaleAndTranslate', 'ImageProjectiveTransformV3')
+REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
+# Ops whose output is a new channel space unrelated to the inputs.
+LEAF_OP_TYPES = (
+    'ArgMax', 'ArgMin', 'Const', 'Fill', 'Gather', 'GatherV2', 'OneHot',
+    'Pack', 'Placeholder', 'PlaceholderWithDefault', 'RandomStandardNormal',
+    'RandomUniform', 'RandomUniformInt', 'Range', 'Rank', 'Reshape', 'Shape',
+    'ShapeN', 'Size', 'SpaceToDepth', 'StatelessRandomUniformV2',
+    'StatelessRandomNormalV2', 'TruncatedNormal', 'Unpack', 'VarHandleOp',
+    'VariableV2', 'ZerosLike', 'OnesLike', 'NoOp', '_Arg', 'Equal', 'Greater',
+    'GreaterEqual', 'Less', 'LessEqual', 'NotEqual', 'LogicalAnd', 'LogicalOr',
+    'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum')
+NON_PASSTHROUGH_OP_TYPES = (
+    'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
+    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'ExpandDims', 'MatMul',
+    'Transpose')
+
+
+class OpHandlerDict(dict):
+  """Dict of op handlers that answers unknown op types with a default.
+
+  Args:
+    handlers: initial mapping from op type to OpHandler.
+    default_handler: the handler for unregistered op types (grouping).
+  """
+
+  def __init__(self, handlers=None, default_handler=None):
+    super().__init__(handlers or {})
+    self._default_handler = (default_handler or
+                             grouping_op_handler.GroupingOpHandler())
+    self._warned_types = set()
+
+  def __missing__(self, op_type):
+    if op_type not in self._warned_types:
+      self._warned_types.add(op_type)
+      logging.warning(
+          'MorphNet has no op handler for op type %s; treating it as a '
+          'grouping op (output channels = input channels of the same width). '
+          'If that is wrong, register a handler: op_handler_dict[%r] = '
+          'leaf_op_handler.LeafOpHandler() (or another OpHandler).', op_type,
+          op_type)
+    return self._default_handler
+
+
+def _get_base_op_handler_dict():
+  """Handlers shared by every regularizer family."""
+  grouping = grouping_op_handler.GroupingOpHandler()
+  first_input = grouping_op_handler.GroupingOpHandler(input_indices=(0,))
+  reduction = grouping_op_handler.ReductionOpHandler()
+  leaf = leaf_op_handler.LeafOpHandler()
+  non_passthrough = (
+      output_non_passthrough_op_handler.OutputNonPassthroughOpHandler())
+  handlers = {}
+  handlers.update((t, grouping) for t in ELEMENTWISE_OP_TYPES)
+  handlers.update((t, first_input) for t in FIRST_INPUT_OP_TYPES)
+  handlers.update((t, reduction) for t in REDUCTION_OP_TYPES)
+  handlers.update((t, leaf) for t in LEAF_OP_TYPES)
+  handlers.update((t, non_passthrough) for t in NON_PASSTHROUGH_OP_TYPES)
+  concat = concat_op_handler.ConcatOpHandler()
+  split = split_op_handler.SplitOpHandler()
+  slicing = slice_op_handler.SliceOpHandler()
+  handlers.update({
+      'ConcatV2': concat, 'Concat': concat, 'Split': split, 'SplitV': split,
+      'Slice': slicing, 'StridedSlice': slicing,
+      'DepthwiseConv2dNative':
+          depthwise_convolution_op_handler.DepthwiseConvolutionOpHandler(),
+      'DepthToSpace': depth_to_space_op_handler.DepthToSpaceOpHandler(),
+  })
+  return OpHandlerDict(handlers)
+
+
+def get_gamma_op_handler_dict(gamma_threshold: float = 1e-3) -> OpHandlerDict:
+  """Returns a new registry whose sources are batch norms with a scale.
+
+  Args:
+    gamma_threshold: alive threshold on |gamma|.
+
+  Returns:
+    An OpHandlerDict.
+  """
+  handlers = _get_base_op_handler_dict()
+  source = batch_norm_source_op_handler.BatchNormSourceOpHandler(
+      gamma_threshold)
+  for op_type in batch_norm_source_op_handler.FUSED_BATCH_NORM_TYPES:
+    handlers[op_type] = source
+  handlers['Mul'] = source  # Decomposed (Keras 3) batch norm; else grouping.
+  return handlers
+
+
+def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
+                                    l1_fraction: float = 0.0) -> OpHandlerDict:
+  """Returns a new registry whose sources are conv and matmul weights.
+
+  Args:
+    threshold: alive threshold on the group lasso norm.
+    l1_fraction: weight of the L1 part, in [0, 1].
+
+  Returns:
+    An OpHandlerDict.
+  """
+  handlers = _get_base_op_handler_dict()
+  conv = conv_source_op_handler.ConvSourceOpHandler(threshold, l1_fraction)
+  transpose = conv2d_transpose_source_op_handler.Conv2DTransposeSourceOpHandler(
+      threshold, l1_fraction)
+  matmul = matmul_source_op_handler.MatMulSourceOpHandler(threshold,
+                                                          l1_fraction)
+  handlers.update({'Conv2D': conv, 'Conv3D': conv,
+                   'Conv2DBackpropInput': transpose,
+                   'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
+  return handlers

@@ -1,0 +1,1 @@
+"""Op regularizers: per-channel regularization and alive vectors of sources."""

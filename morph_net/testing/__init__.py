@@ -1,0 +1,1 @@
+"""Small network builders shared by tests, examples and benchmarks."""

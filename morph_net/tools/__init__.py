@@ -1,0 +1,1 @@
+"""Tools: structure export and (re)building networks from structures."""

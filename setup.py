@@ -1,0 +1,24 @@
+"""MorphNet for TensorFlow 2 and Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name='morph-net',
+    version='0.2.0',
+    description='MorphNet: resource-constrained structure learning of deep '
+    'networks, for TensorFlow 2 and Keras 3.',
+    packages=setuptools.find_packages(include=['morph_net', 'morph_net.*']),
+    python_requires='>=3.10',
+    install_requires=[
+        'tensorflow>=2.21,<2.22',
+        'absl-py',
+        'numpy',
+        'gin-config',
+    ],
+    extras_require={
+        'examples': ['tensorflow-datasets', 'matplotlib'],
+        'legacy_keras': ['tf-keras>=2.21,<2.22'],
+        'test': ['pytest', 'pytest-xdist', 'tf-keras>=2.21,<2.22',
+                 'tensorflow-datasets', 'matplotlib'],
+    },
+)
