@@ -14,6 +14,7 @@ setuptools.setup(
         'absl-py',
         'numpy',
         'gin-config',
+        'tensorboard',
     ],
     extras_require={
         'examples': ['tensorflow-datasets', 'matplotlib'],

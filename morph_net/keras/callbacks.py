@@ -1,0 +1,91 @@
+"""Keras callbacks: learned structure files and TensorBoard scalars."""
+
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from morph_net.keras import compat
+
+_keras = compat.get_keras()
+
+
+def _step(model) -> int:
+  optimizer = getattr(model, 'optimizer', None)
+  iterations = getattr(optimizer, 'iterations', None)
+  return int(iterations.numpy()) if iterations is not None else 0
+
+
+class StructureExportCallback(_keras.callbacks.Callback):
+  """Writes `<log_dir>/learned_structure/alive_<step>` during training.
+
+  The files hold {layer name: alive channels} (sorted keys, indent 2), every
+  `every_n_steps` optimizer steps and at the end of training; the latest copy
+  is `learned_structure/alive`.
+
+  Args:
+    model_regularizer: a `morph_net.keras.ModelRegularizer`.
+    log_dir: the directory of the run.
+    every_n_steps: export period in optimizer steps (None: only at the end).
+  """
+
+  def __init__(self, model_regularizer, log_dir: str,
+               every_n_steps: Optional[int] = 1000):
+    super().__init__()
+    self._regularizer = model_regularizer
+    self._log_dir = log_dir
+    self._every_n_steps = every_n_steps
+    self.exported_paths = []
+
+  def _export(self):
+    path = self._regularizer.save_alive_counts(self._log_dir,
+                                               _step(self.model))
+    self.exported_paths.append(path)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self._every_n_steps and _step(self.model) % self._every_n_steps == 0:
+      self._export()
+
+  def on_train_end(self, logs=None):
+    self._export()
+
+
+class CostSummaryCallback(_keras.callbacks.Callback):
+  """Writes the cost, term, strength and alive counts to TensorBoard.
+
+  Scalars go through `tf.summary` to `<log_dir>/morph_net`, every
+  `every_n_steps` optimizer steps and at the end of each epoch:
+  `morph_net/<cost_name>`, `morph_net/regularization_term`,
+  `morph_net/strength` and `morph_net/alive/<layer>`.
+
+  Args:
+    model_regularizer: a `morph_net.keras.ModelRegularizer`.
+    log_dir: TensorBoard log directory.
+    every_n_steps: summary period in optimizer steps.
+  """
+
+  def __init__(self, model_regularizer, log_dir: str, every_n_steps: int = 100):
+    super().__init__()
+    self._regularizer = model_regularizer
+    self._every_n_steps = every_n_steps
+    self._writer = tf.summary.create_file_writer(
+        os.path.join(log_dir, 'morph_net'))
+
+  def _write(self):
+    step = _step(self.model)
+    regularizer = self._regularizer
+    with self._writer.as_default(step=step):
+      tf.summary.scalar('morph_net/' + regularizer.cost_name,
+                        regularizer.cost())
+      tf.summary.scalar('morph_net/regularization_term', regularizer.term())
+      tf.summary.scalar('morph_net/strength', regularizer.strength)
+      for name, count in regularizer.alive_counts().items():
+        tf.summary.scalar('morph_net/alive/' + name, count)
+    self._writer.flush()
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self._every_n_steps and _step(self.model) % self._every_n_steps == 0:
+      self._write()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._write()

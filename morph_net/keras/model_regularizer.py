@@ -1,0 +1,254 @@
+"""ModelRegularizer: a MorphNet network regularizer for a Keras model.
+
+    reg = morph_net.keras.ModelRegularizer(
+        model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+    reg.set_strength_relative_to_cost(1.0)
+    model.compile(optimizer='adam',
+                  loss=reg.wrap_loss('sparse_categorical_crossentropy'),
+                  metrics=['accuracy'] + reg.metrics())
+    model.fit(...)
+    reg.alive_counts()  # {'conv1': 12, ...}
+
+The model is traced once; the term, the cost and the alive vectors are
+pruned functions of the traced graph that read the live variables, so they
+can be called eagerly, inside `model.fit`'s compiled train step, and under a
+`tf.distribute` strategy, and are differentiable with respect to the model's
+variables.
+"""
+
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.keras import compat
+from morph_net.keras import tracing
+from morph_net.tools import structure_exporter
+
+
+class ModelRegularizer(object):
+  """Builds a network regularizer on a traced Keras model.
+
+  Args:
+    model: a built Keras model (Sequential, functional, subclassed; nested
+      models and shared layers allowed).
+    regularizer_class: a class of `morph_net.network_regularizers`, for
+      example `flop_regularizer.GammaFlopsRegularizer`.
+    strength: initial regularization strength (the term's multiplier in the
+      loss); it lives in a non-trainable variable, see `set_strength`.
+    input_shape: input shape without batch (or a list of them); required for
+      subclassed models and models with unknown spatial sizes.
+    **regularizer_kwargs: arguments of `regularizer_class` other than the
+      boundaries (for example gamma_threshold=1e-3, hardware='V100').
+
+  Raises:
+    InvalidArgumentError: for an unbuilt model or an unknown input size.
+    NoSourceOpsError: when the model has nothing to regularize (for example
+      a Gamma regularizer without batch norm scale).
+  """
+
+  def __init__(self, model, regularizer_class, strength: float = 0.0,
+               input_shape=None, **regularizer_kwargs):
+    self._model = model
+    self._check_model(model)
+    self._input_signature = tracing.get_input_signature(model, input_shape)
+    self._wrapped = tracing.trace_model(model, self._input_signature)
+    graph = self._wrapped.graph
+    placeholders = [t.op for t in graph.inputs if t.dtype != tf.resource]
+    outputs = [t.op for t in tf.nest.flatten(graph.structured_outputs)]
+    with graph.as_default():
+      self._network_regularizer = regularizer_class(
+          output_boundary=outputs, input_boundary=placeholders,
+          **regularizer_kwargs)
+      term = self._network_regularizer.get_regularization_term()
+      cost = self._network_regularizer.get_cost()
+    self._layer_of_placeholder = tracing.map_placeholders_to_layers(
+        model, graph)
+    alive = self._alive_tensors()
+    self._term_fn = self._wrapped.prune(feeds=[], fetches=term)
+    self._cost_fn = self._wrapped.prune(feeds=[], fetches=cost)
+    self._alive_fn = (self._wrapped.prune(feeds=[], fetches=alive)
+                      if alive else None)
+    self._strength = tf.Variable(float(strength), trainable=False,
+                                 dtype=tf.float32,
+                                 name='morph_net_strength')
+    self._initial_cost = None
+
+  @staticmethod
+  def _check_model(model):
+    keras = compat.get_keras()
+    if not isinstance(model, keras.Model):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `model`. Expected a %s.Model, received '
+          '%r (%s). With TF_USE_LEGACY_KERAS=1 models must come from tf_keras,'
+          ' otherwise from keras 3.' % (keras.__name__, model,
+                                        type(model).__name__))
+    policy = getattr(getattr(model, 'dtype_policy', None), 'name', None)
+    if policy and 'float16' in policy and policy != 'mixed_float16':
+      raise errors.InvalidArgumentError(
+          "Model '%s' uses dtype policy %r; MorphNet supports float32 and "
+          "mixed_float16 models." % (model.name, policy))
+
+  # --------------------------------------------------------------- the loss.
+
+  @property
+  def network_regularizer(self):
+    """The core NetworkRegularizer built on the traced graph."""
+    return self._network_regularizer
+
+  @property
+  def op_regularizer_manager(self):
+    return self._network_regularizer.op_regularizer_manager
+
+  @property
+  def name(self) -> str:
+    return self._network_regularizer.name
+
+  @property
+  def cost_name(self) -> str:
+    return self._network_regularizer.cost_name
+
+  @property
+  def strength(self) -> tf.Variable:
+    """The non-trainable strength variable; changing it needs no retrace."""
+    return self._strength
+
+  def set_strength(self, value: float) -> None:
+    self._strength.assign(float(value))
+
+  @property
+  def initial_cost(self) -> float:
+    """The cost when the regularizer was first asked for it (cached)."""
+    if self._initial_cost is None:
+      self._initial_cost = float(self.cost())
+    return self._initial_cost
+
+  def set_strength_relative_to_cost(self, multiplier: float) -> float:
+    """Sets strength = multiplier / initial cost, the usual starting point.
+
+    With it, the regularization loss starts near `multiplier` times the
+    term-to-cost ratio, independently of the network's size.
+
+    Returns:
+      The strength set.
+    """
+    cost = self.initial_cost
+    if cost <= 0:
+      raise errors.InvalidArgumentError(
+          'The initial %s is %r; cannot scale the strength by it.' %
+          (self.cost_name, cost))
+    strength = float(multiplier) / cost
+    self.set_strength(strength)
+    return strength
+
+  def term(self) -> tf.Tensor:
+    """The regularization term (without strength), a float32 scalar."""
+    return self._term_fn()
+
+  def cost(self) -> tf.Tensor:
+    """The cost with dead channels removed, a float32 scalar."""
+    return self._cost_fn()
+
+  def loss(self) -> tf.Tensor:
+    """strength * term: what is added to the training loss."""
+    return tf.cast(self._strength, tf.float32) * self._term_fn()
+
+  def wrap_loss(self, loss) -> Callable:
+    """Returns a loss for `compile` that adds `self.loss()` to `loss`.
+
+    Args:
+      loss: a loss name, function or Loss instance, as `compile` accepts.
+
+    Returns:
+      A function (y_true, y_pred) -> per-example loss + regularization loss;
+      Keras averages it over the batch, which adds the regularization once.
+    """
+    keras = compat.get_keras()
+    base = keras.losses.get(loss) if isinstance(loss, str) else loss
+    regularizer = self
+
+    def morph_net_loss(y_true, y_pred):
+      data_loss = base(y_true, y_pred)
+      return data_loss + tf.cast(regularizer.loss(), data_loss.dtype)
+
+    morph_net_loss.__name__ = 'morph_net_' + getattr(
+        base, '__name__', getattr(base, 'name', 'loss'))
+    return morph_net_loss
+
+  def metrics(self):
+    """Keras metrics showing the regularization loss and the cost in `fit`.
+
+    Returns:
+      A list of two metrics (averaged over each epoch): `<name>_loss`
+      (strength * term) and the cost (named after `cost_name`, e.g. 'flops').
+    """
+    keras = compat.get_keras()
+    regularizer = self
+
+    def regularization_loss(y_true, y_pred):
+      del y_true, y_pred
+      return regularizer.loss()
+
+    def cost(y_true, y_pred):
+      del y_true, y_pred
+      return regularizer.cost()
+
+    return [
+        keras.metrics.MeanMetricWrapper(regularization_loss,
+                                        name='morph_net_loss'),
+        keras.metrics.MeanMetricWrapper(cost,
+                                        name=self.cost_name.lower()),
+    ]
+
+  # -------------------------------------------------------------- structure.
+
+  def _alive_tensors(self) -> Dict[str, tf.Tensor]:
+    """{layer name: alive vector} of regularized conv/dense layers.
+
+    A layer used by several ops (a shared layer) is alive where any use is.
+    """
+    manager = self.op_regularizer_manager
+    by_layer = {}
+    with manager.graph.as_default():
+      for op in manager.ops:
+        if op.type not in structure_exporter.SUPPORTED_OPS:
+          continue
+        regularizer = manager.get_regularizer(op)
+        if regularizer is None:
+          continue
+        name = tracing.op_layer_name(op, self._layer_of_placeholder) or op.name
+        alive = regularizer.alive_vector
+        by_layer[name] = (tf.logical_or(by_layer[name], alive)
+                          if name in by_layer else alive)
+    return by_layer
+
+  def alive_vectors(self) -> Dict[str, np.ndarray]:
+    """{layer name: numpy bool vector of alive output channels}."""
+    if self._alive_fn is None:
+      return {}
+    return {k: v.numpy() for k, v in self._alive_fn().items()}
+
+  def alive_counts(self) -> Dict[str, int]:
+    """{layer name: number of alive output channels}, as in the JSON files."""
+    return {k: int(np.sum(v)) for k, v in self.alive_vectors().items()}
+
+  def save_alive_counts(self, base_dir: str, step: int) -> str:
+    """Writes learned_structure/alive_<step> and learned_structure/alive.
+
+    Returns:
+      The path of the step file.
+    """
+    import os  # pylint: disable=g-import-not-at-top
+    counts = self.alive_counts()
+    directory = os.path.join(base_dir, structure_exporter.STRUCTURE_DIRNAME)
+    path = os.path.join(directory, '%s_%d' % (
+        structure_exporter.ALIVE_FILENAME, step))
+    structure_exporter.write_json_atomically(counts, path)
+    structure_exporter.write_json_atomically(
+        counts, os.path.join(directory, structure_exporter.ALIVE_FILENAME))
+    return path
+
+  def layer_name(self, op: tf.Operation) -> Optional[str]:
+    """The Keras layer whose weights `op` uses, or None."""
+    return tracing.op_layer_name(op, self._layer_of_placeholder)
