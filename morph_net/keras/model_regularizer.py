@@ -151,8 +151,22 @@ class ModelRegularizer(object):
     return self._cost_fn()
 
   def loss(self) -> tf.Tensor:
-    """strength * term: what is added to the training loss."""
-    return tf.cast(self._strength, tf.float32) * self._term_fn()
+    """strength * term: what is added to the training loss.
+
+    Inside a replica context with several replicas, the traced graph reads
+    the first replica's variables, so only the first replica's gradient
+    sees the term. There it is weighted by the number of replicas (and the
+    others add 0), which makes the summed gradient and loss equal to one
+    device's.
+    """
+    value = tf.cast(self._strength, tf.float32) * self._term_fn()
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+      is_first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0),
+                         tf.float32)
+      value = value * is_first * float(replicas)
+    return value
 
   def wrap_loss(self, loss) -> Callable:
     """Returns a loss for `compile` that adds `self.loss()` to `loss`.
@@ -168,8 +182,12 @@ class ModelRegularizer(object):
     base = keras.losses.get(loss) if isinstance(loss, str) else loss
     regularizer = self
 
+    # Loss.call gives per-example values; compile's wrapper reduces them (a
+    # reducing Loss inside a tf.distribute strategy is an error in tf_keras).
+    per_example = base.call if isinstance(base, keras.losses.Loss) else base
+
     def morph_net_loss(y_true, y_pred):
-      data_loss = base(y_true, y_pred)
+      data_loss = per_example(y_true, y_pred)
       return data_loss + tf.cast(regularizer.loss(), data_loss.dtype)
 
     morph_net_loss.__name__ = 'morph_net_' + getattr(

@@ -1,0 +1,118 @@
+r"""Learns the channel counts of a small CNN on Fashion-MNIST with model.fit.
+
+The MorphNet regularizer is one loss term: the FLOP cost shown in the
+progress bar falls epoch by epoch while the network keeps training. The
+learned structure is written to <output_dir>/learned_structure/alive_<step>.
+
+  python3 examples/fashion_mnist_keras.py
+  python3 examples/fashion_mnist_keras.py --regularizer=group_lasso_flops \
+      --strength_multiplier=2 --epochs=5 --output_dir=/tmp/fmnist
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from morph_net import datasets
+from morph_net import keras as morph_keras
+from morph_net.keras import compat
+from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import latency_regularizer
+from morph_net.network_regularizers import model_size_regularizer
+
+REGULARIZERS = {
+    'gamma_flops': (flop_regularizer.GammaFlopsRegularizer,
+                    lambda t: {'gamma_threshold': t}),
+    'group_lasso_flops': (flop_regularizer.GroupLassoFlopsRegularizer,
+                          lambda t: {'threshold': t}),
+    'gamma_model_size': (model_size_regularizer.GammaModelSizeRegularizer,
+                         lambda t: {'gamma_threshold': t}),
+    'gamma_latency': (latency_regularizer.GammaLatencyRegularizer,
+                      lambda t: {'gamma_threshold': t, 'hardware': 'V100'}),
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('regularizer', 'gamma_flops', sorted(REGULARIZERS),
+                  'Which MorphNet regularizer to train with.')
+flags.DEFINE_float('strength_multiplier', 4.0,
+                   'Regularization strength as a multiple of 1 / initial cost.')
+flags.DEFINE_float('threshold', 5e-2,
+                   'Alive threshold (|gamma| or group lasso norm).')
+flags.DEFINE_integer('epochs', 4, 'Training epochs.')
+flags.DEFINE_integer('batch_size', 128, 'Batch size.')
+flags.DEFINE_integer('train_examples', 12000,
+                     'Training examples used (0: all 60000).')
+flags.DEFINE_float('learning_rate', 5e-3, 'Adam learning rate.')
+flags.DEFINE_string('output_dir', '/tmp/morph_net_fashion_mnist',
+                    'Where structures and TensorBoard logs go.')
+flags.DEFINE_string('data_dir', datasets.FASHION_MNIST_DIR,
+                    'Directory of the Fashion-MNIST IDX files.')
+flags.DEFINE_integer('seed', 0, 'Random seed.')
+
+
+def build_model(keras, widths=(32, 64, 128)):
+  """A small conv-BN-ReLU CNN for 28x28x1 inputs."""
+  inputs = keras.Input((28, 28, 1))
+  x = inputs
+  for i, width in enumerate(widths):
+    x = keras.layers.Conv2D(width, 3, strides=1 if i == 0 else 2,
+                            padding='same', use_bias=False,
+                            name='conv%d' % (i + 1))(x)
+    x = keras.layers.BatchNormalization(momentum=0.9,
+                                        name='bn%d' % (i + 1))(x)
+    x = keras.layers.ReLU(name='relu%d' % (i + 1))(x)
+  x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
+  outputs = keras.layers.Dense(10, name='logits')(x)
+  return keras.Model(inputs, outputs, name='fashion_cnn')
+
+
+def main(argv):
+  del argv
+  keras = compat.get_keras()
+  keras.utils.set_random_seed(FLAGS.seed)
+  (x_train, y_train), (x_test, y_test) = datasets.load_dataset(
+      'fashion_mnist', FLAGS.data_dir)
+  if FLAGS.train_examples:
+    x_train, y_train = (x_train[:FLAGS.train_examples],
+                        y_train[:FLAGS.train_examples])
+
+  model = build_model(keras)
+  regularizer_class, threshold_args = REGULARIZERS[FLAGS.regularizer]
+  regularizer = morph_keras.ModelRegularizer(
+      model, regularizer_class, **threshold_args(FLAGS.threshold))
+  strength = regularizer.set_strength_relative_to_cost(
+      FLAGS.strength_multiplier)
+  print('%s: initial %s = %.0f, strength = %.3g' %
+        (regularizer.name, regularizer.cost_name, regularizer.initial_cost,
+         strength))
+
+  model.compile(
+      optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+      loss=regularizer.wrap_loss(
+          keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+      metrics=['accuracy'] + regularizer.metrics())
+
+  def report(epoch, logs):
+    print('epoch %d: %s = %.0f (%.1f%% of initial), alive = %s' % (
+        epoch + 1, regularizer.cost_name, float(regularizer.cost()),
+        100.0 * float(regularizer.cost()) / regularizer.initial_cost,
+        json.dumps(regularizer.alive_counts(), sort_keys=True)))
+
+  callbacks = [
+      keras.callbacks.LambdaCallback(on_epoch_end=report),
+      morph_keras.StructureExportCallback(regularizer, FLAGS.output_dir,
+                                          every_n_steps=200),
+      morph_keras.CostSummaryCallback(regularizer, FLAGS.output_dir),
+  ]
+  model.fit(x_train, y_train, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+            validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)
+  print('final %s: %.0f of %.0f; structure in %s' % (
+      regularizer.cost_name, float(regularizer.cost()),
+      regularizer.initial_cost,
+      os.path.join(FLAGS.output_dir, 'learned_structure', 'alive')))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,299 @@
+"""Tests of morph_net.keras.ModelRegularizer on Keras 3 models."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net import keras as morph_keras
+from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import model_size_regularizer
+
+GAMMA = flop_regularizer.GammaFlopsRegularizer
+GROUP_LASSO = flop_regularizer.GroupLassoFlopsRegularizer
+# conv1: 8x8x3 -> 8x8x4 (3x3, same); conv2: 8x8x4 -> 4x4x6 (3x3, stride 2);
+# dense: 6 -> 3.
+CONV1_FLOPS_PER_PAIR = 2 * 8 * 8 * 3 * 3
+CONV2_FLOPS_PER_PAIR = 2 * 4 * 4 * 3 * 3
+FULL_FLOPS = (CONV1_FLOPS_PER_PAIR * 3 * 4 + CONV2_FLOPS_PER_PAIR * 4 * 6 +
+              2 * 6 * 3)
+
+
+def _layers(x, scale=True):
+  x = keras.layers.Conv2D(4, 3, padding='same', use_bias=False, name='conv1')(x)
+  x = keras.layers.BatchNormalization(scale=scale, name='bn1')(x)
+  x = keras.layers.ReLU(name='relu1')(x)
+  x = keras.layers.Conv2D(6, 3, strides=2, padding='same', use_bias=False,
+                          name='conv2')(x)
+  x = keras.layers.BatchNormalization(scale=scale, name='bn2')(x)
+  x = keras.layers.ReLU(name='relu2')(x)
+  x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
+  return keras.layers.Dense(3, name='dense')(x)
+
+
+def functional_model(scale=True, input_shape=(8, 8, 3)):
+  inputs = keras.Input(input_shape)
+  return keras.Model(inputs, _layers(inputs, scale), name='functional')
+
+
+def sequential_model():
+  return keras.Sequential([
+      keras.Input((8, 8, 3)),
+      keras.layers.Conv2D(4, 3, padding='same', use_bias=False, name='conv1'),
+      keras.layers.BatchNormalization(name='bn1'),
+      keras.layers.ReLU(),
+      keras.layers.Conv2D(6, 3, strides=2, padding='same', use_bias=False,
+                          name='conv2'),
+      keras.layers.BatchNormalization(name='bn2'),
+      keras.layers.ReLU(),
+      keras.layers.GlobalAveragePooling2D(),
+      keras.layers.Dense(3, name='dense'),
+  ], name='sequential')
+
+
+class SubclassedModel(keras.Model):
+
+  def __init__(self):
+    super().__init__(name='subclassed')
+    self.conv1 = keras.layers.Conv2D(4, 3, padding='same', use_bias=False,
+                                     name='conv1')
+    self.bn1 = keras.layers.BatchNormalization(name='bn1')
+    self.conv2 = keras.layers.Conv2D(6, 3, strides=2, padding='same',
+                                     use_bias=False, name='conv2')
+    self.bn2 = keras.layers.BatchNormalization(name='bn2')
+    self.dense = keras.layers.Dense(3, name='dense')
+
+  def call(self, x, training=False):
+    x = tf.nn.relu(self.bn1(self.conv1(x), training=training))
+    x = tf.nn.relu(self.bn2(self.conv2(x), training=training))
+    return self.dense(tf.reduce_mean(x, [1, 2]))
+
+
+def nested_model():
+  inputs = keras.Input((8, 8, 3))
+  backbone_in = keras.Input((8, 8, 3))
+  x = keras.layers.Conv2D(4, 3, padding='same', use_bias=False,
+                          name='conv1')(backbone_in)
+  x = keras.layers.BatchNormalization(name='bn1')(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.Conv2D(6, 3, strides=2, padding='same', use_bias=False,
+                          name='conv2')(x)
+  x = keras.layers.BatchNormalization(name='bn2')(x)
+  backbone = keras.Model(backbone_in, keras.layers.ReLU()(x), name='backbone')
+  y = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+  return keras.Model(inputs, keras.layers.Dense(3, name='dense')(y),
+                     name='outer')
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+  keras.backend.clear_session()
+  yield
+
+
+def _set_gamma(model, layer_name, values):
+  layer = model.get_layer(layer_name)
+  layer.gamma.assign(np.asarray(values, np.float32))
+
+
+def test_term_and_cost_equal_core_on_same_graph():
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+  fn = tf.compat.v1.wrap_function(lambda x: model(x, training=False),
+                                  [tf.TensorSpec([None, 8, 8, 3])])
+  with fn.graph.as_default():
+    core = GAMMA([fn.graph.outputs[0].op], gamma_threshold=1e-3)
+    fetches = [core.get_regularization_term(), core.get_cost()]
+  term, cost = fn.prune(feeds=[], fetches=fetches)()
+  assert float(reg.cost()) == pytest.approx(float(cost))
+  assert float(reg.term()) == pytest.approx(float(term))
+  assert float(reg.cost()) == FULL_FLOPS
+  # Term with all gammas 1: each conv adds C * (in * out + out * in).
+  expected_term = (CONV1_FLOPS_PER_PAIR * (3 * 4) +
+                   CONV2_FLOPS_PER_PAIR * (4 * 6 + 6 * 4) + 2 * 3 * 6)
+  assert float(reg.term()) == pytest.approx(expected_term)
+
+
+@pytest.mark.parametrize('builder,kwargs', [
+    (functional_model, {}),
+    (sequential_model, {}),
+    (nested_model, {}),
+    (SubclassedModel, {'input_shape': (8, 8, 3)}),
+])
+def test_model_kinds_give_same_cost_and_layer_names(builder, kwargs):
+  model = builder()
+  if isinstance(model, SubclassedModel):
+    model(np.zeros((1, 8, 8, 3), np.float32))
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=0.1,
+                                     **kwargs)
+  assert float(reg.cost()) == FULL_FLOPS
+  assert reg.alive_counts() == {'conv1': 4, 'conv2': 6}
+  bn1 = [l for l in _all_layers(model) if l.name == 'bn1'][0]
+  bn1.gamma.assign([1.0, 0.0, 0.05, 1.0])
+  assert reg.alive_counts() == {'conv1': 2, 'conv2': 6}
+  expected = (CONV1_FLOPS_PER_PAIR * 3 * 2 + CONV2_FLOPS_PER_PAIR * 2 * 6 +
+              2 * 6 * 3)
+  assert float(reg.cost()) == expected
+
+
+def _all_layers(model):
+  return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def test_gradients_reach_gammas_and_kernels():
+  model = functional_model()
+  gamma_reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+  lasso_reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  variables = {w.path: w.value for w in model.trainable_weights}
+  with tf.GradientTape(persistent=True) as tape:
+    gamma_term = gamma_reg.term()
+    lasso_term = lasso_reg.term()
+  gamma_grads = tape.gradient(gamma_term, variables)
+  lasso_grads = tape.gradient(lasso_term, variables)
+  assert gamma_grads['bn1/gamma'] is not None
+  assert gamma_grads['bn2/gamma'] is not None
+  assert gamma_grads['conv1/kernel'] is None
+  assert np.all(gamma_grads['bn1/gamma'].numpy() > 0)
+  for name in ('conv1/kernel', 'conv2/kernel', 'dense/kernel'):
+    assert lasso_grads[name] is not None
+    assert np.any(lasso_grads[name].numpy() != 0)
+
+
+def test_group_lasso_alive_counts_follow_kernels():
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  assert reg.alive_counts() == {'conv1': 4, 'conv2': 6, 'dense': 3}
+  kernel = model.get_layer('conv2').kernel
+  value = kernel.numpy()
+  value[..., :4] = 0.0
+  kernel.assign(value)
+  assert reg.alive_counts()['conv2'] == 2
+
+
+def test_strength_changes_loss_without_retracing():
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3,
+                                     strength=1.0)
+
+  @tf.function
+  def loss():
+    return reg.loss()
+
+  first = float(loss())
+  reg.set_strength(2.0)
+  second = float(loss())
+  assert second == pytest.approx(2 * first)
+  assert loss.experimental_get_tracing_count() == 1
+  strength = reg.set_strength_relative_to_cost(3.0)
+  assert strength == pytest.approx(3.0 / FULL_FLOPS)
+  assert float(reg.strength) == pytest.approx(3.0 / FULL_FLOPS)
+
+
+def test_fit_trains_shows_metrics_and_callback_writes_structure(tmp_path):
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+  reg.set_strength_relative_to_cost(1.0)
+  model.compile(optimizer=keras.optimizers.SGD(0.1),
+                loss=reg.wrap_loss(keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True)),
+                metrics=reg.metrics())
+  x = np.random.RandomState(0).rand(32, 8, 8, 3).astype(np.float32)
+  y = np.arange(32) % 3
+  callback = morph_keras.StructureExportCallback(reg, str(tmp_path),
+                                                 every_n_steps=2)
+  history = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                      callbacks=[callback,
+                                 morph_keras.CostSummaryCallback(
+                                     reg, str(tmp_path), every_n_steps=2)])
+  assert history.history['flops'][0] == pytest.approx(FULL_FLOPS)
+  assert 'morph_net_loss' in history.history
+  structure_dir = tmp_path / 'learned_structure'
+  names = sorted(os.listdir(structure_dir))
+  assert names == ['alive', 'alive_2', 'alive_4', 'alive_6', 'alive_8']
+  text = (structure_dir / 'alive').read_text()
+  assert json.loads(text) == reg.alive_counts()
+  assert text == json.dumps(reg.alive_counts(), sort_keys=True, indent=2)
+  assert os.listdir(tmp_path / 'morph_net')  # TensorBoard event file.
+
+
+def test_fit_with_zero_data_loss_moves_gammas_by_lr_times_strength():
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3,
+                                     strength=1.0)
+  zero_loss = lambda y_true, y_pred: 0.0 * tf.reduce_sum(y_pred, -1)
+  model.compile(optimizer=keras.optimizers.SGD(0.001),
+                loss=reg.wrap_loss(zero_loss))
+  before = model.get_layer('bn1').gamma.numpy().copy()
+  grad = None
+  with tf.GradientTape() as tape:
+    term = reg.term()
+  grad = tape.gradient(term, model.get_layer('bn1').gamma.value).numpy()
+  model.fit(np.zeros((4, 8, 8, 3), np.float32), np.zeros(4), batch_size=4,
+            epochs=1, verbose=0)
+  after = model.get_layer('bn1').gamma.numpy()
+  np.testing.assert_allclose(before - after, 0.001 * grad, rtol=1e-4)
+
+
+def test_mixed_precision_model_works():
+  keras.mixed_precision.set_global_policy('mixed_float16')
+  try:
+    model = functional_model()
+    reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+    assert float(reg.cost()) == FULL_FLOPS
+    assert reg.term().dtype == tf.float32
+    model.compile(optimizer='sgd', loss=reg.wrap_loss(
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
+    model.fit(np.zeros((4, 8, 8, 3), np.float32), np.zeros(4), verbose=0)
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+
+
+def test_model_size_regularizer_through_bridge():
+  reg = morph_keras.ModelRegularizer(
+      functional_model(), model_size_regularizer.GammaModelSizeRegularizer,
+      gamma_threshold=1e-3)
+  assert float(reg.cost()) == 9 * 3 * 4 + 9 * 4 * 6 + 6 * 3
+
+
+def test_error_unbuilt_model():
+  model = keras.Sequential([keras.layers.Conv2D(4, 3)])
+  with pytest.raises(errors.InvalidArgumentError, match='is not built'):
+    morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+
+
+def test_error_unknown_spatial_size_and_fix_by_input_shape():
+  model = functional_model(input_shape=(None, None, 3))
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'unknown input size.*input_shape=\(H, W, C\)'):
+    morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3,
+                                     input_shape=(8, 8, 3))
+  assert float(reg.cost()) == FULL_FLOPS
+
+
+def test_error_gamma_without_batch_norm_scale():
+  with pytest.raises(errors.NoSourceOpsError,
+                     match=r'scale=True.*conv1.*GroupLasso'):
+    morph_keras.ModelRegularizer(functional_model(scale=False), GAMMA,
+                                 gamma_threshold=1e-3)
+
+
+def test_error_layer_with_untraceable_size_names_the_op():
+  inputs = keras.Input((8, 8, 3))
+  x = keras.layers.Lambda(
+      lambda t: tf.image.resize(t, tf.shape(t)[1:3] * 1),
+      output_shape=(None, None, 3))(inputs)
+  model = keras.Model(inputs, _layers(x))
+  with pytest.raises(errors.UnsupportedGraphError,
+                     match=r"'.*conv1.*' \(Conv2D\) has an unknown output size"):
+    morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+
+
+def test_error_not_a_model():
+  with pytest.raises(errors.InvalidArgumentError, match='Expected a keras'):
+    morph_keras.ModelRegularizer(keras.layers.Dense(3), GAMMA,
+                                 gamma_threshold=1e-3)
