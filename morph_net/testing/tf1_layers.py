@@ -92,3 +92,18 @@ def conv_bn_relu(x, filters, kernel_size=3, strides=1, name='block',
   y = conv2d(x, filters, kernel_size, strides, name=name + '_conv')
   y = batch_norm(y, name=name + '_bn', scale=scale)
   return tf.nn.relu(y, name=name + '_relu')
+
+
+def get_variable(name):
+  """Returns the global variable named `name` (without ':0') of the graph."""
+  for variable in _v1.global_variables():
+    if variable.op.name == name:
+      return variable
+  raise ValueError('No variable %r; variables: %s' % (
+      name, [v.op.name for v in _v1.global_variables()]))
+
+
+def assign(session, name, value):
+  """Assigns `value` to the variable `name` (for example 'a_bn/gamma')."""
+  variable = get_variable(name)
+  session.run(variable.assign(tf.constant(value, dtype=variable.dtype)))
