@@ -27,6 +27,7 @@ class CostCalculator(object):
     self._manager = op_regularizer_manager
     self._resource_function = resource_function
     self._batch_size = batch_size
+    self._cache = {}  # (op, start, size) -> terms, per _total call.
 
   def get_cost(self, ops: Optional[Sequence[tf.Operation]] = None):
     """Returns the cost with dead channels removed (float32 scalar)."""
@@ -41,8 +42,11 @@ class CostCalculator(object):
     ops = self._manager.ops if ops is None else list(ops)
     with self._manager.graph.as_default(), tf.name_scope('morph_net_cost'):
       total = 0.0
+      costed = getattr(self._resource_function, 'costed_op_types',
+                       rf.COSTED_OP_TYPES)
+      self._cache = {}
       for op in ops:
-        if op.type not in rf.COSTED_OP_TYPES:
+        if op.type not in costed:
           continue
         terms = self._channel_terms(op)
         if terms is None:
@@ -94,6 +98,13 @@ class CostCalculator(object):
     if channel_range is None:
       return (channels, 0.0)
     op, start, size = channel_range
+    key = (op, start, size)
+    if key not in self._cache:
+      self._cache[key] = self._alive_and_regularization(op, start, size)
+    return self._cache[key]
+
+  def _alive_and_regularization(self, op, start, size):
+    """(alive count, regularization sum) of channels [start, +size) of op."""
     regularizer = self._manager.get_regularizer(op)
     if regularizer is None:
       return (size, 0.0)

@@ -253,6 +253,15 @@ def _is_python_number(value):
   return isinstance(value, (int, float))
 
 
+# Op types each function can give a non-zero value for; the cost calculator
+# skips other ops. A custom resource function may set the same attribute.
+flop_function.costed_op_types = WEIGHTED_OP_TYPES
+model_size_function.costed_op_types = WEIGHTED_OP_TYPES
+activation_count_function.costed_op_types = WEIGHTED_OP_TYPES
+memory_function.costed_op_types = COSTED_OP_TYPES
+latency_function.costed_op_types = COSTED_OP_TYPES
+
+
 def get_hardware(hardware: Union[str, Hardware, tuple]) -> Hardware:
   """Resolves a hardware name or a (GFLOP/s, GB/s) pair.
 

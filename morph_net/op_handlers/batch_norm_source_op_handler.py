@@ -21,8 +21,36 @@ FUSED_BATCH_NORM_TYPES = frozenset(
     ['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'])
 
 
+_RESHAPE_OP_TYPES = frozenset(['Reshape', 'ExpandDims', 'Squeeze'])
+
+
+def _is_channel_vector(tensor: tf.Tensor) -> bool:
+  """Whether a tensor is [C] or a broadcast shape [1, ..., 1, C]."""
+  shape = tensor.shape
+  if shape.rank is None or shape.rank < 1:
+    return False
+  return all(d == 1 for d in shape[:-1])
+
+
+def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
+  """Follows forwarding ops and [C] <-> [1, .., 1, C] reshapes upwards.
+
+  Batch norm with an explicit axis (keras.applications) reshapes its
+  parameters to the broadcast shape before using them.
+  """
+  for _ in range(16):
+    tensor = op_handler_util.skip_forwarding_ops(tensor)
+    if (tensor.op.type in _RESHAPE_OP_TYPES and tensor.op.inputs and
+        _is_channel_vector(tensor.op.inputs[0]) and
+        _is_channel_vector(tensor)):
+      tensor = tensor.op.inputs[0]
+      continue
+    return tensor
+  return tensor
+
+
 def _is_rsqrt(tensor: tf.Tensor) -> bool:
-  return op_handler_util.skip_forwarding_ops(tensor).op.type == 'Rsqrt'
+  return _skip_vector_reshapes(tensor).op.type == 'Rsqrt'
 
 
 def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
@@ -42,14 +70,17 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
   if op.type != 'Mul' or len(op.inputs) != 2:
     return None
   for x, scale in (op.inputs, reversed(op.inputs)):
-    if x.shape.rank is None or x.shape.rank < 2 or scale.shape.rank != 1:
+    if (x.shape.rank is None or x.shape.rank < 2 or
+        not _is_channel_vector(scale) or scale.shape.rank > x.shape.rank):
       continue
-    scale_op = op_handler_util.skip_forwarding_ops(scale).op
+    scale_op = _skip_vector_reshapes(scale).op
     if scale_op.type != 'Mul' or len(scale_op.inputs) != 2:
       continue
     a, b = scale_op.inputs
     for rsqrt, gamma in ((a, b), (b, a)):
-      if _is_rsqrt(rsqrt) and op_handler_util.reads_variable(gamma):
+      gamma = _skip_vector_reshapes(gamma)
+      if (_is_rsqrt(rsqrt) and gamma.shape.rank == 1 and
+          op_handler_util.reads_variable(gamma)):
         return gamma
   return None
 
