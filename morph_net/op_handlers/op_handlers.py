@@ -17,6 +17,7 @@ from morph_net.op_handlers import depth_to_space_op_handler
 from morph_net.op_handlers import depthwise_convolution_op_handler
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import leaf_op_handler
+from morph_net.op_handlers import logistic_sigmoid_source_op_handler
 from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.op_handlers import output_non_passthrough_op_handler
 from morph_net.op_handlers import slice_op_handler
@@ -147,4 +148,26 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
   handlers.update({'Conv2D': conv, 'Conv3D': conv,
                    'Conv2DBackpropInput': transpose,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
+  return handlers
+
+
+def get_logistic_sigmoid_op_handler_dict(
+    regularize_on_mask: bool = True, alive_threshold: float = 0.1,
+    mask_as_alive_vector: bool = True) -> OpHandlerDict:
+  """Returns a new registry whose sources are logistic-sigmoid channel gates.
+
+  Args:
+    regularize_on_mask: regularize the gate mask (True) or sigmoid(log_odds).
+    alive_threshold: a channel is alive when its mask (or probability)
+      exceeds it.
+    mask_as_alive_vector: threshold the mask (True) or the probability.
+
+  Returns:
+    An OpHandlerDict.
+  """
+  handlers = _get_base_op_handler_dict()
+  source = logistic_sigmoid_source_op_handler.LogisticSigmoidSourceOpHandler(
+      regularize_on_mask, alive_threshold, mask_as_alive_vector)
+  for op_type in logistic_sigmoid_source_op_handler.GATE_OP_TYPES:
+    handlers[op_type] = source  # Gating multiplies; other Mul ops group.
   return handlers
