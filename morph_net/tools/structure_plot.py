@@ -1,0 +1,74 @@
+"""PNG bar chart of per-layer widths before and after (e.g. shrink/expand).
+
+  structure_plot.plot_structures({'conv1': 32, ...}, {'conv1': 12, ...},
+                                 'widths.png')
+
+One pair of bars per layer (original, new), in the order of `before` (or
+`layer_order`), drawn with matplotlib's Agg backend and written atomically.
+"""
+
+import os
+import tempfile
+from typing import Dict, Optional, Sequence
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+__all__ = ['plot_structures']
+
+
+def plot_structures(before: Dict[str, int], after: Dict[str, int],
+                    path: str, layer_order: Optional[Sequence[str]] = None,
+                    title: str = 'Layer widths',
+                    labels=('before', 'after')) -> str:
+  """Writes a PNG with one bar per layer for `before` and `after`.
+
+  Args:
+    before: {layer name: width} of the original structure.
+    after: {layer name: width} of the new one (missing layers count as 0).
+    path: the PNG file to write.
+    layer_order: optional order of the layers (default: `before`'s order,
+      then layers only in `after`).
+    title: the figure title.
+    labels: legend labels of the two series.
+
+  Returns:
+    `path`.
+
+  Raises:
+    ValueError: if there is no layer to plot.
+  """
+  names = list(layer_order or list(before) +
+               [n for n in after if n not in before])
+  if not names:
+    raise ValueError('Invalid value for argument `before`. Expected at least '
+                     'one layer. Received: before=%r, after=%r' %
+                     (before, after))
+  x = range(len(names))
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4.5))
+  try:
+    ax.bar([i - 0.2 for i in x], [before.get(n, 0) for n in names], 0.4,
+           label=labels[0], color='#9aa7b8')
+    ax.bar([i + 0.2 for i in x], [after.get(n, 0) for n in names], 0.4,
+           label=labels[1], color='#2f6db5')
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_ylabel('channels')
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.png')
+    try:
+      with os.fdopen(fd, 'wb') as f:
+        fig.savefig(f, format='png', dpi=100)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
+  finally:
+    plt.close(fig)
+  return path

@@ -1,0 +1,24 @@
+"""Tests for morph_net.tools.structure_plot."""
+
+import os
+
+import matplotlib
+import pytest
+
+from morph_net.tools import structure_plot
+
+
+def test_writes_png_atomically(tmp_path):
+  path = str(tmp_path / 'sub' / 'w.png')
+  out = structure_plot.plot_structures(
+      {'conv1': 32, 'conv2': 64}, {'conv1': 12, 'conv2': 0, 'fc': 3}, path)
+  assert out == path
+  with open(path, 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert [n for n in os.listdir(tmp_path / 'sub')] == ['w.png']
+  assert matplotlib.get_backend().lower() == 'agg'
+
+
+def test_empty_structure_raises(tmp_path):
+  with pytest.raises(ValueError, match='at least one layer'):
+    structure_plot.plot_structures({}, {}, str(tmp_path / 'x.png'))
