@@ -65,11 +65,13 @@ class ModelRegularizer(object):
       cost = self._network_regularizer.get_cost()
     self._layer_of_placeholder = tracing.map_placeholders_to_layers(
         model, graph)
-    alive = self._alive_tensors()
-    self._term_fn = self._wrapped.prune(feeds=[], fetches=term)
-    self._cost_fn = self._wrapped.prune(feeds=[], fetches=cost)
-    self._alive_fn = (self._wrapped.prune(feeds=[], fetches=alive)
-                      if alive else None)
+    self._fetches = {'term': term, 'cost': cost,
+                     'alive': self._alive_tensors()}
+    # Term and cost are called inside compiled train steps, so they are
+    # pruned now; alive vectors (slow to prune on big graphs) on first use.
+    self._pruned = {}
+    self._function('term')
+    self._function('cost')
     self._strength = tf.Variable(float(strength), trainable=False,
                                  dtype=tf.float32,
                                  name='morph_net_strength')
@@ -142,13 +144,20 @@ class ModelRegularizer(object):
     self.set_strength(strength)
     return strength
 
+  def _function(self, name):
+    """The pruned function computing fetch `name` from live variables."""
+    if name not in self._pruned:
+      self._pruned[name] = self._wrapped.prune(feeds=[],
+                                               fetches=self._fetches[name])
+    return self._pruned[name]
+
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
-    return self._term_fn()
+    return self._function('term')()
 
   def cost(self) -> tf.Tensor:
     """The cost with dead channels removed, a float32 scalar."""
-    return self._cost_fn()
+    return self._function('cost')()
 
   def loss(self) -> tf.Tensor:
     """strength * term: what is added to the training loss.
@@ -159,7 +168,7 @@ class ModelRegularizer(object):
     others add 0), which makes the summed gradient and loss equal to one
     device's.
     """
-    value = tf.cast(self._strength, tf.float32) * self._term_fn()
+    value = tf.cast(self._strength, tf.float32) * self.term()
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context is not None else 1
     if replicas > 1:
@@ -243,9 +252,9 @@ class ModelRegularizer(object):
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""
-    if self._alive_fn is None:
+    if not self._fetches['alive']:
       return {}
-    return {k: v.numpy() for k, v in self._alive_fn().items()}
+    return {k: v.numpy() for k, v in self._function('alive')().items()}
 
   def alive_counts(self) -> Dict[str, int]:
     """{layer name: number of alive output channels}, as in the JSON files."""
@@ -257,15 +266,8 @@ class ModelRegularizer(object):
     Returns:
       The path of the step file.
     """
-    import os  # pylint: disable=g-import-not-at-top
-    counts = self.alive_counts()
-    directory = os.path.join(base_dir, structure_exporter.STRUCTURE_DIRNAME)
-    path = os.path.join(directory, '%s_%d' % (
-        structure_exporter.ALIVE_FILENAME, step))
-    structure_exporter.write_json_atomically(counts, path)
-    structure_exporter.write_json_atomically(
-        counts, os.path.join(directory, structure_exporter.ALIVE_FILENAME))
-    return path
+    return structure_exporter.save_alive_counts_files(
+        self.alive_counts(), base_dir, step)
 
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""

@@ -7,12 +7,14 @@ cost, alive vectors) follow training and are differentiable with respect to
 the model's variables.
 """
 
-from typing import Dict, List, Optional, Sequence
+import re
+from typing import Collection, Dict, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.framework import op_handler_util
+
+_SCOPE_SUFFIX = re.compile(r'_\d+$')  # Keras uniquifies scopes: conv_1.
 
 
 def _layer_description(model) -> str:
@@ -102,17 +104,26 @@ def _variable_handles(variable):
   return handles
 
 
-def map_placeholders_to_layers(model, graph) -> Dict[tf.Tensor, str]:
+def map_placeholders_to_layers(model, graph, layers: Optional[Iterable] = None
+                               ) -> Dict[tf.Tensor, str]:
   """Maps the graph placeholders of captured variables to layer names.
 
   A variable belongs to the innermost layer that owns it, so variables of a
   nested model map to the nested model's layers.
 
+  Args:
+    model: the traced Keras model.
+    graph: the graph of `trace_model(model, ...)`.
+    layers: the layers variables may map to (default: every layer of
+      `model`, nested ones included). Passing `model.layers` maps the
+      variables of a nested model to the nested model itself.
+
   Returns:
-    {internal placeholder tensor: layer name}.
+    {internal placeholder tensor reference: layer name}.
   """
   owner = {}
-  layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
+  if layers is None:
+    layers = model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
   for layer in sorted(layers, key=lambda l: -len(l.weights)):
     for variable in layer.weights:
       for handle in _variable_handles(variable):
@@ -147,5 +158,19 @@ def op_layer_name(op: tf.Operation, placeholder_layers) -> Optional[str]:
   return placeholder_layers.get(placeholder.ref())
 
 
-def describe_op(op):
-  return op_handler_util.describe_op(op)
+def scope_layer_name(op: tf.Operation,
+                     layer_names: Collection[str]) -> Optional[str]:
+  """The layer among `layer_names` whose name scope holds `op`, or None.
+
+  For ops that read no weights (activations, pooling, merges), which
+  `op_layer_name` cannot map. Keras names an op
+  `<model>_1/<layer>_1/<op>`; the model scope is skipped and the first
+  scope that names a layer (with or without the `_<n>` suffix) wins.
+  """
+  for part in op.name.split('/')[1:]:
+    stripped = _SCOPE_SUFFIX.sub('', part)
+    if stripped in layer_names:
+      return stripped
+    if part in layer_names:
+      return part
+  return None

@@ -41,7 +41,9 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from morph_net.probabilistic_gating._keras_compat import keras
+from morph_net.keras import compat
+
+keras = compat.get_keras()
 
 __all__ = [
     'LogisticSigmoidGating', 'add_gating_to_fn', 'gated_batch_norm',

@@ -16,8 +16,10 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from morph_net.keras import compat
 from morph_net.probabilistic_gating import activation_gating
-from morph_net.probabilistic_gating._keras_compat import keras
+
+keras = compat.get_keras()
 
 OPEN = 20.0  # Log-odds of a gate that is open (sigmoid ~ 1).
 SHUT = -20.0  # Log-odds of a gate that is shut.

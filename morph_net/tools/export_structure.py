@@ -81,8 +81,8 @@ def restore_checkpoint(model, checkpoint):
 
 def export(model, output, regularizer_class, threshold):
   """Builds the regularizer on `model` and writes its alive counts."""
-  traced = keras_cost.TracedRegularizer(model, regularizer_class, threshold)
-  counts = traced.alive_counts()
+  counts = keras_cost.model_regularizer(model, regularizer_class,
+                                        threshold).alive_counts()
   structure_exporter.write_json_atomically(counts, output)
   return counts
 

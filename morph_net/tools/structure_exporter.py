@@ -60,6 +60,25 @@ def write_json_atomically(data, path: str) -> None:
     raise
 
 
+def save_alive_counts_files(counts: Dict[str, int], base_dir: str,
+                            step: int) -> str:
+  """Writes `counts` to learned_structure/alive_<step> and the latest copy.
+
+  Args:
+    counts: {name: alive channels}.
+    base_dir: the run directory; files go to its `learned_structure/`.
+    step: the global step in the file name.
+
+  Returns:
+    The path of the step file.
+  """
+  directory = os.path.join(base_dir, STRUCTURE_DIRNAME)
+  path = os.path.join(directory, '%s_%d' % (ALIVE_FILENAME, step))
+  write_json_atomically(counts, path)
+  write_json_atomically(counts, os.path.join(directory, ALIVE_FILENAME))
+  return path
+
+
 class StructureExporter(object):
   """Reads alive vectors of the regularized ops and saves their counts.
 
@@ -132,9 +151,5 @@ class StructureExporter(object):
     Returns:
       The path of the step file.
     """
-    directory = os.path.join(base_dir, STRUCTURE_DIRNAME)
-    counts = self.get_alive_counts()
-    path = os.path.join(directory, '%s_%d' % (ALIVE_FILENAME, global_step))
-    write_json_atomically(counts, path)
-    write_json_atomically(counts, os.path.join(directory, ALIVE_FILENAME))
-    return path
+    return save_alive_counts_files(self.get_alive_counts(), base_dir,
+                                   global_step)

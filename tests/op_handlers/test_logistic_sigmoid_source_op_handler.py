@@ -6,14 +6,16 @@ import tensorflow as tf
 
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.framework import probabilistic_grouping_regularizer as pgr
+from morph_net.keras import compat
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import logistic_sigmoid_source_op_handler as ls
 from morph_net.op_handlers import op_handlers
 from morph_net.op_regularizers import prob_gating_regularizer
 from morph_net.probabilistic_gating import activation_gating as ag
-from morph_net.probabilistic_gating._keras_compat import keras
 from morph_net.testing import gating_models
 from morph_net.testing import tf1_layers
+
+keras = compat.get_keras()
 
 
 def _gate_ops(graph):

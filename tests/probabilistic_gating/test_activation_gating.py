@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from morph_net.keras import compat
 from morph_net.probabilistic_gating import activation_gating as ag
-from morph_net.probabilistic_gating._keras_compat import keras
+
+keras = compat.get_keras()
 
 LOG_ODDS = np.array([-2.0, -0.5, 0.0, 0.7, 2.0], np.float32)
 

@@ -8,9 +8,11 @@ Keras bridge (`morph_net.keras.ModelRegularizer`, `wrap_loss`).
 
 import numpy as np
 
+from morph_net.keras import compat
 from morph_net.network_regularizers import logistic_sigmoid_regularizer as lsr
 from morph_net.probabilistic_gating import activation_gating as ag
-from morph_net.probabilistic_gating._keras_compat import keras
+
+keras = compat.get_keras()
 
 N_INFORMATIVE, N_NOISE, HIDDEN = 4, 12, 32
 

@@ -12,11 +12,13 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import op_handler_decorator
 from morph_net.framework import probabilistic_grouping_regularizer as pgr
+from morph_net.keras import compat
 from morph_net.network_regularizers import logistic_sigmoid_regularizer as lsr
 from morph_net.probabilistic_gating import activation_gating as ag
-from morph_net.probabilistic_gating._keras_compat import keras
 from morph_net.testing import gating_models as gm
 from morph_net.testing import tf1_layers
+
+keras = compat.get_keras()
 
 O, S = gm.OPEN, gm.SHUT
 CONV3X3 = 2 * 8 * 8 * 3 * 3  # FLOPs per (input, output) channel pair.
