@@ -18,8 +18,10 @@ from absl import flags
 from morph_net import datasets
 from morph_net import keras as morph_keras
 from morph_net.keras import compat
+from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
+from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 
 REGULARIZERS = {
@@ -31,15 +33,28 @@ REGULARIZERS = {
                          lambda t: {'gamma_threshold': t}),
     'gamma_latency': (latency_regularizer.GammaLatencyRegularizer,
                       lambda t: {'gamma_threshold': t, 'hardware': 'V100'}),
+    # Recommended by the original library (FiGS): gates after each conv,
+    # with or without batch norm. The model gets LogisticSigmoidGating layers.
+    'logistic_sigmoid_flops': (
+        logistic_sigmoid_regularizer.LogisticSigmoidFlopsRegularizer,
+        lambda t: {'alive_threshold': t}),
+    'logistic_sigmoid_model_size': (
+        logistic_sigmoid_regularizer.LogisticSigmoidModelSizeRegularizer,
+        lambda t: {'alive_threshold': t}),
 }
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('regularizer', 'gamma_flops', sorted(REGULARIZERS),
-                  'Which MorphNet regularizer to train with.')
-flags.DEFINE_float('strength_multiplier', 4.0,
-                   'Regularization strength as a multiple of 1 / initial cost.')
+                  'Which MorphNet regularizer to train with. '
+                  'logistic_sigmoid_* (probabilistic gating, FiGS) is the '
+                  'recommended family; gamma_* needs batch norm scale; '
+                  'group_lasso_* works on any conv net.')
+flags.DEFINE_float('strength_multiplier', None,
+                   'Regularization strength as a multiple of 1 / initial cost '
+                   '(default: 2 for gamma / group lasso, 0.3 for gates).')
 flags.DEFINE_float('threshold', 5e-2,
-                   'Alive threshold (|gamma| or group lasso norm).')
+                   'Alive threshold (|gamma|, group lasso norm, or gate '
+                   'mask for logistic_sigmoid_*).')
 flags.DEFINE_integer('epochs', 4, 'Training epochs.')
 flags.DEFINE_integer('batch_size', 128, 'Batch size.')
 flags.DEFINE_integer('train_examples', 12000,
@@ -52,8 +67,8 @@ flags.DEFINE_string('data_dir', datasets.FASHION_MNIST_DIR,
 flags.DEFINE_integer('seed', 0, 'Random seed.')
 
 
-def build_model(keras, widths=(32, 64, 128)):
-  """A small conv-BN-ReLU CNN for 28x28x1 inputs."""
+def build_model(keras, widths=(32, 64, 128), gated=False):
+  """A small conv-BN-ReLU CNN for 28x28x1 inputs (gated: a gate per block)."""
   inputs = keras.Input((28, 28, 1))
   x = inputs
   for i, width in enumerate(widths):
@@ -63,6 +78,10 @@ def build_model(keras, widths=(32, 64, 128)):
     x = keras.layers.BatchNormalization(momentum=0.9,
                                         name='bn%d' % (i + 1))(x)
     x = keras.layers.ReLU(name='relu%d' % (i + 1))(x)
+    if gated:
+      x = activation_gating.LogisticSigmoidGating(
+          straight_through=True, temperature=1.0, log_odds_init=1.0,
+          name='gate%d' % (i + 1))(x)
   x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
   outputs = keras.layers.Dense(10, name='logits')(x)
   return keras.Model(inputs, outputs, name='fashion_cnn')
@@ -78,12 +97,15 @@ def main(argv):
     x_train, y_train = (x_train[:FLAGS.train_examples],
                         y_train[:FLAGS.train_examples])
 
-  model = build_model(keras)
+  model = build_model(
+      keras, gated=FLAGS.regularizer.startswith('logistic_sigmoid'))
   regularizer_class, threshold_args = REGULARIZERS[FLAGS.regularizer]
   regularizer = morph_keras.ModelRegularizer(
       model, regularizer_class, **threshold_args(FLAGS.threshold))
-  strength = regularizer.set_strength_relative_to_cost(
-      FLAGS.strength_multiplier)
+  multiplier = FLAGS.strength_multiplier
+  if multiplier is None:
+    multiplier = 0.3 if FLAGS.regularizer.startswith('logistic') else 2.0
+  strength = regularizer.set_strength_relative_to_cost(multiplier)
   print('%s: initial %s = %.0f, strength = %.3g' %
         (regularizer.name, regularizer.cost_name, regularizer.initial_cost,
          strength))
