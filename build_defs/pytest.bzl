@@ -1,0 +1,36 @@
+"""pytest_test: a py_test that runs one test file under pytest."""
+
+def pytest_test(name, src, deps = [], data = [], args = [], **kwargs):
+    """Declares a py_test running `src` with pytest.
+
+    Args:
+      name: target name (usually src without ".py").
+      src: the test file, e.g. "test_flop_regularizer.py".
+      deps: extra py_library deps (//morph_net is always added).
+      data: extra runfiles (conftest.py files, test data).
+      args: extra pytest arguments, after the test file.
+      **kwargs: passed to py_test (size, timeout, tags, shard_count, ...).
+    """
+    native.py_test(
+        name = name,
+        srcs = [src, "//build_defs:pytest_main.py"],
+        main = "//build_defs:pytest_main.py",
+        args = ["$(rootpath %s)" % src] + args,
+        python_version = "PY3",
+        srcs_version = "PY3",
+        deps = depset(["//morph_net"] + deps).to_list(),
+        data = data + ["//:pytest_config"],
+        **kwargs
+    )
+
+def pytest_tests(srcs, deps = [], data = [], size = "medium", **kwargs):
+    """One pytest_test per file in srcs, named after the file."""
+    for src in srcs:
+        pytest_test(
+            name = src[:-len(".py")],
+            src = src,
+            deps = deps,
+            data = data,
+            size = size,
+            **kwargs
+        )
