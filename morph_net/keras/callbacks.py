@@ -21,21 +21,30 @@ class StructureExportCallback(_keras.callbacks.Callback):
 
   The files hold {layer name: alive channels} (sorted keys, indent 2), every
   `every_n_steps` optimizer steps and at the end of training; the latest copy
-  is `learned_structure/alive`.
+  is `learned_structure/alive`. At the end of training it also draws the
+  widths at the start and at the end of training to
+  `learned_structure/structure.png`.
 
   Args:
     model_regularizer: a `morph_net.keras.ModelRegularizer`.
     log_dir: the directory of the run.
     every_n_steps: export period in optimizer steps (None: only at the end).
+    plot: whether to write the PNG at the end of training.
   """
 
   def __init__(self, model_regularizer, log_dir: str,
-               every_n_steps: Optional[int] = 1000):
+               every_n_steps: Optional[int] = 1000, plot: bool = True):
     super().__init__()
     self._regularizer = model_regularizer
     self._log_dir = log_dir
     self._every_n_steps = every_n_steps
+    self._plot = plot
+    self._initial_counts = None
     self.exported_paths = []
+
+  def on_train_begin(self, logs=None):
+    if self._initial_counts is None:
+      self._initial_counts = self._regularizer.alive_counts()
 
   def _export(self):
     path = self._regularizer.save_alive_counts(self._log_dir,
@@ -48,6 +57,13 @@ class StructureExportCallback(_keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self._export()
+    if self._plot and self._initial_counts:
+      from morph_net.tools import structure_plot  # pylint: disable=g-import-not-at-top
+      structure_plot.plot_structures(
+          self._initial_counts, self._regularizer.alive_counts(),
+          os.path.join(self._log_dir, 'learned_structure', 'structure.png'),
+          title='%s: alive channels' % self._regularizer.name,
+          labels=('start of training', 'end of training'))
 
 
 class CostSummaryCallback(_keras.callbacks.Callback):

@@ -213,7 +213,10 @@ def test_fit_trains_shows_metrics_and_callback_writes_structure(tmp_path):
   assert 'morph_net_loss' in history.history
   structure_dir = tmp_path / 'learned_structure'
   names = sorted(os.listdir(structure_dir))
-  assert names == ['alive', 'alive_2', 'alive_4', 'alive_6', 'alive_8']
+  assert names == ['alive', 'alive_2', 'alive_4', 'alive_6', 'alive_8',
+                   'structure.png']
+  with open(structure_dir / 'structure.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   text = (structure_dir / 'alive').read_text()
   assert json.loads(text) == reg.alive_counts()
   assert text == json.dumps(reg.alive_counts(), sort_keys=True, indent=2)
@@ -297,3 +300,30 @@ def test_error_not_a_model():
   with pytest.raises(errors.InvalidArgumentError, match='Expected a keras'):
     morph_keras.ModelRegularizer(keras.layers.Dense(3), GAMMA,
                                  gamma_threshold=1e-3)
+
+
+def test_export_tool_writes_the_callbacks_json_for_the_same_weights(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  model = functional_model()
+  reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=0.1)
+  model.get_layer('bn1').gamma.assign([1.0, 0.0, 0.05, 1.0])
+  model.get_layer('bn2').gamma.assign([1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+  model.compile(optimizer=keras.optimizers.SGD(0.0), loss='mse')
+  model.fit(np.zeros((2, 8, 8, 3), np.float32), np.zeros((2, 3)), verbose=0,
+            callbacks=[morph_keras.StructureExportCallback(
+                reg, str(tmp_path / 'run'), every_n_steps=None, plot=False)])
+  model_path = str(tmp_path / 'model.keras')
+  model.save(model_path)
+  exported = str(tmp_path / 'exported.json')
+  result = subprocess.run(
+      [sys.executable, '-m', 'morph_net.tools.export_structure',
+       '--model=' + model_path, '--regularizer=GammaFlopsRegularizer',
+       '--threshold=0.1', '--output=' + exported],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / 'run' / 'learned_structure' / 'alive') as f:
+    from_callback = f.read()
+  with open(exported) as f:
+    assert f.read() == from_callback
+  assert json.loads(from_callback) == {'conv1': 2, 'conv2': 4}
