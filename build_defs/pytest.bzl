@@ -34,3 +34,38 @@ def pytest_tests(srcs, deps = [], data = [], size = "medium", **kwargs):
             size = size,
             **kwargs
         )
+
+def pytest_directory(parent_support = "//tests:test_support", shards = {},
+                     extra_support_deps = [], size = "large"):
+    """The BUILD of one tests/ subdirectory.
+
+    Declares `:test_support` (conftest.py, helper modules and data files of
+    the directory, plus the parent's) and one pytest_test per test_*.py file,
+    so new test files are picked up automatically.
+
+    Args:
+      parent_support: the test_support target of the directory above.
+      shards: {test file: shard count} for slow files.
+      extra_support_deps: more py_library deps of the helpers.
+      size: Bazel test size of every test.
+    """
+    native.py_library(
+        name = "test_support",
+        srcs = native.glob(["*.py"], exclude = ["test_*.py"],
+                           allow_empty = True),
+        data = native.glob(
+            ["**"],
+            exclude = ["**/*.py", "**/*.pyc", "**/BUILD",
+                       "**/__pycache__/**"],
+            allow_empty = True,
+        ),
+        deps = [parent_support] + extra_support_deps,
+    )
+    for src in native.glob(["test_*.py"], allow_empty = True):
+        pytest_test(
+            name = src[:-len(".py")],
+            src = src,
+            size = size,
+            shard_count = shards.get(src, 1),
+            deps = [":test_support"],
+        )
