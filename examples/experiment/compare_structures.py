@@ -19,9 +19,14 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string('run', [], 'label=run_dir of a shrink run.')
-flags.DEFINE_string('output', '/tmp/structure_comparison',
-                    'Output path prefix (.md and .png are added).')
+
+
+def define_flags():
+  """Defines the command line flags (only when run as a program, so
+  that importing this module next to other absl programs is safe)."""
+  flags.DEFINE_multi_string('run', [], 'label=run_dir of a shrink run.')
+  flags.DEFINE_string('output', '/tmp/structure_comparison',
+                      'Output path prefix (.md and .png are added).')
 
 
 def _load(run_dir, name):
@@ -105,4 +110,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -51,16 +51,21 @@ SMOKE_BINDINGS = (
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string('gin_file', [],
-                          'Gin config files (default: '
-                          'examples/configs/gamma_flops.gin).')
-flags.DEFINE_multi_string('gin_bindings', [],
-                          "Gin bindings, e.g. 'train.epochs = 2'.")
-flags.DEFINE_string('output_dir', '/tmp/morph_net_cycle', 'The run directory.')
-flags.DEFINE_string('stage', 'all',
-                    'Comma separated stages among %s, or all.' % (STAGES,))
-flags.DEFINE_boolean('smoke', False,
-                     'Tiny data, model and epochs: every stage in minutes.')
+
+
+def define_flags():
+  """Defines the command line flags (only when run as a program, so
+  that importing this module next to other absl programs is safe)."""
+  flags.DEFINE_multi_string('gin_file', [],
+                            'Gin config files (default: '
+                            'examples/configs/gamma_flops.gin).')
+  flags.DEFINE_multi_string('gin_bindings', [],
+                            "Gin bindings, e.g. 'train.epochs = 2'.")
+  flags.DEFINE_string('output_dir', '/tmp/morph_net_cycle', 'The run directory.')
+  flags.DEFINE_string('stage', 'all',
+                      'Comma separated stages among %s, or all.' % (STAGES,))
+  flags.DEFINE_boolean('smoke', False,
+                       'Tiny data, model and epochs: every stage in minutes.')
 
 # The shipped configs; `include 'gamma_flops.gin'` finds them from anywhere.
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
@@ -139,4 +144,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

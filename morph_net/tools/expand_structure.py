@@ -16,17 +16,22 @@ from absl import flags
 from morph_net.tools import width_multiplier
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('structure', None, 'Structure JSON {layer: width}.')
-flags.DEFINE_string('output', None, 'Where to write the scaled structure.')
-flags.DEFINE_string('model', None, 'Saved .keras model the structure '
-                    'belongs to (needed for costs and --target_cost).')
-flags.DEFINE_float('multiplier', None, 'Width multiplier.')
-flags.DEFINE_string('target_cost', None, "Cost to reach, or 'original' for "
-                    "the model's own cost.")
-flags.DEFINE_string('regularizer', 'GammaFlopsRegularizer',
-                    'Network regularizer class whose cost is targeted.')
-flags.DEFINE_integer('round_to', 1, 'Round widths to a multiple of this.')
-flags.mark_flags_as_required(['structure', 'output'])
+
+
+def define_flags():
+  """Defines the command line flags (only when run as a program, so
+  that importing this module next to other absl programs is safe)."""
+  flags.DEFINE_string('structure', None, 'Structure JSON {layer: width}.')
+  flags.DEFINE_string('output', None, 'Where to write the scaled structure.')
+  flags.DEFINE_string('model', None, 'Saved .keras model the structure '
+                      'belongs to (needed for costs and --target_cost).')
+  flags.DEFINE_float('multiplier', None, 'Width multiplier.')
+  flags.DEFINE_string('target_cost', None, "Cost to reach, or 'original' for "
+                      "the model's own cost.")
+  flags.DEFINE_string('regularizer', 'GammaFlopsRegularizer',
+                      'Network regularizer class whose cost is targeted.')
+  flags.DEFINE_integer('round_to', 1, 'Round widths to a multiple of this.')
+  flags.mark_flags_as_required(['structure', 'output'])
 
 
 def main(argv):
@@ -55,4 +60,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

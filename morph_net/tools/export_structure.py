@@ -27,18 +27,23 @@ from morph_net.tools import structure_exporter
 from morph_net.tools import width_multiplier
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('model', None, 'Saved .keras model.')
-flags.DEFINE_string('builder', None, "'module:function' returning a built "
-                    'Keras model (use with --checkpoint).')
-flags.DEFINE_string('checkpoint', None, 'TF checkpoint prefix written by '
-                    'tf.train.Checkpoint(model=...).')
-flags.DEFINE_multi_string('gin_file', [], 'Gin files configuring the builder.')
-flags.DEFINE_multi_string('gin_param', [], 'Gin bindings.')
-flags.DEFINE_string('regularizer', 'GammaFlopsRegularizer',
-                    'Network regularizer class name.')
-flags.DEFINE_float('threshold', 1e-3, 'Alive threshold (gamma or group '
-                   'lasso).')
-flags.DEFINE_string('output', None, 'Structure JSON to write.')
+
+
+def define_flags():
+  """Defines the command line flags (only when run as a program, so
+  that importing this module next to other absl programs is safe)."""
+  flags.DEFINE_string('model', None, 'Saved .keras model.')
+  flags.DEFINE_string('builder', None, "'module:function' returning a built "
+                      'Keras model (use with --checkpoint).')
+  flags.DEFINE_string('checkpoint', None, 'TF checkpoint prefix written by '
+                      'tf.train.Checkpoint(model=...).')
+  flags.DEFINE_multi_string('gin_file', [], 'Gin files configuring the builder.')
+  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings.')
+  flags.DEFINE_string('regularizer', 'GammaFlopsRegularizer',
+                      'Network regularizer class name.')
+  flags.DEFINE_float('threshold', 1e-3, 'Alive threshold (gamma or group '
+                     'lasso).')
+  flags.DEFINE_string('output', None, 'Structure JSON to write.')
 
 
 class CheckpointMismatchError(ValueError):
@@ -109,4 +114,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
