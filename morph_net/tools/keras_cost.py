@@ -85,7 +85,9 @@ class StructureCost(object):
   """
 
   def __init__(self, model, regularizer_class=None, input_shape=None):
+    from morph_net.tools import channel_analysis  # pylint: disable=g-import-not-at-top
     from morph_net.tools import rebuild  # pylint: disable=g-import-not-at-top
+    self._channel_analysis = channel_analysis
     self._rebuild = rebuild
     regularizer_class = (regularizer_class or
                          flop_regularizer.GammaFlopsRegularizer)
@@ -125,7 +127,7 @@ class StructureCost(object):
       in_w = plan.width(in_spaces[0]) if in_spaces else out_w
       if not weighted:
         in_w = out_w
-      elif isinstance(layer, self._rebuild._SEPARABLE_TYPES):  # pylint: disable=protected-access
+      elif isinstance(layer, self._channel_analysis._SEPARABLE_TYPES):  # pylint: disable=protected-access
         k = int(layer.depth_multiplier)
         if op.type in resource_function.DEPTHWISE_OP_TYPES:
           out_w = in_w * k
