@@ -107,3 +107,20 @@ def assign(session, name, value):
   """Assigns `value` to the variable `name` (for example 'a_bn/gamma')."""
   variable = get_variable(name)
   session.run(variable.assign(tf.constant(value, dtype=variable.dtype)))
+
+
+def evaluate(fetches, assignments=None):
+  """Runs `fetches` in a new session of the default graph.
+
+  Args:
+    fetches: what `Session.run` takes.
+    assignments: optional {variable name: value} set after initialisation.
+
+  Returns:
+    The fetched values.
+  """
+  with _v1.Session() as session:
+    session.run(_v1.global_variables_initializer())
+    for name, value in (assignments or {}).items():
+      assign(session, name, value)
+    return session.run(fetches)

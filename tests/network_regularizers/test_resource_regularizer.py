@@ -11,12 +11,7 @@ from morph_net.testing import tf1_layers as layers
 _v1 = tf.compat.v1
 
 
-def _evaluate(fetches, assignments=None):
-  with _v1.Session() as session:
-    session.run(_v1.global_variables_initializer())
-    for name, value in (assignments or {}).items():
-      layers.assign(session, name, value)
-    return session.run(fetches)
+_evaluate = layers.evaluate
 
 
 class DecoratorTest(tf.test.TestCase):
