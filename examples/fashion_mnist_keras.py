@@ -23,24 +23,19 @@ from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
+from morph_net.network_regularizers import registry
 
 REGULARIZERS = {
-    'gamma_flops': (flop_regularizer.GammaFlopsRegularizer,
-                    lambda t: {'gamma_threshold': t}),
-    'group_lasso_flops': (flop_regularizer.GroupLassoFlopsRegularizer,
-                          lambda t: {'threshold': t}),
-    'gamma_model_size': (model_size_regularizer.GammaModelSizeRegularizer,
-                         lambda t: {'gamma_threshold': t}),
-    'gamma_latency': (latency_regularizer.GammaLatencyRegularizer,
-                      lambda t: {'gamma_threshold': t, 'hardware': 'V100'}),
+    'gamma_flops': flop_regularizer.GammaFlopsRegularizer,
+    'group_lasso_flops': flop_regularizer.GroupLassoFlopsRegularizer,
+    'gamma_model_size': model_size_regularizer.GammaModelSizeRegularizer,
+    'gamma_latency': latency_regularizer.GammaLatencyRegularizer,
     # Recommended by the original library (FiGS): gates after each conv,
     # with or without batch norm. The model gets LogisticSigmoidGating layers.
-    'logistic_sigmoid_flops': (
+    'logistic_sigmoid_flops':
         logistic_sigmoid_regularizer.LogisticSigmoidFlopsRegularizer,
-        lambda t: {'alive_threshold': t}),
-    'logistic_sigmoid_model_size': (
+    'logistic_sigmoid_model_size':
         logistic_sigmoid_regularizer.LogisticSigmoidModelSizeRegularizer,
-        lambda t: {'alive_threshold': t}),
 }
 
 FLAGS = flags.FLAGS
@@ -99,9 +94,12 @@ def main(argv):
 
   model = build_model(
       keras, gated=FLAGS.regularizer.startswith('logistic_sigmoid'))
-  regularizer_class, threshold_args = REGULARIZERS[FLAGS.regularizer]
+  regularizer_class = REGULARIZERS[FLAGS.regularizer]
+  kwargs = registry.threshold_kwargs(regularizer_class, FLAGS.threshold)
+  if FLAGS.regularizer == 'gamma_latency':
+    kwargs['hardware'] = 'V100'
   regularizer = morph_keras.ModelRegularizer(
-      model, regularizer_class, **threshold_args(FLAGS.threshold))
+      model, regularizer_class, **kwargs)
   multiplier = FLAGS.strength_multiplier
   if multiplier is None:
     multiplier = 0.3 if FLAGS.regularizer.startswith('logistic') else 2.0

@@ -27,11 +27,7 @@ import gin
 import keras
 
 from morph_net import keras as morph_keras
-from morph_net.network_regularizers import activation_regularizer
-from morph_net.network_regularizers import flop_regularizer
-from morph_net.network_regularizers import latency_regularizer
-from morph_net.network_regularizers import logistic_sigmoid_regularizer
-from morph_net.network_regularizers import model_size_regularizer
+from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 from morph_net.tools import keras_cost
 from morph_net.tools import rebuild
@@ -45,38 +41,14 @@ from examples.experiment import training
 __all__ = ['Experiment', 'regularizer_class', 'shrink_stage', 'expand_stage',
            'retrain_stage', 'baseline_stage', 'evaluate_stage']
 
-_REGULARIZER_MODULES = (flop_regularizer, model_size_regularizer,
-                        latency_regularizer, activation_regularizer,
-                        logistic_sigmoid_regularizer)
-
-
 def regularizer_class(name: str):
   """The network regularizer class called `name` (e.g. 'GammaFlopsRegularizer')."""
-  classes = {}
-  for module in _REGULARIZER_MODULES:
-    for attr in getattr(module, '__all__', dir(module)):
-      if attr.endswith('Regularizer') and attr[:1].isupper():
-        classes[attr] = getattr(module, attr)
-  if name not in classes:
-    import difflib  # pylint: disable=g-import-not-at-top
-    close = difflib.get_close_matches(name, list(classes), n=1)
-    raise ValueError('Invalid value for argument `regularizer`. Expected one '
-                     'of %s.%s Received: regularizer=%r' % (
-                         ', '.join(sorted(classes)),
-                         (' Did you mean %r?' % close[0]) if close else '',
-                         name))
-  return classes[name]
+  return registry.get_regularizer_class(name)
 
 
 def threshold_kwargs(name: str, threshold: Optional[float]) -> Dict:
   """The alive-threshold argument of regularizer `name`."""
-  if threshold is None:
-    return {}
-  if name.startswith('Gamma'):
-    return {'gamma_threshold': threshold}
-  if name.startswith('GroupLasso'):
-    return {'threshold': threshold}
-  return {'alive_threshold': threshold}
+  return registry.threshold_kwargs(name, threshold)
 
 
 class _ResourceCost(object):

@@ -7,32 +7,15 @@ rebuilding it. Ops map to Keras layers through the variables they read
 (`morph_net.keras.tracing`).
 """
 
-import inspect
 from typing import Optional, Sequence
 
 from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 
 __all__ = ['model_regularizer', 'model_cost', 'StructureCost']
-
-# Names the network regularizers give their alive threshold, in the order
-# they are looked for (Gamma*, GroupLasso*, LogisticSigmoid*).
-_THRESHOLD_ARGS = ('gamma_threshold', 'threshold', 'alive_threshold')
-
-
-def _threshold_kwargs(regularizer_class, threshold):
-  parameters = inspect.signature(regularizer_class).parameters
-  for name in _THRESHOLD_ARGS:
-    if name in parameters:
-      return {name: threshold}
-  raise ValueError(
-      'Invalid value for argument `regularizer_class`. Expected a network '
-      'regularizer taking one of the arguments %s. Received: '
-      'regularizer_class=%s' % (', '.join(_THRESHOLD_ARGS),
-                                regularizer_class.__name__))
-
 
 def _shape_without_batch(input_shape: Optional[Sequence[int]]):
   return None if input_shape is None else tuple(input_shape)[1:]
@@ -57,7 +40,7 @@ def model_regularizer(model, regularizer_class=None, threshold=1e-3,
   """
   regularizer_class = (regularizer_class or
                        flop_regularizer.GammaFlopsRegularizer)
-  kwargs.update(_threshold_kwargs(regularizer_class, threshold))
+  kwargs.update(registry.threshold_kwargs(regularizer_class, threshold))
   return model_regularizer_lib.ModelRegularizer(
       model, regularizer_class, input_shape=_shape_without_batch(input_shape),
       **kwargs)

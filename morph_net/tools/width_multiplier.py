@@ -215,19 +215,5 @@ def expand_file(model, structure_path: str, output_path: str,
 
 def regularizer_class(name):
   """Returns the network regularizer class called `name`."""
-  from morph_net.network_regularizers import flop_regularizer  # pylint: disable=g-import-not-at-top
-  from morph_net.network_regularizers import latency_regularizer  # pylint: disable=g-import-not-at-top
-  from morph_net.network_regularizers import model_size_regularizer  # pylint: disable=g-import-not-at-top
-  classes = {}
-  for module in (flop_regularizer, model_size_regularizer,
-                 latency_regularizer):
-    for attr in dir(module):
-      if attr.endswith('Regularizer') and not attr.startswith('_'):
-        classes[attr] = getattr(module, attr)
-  if name not in classes:
-    import difflib  # pylint: disable=g-import-not-at-top
-    close = difflib.get_close_matches(name, classes, n=1)
-    raise ValueError('Unknown regularizer %r.%s Known: %s' % (
-        name, (' Did you mean %r?' % close[0]) if close else '',
-        ', '.join(sorted(classes))))
-  return classes[name]
+  from morph_net.network_regularizers import registry  # pylint: disable=g-import-not-at-top
+  return registry.get_regularizer_class(name)
