@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from morph_net.tools import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 FLAGS = flags.FLAGS
 
 
@@ -66,8 +68,7 @@ def compare(runs, output):
     lines.append('- %s (%s): FLOPs kept %.1f%%, own cost kept %.1f%%' % (
         label, reg, 100 * flops, 100 * cost))
   text = '\n'.join(lines) + '\n'
-  with open(output + '.md', 'w') as f:
-    f.write(text)
+  atomic_file.write_text_atomically(text, output + '.md')
   fig, ax = plt.subplots(figsize=(7, 4))
   try:
     for label in labels:
@@ -80,7 +81,8 @@ def compare(runs, output):
     ax.set_title('Learned structure per layer (input -> output)')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(output + '.png', dpi=100)
+    with atomic_file.atomic_write(output + '.png', binary=True) as f:
+      fig.savefig(f, format='png', dpi=100)
   finally:
     plt.close(fig)
   print(text)

@@ -29,6 +29,7 @@ import keras
 from morph_net import keras as morph_keras
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
+from morph_net.tools import atomic_file
 from morph_net.tools import keras_cost
 from morph_net.tools import rebuild
 from morph_net.tools import structure_plot
@@ -73,15 +74,6 @@ def cost_class(resource: str = 'flops', hardware: str = 'V100',
   raise ValueError("Invalid value for argument `resource`. Expected one of "
                    "'flops', 'model_size', 'latency', 'activations'. "
                    'Received: resource=%r' % resource)
-
-
-def _write_json(value, path):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
 
 
 def _read_json(path):
@@ -229,7 +221,7 @@ def shrink_stage(exp: Experiment, regularizer: str = 'GammaFlopsRegularizer',
       original_flops=flops.cost(original), shrunk_flops=flops.cost(shrunk),
       kept_fraction={name: shrunk[name] / float(original[name])
                      for name in original})
-  _write_json(result, exp.path('shrink', 'metrics.json'))
+  atomic_file.write_json_atomically(result, exp.path('shrink', 'metrics.json'))
   structure_plot.plot_structures(
       original, shrunk, exp.path('structure.png'),
       title='%s: learned widths' % reg.name, labels=('original', 'shrunk'))
@@ -277,7 +269,7 @@ def expand_stage(exp: Experiment, resource: str = 'flops',
   result = {'resource': resource, 'target_cost': target,
             'shrunk_cost': coster.cost(shrunk), 'expanded_cost': cost,
             'multiplier': multiplier}
-  _write_json(result, exp.path('structures', 'expand_metrics.json'))
+  atomic_file.write_json_atomically(result, exp.path('structures', 'expand_metrics.json'))
   print('expand: %s %.6g -> %.6g (target %.6g) with multiplier %.4f' % (
       resource, result['shrunk_cost'], cost, target, multiplier))
   return result
@@ -298,7 +290,7 @@ def _train_structure(exp: Experiment, name: str, structure: Dict[str, int],
   model.save(os.path.join(out, 'model.keras'))
   result['structure'] = structure
   result.update(extra or {})
-  _write_json(result, os.path.join(out, 'metrics.json'))
+  atomic_file.write_json_atomically(result, os.path.join(out, 'metrics.json'))
   return result
 
 
@@ -365,7 +357,7 @@ def evaluate_stage(exp: Experiment) -> Dict:
   metrics = {'seed': exp.seed, 'test_examples': int(len(exp.data.y_test)),
              'train_examples': int(len(exp.data.y_train)),
              'models': results}
-  _write_json(metrics, exp.path('metrics.json'))
+  atomic_file.write_json_atomically(metrics, exp.path('metrics.json'))
   return metrics
 
 
@@ -373,7 +365,7 @@ def record_time(exp: Experiment, stage: str, seconds: float) -> None:
   path = exp.path('timings.json')
   timings = _read_json(path) if os.path.exists(path) else {}
   timings[stage] = round(seconds, 1)
-  _write_json(timings, path)
+  atomic_file.write_json_atomically(timings, path)
 
 
 def timed(exp: Experiment, stage: str, fn):

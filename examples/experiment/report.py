@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from morph_net.tools import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 __all__ = ['make_report', 'flops_at_accuracy', 'accuracy_at_flops']
 
 
@@ -132,11 +134,10 @@ def make_report(run_dir: str, equal_accuracy_points: float = 0.3,
             'seed': metrics.get('seed'),
             'train_examples': metrics.get('train_examples'),
             'test_examples': metrics.get('test_examples')}
-  with open(os.path.join(run_dir, 'report.json'), 'w') as f:
-    json.dump(report, f, indent=2, sort_keys=True)
-    f.write('\n')
-  with open(os.path.join(run_dir, 'report.md'), 'w') as f:
-    f.write(markdown(report))
+  atomic_file.write_json_atomically(report, os.path.join(run_dir,
+                                                        'report.json'))
+  atomic_file.write_text_atomically(markdown(report),
+                                    os.path.join(run_dir, 'report.md'))
   plot(models, os.path.join(run_dir, 'accuracy_vs_flops.png'))
   return report
 
@@ -198,7 +199,8 @@ def plot(models: Dict, path: str) -> str:
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format='png', dpi=100)
+    with atomic_file.atomic_write(path, binary=True) as f:
+      fig.savefig(f, format='png', dpi=100)
   finally:
     plt.close(fig)
   return path

@@ -28,6 +28,8 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags
 import gin
 
+from morph_net.tools import atomic_file
+
 from examples.experiment import cycle
 from examples.experiment import report
 
@@ -90,17 +92,17 @@ def write_operative_config(run_dir: str, stage: str) -> None:
   operative_config.gin joins the per-stage files of every stage run so far
   in this directory (stages may run in separate processes).
   """
-  with open(os.path.join(run_dir, 'operative_config_%s.gin' % stage),
-            'w') as f:
-    f.write(gin.operative_config_str())
+  atomic_file.write_text_atomically(
+      gin.operative_config_str(),
+      os.path.join(run_dir, 'operative_config_%s.gin' % stage))
   parts = []
   for name in STAGES:
     path = os.path.join(run_dir, 'operative_config_%s.gin' % name)
     if os.path.exists(path):
       with open(path) as f:
         parts.append('# ---- stage %s ----\n%s' % (name, f.read()))
-  with open(os.path.join(run_dir, 'operative_config.gin'), 'w') as f:
-    f.write('\n'.join(parts))
+  atomic_file.write_text_atomically(
+      '\n'.join(parts), os.path.join(run_dir, 'operative_config.gin'))
 
 
 def run(run_dir: str, stages) -> None:
@@ -138,8 +140,8 @@ def main(argv):
   gin.parse_config_files_and_bindings(FLAGS.gin_file or [DEFAULT_GIN],
                                       bindings)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
-  with open(os.path.join(FLAGS.output_dir, 'config.gin'), 'w') as f:
-    f.write(gin.config_str())
+  atomic_file.write_text_atomically(
+      gin.config_str(), os.path.join(FLAGS.output_dir, 'config.gin'))
   run(FLAGS.output_dir, stages)
 
 

@@ -7,12 +7,13 @@ copy, `<base_dir>/learned_structure/alive`. Files are written atomically.
 
 import json
 import os
-import tempfile
 from typing import Callable, Dict, Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+
+from morph_net.tools import atomic_file
 
 # Ops whose output channels make up the structure of a network.
 SUPPORTED_OPS = frozenset([
@@ -38,26 +39,8 @@ def get_remove_common_prefix_fn(names) -> Callable[[str], str]:
   return lambda name: '/'.join(name.split('/')[common:])
 
 
-def write_json_atomically(data, path: str) -> None:
-  """Writes `data` as sorted, indented JSON to `path` via a temp file + rename."""
-  directory = os.path.dirname(path) or '.'
-  tf.io.gfile.makedirs(directory)
-  text = json.dumps(data, sort_keys=True, indent=2)
-  if '://' in path:  # Remote file systems: write then rename through gfile.
-    tmp_path = path + '.tmp'
-    with tf.io.gfile.GFile(tmp_path, 'w') as f:
-      f.write(text)
-    tf.io.gfile.rename(tmp_path, path, overwrite=True)
-    return
-  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp_')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-    os.replace(tmp_path, path)
-  except BaseException:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
-    raise
+# Kept here as well: the original module exported it.
+write_json_atomically = atomic_file.write_json_atomically
 
 
 def save_alive_counts_files(counts: Dict[str, int], base_dir: str,

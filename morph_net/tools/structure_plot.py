@@ -7,13 +7,13 @@ One pair of bars per layer (original, new), in the order of `before` (or
 `layer_order`), drawn with matplotlib's Agg backend and written atomically.
 """
 
-import os
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from morph_net.tools import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['plot_structures']
 
@@ -58,17 +58,8 @@ def plot_structures(before: Dict[str, int], after: Dict[str, int],
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.png')
-    try:
-      with os.fdopen(fd, 'wb') as f:
-        fig.savefig(f, format='png', dpi=100)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    with atomic_file.atomic_write(path, binary=True) as f:
+      fig.savefig(f, format='png', dpi=100)
   finally:
     plt.close(fig)
   return path

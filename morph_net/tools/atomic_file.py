@@ -1,0 +1,66 @@
+"""Atomic file writes: a temp file in the same directory, then a rename.
+
+A reader (TensorBoard, a second process, a crash-interrupted run) sees either
+the old file or the whole new one, never a partial write.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator, IO
+
+import tensorflow as tf
+
+__all__ = ['atomic_write', 'write_text_atomically', 'write_json_atomically']
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
+  """Opens a temp file next to `path`; renames it onto `path` on success.
+
+  Remote paths (`scheme://...`) go through `tf.io.gfile` (write, then
+  rename with overwrite). On an exception the temp file is removed and
+  `path` is left untouched.
+
+  Args:
+    path: the destination file; its directory is created if missing.
+    binary: open in binary mode.
+
+  Yields:
+    The writable file object.
+  """
+  directory = os.path.dirname(path) or '.'
+  if '://' in path:
+    tf.io.gfile.makedirs(directory)
+    tmp_path = path + '.tmp'
+    try:
+      with tf.io.gfile.GFile(tmp_path, 'wb' if binary else 'w') as f:
+        yield f
+      tf.io.gfile.rename(tmp_path, path, overwrite=True)
+    except BaseException:
+      if tf.io.gfile.exists(tmp_path):
+        tf.io.gfile.remove(tmp_path)
+      raise
+    return
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp_')
+  try:
+    with os.fdopen(fd, 'wb' if binary else 'w') as f:
+      yield f
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
+def write_text_atomically(text: str, path: str) -> None:
+  """Writes `text` to `path` atomically."""
+  with atomic_write(path) as f:
+    f.write(text)
+
+
+def write_json_atomically(data: Any, path: str) -> None:
+  """Writes `data` as sorted JSON with indent 2 to `path` atomically."""
+  write_text_atomically(json.dumps(data, sort_keys=True, indent=2), path)
