@@ -24,10 +24,12 @@ __all__ = ['build_model', 'small_resnet', 'keras_application']
 LOGITS = 'logits'
 
 
-def _conv_bn(x, filters, kernel, strides, name, gated, relu=True):
+def _conv_bn(x, filters, kernel, strides, name, gated, relu=True,
+             batch_norm=True):
   x = keras.layers.Conv2D(filters, kernel, strides=strides, padding='same',
-                          use_bias=False, name=name)(x)
-  x = keras.layers.BatchNormalization(momentum=0.9, name=name + '_bn')(x)
+                          use_bias=not batch_norm, name=name)(x)
+  if batch_norm:
+    x = keras.layers.BatchNormalization(momentum=0.9, name=name + '_bn')(x)
   if gated:
     x = activation_gating.LogisticSigmoidGating(name=name + '_gate')(x)
   if relu:
@@ -42,6 +44,7 @@ def small_resnet(input_shape: Tuple[int, int, int] = (28, 28, 1),
                  blocks_per_stage: int = 1,
                  stem_width: int = 32,
                  gated: bool = False,
+                 batch_norm: bool = True,
                  name: str = 'small_resnet') -> keras.Model:
   """A small ResNet: stem, then one stage per width (stride 2 after the first).
 
@@ -52,6 +55,10 @@ def small_resnet(input_shape: Tuple[int, int, int] = (28, 28, 1),
     blocks_per_stage: residual blocks (conv-bn-relu-conv-bn + skip) a stage.
     stem_width: channels of the stem conv.
     gated: add a LogisticSigmoidGating layer after each batch norm.
+    batch_norm: False drops the batch norms (convs get biases). GroupLasso
+      needs this: behind a batch norm a filter's scale does not change the
+      output, so its norm says nothing about the channel's use and the
+      penalty shrinks every filter alike.
     name: model name.
 
   Returns:
@@ -59,7 +66,9 @@ def small_resnet(input_shape: Tuple[int, int, int] = (28, 28, 1),
     `s<i>b<j>_conv2`, `s<i>_proj`, `logits`.
   """
   inputs = keras.Input(tuple(input_shape), name='image')
-  x = _conv_bn(inputs, stem_width, 3, 1, 'stem', gated)
+  conv = lambda *args, **kwargs: _conv_bn(*args, batch_norm=batch_norm,
+                                          **kwargs)
+  x = conv(inputs, stem_width, 3, 1, 'stem', gated)
   channels = stem_width
   for i, width in enumerate(widths):
     for j in range(blocks_per_stage):
@@ -67,10 +76,10 @@ def small_resnet(input_shape: Tuple[int, int, int] = (28, 28, 1),
       prefix = 's%db%d' % (i + 1, j + 1)
       shortcut = x
       if strides != 1 or channels != width:
-        shortcut = _conv_bn(x, width, 1, strides, 's%d_proj' % (i + 1), gated,
-                            relu=False)
-      y = _conv_bn(x, width, 3, strides, prefix + '_conv1', gated)
-      y = _conv_bn(y, width, 3, 1, prefix + '_conv2', gated, relu=False)
+        shortcut = conv(x, width, 1, strides, 's%d_proj' % (i + 1), gated,
+                        relu=False)
+      y = conv(x, width, 3, strides, prefix + '_conv1', gated)
+      y = conv(y, width, 3, 1, prefix + '_conv2', gated, relu=False)
       x = keras.layers.Add(name=prefix + '_add')([shortcut, y])
       x = keras.layers.ReLU(name=prefix + '_out')(x)
       channels = width

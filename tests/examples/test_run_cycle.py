@@ -165,6 +165,21 @@ def test_gated_model_has_the_plain_model_conv_names():
   assert any('Gating' in type(l).__name__ for l in gated.layers)
 
 
+def test_model_without_batch_norm_for_group_lasso():
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import flop_regularizer  # pylint: disable=g-import-not-at-top
+  kwargs = dict(input_shape=(8, 8, 1), widths=(4, 8), stem_width=4)
+  plain = models.small_resnet(batch_norm=False, **kwargs)
+  with_bn = models.small_resnet(**kwargs)
+  assert not any('BatchNormalization' in type(l).__name__
+                 for l in plain.layers)
+  assert all(l.use_bias for l in plain.layers if 'Conv' in type(l).__name__)
+  costs = [morph_keras.ModelRegularizer(
+      m, flop_regularizer.GroupLassoFlopsRegularizer,
+      threshold=1e-3).initial_cost for m in (plain, with_bn)]
+  assert costs[0] == costs[1] > 0
+
+
 def test_model_and_optimizer_errors():
   with pytest.raises(ValueError, match='Invalid value for argument `family`'):
     models.build_model(family='vit')
