@@ -15,6 +15,12 @@ import tensorflow as tf
 __all__ = ['atomic_write', 'write_text_atomically', 'write_json_atomically']
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
   """Opens a temp file next to `path`; renames it onto `path` on success.
@@ -48,6 +54,8 @@ def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
   try:
     with os.fdopen(fd, 'wb' if binary else 'w') as f:
       yield f
+    # mkstemp creates 0600 files; give the file the mode open() would.
+    os.chmod(tmp_path, 0o666 & ~_umask())
     os.replace(tmp_path, path)
   except BaseException:
     if os.path.exists(tmp_path):

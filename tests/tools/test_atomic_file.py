@@ -44,3 +44,13 @@ def test_binary_mode(tmp_path):
     f.write(b'\x89PNG')
   with open(path, 'rb') as f:
     assert f.read() == b'\x89PNG'
+
+
+def test_mode_follows_umask_like_open(tmp_path):
+  path = str(tmp_path / 'x.txt')
+  old = os.umask(0o022)
+  try:
+    atomic_file.write_text_atomically('x', path)
+  finally:
+    os.umask(old)
+  assert os.stat(path).st_mode & 0o777 == 0o644
