@@ -18,11 +18,10 @@ from typing import Dict, List, Sequence
 
 from absl import app
 from absl import flags
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from morph_net.tools import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import atomic_file
+
+from examples.experiment import report as report_lib
 
 __all__ = ['aggregate', 'load_reports']
 
@@ -125,7 +124,8 @@ def aggregate(run_dirs: Sequence[str], output: str,
             'answers': answers}
   atomic_file.write_json_atomically(result, output + '.json')
   atomic_file.write_text_atomically(markdown(result), output + '.md')
-  plot(models, output + '.png')
+  report_lib.plot(models, output + '.png',
+              ylabel='test accuracy (%), mean +- std over seeds')
   return result
 
 
@@ -166,39 +166,6 @@ def markdown(result: Dict) -> str:
   for key, value in sorted(result['answers'].items()):
     lines.append('- %s: %s' % (key, value))
   return '\n'.join(lines) + '\n'
-
-
-def plot(models: Dict, path: str) -> str:
-  """Mean accuracy vs mean FLOPs with one-std error bars."""
-  fig, ax = plt.subplots(figsize=(6.5, 4.5))
-  try:
-    curve = sorted((m['flops'], m['test_accuracy'], m['test_accuracy_std'],
-                    name) for name, m in models.items()
-                   if m['kind'] == 'width_multiplier')
-    if curve:
-      ax.errorbar([p[0] / 1e6 for p in curve], [100 * p[1] for p in curve],
-                  yerr=[100 * p[2] for p in curve], fmt='o-',
-                  color='#9aa7b8', capsize=3, label='width multiplier')
-      for f, a, _, name in curve:
-        ax.annotate(name.replace('wm_', 'x'), (f / 1e6, 100 * a),
-                    textcoords='offset points', xytext=(4, -10), fontsize=8)
-    for name, m in sorted(models.items()):
-      if m['kind'] == 'morphnet':
-        ax.errorbar(m['flops'] / 1e6, 100 * m['test_accuracy'],
-                    yerr=100 * m['test_accuracy_std'], fmt='*',
-                    markersize=13, capsize=3, label=name)
-    ax.set_xscale('log')
-    ax.set_xlabel('FLOPs (M, log scale)')
-    ax.set_ylabel('test accuracy (%), mean +- std over seeds')
-    ax.set_title('MorphNet vs uniform width multiplier')
-    ax.grid(True, which='both', alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file.atomic_write(path, binary=True) as f:
-      fig.savefig(f, format='png', dpi=100)
-  finally:
-    plt.close(fig)
-  return path
 
 
 def main(argv):

@@ -80,9 +80,7 @@ def compare(runs, output):
     ax.set_ylim(0, 1.05)
     ax.set_title('Learned structure per layer (input -> output)')
     ax.legend()
-    fig.tight_layout()
-    with atomic_file.atomic_write(output + '.png', binary=True) as f:
-      fig.savefig(f, format='png', dpi=100)
+    atomic_file.save_figure(fig, output + '.png')
   finally:
     plt.close(fig)
   print(text)

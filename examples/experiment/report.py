@@ -177,30 +177,34 @@ def markdown(report: Dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def plot(models: Dict, path: str) -> str:
-  """Accuracy vs FLOPs: the width-multiplier curve and the MorphNet points."""
+def plot(models: Dict, path: str,
+         ylabel: str = 'test accuracy (%)') -> str:
+  """Accuracy vs FLOPs: the width-multiplier curve and the MorphNet points.
+
+  Models with a `test_accuracy_std` (see aggregate.py) get error bars.
+  """
+  std = lambda m: 100 * m.get('test_accuracy_std', 0.0)
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   try:
     curve = _curve(models)
     if curve:
-      ax.plot([p[0] / 1e6 for p in curve], [100 * p[1] for p in curve],
-              'o-', color='#9aa7b8', label='width multiplier')
+      ax.errorbar([p[0] / 1e6 for p in curve], [100 * p[1] for p in curve],
+                  yerr=[std(models[p[2]]) for p in curve], fmt='o-',
+                  color='#9aa7b8', capsize=3, label='width multiplier')
       for f, a, name in curve:
         ax.annotate(name.replace('wm_', 'x'), (f / 1e6, 100 * a),
                     textcoords='offset points', xytext=(4, -10), fontsize=8)
     for name, m in sorted(models.items()):
       if m.get('kind') == 'morphnet':
-        ax.plot(m['flops'] / 1e6, 100 * m['test_accuracy'], '*',
-                markersize=13, label=name)
+        ax.errorbar(m['flops'] / 1e6, 100 * m['test_accuracy'], yerr=std(m),
+                    fmt='*', markersize=13, capsize=3, label=name)
     ax.set_xscale('log')
     ax.set_xlabel('FLOPs (M, log scale)')
-    ax.set_ylabel('test accuracy (%)')
+    ax.set_ylabel(ylabel)
     ax.set_title('MorphNet vs uniform width multiplier')
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file.atomic_write(path, binary=True) as f:
-      fig.savefig(f, format='png', dpi=100)
+    atomic_file.save_figure(fig, path)
   finally:
     plt.close(fig)
   return path

@@ -12,7 +12,8 @@ from typing import Any, Iterator, IO
 
 import tensorflow as tf
 
-__all__ = ['atomic_write', 'write_text_atomically', 'write_json_atomically']
+__all__ = ['atomic_write', 'write_text_atomically', 'write_json_atomically',
+           'save_figure']
 
 
 def _umask() -> int:
@@ -72,3 +73,11 @@ def write_text_atomically(text: str, path: str) -> None:
 def write_json_atomically(data: Any, path: str) -> None:
   """Writes `data` as sorted JSON with indent 2 to `path` atomically."""
   write_text_atomically(json.dumps(data, sort_keys=True, indent=2), path)
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> str:
+  """Lays out a matplotlib figure and writes it as PNG to `path` atomically."""
+  fig.tight_layout()
+  with atomic_write(path, binary=True) as f:
+    fig.savefig(f, format='png', dpi=dpi)
+  return path

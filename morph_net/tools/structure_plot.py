@@ -57,9 +57,7 @@ def plot_structures(before: Dict[str, int], after: Dict[str, int],
     ax.set_ylabel('channels')
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    with atomic_file.atomic_write(path, binary=True) as f:
-      fig.savefig(f, format='png', dpi=100)
+    atomic_file.save_figure(fig, path)
   finally:
     plt.close(fig)
   return path
