@@ -39,17 +39,8 @@ from examples.experiment import data as data_lib
 from examples.experiment import models
 from examples.experiment import training
 
-__all__ = ['Experiment', 'regularizer_class', 'shrink_stage', 'expand_stage',
+__all__ = ['Experiment', 'shrink_stage', 'expand_stage',
            'retrain_stage', 'baseline_stage', 'evaluate_stage']
-
-def regularizer_class(name: str):
-  """The network regularizer class called `name` (e.g. 'GammaFlopsRegularizer')."""
-  return registry.get_regularizer_class(name)
-
-
-def threshold_kwargs(name: str, threshold: Optional[float]) -> Dict:
-  """The alive-threshold argument of regularizer `name`."""
-  return registry.threshold_kwargs(name, threshold)
 
 
 class _ResourceCost(object):
@@ -126,9 +117,7 @@ class Experiment(object):
   def original_structure(self, model) -> Dict[str, int]:
     """{layer: width} of the width-taking layers that may change."""
     channels = rebuild.analyze(model)
-    output_groups = set()
-    for t in channels.functional.outputs:
-      output_groups.update(channels._groups_in(channels.space[id(t)]))  # pylint: disable=protected-access
+    output_groups = channels.output_groups()
     return {name: channels.original_width(name)
             for name in channels.source_layers()
             if channels.group_of(name) not in output_groups
@@ -189,9 +178,9 @@ def shrink_stage(exp: Experiment, regularizer: str = 'GammaFlopsRegularizer',
   Returns:
     The stage's metrics.
   """
-  cls = regularizer_class(regularizer)
+  cls = registry.get_regularizer_class(regularizer)
   model = exp.build(gated=gated)
-  kwargs = dict(threshold_kwargs(regularizer, threshold))
+  kwargs = dict(registry.threshold_kwargs(regularizer, threshold))
   kwargs.update(regularizer_kwargs or {})
   reg = morph_keras.ModelRegularizer(model, cls, **kwargs)
   if strength is not None:

@@ -7,7 +7,7 @@ analysis lives here, apart from the cloning in `rebuild` and the copying in
 """
 
 import collections
-from typing import List
+from typing import List, Set
 
 import keras
 import numpy as np
@@ -246,6 +246,11 @@ class ModelChannels(object):
     for name in self._group_of_layer:
       by_root.setdefault(self.group_of(name), []).append(name)
     return list(by_root.values())
+
+  def output_groups(self) -> Set[int]:
+    """Groups whose channels reach a model output (the output fixes them)."""
+    return {gid for t in self.functional.outputs
+            for gid in self._groups_in(self.space[id(t)])}
 
   def frozen_reasons(self, name) -> List[str]:
     """Why the group of `name` cannot change width ([] if it can)."""

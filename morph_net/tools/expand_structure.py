@@ -13,6 +13,7 @@ structure atomically (sorted keys, indent 2). `--multiplier` without
 from absl import app
 from absl import flags
 
+from morph_net.network_regularizers import registry
 from morph_net.tools import width_multiplier
 
 FLAGS = flags.FLAGS
@@ -54,8 +55,7 @@ def main(argv):
   width_multiplier.expand_file(
       model, FLAGS.structure, FLAGS.output, multiplier=FLAGS.multiplier,
       target_cost=target,
-      regularizer_class=width_multiplier.regularizer_class(
-          FLAGS.regularizer),
+      regularizer_class=registry.get_regularizer_class(FLAGS.regularizer),
       round_to=FLAGS.round_to)
 
 

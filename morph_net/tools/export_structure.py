@@ -22,9 +22,9 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from morph_net.network_regularizers import registry
+from morph_net.tools import atomic_file
 from morph_net.tools import keras_cost
-from morph_net.tools import structure_exporter
-from morph_net.tools import width_multiplier
 
 FLAGS = flags.FLAGS
 
@@ -88,7 +88,7 @@ def export(model, output, regularizer_class, threshold):
   """Builds the regularizer on `model` and writes its alive counts."""
   counts = keras_cost.model_regularizer(model, regularizer_class,
                                         threshold).alive_counts()
-  structure_exporter.write_json_atomically(counts, output)
+  atomic_file.write_json_atomically(counts, output)
   return counts
 
 
@@ -108,7 +108,7 @@ def main(argv):
     model = load_builder(FLAGS.builder)()
     if FLAGS.checkpoint:
       restore_checkpoint(model, FLAGS.checkpoint)
-  cls = width_multiplier.regularizer_class(FLAGS.regularizer)
+  cls = registry.get_regularizer_class(FLAGS.regularizer)
   counts = export(model, FLAGS.output, cls, FLAGS.threshold)
   print('Wrote %d layers to %s.' % (len(counts), FLAGS.output))
 

@@ -39,10 +39,6 @@ def get_remove_common_prefix_fn(names) -> Callable[[str], str]:
   return lambda name: '/'.join(name.split('/')[common:])
 
 
-# Kept here as well: the original module exported it.
-write_json_atomically = atomic_file.write_json_atomically
-
-
 def save_alive_counts_files(counts: Dict[str, int], base_dir: str,
                             step: int) -> str:
   """Writes `counts` to learned_structure/alive_<step> and the latest copy.
@@ -57,8 +53,9 @@ def save_alive_counts_files(counts: Dict[str, int], base_dir: str,
   """
   directory = os.path.join(base_dir, STRUCTURE_DIRNAME)
   path = os.path.join(directory, '%s_%d' % (ALIVE_FILENAME, step))
-  write_json_atomically(counts, path)
-  write_json_atomically(counts, os.path.join(directory, ALIVE_FILENAME))
+  atomic_file.write_json_atomically(counts, path)
+  atomic_file.write_json_atomically(counts,
+                                    os.path.join(directory, ALIVE_FILENAME))
   return path
 
 

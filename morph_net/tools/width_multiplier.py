@@ -15,11 +15,11 @@ from typing import Dict, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
+from morph_net.tools import atomic_file
 from morph_net.tools import keras_cost
-from morph_net.tools import structure_exporter
 
 __all__ = ['multiply', 'expand_to_cost', 'read_structure', 'write_structure',
-           'scale_width', 'regularizer_class', 'structure_cost']
+           'scale_width', 'structure_cost']
 
 
 def scale_width(width: int, multiplier: float, round_to: int = 1) -> int:
@@ -73,16 +73,13 @@ def read_structure(path: str) -> Dict[str, int]:
 
 def write_structure(structure: Dict[str, int], path: str) -> None:
   """Writes a structure JSON atomically (sorted keys, indent 2)."""
-  structure_exporter.write_json_atomically(
+  atomic_file.write_json_atomically(
       {k: int(v) for k, v in structure.items()}, path)
 
 
 def _expandable_groups(channels, structure):
   """Groups (lists of layer names) that the multiplier applies to."""
-  output_groups = set()
-  for t in channels.functional.outputs:
-    for gid in channels._groups_in(channels.space[id(t)]):  # pylint: disable=protected-access
-      output_groups.add(gid)
+  output_groups = channels.output_groups()
   groups = []
   for group in channels.groups():
     named = [n for n in group if n in structure]
@@ -211,9 +208,3 @@ def expand_file(model, structure_path: str, output_path: str,
       ', target %.6g' % float(target_cost)))
   write_structure(new, output_path)
   return new
-
-
-def regularizer_class(name):
-  """Returns the network regularizer class called `name`."""
-  from morph_net.network_regularizers import registry  # pylint: disable=g-import-not-at-top
-  return registry.get_regularizer_class(name)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from morph_net.network_regularizers import registry
+
 from examples.experiment import cycle
 from examples.experiment import models
 from examples.experiment import report
@@ -141,16 +143,16 @@ def test_make_report_without_metrics_says_which_stage(tmp_path):
 
 
 def test_regularizer_lookup():
-  assert cycle.regularizer_class(
+  assert registry.get_regularizer_class(
       'LogisticSigmoidFlopsRegularizer').__name__ == (
           'LogisticSigmoidFlopsRegularizer')
   with pytest.raises(ValueError, match="Did you mean 'GammaFlopsRegularizer'"):
-    cycle.regularizer_class('GammaFlopRegularizer')
-  assert cycle.threshold_kwargs('GammaFlopsRegularizer', 0.1) == {
+    registry.get_regularizer_class('GammaFlopRegularizer')
+  assert registry.threshold_kwargs('GammaFlopsRegularizer', 0.1) == {
       'gamma_threshold': 0.1}
-  assert cycle.threshold_kwargs('GroupLassoFlopsRegularizer', 0.1) == {
+  assert registry.threshold_kwargs('GroupLassoFlopsRegularizer', 0.1) == {
       'threshold': 0.1}
-  assert cycle.threshold_kwargs('LogisticSigmoidFlopsRegularizer', 0.1) == {
+  assert registry.threshold_kwargs('LogisticSigmoidFlopsRegularizer', 0.1) == {
       'alive_threshold': 0.1}
   with pytest.raises(ValueError, match='Invalid value for argument `resource`'):
     cycle.cost_class('energy')
@@ -202,7 +204,7 @@ def test_shipped_configs_parse(config):
     gin.add_config_file_search_path(run_cycle.CONFIG_DIR)
     gin.parse_config_file(os.path.join(run_cycle.CONFIG_DIR, config))
     name = gin.query_parameter('shrink_stage.regularizer')
-    assert cycle.regularizer_class(name).__name__ == name
+    assert registry.get_regularizer_class(name).__name__ == name
     if name.startswith('LogisticSigmoid'):
       assert gin.query_parameter('shrink_stage.gated')
   finally:

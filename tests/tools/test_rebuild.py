@@ -347,9 +347,7 @@ _ZOO_MODELS = os.environ.get('MORPH_NET_ZOO', 'ResNet50,MobileNetV2').split(
 def test_zoo_half_channels(name):
   model = _ZOO[name]()
   channels = rebuild.analyze(model)
-  output_groups = set()
-  for t in model.outputs:
-    output_groups.update(channels._groups_in(channels.space[id(t)]))  # pylint: disable=protected-access
+  output_groups = channels.output_groups()
   structure = {}
   for group in channels.groups():
     gid = channels.group_of(group[0])
