@@ -19,7 +19,8 @@ setuptools.setup(
     extras_require={
         'examples': ['tensorflow-datasets', 'matplotlib'],
         'legacy_keras': ['tf-keras>=2.21,<2.22'],
+        'slim': ['tf-slim>=1.1', 'tf-keras>=2.21,<2.22'],
         'test': ['pytest', 'pytest-xdist', 'tf-keras>=2.21,<2.22',
-                 'tensorflow-datasets', 'matplotlib'],
+                 'tf-slim>=1.1', 'tensorflow-datasets', 'matplotlib'],
     },
 )

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import keras as morph_keras
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.network_regularizers import flop_regularizer
 
 FLAGS = flags.FLAGS

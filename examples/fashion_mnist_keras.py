@@ -17,7 +17,7 @@ from absl import flags
 
 from morph_net import datasets
 from morph_net import keras as morph_keras
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer

@@ -21,3 +21,7 @@ class UnsupportedGraphError(Error, ValueError):
 
 class NoSourceOpsError(Error, ValueError):
   """A network regularizer found no op that can be regularized."""
+
+
+class MissingDependencyError(Error, ImportError):
+  """An optional dependency (tf_slim, tf_keras, matplotlib) is not installed."""

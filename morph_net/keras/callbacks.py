@@ -5,7 +5,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 
 _keras = compat.get_keras()
 

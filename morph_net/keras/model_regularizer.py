@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.keras import tracing
 from morph_net.tools import structure_exporter
 

@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 
 keras = compat.get_keras()
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.probabilistic_gating import activation_gating
 
 keras = compat.get_keras()

@@ -12,7 +12,7 @@ tf.config.set_logical_device_configuration(
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from morph_net import keras as morph_keras  # pylint: disable=wrong-import-position
-from morph_net.keras import compat  # pylint: disable=wrong-import-position
+from morph_net.compat import keras as compat  # pylint: disable=wrong-import-position
 from morph_net.network_regularizers import flop_regularizer  # pylint: disable=wrong-import-position
 
 keras = compat.get_keras()

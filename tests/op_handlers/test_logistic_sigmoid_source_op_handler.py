@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.framework import probabilistic_grouping_regularizer as pgr
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import logistic_sigmoid_source_op_handler as ls
 from morph_net.op_handlers import op_handlers

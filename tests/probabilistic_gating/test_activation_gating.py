@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.probabilistic_gating import activation_gating as ag
 
 keras = compat.get_keras()

@@ -8,7 +8,7 @@ Keras bridge (`morph_net.keras.ModelRegularizer`, `wrap_loss`).
 
 import numpy as np
 
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.network_regularizers import logistic_sigmoid_regularizer as lsr
 from morph_net.probabilistic_gating import activation_gating as ag
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import op_handler_decorator
 from morph_net.framework import probabilistic_grouping_regularizer as pgr
-from morph_net.keras import compat
+from morph_net.compat import keras as compat
 from morph_net.network_regularizers import logistic_sigmoid_regularizer as lsr
 from morph_net.probabilistic_gating import activation_gating as ag
 from morph_net.testing import gating_models as gm
