@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence
 from absl import app
 from absl import flags
 
-from morph_net.tools import atomic_file
+from morph_net.structure import atomic_file
 
 from examples.experiment import report as report_lib
 

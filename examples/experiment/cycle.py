@@ -29,10 +29,11 @@ import keras
 from morph_net import keras as morph_keras
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
-from morph_net.tools import atomic_file
+from morph_net.structure import atomic_file
 from morph_net.tools import keras_cost
 from morph_net.tools import rebuild
 from morph_net.tools import structure_plot
+from morph_net.structure import structure_files
 from morph_net.tools import width_multiplier
 
 from examples.experiment import data as data_lib
@@ -136,12 +137,12 @@ class Experiment(object):
       raise FileNotFoundError(
           '%s does not exist: run the stage that writes it first '
           '(--stage=%s).' % (path, writer))
-    return width_multiplier.read_structure(path)
+    return structure_files.read_structure(path)
 
   def write_structure(self, name: str, structure: Dict[str, int]) -> str:
     path = self.path('structures', name + '.json')
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    width_multiplier.write_structure(structure, path)
+    structure_files.write_structure(structure, path)
     return path
 
 

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from morph_net.tools import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['make_report', 'flops_at_accuracy', 'accuracy_at_flops']
 

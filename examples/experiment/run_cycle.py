@@ -28,7 +28,7 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags
 import gin
 
-from morph_net.tools import atomic_file
+from morph_net.structure import atomic_file
 
 from examples.experiment import cycle
 from examples.experiment import report

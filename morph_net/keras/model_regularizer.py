@@ -24,6 +24,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.keras import tracing
+from morph_net.structure import structure_files
 from morph_net.tools import structure_exporter
 
 
@@ -266,7 +267,7 @@ class ModelRegularizer(object):
     Returns:
       The path of the step file.
     """
-    return structure_exporter.save_alive_counts_files(
+    return structure_files.save_alive_counts_files(
         self.alive_counts(), base_dir, step)
 
   def layer_name(self, op: tf.Operation) -> Optional[str]:

@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from morph_net.network_regularizers import registry
+from morph_net.structure import structure_files
 from morph_net.tools import width_multiplier
 
 FLAGS = flags.FLAGS
@@ -42,8 +43,8 @@ def main(argv):
   if FLAGS.model is None:
     if FLAGS.target_cost is not None:
       raise app.UsageError('--target_cost needs --model.')
-    structure = width_multiplier.read_structure(FLAGS.structure)
-    width_multiplier.write_structure(
+    structure = structure_files.read_structure(FLAGS.structure)
+    structure_files.write_structure(
         width_multiplier.multiply(structure, FLAGS.multiplier,
                                   FLAGS.round_to), FLAGS.output)
     return

@@ -23,7 +23,7 @@ from absl import flags
 import tensorflow as tf
 
 from morph_net.network_regularizers import registry
-from morph_net.tools import atomic_file
+from morph_net.structure import atomic_file
 from morph_net.tools import keras_cost
 
 FLAGS = flags.FLAGS

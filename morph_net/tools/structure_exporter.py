@@ -6,21 +6,20 @@ copy, `<base_dir>/learned_structure/alive`. Files are written atomically.
 """
 
 import json
-import os
 from typing import Callable, Dict, Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from morph_net.tools import atomic_file
+from morph_net.structure import structure_files
 
 # Ops whose output channels make up the structure of a network.
 SUPPORTED_OPS = frozenset([
     'Conv2D', 'Conv3D', 'Conv2DBackpropInput', 'Conv3DBackpropInputV2',
     'MatMul'])
-ALIVE_FILENAME = 'alive'
-STRUCTURE_DIRNAME = 'learned_structure'
+ALIVE_FILENAME = structure_files.ALIVE_FILENAME
+STRUCTURE_DIRNAME = structure_files.STRUCTURE_DIRNAME
 
 
 def get_remove_common_prefix_fn(names) -> Callable[[str], str]:
@@ -37,26 +36,6 @@ def get_remove_common_prefix_fn(names) -> Callable[[str], str]:
   # Keep at least the last component of every name.
   common = min(common, min(len(s) for s in split) - 1)
   return lambda name: '/'.join(name.split('/')[common:])
-
-
-def save_alive_counts_files(counts: Dict[str, int], base_dir: str,
-                            step: int) -> str:
-  """Writes `counts` to learned_structure/alive_<step> and the latest copy.
-
-  Args:
-    counts: {name: alive channels}.
-    base_dir: the run directory; files go to its `learned_structure/`.
-    step: the global step in the file name.
-
-  Returns:
-    The path of the step file.
-  """
-  directory = os.path.join(base_dir, STRUCTURE_DIRNAME)
-  path = os.path.join(directory, '%s_%d' % (ALIVE_FILENAME, step))
-  atomic_file.write_json_atomically(counts, path)
-  atomic_file.write_json_atomically(counts,
-                                    os.path.join(directory, ALIVE_FILENAME))
-  return path
 
 
 class StructureExporter(object):
@@ -131,5 +110,5 @@ class StructureExporter(object):
     Returns:
       The path of the step file.
     """
-    return save_alive_counts_files(self.get_alive_counts(), base_dir,
+    return structure_files.save_alive_counts_files(self.get_alive_counts(), base_dir,
                                    global_step)

@@ -8,18 +8,15 @@ multiple of `round_to`), and a vanished layer (width 0) is never turned back
 on.
 """
 
-import json
 import math
 from typing import Dict, Optional, Tuple
 
 from absl import logging
-import tensorflow as tf
 
-from morph_net.tools import atomic_file
+from morph_net.structure import structure_files
 from morph_net.tools import keras_cost
 
-__all__ = ['multiply', 'expand_to_cost', 'read_structure', 'write_structure',
-           'scale_width', 'structure_cost']
+__all__ = ['multiply', 'expand_to_cost', 'scale_width', 'structure_cost']
 
 
 def scale_width(width: int, multiplier: float, round_to: int = 1) -> int:
@@ -58,23 +55,6 @@ def multiply(structure: Dict[str, int], multiplier: float,
   """
   return {name: scale_width(int(width), multiplier, round_to)
           for name, width in structure.items()}
-
-
-def read_structure(path: str) -> Dict[str, int]:
-  """Reads a structure JSON {name: width}."""
-  with tf.io.gfile.GFile(path) as f:
-    data = json.load(f)
-  if not isinstance(data, dict) or not all(
-      isinstance(v, int) for v in data.values()):
-    raise ValueError('%s is not a structure file: expected a JSON object '
-                     '{layer name: integer width}.' % path)
-  return data
-
-
-def write_structure(structure: Dict[str, int], path: str) -> None:
-  """Writes a structure JSON atomically (sorted keys, indent 2)."""
-  atomic_file.write_json_atomically(
-      {k: int(v) for k, v in structure.items()}, path)
 
 
 def _expandable_groups(channels, structure):
@@ -191,7 +171,7 @@ def expand_file(model, structure_path: str, output_path: str,
     raise ValueError('Pass exactly one of `multiplier` and `target_cost`. '
                      'Received: multiplier=%r, target_cost=%r' %
                      (multiplier, target_cost))
-  structure = read_structure(structure_path)
+  structure = structure_files.read_structure(structure_path)
   coster = keras_cost.StructureCost(model, regularizer_class)
   before = coster.cost(structure)
   if multiplier is not None:
@@ -206,5 +186,5 @@ def expand_file(model, structure_path: str, output_path: str,
   print_fn('cost before: %.6g  after: %.6g  (multiplier %.4f%s)' % (
       before, after, m, '' if target_cost is None else
       ', target %.6g' % float(target_cost)))
-  write_structure(new, output_path)
+  structure_files.write_structure(new, output_path)
   return new

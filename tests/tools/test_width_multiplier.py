@@ -9,6 +9,7 @@ import keras
 import pytest
 
 from morph_net.network_regularizers import model_size_regularizer
+from morph_net.structure import structure_files
 from morph_net.tools import keras_cost
 from morph_net.tools import rebuild
 from morph_net.tools import width_multiplier as wm
@@ -77,21 +78,10 @@ def test_expand_rejects_bad_inputs():
     wm.expand_to_cost(model, {'stem': 3, 'b1_conv2': 4}, 1e5)
 
 
-def test_read_write_roundtrip_and_bad_file(tmp_path):
-  path = str(tmp_path / 'a' / 's.json')
-  wm.write_structure({'b': 2, 'a': 1}, path)
-  assert open(path).read() == '{\n  "a": 1,\n  "b": 2\n}'
-  assert wm.read_structure(path) == {'a': 1, 'b': 2}
-  bad = tmp_path / 'bad.json'
-  bad.write_text('[1, 2]')
-  with pytest.raises(ValueError, match='not a structure file'):
-    wm.read_structure(str(bad))
-
-
 def test_expand_file_prints_costs(tmp_path):
   model = tm.residual_model(width=8)
   src = str(tmp_path / 's.json')
-  wm.write_structure(_SHRUNK, src)
+  structure_files.write_structure(_SHRUNK, src)
   lines = []
   new = wm.expand_file(model, src, str(tmp_path / 'o.json'),
                        target_cost='original', print_fn=lines.append)
@@ -106,7 +96,7 @@ def test_command_line(tmp_path):
   model_path = str(tmp_path / 'm.keras')
   model.save(model_path)
   src = str(tmp_path / 's.json')
-  wm.write_structure(_SHRUNK, src)
+  structure_files.write_structure(_SHRUNK, src)
   out = str(tmp_path / 'o.json')
   proc = subprocess.run(
       [sys.executable, '-m', 'morph_net.tools.expand_structure',

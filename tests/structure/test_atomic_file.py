@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from morph_net.tools import atomic_file
+from morph_net.structure import atomic_file
 
 
 def test_write_json_creates_directory_and_sorted_json(tmp_path):
