@@ -321,7 +321,8 @@ class ConfigurableOps(object):
       KeyLookupError: if the fallback rule is strict and the op is not in
         the parameterization.
     """
-    inputs = args[0] if args else kwargs.pop('inputs', None)
+    inputs = _get_from_args_or_kwargs('inputs', 0, args, kwargs)
+    kwargs.pop('inputs', None)
     if is_vanished(inputs):
       return VANISHED
     op_name = self._op_scope(function, kwargs) + '/' + suffix
@@ -372,7 +373,7 @@ class ConfigurableOps(object):
     return fn(inputs, *args, **kwargs) if inputs else VANISHED
 
   def _pass_through_mask(self, layer_fn, *args, **kwargs):
-    inputs = args[0] if args else kwargs.get('inputs')
+    inputs = _get_from_args_or_kwargs('inputs', 0, args, kwargs)
     return VANISHED if is_vanished(inputs) else layer_fn(*args, **kwargs)
 
 

@@ -205,6 +205,12 @@ class BadInputTest(tf.test.TestCase):
           r'Argument `num_outputs` is required \(as keyword or as positional '
           r'argument 1\).'):
         decorator.conv2d(x, kernel_size=3, scope='a')
+      for layer_fn in (decorator.conv2d, decorator.max_pool2d):
+        with self.assertRaisesRegex(
+            errors.InvalidArgumentError,
+            r'Argument `inputs` is required \(as keyword or as positional '
+            r'argument 0\).'):
+          layer_fn(num_outputs=3, kernel_size=2, scope='b')
       with self.assertRaisesRegex(
           errors.InvalidArgumentError,
           r'ConfigurableOps.concat: missing `values` argument \(the list of '
