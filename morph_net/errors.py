@@ -6,6 +6,10 @@ derive from the built-in exception a caller would expect (`ValueError` for bad
 arguments or unsupported graphs).
 """
 
+__all__ = ['Error', 'InvalidArgumentError', 'UnsupportedGraphError',
+           'NoSourceOpsError', 'MissingDependencyError', 'KeyLookupError',
+           'NotReadyError']
+
 
 class Error(Exception):
   """Base class of all MorphNet errors."""
@@ -25,3 +29,20 @@ class NoSourceOpsError(Error, ValueError):
 
 class MissingDependencyError(Error, ImportError):
   """An optional dependency (tf_slim, tf_keras, matplotlib) is not installed."""
+
+
+class KeyLookupError(Error, KeyError):
+  """A name is missing from, or ambiguous in, a table the caller gave.
+
+  For example an op name a strict parameterization must contain, a function
+  name missing from a `ConfigurableOps` function table, or an unknown
+  fallback rule. A `KeyError`, as the original MorphNet raised there.
+  """
+
+  def __str__(self):
+    # KeyError.__str__ quotes its argument; show the message as written.
+    return str(self.args[0]) if self.args else ''
+
+
+class NotReadyError(Error, RuntimeError):
+  """A method was called before the step it depends on (the message says which)."""

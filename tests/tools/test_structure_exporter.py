@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.testing import tf1_layers as layers
 from morph_net.tools import structure_exporter
@@ -146,6 +147,73 @@ class StructureExporterTest(tf.test.TestCase):
         layers.assign(session, 'a_bn/gamma', [0.05, 1.0, 0.0])
         exporter.populate_tensor_values(session.run(exporter.tensors))
     self.assertEqual({'a_conv/Conv2D': 1}, exporter.get_alive_counts())
+
+
+  def test_name_fn_and_name_collisions(self):
+    with tf.Graph().as_default():
+      reg = self._build()
+      exporter = structure_exporter.StructureExporter(
+          reg.op_regularizer_manager, name_fn=lambda op: op.name.split('/')[1])
+      self.assertEqual(['a', 'b', 'fc'], sorted(exporter.tensors))
+      with self.assertRaisesRegex(
+          errors.InvalidArgumentError,
+          r"StructureExporter: two exported ops get the name 'net/x' \(one is "
+          r'net/b/Conv2D, of type Conv2D\). Pass a name_fn that gives every '
+          r'op its own name, or remove_common_prefix=False.'):
+        structure_exporter.StructureExporter(
+            reg.op_regularizer_manager, name_fn=lambda op: 'net/x')
+
+  def test_populate_needs_exactly_the_names_of_tensors(self):
+    with tf.Graph().as_default():
+      reg = self._build()
+      exporter = structure_exporter.StructureExporter(
+          reg.op_regularizer_manager, remove_common_prefix=True)
+    values = {'a/Conv2D': [True], 'b/Conv2D': [True], 'fc/MatMul': [True]}
+    with self.assertRaisesRegex(
+        errors.InvalidArgumentError,
+        r'populate_tensor_values needs a value for exactly the names of '
+        r"`tensors`; missing: \[\], unknown: \['extra/Conv2D'\]. Pass the "
+        r'result of evaluating `exporter.tensors`.'):
+      exporter.populate_tensor_values(dict(values, **{'extra/Conv2D': [1]}))
+    with self.assertRaises(errors.NotReadyError) as caught:
+      exporter.get_alive_counts()
+    self.assertEqual(
+        'StructureExporter has no alive values yet: call '
+        'populate_tensor_values (with the evaluated `tensors`) before '
+        'get_alive_counts.', str(caught.exception))
+    exporter.populate_tensor_values(values)
+    self.assertEqual({'a/Conv2D': 1, 'b/Conv2D': 1, 'fc/MatMul': 1},
+                     exporter.get_alive_counts())
+
+  def test_only_the_first_common_scope_is_removed(self):
+    # As the original: one scope, and only when every name has it.
+    remove = structure_exporter.get_remove_common_prefix_fn(
+        ['outer/inner/a/Conv2D', 'outer/inner/b/Conv2D'])
+    self.assertEqual('inner/a/Conv2D', remove('outer/inner/a/Conv2D'))
+    remove = structure_exporter.get_remove_common_prefix_fn(
+        ['outer/a/Conv2D', 'other/b/Conv2D'])
+    self.assertEqual('outer/a/Conv2D', remove('outer/a/Conv2D'))
+    remove = structure_exporter.get_remove_common_prefix_fn(iter(['x', 'x/y']))
+    self.assertEqual('x/y', remove('x/y'))
+    remove = structure_exporter.get_remove_common_prefix_fn([])
+    self.assertEqual('a/b', remove('a/b'))
+
+  def test_format_structure(self):
+    self.assertEqual('{\n  "a": 1,\n  "b/c": 0\n}',
+                     structure_exporter.format_structure({'b/c': 0, 'a': 1}))
+    self.assertEqual('{}', structure_exporter.format_structure({}))
+
+  def test_ops_without_regularizer_are_reported(self):
+    with tf.Graph().as_default():
+      x = _v1.placeholder(tf.float32, [1, 4, 4, 2])
+      a = layers.conv_bn_relu(x, 3, name='a')
+      b = layers.conv2d(a, 2, 1, name='b_conv')
+      reg = flop_regularizer.GammaFlopsRegularizer([b.op], gamma_threshold=0.1)
+      with self.assertLogs('absl', level='WARNING') as logs:
+        structure_exporter.StructureExporter(reg.op_regularizer_manager)
+    self.assertEqual(
+        ['StructureExporter: no regularizer for b_conv/Conv2D (Conv2D); its '
+         'width is not exported.'], [r.getMessage() for r in logs.records])
 
 
 if __name__ == '__main__':
