@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from morph_net.testing import surgery_models as tm
 from morph_net.tools import export_structure
-import tools_test_models as tm
 
 _ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='',
             PYTHONPATH=os.path.dirname(__file__) + os.pathsep +

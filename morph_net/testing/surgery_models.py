@@ -1,7 +1,17 @@
-"""Small Keras models and independent cost arithmetic for the tools tests."""
+"""Small Keras 3 models for model-surgery and structure-cost tests.
+
+Functional and Sequential models with residual adds, an Inception-style
+concat, depthwise convs with squeeze-and-excitation, and a Flatten; plus
+cost arithmetic that does not use the library (`hand_flops`,
+`kernel_params`), so tests can check the library's costs against it.
+"""
 
 import keras
 import numpy as np
+
+__all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
+           'sequential_model', 'randomize_batch_norms', 'hand_flops',
+           'kernel_params', 'zero_gammas']
 
 L = keras.layers
 

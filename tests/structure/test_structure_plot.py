@@ -1,11 +1,11 @@
-"""Tests for morph_net.tools.structure_plot."""
+"""Tests for morph_net.structure.structure_plot."""
 
 import os
 
 import matplotlib
 import pytest
 
-from morph_net.tools import structure_plot
+from morph_net.structure import structure_plot
 
 
 def test_writes_png_atomically(tmp_path):

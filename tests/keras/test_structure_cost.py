@@ -1,13 +1,14 @@
-"""Tests for morph_net.tools.keras_cost on the Keras bridge's trace."""
+"""Tests for morph_net.keras.structure_cost and the bridge's cost helpers."""
 
 import keras
 import pytest
 
+from morph_net.keras import model_regularizer
+from morph_net.keras import structure_cost
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import resource_function
-from morph_net.tools import keras_cost
-import tools_test_models as tm
+from morph_net.testing import surgery_models as tm
 
 
 @pytest.fixture(autouse=True)
@@ -23,10 +24,10 @@ class _LatencyCost(object):
 
 def test_model_regularizer_names_the_threshold_per_family():
   model = tm.residual_model()
-  gamma = keras_cost.model_regularizer(model, threshold=0.5)
+  gamma = model_regularizer.model_regularizer(model, threshold=0.5)
   assert isinstance(gamma.network_regularizer,
                     flop_regularizer.GammaFlopsRegularizer)
-  lasso = keras_cost.model_regularizer(
+  lasso = model_regularizer.model_regularizer(
       model, flop_regularizer.GroupLassoFlopsRegularizer, 1e-9)
   assert lasso.alive_counts()['stem'] == 8
 
@@ -39,13 +40,13 @@ def test_regularizer_without_threshold_raises():
       del output_boundary, input_boundary
 
   with pytest.raises(ValueError, match='regularizer_class=NoThreshold'):
-    keras_cost.model_regularizer(tm.residual_model(), NoThreshold)
+    model_regularizer.model_regularizer(tm.residual_model(), NoThreshold)
 
 
 def test_structure_cost_maps_weightless_ops_for_latency():
-  coster = keras_cost.StructureCost(tm.residual_model(), _LatencyCost)
+  coster = structure_cost.StructureCost(tm.residual_model(), _LatencyCost)
   by_type = {}
-  for op, name, weighted in coster._ops:  # pylint: disable=protected-access
+  for op, name, weighted in coster.costed_ops():
     by_type.setdefault(op.type, set()).add(name)
     assert weighted == (op.type in resource_function.WEIGHTED_OP_TYPES)
   assert 'b1_out' in by_type['Relu']
