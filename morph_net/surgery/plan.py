@@ -52,8 +52,8 @@ class RebuildPlan(object):
     StructureError: if the structure names unknown layers, gives a negative
       width, gives different widths to one group, or changes a group that
       cannot change; and (with check_vanishing) if it vanishes only some
-      inputs of a layer that needs them all, makes a model output vanish,
-      or drops a layer of a Sequential model.
+      inputs of a layer that needs them all, or makes a model output
+      vanish.
     MissingWidthError: for a missing layer with fallback_rule='strict'.
   """
 
@@ -181,11 +181,6 @@ class RebuildPlan(object):
             'Model output %r vanished: every path to it goes through a layer '
             'of width 0 (width-0 layers: %s). Keep at least one live path.' %
             (tensor.name, zero))
-    if ch.is_sequential and self.vanished:
-      self.vanishing_problems.append(
-          'Sequential model %r cannot drop layers %s: a Sequential model has '
-          'no branch to keep. Give them a nonzero width.' %
-          (ch.model.name, sorted(self.vanished)))
 
   def _kept_of_group(self, kept):
     def of_group(root):
@@ -229,10 +224,10 @@ def rebuildable_structure(channels: channel_model_lib.ChannelModel,
   """`structure` with one channel kept in zero-width groups that cannot vanish.
 
   A learned structure may kill every channel of a group whose layers cannot
-  be removed: the model output would vanish, a Multiply would lose one of
-  its inputs, a Sequential model would lose a layer. Those groups get width
-  1; every other zero-width group still vanishes. Groups are decided in run
-  order, each vanishing if it can given the decisions before it.
+  be removed: the model output would vanish (in a Sequential model, any
+  vanishing does), a Multiply would lose one of its inputs. Those groups get
+  width 1; every other zero-width group still vanishes. Groups are decided
+  in run order, each vanishing if it can given the decisions before it.
 
   Args:
     channels: the channel model.
