@@ -5,7 +5,8 @@ graph: the ops from a few hundred variable reads to one scalar. To call it
 eagerly or inside a train step it must become a function of its own.
 `tf.compat.v1.wrap_function(...).prune` does that by copying the subgraph op
 by op in Python (`lift_to_graph`), about a millisecond per op. Here the
-subgraph's NodeDefs are collected once and imported in one
+subgraph's NodeDefs are collected once (equal constants, which cost
+builders create by the thousand, merged into one node) and imported in one
 `tf.graph_util.import_graph_def` call into a new function whose inputs are
 the same captured variable handles, which is several times faster. The new
 function reads the live variables and is differentiable with respect to
@@ -17,7 +18,7 @@ inference graph does not have) are not kept. Subgraphs that call graph
 functions are pruned the slow way.
 """
 
-from typing import Any, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -55,15 +56,33 @@ def _calls_functions(op: tf.Operation) -> bool:
   return False
 
 
-def _node_def(op: tf.Operation):
-  """The op's NodeDef without control inputs and colocation constraints."""
+def _node_def(op: tf.Operation, renamed: Dict[str, str]):
+  """The op's NodeDef without control inputs and colocation constraints.
+
+  Data inputs from a node in `renamed` are read from its replacement.
+  """
   node = op.node_def
-  data_inputs = [name for name in node.input if not name.startswith('^')]
+  data_inputs = []
+  for name in node.input:
+    if name.startswith('^'):
+      continue
+    producer, _, index = name.partition(':')
+    if producer in renamed:
+      name = renamed[producer] + (':' + index if index else '')
+    data_inputs.append(name)
   del node.input[:]
   node.input.extend(data_inputs)
   if _COLOCATION_ATTR in node.attr:
     del node.attr[_COLOCATION_ATTR]
   return node
+
+
+def _constant_key(op: tf.Operation) -> Optional[bytes]:
+  """Equal for Const ops with the same dtype and value; None for others."""
+  if op.type != 'Const':
+    return None
+  attr = op.node_def.attr
+  return attr['dtype'].SerializeToString() + attr['value'].SerializeToString()
 
 
 def subgraph_function(function, fetches: Any):
@@ -94,6 +113,8 @@ def subgraph_function(function, fetches: Any):
   graph_def = graph_pb2.GraphDef()
   graph_def.versions.CopyFrom(graph.graph_def_versions)
   captured = {}  # internal placeholder tensor name -> external handle
+  constants = {}  # constant key -> name of the node kept for it
+  renamed = {}  # name of a merged constant -> name of the kept one
   for op in ops:
     if op.type == 'Placeholder':
       external = external_of.get(id(op.outputs[0]))
@@ -105,8 +126,15 @@ def subgraph_function(function, fetches: Any):
             op_handler_util.describe_op(op))
       captured[op.outputs[0].name] = external
       continue
-    graph_def.node.append(_node_def(op))
-  output_names = [t.name for t in flat]
+    key = _constant_key(op)
+    if key is not None and key in constants:
+      renamed[op.name] = constants[key]
+      continue
+    if key is not None:
+      constants[key] = op.name
+    graph_def.node.append(_node_def(op, renamed))
+  output_names = ['%s:%d' % (renamed.get(t.op.name, t.op.name),
+                             t.value_index) for t in flat]
 
   def body():
     default = tf.compat.v1.get_default_graph()

@@ -68,13 +68,11 @@ class ModelRegularizer(object):
                     tracing.TracedModel(model, input_shape))
     self._network_regularizer = self._traced.build_regularizer(
         regularizer_class, **regularizer_kwargs)
-    with self._traced.graph.as_default():
-      term = self._network_regularizer.get_regularization_term()
-      cost = self._network_regularizer.get_cost()
-    # Term and cost are called inside compiled train steps, so their
-    # functions are made now; the alive vectors' on first use.
-    self._term = self._traced.function_of(term)
-    self._cost = self._traced.function_of(cost)
+    # The term is called inside compiled train steps, so its function is
+    # made now; the cost's and the alive vectors' on first use.
+    self._term = self._function_of(
+        self._network_regularizer.get_regularization_term)
+    self._cost = None
     self._alive = None
     self._strength = tf.Variable(float(strength), trainable=False,
                                  dtype=tf.float32,
@@ -142,12 +140,26 @@ class ModelRegularizer(object):
     self.set_strength(strength)
     return strength
 
+  def _function_of(self, build_fetches: Callable[[], object]):
+    """A function of the live variables computing what `build_fetches`
+    builds in the traced graph.
+
+    Outside any function being traced (`tf.init_scope`), so that a first
+    use inside a compiled train step builds it eagerly.
+    """
+    with tf.init_scope():
+      with self._traced.graph.as_default():
+        fetches = build_fetches()
+      return self._traced.function_of(fetches)
+
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
     return self._term()
 
   def cost(self) -> tf.Tensor:
     """The cost with dead channels removed, a float32 scalar."""
+    if self._cost is None:
+      self._cost = self._function_of(self._network_regularizer.get_cost)
     return self._cost()
 
   def loss(self) -> tf.Tensor:
@@ -228,25 +240,22 @@ class ModelRegularizer(object):
     """
     manager = self.op_regularizer_manager
     by_layer = {}
-    with manager.graph.as_default():
-      for op in manager.ops:
-        if op.type not in STRUCTURE_OP_TYPES:
-          continue
-        regularizer = manager.get_regularizer(op)
-        if regularizer is None:
-          continue
-        name = self._traced.layer_name(op) or op.name
-        alive = regularizer.alive_vector
-        by_layer[name] = (tf.logical_or(by_layer[name], alive)
-                          if name in by_layer else alive)
+    for op in manager.ops:
+      if op.type not in STRUCTURE_OP_TYPES:
+        continue
+      regularizer = manager.get_regularizer(op)
+      if regularizer is None:
+        continue
+      name = self._traced.layer_name(op) or op.name
+      alive = regularizer.alive_vector
+      by_layer[name] = (tf.logical_or(by_layer[name], alive)
+                        if name in by_layer else alive)
     return by_layer
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""
     if self._alive is None:
-      tensors = self._alive_tensors()
-      self._alive = (self._traced.function_of(tensors) if tensors else
-                     (lambda: {}))
+      self._alive = self._function_of(self._alive_tensors)
     return {k: v.numpy() for k, v in self._alive().items()}
 
   def alive_counts(self) -> Dict[str, int]:
