@@ -156,11 +156,14 @@ class ModelRegularizer(object):
     """The regularization term (without strength), a float32 scalar."""
     return self._term()
 
-  def cost(self) -> tf.Tensor:
-    """The cost with dead channels removed, a float32 scalar."""
+  def _cost_function(self):
     if self._cost is None:
       self._cost = self._function_of(self._network_regularizer.get_cost)
-    return self._cost()
+    return self._cost
+
+  def cost(self) -> tf.Tensor:
+    """The cost with dead channels removed, a float32 scalar."""
+    return self._cost_function()()
 
   def loss(self) -> tf.Tensor:
     """strength * term: what is added to the training loss.
@@ -215,6 +218,7 @@ class ModelRegularizer(object):
     """
     keras = compat.get_keras()
     regularizer = self
+    self._cost_function()  # Built now, outside the train step.
 
     def regularization_loss(y_true, y_pred):
       del y_true, y_pred
