@@ -6,3 +6,6 @@ model or a graph analysis. Modules: `structure_files` (JSON read/write),
 search the multiplier reaching a cost given as a function), `structure_plot`
 (PNG bar chart of two structures).
 """
+
+__all__ = ['structure_files', 'atomic_file', 'width_multiplier',
+           'structure_plot']

@@ -13,8 +13,8 @@ belongs to. Spaces are small immutable values:
   Repeat(s, k)                channel c of s repeated k times, as a depthwise
                               conv with depth multiplier k lays them out
                               (output channel c * k + j);
-  Flattened(s, positions)     a Flatten over `positions` spatial positions
-                              (output channel p * C + c);
+  Flattened(s, p)             a Flatten over p spatial positions (output
+                              channel p * C + c);
   Dead(n)                     n channels of an input that vanished.
 
 Spaces are compared by value, so a space can be found inside another and
@@ -28,8 +28,8 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ['GroupTable', 'ChannelSpace', 'Group', 'Concat', 'Repeat',
-           'Flattened', 'Dead', 'repeat_indices']
+__all__ = ['GroupTable', 'ChannelSpace', 'Group', 'Concat', 'Multiplied',
+           'Repeat', 'Flattened', 'Dead', 'repeat_indices']
 
 # Maps a group root to the original indices of its channels that survive.
 KeptOfGroup = Callable[[int], np.ndarray]
@@ -173,8 +173,8 @@ class Concat(ChannelSpace):
 
 
 @dataclasses.dataclass(frozen=True)
-class Repeat(ChannelSpace):
-  """Each channel of `inner` repeated `factor` times (depthwise multiplier)."""
+class Multiplied(ChannelSpace):
+  """`factor` copies of each channel of `inner`; subclasses lay them out."""
   inner: ChannelSpace
   factor: int
 
@@ -184,49 +184,33 @@ class Repeat(ChannelSpace):
   def size(self, table):
     return self.inner.size(table) * self.factor
 
-  def indices(self, table, kept):
-    return repeat_indices(self.inner.indices(table, kept), self.factor)
-
   def aligned_parts(self, other, table):
     del table
-    if isinstance(other, Repeat) and other.factor == self.factor:
+    if type(other) is type(self) and other.factor == self.factor:
       return [(self.inner, other.inner)]
     return None
 
   def replace(self, old, new):
     if self == old:
       return new
-    return Repeat(self.inner.replace(old, new), self.factor)
+    return type(self)(self.inner.replace(old, new), self.factor)
 
 
-@dataclasses.dataclass(frozen=True)
-class Flattened(ChannelSpace):
-  """`inner` repeated over `positions` spatial positions (a Flatten)."""
-  inner: ChannelSpace
-  positions: int
+class Repeat(Multiplied):
+  """Each channel c of `inner` as channels c * factor + j (depthwise)."""
 
-  def group_ids(self, table):
-    return self.inner.group_ids(table)
+  def indices(self, table, kept):
+    return repeat_indices(self.inner.indices(table, kept), self.factor)
 
-  def size(self, table):
-    return self.inner.size(table) * self.positions
+
+class Flattened(Multiplied):
+  """`inner` at each of `factor` spatial positions: channel p * C + c."""
 
   def indices(self, table, kept):
     inner = self.inner.indices(table, kept)
     channels = self.inner.size(table)
-    return (np.arange(self.positions)[:, None] * channels +
+    return (np.arange(self.factor)[:, None] * channels +
             inner[None, :]).reshape([-1])
-
-  def aligned_parts(self, other, table):
-    del table
-    if isinstance(other, Flattened) and other.positions == self.positions:
-      return [(self.inner, other.inner)]
-    return None
-
-  def replace(self, old, new):
-    if self == old:
-      return new
-    return Flattened(self.inner.replace(old, new), self.positions)
 
 
 @dataclasses.dataclass(frozen=True)

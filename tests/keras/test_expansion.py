@@ -12,8 +12,7 @@ from morph_net.structure import structure_files
 from morph_net.surgery import rebuild
 from morph_net.testing import surgery_models as tm
 
-_SHRUNK = {'stem': 20, 'b1_conv2': 20, 'b1_conv1': 13, 'b2_conv1': 0,
-           'b2_conv2': 35, 'b2_proj': 35}
+_SHRUNK = tm.SHRUNK_RESIDUAL
 
 
 @pytest.fixture(autouse=True)

@@ -18,22 +18,6 @@ def _clear_session():
   yield
 
 
-def _frozen_model():
-  x = keras.Input((8, 8, 3), name='image')
-  y = L.Conv2D(3, 1, name='c')(x)
-  z = L.Add(name='add')([x, y])
-  return keras.Model(x, L.Conv2D(2, 1, name='out')(z))
-
-
-def _multiply_model():
-  x = keras.Input((8, 8, 3))
-  a = L.Conv2D(4, 1, name='a')(x)
-  a2 = L.Conv2D(4, 1, name='a2')(a)
-  b = L.Conv2D(4, 1, name='b')(x)
-  y = L.Multiply(name='mul')([a2, b])
-  return keras.Model(x, L.Conv2D(2, 1, name='out')(y))
-
-
 def test_original_structure_and_which_widths_can_change():
   channels = channel_model.analyze(tm.residual_model())
   assert channels.original_structure() == {
@@ -43,7 +27,7 @@ def test_original_structure_and_which_widths_can_change():
   assert channels.can_change_width('b2_proj') == (True, '')
   assert channels.can_change_width('logits') == (
       False, 'its channels reach a model output')
-  frozen = channel_model.analyze(_frozen_model())
+  frozen = channel_model.analyze(tm.input_add_model())
   assert frozen.can_change_width('c') == (
       False, "it is the model input 'image'")
   assert frozen.original_structure() == {}
@@ -74,7 +58,7 @@ def test_rebuildable_structure_keeps_one_channel_only_where_needed():
   assert plan_lib.rebuildable_structure(
       channels, {'tower2_reduce': 0, 'head': 0, 'stem': 8}) == {
           'tower2_reduce': 0, 'head': 1, 'stem': 8}
-  multiply = channel_model.analyze(_multiply_model())
+  multiply = channel_model.analyze(tm.multiply_model())
   assert plan_lib.rebuildable_structure(multiply, {'a': 0, 'out': 2}) == {
       'a': 1, 'out': 2}
   sequential = channel_model.analyze(tm.sequential_model())

@@ -280,21 +280,13 @@ def test_strict_fallback_raises_and_zero_fallback_vanishes():
 
 
 def test_frozen_group_raises_with_reason():
-  x = keras.Input((8, 8, 3))
-  y = L.Conv2D(3, 1, name='c')(x)
-  z = L.Add(name='add')([x, y])
-  model = keras.Model(x, L.Conv2D(2, 1, name='out')(z))
+  model = tm.input_add_model()
   with pytest.raises(ValueError, match=r"\['c'\] cannot change.*model input"):
     rebuild.rebuild(model, {'c': 2})
 
 
 def test_partially_vanished_multiply_raises():
-  x = keras.Input((8, 8, 3))
-  a = L.Conv2D(4, 1, name='a')(x)
-  a2 = L.Conv2D(4, 1, name='a2')(a)
-  b = L.Conv2D(4, 1, name='b')(x)
-  y = L.Multiply(name='mul')([a2, b])
-  model = keras.Model(x, L.Conv2D(2, 1, name='out')(y))
+  model = tm.multiply_model()
   with pytest.raises(ValueError, match=r"'mul' \(Multiply\) has inputs that "
                      'vanished'):
     rebuild.rebuild(model, {'a': 0})
