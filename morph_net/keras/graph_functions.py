@@ -25,8 +25,6 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import op_handler_util
 
-from tensorflow.core.framework import graph_pb2  # pylint: disable=g-direct-tensorflow-import,g-bad-import-order
-
 __all__ = ['subgraph_function']
 
 _COLOCATION_ATTR = '_class'
@@ -110,7 +108,7 @@ def subgraph_function(function, fetches: Any):
     return function.prune(feeds=[], fetches=fetches)
   external_of = {id(internal): external
                  for external, internal in graph.captures}
-  graph_def = graph_pb2.GraphDef()
+  graph_def = tf.compat.v1.GraphDef()
   graph_def.versions.CopyFrom(graph.graph_def_versions)
   captured = {}  # internal placeholder tensor name -> external handle
   constants = {}  # constant key -> name of the node kept for it

@@ -207,3 +207,21 @@ def test_default_transfer_refuses_weights_it_cannot_slice():
                      'LayerRule for RowWeights'):
     rebuild.rebuild(model, {'c': 2}, transfer_weights=True,
                     layer_rules=rules)
+
+
+class UnslicedScaleRule(ScaleRule):
+  """A faulty rule: returns the factors without slicing them."""
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del layer, new_shapes, selection
+    return [weights[0]]
+
+
+def test_weights_a_rule_slices_wrongly_are_refused():
+  rules = _rules()
+  rules.register(ChannelScale, UnslicedScaleRule())
+  with pytest.raises(errors.WeightTransferError,
+                     match=r"layer 'scale' \(ChannelScale\): computed shape "
+                     r'\(4,\), rebuilt layer has \(2,\)'):
+    rebuild.rebuild(_custom_model(), {'c1': 2}, transfer_weights=True,
+                    layer_rules=rules)

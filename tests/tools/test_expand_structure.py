@@ -37,3 +37,17 @@ def test_command_line(tmp_path):
   assert 'cost before' in proc.stdout
   new = json.load(open(out))
   assert new['b2_conv1'] == 0 and new['stem'] % 4 == 0
+
+
+@pytest.mark.parametrize('args,message', [
+    ([], 'Pass exactly one of --multiplier and --target_cost.'),
+    (['--target_cost=original'], '--target_cost needs --model.'),
+])
+def test_usage_errors(args, message):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'morph_net.tools.expand_structure',
+       '--structure=s.json', '--output=o.json'] + args,
+      capture_output=True, text=True, timeout=240,
+      env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+  assert proc.returncode == 1
+  assert message in proc.stderr
