@@ -19,7 +19,7 @@ __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'ConcatenateRule', 'MergeRule', 'AddRule', 'builtin_rule_table']
 
 L = keras.layers
-UNKNOWN = 'whose channel handling is unknown to rebuild'
+UNKNOWN = layer_rule.UNKNOWN
 
 
 def _to_numpy(variable) -> np.ndarray:

@@ -32,7 +32,10 @@ from morph_net import errors
 from morph_net.surgery import spaces
 
 __all__ = ['LayerRule', 'LayerNode', 'ChannelSelection', 'describe_layer',
-           'num_channels']
+           'num_channels', 'UNKNOWN']
+
+# Why an opaque layer's channels cannot follow its inputs, in messages.
+UNKNOWN = 'whose channel handling is unknown to rebuild'
 
 # The surviving channels of one layer, as original indices: `input_indices`
 # of its first input (None for a layer without inputs), `output_indices` of
@@ -157,7 +160,7 @@ class LayerRule(object):
   def output_space(self, node: LayerNode) -> spaces.ChannelSpace:
     """The channel space of the layer's output for this call."""
     if len(node.input_spaces) != 1:
-      return node.opaque('whose channel handling is unknown to rebuild')
+      return node.opaque(UNKNOWN)
     return node.input_spaces[0]
 
   def live_output_space(self, layer, output_space: spaces.ChannelSpace,
