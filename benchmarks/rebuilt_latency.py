@@ -3,8 +3,10 @@ r"""CPU inference time of a model and of its rebuilt version at a FLOP ratio.
   python benchmarks/rebuilt_latency.py --model=MobileNetV2 --flop_ratio=0.5
 
 The rebuilt structure is the original widths scaled by the one multiplier
-that brings the FLOPs to `flop_ratio` x the original (width_multiplier
-.expand_to_cost, within 1%). Both models run side by side in one process:
+that brings the FLOPs to `flop_ratio` x the original (expansion
+.expand_to_cost, within 1%). The model is traced and analysed once: one
+StructureCost gives the original cost, drives the search and hands its
+channel model to rebuild. Both models run side by side in one process:
 repeats alternate between them, and the medians are compared.
 """
 
@@ -18,9 +20,9 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from morph_net.tools import keras_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
-from morph_net.tools import rebuild  # pylint: disable=g-import-not-at-top,wrong-import-position
-from morph_net.tools import width_multiplier  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def build(name, size):
@@ -39,12 +41,12 @@ def main():
   args = parser.parse_args()
 
   model = build(args.model, args.size)
-  channels = rebuild.analyze(model)
-  full = {n: channels.original_width(n) for n in channels.source_layers()}
-  original_cost = keras_cost.model_cost(model)
-  structure, multiplier, cost = width_multiplier.expand_to_cost(
-      model, full, args.flop_ratio * original_cost, round_to=args.round_to)
-  small = rebuild.rebuild(model, structure)
+  flops = structure_cost.StructureCost(model)
+  full = flops.channels.original_structure(changeable_only=False)
+  original_cost = flops.cost({})
+  structure, multiplier, cost = expansion.expand_to_cost(
+      flops, full, args.flop_ratio * original_cost, round_to=args.round_to)
+  small = rebuild.rebuild(model, structure, channels=flops.channels)
   x = tf.constant(np.random.RandomState(0).rand(
       args.batch, args.size, args.size, 3).astype('float32'))
   runs = {}

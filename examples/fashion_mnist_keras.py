@@ -11,11 +11,16 @@ learned structure is written to <output_dir>/learned_structure/alive_<step>.
 
 import json
 import os
+import sys
 
-from absl import app
+if __package__ in (None, ''):  # Run as a script: make `examples` importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
-from morph_net import datasets
+from examples import datasets
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.probabilistic_gating import activation_gating

@@ -8,7 +8,9 @@ arguments or unsupported graphs).
 
 __all__ = ['Error', 'InvalidArgumentError', 'UnsupportedGraphError',
            'NoSourceOpsError', 'MissingDependencyError', 'KeyLookupError',
-           'NotReadyError']
+           'NotReadyError', 'UnsupportedModelError', 'StructureError',
+           'MissingWidthError', 'WeightTransferError',
+           'CheckpointMismatchError']
 
 
 class Error(Exception):
@@ -46,3 +48,23 @@ class KeyLookupError(Error, KeyError):
 
 class NotReadyError(Error, RuntimeError):
   """A method was called before the step it depends on (the message says which)."""
+
+
+class UnsupportedModelError(Error, TypeError):
+  """A Keras model of a kind the operation cannot handle (e.g. subclassed)."""
+
+
+class StructureError(Error, ValueError):
+  """A structure {layer name: width} does not fit the model it is applied to."""
+
+
+class MissingWidthError(StructureError, KeyLookupError):
+  """A layer has no width in a structure read with fallback_rule='strict'."""
+
+
+class WeightTransferError(Error, ValueError):
+  """Weights cannot be copied into a rebuilt model; the message says why."""
+
+
+class CheckpointMismatchError(Error, ValueError):
+  """A checkpoint does not match the model built to restore it."""

@@ -22,47 +22,52 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
-from absl import logging
 import gin
 import keras
 
 from morph_net import keras as morph_keras
+from morph_net.keras import expansion
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 from morph_net.structure import atomic_file
-from morph_net.tools import keras_cost
-from morph_net.tools import rebuild
-from morph_net.tools import structure_plot
 from morph_net.structure import structure_files
-from morph_net.tools import width_multiplier
+from morph_net.structure import structure_plot
+from morph_net.structure import width_multiplier
+from morph_net.surgery import channel_model
+from morph_net.surgery import plan as plan_lib
+from morph_net.surgery import rebuild
 
 from examples.experiment import data as data_lib
 from examples.experiment import models
 from examples.experiment import training
 
-__all__ = ['Experiment', 'shrink_stage', 'expand_stage',
+__all__ = ['Experiment', 'resource_of', 'shrink_stage', 'expand_stage',
            'retrain_stage', 'baseline_stage', 'evaluate_stage']
 
 
-class _ResourceCost(object):
-  """A stand-in regularizer class carrying only a resource function."""
+def resource_of(resource: str = 'flops', hardware: str = 'V100',
+                batch_size: int = 1):
+  """The resource function named `resource`, for StructureCost.
 
-  def __init__(self, function):
-    self.resource_function = function
+  Args:
+    resource: 'flops', 'model_size', 'latency' or 'activations'.
+    hardware: the device of 'latency'.
+    batch_size: the batch size of 'latency'.
 
+  Returns:
+    A resource function (latency bound to `hardware` and `batch_size`).
 
-def cost_class(resource: str = 'flops', hardware: str = 'V100',
-               batch_size: int = 1):
-  """An object with `.resource_function` for StructureCost/expand_to_cost."""
+  Raises:
+    ValueError: for another name.
+  """
   if resource == 'flops':
-    return _ResourceCost(resource_function.flop_function)
+    return resource_function.flop_function
   if resource == 'model_size':
-    return _ResourceCost(resource_function.model_size_function)
+    return resource_function.model_size_function
   if resource == 'activations':
-    return _ResourceCost(resource_function.activation_count_function)
+    return resource_function.activation_count_function
   if resource == 'latency':
-    return _ResourceCost(resource_function.latency_function_factory(
-        hardware, batch_size))
+    return resource_function.latency_function_factory(hardware, batch_size)
   raise ValueError("Invalid value for argument `resource`. Expected one of "
                    "'flops', 'model_size', 'latency', 'activations'. "
                    'Received: resource=%r' % resource)
@@ -117,12 +122,7 @@ class Experiment(object):
 
   def original_structure(self, model) -> Dict[str, int]:
     """{layer: width} of the width-taking layers that may change."""
-    channels = rebuild.analyze(model)
-    output_groups = channels.output_groups()
-    return {name: channels.original_width(name)
-            for name in channels.source_layers()
-            if channels.group_of(name) not in output_groups
-            and not channels.frozen_reasons(name)}
+    return channel_model.analyze(model).original_structure()
 
   def structure(self, name: str) -> Dict[str, int]:
     """Reads structures/<name>.json.
@@ -144,17 +144,6 @@ class Experiment(object):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     structure_files.write_structure(structure, path)
     return path
-
-
-def _rebuildable(model, structure: Dict[str, int]) -> Dict[str, int]:
-  """`structure`, with dead groups kept at width 1 if removing them fails."""
-  try:
-    rebuild.rebuild(model, structure)
-    return structure
-  except ValueError as e:
-    logging.warning('Structure cannot vanish every layer it zeroes (%s); '
-                    'keeping one channel in those layers.', e)
-    return {k: max(1, v) for k, v in structure.items()}
 
 
 @gin.configurable
@@ -195,15 +184,16 @@ def shrink_stage(exp: Experiment, regularizer: str = 'GammaFlopsRegularizer',
   with gin.config_scope('shrink'):
     result = training.train(model, exp.data, exp.path('shrink'),
                             regularizer=reg, label='shrink')
-  plain = exp.original_model()
-  original = exp.original_structure(plain)
+  # The gated model has gate layers; its structure is costed and applied on
+  # the plain model. A plain model shares the regularizer's trace.
+  flops = morph_keras.StructureCost(
+      exp.original_model() if gated else reg, resource_function.flop_function)
+  original = flops.channels.original_structure()
   learned = reg.alive_counts()
-  shrunk = {name: int(learned.get(name, width))
-            for name, width in original.items()}
-  shrunk = _rebuildable(plain, shrunk)
+  shrunk = plan_lib.rebuildable_structure(flops.channels, {
+      name: int(learned.get(name, width)) for name, width in original.items()})
   exp.write_structure('original', original)
   exp.write_structure('shrunk', shrunk)
-  flops = keras_cost.StructureCost(plain)
   result.update(
       regularizer=reg.name, cost_name=reg.cost_name,
       initial_cost=initial_cost, final_cost=float(reg.cost()),
@@ -242,14 +232,13 @@ def expand_stage(exp: Experiment, resource: str = 'flops',
   Returns:
     The stage's metrics.
   """
-  plain = exp.original_model()
   shrunk = exp.structure('shrunk')
-  costs = cost_class(resource, hardware, batch_size)
-  coster = keras_cost.StructureCost(plain, costs)
+  coster = morph_keras.StructureCost(
+      exp.original_model(), resource_of(resource, hardware, batch_size))
   target = float(target_cost) if target_cost else coster.cost(
       exp.structure('original'))
-  expanded, multiplier, cost = width_multiplier.expand_to_cost(
-      plain, shrunk, target, costs, round_to=round_to, tolerance=tolerance)
+  expanded, multiplier, cost = expansion.expand_to_cost(
+      coster, shrunk, target, round_to=round_to, tolerance=tolerance)
   exp.write_structure('expanded', expanded)
   structure_plot.plot_structures(
       exp.structure('original'), expanded,
@@ -314,9 +303,9 @@ def baseline_stage(exp: Experiment,
 @gin.configurable
 def evaluate_stage(exp: Experiment) -> Dict:
   """Evaluates every trained model; writes metrics.json (FLOPs, params, acc)."""
-  plain = exp.original_model()
-  flops = keras_cost.StructureCost(plain)
-  size = keras_cost.StructureCost(plain, cost_class('model_size'))
+  flops = morph_keras.StructureCost(exp.original_model())
+  size = morph_keras.StructureCost(flops.traced,
+                                   resource_of('model_size'))
   models_dir = exp.path('models')
   if not os.path.isdir(models_dir):
     raise FileNotFoundError('%s does not exist: run --stage=retrain and '

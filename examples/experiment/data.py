@@ -8,7 +8,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from morph_net import datasets
+from examples import datasets
 
 __all__ = ['Data', 'load_data']
 

@@ -1,14 +1,19 @@
 """Keras bridge: MorphNet regularizers for Keras 3 (and tf_keras) models.
 
 Public API:
-  ModelRegularizer: traces a model and gives the term, cost, alive counts.
+  TracedModel: a model traced once (graph, boundaries, op -> layer map).
+  ModelRegularizer: the term, cost and alive counts of a traced model.
+  StructureCost: the cost of the model rebuilt with any structure.
   StructureExportCallback: writes learned_structure/alive_<step> files.
   CostSummaryCallback: TensorBoard scalars of the cost and alive counts.
+Expansion to a target cost: `morph_net.keras.expansion`.
 """
 
 from morph_net.keras.callbacks import CostSummaryCallback
 from morph_net.keras.callbacks import StructureExportCallback
 from morph_net.keras.model_regularizer import ModelRegularizer
+from morph_net.keras.structure_cost import StructureCost
+from morph_net.keras.tracing import TracedModel
 
-__all__ = ['ModelRegularizer', 'StructureExportCallback',
-           'CostSummaryCallback']
+__all__ = ['TracedModel', 'ModelRegularizer', 'StructureCost',
+           'StructureExportCallback', 'CostSummaryCallback']

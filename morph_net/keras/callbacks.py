@@ -6,6 +6,9 @@ from typing import Optional
 import tensorflow as tf
 
 from morph_net.compat import keras as compat
+from morph_net.structure import structure_plot
+
+__all__ = ['StructureExportCallback', 'CostSummaryCallback']
 
 _keras = compat.get_keras()
 
@@ -58,7 +61,6 @@ class StructureExportCallback(_keras.callbacks.Callback):
   def on_train_end(self, logs=None):
     self._export()
     if self._plot and self._initial_counts:
-      from morph_net.tools import structure_plot  # pylint: disable=g-import-not-at-top
       structure_plot.plot_structures(
           self._initial_counts, self._regularizer.alive_counts(),
           os.path.join(self._log_dir, 'learned_structure', 'structure.png'),

@@ -9,11 +9,12 @@
     model.fit(...)
     reg.alive_counts()  # {'conv1': 12, ...}
 
-The model is traced once; the term, the cost and the alive vectors are
-pruned functions of the traced graph that read the live variables, so they
-can be called eagerly, inside `model.fit`'s compiled train step, and under a
-`tf.distribute` strategy, and are differentiable with respect to the model's
-variables.
+The model is traced once (a `tracing.TracedModel`, which can be passed
+instead of the model to share one trace with `StructureCost`); the term, the
+cost and the alive vectors are functions of the traced graph that read the
+live variables, so they can be called eagerly, inside `model.fit`'s compiled
+train step, and under a `tf.distribute` strategy, and are differentiable with
+respect to the model's variables.
 """
 
 from typing import Callable, Dict, Optional
@@ -24,8 +25,19 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.keras import tracing
+from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import registry
+from morph_net.network_regularizers import resource_function
 from morph_net.structure import structure_files
-from morph_net.tools import structure_exporter
+
+__all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost']
+
+# Ops whose output channels make up a structure: convolutions, transposed
+# convolutions and dense layers (the op types of the original's
+# StructureExporter).
+STRUCTURE_OP_TYPES = (resource_function.CONV_OP_TYPES |
+                      resource_function.CONV_TRANSPOSE_OP_TYPES |
+                      frozenset(['MatMul']))
 
 
 class ModelRegularizer(object):
@@ -33,13 +45,14 @@ class ModelRegularizer(object):
 
   Args:
     model: a built Keras model (Sequential, functional, subclassed; nested
-      models and shared layers allowed).
+      models and shared layers allowed), or a `tracing.TracedModel` of one.
     regularizer_class: a class of `morph_net.network_regularizers`, for
       example `flop_regularizer.GammaFlopsRegularizer`.
     strength: initial regularization strength (the term's multiplier in the
       loss); it lives in a non-trainable variable, see `set_strength`.
     input_shape: input shape without batch (or a list of them); required for
-      subclassed models and models with unknown spatial sizes.
+      subclassed models and models with unknown spatial sizes. Not used with
+      a TracedModel.
     **regularizer_kwargs: arguments of `regularizer_class` other than the
       boundaries (for example gamma_threshold=1e-3, hardware='V100').
 
@@ -51,49 +64,31 @@ class ModelRegularizer(object):
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
                input_shape=None, **regularizer_kwargs):
-    self._model = model
-    self._check_model(model)
-    self._input_signature = tracing.get_input_signature(model, input_shape)
-    self._wrapped = tracing.trace_model(model, self._input_signature)
-    graph = self._wrapped.graph
-    placeholders = [t.op for t in graph.inputs if t.dtype != tf.resource]
-    outputs = [t.op for t in tf.nest.flatten(graph.structured_outputs)]
-    with graph.as_default():
-      self._network_regularizer = regularizer_class(
-          output_boundary=outputs, input_boundary=placeholders,
-          **regularizer_kwargs)
-      term = self._network_regularizer.get_regularization_term()
-      cost = self._network_regularizer.get_cost()
-    self._layer_of_placeholder = tracing.map_placeholders_to_layers(
-        model, graph)
-    self._fetches = {'term': term, 'cost': cost,
-                     'alive': self._alive_tensors()}
-    # Term and cost are called inside compiled train steps, so they are
-    # pruned now; alive vectors (slow to prune on big graphs) on first use.
-    self._pruned = {}
-    self._function('term')
-    self._function('cost')
+    self._traced = (model if isinstance(model, tracing.TracedModel) else
+                    tracing.TracedModel(model, input_shape))
+    self._network_regularizer = self._traced.build_regularizer(
+        regularizer_class, **regularizer_kwargs)
+    # The term is called inside compiled train steps, so its function is
+    # made now; the cost's and the alive vectors' on first use.
+    self._term = self._function_of(
+        self._network_regularizer.get_regularization_term)
+    self._cost = None
+    self._alive = None
     self._strength = tf.Variable(float(strength), trainable=False,
                                  dtype=tf.float32,
                                  name='morph_net_strength')
     self._initial_cost = None
 
-  @staticmethod
-  def _check_model(model):
-    keras = compat.get_keras()
-    if not isinstance(model, keras.Model):
-      raise errors.InvalidArgumentError(
-          'Invalid value for argument `model`. Expected a %s.Model, received '
-          '%r (%s). With TF_USE_LEGACY_KERAS=1 models must come from tf_keras,'
-          ' otherwise from keras 3.' % (keras.__name__, model,
-                                        type(model).__name__))
-    policy = getattr(getattr(model, 'dtype_policy', None), 'name', None)
-    if policy and 'float16' in policy and policy != 'mixed_float16':
-      raise errors.InvalidArgumentError(
-          "Model '%s' uses dtype policy %r; MorphNet supports float32 and "
-          "mixed_float16 models." % (model.name, policy))
-
   # --------------------------------------------------------------- the loss.
+
+  @property
+  def traced(self) -> tracing.TracedModel:
+    """The traced model (graph, boundaries, op -> layer map)."""
+    return self._traced
+
+  @property
+  def model(self):
+    return self._traced.model
 
   @property
   def network_regularizer(self):
@@ -145,20 +140,30 @@ class ModelRegularizer(object):
     self.set_strength(strength)
     return strength
 
-  def _function(self, name):
-    """The pruned function computing fetch `name` from live variables."""
-    if name not in self._pruned:
-      self._pruned[name] = self._wrapped.prune(feeds=[],
-                                               fetches=self._fetches[name])
-    return self._pruned[name]
+  def _function_of(self, build_fetches: Callable[[], object]):
+    """A function of the live variables computing what `build_fetches`
+    builds in the traced graph.
+
+    Outside any function being traced (`tf.init_scope`), so that a first
+    use inside a compiled train step builds it eagerly.
+    """
+    with tf.init_scope():
+      with self._traced.graph.as_default():
+        fetches = build_fetches()
+      return self._traced.function_of(fetches)
 
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
-    return self._function('term')()
+    return self._term()
+
+  def _cost_function(self):
+    if self._cost is None:
+      self._cost = self._function_of(self._network_regularizer.get_cost)
+    return self._cost
 
   def cost(self) -> tf.Tensor:
     """The cost with dead channels removed, a float32 scalar."""
-    return self._function('cost')()
+    return self._cost_function()()
 
   def loss(self) -> tf.Tensor:
     """strength * term: what is added to the training loss.
@@ -213,6 +218,7 @@ class ModelRegularizer(object):
     """
     keras = compat.get_keras()
     regularizer = self
+    self._cost_function()  # Built now, outside the train step.
 
     def regularization_loss(y_true, y_pred):
       del y_true, y_pred
@@ -238,24 +244,23 @@ class ModelRegularizer(object):
     """
     manager = self.op_regularizer_manager
     by_layer = {}
-    with manager.graph.as_default():
-      for op in manager.ops:
-        if op.type not in structure_exporter.SUPPORTED_OPS:
-          continue
-        regularizer = manager.get_regularizer(op)
-        if regularizer is None:
-          continue
-        name = tracing.op_layer_name(op, self._layer_of_placeholder) or op.name
-        alive = regularizer.alive_vector
-        by_layer[name] = (tf.logical_or(by_layer[name], alive)
-                          if name in by_layer else alive)
+    for op in manager.ops:
+      if op.type not in STRUCTURE_OP_TYPES:
+        continue
+      regularizer = manager.get_regularizer(op)
+      if regularizer is None:
+        continue
+      name = self._traced.layer_name(op) or op.name
+      alive = regularizer.alive_vector
+      by_layer[name] = (tf.logical_or(by_layer[name], alive)
+                        if name in by_layer else alive)
     return by_layer
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""
-    if not self._fetches['alive']:
-      return {}
-    return {k: v.numpy() for k, v in self._function('alive')().items()}
+    if self._alive is None:
+      self._alive = self._function_of(self._alive_tensors)
+    return {k: v.numpy() for k, v in self._alive().items()}
 
   def alive_counts(self) -> Dict[str, int]:
     """{layer name: number of alive output channels}, as in the JSON files."""
@@ -272,4 +277,38 @@ class ModelRegularizer(object):
 
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
-    return tracing.op_layer_name(op, self._layer_of_placeholder)
+    return self._traced.layer_name(op)
+
+
+def model_regularizer(model, regularizer_class=None, threshold=1e-3,
+                      input_shape=None, **kwargs) -> ModelRegularizer:
+  """A ModelRegularizer (strength 0) whose threshold is named for its class.
+
+  Args:
+    model: a built Keras model or a `tracing.TracedModel`.
+    regularizer_class: a network regularizer class (default
+      GammaFlopsRegularizer).
+    threshold: its alive threshold (gamma_threshold for Gamma*, threshold
+      for GroupLasso*, alive_threshold for LogisticSigmoid*).
+    input_shape: input shape without batch, for models whose is not static.
+    **kwargs: other arguments of the regularizer (e.g. hardware='V100').
+
+  Returns:
+    The ModelRegularizer.
+
+  Raises:
+    InvalidArgumentError: for a class without a known threshold argument,
+      and as `ModelRegularizer`.
+  """
+  regularizer_class = (regularizer_class or
+                       flop_regularizer.GammaFlopsRegularizer)
+  kwargs.update(registry.threshold_kwargs(regularizer_class, threshold))
+  return ModelRegularizer(model, regularizer_class, input_shape=input_shape,
+                          **kwargs)
+
+
+def model_cost(model, regularizer_class=None, threshold=1e-3,
+               input_shape=None) -> float:
+  """The regularizer's cost of `model` with its dead channels removed."""
+  return float(model_regularizer(model, regularizer_class, threshold,
+                                 input_shape).cost())

@@ -1,18 +1,28 @@
-"""Tracing a Keras model into a graph MorphNet can analyse.
+"""Tracing a Keras model, once, into a graph MorphNet can analyse.
 
-The model is traced once with `tf.compat.v1.wrap_function`, whose graph
-captures the model's variables. Functions pruned from that graph read the
-live variables, so values computed from it (the regularization term, the
-cost, alive vectors) follow training and are differentiable with respect to
-the model's variables.
+`TracedModel(model)` traces `model(inputs, training=False)` with
+`tf.compat.v1.wrap_function`; the graph captures the model's variables. The
+traced model owns that graph, its boundary ops (the model's input and output
+ops) and the map from ops to the Keras layers whose weights they read. The
+network regularizer, structure costing, export and expansion all work on the
+same trace. Functions computed from the graph (`TracedModel.function_of`)
+read the live variables, so the regularization term, the cost and the alive
+vectors follow training and are differentiable with respect to the model's
+variables.
 """
 
 import re
-from typing import Collection, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Collection, Dict, Iterable, List, Optional, Sequence
 
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.compat import keras as compat
+from morph_net.framework import op_handler_util
+from morph_net.keras import graph_functions
+
+__all__ = ['TracedModel', 'check_model', 'get_input_signature',
+           'trace_model', 'map_placeholders_to_layers']
 
 _SCOPE_SUFFIX = re.compile(r'_\d+$')  # Keras uniquifies scopes: conv_1.
 
@@ -136,41 +146,127 @@ def map_placeholders_to_layers(model, graph, layers: Optional[Iterable] = None
   return result
 
 
-def variable_placeholder(tensor: tf.Tensor) -> Optional[tf.Tensor]:
-  """Follows a variable read back to the captured resource placeholder."""
-  for _ in range(64):
-    if tensor.dtype == tf.resource:
-      return tensor
-    op = tensor.op
-    if op.type not in ('ReadVariableOp', 'Identity', 'Cast') or not op.inputs:
-      return None
-    tensor = op.inputs[0]
-  return None
-
-
-def op_layer_name(op: tf.Operation, placeholder_layers) -> Optional[str]:
-  """Name of the Keras layer whose weights `op` uses (input 1), or None."""
-  if len(op.inputs) < 2:
+def _variable_placeholder(tensor: tf.Tensor) -> Optional[tf.Tensor]:
+  """The captured resource placeholder a variable read comes from, or None."""
+  read = op_handler_util.skip_forwarding_ops(tensor)
+  if read.op.type != 'ReadVariableOp' or not read.op.inputs:
     return None
-  placeholder = variable_placeholder(op.inputs[1])  # Kernels are input 1.
-  if placeholder is None:
-    return None
-  return placeholder_layers.get(placeholder.ref())
+  handle = read.op.inputs[0]
+  return handle if handle.dtype == tf.resource else None
 
 
-def scope_layer_name(op: tf.Operation,
-                     layer_names: Collection[str]) -> Optional[str]:
-  """The layer among `layer_names` whose name scope holds `op`, or None.
+def check_model(model) -> None:
+  """Raises unless `model` is a Keras model of the Keras in use, float32 or
+  mixed_float16.
 
-  For ops that read no weights (activations, pooling, merges), which
-  `op_layer_name` cannot map. Keras names an op
-  `<model>_1/<layer>_1/<op>`; the model scope is skipped and the first
-  scope that names a layer (with or without the `_<n>` suffix) wins.
+  Raises:
+    InvalidArgumentError: naming the model, its type and the fix.
   """
-  for part in op.name.split('/')[1:]:
-    stripped = _SCOPE_SUFFIX.sub('', part)
-    if stripped in layer_names:
-      return stripped
-    if part in layer_names:
-      return part
-  return None
+  keras = compat.get_keras()
+  if not isinstance(model, keras.Model):
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `model`. Expected a %s.Model, received '
+        '%r (%s). With TF_USE_LEGACY_KERAS=1 models must come from tf_keras,'
+        ' otherwise from keras 3.' % (keras.__name__, model,
+                                      type(model).__name__))
+  policy = getattr(getattr(model, 'dtype_policy', None), 'name', None)
+  if policy and 'float16' in policy and policy != 'mixed_float16':
+    raise errors.InvalidArgumentError(
+        "Model '%s' uses dtype policy %r; MorphNet supports float32 and "
+        "mixed_float16 models." % (model.name, policy))
+
+
+class TracedModel(object):
+  """A Keras model traced once, with its boundaries and op -> layer map.
+
+  Attributes:
+    model: the Keras model.
+    input_signature: one `tf.TensorSpec` per model input (batch None).
+    function: the `tf.compat.v1.wrap_function` of the forward pass.
+    graph: its graph.
+    input_ops: the ops of the model inputs (the analysis' input boundary).
+    output_ops: the ops of the model outputs (its output boundary).
+
+  Args:
+    model: a built Keras model (Sequential, functional, subclassed; nested
+      models and shared layers allowed).
+    input_shape: input shape without batch (or a list of them); required for
+      subclassed models and models with unknown spatial sizes.
+
+  Raises:
+    InvalidArgumentError: for an object that is not a model of the Keras in
+      use, a float16 model, an unbuilt model or an unknown input size.
+  """
+
+  def __init__(self, model, input_shape=None):
+    check_model(model)
+    self.model = model
+    self.input_signature = get_input_signature(model, input_shape)
+    self.function = trace_model(model, self.input_signature)
+    self.graph = self.function.graph
+    self.input_ops = [t.op for t in self.graph.inputs
+                      if t.dtype != tf.resource]
+    self.output_ops = [t.op for t in
+                       tf.nest.flatten(self.graph.structured_outputs)]
+    self._placeholder_layers = {}  # top_level -> {placeholder ref: name}
+
+  def build_regularizer(self, regularizer_class, **regularizer_kwargs):
+    """Builds a network regularizer on the traced graph.
+
+    Args:
+      regularizer_class: a class of `morph_net.network_regularizers`.
+      **regularizer_kwargs: its arguments other than the boundaries.
+
+    Returns:
+      The regularizer, whose ops live in `graph`.
+    """
+    with self.graph.as_default():
+      return regularizer_class(output_boundary=self.output_ops,
+                               input_boundary=self.input_ops,
+                               **regularizer_kwargs)
+
+  def function_of(self, fetches: Any):
+    """A function computing `fetches` (tensors of `graph`) from the live
+    variables; see `graph_functions.subgraph_function`."""
+    return graph_functions.subgraph_function(self.function, fetches)
+
+  def _layers_by_placeholder(self, top_level: bool) -> Dict[Any, str]:
+    if top_level not in self._placeholder_layers:
+      self._placeholder_layers[top_level] = map_placeholders_to_layers(
+          self.model, self.graph,
+          layers=self.model.layers if top_level else None)
+    return self._placeholder_layers[top_level]
+
+  def layer_name(self, op: tf.Operation,
+                 top_level: bool = False) -> Optional[str]:
+    """The Keras layer whose weights `op` reads (as input 1), or None.
+
+    Args:
+      op: an op of `graph` (a conv, matmul, batch norm scale ...).
+      top_level: name the layer of `model.layers` that holds the weights
+        (a nested model counts as one layer) instead of the innermost one.
+    """
+    if len(op.inputs) < 2:
+      return None
+    placeholder = _variable_placeholder(op.inputs[1])  # Kernels: input 1.
+    if placeholder is None:
+      return None
+    return self._layers_by_placeholder(top_level).get(placeholder.ref())
+
+  @staticmethod
+  def scope_layer_name(op: tf.Operation,
+                       layer_names: Collection[str]) -> Optional[str]:
+    """The layer among `layer_names` whose name scope holds `op`, or None.
+
+    For ops that read no weights (activations, pooling, merges), which
+    `layer_name` cannot map. Keras names an op `<model>_1/<layer>_1/<op>`;
+    the model scope is skipped and the first scope that names a layer (with
+    or without the `_<n>` suffix) wins.
+    """
+    for part in op.name.split('/')[1:]:
+      stripped = _SCOPE_SUFFIX.sub('', part)
+      if stripped in layer_names:
+        return stripped
+      if part in layer_names:
+        return part
+    return None

@@ -21,6 +21,9 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+__all__ = ['INPUT_SHAPE', 'conv_bn_relu', 'residual_model', 'branch_model',
+           'chain_model', 'trace', 'output_ops', 'evaluate']
+
 INPUT_SHAPE = (8, 8, 3)
 
 

@@ -4,7 +4,7 @@ Private to `configurable_ops`, which exports these names: the original's
 `ConfigurableConv2D`, `ConfigurableSeparableConv2D`, `ConfigurableDense`,
 `PassThroughKerasLayerWrapper` and `hijack_keras_module`, for networks built
 with `tf.compat.v1.keras.layers` in a TF1 graph. (Keras 3 models are rebuilt
-by `morph_net.tools.configurable_layers` and `rebuild` instead.)
+by `morph_net.surgery.configurable_layers` and `rebuild` instead.)
 """
 
 import collections

@@ -13,9 +13,12 @@ structure atomically (sorted keys, indent 2). `--multiplier` without
 from absl import app
 from absl import flags
 
+from morph_net.keras import expansion
 from morph_net.network_regularizers import registry
 from morph_net.structure import structure_files
-from morph_net.tools import width_multiplier
+from morph_net.structure import width_multiplier
+
+__all__ = ['define_flags', 'main']
 
 FLAGS = flags.FLAGS
 
@@ -53,11 +56,10 @@ def main(argv):
   target = FLAGS.target_cost
   if target is not None and target != 'original':
     target = float(target)
-  width_multiplier.expand_file(
+  expansion.expand_file(
       model, FLAGS.structure, FLAGS.output, multiplier=FLAGS.multiplier,
-      target_cost=target,
-      regularizer_class=registry.get_regularizer_class(FLAGS.regularizer),
-      round_to=FLAGS.round_to)
+      target_cost=target, round_to=FLAGS.round_to,
+      resource=registry.get_regularizer_class(FLAGS.regularizer))
 
 
 if __name__ == '__main__':

@@ -22,11 +22,17 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from morph_net import errors
+from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.network_regularizers import registry
-from morph_net.structure import atomic_file
-from morph_net.tools import keras_cost
+from morph_net.structure import structure_files
+
+__all__ = ['define_flags', 'load_builder', 'restore_checkpoint', 'export',
+           'CheckpointMismatchError', 'main']
 
 FLAGS = flags.FLAGS
+# Raised by restore_checkpoint; a morph_net.errors.Error and a ValueError.
+CheckpointMismatchError = errors.CheckpointMismatchError
 
 
 def define_flags():
@@ -46,15 +52,16 @@ def define_flags():
   flags.DEFINE_string('output', None, 'Structure JSON to write.')
 
 
-class CheckpointMismatchError(ValueError):
-  """The checkpoint does not match the model built by the builder."""
-
-
 def load_builder(spec):
-  """Imports 'module:function'."""
+  """Imports 'module:function'.
+
+  Raises:
+    InvalidArgumentError: for a spec without ':'.
+  """
   if ':' not in spec:
-    raise ValueError("Invalid value for flag --builder. Expected "
-                     "'module:function'. Received: %r" % spec)
+    raise errors.InvalidArgumentError(
+        "Invalid value for flag --builder. Expected 'module:function'. "
+        'Received: %r' % spec)
   module_name, fn_name = spec.split(':', 1)
   return getattr(importlib.import_module(module_name), fn_name)
 
@@ -84,11 +91,26 @@ def restore_checkpoint(model, checkpoint):
   return status
 
 
-def export(model, output, regularizer_class, threshold):
-  """Builds the regularizer on `model` and writes its alive counts."""
-  counts = keras_cost.model_regularizer(model, regularizer_class,
-                                        threshold).alive_counts()
-  atomic_file.write_json_atomically(counts, output)
+def export(model, output, regularizer_class=None, threshold=1e-3):
+  """Writes the alive counts of a model's regularizer as a structure JSON.
+
+  Args:
+    model: a built Keras model (a regularizer is built on it), or a
+      `ModelRegularizer` whose alive counts are written as they are.
+    output: the JSON file to write (atomically; sorted keys, indent 2).
+    regularizer_class: with a model, the network regularizer class
+      (default GammaFlopsRegularizer).
+    threshold: with a model, the regularizer's alive threshold.
+
+  Returns:
+    {layer name: alive count}.
+  """
+  regularizer = (model if isinstance(model,
+                                     model_regularizer_lib.ModelRegularizer)
+                 else model_regularizer_lib.model_regularizer(
+                     model, regularizer_class, threshold))
+  counts = regularizer.alive_counts()
+  structure_files.write_structure(counts, output)
   return counts
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from morph_net import datasets
+from examples import datasets
 
 _EXAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'examples',
                         'fashion_mnist_keras.py')

@@ -155,7 +155,7 @@ def test_regularizer_lookup():
   assert registry.threshold_kwargs('LogisticSigmoidFlopsRegularizer', 0.1) == {
       'alive_threshold': 0.1}
   with pytest.raises(ValueError, match='Invalid value for argument `resource`'):
-    cycle.cost_class('energy')
+    cycle.resource_of('energy')
 
 
 def test_gated_model_has_the_plain_model_conv_names():

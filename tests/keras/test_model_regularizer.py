@@ -327,3 +327,36 @@ def test_export_tool_writes_the_callbacks_json_for_the_same_weights(tmp_path):
   with open(exported) as f:
     assert f.read() == from_callback
   assert json.loads(from_callback) == {'conv1': 2, 'conv2': 4}
+
+
+def test_error_subclassed_model_without_input_shape():
+  model = SubclassedModel()
+  model(np.zeros((1, 8, 8, 3), np.float32))
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"model 'subclassed' \(SubclassedModel\) has no "
+                     r'known input tensors.*Pass input_shape=\(H, W, C\)'):
+    morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+
+
+def test_error_float16_model():
+  keras.mixed_precision.set_global_policy('float16')
+  try:
+    model = functional_model()
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  with pytest.raises(errors.InvalidArgumentError,
+                     match="Model 'functional' uses dtype policy 'float16'; "
+                     'MorphNet supports float32 and mixed_float16'):
+    morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
+
+
+def test_error_strength_relative_to_a_zero_cost():
+  model = functional_model()
+  for name in ('conv1', 'conv2', 'dense'):
+    kernel = model.get_layer(name).kernel
+    kernel.assign(np.zeros(kernel.shape, np.float32))
+  reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'The initial FLOPs is 0.0; cannot scale the '
+                     'strength by it'):
+    reg.set_strength_relative_to_cost(1.0)

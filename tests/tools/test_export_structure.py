@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from morph_net.testing import surgery_models as tm
 from morph_net.tools import export_structure
-import tools_test_models as tm
 
 _ENV = dict(os.environ, CUDA_VISIBLE_DEVICES='',
             PYTHONPATH=os.path.dirname(__file__) + os.pathsep +
@@ -71,3 +71,15 @@ def test_checkpoint_with_other_widths_raises(tmp_path):
 def test_bad_builder_spec():
   with pytest.raises(ValueError, match="'module:function'"):
     export_structure.load_builder('nocolon')
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--model=m.keras'], '--output is required.'),
+    (['--output=o.json'], 'Pass exactly one of --model and --builder.'),
+])
+def test_usage_errors(args, message):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'morph_net.tools.export_structure'] + args,
+      capture_output=True, text=True, timeout=240, env=_ENV)
+  assert proc.returncode == 1
+  assert message in proc.stderr

@@ -1,11 +1,13 @@
-"""Tests for morph_net.tools.structure_plot."""
+"""Tests for morph_net.structure.structure_plot."""
 
 import os
+import sys
 
 import matplotlib
 import pytest
 
-from morph_net.tools import structure_plot
+from morph_net import errors
+from morph_net.structure import structure_plot
 
 
 def test_writes_png_atomically(tmp_path):
@@ -22,3 +24,12 @@ def test_writes_png_atomically(tmp_path):
 def test_empty_structure_raises(tmp_path):
   with pytest.raises(ValueError, match='at least one layer'):
     structure_plot.plot_structures({}, {}, str(tmp_path / 'x.png'))
+
+
+def test_missing_matplotlib_is_named(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  with pytest.raises(errors.MissingDependencyError,
+                     match='needs matplotlib, which is not installed: pip '
+                     'install matplotlib'):
+    structure_plot.plot_structures({'a': 1}, {'a': 1},
+                                   str(tmp_path / 'x.png'))

@@ -25,6 +25,8 @@ from typing import Dict, Optional
 
 import keras
 
+from morph_net import errors
+
 __all__ = ['VANISHED', 'ConfigurableLayers', 'is_vanished',
            'FALLBACK_RULES']
 
@@ -63,23 +65,25 @@ class ConfigurableLayers(object):
     parameterization: {layer name: width}; None for an empty one.
     fallback_rule: what to do with a layer missing from the
       parameterization: 'pass_through' uses the width passed to the method,
-      'strict' raises a KeyError, 'zero' uses width 0 (the layer vanishes).
+      'strict' raises a MissingWidthError (a KeyError), 'zero' uses width 0 (the layer vanishes).
 
   Raises:
-    ValueError: if `fallback_rule` is not one of FALLBACK_RULES.
+    InvalidArgumentError: if `fallback_rule` is not one of FALLBACK_RULES.
+    StructureError: for a negative width.
+    MissingWidthError: later, for a layer missing with 'strict'.
   """
 
   def __init__(self, parameterization: Optional[Dict[str, int]] = None,
                fallback_rule: str = 'pass_through'):
     if fallback_rule not in FALLBACK_RULES:
-      raise ValueError(
+      raise errors.InvalidArgumentError(
           'Invalid value for argument `fallback_rule`. Expected one of %s. '
           'Received: fallback_rule=%r' % (FALLBACK_RULES, fallback_rule))
     self._parameterization = dict(parameterization or {})
     for name, width in self._parameterization.items():
       if int(width) < 0:
-        raise ValueError('Width of layer %r must be >= 0. Received: %r' %
-                         (name, width))
+        raise errors.StructureError(
+            'Width of layer %r must be >= 0. Received: %r' % (name, width))
     self._fallback_rule = fallback_rule
     self._constructed = {}  # name -> width actually used.
 
@@ -106,13 +110,13 @@ class ConfigurableLayers(object):
 
   def _width(self, name, default):
     if not name:
-      raise ValueError(
+      raise errors.InvalidArgumentError(
           'Invalid value for argument `name`. A layer whose width comes from '
           'the parameterization needs a name. Received: name=%r' % (name,))
     if name in self._parameterization:
       width = int(self._parameterization[name])
     elif self._fallback_rule == 'strict':
-      raise KeyError(
+      raise errors.MissingWidthError(
           'Layer %r is missing from the parameterization and '
           "fallback_rule='strict'. Add it to the structure or use "
           "fallback_rule='pass_through'." % name)

@@ -5,17 +5,29 @@
 
 One pair of bars per layer (original, new), in the order of `before` (or
 `layer_order`), drawn with matplotlib's Agg backend and written atomically.
+matplotlib is an optional dependency (the `examples` extra); it is imported
+when a plot is drawn.
 """
 
 from typing import Dict, Optional, Sequence
 
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net import errors
+from morph_net.structure import atomic_file
 
 __all__ = ['plot_structures']
+
+
+def _pyplot():
+  """matplotlib.pyplot on the Agg backend."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise errors.MissingDependencyError(
+        'Drawing a structure needs matplotlib, which is not installed: '
+        'pip install matplotlib (or the morph-net[examples] extra).') from e
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
 
 
 def plot_structures(before: Dict[str, int], after: Dict[str, int],
@@ -37,14 +49,16 @@ def plot_structures(before: Dict[str, int], after: Dict[str, int],
     `path`.
 
   Raises:
-    ValueError: if there is no layer to plot.
+    InvalidArgumentError: if there is no layer to plot.
+    MissingDependencyError: if matplotlib is not installed.
   """
   names = list(layer_order or list(before) +
                [n for n in after if n not in before])
   if not names:
-    raise ValueError('Invalid value for argument `before`. Expected at least '
-                     'one layer. Received: before=%r, after=%r' %
-                     (before, after))
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `before`. Expected at least one layer. '
+        'Received: before=%r, after=%r' % (before, after))
+  plt = _pyplot()
   x = range(len(names))
   fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4.5))
   try:

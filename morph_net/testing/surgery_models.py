@@ -1,7 +1,18 @@
-"""Small Keras models and independent cost arithmetic for the tools tests."""
+"""Small Keras 3 models for model-surgery and structure-cost tests.
+
+Functional and Sequential models with residual adds, an Inception-style
+concat, depthwise convs with squeeze-and-excitation, and a Flatten; plus
+cost arithmetic that does not use the library (`hand_flops`,
+`kernel_params`), so tests can check the library's costs against it.
+"""
 
 import keras
 import numpy as np
+
+__all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
+           'sequential_model', 'input_add_model', 'multiply_model',
+           'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
+           'kernel_params', 'zero_gammas']
 
 L = keras.layers
 
@@ -75,6 +86,30 @@ def sequential_model(input_shape=(12, 12, 3)):
       L.Conv2D(6, 3, strides=2, name='c2'), L.BatchNormalization(name='c2_bn'),
       L.ReLU(name='c2_relu'), L.Flatten(name='flat'), L.Dense(5, name='fc'),
   ], name='seq')
+
+
+def input_add_model():
+  """Conv 'c' added to the model input: its width cannot change."""
+  x = keras.Input((8, 8, 3), name='image')
+  y = L.Conv2D(3, 1, name='c')(x)
+  z = L.Add(name='add')([x, y])
+  return keras.Model(x, L.Conv2D(2, 1, name='out')(z))
+
+
+def multiply_model():
+  """a -> a2 multiplied by b: a2 cannot vanish alone (Multiply needs both)."""
+  x = keras.Input((8, 8, 3))
+  a = L.Conv2D(4, 1, name='a')(x)
+  a2 = L.Conv2D(4, 1, name='a2')(a)
+  b = L.Conv2D(4, 1, name='b')(x)
+  y = L.Multiply(name='mul')([a2, b])
+  return keras.Model(x, L.Conv2D(2, 1, name='out')(y))
+
+
+# A learned structure of residual_model(width=8): groups consistent,
+# b2_conv1 vanished.
+SHRUNK_RESIDUAL = {'stem': 20, 'b1_conv2': 20, 'b1_conv1': 13, 'b2_conv1': 0,
+                   'b2_conv2': 35, 'b2_proj': 35}
 
 
 def randomize_batch_norms(model, seed=0):

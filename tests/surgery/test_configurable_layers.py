@@ -1,11 +1,11 @@
-"""Tests for morph_net.tools.configurable_layers."""
+"""Tests for morph_net.surgery.configurable_layers."""
 
 import keras
 import numpy as np
 import pytest
 
-from morph_net.tools import configurable_layers as cl
-from morph_net.tools.configurable_layers import VANISHED
+from morph_net.surgery import configurable_layers as cl
+from morph_net.surgery.configurable_layers import VANISHED
 
 
 def _inception(layers, x):

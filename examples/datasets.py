@@ -1,9 +1,10 @@
-"""Image classification data for examples and experiments, offline first.
+"""Image classification data for the examples and experiments, offline first.
 
 `load_dataset('fashion_mnist')` reads the IDX files of Debian's
 `dataset-fashion-mnist` package (installed by `scripts/install.sh`) when they
 exist, and otherwise asks tensorflow-datasets, which downloads. Other names
-go to tensorflow-datasets directly.
+go to tensorflow-datasets directly. This is example code, not part of the
+`morph_net` library.
 """
 
 import gzip
@@ -17,6 +18,8 @@ _FILES = {
     'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
     'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
 }
+
+__all__ = ['FASHION_MNIST_DIR', 'load_fashion_mnist_idx', 'load_dataset']
 
 Arrays = Tuple[np.ndarray, np.ndarray]
 

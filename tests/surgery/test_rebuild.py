@@ -1,4 +1,4 @@
-"""Tests for morph_net.tools.rebuild."""
+"""Tests for morph_net.surgery.rebuild (and the plan and weight transfer)."""
 
 import os
 
@@ -8,11 +8,14 @@ import pytest
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.keras import model_regularizer
+from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import model_size_regularizer
-from morph_net.tools import keras_cost
-from morph_net.tools import rebuild
-import tools_test_models as tm
+from morph_net.surgery import channel_model
+from morph_net.surgery import rebuild
+from morph_net.surgery import spaces
+from morph_net.testing import surgery_models as tm
 
 L = keras.layers
 
@@ -50,7 +53,7 @@ def _bn_layers_of_group(channels, gid):
   for name, layer in channels.layers.items():
     if isinstance(layer, L.BatchNormalization):
       space = channels.layer_in[name][0]
-      if space[0] == 'g' and channels.find(space[1]) == gid:
+      if isinstance(space, spaces.Group) and channels.find(space.gid) == gid:
         names.append(name)
   return names
 
@@ -101,7 +104,7 @@ def test_identity_structure_with_transfer_reproduces_outputs(builder):
 def test_pruned_transfer_matches_original_with_zeroed_channels():
   model = tm.residual_model()
   tm.randomize_batch_norms(model)
-  channels = rebuild.analyze(model)
+  channels = channel_model.analyze(model)
   structure = {'stem': 5, 'b1_conv2': 5, 'b1_conv1': 4, 'b2_conv1': 2,
                'b2_conv2': 7, 'b2_proj': 7}
   rng = np.random.RandomState(1)
@@ -125,7 +128,7 @@ def test_pruned_transfer_matches_original_with_zeroed_channels():
 def test_pruned_transfer_through_flatten():
   model = tm.sequential_model()
   tm.randomize_batch_norms(model)
-  channels = rebuild.analyze(model)
+  channels = channel_model.analyze(model)
   new = rebuild.rebuild(model, {'c2': 4}, transfer_weights=True,
                         alive_masks={'c2': [1, 0, 1, 1, 0, 1]})
   _zero_removed(model, channels, {channels.group_of('c2'): [0, 2, 3, 5]},
@@ -193,18 +196,18 @@ def test_rebuilt_flops_and_params_match_library_prediction(
     builder, structure):
   model = builder()
   tm.randomize_batch_norms(model)
-  channels = rebuild.analyze(model)
+  channels = channel_model.analyze(model)
   new = rebuild.rebuild(model, structure)
   hand_flops = tm.hand_flops(new)
   params = tm.kernel_params(new)
-  assert keras_cost.model_cost(new) == hand_flops
-  assert keras_cost.StructureCost(model).cost(structure) == hand_flops
+  assert model_regularizer.model_cost(new) == hand_flops
+  assert structure_cost.StructureCost(model).cost(structure) == hand_flops
   # Library prediction: the original with the removed channels' gammas at 0.
   _zero_removed(model, channels, _kept_first(channels, structure, new))
   if builder is tm.depthwise_model:
     pytest.skip('SE convs have no batch norm: gammas cannot kill them.')
-  assert keras_cost.model_cost(model) == hand_flops
-  assert keras_cost.model_cost(
+  assert model_regularizer.model_cost(model) == hand_flops
+  assert model_regularizer.model_cost(
       model, model_size_regularizer.GammaModelSizeRegularizer) == params
 
 
@@ -229,7 +232,7 @@ def test_rebuilt_flops_match_tf_profiler():
 
   conv_flops = conv_and_matmul_flops(profile)
   assert conv_flops == tm.hand_flops(new)
-  assert keras_cost.StructureCost(model).cost(structure) == conv_flops
+  assert structure_cost.StructureCost(model).cost(structure) == conv_flops
 
 
 def test_rebuilt_model_converts_to_tflite():
@@ -269,7 +272,7 @@ def test_strict_fallback_raises_and_zero_fallback_vanishes():
     rebuild.rebuild(model, {}, fallback_rule='strict')
   with pytest.raises(ValueError, match='fallback_rule'):
     rebuild.rebuild(model, {}, fallback_rule='bogus')
-  full = {n: 2 for n in rebuild.analyze(model).source_layers()}
+  full = {n: 2 for n in channel_model.analyze(model).source_layers()}
   del full['tower1_conv']
   full['logits'] = 5
   new = rebuild.rebuild(model, full, fallback_rule='zero')
@@ -277,21 +280,13 @@ def test_strict_fallback_raises_and_zero_fallback_vanishes():
 
 
 def test_frozen_group_raises_with_reason():
-  x = keras.Input((8, 8, 3))
-  y = L.Conv2D(3, 1, name='c')(x)
-  z = L.Add(name='add')([x, y])
-  model = keras.Model(x, L.Conv2D(2, 1, name='out')(z))
+  model = tm.input_add_model()
   with pytest.raises(ValueError, match=r"\['c'\] cannot change.*model input"):
     rebuild.rebuild(model, {'c': 2})
 
 
 def test_partially_vanished_multiply_raises():
-  x = keras.Input((8, 8, 3))
-  a = L.Conv2D(4, 1, name='a')(x)
-  a2 = L.Conv2D(4, 1, name='a2')(a)
-  b = L.Conv2D(4, 1, name='b')(x)
-  y = L.Multiply(name='mul')([a2, b])
-  model = keras.Model(x, L.Conv2D(2, 1, name='out')(y))
+  model = tm.multiply_model()
   with pytest.raises(ValueError, match=r"'mul' \(Multiply\) has inputs that "
                      'vanished'):
     rebuild.rebuild(model, {'a': 0})
@@ -346,7 +341,7 @@ _ZOO_MODELS = os.environ.get('MORPH_NET_ZOO', 'ResNet50,MobileNetV2').split(
 @pytest.mark.parametrize('name', _ZOO_MODELS)
 def test_zoo_half_channels(name):
   model = _ZOO[name]()
-  channels = rebuild.analyze(model)
+  channels = channel_model.analyze(model)
   output_groups = channels.output_groups()
   structure = {}
   for group in channels.groups():
@@ -360,16 +355,16 @@ def test_zoo_half_channels(name):
   assert new(_inputs(model, 1)).shape == (1, 10)
   hand_flops = tm.hand_flops(new)
   assert hand_flops < 0.4 * tm.hand_flops(model)
-  predicted = keras_cost.StructureCost(model).cost(structure)
+  predicted = structure_cost.StructureCost(model).cost(structure)
   assert predicted == hand_flops
   kept = _kept_first(channels, structure, new)
   try:
     _zero_removed(model, channels, kept)
-    predicted = keras_cost.model_cost(model)
+    predicted = model_regularizer.model_cost(model)
   except errors.NoSourceOpsError:
     # Keras 3 BatchNormalization(axis=3) reshapes gamma before the scale Mul
     # (ResNet50); predict with group lasso, killing the removed filters.
     _zero_removed_filters(model, channels, kept)
-    predicted = keras_cost.model_cost(
+    predicted = model_regularizer.model_cost(
         model, flop_regularizer.GroupLassoFlopsRegularizer, 1e-9)
   assert predicted == hand_flops

@@ -1,0 +1,165 @@
+"""StructureCost: the cost of a Keras model rebuilt with a structure.
+
+The cost of a structure is the cost of the model `rebuild(model, structure)`
+returns, computed without building it: every costed op of the traced graph
+is mapped to its top-level Keras layer, the rebuild plan gives that layer's
+input and output widths, and the resource function (FLOPs, weights,
+latency, ...) is evaluated on the op with those widths. One trace and one
+channel model serve any number of structures.
+
+    cost = StructureCost(regularizer)          # shares the regularizer's trace
+    cost({'conv1': 12, 'conv2': 20})           # FLOPs of the rebuilt model
+"""
+
+import inspect
+from typing import Callable, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.keras import model_regularizer as model_regularizer_lib
+from morph_net.keras import tracing
+from morph_net.network_regularizers import resource_function as rf
+from morph_net.surgery import channel_model
+from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import plan as plan_lib
+
+__all__ = ['StructureCost', 'resource_function_of']
+
+
+def resource_function_of(resource) -> Callable:
+  """The resource function a structure is costed with.
+
+  Args:
+    resource: None (FLOPs); a resource function of `resource_function`'s
+      signature (for latency already bound to a device and batch size, e.g.
+      `resource_function.latency_function_factory('V100', 8)`); a network
+      regularizer instance or a `ModelRegularizer` (its resource function);
+      or a network regularizer class whose resource does not depend on its
+      arguments (FLOPs, model size, activation count).
+
+  Returns:
+    The resource function.
+
+  Raises:
+    InvalidArgumentError: for a latency regularizer class (its device is an
+      argument, so the class alone cannot say what to cost) or an object
+      with no resource function.
+  """
+  if resource is None:
+    return rf.flop_function
+  if isinstance(resource, model_regularizer_lib.ModelRegularizer):
+    resource = resource.network_regularizer
+  if isinstance(resource, type):
+    if 'hardware' in inspect.signature(resource).parameters:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `resource`: %s costs latency on a '
+          'device given to each instance, so the class alone cannot be '
+          'costed. Pass the regularizer instance (or the ModelRegularizer), '
+          "or resource_function.latency_function_factory('V100', "
+          'batch_size).' % resource.__name__)
+  function = getattr(resource, 'resource_function', None)
+  if function is None and callable(resource) and not isinstance(resource,
+                                                                type):
+    function = resource
+  if function is None:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `resource`. Expected a resource function, '
+        'a network regularizer (class or instance) or a ModelRegularizer. '
+        'Received: resource=%r (%s)' % (resource, type(resource).__name__))
+  return function
+
+
+class StructureCost(object):
+  """Cost of a Keras model rebuilt with a structure, without rebuilding it.
+
+  For FLOPs, model size and latency this equals the `get_cost()` of a
+  regularizer on the rebuilt model (tested); only ops of layers the channel
+  model knows are costed (a nested model counts as one layer).
+
+  Args:
+    model: a built functional or Sequential Keras model, its
+      `tracing.TracedModel`, or a `ModelRegularizer` on it (whose trace is
+      shared, and whose resource is the default).
+    resource: what to cost, see `resource_function_of` (default: the
+      ModelRegularizer's resource, else FLOPs).
+    input_shape: input shape without batch, for a model whose is not static
+      (not used when `model` is traced already).
+    layer_rules: the layer-rule table of the channel model.
+
+  Raises:
+    InvalidArgumentError: see `resource_function_of` and `TracedModel`.
+    UnsupportedModelError: for subclassed models.
+  """
+
+  def __init__(self, model, resource=None, input_shape=None,
+               layer_rules: Optional[layer_rules_lib.LayerRules] = None):
+    if isinstance(model, model_regularizer_lib.ModelRegularizer):
+      if resource is None:
+        resource = model
+      model = model.traced
+    self.traced = (model if isinstance(model, tracing.TracedModel) else
+                   tracing.TracedModel(model, input_shape))
+    self.channels = channel_model.analyze(self.traced.model, layer_rules)
+    self.resource_function = resource_function_of(resource)
+    self._ops = self._map_costed_ops()
+
+  def _map_costed_ops(self):
+    costed = getattr(self.resource_function, 'costed_op_types',
+                     rf.COSTED_OP_TYPES)
+    layers = self.channels.layers
+    ops = []
+    for op in self.traced.graph.get_operations():
+      if op.type not in costed:
+        continue
+      name = (self.traced.layer_name(op, top_level=True) or
+              self.traced.scope_layer_name(op, layers))
+      if name is None or name not in self.channels.layer_out:
+        continue
+      ops.append((op, name, op.type in rf.WEIGHTED_OP_TYPES))
+    return ops
+
+  def costed_ops(self) -> List[Tuple[tf.Operation, str, bool]]:
+    """[(op, top-level layer name, whether the op has weights)] costed."""
+    return list(self._ops)
+
+  def plan(self, structure: Dict[str, int]) -> plan_lib.RebuildPlan:
+    """The rebuild plan of `structure` (validates it against the model)."""
+    return plan_lib.RebuildPlan(self.channels, structure)
+
+  def cost(self, structure: Dict[str, int]) -> float:
+    """The cost of the model rebuilt with `structure`.
+
+    Args:
+      structure: {width-taking layer name: width}; missing layers keep
+        their original width.
+
+    Returns:
+      The cost in the resource function's unit (FLOPs, weights, ns ...).
+
+    Raises:
+      StructureError: for a structure `rebuild` would refuse.
+    """
+    plan = self.plan(structure)
+    widths = {}
+    total = 0.0
+    for op, name, weighted in self._ops:
+      if name in plan.vanished:
+        continue
+      if name not in widths:
+        output = plan.output_width(name)
+        first_input = plan.input_width(name)
+        widths[name] = (output if first_input is None else first_input,
+                        output)
+      in_width, out_width = widths[name]
+      if weighted:
+        layer = self.channels.layers[name]
+        in_width, out_width = self.channels.rule(layer).op_widths(
+            layer, in_width, out_width, op.type in rf.DEPTHWISE_OP_TYPES)
+      else:
+        in_width = out_width
+      total += float(self.resource_function(op, False, in_width, out_width,
+                                            0.0, 0.0))
+    return total
+
+  __call__ = cost

@@ -1,0 +1,27 @@
+"""Model surgery: rebuild a Keras model with the widths of a structure.
+
+Modules, low to high:
+  spaces: channel groups (a union-find) and channel spaces (small values).
+  layer_rule: the LayerRule protocol a layer kind implements.
+  builtin_rules, layer_rules: rules of the Keras layers; the registry
+    (`get_layer_rules`, `register_layer_rule`) for custom layers.
+  channel_model: ChannelModel, the groups and spaces of one model.
+  plan: RebuildPlan, what a structure does to every layer.
+  weight_transfer: surviving channels and their weights.
+  rebuild: `rebuild.rebuild(model, structure)`, through clone_model.
+  configurable_layers: ConfigurableLayers for subclassed models.
+"""
+
+from morph_net.surgery.channel_model import analyze
+from morph_net.surgery.channel_model import ChannelModel
+from morph_net.surgery.configurable_layers import ConfigurableLayers
+from morph_net.surgery.configurable_layers import VANISHED
+from morph_net.surgery.layer_rule import LayerRule
+from morph_net.surgery.layer_rules import get_layer_rules
+from morph_net.surgery.layer_rules import LayerRules
+from morph_net.surgery.layer_rules import register_layer_rule
+from morph_net.surgery.plan import RebuildPlan
+
+__all__ = ['analyze', 'ChannelModel', 'ConfigurableLayers', 'VANISHED',
+           'LayerRule', 'LayerRules', 'get_layer_rules',
+           'register_layer_rule', 'RebuildPlan']

@@ -1,0 +1,262 @@
+"""Layer rules of the built-in Keras 3 layers (see `layer_rule.LayerRule`).
+
+`builtin_rule_table()` maps every Keras layer class that model surgery
+understands to its rule. A layer class that is not in the table (and has no
+registered ancestor) is opaque: its input groups and its output keep their
+widths.
+"""
+
+from typing import Dict
+
+import keras
+import numpy as np
+
+from morph_net.surgery import layer_rule
+from morph_net.surgery import spaces
+
+__all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
+           'PassThroughRule', 'NormalizerRule', 'FlattenRule',
+           'ConcatenateRule', 'MergeRule', 'AddRule', 'builtin_rule_table']
+
+L = keras.layers
+UNKNOWN = layer_rule.UNKNOWN
+
+
+def _to_numpy(variable) -> np.ndarray:
+  return keras.ops.convert_to_numpy(variable)
+
+
+def _single_input(node: layer_rule.LayerNode) -> bool:
+  return len(node.input_spaces) == 1
+
+
+class OpaqueRule(layer_rule.LayerRule):
+  """A layer surgery does not understand: nothing around it changes width."""
+
+  def output_space(self, node):
+    return node.opaque(UNKNOWN)
+
+
+class WidthRule(layer_rule.LayerRule):
+  """Conv*, Conv*Transpose, Dense: the structure chooses the output width.
+
+  The output channels form the layer's own group. The kernel holds the
+  input channels on `input_axis` and the output channels on `output_axis`
+  (-2 and -1 for convs and Dense; -1 and -2 for transposed convs); every
+  other weight (the bias) holds the output channels on its last axis.
+
+  Args:
+    width_attribute: the config key of the width ('filters' or 'units').
+    input_axis: the kernel axis of the input channels.
+    output_axis: the kernel axis of the output channels.
+  """
+
+  def __init__(self, width_attribute: str = 'filters', input_axis: int = -2,
+               output_axis: int = -1):
+    self.width_attribute = width_attribute
+    self._input_axis = input_axis
+    self._output_axis = output_axis
+
+  def output_space(self, node):
+    if getattr(node.layer, 'groups', 1) != 1:
+      for space in node.input_spaces:
+        node.freeze(space, 'it feeds the grouped conv %s' % node.describe())
+    return node.layer_group()
+
+  def kernel(self, layer):
+    """The weight whose norm per output channel scores the channels."""
+    return layer.kernel
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del new_shapes
+    kernel = np.take(weights[0], selection.input_indices,
+                     axis=self._input_axis)
+    kernel = np.take(kernel, selection.output_indices, axis=self._output_axis)
+    return [kernel] + [np.take(w, selection.output_indices, axis=-1)
+                       for w in weights[1:]]
+
+  def channel_scores(self, layer):
+    kernel = _to_numpy(self.kernel(layer))
+    kernel = np.moveaxis(kernel, self._output_axis, -1)
+    kernel = kernel.reshape([-1, kernel.shape[-1]])
+    return np.sqrt((kernel ** 2).sum(axis=0))
+
+
+class SeparableConvRule(WidthRule):
+  """SeparableConv1D/2D: a depthwise conv (multiplier k) then a pointwise one.
+
+  Weights: the depthwise kernel (input channels on axis -2), the pointwise
+  kernel (input channel c * k + j on axis -2, outputs on -1), the bias.
+  """
+
+  def kernel(self, layer):
+    return layer.pointwise_kernel
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del new_shapes
+    depthwise_channels = spaces.repeat_indices(selection.input_indices,
+                                               int(layer.depth_multiplier))
+    pointwise = np.take(weights[1], depthwise_channels, axis=-2)
+    return ([np.take(weights[0], selection.input_indices, axis=-2),
+             np.take(pointwise, selection.output_indices, axis=-1)] +
+            [np.take(w, selection.output_indices, axis=-1)
+             for w in weights[2:]])
+
+  def op_widths(self, layer, input_width, output_width, depthwise_op):
+    factor = int(layer.depth_multiplier)
+    if depthwise_op:
+      return input_width, input_width * factor
+    return input_width * factor, output_width
+
+
+class DepthwiseRule(layer_rule.LayerRule):
+  """DepthwiseConv1D/2D: output channel c * k + j comes from input c."""
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    factor = int(node.layer.depth_multiplier)
+    if factor == 1:
+      return node.input_spaces[0]
+    return spaces.Repeat(node.input_spaces[0], factor)
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del new_shapes
+    return ([np.take(weights[0], selection.input_indices, axis=-2)] +
+            [np.take(w, selection.output_indices, axis=-1)
+             for w in weights[1:]])
+
+
+class PassThroughRule(layer_rule.LayerRule):
+  """Layers whose output channels are their input channels.
+
+  Activations, dropouts, pooling, padding, cropping, upsampling and
+  normalizations that act on the last axis. A layer acting on another axis,
+  or using channels_first, is opaque.
+  """
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    layer = node.layer
+    axis = getattr(layer, 'axis', -1)
+    rank = node.input_rank()
+    if (isinstance(axis, int) and axis not in (-1, rank - 1)) or (
+        node.output_channels() != layer_rule.num_channels(node.inputs[0])):
+      return node.opaque('which does not act on the last axis')
+    if getattr(layer, 'data_format', 'channels_last') == 'channels_first':
+      return node.opaque('which uses channels_first')
+    return node.input_spaces[0]
+
+
+class NormalizerRule(PassThroughRule):
+  """BatchNormalization: pass-through whose |gamma| scores the channels."""
+
+  def normalizer_scores(self, layer):
+    if not getattr(layer, 'scale', False):
+      return None
+    return np.abs(_to_numpy(layer.gamma))
+
+
+class FlattenRule(layer_rule.LayerRule):
+  """Flatten: the input channels repeated over the spatial positions."""
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    shape = node.inputs[0].shape
+    if len(shape) <= 2:
+      return node.input_spaces[0]
+    return spaces.Flattened(node.input_spaces[0],
+                            int(np.prod(shape[1:-1])))
+
+
+class ConcatenateRule(layer_rule.LayerRule):
+  """Concatenate on the last axis; vanished inputs are skipped."""
+
+  accepts_vanished_inputs = True
+
+  def output_space(self, node):
+    rank = len(node.outputs[0].shape)
+    axis = node.layer.axis
+    if axis not in (-1, rank - 1):
+      return node.opaque('which concatenates along axis %d' % axis)
+    return spaces.Concat(tuple(node.input_spaces))
+
+  def live_output_space(self, layer, output_space, input_spaces,
+                        live_input_spaces, vanished, input_channels):
+    del layer, output_space, input_spaces
+    return spaces.Concat(tuple(
+        spaces.Dead(channels) if gone else space
+        for space, gone, channels in zip(live_input_spaces, vanished,
+                                         input_channels)))
+
+
+class MergeRule(layer_rule.LayerRule):
+  """Elementwise merges (Subtract, Multiply, ...): their inputs share groups.
+
+  An input with another channel count (e.g. 1 channel, broadcast) keeps its
+  width. No input may vanish unless `accepts_vanished_inputs`.
+  """
+
+  def output_space(self, node):
+    out_channels = node.output_channels()
+    same = []
+    for space, tensor in zip(node.input_spaces, node.inputs):
+      if layer_rule.num_channels(tensor) == out_channels:
+        same.append(space)
+      else:
+        node.freeze(space, 'it is broadcast by layer %s' % node.describe())
+    for space in same[1:]:
+      node.union(same[0], space)
+    return same[0] if same else node.opaque('which broadcasts channels')
+
+
+class AddRule(MergeRule):
+  """Add: a vanished input is dropped; one live input passes through."""
+
+  accepts_vanished_inputs = True
+
+  def live_output_space(self, layer, output_space, input_spaces,
+                        live_input_spaces, vanished, input_channels):
+    del layer, input_spaces, input_channels
+    for space, gone in zip(live_input_spaces, vanished):
+      if not gone:
+        return space
+    return output_space
+
+
+def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
+  """{Keras layer class: rule} for the built-in layers surgery understands."""
+  table = {}
+  for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+    table[cls] = WidthRule('filters')
+  for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+    table[cls] = WidthRule('filters', input_axis=-1, output_axis=-2)
+  for cls in (L.SeparableConv1D, L.SeparableConv2D):
+    table[cls] = SeparableConvRule('filters')
+  table[L.Dense] = WidthRule('units')
+  for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+    table[cls] = DepthwiseRule()
+  table[L.BatchNormalization] = NormalizerRule()
+  pass_through = PassThroughRule()
+  for cls in (
+      L.LayerNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.PReLU,
+      L.ELU, L.Softmax, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+      L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
+      L.AlphaDropout, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+      L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+      L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+      L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+      L.GlobalMaxPooling3D, L.ZeroPadding1D, L.ZeroPadding2D,
+      L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+      L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity,
+      L.ActivityRegularization):
+    table[cls] = pass_through
+  table[L.Flatten] = FlattenRule()
+  table[L.Concatenate] = ConcatenateRule()
+  table[L.Add] = AddRule()
+  merge = MergeRule()
+  for cls in (L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
+    table[cls] = merge
+  return table

@@ -1,0 +1,256 @@
+"""The layer-rule protocol: what model surgery needs to know about a layer.
+
+A `LayerRule` describes one kind of Keras layer for the channel model, the
+rebuild plan, the weight transfer and structure costing:
+
+* `output_space(node)`: the channel space of the layer's output, given the
+  spaces of its inputs (see `spaces`); this is where the layer joins
+  channel groups (an `Add` merges the groups of its inputs), starts one (a
+  conv), or declares it cannot follow its inputs (`node.opaque(why)`).
+* `width_attribute`: the config key of the output width ('filters',
+  'units') for layers whose width is chosen by a structure; None for layers
+  whose width follows their input.
+* `accepts_vanished_inputs` and `live_output_space`: what the layer's
+  output is when some of its inputs vanished (width 0).
+* `transfer_weights`: the layer's weights restricted to surviving channels.
+* `channel_scores` / `normalizer_scores`: how important each output channel
+  is, to choose which channels survive.
+* `op_widths`: the channel counts of the graph ops the layer traces to.
+
+Built-in Keras layers have rules (`builtin_rules`); a custom layer gets one
+through `layer_rules.register_layer_rule(MyLayer, MyRule())` or a per-model
+`LayerRules` table. A rule instance must not keep per-model state: one rule
+serves every layer of its type.
+"""
+
+import collections
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from morph_net import errors
+from morph_net.surgery import spaces
+
+__all__ = ['LayerRule', 'LayerNode', 'ChannelSelection', 'describe_layer',
+           'num_channels', 'UNKNOWN']
+
+# Why an opaque layer's channels cannot follow its inputs, in messages.
+UNKNOWN = 'whose channel handling is unknown to rebuild'
+
+# The surviving channels of one layer, as original indices: `input_indices`
+# of its first input (None for a layer without inputs), `output_indices` of
+# its output, which had `output_channels` channels in the original model.
+ChannelSelection = collections.namedtuple(
+    'ChannelSelection', ['input_indices', 'output_indices',
+                         'output_channels'])
+
+
+def describe_layer(layer) -> str:
+  """`'name' (Type)` for messages."""
+  return '%r (%s)' % (layer.name, type(layer).__name__)
+
+
+def num_channels(tensor) -> int:
+  """The size of the last dimension of a (Keras) tensor."""
+  return int(tensor.shape[-1])
+
+
+class LayerNode(object):
+  """One call of a layer while the channel model is built.
+
+  Rules read the call's tensors and spaces and change the group table only
+  through these methods.
+
+  Attributes:
+    layer: the Keras layer.
+    inputs: its input tensors (KerasTensors), flattened.
+    input_spaces: the channel space of each input.
+    outputs: its output tensors.
+  """
+
+  def __init__(self, layer, inputs: Sequence, input_spaces: Sequence,
+               outputs: Sequence, table: spaces.GroupTable,
+               layer_groups: dict):
+    self.layer = layer
+    self.inputs = list(inputs)
+    self.input_spaces = list(input_spaces)
+    self.outputs = list(outputs)
+    self._table = table
+    self._layer_groups = layer_groups
+
+  @property
+  def table(self) -> spaces.GroupTable:
+    return self._table
+
+  def describe(self) -> str:
+    return describe_layer(self.layer)
+
+  def output_channels(self) -> int:
+    return num_channels(self.outputs[0])
+
+  def input_rank(self, index: int = 0) -> int:
+    return len(self.inputs[index].shape)
+
+  def new_group(self, size: int,
+                frozen_reason: Optional[str] = None) -> spaces.Group:
+    """A new group of `size` channels (frozen if a reason is given)."""
+    return spaces.Group(self._table.new(size, frozen_reason))
+
+  def layer_group(self) -> spaces.Group:
+    """The group of this layer's output channels, one per layer.
+
+    A shared layer (called several times) gets the same group every call.
+    """
+    name = self.layer.name
+    if name not in self._layer_groups:
+      self._layer_groups[name] = self._table.new(self.output_channels())
+    return spaces.Group(self._layer_groups[name])
+
+  def freeze(self, space: spaces.ChannelSpace, reason: str) -> None:
+    """Marks every group of `space` as unable to change width."""
+    for gid in space.group_ids(self._table):
+      self._table.freeze(gid, reason)
+
+  def union(self, a: spaces.ChannelSpace, b: spaces.ChannelSpace) -> None:
+    """Merges the groups of two spaces whose channels meet elementwise.
+
+    Spaces with different layouts cannot be merged; their groups are frozen
+    instead, naming this layer.
+    """
+    if isinstance(a, spaces.Group) and isinstance(b, spaces.Group):
+      self._table.union(a.gid, b.gid)
+      return
+    pairs = a.aligned_parts(b, self._table)
+    if pairs is None:
+      reason = 'layer %s merges channels laid out differently' % (
+          self.describe())
+      self.freeze(a, reason)
+      self.freeze(b, reason)
+      return
+    for x, y in pairs:
+      self.union(x, y)
+
+  def opaque(self, why: str) -> spaces.Group:
+    """The output of a layer whose channels cannot follow its inputs.
+
+    Freezes the input groups and returns a new frozen group, both with a
+    reason naming this layer and `why`.
+    """
+    for space in self.input_spaces:
+      self.freeze(space, 'it feeds layer %s, %s' % (self.describe(), why))
+    return self.new_group(
+        self.output_channels(),
+        'it is the output of layer %s, %s' % (self.describe(), why))
+
+
+class LayerRule(object):
+  """How one kind of Keras layer treats channels (see the module docstring).
+
+  Subclasses override `output_space` and whatever else differs from the
+  defaults, which describe a layer without weights whose single output has
+  the channels of its single input.
+  """
+
+  # Config key of the output width (e.g. 'filters'); None: follows input.
+  width_attribute: Optional[str] = None
+  # Whether the layer may keep running when some inputs vanished (Add,
+  # Concatenate); other layers with a vanished input raise.
+  accepts_vanished_inputs: bool = False
+
+  def output_space(self, node: LayerNode) -> spaces.ChannelSpace:
+    """The channel space of the layer's output for this call."""
+    if len(node.input_spaces) != 1:
+      return node.opaque(UNKNOWN)
+    return node.input_spaces[0]
+
+  def live_output_space(self, layer, output_space: spaces.ChannelSpace,
+                        input_spaces: Sequence[spaces.ChannelSpace],
+                        live_input_spaces: Sequence[spaces.ChannelSpace],
+                        vanished: Sequence[bool],
+                        input_channels: Sequence[int]
+                        ) -> spaces.ChannelSpace:
+    """The output space once vanished inputs are taken out.
+
+    Args:
+      layer: the Keras layer.
+      output_space: its output space in the original model.
+      input_spaces: its input spaces in the original model.
+      live_input_spaces: the input spaces after vanishing (an input may now
+        hold `Dead` parts).
+      vanished: for each input, whether it vanished entirely.
+      input_channels: each input's channel count in the original model.
+
+    Returns:
+      The output space, in which dead sub-spaces replace vanished ones.
+    """
+    del vanished, input_channels
+    if self.width_attribute is None and len(input_spaces) == 1:
+      return output_space.replace(input_spaces[0], live_input_spaces[0])
+    return output_space
+
+  def transfer_weights(self, layer, weights: List[np.ndarray],
+                       new_shapes: Sequence[Tuple[int, ...]],
+                       selection: ChannelSelection) -> List[np.ndarray]:
+    """The layer's weights restricted to the surviving channels.
+
+    The default keeps weights whose shape does not change and slices those
+    whose last axis holds the output channels (batch norm, PReLU).
+
+    Args:
+      layer: the original Keras layer.
+      weights: its weights as numpy arrays, in `layer.weights` order.
+      new_shapes: the shapes of the rebuilt layer's weights, same order.
+      selection: the surviving input and output channels.
+
+    Returns:
+      The new weights, in the same order.
+
+    Raises:
+      WeightTransferError: for a weight that does not follow the channels.
+    """
+    values = []
+    for weight, shape in zip(weights, new_shapes):
+      if tuple(weight.shape) == tuple(shape):
+        values.append(weight)
+      elif weight.ndim and weight.shape[-1] == selection.output_channels:
+        values.append(np.take(weight, selection.output_indices, axis=-1))
+      else:
+        raise errors.WeightTransferError(
+            'Cannot transfer the weights of layer %s: a weight of shape %s '
+            'does not follow its %d channels. Register a LayerRule for %s '
+            'that transfers them, or use transfer_weights=False.' %
+            (describe_layer(layer), weight.shape,
+             selection.output_channels, type(layer).__name__))
+    return values
+
+  def channel_scores(self, layer) -> Optional[np.ndarray]:
+    """Importance of each output channel from the layer's own weights.
+
+    Used for groups without a batch norm; None if the layer has no opinion.
+    """
+    del layer
+    return None
+
+  def normalizer_scores(self, layer) -> Optional[np.ndarray]:
+    """Importance of each channel of a normalizing layer (|gamma|), or None.
+
+    When a group has a normalizer, its scores decide which channels survive.
+    """
+    del layer
+    return None
+
+  def op_widths(self, layer, input_width: int, output_width: int,
+                depthwise_op: bool) -> Tuple[int, int]:
+    """Input and output channel counts of one graph op of the layer.
+
+    Args:
+      layer: the Keras layer.
+      input_width: channels of the layer's input in the rebuilt model.
+      output_width: channels of the layer's output in the rebuilt model.
+      depthwise_op: whether the op is a depthwise convolution.
+
+    Returns:
+      (input channels, output channels) of the op.
+    """
+    del layer, depthwise_op
+    return input_width, output_width

@@ -1,0 +1,259 @@
+"""The rebuild plan: what a structure does to every layer of a model.
+
+A `RebuildPlan` resolves a structure ({layer name: width}) against a
+`ChannelModel`: the width of every width-taking layer and of every channel
+group, the layers that vanish (width 0, or all inputs vanished), and the
+channel spaces of every layer's inputs and output once vanished channels are
+taken out. `rebuild` clones the model from it, `weight_transfer` slices
+weights with it, and the Keras bridge's `StructureCost` reads the rebuilt
+widths from it without building a model.
+"""
+
+import difflib
+from typing import Dict, Optional
+
+from absl import logging
+import numpy as np
+
+from morph_net import errors
+from morph_net.surgery import channel_model as channel_model_lib
+from morph_net.surgery import configurable_layers
+from morph_net.surgery import layer_rule
+from morph_net.surgery import spaces
+
+__all__ = ['RebuildPlan', 'rebuildable_structure']
+
+
+class RebuildPlan(object):
+  """Widths, vanished layers and effective channel spaces for a structure.
+
+  Attributes:
+    channels: the `ChannelModel`.
+    widths: {width-taking layer name: width}.
+    group_width: {group root: width} of the groups the structure sets.
+    vanished: names of the layers whose (first) output vanished.
+    eff_in: {layer name: input spaces after vanishing}.
+    eff_out: {layer name: output space after vanishing}.
+    live_inputs: {layer name: indices of its inputs that did not vanish}.
+    vanishing_problems: why the zero widths cannot all vanish (messages;
+      empty for a structure rebuild accepts).
+
+  Args:
+    channels: the channel model of the model to rebuild.
+    structure: {layer name: width} of width-taking layers.
+    fallback_rule: for width-taking layers missing from `structure`:
+      'pass_through' keeps the original width, 'strict' raises, 'zero'
+      makes them vanish.
+    check_vanishing: raise for the first of `vanishing_problems`; with
+      False they are only recorded.
+
+  Raises:
+    InvalidArgumentError: for an unknown fallback_rule.
+    StructureError: if the structure names unknown layers, gives a negative
+      width, gives different widths to one group, or changes a group that
+      cannot change; and (with check_vanishing) if it vanishes only some
+      inputs of a layer that needs them all, or makes a model output
+      vanish.
+    MissingWidthError: for a missing layer with fallback_rule='strict'.
+  """
+
+  def __init__(self, channels: channel_model_lib.ChannelModel,
+               structure: Dict[str, int], fallback_rule: str = 'pass_through',
+               check_vanishing: bool = True):
+    self.channels = channels
+    self.widths = self._resolve_widths(structure, fallback_rule)
+    self.group_width = {channels.group_of(name): width
+                        for name, width in self.widths.items()}
+    self.vanished = set()
+    self.eff_in = {}
+    self.eff_out = {}
+    self.live_inputs = {}
+    self.vanishing_problems = []
+    self._propagate_vanishing()
+    if check_vanishing and self.vanishing_problems:
+      raise errors.StructureError(self.vanishing_problems[0])
+
+  def _check_names(self, structure):
+    ch = self.channels
+    sources = ch.source_layers()
+    unknown = sorted(set(structure) - set(sources))
+    if not unknown:
+      return
+    name = unknown[0]
+    if name in ch.layers:
+      hint = ('it is a %s, whose width follows its input; only %s layers '
+              'take a width' % (type(ch.layers[name]).__name__,
+                                '/'.join(ch.rules.width_layer_names())))
+    else:
+      close = difflib.get_close_matches(name, sources, n=1)
+      hint = 'no such layer in model %r%s' % (
+          ch.model.name, ('; did you mean %r?' % close[0]) if close else '')
+    raise errors.StructureError(
+        'Structure names layer %r, but %s. Structure layers not in the '
+        'model: %s.' % (name, hint, unknown))
+
+  def _resolve_widths(self, structure, fallback_rule):
+    ch = self.channels
+    if fallback_rule not in configurable_layers.FALLBACK_RULES:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `fallback_rule`. Expected one of %s. '
+          'Received: fallback_rule=%r' %
+          (configurable_layers.FALLBACK_RULES, fallback_rule))
+    self._check_names(structure)
+    widths = {}
+    for name in ch.source_layers():
+      if name in structure:
+        width = int(structure[name])
+      elif fallback_rule == 'strict':
+        raise errors.MissingWidthError(
+            'Layer %r (%s) is missing from the structure and '
+            "fallback_rule='strict'. Add it or use fallback_rule="
+            "'pass_through'." % (name, type(ch.layers[name]).__name__))
+      elif fallback_rule == 'zero':
+        width = 0
+      else:
+        width = ch.original_width(name)
+      if width < 0:
+        raise errors.StructureError(
+            'Width of layer %r must be >= 0. Received: %d' % (name, width))
+      widths[name] = width
+    for group in ch.groups():
+      self._check_group(group, widths)
+    return widths
+
+  def _check_group(self, group, widths):
+    ch = self.channels
+    group_widths = {n: widths[n] for n in group}
+    if len(set(group_widths.values())) > 1:
+      raise errors.StructureError(
+          'Layers %s form one channel group (their outputs are added, '
+          'multiplied or normalised together) and must have equal widths. '
+          'Received: %s. Give every layer of the group the same width.' %
+          (group, ', '.join('%s=%d' % kv for kv in group_widths.items())))
+    width = group_widths[group[0]]
+    reasons = ch.frozen_reasons(group[0])
+    if reasons and width != ch.original_width(group[0]):
+      raise errors.StructureError(
+          'The width of layers %s cannot change (%d -> %d): %s. Keep their '
+          'original width in the structure.' %
+          (group, ch.original_width(group[0]), width, reasons[0]))
+
+  def _propagate_vanishing(self):
+    ch = self.channels
+    dead_tensors = set()
+    eff = {id(t): ch.space[id(t)] for t in ch.functional.inputs}
+    for layer, inputs, outputs in ch.nodes:
+      rule = ch.rule(layer)
+      dead = [id(t) in dead_tensors for t in inputs]
+      in_eff = [eff.get(id(t), ch.space[id(t)]) for t in inputs]
+      live = [i for i, d in enumerate(dead) if not d]
+      out_dead = self.widths.get(layer.name) == 0 or not live
+      if not out_dead and len(live) < len(inputs) and (
+          not rule.accepts_vanished_inputs):
+          self.vanishing_problems.append(
+            'Layer %s has inputs that vanished (all their channels have '
+            'width 0: %s) and others that did not; only Add and Concatenate '
+            'can drop vanished inputs. Keep a nonzero width for the layers '
+            'feeding it.' % (layer_rule.describe_layer(layer),
+                             [inputs[i].name for i, d in enumerate(dead)
+                              if d]))
+      if out_dead:
+        out_eff = spaces.Dead(layer_rule.num_channels(outputs[0]))
+      else:
+        out_eff = rule.live_output_space(
+            layer, ch.space[id(outputs[0])],
+            [ch.space[id(t)] for t in inputs], in_eff, dead,
+            [layer_rule.num_channels(t) for t in inputs])
+      for tensor in outputs:
+        eff[id(tensor)] = out_eff
+        if out_dead:
+          dead_tensors.add(id(tensor))
+      if layer.name not in self.eff_in:
+        self.eff_in[layer.name] = in_eff
+        self.eff_out[layer.name] = out_eff
+        self.live_inputs[layer.name] = live
+        if out_dead:
+          self.vanished.add(layer.name)
+    for tensor in ch.functional.outputs:
+      if id(tensor) in dead_tensors:
+        zero = sorted(n for n, w in self.widths.items() if w == 0)
+        self.vanishing_problems.append(
+            'Model output %r vanished: every path to it goes through a layer '
+            'of width 0 (width-0 layers: %s). Keep at least one live path.' %
+            (tensor.name, zero))
+
+  def _kept_of_group(self, kept):
+    def of_group(root):
+      if kept is not None and root in kept:
+        return kept[root]
+      return np.arange(self.group_width.get(
+          root, self.channels.group_size(root)))
+    return of_group
+
+  def indices(self, space: spaces.ChannelSpace,
+              kept: Optional[Dict[int, np.ndarray]] = None) -> np.ndarray:
+    """Original channel indices of `space` that survive.
+
+    Args:
+      space: a channel space of the original model.
+      kept: optional {group root: sorted surviving indices}; groups not in
+        it keep their first `width` channels.
+
+    Returns:
+      A 1-D int array.
+    """
+    return space.indices(self.channels.table, self._kept_of_group(kept))
+
+  def width(self, space: spaces.ChannelSpace) -> int:
+    """Number of channels of `space` in the rebuilt model."""
+    return len(self.indices(space))
+
+  def output_width(self, name: str) -> int:
+    """Output channels of layer `name` in the rebuilt model."""
+    return self.width(self.eff_out[name])
+
+  def input_width(self, name: str) -> Optional[int]:
+    """Channels of the first input of layer `name` in the rebuilt model
+    (None for a layer without inputs)."""
+    spaces_in = self.eff_in[name]
+    return self.width(spaces_in[0]) if spaces_in else None
+
+
+def rebuildable_structure(channels: channel_model_lib.ChannelModel,
+                          structure: Dict[str, int]) -> Dict[str, int]:
+  """`structure` with one channel kept in zero-width groups that cannot vanish.
+
+  A learned structure may kill every channel of a group whose layers cannot
+  be removed: the model output would vanish (in a Sequential model, any
+  vanishing does), a Multiply would lose one of its inputs. Those groups get
+  width 1; every other zero-width group still vanishes. Groups are decided
+  in run order, each vanishing if it can given the decisions before it.
+
+  Args:
+    channels: the channel model.
+    structure: {width-taking layer name: width}.
+
+  Returns:
+    A structure `rebuild` accepts (if `structure` is otherwise valid).
+
+  Raises:
+    StructureError: as `RebuildPlan`, for problems other than vanishing.
+  """
+  zero_groups = [[n for n in group if structure.get(n) == 0]
+                 for group in channels.groups()]
+  zero_groups = [group for group in zero_groups if group]
+  result = dict(structure)
+  for group in zero_groups:
+    for name in group:
+      result[name] = 1
+  for group in zero_groups:
+    trial = dict(result)
+    for name in group:
+      trial[name] = 0
+    problems = RebuildPlan(channels, trial,
+                           check_vanishing=False).vanishing_problems
+    if problems:
+      logging.info('Keeping one channel of %s: %s', group, problems[0])
+    else:
+      result = trial
+  return result

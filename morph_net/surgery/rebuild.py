@@ -1,0 +1,129 @@
+"""Rebuild a Keras model with the widths of a learned structure.
+
+`rebuild(model, structure)` returns a new Keras model (through
+`keras.models.clone_model`) with the same layer names and topology, whose
+width-taking layers (Conv*, Conv*Transpose, SeparableConv*, Dense, and any
+custom layer whose rule has a `width_attribute`) get the widths of
+`structure` ({layer name: width}, the JSON written by the structure
+exporter). Layers that follow their input (batch norm, activations, pooling,
+depthwise convs, ...) get the new channel count from the rebuilt shapes.
+
+Zero-width layers vanish with everything that depends only on them: an `Add`
+with one live input becomes that input (a dead residual branch disappears and
+its skip stays), a `Concatenate` skips dead inputs (a dead Inception tower is
+dropped).
+
+Channels that must be removed together form groups (the layers whose outputs
+are added or multiplied, and the layers that follow them); every width-taking
+layer of a group must get the same width, which is checked.
+
+With `transfer_weights=True` the surviving channels' weights are copied, so
+the identity structure reproduces the original outputs exactly.
+
+Every step asks the layer rules (`layer_rules`): the channel model
+(`channel_model`), the plan (`plan`), the clone below and the weight copy
+(`weight_transfer`).
+"""
+
+from typing import Dict, Optional
+
+import keras
+import numpy as np
+
+from morph_net import errors
+from morph_net.surgery import channel_model
+from morph_net.surgery import configurable_layers
+from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import plan as plan_lib
+from morph_net.surgery import weight_transfer
+
+__all__ = ['rebuild']
+
+VANISHED = configurable_layers.VANISHED
+
+
+def _clone_function(plan):
+  """clone_model clone_function giving width-taking layers their new width."""
+  def clone(layer):
+    config = layer.get_config()
+    attribute = plan.channels.rule(layer).width_attribute
+    width = plan.widths.get(layer.name)
+    if attribute and width:
+      config[attribute] = width
+    return layer.__class__.from_config(config)
+  return clone
+
+
+def _call_function(widths):
+  """clone_model call_function that propagates VANISHED markers."""
+  def call(layer, *args, **kwargs):
+    inputs = args[0] if args else None
+    if isinstance(inputs, (list, tuple)):
+      live = [x for x in inputs if x is not VANISHED]
+      if not live:
+        return VANISHED
+      if len(live) < len(inputs):
+        if len(live) == 1:
+          return live[0]
+        return layer(live, *args[1:], **kwargs)
+    elif inputs is VANISHED:
+      return VANISHED
+    if widths.get(layer.name, 1) == 0:
+      return VANISHED
+    return layer(*args, **kwargs)
+  return call
+
+
+def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
+            alive_masks: Optional[Dict[str, np.ndarray]] = None,
+            fallback_rule: str = 'pass_through',
+            layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+            channels: Optional[channel_model.ChannelModel] = None):
+  """Returns a copy of `model` with the widths of `structure`.
+
+  Args:
+    model: a built functional or Sequential Keras model.
+    structure: {layer name: width} for width-taking layers (Conv*, Dense...).
+    transfer_weights: copy the surviving channels' weights from `model`.
+    alive_masks: optional {layer name: bool vector} choosing the surviving
+      channels of each group; by default the channels with the largest
+      batch-norm |gamma| (or kernel norm) of the group survive.
+    fallback_rule: for width-taking layers missing from `structure`:
+      'pass_through' keeps the original width, 'strict' raises, 'zero'
+      makes them vanish.
+    layer_rules: the layer-rule table (default: `get_layer_rules()`, the
+      built-in rules plus those registered with `register_layer_rule`).
+    channels: the channel model of `model` if it was analysed already (for
+      example `StructureCost.channels`); `layer_rules` is then not used.
+
+  Returns:
+    A new Keras model of the same class (Sequential or functional).
+
+  Raises:
+    UnsupportedModelError: for subclassed models (a TypeError).
+    InvalidArgumentError: for `channels` of another model.
+    StructureError: if the structure names unknown layers, gives different
+      widths to one group, changes a group that cannot change, or makes a
+      model output vanish; or a Sequential model would lose layers.
+    MissingWidthError: for a missing layer with fallback_rule='strict'.
+    WeightTransferError: see `weight_transfer`.
+  """
+  if channels is None:
+    channels = channel_model.analyze(model, layer_rules)
+  elif channels.model is not model:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `channels`: it is the channel model of '
+        'model %r, not of %r. Pass the channel model of the model to '
+        'rebuild, or none.' % (channels.model.name, model.name))
+  plan = plan_lib.RebuildPlan(channels, structure, fallback_rule)
+  clone = _clone_function(plan)
+  if channels.is_sequential:
+    new_model = keras.models.clone_model(model, clone_function=clone)
+  else:
+    new_model = keras.models.clone_model(
+        model, clone_function=clone,
+        call_function=_call_function(plan.widths))
+  if transfer_weights:
+    kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)
+    weight_transfer.transfer_weights(model, new_model, plan, kept)
+  return new_model

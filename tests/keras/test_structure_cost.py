@@ -1,0 +1,158 @@
+"""Tests for morph_net.keras.structure_cost and the bridge's cost helpers."""
+
+import keras
+import pytest
+
+from morph_net import errors
+from morph_net.keras import model_regularizer
+from morph_net.keras import structure_cost
+from morph_net.keras import tracing
+from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import latency_regularizer
+from morph_net.network_regularizers import model_size_regularizer
+from morph_net.network_regularizers import resource_function
+from morph_net.surgery import rebuild
+from morph_net.testing import surgery_models as tm
+
+# Alive channels after _kill_channels (groups: stem+b1_conv2, b2_conv2+b2_proj).
+_ALIVE = {'stem': 5, 'b1_conv1': 3, 'b1_conv2': 5, 'b2_conv1': 6,
+          'b2_conv2': 7, 'b2_proj': 7}
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+  keras.backend.clear_session()
+  yield
+
+
+class _LatencyCost(object):
+  resource_function = staticmethod(
+      resource_function.latency_function_factory('V100'))
+
+
+def test_model_regularizer_names_the_threshold_per_family():
+  model = tm.residual_model()
+  gamma = model_regularizer.model_regularizer(model, threshold=0.5)
+  assert isinstance(gamma.network_regularizer,
+                    flop_regularizer.GammaFlopsRegularizer)
+  lasso = model_regularizer.model_regularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, 1e-9)
+  assert lasso.alive_counts()['stem'] == 8
+
+
+def test_regularizer_without_threshold_raises():
+
+  class NoThreshold(object):
+
+    def __init__(self, output_boundary, input_boundary=None):
+      del output_boundary, input_boundary
+
+  with pytest.raises(ValueError, match='regularizer_class=NoThreshold'):
+    model_regularizer.model_regularizer(tm.residual_model(), NoThreshold)
+
+
+def test_structure_cost_maps_weightless_ops_for_latency():
+  coster = structure_cost.StructureCost(tm.residual_model(), _LatencyCost)
+  by_type = {}
+  for op, name, weighted in coster.costed_ops():
+    by_type.setdefault(op.type, set()).add(name)
+    assert weighted == (op.type in resource_function.WEIGHTED_OP_TYPES)
+  assert 'b1_out' in by_type['Relu']
+  assert 'logits' in by_type['MatMul']
+  full = coster.cost({})
+  assert 0 < coster.cost({'b2_conv1': 3, 'b2_conv2': 4, 'b2_proj': 4}) < full
+
+
+def test_placeholders_map_to_given_layers():
+  inner = keras.Sequential(
+      [keras.Input((4,)), keras.layers.Dense(3, name='d')], name='inner')
+  x = keras.Input((4,))
+  model = keras.Model(x, inner(x), name='outer')
+  function = tracing.trace_model(model, tracing.get_input_signature(model))
+  innermost = tracing.map_placeholders_to_layers(model, function.graph)
+  top_level = tracing.map_placeholders_to_layers(
+      model, function.graph, layers=model.layers)
+  assert set(innermost.values()) == {'d'}
+  assert set(top_level.values()) == {'inner'}
+
+
+def _kill_channels(model):
+  """Zeroes the batch-norm gammas of the channels _ALIVE removes."""
+  tm.randomize_batch_norms(model)
+  for bn, keep in (('stem_bn', 5), ('b1_conv2_bn', 5), ('b1_conv1_bn', 3),
+                   ('b2_conv2_bn', 7), ('b2_proj_bn', 7)):
+    gamma = model.get_layer(bn).gamma
+    value = keras.ops.convert_to_numpy(gamma).copy()
+    value[keep:] = 0.0
+    gamma.assign(value)
+
+
+@pytest.mark.parametrize('regularizer_class,kwargs', [
+    (flop_regularizer.GammaFlopsRegularizer, {}),
+    (model_size_regularizer.GammaModelSizeRegularizer, {}),
+    (latency_regularizer.GammaLatencyRegularizer, {'hardware': 'V100'}),
+    (latency_regularizer.GammaLatencyRegularizer,
+     {'hardware': 'MEMORY_LATENCY', 'batch_size': 4}),
+])
+def test_structure_cost_equals_the_regularizers_cost(regularizer_class,
+                                                     kwargs):
+  model = tm.residual_model()
+  _kill_channels(model)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, regularizer_class, gamma_threshold=1e-3, **kwargs)
+  assert regularizer.alive_counts() == _ALIVE
+  cost = structure_cost.StructureCost(regularizer)
+  assert cost.traced is regularizer.traced
+  assert cost(_ALIVE) == pytest.approx(float(regularizer.cost()), rel=1e-6)
+  assert cost({}) > cost(_ALIVE)
+
+
+def test_structure_costs_of_flops_and_size_match_the_rebuilt_model():
+  model = tm.residual_model()
+  flops = structure_cost.StructureCost(model)
+  size = structure_cost.StructureCost(flops.traced,
+                                      resource_function.model_size_function)
+  rebuilt = rebuild.rebuild(model, _ALIVE)
+  assert flops(_ALIVE) == tm.hand_flops(rebuilt) == 294854
+  assert size(_ALIVE) == tm.kernel_params(rebuilt) == 1123
+
+
+def test_resource_given_as_function_instance_or_class():
+  model = tm.residual_model()
+  traced = tracing.TracedModel(model)
+  by_class = structure_cost.StructureCost(
+      traced, model_size_regularizer.GammaModelSizeRegularizer)
+  assert by_class({}) == tm.kernel_params(model)
+  latency = model_regularizer.ModelRegularizer(
+      traced, latency_regularizer.GammaLatencyRegularizer,
+      gamma_threshold=1e-3, hardware='T4', batch_size=8)
+  by_instance = structure_cost.StructureCost(
+      traced, latency.network_regularizer)
+  by_function = structure_cost.StructureCost(
+      traced, resource_function.latency_function_factory('T4', 8))
+  assert by_instance({}) == by_function({})
+  assert by_instance({}) == pytest.approx(float(latency.cost()), rel=1e-6)
+
+
+def test_latency_class_is_refused_not_costed_as_flops():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match='GammaLatencyRegularizer costs latency on a device '
+                     'given to each instance.*latency_function_factory'):
+    structure_cost.StructureCost(tm.residual_model(),
+                                 latency_regularizer.GammaLatencyRegularizer)
+
+
+def test_something_else_as_resource_is_refused():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'Expected a resource function, a network '
+                     r"regularizer.*Received: resource='flops' \(str\)"):
+    structure_cost.resource_function_of('flops')
+
+
+def test_structure_the_model_cannot_take_is_refused():
+  cost = structure_cost.StructureCost(tm.residual_model())
+  with pytest.raises(errors.StructureError, match='equal widths'):
+    cost({'stem': 3})
+  # The dead branch vanishes; its Add keeps the skip connection.
+  assert cost.plan({'b1_conv1': 0}).vanished == {
+      'b1_conv1', 'b1_conv1_bn', 'b1_conv1_relu', 'b1_conv2', 'b1_conv2_bn'}
