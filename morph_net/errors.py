@@ -6,6 +6,11 @@ derive from the built-in exception a caller would expect (`ValueError` for bad
 arguments or unsupported graphs).
 """
 
+__all__ = [
+    'Error', 'InvalidArgumentError', 'UnsupportedGraphError',
+    'NoSourceOpsError', 'MissingDependencyError', 'ResourceNotBoundError',
+]
+
 
 class Error(Exception):
   """Base class of all MorphNet errors."""
@@ -25,3 +30,11 @@ class NoSourceOpsError(Error, ValueError):
 
 class MissingDependencyError(Error, ImportError):
   """An optional dependency (tf_slim, tf_keras, matplotlib) is not installed."""
+
+
+class ResourceNotBoundError(Error, AttributeError):
+  """A resource function was asked of a class whose resource needs arguments.
+
+  For example `GammaLatencyRegularizer.resource_function`: latency depends on
+  the hardware and the batch size, which only an instance has.
+  """
