@@ -2,7 +2,7 @@
 
 For every costed op the calculator reads, from the OpRegularizerManager, how
 many of the op's input and output channels are alive and the sum of their
-regularization vectors, and passes them to the resource function (see
+regularization vectors, and gives them to the resource function (see
 `resource_function`). The total is the network's cost (`get_cost`) or its
 regularization term (`get_regularization_term`).
 
@@ -11,10 +11,14 @@ What the calculator needs from the manager: `ops`, `graph`,
 (the producer op and the range of its channels a tensor holds). Channels
 without a regularizer count as alive with zero regularization.
 
-Graph size: every (producer, channel range) gets one alive count and one
-regularization sum, shared by all the ops that read it and by both totals;
-channels without a regularizer are Python numbers, so the ops they touch
-cost nothing in the graph; each total is one add_n.
+Graph size: alive counts and regularization sums of all channel ranges are
+computed together (`channel_sums`), and a resource function that exposes its
+coefficients (`forms`, see `cost_forms`; all built-in ones do) is evaluated
+for all ops at once with a few vector ops, so building a term does not grow
+with the number of ops. Other resource functions are called once per op.
+
+The original's op type tuples and `get_input_activation` live in `op_types`
+and are reachable from here, where the original had them.
 """
 
 from typing import Callable, Optional, Sequence
@@ -24,78 +28,28 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.framework import op_handler_util
+from morph_net.network_regularizers import channel_sums
+from morph_net.network_regularizers import cost_forms
+from morph_net.network_regularizers import op_types
+# The original's names in this module.
+from morph_net.network_regularizers.op_types import CONV2D_OPS
+from morph_net.network_regularizers.op_types import CONV3D_OPS
+from morph_net.network_regularizers.op_types import CONV_OPS
+from morph_net.network_regularizers.op_types import FLOP_OPS
+from morph_net.network_regularizers.op_types import get_input_activation
+from morph_net.network_regularizers.op_types import SUPPORTED_OPS
 
-__all__ = [
-    'CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
-    'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
-    'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
-    'COSTED_OP_TYPES', 'CostCalculator', 'get_input_activation',
-    'reads_variable',
-]
-
-# The original's op type tuples.
-CONV2D_OPS = ('Conv2D', 'Conv2DBackpropInput', 'DepthwiseConv2dNative')
-CONV3D_OPS = ('Conv3D',)
-CONV_OPS = CONV2D_OPS + CONV3D_OPS
-FLOP_OPS = CONV_OPS + ('MatMul',)
-SUPPORTED_OPS = FLOP_OPS + ('Add', 'AddV2', 'AddN', 'ConcatV2',
-                            'FusedBatchNorm', 'FusedBatchNormV2',
-                            'FusedBatchNormV3', 'Mul', 'Relu', 'Relu6', 'Sum')
-
-# The same, with the op types this project costs beyond the original.
-CONV_OP_TYPES = frozenset(['Conv2D', 'Conv3D'])
-CONV_TRANSPOSE_OP_TYPES = frozenset(
-    ['Conv2DBackpropInput', 'Conv3DBackpropInputV2'])
-DEPTHWISE_OP_TYPES = frozenset(['DepthwiseConv2dNative'])
-MATMUL_OP_TYPES = frozenset(
-    ['MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'])
-# Ops with weights, whose cost is bilinear in input and output channels.
-WEIGHTED_OP_TYPES = (CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES |
-                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES)
-# Cheap ops that move memory (costed by memory and latency functions).
-ELEMENTWISE_MEMORY_OP_TYPES = (
-    frozenset(SUPPORTED_OPS) - frozenset(FLOP_OPS)) | frozenset([
-        'AvgPool', 'BiasAdd', 'Elu', 'LeakyRelu', 'MaxPool', 'Sigmoid', 'Sub',
-        'Tanh'])
-COSTED_OP_TYPES = WEIGHTED_OP_TYPES | ELEMENTWISE_MEMORY_OP_TYPES
-
-reads_variable = op_handler_util.reads_variable
-
-
-def get_input_activation(op: tf.Operation) -> tf.Tensor:
-  """Returns the input of `op` that holds activations (not weights).
-
-  Args:
-    op: an op of a type in COSTED_OP_TYPES.
-
-  Returns:
-    The activation input, whose last dimension is the input channels: input
-    2 of a transposed conv, input 0 otherwise.
-
-  Raises:
-    InvalidArgumentError: for other op types, and for matmuls whose
-      activation is transposed (its channels are not the last dimension).
-  """
-  if op.type not in COSTED_OP_TYPES:
-    raise errors.InvalidArgumentError(
-        'Op %s has no input activation the cost calculator knows: op type %s '
-        'is not one of %s.' % (op_handler_util.describe_op(op), op.type,
-                               ', '.join(sorted(COSTED_OP_TYPES))))
-  if op.type in CONV_TRANSPOSE_OP_TYPES:
-    return op.inputs[2]
-  if op.type in MATMUL_OP_TYPES:
-    transposed = ('transpose_a' if op.type == 'MatMul' else 'adj_x')
-    if op.get_attr(transposed):
-      raise errors.InvalidArgumentError(
-          'Op %s multiplies a transposed activation (%s=True), whose '
-          'channels are not its last dimension.' % (
-              op_handler_util.describe_op(op), transposed))
-  return op.inputs[0]
+__all__ = ['CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
+           'CostCalculator', 'get_input_activation']
 
 
 def _has_dynamic_shapes(graph) -> bool:
   """TF1 graphs run with their inputs fed; traced functions may not be."""
   return not hasattr(graph, 'captures')  # FuncGraphs have captures.
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float))
 
 
 class CostCalculator(object):
@@ -120,9 +74,10 @@ class CostCalculator(object):
     self._dynamic_shapes = (_has_dynamic_shapes(op_regularizer_manager.graph)
                             if dynamic_shapes is None else dynamic_shapes)
     self._costed_types = getattr(resource_function, 'costed_op_types',
-                                 COSTED_OP_TYPES)
-    # (producer op, start, size) -> (alive count, regularization sum).
-    self._channel_cache = {}
+                                 op_types.COSTED_OP_TYPES)
+    self._forms = getattr(resource_function, 'forms', None)
+    self._sums = channel_sums.ChannelSums(op_regularizer_manager)
+    self._rows = {}  # op -> (forms or None, input Ref, output Ref) or None.
     self._warned = set()
 
   @property
@@ -134,6 +89,11 @@ class CostCalculator(object):
 
     Args:
       ops: the ops to cost; None or empty for all ops of the manager.
+
+    Raises:
+      UnsupportedGraphError: for a conv or matmul with unknown channels, or
+        (in traced functions) an unknown spatial size; the message names the
+        op.
     """
     return self._total(False, ops)
 
@@ -143,40 +103,74 @@ class CostCalculator(object):
 
     Args:
       ops: the ops to include; None or empty for all ops of the manager.
+
+    Raises:
+      UnsupportedGraphError: see `get_cost`.
     """
     return self._total(True, ops)
 
   def _total(self, is_regularization, ops):
     ops = list(ops) if ops else self._manager.ops
-    tensors, number, costed = [], 0.0, 0
     with self._manager.graph.as_default(), tf.name_scope('morph_net_cost'):
+      vector_rows, per_op, number = {}, [], 0.0
       for op in ops:
-        if op.type not in self._costed_types:
+        row = self._row(op)
+        if row is None:
           continue
-        terms = self._channel_terms(op)
-        if terms is None:
-          continue
-        costed += 1
-        value = self._resource_function(op, is_regularization, *terms,
-                                        **self._kwargs)
-        if isinstance(value, (int, float)):
-          number += value
-        else:
-          tensors.append(tf.cast(value, tf.float32))
-      if not costed:
+        forms, in_ref, out_ref = row
+        if forms is None:
+          per_op.append(row + (op,))
+        elif forms:
+          vector_rows.setdefault(len(forms), []).append(row)
+      values = [self._vector_total(rows, is_regularization)
+                for rows in vector_rows.values()]
+      for _, in_ref, out_ref, op in per_op:
+        alive_in, reg_in = self._sums.scalars(in_ref)
+        alive_out, reg_out = self._sums.scalars(out_ref)
+        values.append(self._resource_function(
+            op, is_regularization, alive_in, alive_out, reg_in, reg_out,
+            **self._kwargs))
+      if not vector_rows and not per_op:
         logging.warning('No op among the %d given is costed by %s.', len(ops),
                         getattr(self._resource_function, '__name__',
                                 self._resource_function))
+      tensors = []
+      for value in values:
+        if _is_number(value):
+          number += value
+        else:
+          tensors.append(tf.cast(value, tf.float32))
       if not tensors:
         return tf.constant(number, tf.float32)
       total = tensors[0] if len(tensors) == 1 else tf.add_n(tensors)
       return total + number if number else total
 
-  def _channel_terms(self, op):
-    """(alive_in, alive_out, reg_in, reg_out) of `op`, or None to skip it."""
-    output_terms = self._terms(op.outputs[0]) if op.outputs else None
-    if output_terms is None:
-      if op.type in WEIGHTED_OP_TYPES:
+  def _vector_total(self, rows, is_regularization):
+    """Total of rows whose forms have number coefficients.
+
+    A Python number when no row reads regularized channels, else a float64
+    scalar tensor built with a few vector ops.
+    """
+    if all(r[1].index is None and r[2].index is None for r in rows):
+      return sum(cost_forms.evaluate(forms, is_regularization, in_ref.count,
+                                     out_ref.count, 0.0, 0.0)
+                 for forms, in_ref, out_ref in rows)
+    alive_in, reg_in = self._sums.vectors([r[1] for r in rows])
+    alive_out, reg_out = self._sums.vectors([r[2] for r in rows])
+    return cost_forms.evaluate_rows([r[0] for r in rows], is_regularization,
+                                    alive_in, alive_out, reg_in, reg_out)
+
+  def _row(self, op):
+    """(forms or None, input Ref, output Ref) of a costed op, or None."""
+    if op not in self._rows:
+      self._rows[op] = (self._make_row(op)
+                        if op.type in self._costed_types else None)
+    return self._rows[op]
+
+  def _make_row(self, op):
+    out_ref = self._sums.ref(op.outputs[0]) if op.outputs else None
+    if out_ref is None:
+      if op.type in op_types.WEIGHTED_OP_TYPES:
         raise errors.UnsupportedGraphError(
             'Op %s has an unknown number of output channels (shape %s), so '
             'its cost cannot be computed. Give the network input a static '
@@ -185,19 +179,26 @@ class CostCalculator(object):
       self._warn_once(op, 'its output has no static channel dimension (shape '
                       '%s)' % (op.outputs[0].shape if op.outputs else None))
       return None
-    if op.type not in WEIGHTED_OP_TYPES:
+    if op.type not in op_types.WEIGHTED_OP_TYPES:
       # Element-wise ops: input channels are the output channels.
-      if not self._dynamic_shapes:
-        self._check_static_sizes(op, [('output', op.outputs[0])])
-      return (output_terms[0], output_terms[0], output_terms[1],
-              output_terms[1])
+      in_ref, checked = out_ref, [('output', op.outputs[0])]
+    else:
+      in_ref, input_tensor = self._input_ref(op)
+      checked = [('output', op.outputs[0]), ('input', input_tensor)]
+    if not self._dynamic_shapes:
+      self._check_static_sizes(op, checked)
+    forms = self._forms(op, **self._kwargs) if self._forms else None
+    if forms is not None and not all(
+        _is_number(c) for f in forms for c in f[:3]):
+      forms = None  # Run-time coefficients: evaluated per op.
+    return (forms, in_ref, out_ref)
+
+  def _input_ref(self, op):
+    """(Ref of the input channels, input activation tensor) of a weighted op."""
     transposed = op.type == 'MatMul' and op.get_attr('transpose_a')
     input_tensor = op.inputs[0] if transposed else get_input_activation(op)
-    if not self._dynamic_shapes:
-      self._check_static_sizes(op, [('output', op.outputs[0]),
-                                    ('input', input_tensor)])
-    input_terms = None if transposed else self._terms(input_tensor)
-    if input_terms is None:
+    in_ref = None if transposed else self._sums.ref(input_tensor)
+    if in_ref is None:
       channels = tf.compat.dimension_value(
           op.inputs[1].shape[-2] if transposed else
           (input_tensor.shape[-1] if input_tensor.shape.rank else None))
@@ -207,8 +208,8 @@ class CostCalculator(object):
             'shape %s). Give the network input a static channel dimension.'
             % (op_handler_util.describe_op(op), input_tensor.name,
                input_tensor.shape))
-      input_terms = (int(channels), 0.0)
-    return (input_terms[0], output_terms[0], input_terms[1], output_terms[1])
+      in_ref = channel_sums.Ref(None, int(channels))
+    return in_ref, input_tensor
 
   @staticmethod
   def _check_static_sizes(op, tensors):
@@ -229,29 +230,3 @@ class CostCalculator(object):
                       op_handler_util.describe_op(op),
                       getattr(self._resource_function, '__name__',
                               'the resource function'), reason)
-
-  def _terms(self, tensor):
-    """(alive count, regularization sum) of a tensor's channels, or None."""
-    shape = tensor.shape
-    channels = (tf.compat.dimension_value(shape[-1]) if shape.rank else None)
-    if channels is None:
-      return None
-    channel_range = self._manager.channel_range(tensor)
-    if channel_range is None:
-      return (int(channels), 0.0)
-    key = tuple(channel_range)
-    if key not in self._channel_cache:
-      self._channel_cache[key] = self._alive_and_regularization(*key)
-    return self._channel_cache[key]
-
-  def _alive_and_regularization(self, op, start, size):
-    """(alive count, regularization sum) of channels [start, +size) of op."""
-    regularizer = self._manager.get_regularizer(op)
-    if regularizer is None:
-      return (size, 0.0)
-    alive = regularizer.alive_vector
-    reg = regularizer.regularization_vector
-    if start != 0 or size != self._manager.get_num_channels(op):
-      alive = alive[start:start + size]
-      reg = reg[start:start + size]
-    return (tf.reduce_sum(tf.cast(alive, tf.float32)), tf.reduce_sum(reg))
