@@ -17,16 +17,18 @@ def safe_sqrt(x: tf.Tensor, name: str = 'safe_sqrt') -> tf.Tensor:
   """sqrt(x) for x >= 0, with a zero gradient at x == 0.
 
   Written as where(x > 0, sqrt(where(x > 0, x, 1)), 0): the inner `where`
-  keeps the untaken branch finite, so no inf * 0 reaches the gradient.
+  keeps the untaken branch finite, so no inf * 0 reaches the gradient. Only
+  standard ops, so the graph can be pruned and copied (a custom gradient
+  closure could not).
 
   Args:
     x: a float tensor of non-negative values (any shape).
     name: name of the returned op.
 
   Returns:
-    A tensor of x's shape and dtype; its value equals tf.sqrt(x).
+    A tensor of x's shape and dtype equal to tf.sqrt(x).
   """
   x = tf.convert_to_tensor(x)
   positive = x > 0
-  root = tf.sqrt(tf.where(positive, x, tf.ones_like(x)))
-  return tf.where(positive, root, tf.zeros_like(x), name=name)
+  root = tf.sqrt(tf.where(positive, x, tf.constant(1, x.dtype)))
+  return tf.where(positive, root, tf.constant(0, x.dtype), name=name)
