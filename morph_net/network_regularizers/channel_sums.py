@@ -73,10 +73,13 @@ class ChannelSums(object):
         reg.append(reg_vector)
         sizes.append(size)
       segments = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
-      self._vectors = (
-          len(self._keys),
-          tf.math.segment_sum(tf.cast(_concat(alive), tf.float64), segments),
-          tf.math.segment_sum(tf.cast(_concat(reg), tf.float64), segments))
+      sums = []
+      for pieces in (alive, reg):
+        total = tf.math.segment_sum(tf.cast(_concat(pieces), tf.float64),
+                                    segments)
+        total.set_shape([len(sizes)])
+        sums.append(total)
+      self._vectors = (len(self._keys), sums[0], sums[1])
     return self._vectors[1], self._vectors[2]
 
   def vectors(self, refs: Sequence[Ref]) -> Tuple[tf.Tensor, tf.Tensor]:
