@@ -29,6 +29,7 @@ def safe_sqrt(x: tf.Tensor, name: str = 'safe_sqrt') -> tf.Tensor:
     A tensor of x's shape and dtype equal to tf.sqrt(x).
   """
   x = tf.convert_to_tensor(x)
-  positive = x > 0
+  zero = tf.constant(0, x.dtype)
+  positive = x > zero
   root = tf.sqrt(tf.where(positive, x, tf.constant(1, x.dtype)))
-  return tf.where(positive, root, tf.constant(0, x.dtype), name=name)
+  return tf.where(positive, root, zero, name=name)

@@ -104,8 +104,7 @@ class ResourceRegularizer(generic_regularizers.NetworkRegularizer):
         input_boundary=input_boundary)
     self._check_sources(source_description)
     self._calculator = self.get_calculator()
-    logging.info('%s: %d ops, %d sources.', self.name,
-                 len(self._manager.ops), len(self._source_ops()))
+    logging.info('%s: %d ops analysed.', self.name, len(self._manager.ops))
 
   def get_calculator(self) -> cost_calculator.CostCalculator:
     """The CostCalculator of this regularizer (the original's hook).
@@ -116,12 +115,9 @@ class ResourceRegularizer(generic_regularizers.NetworkRegularizer):
     return cost_calculator.CostCalculator(
         self._manager, self.resource_function, batch_size=self._batch_size)
 
-  def _source_ops(self):
-    manager = self._manager
-    return [op for op in manager.ops if manager.is_source_op(op)]
-
   def _check_sources(self, source_description):
-    if self._source_ops():
+    manager = self._manager
+    if any(manager.is_source_op(op) for op in manager.ops):
       return
     weighted = [op for op in self._manager.ops
                 if op.type in rf.WEIGHTED_OP_TYPES]
