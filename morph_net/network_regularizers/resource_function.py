@@ -59,22 +59,24 @@ is_flop_op = cost_forms.is_flop_op
 flop_coeff = cost_forms.flop_coeff
 num_weights_coeff = cost_forms.num_weights_coeff
 
-# Arguments shared by every resource function:
-#   op: a tf.Operation.
-#   is_regularization: return the regularization term instead of the cost.
-#   num_alive_inputs, num_alive_outputs: alive input / output channels
-#     (numbers or scalar tensors).
-#   reg_inputs, reg_outputs: sums of the regularization vectors of the input
-#     / output channels.
-#   batch_size: examples per inference.
-
-
 def flop_function(op, is_regularization, num_alive_inputs, num_alive_outputs,
                   reg_inputs, reg_outputs, batch_size=1):
   """FLOPs of conv and matmul ops: batch x flop_coeff x IN x OUT.
 
-  Depthwise convs: batch x flop_coeff x OUT. 0.0 for other ops. Arguments:
-  see the comment above.
+  Depthwise convs: batch x flop_coeff x OUT.
+
+  Args (the same for every resource function):
+    op: a tf.Operation.
+    is_regularization: return the regularization term instead of the cost.
+    num_alive_inputs: alive input channels IN (a number or scalar tensor).
+    num_alive_outputs: alive output channels OUT.
+    reg_inputs: sum of the input channels' regularization vector RIN.
+    reg_outputs: sum of the output channels' regularization vector ROUT.
+    batch_size: examples per inference.
+
+  Returns:
+    The cost or term; 0.0 for ops without FLOPs. A Python number when the
+    arguments are numbers and the shapes static, else a float32 tensor.
   """
   return cost_forms.evaluate(
       cost_forms.flop_forms(op, batch_size), is_regularization,
@@ -86,8 +88,12 @@ def model_size_function(op, is_regularization, num_alive_inputs,
                         batch_size=1):
   """Weights of conv and matmul ops: num_weights_coeff x IN x OUT.
 
-  Depthwise convs: kernel size x OUT. Biases are not counted; batch_size is
-  ignored. Arguments: see the comment above.
+  Depthwise convs: kernel size x OUT. Biases are not counted.
+
+  Args: see `flop_function`; batch_size is ignored.
+
+  Returns:
+    The cost or term; 0.0 for other ops.
   """
   return cost_forms.evaluate(
       cost_forms.model_size_forms(op, batch_size), is_regularization,
@@ -99,8 +105,12 @@ def activation_count_function(op, is_regularization, num_alive_inputs,
                               batch_size=1):
   """Output channels of conv and matmul ops (the original's activation count).
 
-  Every output channel counts 1 whatever its spatial size: the cost is OUT
-  (the term ROUT); 0.0 for other ops. Arguments: see the comment above.
+  Every output channel counts 1 whatever its spatial size.
+
+  Args: see `flop_function`; inputs and batch_size are ignored.
+
+  Returns:
+    OUT (the term: ROUT); 0.0 for other ops.
   """
   return cost_forms.evaluate(
       cost_forms.activation_count_forms(op, batch_size), is_regularization,
@@ -112,8 +122,10 @@ def activation_size_function(op, is_regularization, num_alive_inputs,
                              batch_size=1):
   """Output activations (positions x channels) of conv and matmul ops.
 
-  batch x output spatial size x OUT; 0.0 for other ops. Arguments: see the
-  comment above.
+  Args: see `flop_function`; inputs are ignored.
+
+  Returns:
+    batch x output spatial size x OUT (the term: x ROUT); 0.0 for other ops.
   """
   return cost_forms.evaluate(
       cost_forms.activation_size_forms(op, batch_size), is_regularization,
@@ -127,8 +139,9 @@ def memory_function(op, is_regularization, num_alive_inputs,
   Activations count spatial size x channels x dtype size per example (every
   activation input of an Add counts); weights count like model size, once per
   batch. Concat counts its output twice (its inputs are the same channels).
-  Biases, batch norm parameters and other vectors are not counted. Arguments:
-  see the comment above.
+  Biases, batch norm parameters and other vectors are not counted.
+
+  Args: see `flop_function`.
 
   Returns:
     A float32 scalar tensor (as the original's).
@@ -148,10 +161,9 @@ def latency_function(op, is_regularization, num_alive_inputs,
   is the op's latency (as in the original). The term is the compute or the
   memory term, whichever time dominates at the current alive counts.
 
-  Args:
+  Args (others: see `flop_function`):
     peak_compute: the device's peak, GFLOP/s.
     memory_bandwidth: the device's memory bandwidth, GB/s.
-    (others: see the comment above.)
 
   Returns:
     A float32 scalar tensor (as the original's).
