@@ -10,7 +10,6 @@ hardware and batch size (there is none at class level).
 """
 
 from morph_net.network_regularizers import logistic_sigmoid_regularizer
-from morph_net.network_regularizers import resource_function
 from morph_net.network_regularizers import resource_regularizer
 
 __all__ = ['GammaLatencyRegularizer', 'GroupLassoLatencyRegularizer',
@@ -23,16 +22,9 @@ LogisticSigmoidLatencyRegularizer = (
 class GammaLatencyRegularizer(resource_regularizer.GammaRegularizer):
   """Latency regularizer whose sources are batch norm gammas.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
-    gamma_threshold: channels with |gamma| at or below it are dead.
+  Args (others: see `resource_regularizer.GammaRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
     batch_size: the inference batch size.
-    regularizer_decorator: optional OpRegularizer class wrapping sources.
-    decorator_parameters: keyword arguments of the decorator.
-    input_boundary: list of tf.Operation where the analysis stops.
-    force_group: regexes of ops to group together.
-    regularizer_blacklist: regexes of ops whose groups are not regularized.
 
   Raises:
     InvalidArgumentError: for an unknown device or a bad batch size.
@@ -45,9 +37,8 @@ class GammaLatencyRegularizer(resource_regularizer.GammaRegularizer):
                regularizer_decorator=None, decorator_parameters=None,
                input_boundary=None, force_group=None,
                regularizer_blacklist=None):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    self.hardware = self.resource_function.hardware
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
     super().__init__(
         output_boundary, gamma_threshold,
         regularizer_decorator=regularizer_decorator,
@@ -59,17 +50,9 @@ class GammaLatencyRegularizer(resource_regularizer.GammaRegularizer):
 class GroupLassoLatencyRegularizer(resource_regularizer.GroupLassoRegularizer):
   """Latency regularizer whose sources are conv/matmul weights.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
-    threshold: alive threshold on the group lasso norm.
+  Args (others: see `resource_regularizer.GroupLassoRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
     batch_size: the inference batch size.
-    l1_fraction: weight of the L1 part of the norm, in [0, 1].
-    regularizer_decorator: optional OpRegularizer class wrapping sources.
-    decorator_parameters: keyword arguments of the decorator.
-    input_boundary: list of tf.Operation where the analysis stops.
-    force_group: regexes of ops to group together.
-    regularizer_blacklist: regexes of ops whose groups are not regularized.
 
   Raises:
     InvalidArgumentError: for an unknown device or a bad batch size.
@@ -82,9 +65,8 @@ class GroupLassoLatencyRegularizer(resource_regularizer.GroupLassoRegularizer):
                l1_fraction=0.0, regularizer_decorator=None,
                decorator_parameters=None, input_boundary=None,
                force_group=None, regularizer_blacklist=None):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    self.hardware = self.resource_function.hardware
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
     super().__init__(
         output_boundary, threshold, l1_fraction,
         regularizer_decorator=regularizer_decorator,

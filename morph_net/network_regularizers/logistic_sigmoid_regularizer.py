@@ -101,18 +101,9 @@ class LogisticSigmoidModelSizeRegularizer(LogisticSigmoidRegularizer):
 class LogisticSigmoidLatencyRegularizer(LogisticSigmoidRegularizer):
   """Latency regularizer whose sources are logistic-sigmoid gates.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
+  Args (others: see `LogisticSigmoidRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
     batch_size: the inference batch size.
-    regularize_on_mask: see `LogisticSigmoidRegularizer`.
-    alive_threshold: see `LogisticSigmoidRegularizer`.
-    mask_as_alive_vector: see `LogisticSigmoidRegularizer`.
-    regularizer_decorator: optional OpRegularizer class wrapping sources.
-    decorator_parameters: keyword arguments of the decorator.
-    input_boundary: list of tf.Operation where the analysis stops.
-    force_group: regexes of ops to group together.
-    regularizer_blacklist: regexes of ops whose groups are not regularized.
 
   Raises:
     InvalidArgumentError: for an unknown device or a bad batch size.
@@ -126,9 +117,8 @@ class LogisticSigmoidLatencyRegularizer(LogisticSigmoidRegularizer):
                mask_as_alive_vector=True, regularizer_decorator=None,
                decorator_parameters=None, input_boundary=None,
                force_group=None, regularizer_blacklist=None):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    self.hardware = self.resource_function.hardware
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
     super().__init__(
         output_boundary, regularize_on_mask=regularize_on_mask,
         alive_threshold=alive_threshold,

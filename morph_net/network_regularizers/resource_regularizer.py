@@ -43,6 +43,22 @@ class HardwareBoundResource(object):
   def __set_name__(self, owner, name):
     self._attribute = name
 
+  @staticmethod
+  def bind(regularizer, hardware, batch_size):
+    """Gives `regularizer` its latency function and `hardware` attribute.
+
+    Args:
+      regularizer: the latency regularizer being constructed.
+      hardware: a device name or Hardware pair.
+      batch_size: the inference batch size.
+
+    Raises:
+      InvalidArgumentError: for an unknown device or a bad batch size.
+    """
+    function = rf.latency_function_factory(hardware, batch_size)
+    regularizer.__dict__['resource_function'] = function
+    regularizer.hardware = function.hardware
+
   def __get__(self, instance, owner):
     if instance is None:
       raise errors.ResourceNotBoundError(
