@@ -156,6 +156,20 @@ class ShapesTest(tf.test.TestCase):
                                   'output size'):
         reg.get_cost()
 
+  def test_conv_with_unknown_output_channels_raises(self):
+    with tf.Graph().as_default():
+      x = _v1.placeholder(tf.float32, [1, 4, 4, 3])
+      a = layers.conv_bn_relu(x, 2, 3, name='a')
+      kernel = _v1.placeholder(tf.float32, [1, 1, 2, None])
+      y = tf.nn.relu(tf.nn.conv2d(a, kernel, 1, 'SAME', name='free'))
+      reg = flop_regularizer.GammaFlopsRegularizer(
+          [y.op], gamma_threshold=0.1, input_boundary=[x.op, kernel.op])
+      with self.assertRaisesRegex(
+          errors.UnsupportedGraphError,
+          r"'free' \(Conv2D\) has an unknown number of output channels "
+          r'\(shape \(1, 4, 4, None\)\).*static channel dimension'):
+        reg.get_cost()
+
   def test_uncosted_ops_are_reported(self):
     with tf.Graph().as_default():
       x, y = _network()
