@@ -10,7 +10,7 @@ __all__ = ['Error', 'InvalidArgumentError', 'UnsupportedGraphError',
            'NoSourceOpsError', 'MissingDependencyError', 'KeyLookupError',
            'NotReadyError', 'UnsupportedModelError', 'StructureError',
            'MissingWidthError', 'WeightTransferError',
-           'CheckpointMismatchError']
+           'CheckpointMismatchError', 'ResourceNotBoundError']
 
 
 class Error(Exception):
@@ -68,3 +68,11 @@ class WeightTransferError(Error, ValueError):
 
 class CheckpointMismatchError(Error, ValueError):
   """A checkpoint does not match the model built to restore it."""
+
+
+class ResourceNotBoundError(Error, AttributeError):
+  """A resource function was asked of a class whose resource needs arguments.
+
+  For example `GammaLatencyRegularizer.resource_function`: latency depends on
+  the hardware and the batch size, which only an instance has.
+  """

@@ -4,7 +4,10 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.framework import generic_regularizers
+
+__all__ = ['ConcatRegularizer', 'SlicingReferenceRegularizer']
 
 
 class ConcatRegularizer(generic_regularizers.OpRegularizer):
@@ -12,10 +15,22 @@ class ConcatRegularizer(generic_regularizers.OpRegularizer):
 
   Args:
     regularizers_to_concatenate: list of OpRegularizer, in channel order.
+
+  Raises:
+    InvalidArgumentError: when a regularizer's alive and regularization
+      vectors have different sizes.
   """
 
   def __init__(self, regularizers_to_concatenate: Sequence[
       generic_regularizers.OpRegularizer]):
+    for regularizer in regularizers_to_concatenate:
+      if not generic_regularizers.dimensions_are_compatible(regularizer):
+        raise errors.InvalidArgumentError(
+            'Cannot concatenate %s: its regularization vector (shape %s) and '
+            'alive vector (shape %s) differ in size.' % (
+                type(regularizer).__name__,
+                regularizer.regularization_vector.shape,
+                regularizer.alive_vector.shape))
     self._regularization_vector = tf.concat(
         [r.regularization_vector for r in regularizers_to_concatenate], 0)
     self._alive_vector = tf.concat(

@@ -4,6 +4,8 @@ import tensorflow as tf
 
 from morph_net.framework import generic_regularizers
 
+__all__ = ['ConstantOpRegularizer']
+
 
 class ConstantOpRegularizer(generic_regularizers.OpRegularizer):
   """Regularization vector of zeros; every channel alive.

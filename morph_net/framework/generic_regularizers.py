@@ -4,6 +4,8 @@ import abc
 
 import tensorflow as tf
 
+__all__ = ['OpRegularizer', 'NetworkRegularizer', 'dimensions_are_compatible']
+
 
 class OpRegularizer(abc.ABC):
   """Regularization and liveness of the output channels of one op (or slice).
@@ -50,6 +52,14 @@ class NetworkRegularizer(abc.ABC):
 
 
 def dimensions_are_compatible(op_regularizer) -> bool:
-  """Whether the regularization and alive vectors have the same static size."""
+  """Whether the regularization and alive vectors can have the same size.
+
+  Args:
+    op_regularizer: an OpRegularizer.
+
+  Returns:
+    True when both vectors have compatible static shapes (unknown sizes are
+    compatible with any size).
+  """
   return op_regularizer.regularization_vector.shape.is_compatible_with(
       op_regularizer.alive_vector.shape)

@@ -1,7 +1,10 @@
 """Grouping of probabilistic (gating) regularizers.
 
-A channel of a group is alive if any of the group's gates is open, so the
-probability that it is alive is 1 - prod(1 - p_i).
+Each source of the group is a gate whose regularization vector holds, per
+channel, the probability (or the sampled mask) of the gate being open. The
+grouped channel is open if any of the gates is, so its probability is
+1 - prod_i(1 - p_i), and it is alive if any source says it is alive (as in
+the original library).
 """
 
 from typing import Sequence
@@ -11,22 +14,27 @@ import tensorflow as tf
 from morph_net.framework import generic_regularizers
 from morph_net.framework import grouping_regularizers
 
+__all__ = ['ProbabilisticGroupingRegularizer']
+
 
 class ProbabilisticGroupingRegularizer(generic_regularizers.OpRegularizer):
-  """Combines gate probabilities: 1 - prod(1 - p); alive if any is alive.
+  """Combines gate probabilities p_i into 1 - prod_i(1 - p_i).
 
   Args:
-    regularizers_to_group: list of OpRegularizer whose regularization vectors
-      are probabilities (or masks) in [0, 1].
+    regularizers_to_group: list of at least 2 OpRegularizer of one size
+      whose regularization vectors are in [0, 1] (ProbGatingRegularizer).
+
+  Raises:
+    InvalidArgumentError: for fewer than 2 regularizers or different sizes.
   """
 
   def __init__(self, regularizers_to_group: Sequence[
       generic_regularizers.OpRegularizer]):
-    grouping_regularizers._check_regularizers(regularizers_to_group)  # pylint: disable=protected-access
+    grouping_regularizers.check_regularizers(regularizers_to_group)
     stacked = tf.stack([r.regularization_vector for r in regularizers_to_group])
-    self._regularization_vector = 1.0 - tf.reduce_prod(1.0 - stacked, 0)
+    self._regularization_vector = 1.0 - tf.reduce_prod(1.0 - stacked, axis=0)
     self._alive_vector = tf.reduce_any(
-        tf.stack([r.alive_vector for r in regularizers_to_group]), 0)
+        tf.stack([r.alive_vector for r in regularizers_to_group]), axis=0)
 
   @property
   def regularization_vector(self):

@@ -1,52 +1,75 @@
-"""Network regularizers that target latency on a named device.
+"""Network regularizers that target inference latency on a device.
 
 Latency per op is max(compute time, memory time) on the device, in ns; the
 device is a name of `resource_function.PEAK_COMPUTE` or a user's
 `resource_function.Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s)`.
+Each instance's `resource_function` is the latency function bound to its
+hardware and batch size (there is none at class level).
+`LogisticSigmoidLatencyRegularizer` is defined in
+`logistic_sigmoid_regularizer`.
 """
 
-from morph_net.network_regularizers import resource_function
+from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import resource_regularizer
+
+__all__ = ['GammaLatencyRegularizer', 'GroupLassoLatencyRegularizer',
+           'LogisticSigmoidLatencyRegularizer']
+
+LogisticSigmoidLatencyRegularizer = (
+    logistic_sigmoid_regularizer.LogisticSigmoidLatencyRegularizer)
 
 
 class GammaLatencyRegularizer(resource_regularizer.GammaRegularizer):
   """Latency regularizer whose sources are batch norm gammas.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
-    gamma_threshold: channels with |gamma| at or below it are dead.
+  Args (others: see `resource_regularizer.GammaRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
-    batch_size: the batch size of inference.
-    **kwargs: regularizer_decorator, decorator_parameters, input_boundary,
-      force_group, regularizer_blacklist.
-  """
-  regularizer_name = 'GammaLatency'
-  cost_name_ = 'Latency'
+    batch_size: the inference batch size.
 
-  def __init__(self, output_boundary, gamma_threshold, hardware,
-               batch_size=1, **kwargs):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    super().__init__(output_boundary, gamma_threshold, **kwargs)
+  Raises:
+    InvalidArgumentError: for an unknown device or a bad batch size.
+  """
+  name = 'GammaLatency'
+  cost_name = 'Latency'
+  resource_function = resource_regularizer.HardwareBoundResource()
+
+  def __init__(self, output_boundary, gamma_threshold, hardware, batch_size=1,
+               regularizer_decorator=None, decorator_parameters=None,
+               input_boundary=None, force_group=None,
+               regularizer_blacklist=None):
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
+    super().__init__(
+        output_boundary, gamma_threshold,
+        regularizer_decorator=regularizer_decorator,
+        decorator_parameters=decorator_parameters,
+        input_boundary=input_boundary, force_group=force_group,
+        regularizer_blacklist=regularizer_blacklist)
 
 
 class GroupLassoLatencyRegularizer(resource_regularizer.GroupLassoRegularizer):
   """Latency regularizer whose sources are conv/matmul weights.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
-    threshold: alive threshold on the group lasso norm.
+  Args (others: see `resource_regularizer.GroupLassoRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
-    batch_size: the batch size of inference.
-    l1_fraction: weight of the L1 part of the norm, in [0, 1].
-    **kwargs: regularizer_decorator, decorator_parameters, input_boundary,
-      force_group, regularizer_blacklist.
+    batch_size: the inference batch size.
+
+  Raises:
+    InvalidArgumentError: for an unknown device or a bad batch size.
   """
-  regularizer_name = 'GroupLassoLatency'
-  cost_name_ = 'Latency'
+  name = 'GroupLassoLatency'
+  cost_name = 'Latency'
+  resource_function = resource_regularizer.HardwareBoundResource()
 
   def __init__(self, output_boundary, threshold, hardware, batch_size=1,
-               l1_fraction=0.0, **kwargs):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    super().__init__(output_boundary, threshold, l1_fraction, **kwargs)
+               l1_fraction=0.0, regularizer_decorator=None,
+               decorator_parameters=None, input_boundary=None,
+               force_group=None, regularizer_blacklist=None):
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
+    super().__init__(
+        output_boundary, threshold, l1_fraction,
+        regularizer_decorator=regularizer_decorator,
+        decorator_parameters=decorator_parameters,
+        input_boundary=input_boundary, force_group=force_group,
+        regularizer_blacklist=regularizer_blacklist)

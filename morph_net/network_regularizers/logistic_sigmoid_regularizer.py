@@ -7,6 +7,11 @@ the regularization vector of its channel group; groups with several gates
 (for example the two sides of a residual add) combine them with
 `ProbabilisticGroupingRegularizer` (alive if any gate is open).
 
+The FLOP, model size and latency classes are also reachable from
+`flop_regularizer`, `model_size_regularizer` and `latency_regularizer`, where
+the original library had them. A subclass written for the original (which
+overrides `get_calculator`) works unchanged.
+
 Example (TF1 graph or a traced Keras model):
 
   reg = LogisticSigmoidFlopsRegularizer(output_boundary=[logits.op],
@@ -26,16 +31,14 @@ __all__ = [
 
 
 class LogisticSigmoidRegularizer(resource_regularizer.ResourceRegularizer):
-  """Sources: logistic-sigmoid gates. Subclasses pick the resource.
-
-  Subclasses set `resource_function`, `regularizer_name` and `cost_name_`.
+  """Sources: logistic-sigmoid gates; costs FLOPs unless a subclass says else.
 
   Args:
     output_boundary: list of tf.Operation where the analysis starts.
     regularize_on_mask: regularize the gate mask (True) or the probability
       sigmoid(log_odds).
-    alive_threshold: a channel is alive when its mask (or probability)
-      exceeds it.
+    alive_threshold: a channel is alive when its mask (or probability) is at
+      least this.
     mask_as_alive_vector: threshold the mask (True) or the probability.
     regularizer_decorator: optional OpRegularizer class wrapping sources.
     decorator_parameters: keyword arguments of the decorator.
@@ -45,12 +48,13 @@ class LogisticSigmoidRegularizer(resource_regularizer.ResourceRegularizer):
     batch_size: passed to the resource function, if not None.
 
   Raises:
-    NoSourceOpsError: when the network has no gate between the boundaries.
+    NoSourceOpsError: when the network has convs but no gate between the
+      boundaries.
   """
 
+  name = 'LogisticSigmoidFlops'
+  cost_name = 'FLOPs'
   resource_function = staticmethod(resource_function.flop_function)
-  regularizer_name = 'LogisticSigmoidFlops'
-  cost_name_ = 'FLOPs'
 
   def __init__(self, output_boundary, regularize_on_mask=True,
                alive_threshold=0.1, mask_as_alive_vector=True,
@@ -61,7 +65,6 @@ class LogisticSigmoidRegularizer(resource_regularizer.ResourceRegularizer):
         output_boundary,
         op_handlers.get_logistic_sigmoid_op_handler_dict(
             regularize_on_mask, alive_threshold, mask_as_alive_vector),
-        self.resource_function, self.regularizer_name, self.cost_name_,
         input_boundary=input_boundary, force_group=force_group,
         regularizer_blacklist=regularizer_blacklist,
         regularizer_decorator=regularizer_decorator,
@@ -83,39 +86,44 @@ class LogisticSigmoidRegularizer(resource_regularizer.ResourceRegularizer):
 
 class LogisticSigmoidFlopsRegularizer(LogisticSigmoidRegularizer):
   """FLOP regularizer whose sources are logistic-sigmoid gates."""
+  name = 'LogisticSigmoidFlops'
+  cost_name = 'FLOPs'
   resource_function = staticmethod(resource_function.flop_function)
-  regularizer_name = 'LogisticSigmoidFlops'
-  cost_name_ = 'FLOPs'
 
 
 class LogisticSigmoidModelSizeRegularizer(LogisticSigmoidRegularizer):
   """Model size regularizer whose sources are logistic-sigmoid gates."""
+  name = 'LogisticSigmoidModelSize'
+  cost_name = 'ModelSize'
   resource_function = staticmethod(resource_function.model_size_function)
-  regularizer_name = 'LogisticSigmoidModelSize'
-  cost_name_ = 'ModelSize'
 
 
 class LogisticSigmoidLatencyRegularizer(LogisticSigmoidRegularizer):
   """Latency regularizer whose sources are logistic-sigmoid gates.
 
-  Args:
-    output_boundary: list of tf.Operation where the analysis starts.
+  Args (others: see `LogisticSigmoidRegularizer`):
     hardware: device name (for example 'V100', 'H100') or Hardware tuple.
-    batch_size: the batch size of inference.
-    regularize_on_mask: see `LogisticSigmoidRegularizer`.
-    alive_threshold: see `LogisticSigmoidRegularizer`.
-    mask_as_alive_vector: see `LogisticSigmoidRegularizer`.
-    **kwargs: regularizer_decorator, decorator_parameters, input_boundary,
-      force_group, regularizer_blacklist.
+    batch_size: the inference batch size.
+
+  Raises:
+    InvalidArgumentError: for an unknown device or a bad batch size.
   """
-  regularizer_name = 'LogisticSigmoidLatency'
-  cost_name_ = 'Latency'
+  name = 'LogisticSigmoidLatency'
+  cost_name = 'Latency'
+  resource_function = resource_regularizer.HardwareBoundResource()
 
   def __init__(self, output_boundary, hardware, batch_size=1,
                regularize_on_mask=True, alive_threshold=0.1,
-               mask_as_alive_vector=True, **kwargs):
-    self.resource_function = resource_function.latency_function_factory(
-        hardware, batch_size)
-    super().__init__(output_boundary, regularize_on_mask=regularize_on_mask,
-                     alive_threshold=alive_threshold,
-                     mask_as_alive_vector=mask_as_alive_vector, **kwargs)
+               mask_as_alive_vector=True, regularizer_decorator=None,
+               decorator_parameters=None, input_boundary=None,
+               force_group=None, regularizer_blacklist=None):
+    resource_regularizer.HardwareBoundResource.bind(self, hardware,
+                                                    batch_size)
+    super().__init__(
+        output_boundary, regularize_on_mask=regularize_on_mask,
+        alive_threshold=alive_threshold,
+        mask_as_alive_vector=mask_as_alive_vector,
+        regularizer_decorator=regularizer_decorator,
+        decorator_parameters=decorator_parameters,
+        input_boundary=input_boundary, force_group=force_group,
+        regularizer_blacklist=regularizer_blacklist)

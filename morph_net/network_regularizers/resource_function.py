@@ -1,227 +1,155 @@
 """Resource functions: the cost of one op given its alive channels.
 
-A resource function has the signature
+A resource function has the original library's signature
 
     fn(op, is_regularization, num_alive_inputs, num_alive_outputs,
        reg_inputs, reg_outputs, batch_size=1)
 
-and returns the op's cost when `is_regularization` is False, or the
+and returns the op's cost when `is_regularization` is False, or its
 regularization term when it is True: the cost with each alive count replaced
 by the sum of the regularization vector of those channels. Costs are bilinear
 in input and output channels, cost = C_op * in * out, so the term is
-C_op * (in * sum(r_out) + out * sum(r_in)). Depthwise convolutions are linear:
-cost = C_op * out, term = C_op * (sum(r_in) + sum(r_out)).
+C_op * (in * sum(r_out) + out * sum(r_in)); depthwise convolutions are linear,
+cost = C_op * out and term = C_op * (sum(r_in) + sum(r_out)) (MorphNet paper,
+Gordon et al. 2018, section 3; the original's resource_function.py).
 
-FLOPs count a multiply-add as 2. Latency is in nanoseconds: FLOPs divided by
-peak GFLOP/s, bytes divided by GB/s.
+Units: FLOPs count a multiply-add as 2; model size counts weights; memory is
+in bytes; latency is in ns (FLOPs / GFLOP/s, bytes / GB/s).
+
+Static shapes give Python numbers (memory and latency return float32 tensors,
+as the original's did); an unknown spatial size is read at run time with
+tf.shape, as the original did. Each built-in function carries two attributes
+the cost calculator uses, and a custom function may set them too:
+`costed_op_types` (the op types it can give a non-zero value for) and
+`forms(op, batch_size=...)` (its coefficients, see `cost_forms`), with which
+the calculator costs all ops of a network in a few graph ops.
 """
-
-import collections
-import functools
-from typing import Union
 
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.framework import op_handler_util
+from morph_net.network_regularizers import cost_forms
+from morph_net.network_regularizers import hardware as hardware_lib
+from morph_net.network_regularizers import op_types
 
-CONV_OP_TYPES = frozenset(['Conv2D', 'Conv3D'])
-CONV_TRANSPOSE_OP_TYPES = frozenset(
-    ['Conv2DBackpropInput', 'Conv3DBackpropInputV2'])
-DEPTHWISE_OP_TYPES = frozenset(['DepthwiseConv2dNative'])
-MATMUL_OP_TYPES = frozenset(
-    ['MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'])
-# Ops with weights whose cost is bilinear in input and output channels.
-BILINEAR_OP_TYPES = CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES | MATMUL_OP_TYPES
-WEIGHTED_OP_TYPES = BILINEAR_OP_TYPES | DEPTHWISE_OP_TYPES
-# Cheap ops that only move memory (counted by memory and latency functions).
-ELEMENTWISE_MEMORY_OP_TYPES = frozenset([
-    'Add', 'AddN', 'AddV2', 'AvgPool', 'BiasAdd', 'ConcatV2', 'Elu',
-    'FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3', 'LeakyRelu',
-    'MaxPool', 'Mul', 'Relu', 'Relu6', 'Sigmoid', 'Sub', 'Tanh'])
-COSTED_OP_TYPES = WEIGHTED_OP_TYPES | ELEMENTWISE_MEMORY_OP_TYPES
+__all__ = [
+    'PEAK_COMPUTE', 'MEMORY_BANDWIDTH', 'Hardware', 'get_hardware',
+    'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
+    'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
+    'COSTED_OP_TYPES', 'is_flop_op', 'flop_coeff', 'num_weights_coeff',
+    'flop_function', 'model_size_function', 'activation_count_function',
+    'activation_size_function', 'memory_function', 'latency_function',
+    'latency_function_factory',
+]
 
-# The original hardware table plus current devices. GFLOP/s are FP32 peaks
-# (dense bf16 for TPUs); GB/s are memory bandwidths.
-Hardware = collections.namedtuple('Hardware',
-                                  ['peak_compute', 'memory_bandwidth'])
-PEAK_COMPUTE = {
-    'K80': 4100.0, 'P4': 5500.0, 'T4': 8100.0, 'P100': 9300.0,
-    'V100': 15700.0, 'TPUv2': 22500.0, 'A100': 19500.0, 'H100': 67000.0,
-    'L4': 30300.0, 'TPUv4': 137500.0,
-    'FLOP_LATENCY': 1.0, 'MEMORY_LATENCY': 1e20,
-}
-MEMORY_BANDWIDTH = {
-    'K80': 240.0, 'P4': 192.0, 'T4': 320.0, 'P100': 732.0, 'V100': 900.0,
-    'TPUv2': 300.0, 'A100': 1555.0, 'H100': 3350.0, 'L4': 300.0,
-    'TPUv4': 1200.0,
-    'FLOP_LATENCY': 1e20, 'MEMORY_LATENCY': 1.0,
-}
+PEAK_COMPUTE = hardware_lib.PEAK_COMPUTE
+MEMORY_BANDWIDTH = hardware_lib.MEMORY_BANDWIDTH
+Hardware = hardware_lib.Hardware
+get_hardware = hardware_lib.get_hardware
 
+CONV_OP_TYPES = op_types.CONV_OP_TYPES
+CONV_TRANSPOSE_OP_TYPES = op_types.CONV_TRANSPOSE_OP_TYPES
+DEPTHWISE_OP_TYPES = op_types.DEPTHWISE_OP_TYPES
+MATMUL_OP_TYPES = op_types.MATMUL_OP_TYPES
+WEIGHTED_OP_TYPES = op_types.WEIGHTED_OP_TYPES
+ELEMENTWISE_MEMORY_OP_TYPES = op_types.ELEMENTWISE_MEMORY_OP_TYPES
+COSTED_OP_TYPES = op_types.COSTED_OP_TYPES
 
-def _dims(shape, op, what):
-  dims = shape.as_list() if shape.rank is not None else None
-  if dims is None or any(d is None for d in dims[1:]):
-    raise errors.UnsupportedGraphError(
-        'Op %s has an unknown %s size (shape %s), so its cost cannot be '
-        'computed. Build the model with a fixed input size, for example '
-        'keras.Input(shape=(32, 32, 3)).' % (op_handler_util.describe_op(op),
-                                             what, shape))
-  return dims
-
-
-def _prod(values):
-  result = 1
-  for v in values:
-    result *= int(v)
-  return result
-
-
-def _input_tensor(op):
-  return op.inputs[2] if op.type in CONV_TRANSPOSE_OP_TYPES else op.inputs[0]
-
-
-def input_activation(op: tf.Operation) -> tf.Tensor:
-  """The activation whose channels are the op's input channels."""
-  return _input_tensor(op)
-
-
-def _kernel_spatial_size(op):
-  kernel = _dims(op.inputs[1].shape, op, 'kernel')
-  return _prod(kernel[:-2])
-
-
-def _group_count(op):
-  """Channel groups of a grouped convolution (1 for ordinary convs)."""
-  if op.type not in CONV_OP_TYPES:
-    return 1
-  in_channels = op_handler_util.get_num_channels(op.inputs[0])
-  kernel_in = op.inputs[1].shape[-2]
-  if not in_channels or not kernel_in:
-    return 1
-  return max(1, in_channels // int(kernel_in))
-
-
-def _output_spatial_size(op):
-  return _prod(_dims(op.outputs[0].shape, op, 'output')[1:-1])
-
-
-def _input_spatial_size(op):
-  return _prod(_dims(_input_tensor(op).shape, op, 'input')[1:-1])
-
-
-def flop_coefficient(op: tf.Operation) -> float:
-  """FLOPs per (input channel, output channel) pair of one example.
-
-  Args:
-    op: a tf.Operation.
-
-  Returns:
-    2 x output spatial size x kernel size for convs (divided by the number
-    of groups), 2 x input spatial size x kernel size for transposed convs,
-    2 x output spatial size x kernel size per channel for depthwise convs,
-    2 x rows per example for matmuls; 0 for other ops.
-  """
-  if op.type in CONV_OP_TYPES:
-    return (2.0 * _output_spatial_size(op) * _kernel_spatial_size(op) /
-            _group_count(op))
-  if op.type in CONV_TRANSPOSE_OP_TYPES:
-    return 2.0 * _input_spatial_size(op) * _kernel_spatial_size(op)
-  if op.type in DEPTHWISE_OP_TYPES:
-    kernel = _dims(op.inputs[1].shape, op, 'kernel')
-    return 2.0 * _output_spatial_size(op) * kernel[0] * kernel[1]
-  if op.type in MATMUL_OP_TYPES:
-    return 2.0 * _output_spatial_size(op)
-  return 0.0
-
-
-def weight_coefficient(op: tf.Operation) -> float:
-  """Weights per (input, output) channel pair (per channel for depthwise)."""
-  if op.type in CONV_OP_TYPES:
-    return float(_kernel_spatial_size(op)) / _group_count(op)
-  if op.type in CONV_TRANSPOSE_OP_TYPES:
-    return float(_kernel_spatial_size(op))
-  if op.type in DEPTHWISE_OP_TYPES:
-    kernel = _dims(op.inputs[1].shape, op, 'kernel')
-    return float(kernel[0] * kernel[1])
-  if op.type in MATMUL_OP_TYPES:
-    return 1.0 if op_handler_util.reads_variable(op.inputs[1]) else 0.0
-  return 0.0
-
-
-def _bilinear(coeff, is_regularization, num_alive_inputs, num_alive_outputs,
-              reg_inputs, reg_outputs, depthwise):
-  if depthwise:
-    if is_regularization:
-      return coeff * (reg_inputs + reg_outputs)
-    return coeff * num_alive_outputs
-  if is_regularization:
-    return coeff * (num_alive_inputs * reg_outputs +
-                    num_alive_outputs * reg_inputs)
-  return coeff * num_alive_inputs * num_alive_outputs
-
+is_flop_op = cost_forms.is_flop_op
+flop_coeff = cost_forms.flop_coeff
+num_weights_coeff = cost_forms.num_weights_coeff
 
 def flop_function(op, is_regularization, num_alive_inputs, num_alive_outputs,
                   reg_inputs, reg_outputs, batch_size=1):
-  """FLOPs of conv, depthwise, transposed conv and matmul ops."""
-  if op.type not in WEIGHTED_OP_TYPES:
-    return 0.0
-  return batch_size * _bilinear(
-      flop_coefficient(op), is_regularization, num_alive_inputs,
-      num_alive_outputs, reg_inputs, reg_outputs,
-      op.type in DEPTHWISE_OP_TYPES)
+  """FLOPs of conv and matmul ops: batch x flop_coeff x IN x OUT.
+
+  Depthwise convs: batch x flop_coeff x OUT.
+
+  Args (the same for every resource function):
+    op: a tf.Operation.
+    is_regularization: return the regularization term instead of the cost.
+    num_alive_inputs: alive input channels IN (a number or scalar tensor).
+    num_alive_outputs: alive output channels OUT.
+    reg_inputs: sum of the input channels' regularization vector RIN.
+    reg_outputs: sum of the output channels' regularization vector ROUT.
+    batch_size: examples per inference.
+
+  Returns:
+    The cost or term; 0.0 for ops without FLOPs. A Python number when the
+    arguments are numbers and the shapes static, else a float32 tensor.
+  """
+  return cost_forms.evaluate(
+      cost_forms.flop_forms(op, batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs)
 
 
 def model_size_function(op, is_regularization, num_alive_inputs,
                         num_alive_outputs, reg_inputs, reg_outputs,
                         batch_size=1):
-  """Number of weights of conv, depthwise, transposed conv and matmul ops."""
-  del batch_size  # Weights do not depend on the batch.
-  if op.type not in WEIGHTED_OP_TYPES:
-    return 0.0
-  return _bilinear(weight_coefficient(op), is_regularization,
-                   num_alive_inputs, num_alive_outputs, reg_inputs,
-                   reg_outputs, op.type in DEPTHWISE_OP_TYPES)
+  """Weights of conv and matmul ops: num_weights_coeff x IN x OUT.
+
+  Depthwise convs: kernel size x OUT. Biases are not counted.
+
+  Args: see `flop_function`; batch_size is ignored.
+
+  Returns:
+    The cost or term; 0.0 for other ops.
+  """
+  return cost_forms.evaluate(
+      cost_forms.model_size_forms(op, batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs)
 
 
 def activation_count_function(op, is_regularization, num_alive_inputs,
                               num_alive_outputs, reg_inputs, reg_outputs,
                               batch_size=1):
-  """Number of output activations of conv, depthwise and matmul ops."""
-  del num_alive_inputs, reg_inputs  # Activations depend on outputs only.
-  if op.type not in WEIGHTED_OP_TYPES:
-    return 0.0
-  per_channel = batch_size * _output_spatial_size(op)
-  return per_channel * (reg_outputs if is_regularization else
-                        num_alive_outputs)
+  """Output channels of conv and matmul ops (the original's activation count).
+
+  Every output channel counts 1 whatever its spatial size.
+
+  Args: see `flop_function`; inputs and batch_size are ignored.
+
+  Returns:
+    OUT (the term: ROUT); 0.0 for other ops.
+  """
+  return cost_forms.evaluate(
+      cost_forms.activation_count_forms(op, batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs)
 
 
-def _bytes_per_element(op):
-  return op.outputs[0].dtype.size if op.outputs else 4
+def activation_size_function(op, is_regularization, num_alive_inputs,
+                             num_alive_outputs, reg_inputs, reg_outputs,
+                             batch_size=1):
+  """Output activations (positions x channels) of conv and matmul ops.
+
+  Args: see `flop_function`; inputs are ignored.
+
+  Returns:
+    batch x output spatial size x OUT (the term: x ROUT); 0.0 for other ops.
+  """
+  return cost_forms.evaluate(
+      cost_forms.activation_size_forms(op, batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs)
 
 
 def memory_function(op, is_regularization, num_alive_inputs,
                     num_alive_outputs, reg_inputs, reg_outputs, batch_size=1):
-  """Bytes read and written: weights, input and output activations."""
-  inputs = reg_inputs if is_regularization else num_alive_inputs
-  outputs = reg_outputs if is_regularization else num_alive_outputs
-  if op.type in WEIGHTED_OP_TYPES:
-    weights = model_size_function(op, is_regularization, num_alive_inputs,
-                                  num_alive_outputs, reg_inputs, reg_outputs)
-    activations = batch_size * (_input_spatial_size(op) * inputs +
-                                _output_spatial_size(op) * outputs)
-    return _bytes_per_element(op) * (weights + activations)
-  if op.type in ELEMENTWISE_MEMORY_OP_TYPES:
-    rank = op.outputs[0].shape.rank
-    if rank is None or rank < 2:
-      return 0.0
-    num_inputs = 1 if op.type == 'ConcatV2' else sum(
-        1 for t in op.inputs if t.shape.rank == rank)
-    in_spatial = _prod(_dims(op.inputs[0].shape, op, 'input')[1:-1])
-    activations = batch_size * (num_inputs * in_spatial * inputs +
-                                _output_spatial_size(op) * outputs)
-    return _bytes_per_element(op) * activations
-  return 0.0
+  """Bytes read and written by `op`: input and output activations, weights.
+
+  Activations count spatial size x channels x dtype size per example (every
+  activation input of an Add counts); weights count like model size, once per
+  batch. Concat counts its output twice (its inputs are the same channels).
+  Biases, batch norm parameters and other vectors are not counted.
+
+  Args: see `flop_function`.
+
+  Returns:
+    A float32 scalar tensor (as the original's).
+  """
+  return tf.convert_to_tensor(cost_forms.evaluate(
+      cost_forms.memory_forms(op, batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs),
+                              tf.float32)
 
 
 def latency_function(op, is_regularization, num_alive_inputs,
@@ -229,89 +157,76 @@ def latency_function(op, is_regularization, num_alive_inputs,
                      peak_compute, memory_bandwidth, batch_size=1):
   """Latency in ns: max(FLOPs / peak GFLOP/s, bytes / GB/s).
 
-  The regularization term is the compute or the memory term, whichever time
-  dominates at the current alive counts.
+  Compute and memory traffic are assumed to overlap, so the slower of the two
+  is the op's latency (as in the original). The term is the compute or the
+  memory term, whichever time dominates at the current alive counts.
+
+  Args (others: see `flop_function`):
+    peak_compute: the device's peak, GFLOP/s.
+    memory_bandwidth: the device's memory bandwidth, GB/s.
+
+  Returns:
+    A float32 scalar tensor (as the original's).
   """
-  args = (num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs)
-  compute_time = flop_function(op, False, *args, batch_size) / peak_compute
-  memory_time = memory_function(op, False, *args, batch_size) / memory_bandwidth
-  if not is_regularization:
-    if _is_python_number(compute_time) and _is_python_number(memory_time):
-      return max(compute_time, memory_time)
-    return tf.maximum(tf.cast(compute_time, tf.float32),
-                      tf.cast(memory_time, tf.float32))
-  compute_reg = flop_function(op, True, *args, batch_size) / peak_compute
-  memory_reg = memory_function(op, True, *args, batch_size) / memory_bandwidth
-  if _is_python_number(compute_time) and _is_python_number(memory_time):
-    return compute_reg if compute_time >= memory_time else memory_reg
-  return tf.where(compute_time >= memory_time,
-                  tf.cast(compute_reg, tf.float32),
-                  tf.cast(memory_reg, tf.float32))
+  return tf.convert_to_tensor(cost_forms.evaluate(
+      cost_forms.latency_forms(op, peak_compute, memory_bandwidth,
+                               batch_size), is_regularization,
+      num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs),
+                              tf.float32)
 
 
-def _is_python_number(value):
-  return isinstance(value, (int, float))
-
-
-# Op types each function can give a non-zero value for; the cost calculator
-# skips other ops. A custom resource function may set the same attribute.
-flop_function.costed_op_types = WEIGHTED_OP_TYPES
-model_size_function.costed_op_types = WEIGHTED_OP_TYPES
-activation_count_function.costed_op_types = WEIGHTED_OP_TYPES
-memory_function.costed_op_types = COSTED_OP_TYPES
+for _function, _forms, _types in (
+    (flop_function, cost_forms.flop_forms, WEIGHTED_OP_TYPES),
+    (model_size_function, cost_forms.model_size_forms, WEIGHTED_OP_TYPES),
+    (activation_count_function, cost_forms.activation_count_forms,
+     WEIGHTED_OP_TYPES),
+    (activation_size_function, cost_forms.activation_size_forms,
+     WEIGHTED_OP_TYPES),
+    (memory_function, cost_forms.memory_forms, COSTED_OP_TYPES)):
+  _function.forms = _forms
+  _function.costed_op_types = _types
+del _function, _forms, _types
 latency_function.costed_op_types = COSTED_OP_TYPES
 
 
-def get_hardware(hardware: Union[str, Hardware, tuple]) -> Hardware:
-  """Resolves a hardware name or a (GFLOP/s, GB/s) pair.
+def latency_function_factory(hardware, batch_size=1):
+  """Returns the latency resource function of a device.
 
   Args:
-    hardware: a key of PEAK_COMPUTE (for example 'V100', 'H100'), or a
-      `Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s)` / pair for a
-      device that is not in the table.
+    hardware: a device name of PEAK_COMPUTE, or a Hardware / (GFLOP/s, GB/s)
+      pair.
+    batch_size: the inference batch size the latency is for (positive).
 
   Returns:
-    A Hardware tuple.
+    A resource function of the original's six-argument signature (a
+    `batch_size` keyword overrides the bound one), with attributes `hardware`
+    (the Hardware tuple), `batch_size`, `costed_op_types` and `forms`.
 
   Raises:
-    InvalidArgumentError: for an unknown name or non-positive numbers.
+    InvalidArgumentError: for an unknown device or a non-positive batch size.
   """
-  if isinstance(hardware, str):
-    if hardware not in PEAK_COMPUTE:
-      raise errors.InvalidArgumentError(
-          'Invalid value for argument `hardware`. Expected one of %s, or '
-          'Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s). Received: '
-          'hardware=%r' % (sorted(PEAK_COMPUTE), hardware))
-    return Hardware(PEAK_COMPUTE[hardware], MEMORY_BANDWIDTH[hardware])
-  try:
-    result = Hardware(*[float(v) for v in hardware])
-  except (TypeError, ValueError):
-    result = None
-  if result is None or result.peak_compute <= 0 or result.memory_bandwidth <= 0:
+  device = hardware_lib.get_hardware(hardware)
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (
+      batch_size <= 0):
     raise errors.InvalidArgumentError(
-        'Invalid value for argument `hardware`. Expected a device name or a '
-        'pair of positive numbers (GFLOP/s, GB/s). Received: hardware=%r' %
-        (hardware,))
-  return result
+        'Invalid value for argument `batch_size`. Expected a positive '
+        'integer. Received: batch_size=%r' % (batch_size,))
+  bound_batch_size = batch_size
 
+  def latency_for_hardware(op, is_regularization, num_alive_inputs,
+                           num_alive_outputs, reg_inputs, reg_outputs,
+                           batch_size=bound_batch_size):
+    return latency_function(op, is_regularization, num_alive_inputs,
+                            num_alive_outputs, reg_inputs, reg_outputs,
+                            device.peak_compute, device.memory_bandwidth,
+                            batch_size)
 
-def latency_function_factory(hardware, batch_size=1):
-  """Returns a resource function of latency on `hardware`.
+  def forms(op, batch_size=bound_batch_size):
+    return cost_forms.latency_forms(op, device.peak_compute,
+                                    device.memory_bandwidth, batch_size)
 
-  Args:
-    hardware: a device name of the table or a (GFLOP/s, GB/s) pair.
-    batch_size: the batch size the latency is measured at.
-
-  Returns:
-    A resource function.
-  """
-  device = get_hardware(hardware)
-  fn = functools.partial(latency_function, peak_compute=device.peak_compute,
-                         memory_bandwidth=device.memory_bandwidth)
-
-  def latency_fn(op, is_regularization, num_alive_inputs, num_alive_outputs,
-                 reg_inputs, reg_outputs, batch_size=batch_size):
-    return fn(op, is_regularization, num_alive_inputs, num_alive_outputs,
-              reg_inputs, reg_outputs, batch_size=batch_size)
-
-  return latency_fn
+  latency_for_hardware.hardware = device
+  latency_for_hardware.batch_size = bound_batch_size
+  latency_for_hardware.costed_op_types = COSTED_OP_TYPES
+  latency_for_hardware.forms = forms
+  return latency_for_hardware

@@ -4,6 +4,8 @@ import tensorflow as tf
 
 from morph_net.framework import generic_regularizers
 
+__all__ = ['GammaL1Regularizer']
+
 
 class GammaL1Regularizer(generic_regularizers.OpRegularizer):
   """Regularization vector |gamma|; alive vector |gamma| > gamma_threshold.

@@ -2,7 +2,10 @@
 
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.framework import generic_regularizers
+
+__all__ = ['ProbGatingRegularizer']
 
 
 class ProbGatingRegularizer(generic_regularizers.OpRegularizer):
@@ -14,11 +17,12 @@ class ProbGatingRegularizer(generic_regularizers.OpRegularizer):
       training graph; the deterministic mask in an inference graph).
     regularize_on_mask: regularization vector is the mask (True) or the
       probability sigmoid(logits) (False).
-    alive_threshold: a channel is alive when its alive vector exceeds it.
+    alive_threshold: a channel is alive when its alive source (mask or
+      probability) is at least this (`>=`, as in the original library).
     mask_as_alive_vector: threshold the mask (True) or the probability.
 
   Raises:
-    ValueError: when logits and mask are not vectors of the same size.
+    InvalidArgumentError: when logits and mask are not vectors of the same size.
   """
 
   def __init__(self, logits: tf.Tensor, mask: tf.Tensor,
@@ -29,7 +33,7 @@ class ProbGatingRegularizer(generic_regularizers.OpRegularizer):
     mask = tf.cast(mask, tf.float32)
     if logits.shape.rank != 1 or not logits.shape.is_compatible_with(
         mask.shape):
-      raise ValueError(
+      raise errors.InvalidArgumentError(
           'Invalid value for arguments `logits` and `mask`. Expected float '
           'vectors of the same size. Received: logits shape=%s, mask shape=%s'
           % (logits.shape, mask.shape))
@@ -39,7 +43,12 @@ class ProbGatingRegularizer(generic_regularizers.OpRegularizer):
     self._regularization_vector = mask if regularize_on_mask else (
         self._probability)
     alive_source = mask if mask_as_alive_vector else self._probability
-    self._alive_vector = alive_source > alive_threshold
+    self._alive_vector = alive_source >= alive_threshold
+
+  @property
+  def is_probabilistic(self) -> bool:
+    """True: the vectors are probabilities, see ProbabilisticGroupingRegularizer."""
+    return True
 
   @property
   def logits(self):

@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 
 from morph_net.compat import keras as compat
+from morph_net.probabilistic_gating import sampling
 
 keras = compat.get_keras()
 
@@ -50,8 +51,9 @@ __all__ = [
     'gated_relu_activation', 'logistic_sigmoid_gating', 'compute_mask',
 ]
 
-# Keeps the uniform sample away from 0 and 1 so the logistic noise is finite.
-_EPSILON = 1e-6
+# The original's name of the graph-mode sampler.
+_logistic_sigmoid_sample = sampling.logistic_sigmoid_sample
+compute_mask = sampling.compute_mask
 
 
 def _annealed_temperature(temperature, annealing_rate, step):
@@ -59,54 +61,6 @@ def _annealed_temperature(temperature, annealing_rate, step):
     return tf.constant(temperature, tf.float32)
   step = tf.cast(step, tf.float32)
   return temperature * tf.pow(0.1, step / float(annealing_rate))
-
-
-def compute_mask(log_odds: tf.Tensor,
-                 training: bool,
-                 temperature=0.001,
-                 straight_through: bool = False,
-                 soft_mask_for_inference: bool = False,
-                 keep_first_channel_alive: bool = True,
-                 seed: Optional[int] = None) -> tf.Tensor:
-  """Returns the per-channel gate mask (a float vector shaped like log_odds).
-
-  Args:
-    log_odds: float vector [C], the log-odds of the gates being open.
-    training: Python bool; True samples, False is deterministic.
-    temperature: scalar (float or tensor) of the relaxed sample.
-    straight_through: forward the hard sample with the relaxed gradient.
-    soft_mask_for_inference: multiply the inference mask by sigmoid(log_odds).
-    keep_first_channel_alive: force channel 0 open.
-    seed: op seed of the logistic noise.
-
-  Returns:
-    The mask, float32 [C].
-  """
-  log_odds = tf.cast(log_odds, tf.float32)
-  if training:
-    uniform = tf.random.uniform(tf.shape(log_odds), _EPSILON, 1.0 - _EPSILON,
-                                seed=seed)
-    noise = tf.math.log(uniform) - tf.math.log1p(-uniform)
-    soft = tf.sigmoid((log_odds + noise) / temperature, name='relaxed_sample')
-    if straight_through:
-      hard = tf.cast(soft > 0.5, tf.float32)
-      mask = hard + (soft - tf.stop_gradient(soft))
-    else:
-      mask = soft
-  else:
-    probability = tf.sigmoid(log_odds, name='probability')
-    hard = tf.cast(tf.greater(log_odds, 0.0), tf.float32)
-    if soft_mask_for_inference:
-      mask = hard * probability
-    else:
-      mask = hard + (probability - tf.stop_gradient(probability))
-  if keep_first_channel_alive:
-    channels = log_odds.shape[0]
-    if channels is None:
-      channels = tf.shape(log_odds)[0]
-    first = tf.one_hot(0, channels, dtype=tf.float32)
-    mask = tf.maximum(mask, first)
-  return tf.identity(mask, name='mask')
 
 
 def _serialize_initializer(initializer):
@@ -208,6 +162,11 @@ class LogisticSigmoidGating(keras.layers.Layer):
     step = self._global_step_getter()
     return step() if callable(step) and not hasattr(step, 'assign') else step
 
+  @property
+  def logits(self):
+    """The log-odds variable [C] (the original layer's attribute name)."""
+    return self.log_odds
+
   def temperature_at_step(self):
     """Returns the (annealed) training temperature as a float32 tensor."""
     step = self._get_step() if self.annealing_rate else None
@@ -266,9 +225,9 @@ class LogisticSigmoidGating(keras.layers.Layer):
 def logistic_sigmoid_gating(inputs,
                             axis: int = -1,
                             is_training: Optional[bool] = None,
-                            log_odds_init: Any = 2.5,
                             temperature: float = 0.001,
                             straight_through: bool = False,
+                            log_odds_init: Any = 2.5,
                             soft_mask_for_inference: bool = False,
                             keep_first_channel_alive: bool = True,
                             annealing_rate: Optional[float] = None,
@@ -276,18 +235,21 @@ def logistic_sigmoid_gating(inputs,
                             scope: Optional[str] = None):
   """Gates `inputs` with a new `LogisticSigmoidGating` layer (functional form).
 
-  Works on Keras tensors (the layer becomes part of the functional model), on
-  eager tensors, and on tensors of a TF1 graph.
+  The original's argument order. Works on Keras tensors (the layer becomes
+  part of the functional model), on eager tensors, and on tensors of a TF1
+  graph.
 
   Args:
     inputs: the tensor to gate.
     axis: the channel axis.
     is_training: True or False fixes the mode for this call site; None lets
       Keras decide (training inside `fit`, inference otherwise).
-    log_odds_init: initial log-odds, number or Keras initializer.
     temperature: temperature of the relaxed sample.
     straight_through: forward hard samples with relaxed gradients.
-    soft_mask_for_inference: scale the inference mask by the probability.
+    log_odds_init: initial log-odds, number or Keras initializer.
+    soft_mask_for_inference: scale the inference mask by the probability
+      (the original's default was True; here the inference mask is exactly
+      0/1 unless asked).
     keep_first_channel_alive: channel 0 always open.
     annealing_rate: temperature decays 10x every `annealing_rate` steps.
     global_step: optional step variable for the annealing.
@@ -308,29 +270,20 @@ def logistic_sigmoid_gating(inputs,
 
 
 def add_gating_to_fn(fn: Callable,
+                     gating_fn: Callable = logistic_sigmoid_gating,
+                     axis: int = -1,
                      is_training: Optional[bool] = None,
-                     log_odds_init: Any = 2.5,
-                     temperature: float = 0.001,
-                     straight_through: bool = False,
-                     soft_mask_for_inference: bool = False,
-                     keep_first_channel_alive: bool = True,
-                     annealing_rate: Optional[float] = None,
-                     global_step=None,
-                     scope: Optional[str] = None) -> Callable:
-  """Returns `fn` followed by a new channel gate (channels last) at each call.
+                     **kwargs_for_gating_fn) -> Callable:
+  """Returns `fn` followed by a new channel gate at each call.
 
   Args:
     fn: a callable on tensors (a Keras layer, `tf.nn.relu`, ...).
+    gating_fn: called as gating_fn(outputs, axis, is_training, **kwargs);
+      default `logistic_sigmoid_gating`.
+    axis: the channel axis of fn's output.
     is_training: see `logistic_sigmoid_gating`.
-    log_odds_init: see `LogisticSigmoidGating`.
-    temperature: see `LogisticSigmoidGating`.
-    straight_through: see `LogisticSigmoidGating`.
-    soft_mask_for_inference: see `LogisticSigmoidGating`.
-    keep_first_channel_alive: see `LogisticSigmoidGating`.
-    annealing_rate: see `LogisticSigmoidGating`.
-    global_step: see `LogisticSigmoidGating`.
-    scope: name of the gate layer; repeated calls get unique Keras names
-      unless given here.
+    **kwargs_for_gating_fn: further arguments of `gating_fn` (for example
+      log_odds_init, temperature, straight_through, scope).
 
   Returns:
     A callable `gated_fn(*args, **kwargs)` = gate(fn(*args, **kwargs)).
@@ -338,27 +291,25 @@ def add_gating_to_fn(fn: Callable,
 
   def gated_fn(*args, **kwargs):
     outputs = fn(*args, **kwargs)
-    return logistic_sigmoid_gating(
-        outputs, axis=-1, is_training=is_training,
-        log_odds_init=log_odds_init, temperature=temperature,
-        straight_through=straight_through,
-        soft_mask_for_inference=soft_mask_for_inference,
-        keep_first_channel_alive=keep_first_channel_alive,
-        annealing_rate=annealing_rate, global_step=global_step, scope=scope)
+    return gating_fn(outputs, axis, is_training, **kwargs_for_gating_fn)
 
   return gated_fn
 
 
-def gated_relu_activation(is_training: Optional[bool] = None,
-                          **gating_kwargs) -> Callable:
-  """Returns `relu` followed by a gate, e.g. for `activation=` slots.
+def gated_relu_activation(gating_fn: Callable = logistic_sigmoid_gating,
+                          axis: int = -1,
+                          is_training: Optional[bool] = None,
+                          **kwargs_for_gating_fn) -> Callable:
+  """Returns ReLU followed by a gate, e.g. for `activation=` slots.
 
   Each call of the returned callable creates a new ReLU layer and a new
   gating layer.
 
   Args:
+    gating_fn: see `add_gating_to_fn`.
+    axis: the channel axis.
     is_training: see `logistic_sigmoid_gating`.
-    **gating_kwargs: keyword arguments of `add_gating_to_fn`.
+    **kwargs_for_gating_fn: see `add_gating_to_fn`.
 
   Returns:
     A callable on tensors.
@@ -367,11 +318,14 @@ def gated_relu_activation(is_training: Optional[bool] = None,
   def relu(inputs):
     return keras.layers.ReLU()(inputs)
 
-  return add_gating_to_fn(relu, is_training=is_training, **gating_kwargs)
+  return add_gating_to_fn(relu, gating_fn, axis, is_training,
+                          **kwargs_for_gating_fn)
 
 
-def gated_batch_norm(is_training: Optional[bool] = None,
-                     **gating_kwargs) -> Callable:
+def gated_batch_norm(gating_fn: Callable = logistic_sigmoid_gating,
+                     axis: int = -1,
+                     is_training: Optional[bool] = None,
+                     **kwargs_for_gating_fn) -> Callable:
   """Returns batch norm followed by a gate.
 
   The returned callable takes `(inputs, **batch_norm_kwargs)`; each call
@@ -379,17 +333,20 @@ def gated_batch_norm(is_training: Optional[bool] = None,
   new gating layer.
 
   Args:
+    gating_fn: see `add_gating_to_fn`.
+    axis: the channel axis (of the batch norm and the gate).
     is_training: see `logistic_sigmoid_gating`; also the batch norm's mode.
-    **gating_kwargs: keyword arguments of `add_gating_to_fn`.
+    **kwargs_for_gating_fn: see `add_gating_to_fn`.
 
   Returns:
     A callable on tensors.
   """
 
   def batch_norm(inputs, **batch_norm_kwargs):
-    layer = keras.layers.BatchNormalization(**batch_norm_kwargs)
+    layer = keras.layers.BatchNormalization(axis=axis, **batch_norm_kwargs)
     if is_training is None:
       return layer(inputs)
     return layer(inputs, training=is_training)
 
-  return add_gating_to_fn(batch_norm, is_training=is_training, **gating_kwargs)
+  return add_gating_to_fn(batch_norm, gating_fn, axis, is_training,
+                          **kwargs_for_gating_fn)

@@ -1,0 +1,348 @@
+"""The costs of one op as multilinear forms in its alive channel counts.
+
+Every built-in resource is, per op, a form in the alive input and output
+channel counts IN and OUT,
+
+  cost = bilinear x IN x OUT + inputs x IN + outputs x OUT,
+
+whose regularization term replaces each alive count by the regularization
+sum of those channels (RIN, ROUT) in turn:
+
+  term = bilinear x (IN x ROUT + OUT x RIN) + inputs x RIN + outputs x ROUT.
+
+A depthwise convolution's bilinear part is linear: bilinear x OUT and
+bilinear x (RIN + ROUT) (MorphNet paper, Gordon et al. 2018, section 3; the
+original's resource_function.py). FLOPs and model size have a bilinear part
+only; memory has all three; activation counts an output part. Latency is the
+larger of two forms (compute time, memory time) and its term is the term of
+the larger one.
+
+Writing the resources this way lets `resource_function` evaluate them per op
+and lets the cost calculator evaluate all ops of a network at once from the
+same coefficients. Coefficients are Python floats when the shapes are static,
+float32 tensors when a spatial size is only known at run time.
+"""
+
+import collections
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.network_regularizers import op_types as cc
+
+__all__ = [
+    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op', 'spatial_size', 'flop_coeff',
+    'num_weights_coeff', 'flop_forms', 'model_size_forms',
+    'activation_count_forms', 'activation_size_forms', 'memory_forms',
+    'latency_forms',
+]
+
+Form = collections.namedtuple('Form',
+                              ['bilinear', 'inputs', 'outputs', 'depthwise'])
+
+# Inputs that hold no activations: a transposed conv's output shape, batch
+# norm parameters, reduction indices.
+_SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0}
+_REDUCTION_OP_TYPES = frozenset(['Sum', 'Mean', 'Max', 'Min', 'Prod'])
+
+
+def scale(form: Form, factor) -> Form:
+  """The form times a constant."""
+  return Form(form.bilinear * factor, form.inputs * factor,
+              form.outputs * factor, form.depthwise)
+
+
+def _is_number(value):
+  return isinstance(value, (int, float))
+
+
+def _cost_and_term(form, num_alive_inputs, num_alive_outputs, reg_inputs,
+                   reg_outputs):
+  """(cost, term) of one form."""
+  if form.depthwise:
+    cost = form.bilinear * num_alive_outputs
+    term = form.bilinear * (reg_inputs + reg_outputs)
+  else:
+    cost = form.bilinear * num_alive_inputs * num_alive_outputs
+    term = form.bilinear * (num_alive_inputs * reg_outputs +
+                            num_alive_outputs * reg_inputs)
+  cost += form.inputs * num_alive_inputs + form.outputs * num_alive_outputs
+  term += form.inputs * reg_inputs + form.outputs * reg_outputs
+  return cost, term
+
+
+def _float32(value):
+  return tf.cast(tf.convert_to_tensor(value), tf.float32)
+
+
+def evaluate(forms, is_regularization, num_alive_inputs, num_alive_outputs,
+             reg_inputs, reg_outputs):
+  """The cost (or term) of an op whose resource is the max of `forms`.
+
+  Args:
+    forms: a sequence of Form; empty for an op without this resource.
+    is_regularization: return the term of the largest form, not its cost.
+    num_alive_inputs, num_alive_outputs, reg_inputs, reg_outputs: numbers or
+      scalar tensors.
+
+  Returns:
+    0.0 for no forms; a Python number when everything is a number; else a
+    float32 scalar tensor.
+  """
+  best_cost, best_term = None, 0.0
+  for form in forms:
+    cost, term = _cost_and_term(form, num_alive_inputs, num_alive_outputs,
+                                reg_inputs, reg_outputs)
+    if best_cost is None:
+      best_cost, best_term = cost, term
+    elif _is_number(cost) and _is_number(best_cost):
+      if cost > best_cost:
+        best_cost, best_term = cost, term
+    else:
+      cost, best_cost = _float32(cost), _float32(best_cost)
+      best_term = tf.where(cost > best_cost, _float32(term),
+                           _float32(best_term))
+      best_cost = tf.maximum(cost, best_cost)
+  if best_cost is None:
+    return 0.0
+  return best_term if is_regularization else best_cost
+
+
+def _accumulate(total, value):
+  return value if total is None else total + value
+
+
+def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
+                          reg_out):
+  """Per-row (cost, term) vectors of one form per row.
+
+  Args:
+    forms: list of Form with number coefficients, one per row.
+    need_term: whether to build the term vector.
+    alive_in, alive_out, reg_in, reg_out: float64 tensors [rows].
+
+  Returns:
+    (cost, term) float64 tensors [rows] (term None if not needed); a part
+    whose coefficients are all 0 adds no op.
+  """
+  bilinear = np.array([f.bilinear for f in forms], np.float64)
+  inputs = np.array([f.inputs for f in forms], np.float64)
+  outputs = np.array([f.outputs for f in forms], np.float64)
+  depthwise = np.array([bool(f.depthwise) for f in forms])
+  cost, term = None, None
+  if bilinear.any():
+    if not depthwise.any():
+      cost = bilinear * (alive_in * alive_out)
+      if need_term:
+        term = bilinear * (alive_in * reg_out + alive_out * reg_in)
+    else:
+      dense = (~depthwise).astype(np.float64)
+      linear = depthwise.astype(np.float64)
+      cost = bilinear * alive_out * (alive_in * dense + linear)
+      if need_term:
+        term = bilinear * (dense * (alive_in * reg_out + alive_out * reg_in) +
+                           linear * (reg_in + reg_out))
+  if inputs.any():
+    cost = _accumulate(cost, inputs * alive_in)
+    if need_term:
+      term = _accumulate(term, inputs * reg_in)
+  if outputs.any():
+    cost = _accumulate(cost, outputs * alive_out)
+    if need_term:
+      term = _accumulate(term, outputs * reg_out)
+  zeros = tf.zeros_like(alive_out)
+  return (zeros if cost is None else cost,
+          (zeros if term is None else term) if need_term else None)
+
+
+def evaluate_rows(forms_per_row, is_regularization, alive_in, alive_out,
+                  reg_in, reg_out):
+  """The sum over rows of `evaluate`, computed with a few vector ops.
+
+  Args:
+    forms_per_row: for each row (op), its list of Form with number
+      coefficients; every row has the same number of forms.
+    is_regularization: sum the terms instead of the costs.
+    alive_in, alive_out, reg_in, reg_out: float64 tensors [rows], the
+      arguments of each row.
+
+  Returns:
+    A float64 scalar tensor.
+  """
+  best_cost, best_term = None, None
+  for index in range(len(forms_per_row[0])):
+    forms = [row[index] for row in forms_per_row]
+    need_term = is_regularization
+    cost, term = _vector_cost_and_term(forms, need_term, alive_in, alive_out,
+                                       reg_in, reg_out)
+    if best_cost is None:
+      best_cost, best_term = cost, term
+    else:
+      if is_regularization:
+        best_term = tf.where(cost > best_cost, term, best_term)
+      best_cost = tf.maximum(cost, best_cost)
+  return tf.reduce_sum(best_term if is_regularization else best_cost)
+
+
+def is_flop_op(op: tf.Operation) -> bool:
+  """Whether `op` does multiply-adds over channels (convs and matmuls).
+
+  Raises:
+    InvalidArgumentError: if `op` is not a tf.Operation.
+  """
+  if not isinstance(op, tf.Operation):
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `op`. Expected a tf.Operation. Received: '
+        '%r (%s)' % (op, type(op).__name__))
+  return op.type in cc.WEIGHTED_OP_TYPES
+
+
+def _kernel_size(op):
+  """Product of the kernel's spatial dimensions (all but the last two)."""
+  dims = op.inputs[1].shape.as_list()
+  if dims is None or any(d is None for d in dims[:-2]):
+    raise errors.UnsupportedGraphError(
+        "Op '%s' (%s) has a kernel of unknown size (shape %s), so its cost "
+        'cannot be computed. Give the kernel a static shape.' % (
+            op.name, op.type, op.inputs[1].shape))
+  return math.prod(dims[:-2])
+
+
+def spatial_size(tensor: tf.Tensor):
+  """Product of dims [1:-1]: an int, or a float32 tensor if not static."""
+  shape = tensor.shape
+  if shape.rank is not None:
+    dims = shape.as_list()[1:-1]
+    if all(d is not None for d in dims):
+      return math.prod(dims)
+  return tf.cast(tf.reduce_prod(tf.shape(tensor)[1:-1]), tf.float32)
+
+
+def _group_count(op):
+  """Channel groups of a grouped convolution (1 for other ops)."""
+  if op.type not in cc.CONV_OP_TYPES or not op.inputs[0].shape.rank:
+    return 1
+  channels = tf.compat.dimension_value(op.inputs[0].shape[-1])
+  kernel_in = tf.compat.dimension_value(op.inputs[1].shape[-2])
+  if not channels or not kernel_in:
+    return 1
+  return max(1, channels // kernel_in)
+
+
+def flop_coeff(op: tf.Operation):
+  """FLOPs per (input channel, output channel) pair, for one example.
+
+  Args:
+    op: a tf.Operation.
+
+  Returns:
+    2 x output spatial size x kernel size for Conv2D / Conv3D (divided by the
+    groups of a grouped conv); 2 x input spatial size x kernel size for
+    transposed convs (their input is the small side); 2 x output spatial size
+    x kernel size per output channel for depthwise convs; 2 for MatMul (2 x
+    rows per example for batched matmuls); 0 for other ops. A float, or a
+    float32 tensor when a spatial size is only known at run time.
+  """
+  if not is_flop_op(op):
+    return 0.0
+  if op.type == 'MatMul':
+    return 2.0
+  if op.type in cc.MATMUL_OP_TYPES:
+    return 2.0 * spatial_size(op.outputs[0])
+  if op.type in cc.CONV_TRANSPOSE_OP_TYPES:
+    spatial = spatial_size(cc.get_input_activation(op))
+  else:
+    spatial = spatial_size(op.outputs[0])
+  return 2.0 * spatial * _kernel_size(op) / _group_count(op)
+
+
+def num_weights_coeff(op: tf.Operation) -> float:
+  """Weights per (input, output) channel pair (per output channel, depthwise).
+
+  Args:
+    op: a tf.Operation.
+
+  Returns:
+    The kernel size for convs (divided by the groups of a grouped conv), 1
+    for matmuls with variable weights, 0 for matmuls of two activations and
+    for other ops.
+  """
+  if not is_flop_op(op):
+    return 0.0
+  if op.type in cc.MATMUL_OP_TYPES:
+    return 1.0 if cc.reads_variable(op.inputs[1]) else 0.0
+  return float(_kernel_size(op)) / _group_count(op)
+
+
+def flop_forms(op, batch_size=1):
+  """FLOPs: batch_size x flop_coeff x IN x OUT (depthwise: x OUT)."""
+  if not is_flop_op(op):
+    return []
+  return [Form(batch_size * flop_coeff(op), 0.0, 0.0,
+               op.type in cc.DEPTHWISE_OP_TYPES)]
+
+
+def model_size_forms(op, batch_size=1):
+  """Weights: num_weights_coeff x IN x OUT (depthwise: x OUT); no biases."""
+  del batch_size  # Weights do not depend on the batch.
+  if not is_flop_op(op):
+    return []
+  return [Form(num_weights_coeff(op), 0.0, 0.0,
+               op.type in cc.DEPTHWISE_OP_TYPES)]
+
+
+def activation_count_forms(op, batch_size=1):
+  """The original's activation count: OUT, for conv and matmul ops."""
+  del batch_size
+  return [Form(0.0, 0.0, 1.0, False)] if is_flop_op(op) else []
+
+
+def activation_size_forms(op, batch_size=1):
+  """Output activations: batch x output spatial size x OUT."""
+  if not is_flop_op(op):
+    return []
+  return [Form(0.0, 0.0, batch_size * spatial_size(op.outputs[0]), False)]
+
+
+def _activation_inputs(op):
+  """The inputs of `op` that hold activations (not weights or parameters)."""
+  if op.type == 'ConcatV2':
+    # Input and output channels are the same channels, split in pieces.
+    return [op.outputs[0]]
+  skip = _SHAPE_INPUT.get(op.type)
+  inputs = []
+  for index, tensor in enumerate(op.inputs):
+    if op.type in cc.WEIGHTED_OP_TYPES and index == 1:
+      continue  # The weights: the bilinear part.
+    if index == skip or (index > 0 and (
+        'FusedBatchNorm' in op.type or op.type in _REDUCTION_OP_TYPES)):
+      continue
+    if tensor.shape.rank is not None and tensor.shape.rank < 2:
+      continue  # Vectors and scalars are parameters (a bias, a scale).
+    inputs.append(tensor)
+  return inputs
+
+
+def memory_forms(op, batch_size=1):
+  """Bytes: activations in and out per example, weights once per batch."""
+  inputs = 0.0
+  for tensor in _activation_inputs(op):
+    inputs += batch_size * spatial_size(tensor) * tensor.dtype.size
+  if not op.outputs:
+    return [Form(0.0, inputs, 0.0, False)]
+  output = op.outputs[0]
+  outputs = batch_size * spatial_size(output) * output.dtype.size
+  weights = 0.0
+  if is_flop_op(op):
+    weights = output.dtype.size * num_weights_coeff(op)
+  return [Form(weights, inputs, outputs, op.type in cc.DEPTHWISE_OP_TYPES)]
+
+
+def latency_forms(op, peak_compute, memory_bandwidth, batch_size=1):
+  """ns: [FLOPs / GFLOP/s, bytes / GB/s]; the op's latency is the larger."""
+  compute = flop_forms(op, batch_size) or [Form(0.0, 0.0, 0.0, False)]
+  return ([scale(compute[0], 1.0 / peak_compute)] +
+          [scale(f, 1.0 / memory_bandwidth)
+           for f in memory_forms(op, batch_size)])

@@ -1,0 +1,79 @@
+"""Op types the costs know, and where an op's input activation is.
+
+The original library kept these in `cost_calculator` (which re-exports them):
+its tuples CONV2D_OPS, CONV3D_OPS, CONV_OPS, FLOP_OPS, SUPPORTED_OPS, and
+`get_input_activation`. The frozensets below add the op types this project
+costs beyond the original (3-D transposed convs, batched matmuls, pooling,
+bias adds and more element-wise ops for memory and latency).
+"""
+
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.framework import op_handler_util
+
+__all__ = [
+    'CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
+    'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
+    'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
+    'COSTED_OP_TYPES', 'get_input_activation', 'reads_variable',
+]
+
+# The original's op type tuples.
+CONV2D_OPS = ('Conv2D', 'Conv2DBackpropInput', 'DepthwiseConv2dNative')
+CONV3D_OPS = ('Conv3D',)
+CONV_OPS = CONV2D_OPS + CONV3D_OPS
+FLOP_OPS = CONV_OPS + ('MatMul',)
+SUPPORTED_OPS = FLOP_OPS + ('Add', 'AddV2', 'AddN', 'ConcatV2',
+                            'FusedBatchNorm', 'FusedBatchNormV2',
+                            'FusedBatchNormV3', 'Mul', 'Relu', 'Relu6', 'Sum')
+
+# The same, with the op types this project costs beyond the original.
+CONV_OP_TYPES = frozenset(['Conv2D', 'Conv3D'])
+CONV_TRANSPOSE_OP_TYPES = frozenset(
+    ['Conv2DBackpropInput', 'Conv3DBackpropInputV2'])
+DEPTHWISE_OP_TYPES = frozenset(['DepthwiseConv2dNative'])
+MATMUL_OP_TYPES = frozenset(
+    ['MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'])
+# Ops with weights, whose cost is bilinear in input and output channels.
+WEIGHTED_OP_TYPES = (CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES |
+                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES)
+# Cheap ops that move memory (costed by memory and latency functions).
+ELEMENTWISE_MEMORY_OP_TYPES = (
+    frozenset(SUPPORTED_OPS) - frozenset(FLOP_OPS)) | frozenset([
+        'AvgPool', 'BiasAdd', 'Elu', 'LeakyRelu', 'MaxPool', 'Sigmoid', 'Sub',
+        'Tanh'])
+COSTED_OP_TYPES = WEIGHTED_OP_TYPES | ELEMENTWISE_MEMORY_OP_TYPES
+
+reads_variable = op_handler_util.reads_variable
+
+
+def get_input_activation(op: tf.Operation) -> tf.Tensor:
+  """Returns the input of `op` that holds activations (not weights).
+
+  Args:
+    op: an op of a type in COSTED_OP_TYPES.
+
+  Returns:
+    The activation input, whose last dimension is the input channels: input
+    2 of a transposed conv, input 0 otherwise.
+
+  Raises:
+    InvalidArgumentError: for other op types, and for matmuls whose
+      activation is transposed (its channels are not the last dimension).
+  """
+  if op.type not in COSTED_OP_TYPES:
+    raise errors.InvalidArgumentError(
+        'Op %s has no input activation the cost calculator knows: op type %s '
+        'is not one of %s.' % (op_handler_util.describe_op(op), op.type,
+                               ', '.join(sorted(COSTED_OP_TYPES))))
+  if op.type in CONV_TRANSPOSE_OP_TYPES:
+    return op.inputs[2]
+  if op.type in MATMUL_OP_TYPES:
+    transposed = ('transpose_a' if op.type == 'MatMul' else 'adj_x')
+    if op.get_attr(transposed):
+      raise errors.InvalidArgumentError(
+          'Op %s multiplies a transposed activation (%s=True), whose '
+          'channels are not its last dimension.' % (
+              op_handler_util.describe_op(op), transposed))
+  return op.inputs[0]
