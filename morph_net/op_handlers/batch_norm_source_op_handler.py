@@ -13,9 +13,11 @@ from typing import Optional
 
 import tensorflow as tf
 
-from morph_net.framework import op_handler_util
+from morph_net.framework import graph_util
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_regularizers import gamma_l1_regularizer
+
+__all__ = ['BatchNormSourceOpHandler', 'FUSED_BATCH_NORM_TYPES', 'get_gamma']
 
 FUSED_BATCH_NORM_TYPES = frozenset(
     ['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'])
@@ -39,7 +41,7 @@ def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
   parameters to the broadcast shape before using them.
   """
   for _ in range(16):
-    tensor = op_handler_util.skip_forwarding_ops(tensor)
+    tensor = graph_util.skip_forwarding_ops(tensor)
     if (tensor.op.type in _RESHAPE_OP_TYPES and tensor.op.inputs and
         _is_channel_vector(tensor.op.inputs[0]) and
         _is_channel_vector(tensor)):
@@ -66,7 +68,7 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
   """
   if op.type in FUSED_BATCH_NORM_TYPES:
     gamma = op.inputs[1]
-    return gamma if op_handler_util.reads_variable(gamma) else None
+    return gamma if graph_util.reads_variable(gamma) else None
   if op.type != 'Mul' or len(op.inputs) != 2:
     return None
   for x, scale in (op.inputs, reversed(op.inputs)):
@@ -80,7 +82,7 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
     for rsqrt, gamma in ((a, b), (b, a)):
       gamma = _skip_vector_reshapes(gamma)
       if (_is_rsqrt(rsqrt) and gamma.shape.rank == 1 and
-          op_handler_util.reads_variable(gamma)):
+          graph_util.reads_variable(gamma)):
         return gamma
   return None
 
@@ -88,14 +90,18 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
 class BatchNormSourceOpHandler(grouping_op_handler.GroupingOpHandler):
   """Source handler for batch norm with a learned scale.
 
-  Ops registered here that are not batch norm sources (a plain `Mul`, or a
-  batch norm with scale=False) behave as grouping ops.
+  A source op's slices get groups of their own, then the op groups like an
+  element-wise op. Ops registered here that are not batch norm sources (a
+  plain `Mul`, or a batch norm with scale=False, whose |gamma| would be a
+  constant) are just grouping ops. A subclass that overrides
+  `create_regularizer` builds its own regularizers, so for it every fused
+  batch norm is a source, as in the original.
 
   Args:
     gamma_threshold: channels with |gamma| at or below it are dead.
   """
 
-  def __init__(self, gamma_threshold: float):
+  def __init__(self, gamma_threshold):
     super().__init__()
     self._gamma_threshold = gamma_threshold
 
@@ -104,12 +110,36 @@ class BatchNormSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     return True
 
   def is_source(self, op):
+    if (op.type in FUSED_BATCH_NORM_TYPES and type(self).create_regularizer
+        is not BatchNormSourceOpHandler.create_regularizer):
+      return True
     return get_gamma(op) is not None
 
+  def assign_grouping(self, op, op_reg_manager):
+    """Makes a source op's slices sources, then groups it.
+
+    Args:
+      op: tf.Operation to group.
+      op_reg_manager: OpRegularizerManager tracking slices and groups.
+    """
+    if self.is_source(op):
+      for op_slice in op_reg_manager.get_op_slices(op):
+        if op_reg_manager.get_op_group(op_slice) is None:
+          op_reg_manager.create_op_group_for_op_slice(op_slice)
+    super().assign_grouping(op, op_reg_manager)
+
   def create_regularizer(self, op_slice):
+    """Returns a GammaL1Regularizer of the slice's part of gamma.
+
+    Args:
+      op_slice: an OpSlice of a batch norm source.
+
+    Returns:
+      A GammaL1Regularizer over |gamma[start:start + size]|.
+    """
     gamma = get_gamma(op_slice.op)
     start, size = op_slice.slice.start_index, op_slice.slice.size
-    if start != 0 or size != gamma.shape[0]:
+    if start != 0 or size != tf.compat.dimension_value(gamma.shape[0]):
       gamma = gamma[start:start + size]
     return gamma_l1_regularizer.GammaL1Regularizer(gamma,
                                                    self._gamma_threshold)
