@@ -41,9 +41,9 @@ def get_num_channels(tensor: tf.Tensor) -> Optional[int]:
     unknown, or the tensor is a scalar.
   """
   shape = tensor.shape
-  if shape.rank is None or shape.rank == 0:
+  if not shape.rank:  # Unknown rank, or a scalar.
     return None
-  size = tf.compat.dimension_value(shape[-1])
+  size = shape.as_list()[-1]  # Plain ints even in TF1 mode (no Dimension).
   return None if size is None else int(size)
 
 

@@ -21,6 +21,9 @@ __all__ = [
 
 # Most ops an error message lists by name.
 _MAX_LISTED_OPS = 20
+# Idle steps before the first snapshot of the queue (short idle runs, an op
+# processed again without news, are normal and cost nothing to watch).
+_FIRST_SNAPSHOT = 64
 
 
 class OpQueue(collections.deque):
@@ -87,14 +90,14 @@ class StallWatch(object):
   The handlers are deterministic functions of the manager's slices and groups
   and of the queue, so if the queue comes back to the same content with no
   change in between, the analysis would loop forever. Snapshots are taken
-  after 1, 2, 4, ... idle steps (Brent's cycle detection), which finds any
-  such cycle within a few of its periods.
+  after 64, 128, 256, ... idle steps (Brent's cycle detection), which finds
+  any such cycle within a few of its periods.
   """
 
   def __init__(self):
     self._version = None
     self._idle_steps = 0
-    self._next_snapshot = 1
+    self._next_snapshot = _FIRST_SNAPSHOT
     self._snapshot = None
 
   def is_stalled(self, version, queue) -> bool:
@@ -109,7 +112,8 @@ class StallWatch(object):
     """
     if version != self._version:
       self._version = version
-      self._idle_steps, self._next_snapshot, self._snapshot = 0, 1, None
+      self._idle_steps, self._snapshot = 0, None
+      self._next_snapshot = _FIRST_SNAPSHOT
       return False
     self._idle_steps += 1
     if (self._snapshot is not None and len(queue) == len(self._snapshot) and

@@ -20,7 +20,9 @@ calculator and older callers import them from this module.
 """
 
 import bisect
+import contextlib
 import re
+import threading
 
 from absl import logging
 
@@ -35,7 +37,7 @@ from morph_net.framework.graph_util import skip_forwarding_ops
 
 __all__ = [
     'OP_TYPES_WITH_MULTIPLE_OUTPUTS', 'WEIGHTS_INDEX_DICT', 'describe_op',
-    'get_aligned_op_slice_sizes', 'get_aligned_sizes',
+    'cached_op_sizes', 'get_aligned_op_slice_sizes', 'get_aligned_sizes',
     'get_concat_input_op_slices', 'get_constant_value', 'get_input_ops',
     'get_num_channels', 'get_op_size', 'get_op_slice_sizes', 'get_op_slices',
     'get_ops_without_groups', 'get_output_ops', 'get_total_slice_size',
@@ -342,6 +344,28 @@ def group_aligned_input_output_slices(
     op_reg_manager.process_ops_last([op])
 
 
+# Memo of get_op_size while a manager analyses a graph (see cached_op_sizes).
+_op_size_memo = threading.local()
+
+
+@contextlib.contextmanager
+def cached_op_sizes():
+  """Memoizes `get_op_size` inside the block (shapes must not change in it).
+
+  The manager wraps its analysis in this: handlers ask for the same sizes
+  many times, and reading a static shape costs microseconds each time.
+
+  Yields:
+    None.
+  """
+  previous = getattr(_op_size_memo, 'sizes', None)
+  _op_size_memo.sizes = {} if previous is None else previous
+  try:
+    yield
+  finally:
+    _op_size_memo.sizes = previous
+
+
 def get_op_size(op):
   """Returns the number of channels of an op (0 if none or unknown).
 
@@ -354,6 +378,17 @@ def get_op_size(op):
   Returns:
     int.
   """
+  sizes = getattr(_op_size_memo, 'sizes', None)
+  if sizes is None:
+    return _compute_op_size(op)
+  size = sizes.get(op)
+  if size is None:
+    size = sizes[op] = _compute_op_size(op)
+  return size
+
+
+def _compute_op_size(op):
+  """get_op_size without the memo."""
   outputs = op.outputs
   if not outputs:
     return 0

@@ -104,11 +104,12 @@ class OpRegularizerManager(object):
     self._version = 0  # Bumped by every change of slices or groups.
     self._regularizer_cache = {}
 
-    self._dfs_for_source_ops(output_boundary, input_boundary)
-    logging.info('OpRegularizerManager found %d ops and %d sources.',
-                 len(self._all_ops), len(self._op_deque))
-    self._process_queue(iteration_limit)
-    self._force_group_ops(force_group)
+    with op_handler_util.cached_op_sizes():
+      self._dfs_for_source_ops(output_boundary, input_boundary)
+      logging.info('OpRegularizerManager found %d ops and %d sources.',
+                   len(self._all_ops), len(self._op_deque))
+      self._process_queue(iteration_limit)
+      self._force_group_ops(force_group)
     with self._graph.as_default(), tf.name_scope('morph_net'):
       self._create_regularizers(
           blacklist,
@@ -121,7 +122,7 @@ class OpRegularizerManager(object):
   @property
   def ops(self):
     """The ops between the boundaries, in graph order (O(1) `in`)."""
-    if self._ops_view is None or len(self._ops_view) != len(self._all_ops):
+    if self._ops_view is None:
       self._ops_view = manager_util.OpSet(
           self._in_graph_order(self._all_ops))
     return self._ops_view
@@ -382,6 +383,7 @@ class OpRegularizerManager(object):
       for tensor in op.inputs:
         if tensor.op not in visited:
           to_visit.append(tensor.op)
+    self._ops_view = None
 
   def _process_queue(self, iteration_limit):
     """Runs the handlers of queued ops until the queue is empty."""

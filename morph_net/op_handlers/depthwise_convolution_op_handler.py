@@ -15,9 +15,10 @@ __all__ = ['DepthwiseConvolutionOpHandler']
 class DepthwiseConvolutionOpHandler(grouping_op_handler.GroupingOpHandler):
   """Groups a DepthwiseConv2dNative's channels with its input channels.
 
-  With depth multiplier 1 it is a grouping op. Otherwise the input is cut
-  into single channels, the op and its outputs too, and input channel i is
-  grouped with output channels i * m ... i * m + m - 1.
+  With depth multiplier 1 (or an input outside the analysis) it is a grouping
+  op. Otherwise the input is cut into single channels, the op and its outputs
+  too, and input channel i is grouped with output channels i * m ... i * m +
+  m - 1.
   """
 
   def assign_grouping(self, op, op_reg_manager):
@@ -35,15 +36,16 @@ class DepthwiseConvolutionOpHandler(grouping_op_handler.GroupingOpHandler):
           'DepthwiseConvolutionOpHandler handles DepthwiseConv2dNative ops, '
           'not op %s. Register it only for that type.' %
           graph_util.describe_op(op))
-    output_size = op_handler_util.get_op_size(op)
+    util = op_handler_util
+    output_size = util.get_op_size(op)
     input_size = graph_util.get_num_channels(op.inputs[0]) or 0
     depth_multiplier = graph_util.get_num_channels(op.inputs[1])
-    if depth_multiplier == 1 or not input_size:
+    input_ops = util.get_input_ops(op, op_reg_manager)
+    if depth_multiplier == 1 or not input_size or not input_ops:
+      # Without an analysed input the op's channels are a new space.
       super().assign_grouping(op, op_reg_manager)
       return
 
-    util = op_handler_util
-    input_ops = util.get_input_ops(op, op_reg_manager)
     input_ops_without_group = util.get_ops_without_groups(input_ops,
                                                           op_reg_manager)
     output_ops = util.get_output_ops(op, op_reg_manager)
