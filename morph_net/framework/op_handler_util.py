@@ -446,8 +446,7 @@ def group_channel_ranges(op_a, start_a, op_b, start_b, size, op_reg_manager):
     op_reg_manager: the OpRegularizerManager.
 
   Raises:
-    UnsupportedGraphError: if a range lies outside its op's channels or the
-      two ranges cannot be aligned.
+    UnsupportedGraphError: if a range lies outside its op's channels.
   """
   ranges = ((op_a, start_a), (op_b, start_b))
   for op, start in ranges:
@@ -458,6 +457,8 @@ def group_channel_ranges(op_a, start_a, op_b, start_b, size, op_reg_manager):
           'Its op handler declared an impossible grouping; register a '
           'handler that matches op type %s.' %
           (start, start + size, describe_op(op), channels, op.type))
+  # Each pass that reslices adds a cut inside the ranges, so size + 1 passes
+  # always end with both ranges cut at the same (relative) channels.
   for _ in range(size + 1):
     cuts = {0, size}
     for op, start in ranges:
@@ -474,11 +475,6 @@ def group_channel_ranges(op_a, start_a, op_b, start_b, size, op_reg_manager):
       break
   slices_a = _slices_in_range(op_reg_manager.get_op_slices(op_a), start_a, size)
   slices_b = _slices_in_range(op_reg_manager.get_op_slices(op_b), start_b, size)
-  if get_op_slice_sizes([slices_a]) != get_op_slice_sizes([slices_b]):
-    raise errors.UnsupportedGraphError(
-        'Could not align channels [%d, %d) of op %s with channels [%d, %d) '
-        'of op %s.' % (start_a, start_a + size, describe_op(op_a), start_b,
-                       start_b + size, describe_op(op_b)))
   get_group = op_reg_manager.get_op_group
   for slice_a, slice_b in zip(slices_a, slices_b):
     group = get_group(slice_a)

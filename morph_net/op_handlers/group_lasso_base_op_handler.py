@@ -74,8 +74,8 @@ class GroupLassoBaseSourceOpHandler(
         `_reduce_dims`.
     """
     op = op_slice.op
-    weights = op.inputs[1]
     reduce_dims = tuple(self._reduce_dims(op))
+    weights = op.inputs[1]
     rank = weights.shape.rank
     output_dims = [d for d in range(rank or 0) if d not in reduce_dims]
     if rank is None or len(output_dims) != 1:

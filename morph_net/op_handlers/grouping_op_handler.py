@@ -137,7 +137,7 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
         len(producer.outputs) < 2 or producer not in op_reg_manager.ops):
       continue
     channels = op_handler_util.get_num_channels(tensor)
-    if channels is None or channels == op_handler_util.get_op_size(producer):
+    if not channels or channels == op_handler_util.get_op_size(producer):
       continue
     if size is None:
       size = op_handler_util.get_op_size(op)

@@ -23,6 +23,7 @@ import sys
 
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.compat import slim as slim_compat
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.op_handlers import op_handlers
@@ -155,8 +156,14 @@ def run_in_subprocess(names, timeout=900):
     {(network, registry): facts dict}.
 
   Raises:
+    InvalidArgumentError: for a name that is not in NETWORKS.
     RuntimeError: with the subprocess's stderr if it fails.
   """
+  unknown = [name for name in names if name not in NETWORKS]
+  if unknown:
+    raise errors.InvalidArgumentError(
+        'Unknown networks %s; expected names from slim_nets.NETWORKS: %s.' %
+        (unknown, sorted(NETWORKS)))
   root = os.path.dirname(os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3',
@@ -166,7 +173,9 @@ def run_in_subprocess(names, timeout=900):
       [sys.executable, '-m', 'morph_net.testing.slim_nets'] + list(names),
       env=env, capture_output=True, text=True, timeout=timeout, check=False)
   if result.returncode:
-    raise RuntimeError('slim_nets failed:\n' + result.stderr[-5000:])
+    raise RuntimeError('slim_nets %s failed (exit code %d):\n%s' %
+                       (' '.join(names), result.returncode,
+                        result.stderr[-5000:]))
   facts = [json.loads(line) for line in result.stdout.splitlines()]
   return {(f['network'], f['registry']): f for f in facts}
 
