@@ -14,7 +14,7 @@ from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
 
 __all__ = [
-    'OpQueue', 'OpSet', 'StallWatch', 'check_blacklist_used',
+    'OpQueue', 'StallWatch', 'check_blacklist_used',
     'check_boundary', 'check_force_group', 'check_regex_list',
     'check_source_channels', 'not_converged_error'
 ]
@@ -70,18 +70,6 @@ class OpQueue(collections.deque):
   def clear(self):
     super().clear()
     self._members.clear()
-
-
-class OpSet(tuple):
-  """Ops in a fixed order with O(1) `in` (what `manager.ops` returns)."""
-
-  def __new__(cls, ops):
-    view = super().__new__(cls, ops)
-    view._members = frozenset(view)
-    return view
-
-  def __contains__(self, op):
-    return op in self._members
 
 
 class StallWatch(object):

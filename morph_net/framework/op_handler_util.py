@@ -206,9 +206,13 @@ def get_aligned_op_slice_sizes(op_slices, input_op_slices, output_op_slices):
   Returns:
     List of int.
   """
-  return get_aligned_sizes(
-      get_op_slice_sizes(input_op_slices) +
-      get_op_slice_sizes(output_op_slices) + get_op_slice_sizes([op_slices]))
+  sizes = [s.slice.size for s in op_slices]
+  all_sizes = [sizes]
+  for slices in input_op_slices + output_op_slices:
+    other = [s.slice.size for s in slices]
+    if other != sizes:
+      all_sizes.append(other)
+  return get_aligned_sizes(all_sizes)
 
 
 def get_aligned_sizes(op_slice_sizes):
@@ -344,8 +348,12 @@ def group_aligned_input_output_slices(
     op_reg_manager.process_ops_last([op])
 
 
-# Memo of get_op_size while a manager analyses a graph (see cached_op_sizes).
-_op_size_memo = threading.local()
+# Memo of get_op_size while managers analyse graphs (see cached_op_sizes):
+# op -> size, or None outside any analysis. Sizes are static facts of the
+# graph, so concurrent analyses may share it.
+_op_size_memo = None
+_op_size_memo_users = 0
+_op_size_memo_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -358,12 +366,18 @@ def cached_op_sizes():
   Yields:
     None.
   """
-  previous = getattr(_op_size_memo, 'sizes', None)
-  _op_size_memo.sizes = {} if previous is None else previous
+  global _op_size_memo, _op_size_memo_users
+  with _op_size_memo_lock:
+    if _op_size_memo is None:
+      _op_size_memo = {}
+    _op_size_memo_users += 1
   try:
     yield
   finally:
-    _op_size_memo.sizes = previous
+    with _op_size_memo_lock:
+      _op_size_memo_users -= 1
+      if not _op_size_memo_users:
+        _op_size_memo = None
 
 
 def get_op_size(op):
@@ -378,12 +392,12 @@ def get_op_size(op):
   Returns:
     int.
   """
-  sizes = getattr(_op_size_memo, 'sizes', None)
-  if sizes is None:
+  memo = _op_size_memo
+  if memo is None:
     return _compute_op_size(op)
-  size = sizes.get(op)
+  size = memo.get(op)
   if size is None:
-    size = sizes[op] = _compute_op_size(op)
+    size = memo[op] = _compute_op_size(op)
   return size
 
 

@@ -103,6 +103,7 @@ class OpRegularizerManager(object):
     self._ops_view = None
     self._version = 0  # Bumped by every change of slices or groups.
     self._regularizer_cache = {}
+    self._is_source_memo = {}
 
     with op_handler_util.cached_op_sizes():
       self._dfs_for_source_ops(output_boundary, input_boundary)
@@ -121,10 +122,12 @@ class OpRegularizerManager(object):
 
   @property
   def ops(self):
-    """The ops between the boundaries, in graph order (O(1) `in`)."""
+    """The ops between the boundaries: a set-like view in graph order.
+
+    (The original returned a set; this view also iterates in graph order.)
+    """
     if self._ops_view is None:
-      self._ops_view = manager_util.OpSet(
-          self._in_graph_order(self._all_ops))
+      self._ops_view = dict.fromkeys(self._in_graph_order(self._all_ops)).keys()
     return self._ops_view
 
   def get_regularizer(self, op: tf.Operation):
@@ -278,10 +281,14 @@ class OpRegularizerManager(object):
     queue.extendleft(new_ops)
 
   def is_source_op(self, op):
-    """Whether `op` is a regularization source (asks its handler)."""
-    handler = self._op_handler_dict[op.type]
-    is_source = getattr(handler, 'is_source', None)
-    return handler.is_source_op if is_source is None else is_source(op)
+    """Whether `op` is a regularization source (asks its handler, once)."""
+    answer = self._is_source_memo.get(op)
+    if answer is None:
+      handler = self._op_handler_dict[op.type]
+      is_source = getattr(handler, 'is_source', None)
+      answer = handler.is_source_op if is_source is None else is_source(op)
+      self._is_source_memo[op] = answer
+    return answer
 
   def is_passthrough(self, op):
     """Whether `op`'s handler is passthrough."""
@@ -386,8 +393,26 @@ class OpRegularizerManager(object):
     self._ops_view = None
 
   def _process_queue(self, iteration_limit):
-    """Runs the handlers of queued ops until the queue is empty."""
+    """Runs the handlers of queued ops until the queue is empty.
+
+    The sources found by the walk are first ordered so the ones nearest the
+    inputs run first (the original ran them in reverse walk order, from the
+    outputs). The groups come out the same, but a residual stream is then
+    grouped block after block in one pass, where the original waited one
+    pass of the queue per block (about half of the handler runs on tf_slim
+    ResNet-152).
+
+    Args:
+      iteration_limit: most handler runs.
+
+    Raises:
+      AnalysisNotConvergedError: when the queue cycles idle with nothing to
+        seed, or after `iteration_limit` runs.
+    """
     queue = self._op_deque
+    sources = sorted(queue, key=lambda op: -op._id)  # pylint: disable=protected-access
+    queue.clear()
+    queue.extend(sources)
     handlers = self._op_handler_dict
     watch = manager_util.StallWatch()
     iterations = 0
