@@ -5,6 +5,8 @@ itself. Every error names the argument or the ops involved and the fix.
 """
 
 import collections
+import contextlib
+import gc
 import re
 
 import tensorflow as tf
@@ -14,7 +16,7 @@ from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
 
 __all__ = [
-    'OpQueue', 'StallWatch', 'check_blacklist_used',
+    'OpQueue', 'StallWatch', 'check_blacklist_used', 'gc_paused',
     'check_boundary', 'check_force_group', 'check_regex_list',
     'check_source_channels', 'not_converged_error'
 ]
@@ -111,6 +113,28 @@ class StallWatch(object):
       self._snapshot = tuple(queue)
       self._next_snapshot *= 2
     return False
+
+
+@contextlib.contextmanager
+def gc_paused():
+  """Pauses Python's cyclic garbage collector inside the block.
+
+  The analysis allocates many small lists and sets; with a large Keras model
+  alive, each collection the allocations trigger scans every object of the
+  model (on a traced ResNet152 that was most of the analysis time). Nothing
+  the analysis allocates is cyclic garbage, and the collector's previous
+  state is restored on exit.
+
+  Yields:
+    None.
+  """
+  enabled = gc.isenabled()
+  gc.disable()
+  try:
+    yield
+  finally:
+    if enabled:
+      gc.enable()
 
 
 def check_boundary(boundary, argument_name, allow_empty=True):

@@ -105,7 +105,7 @@ class OpRegularizerManager(object):
     self._regularizer_cache = {}
     self._is_source_memo = {}
 
-    with op_handler_util.cached_op_sizes():
+    with op_handler_util.cached_op_sizes(), manager_util.gc_paused():
       self._dfs_for_source_ops(output_boundary, input_boundary)
       logging.info('OpRegularizerManager found %d ops and %d sources.',
                    len(self._all_ops), len(self._op_deque))

@@ -10,6 +10,7 @@ Batch norm without a learned scale (scale=False) is not a source.
 """
 
 from typing import Optional
+import weakref
 
 import tensorflow as tf
 
@@ -29,9 +30,9 @@ _RESHAPE_OP_TYPES = frozenset(['Reshape', 'ExpandDims', 'Squeeze'])
 def _is_channel_vector(tensor: tf.Tensor) -> bool:
   """Whether a tensor is [C] or a broadcast shape [1, ..., 1, C]."""
   shape = tensor.shape
-  if shape.rank is None or shape.rank < 1:
+  if not shape.rank:
     return False
-  return all(d == 1 for d in shape[:-1])
+  return all(d == 1 for d in shape.as_list()[:-1])
 
 
 def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
@@ -64,7 +65,9 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
   Returns:
     The gamma tensor (read of the scale variable) when `op` is a fused batch
     norm with a variable scale, or the per-channel multiply of a decomposed
-    batch norm whose scale is Rsqrt(...) * gamma; None otherwise.
+    batch norm whose scale is Rsqrt(...) * gamma; None otherwise. The other
+    multiply by that scale, of the moving mean (reshaped to [1, 1, 1, C] by
+    batch norms with an explicit axis), is not a source.
   """
   if op.type in FUSED_BATCH_NORM_TYPES:
     gamma = op.inputs[1]
@@ -75,6 +78,8 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
     if (x.shape.rank is None or x.shape.rank < 2 or
         not _is_channel_vector(scale) or scale.shape.rank > x.shape.rank):
       continue
+    if graph_util.reads_variable(_skip_vector_reshapes(x)):
+      continue  # moving_mean * scale (a batch norm's shift), not the data.
     scale_op = _skip_vector_reshapes(scale).op
     if scale_op.type != 'Mul' or len(scale_op.inputs) != 2:
       continue
@@ -104,6 +109,7 @@ class BatchNormSourceOpHandler(grouping_op_handler.GroupingOpHandler):
   def __init__(self, gamma_threshold):
     super().__init__()
     self._gamma_threshold = gamma_threshold
+    self._is_source_memo = weakref.WeakKeyDictionary()  # op -> bool.
 
   @property
   def is_source_op(self):
@@ -113,7 +119,13 @@ class BatchNormSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     if (op.type in FUSED_BATCH_NORM_TYPES and type(self).create_regularizer
         is not BatchNormSourceOpHandler.create_regularizer):
       return True
-    return get_gamma(op) is not None
+    memo = getattr(self, '_is_source_memo', None)  # Subclasses may not init.
+    if memo is None:
+      return get_gamma(op) is not None
+    answer = memo.get(op)
+    if answer is None:
+      answer = memo[op] = get_gamma(op) is not None
+    return answer
 
   def assign_grouping(self, op, op_reg_manager):
     """Makes a source op's slices sources, then groups it.
