@@ -13,20 +13,19 @@ unchanged. A handler typically:
 4. groups the aligned slices or queues what is not ready yet
    (`group_aligned_input_output_slices`).
 
-Project extensions: `group_channel_ranges` (group a channel range of one op
-with a range of another, for slices, splits and concats of partial outputs),
-and the graph helpers of `graph_util`, re-exported here because the cost
-calculator and older callers import them from this module.
+Project extensions: `cached_op_sizes` (the manager memoizes `get_op_size`
+during an analysis), and the graph helpers of `graph_util`, re-exported here
+because the cost calculator and the Keras bridge import them from this
+module. The steps the built-in handlers share are in
+`morph_net.op_handlers.handler_steps`.
 """
 
-import bisect
 import contextlib
 import re
 import threading
 
 from absl import logging
 
-from morph_net import errors
 from morph_net.framework.graph_util import describe_op
 from morph_net.framework.graph_util import get_constant_value
 from morph_net.framework.graph_util import get_num_channels
@@ -41,7 +40,7 @@ __all__ = [
     'get_concat_input_op_slices', 'get_constant_value', 'get_input_ops',
     'get_num_channels', 'get_op_size', 'get_op_slice_sizes', 'get_op_slices',
     'get_ops_without_groups', 'get_output_ops', 'get_total_slice_size',
-    'group_aligned_input_output_slices', 'group_channel_ranges', 'group_match',
+    'group_aligned_input_output_slices', 'group_match',
     'group_op_with_inputs_and_outputs', 'is_channel_axis', 'normalize_axis',
     'reads_variable', 'remove_non_passthrough_ops', 'reslice_concat_ops',
     'reslice_ops', 'separate_same_size_ops', 'skip_forwarding_ops'
@@ -441,70 +440,3 @@ def group_match(regex, op_slices):
     return False
   pattern = re.compile(regex)
   return any(pattern.search(op_slice.op.name) for op_slice in op_slices)
-
-
-def group_channel_ranges(op_a, start_a, op_b, start_b, size, op_reg_manager):
-  """Groups channels [start_a, +size) of `op_a` with [start_b, +size) of `op_b`.
-
-  Both ops are resliced so that the two ranges consist of slices of the same
-  sizes, which are then grouped pairwise. Used for a slice of the channels
-  (Slice, StridedSlice), a consumer of one output of a Split, and a concat of
-  such partial outputs. Project extension.
-
-  Args:
-    op_a: a tf.Operation.
-    start_a: first channel of the range in `op_a`.
-    op_b: a tf.Operation.
-    start_b: first channel of the range in `op_b`.
-    size: number of channels.
-    op_reg_manager: the OpRegularizerManager.
-
-  Raises:
-    UnsupportedGraphError: if a range lies outside its op's channels.
-  """
-  ranges = ((op_a, start_a), (op_b, start_b))
-  for op, start in ranges:
-    channels = get_op_size(op)
-    if start < 0 or start + size > channels:
-      raise errors.UnsupportedGraphError(
-          'Cannot group channels [%d, %d) of op %s, which has %d channels. '
-          'Its op handler declared an impossible grouping; register a '
-          'handler that matches op type %s.' %
-          (start, start + size, describe_op(op), channels, op.type))
-  # Each pass that reslices adds a cut inside the ranges, so size + 1 passes
-  # always end with both ranges cut at the same (relative) channels.
-  for _ in range(size + 1):
-    cuts = {0, size}
-    for op, start in ranges:
-      cuts.update(end - start for end in _op_boundaries(op, op_reg_manager)
-                  if start < end < start + size)
-    resliced = False
-    for op, start in ranges:
-      ends = _op_boundaries(op, op_reg_manager)
-      refined = sorted(set(ends).union(start + cut for cut in cuts) - {0})
-      if refined != ends:
-        op_reg_manager.slice_op(op, _sizes(refined))
-        resliced = True
-    if not resliced:
-      break
-  slices_a = _slices_in_range(op_reg_manager.get_op_slices(op_a), start_a, size)
-  slices_b = _slices_in_range(op_reg_manager.get_op_slices(op_b), start_b, size)
-  get_group = op_reg_manager.get_op_group
-  for slice_a, slice_b in zip(slices_a, slices_b):
-    group = get_group(slice_a)
-    if group is None or group is not get_group(slice_b):
-      op_reg_manager.group_op_slices([slice_a, slice_b])
-
-
-def _op_boundaries(op, op_reg_manager):
-  """Returns the end channel of each slice of `op`."""
-  return _boundaries(
-      [op_slice.slice.size for op_slice in op_reg_manager.get_op_slices(op)])
-
-
-def _slices_in_range(op_slices, start, size):
-  """Returns the OpSlices that lie in channels [start, start + size)."""
-  starts = [s.slice.start_index for s in op_slices]
-  first = bisect.bisect_left(starts, start)
-  last = bisect.bisect_left(starts, start + size)
-  return op_slices[first:last]

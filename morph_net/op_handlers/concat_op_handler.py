@@ -3,6 +3,7 @@
 from morph_net.framework import op_handler
 from morph_net.framework import op_handler_util
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import leaf_op_handler
 
 __all__ = ['ConcatOpHandler']
@@ -50,17 +51,11 @@ class ConcatOpHandler(op_handler.OpHandler):
       return
 
     util = op_handler_util
-    input_ops = util.get_input_ops(op, op_reg_manager)
-    input_ops_without_group = util.get_ops_without_groups(input_ops,
-                                                          op_reg_manager)
-    output_ops = util.get_output_ops(op, op_reg_manager)
-    output_ops_without_group = util.get_ops_without_groups(output_ops,
-                                                           op_reg_manager)
-    output_ops = util.remove_non_passthrough_ops(output_ops, op_reg_manager)
-    output_ops_to_group, output_ops_to_process = util.separate_same_size_ops(
-        op, output_ops)
-    output_ops_to_process.extend(output_ops_without_group)
-
+    neighbours = handler_steps.find_neighbours(op, op_reg_manager)
+    input_ops = neighbours.input_ops
+    output_ops_to_group = neighbours.output_ops_to_group
+    output_ops_to_process = (neighbours.output_ops_to_process +
+                             neighbours.output_ops_without_group)
     concat_op_slices = op_reg_manager.get_op_slices(op)
     input_op_slices, output_op_slices = self._get_input_output_op_slices(
         input_ops, output_ops_to_group, op_reg_manager)
@@ -72,8 +67,9 @@ class ConcatOpHandler(op_handler.OpHandler):
     input_op_slices, output_op_slices = self._get_input_output_op_slices(
         input_ops, output_ops_to_group, op_reg_manager)
     util.group_aligned_input_output_slices(
-        op, input_ops_without_group, output_ops_to_process, input_op_slices,
-        output_op_slices, aligned_op_slice_sizes, op_reg_manager)
+        op, neighbours.input_ops_without_group, output_ops_to_process,
+        input_op_slices, output_op_slices, aligned_op_slice_sizes,
+        op_reg_manager)
 
   def create_regularizer(self, _):
     raise NotImplementedError('Not a source op.')
@@ -120,8 +116,8 @@ def _group_input_ranges(op, values, op_reg_manager):
     channel_range = op_reg_manager.channel_range(tensor)
     if channel_range is not None and channels:
       producer, start, _ = channel_range
-      op_handler_util.group_channel_ranges(op, offset, producer, start,
-                                           channels, op_reg_manager)
+      handler_steps.group_channel_ranges(op, offset, producer, start,
+                                         channels, op_reg_manager)
       producers.append(producer)
     offset += channels
   op_reg_manager.process_ops(

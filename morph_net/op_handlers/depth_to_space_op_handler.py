@@ -10,27 +10,19 @@ input channels instead, which matches TensorFlow's layout only when C_out is
 1, and cut everything into single channels.)
 """
 
-from morph_net.framework import op_handler
 from morph_net.framework import op_handler_util
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import leaf_op_handler
 
 __all__ = ['DepthToSpaceOpHandler']
 
 
-class DepthToSpaceOpHandler(op_handler.OpHandler):
+class DepthToSpaceOpHandler(leaf_op_handler.LeafOpHandler):
   """Groups DepthToSpace output channels with the input channels they gather.
 
   The op waits until its input has a group. An NCHW DepthToSpace, or one
   whose input is outside the analysis, starts a new channel space (a leaf).
   """
-
-  @property
-  def is_source_op(self):
-    return False
-
-  @property
-  def is_passthrough(self):
-    return False
 
   def assign_grouping(self, op, op_reg_manager):
     """Groups the op's channels with its input's, or queues the input.
@@ -44,19 +36,13 @@ class DepthToSpaceOpHandler(op_handler.OpHandler):
     if not input_ops or op.get_attr('data_format') not in (b'NHWC', 'NHWC'):
       leaf_op_handler.group_with_outputs(op, op_reg_manager)
       return
-    input_ops_without_group = util.get_ops_without_groups(input_ops,
-                                                          op_reg_manager)
-    output_ops = util.get_output_ops(op, op_reg_manager)
-    output_ops_without_group = util.get_ops_without_groups(output_ops,
-                                                           op_reg_manager)
-    output_ops = util.remove_non_passthrough_ops(output_ops, op_reg_manager)
-    output_ops_to_group, output_ops_to_defer = util.separate_same_size_ops(
-        op, output_ops)
-    for output_op in output_ops_without_group:
-      if output_op not in output_ops_to_defer:
-        output_ops_to_defer.append(output_op)
-    if input_ops_without_group:
-      op_reg_manager.process_ops(input_ops_without_group)
+    neighbours = handler_steps.find_neighbours(op, op_reg_manager, input_ops)
+    output_ops_to_group = neighbours.output_ops_to_group
+    output_ops_to_defer = neighbours.output_ops_to_process
+    handler_steps.append_missing(output_ops_to_defer,
+                                 neighbours.output_ops_without_group)
+    if neighbours.input_ops_without_group:
+      op_reg_manager.process_ops(neighbours.input_ops_without_group)
       return
 
     output_size = util.get_op_size(op)

@@ -8,6 +8,7 @@ from morph_net import errors
 from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 
 __all__ = ['DepthwiseConvolutionOpHandler']
 
@@ -46,18 +47,12 @@ class DepthwiseConvolutionOpHandler(grouping_op_handler.GroupingOpHandler):
       super().assign_grouping(op, op_reg_manager)
       return
 
-    input_ops_without_group = util.get_ops_without_groups(input_ops,
-                                                          op_reg_manager)
-    output_ops = util.get_output_ops(op, op_reg_manager)
-    output_ops_without_group = util.get_ops_without_groups(output_ops,
-                                                           op_reg_manager)
-    output_ops = util.remove_non_passthrough_ops(output_ops, op_reg_manager)
+    neighbours = handler_steps.find_neighbours(op, op_reg_manager, input_ops)
     input_ops_to_group = input_ops[:1]  # Input 1 (the filter) is left out.
-    output_ops_to_group, output_ops_to_process = util.separate_same_size_ops(
-        op, output_ops)
-    for output_op in output_ops_without_group:
-      if output_op not in output_ops_to_process:
-        output_ops_to_process.append(output_op)
+    output_ops_to_group = neighbours.output_ops_to_group
+    output_ops_to_process = neighbours.output_ops_to_process
+    handler_steps.append_missing(output_ops_to_process,
+                                 neighbours.output_ops_without_group)
 
     aligned_op_slice_sizes = [1] * output_size
     util.reslice_ops(input_ops_to_group, [1] * input_size, op_reg_manager)
@@ -68,5 +63,6 @@ class DepthwiseConvolutionOpHandler(grouping_op_handler.GroupingOpHandler):
         for slices in util.get_op_slices(input_ops_to_group, op_reg_manager)]
     output_op_slices = util.get_op_slices(output_ops_to_group, op_reg_manager)
     util.group_aligned_input_output_slices(
-        op, input_ops_without_group, output_ops_to_process, input_op_slices,
-        output_op_slices, aligned_op_slice_sizes, op_reg_manager)
+        op, neighbours.input_ops_without_group, output_ops_to_process,
+        input_op_slices, output_op_slices, aligned_op_slice_sizes,
+        op_reg_manager)

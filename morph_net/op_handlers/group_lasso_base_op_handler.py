@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.framework import graph_util
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import output_non_passthrough_op_handler
 from morph_net.op_regularizers import group_lasso_regularizer
 
@@ -54,9 +55,7 @@ class GroupLassoBaseSourceOpHandler(
       op_reg_manager: OpRegularizerManager tracking slices and groups.
     """
     if self.is_source(op):
-      for op_slice in op_reg_manager.get_op_slices(op):
-        if op_reg_manager.get_op_group(op_slice) is None:
-          op_reg_manager.create_op_group_for_op_slice(op_slice)
+      handler_steps.make_sources(op, op_reg_manager)
     super().assign_grouping(op, op_reg_manager)
 
   def create_regularizer(self, op_slice):

@@ -6,6 +6,7 @@ For element-wise ops (Add, Mul, Relu, BiasAdd, ...), pooling and resize ops
 
 from morph_net.framework import op_handler
 from morph_net.framework import op_handler_util
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import leaf_op_handler
 
 __all__ = ['GroupingOpHandler', 'ReductionOpHandler']
@@ -61,24 +62,21 @@ class GroupingOpHandler(op_handler.OpHandler):
                                            grouping_indices)
     if partial_inputs:
       input_ops = [o for o in input_ops if o not in partial_inputs]
-    input_ops_without_group = util.get_ops_without_groups(input_ops,
-                                                          op_reg_manager)
-    output_ops = util.get_output_ops(op, op_reg_manager)
-    output_ops_without_group = util.get_ops_without_groups(output_ops,
-                                                           op_reg_manager)
-    output_ops = util.remove_non_passthrough_ops(output_ops, op_reg_manager)
+    neighbours = handler_steps.find_neighbours(op, op_reg_manager, input_ops)
+    output_ops_to_group = neighbours.output_ops_to_group
+    output_ops_to_process = neighbours.output_ops_to_process
     input_ops_to_group, input_ops_to_process = util.separate_same_size_ops(
         op, input_ops)
-    output_ops_to_group, output_ops_to_process = util.separate_same_size_ops(
-        op, output_ops)
     input_ops_to_process = [o for o in input_ops_to_process
                             if not self._is_broadcast(o, op_reg_manager)]
     if input_ops_to_process and (
         not util.get_op_size(op) or
         (grouping_indices is not None and not input_ops_to_group)):
       input_ops_to_process = []  # A new channel space: nothing to wait for.
-    _append_missing(input_ops_to_process, input_ops_without_group)
-    _append_missing(output_ops_to_process, output_ops_without_group)
+    handler_steps.append_missing(input_ops_to_process,
+                                 neighbours.input_ops_without_group)
+    handler_steps.append_missing(output_ops_to_process,
+                                 neighbours.output_ops_without_group)
 
     op_slices = op_reg_manager.get_op_slices(op)
     input_op_slices = util.get_op_slices(input_ops_to_group, op_reg_manager)
@@ -104,13 +102,6 @@ class GroupingOpHandler(op_handler.OpHandler):
     groups = [op_reg_manager.get_op_group(op_slice)
               for op_slice in op_reg_manager.get_op_slices(op)]
     return op_handler_util.get_op_size(op) == 1 and all(groups)
-
-
-def _append_missing(ops, more_ops):
-  """Appends to `ops` the ops of `more_ops` it does not hold yet."""
-  for op in more_ops:
-    if op not in ops:
-      ops.append(op)
 
 
 def _group_partial_inputs(op, op_reg_manager, grouping_indices):
@@ -145,8 +136,8 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
                      if channels == size else None)
     if channel_range is None:
       continue
-    op_handler_util.group_channel_ranges(op, 0, producer, channel_range[1],
-                                         size, op_reg_manager)
+    handler_steps.group_channel_ranges(op, 0, producer, channel_range[1],
+                                       size, op_reg_manager)
     producers.append(producer)
   if producers:
     op_reg_manager.process_ops(

@@ -7,6 +7,7 @@ share its fate), never with the inputs.
 
 from morph_net.framework import op_handler
 from morph_net.framework import op_handler_util
+from morph_net.op_handlers import handler_steps
 
 __all__ = ['LeafOpHandler', 'group_with_outputs']
 
@@ -44,24 +45,13 @@ def group_with_outputs(op, op_reg_manager):
     op: tf.Operation to group.
     op_reg_manager: OpRegularizerManager tracking slices and groups.
   """
-  util = op_handler_util
-  output_ops = util.get_output_ops(op, op_reg_manager)
-  output_ops_without_group = util.get_ops_without_groups(output_ops,
-                                                         op_reg_manager)
-  output_ops = util.remove_non_passthrough_ops(output_ops, op_reg_manager)
-  output_ops_to_group, output_ops_to_process = util.separate_same_size_ops(
-      op, output_ops)
-  for output_op in output_ops_without_group:
-    if output_op not in output_ops_to_process:
-      output_ops_to_process.append(output_op)
-
-  op_slices = op_reg_manager.get_op_slices(op)
-  output_op_slices = util.get_op_slices(output_ops_to_group, op_reg_manager)
-  aligned_op_slice_sizes = util.get_aligned_op_slice_sizes(
-      op_slices, [], output_op_slices)
-  util.reslice_ops([op] + output_ops_to_group, aligned_op_slice_sizes,
-                   op_reg_manager)
-  output_op_slices = util.get_op_slices(output_ops_to_group, op_reg_manager)
-  util.group_aligned_input_output_slices(
+  neighbours = handler_steps.find_neighbours(op, op_reg_manager,
+                                             with_inputs=False)
+  output_ops_to_process = neighbours.output_ops_to_process
+  handler_steps.append_missing(output_ops_to_process,
+                               neighbours.output_ops_without_group)
+  output_op_slices, aligned_op_slice_sizes = handler_steps.align_with_outputs(
+      op, neighbours.output_ops_to_group, op_reg_manager)
+  op_handler_util.group_aligned_input_output_slices(
       op, [], output_ops_to_process, [], output_op_slices,
       aligned_op_slice_sizes, op_reg_manager)

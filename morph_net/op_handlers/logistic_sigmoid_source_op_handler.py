@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from morph_net.framework import graph_util
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 from morph_net.op_regularizers import prob_gating_regularizer
 
 __all__ = [
@@ -188,9 +189,7 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     if gate is None and op.type != ORIGINAL_GATE_OP_TYPE:
       super().assign_grouping(op, op_reg_manager)
       return
-    for op_slice in op_reg_manager.get_op_slices(op):
-      if op_reg_manager.get_op_group(op_slice) is None:
-        op_reg_manager.create_op_group_for_op_slice(op_slice)
+    handler_steps.make_sources(op, op_reg_manager)
     indices = None
     if gate is not None:
       indices = [i for i, tensor in enumerate(op.inputs)

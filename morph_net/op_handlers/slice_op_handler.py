@@ -2,6 +2,7 @@
 
 from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import leaf_op_handler
 
 __all__ = ['SliceOpHandler']
@@ -68,7 +69,7 @@ class SliceOpHandler(leaf_op_handler.LeafOpHandler):
                      if start is not None else None)
     size = op_handler_util.get_op_size(op)
     if channel_range is not None and size:
-      op_handler_util.group_channel_ranges(
+      handler_steps.group_channel_ranges(
           op, 0, producer, channel_range[1] + start, size, op_reg_manager)
       op_reg_manager.process_ops(
           op_handler_util.get_ops_without_groups([producer], op_reg_manager))

@@ -8,13 +8,13 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import manager_util
 from morph_net.framework import op_handler
-from morph_net.framework import op_handler_util
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.op_handlers import batch_norm_source_op_handler
 from morph_net.op_handlers import conv_source_op_handler
 from morph_net.op_handlers import depthwise_convolution_op_handler
 from morph_net.op_handlers import group_lasso_base_op_handler
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 from morph_net.op_handlers import op_handlers
 from morph_net.testing import slim_nets
 from morph_net.testing import tf1_layers as layers
@@ -148,10 +148,10 @@ class GroupingTest(tf.test.TestCase):
       manager = orm.OpRegularizerManager([tf.zeros([1]).op])
       a, b = _identities(2)
       with self.assertRaises(errors.UnsupportedGraphError) as context:
-        op_handler_util.group_channel_ranges(a, 4, b, 0, 3, manager)
+        handler_steps.group_channel_ranges(a, 4, b, 0, 3, manager)
       self.assertIn("Cannot group channels [4, 7) of op 'id0' (Identity), "
                     'which has 6 channels', str(context.exception))
-      op_handler_util.group_channel_ranges(a, 3, b, 0, 3, manager)
+      handler_steps.group_channel_ranges(a, 3, b, 0, 3, manager)
       self.assertEqual([3, 3], [s.slice.size for s in manager.get_op_slices(a)])
       self.assertIs(manager.get_op_group(manager.get_op_slices(a)[1]),
                     manager.get_op_group(manager.get_op_slices(b)[0]))
