@@ -16,7 +16,7 @@ from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
 
 __all__ = [
-    'OpQueue', 'StallWatch', 'check_blacklist_used', 'gc_paused',
+    'OpList', 'OpQueue', 'StallWatch', 'check_blacklist_used', 'gc_paused',
     'check_boundary', 'check_force_group', 'check_regex_list',
     'check_source_channels', 'not_converged_error'
 ]
@@ -72,6 +72,33 @@ class OpQueue(collections.deque):
   def clear(self):
     super().clear()
     self._members.clear()
+
+
+class OpList(list):
+  """The analysed ops in graph order: a read-only list with O(1) `in`.
+
+  What `OpRegularizerManager.ops` returns (the original returned a set;
+  handlers test membership often, callers also iterate in order and compare
+  with lists).
+
+  Raises:
+    TypeError: on any attempt to change it.
+  """
+
+  def __init__(self, ops=()):
+    super().__init__(ops)
+    self._members = frozenset(self)
+
+  def __contains__(self, op):
+    return op in self._members
+
+  def _read_only(self, *args, **kwargs):
+    del args, kwargs  # Unused.
+    raise TypeError('OpRegularizerManager.ops is read-only; change a copy: '
+                    'ops = list(manager.ops).')
+
+  append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+  __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
 
 
 class StallWatch(object):

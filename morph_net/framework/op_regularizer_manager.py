@@ -122,12 +122,9 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
 
   @property
   def ops(self):
-    """The ops between the boundaries: a set-like view in graph order.
-
-    (The original returned a set; this view also iterates in graph order.)
-    """
+    """The ops between the boundaries, in graph order (a read-only list)."""
     if self._ops_view is None:
-      self._ops_view = dict.fromkeys(self._in_graph_order(self._all_ops)).keys()
+      self._ops_view = manager_util.OpList(self._in_graph_order(self._all_ops))
     return self._ops_view
 
   def get_regularizer(self, op: tf.Operation):

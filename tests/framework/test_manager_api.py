@@ -68,6 +68,11 @@ class QueueTest(tf.test.TestCase):
       ops = manager.ops
       self.assertIn(_op('a_conv/Conv2D'), ops)
       self.assertLen(ops, len(set(ops)))
+      self.assertEqual(list(ops), ops)
+      with self.assertRaises(TypeError) as context:
+        ops.append(x.op)
+      self.assertIn('OpRegularizerManager.ops is read-only; change a copy: '
+                    'ops = list(manager.ops).', str(context.exception))
       self.assertNotIn(x.op, ops)
       names = [op.name for op in ops]
       self.assertLess(names.index('a_conv/Conv2D'), names.index('b_relu'))
