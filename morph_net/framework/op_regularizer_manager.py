@@ -86,11 +86,11 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
                iteration_limit: int = ITERATION_LIMIT):
     force_group = manager_util.check_regex_list(force_group, 'force_group')
     blacklist = manager_util.check_regex_list(regularizer_blacklist,
-                                                   'regularizer_blacklist')
+                                              'regularizer_blacklist')
     output_boundary = manager_util.check_boundary(
         output_boundary, 'output_boundary', allow_empty=False)
     input_boundary = manager_util.check_boundary(input_boundary,
-                                                      'input_boundary')
+                                                 'input_boundary')
     if op_handler_dict is None:
       from morph_net.op_handlers import op_handlers  # pylint: disable=g-import-not-at-top
       op_handler_dict = op_handlers.get_gamma_op_handler_dict()
