@@ -6,10 +6,11 @@ derive from the built-in exception a caller would expect (`ValueError` for bad
 arguments or unsupported graphs).
 """
 
-__all__ = ['Error', 'InvalidArgumentError', 'UnsupportedGraphError',
-           'NoSourceOpsError', 'MissingDependencyError', 'KeyLookupError',
-           'NotReadyError', 'UnsupportedModelError', 'StructureError',
-           'MissingWidthError', 'WeightTransferError',
+__all__ = ['Error', 'InvalidArgumentError', 'InvalidArgumentTypeError',
+           'UnsupportedGraphError', 'NoSourceOpsError',
+           'AnalysisNotConvergedError', 'MissingDependencyError',
+           'KeyLookupError', 'NotReadyError', 'UnsupportedModelError',
+           'StructureError', 'MissingWidthError', 'WeightTransferError',
            'CheckpointMismatchError', 'ResourceNotBoundError']
 
 
@@ -21,8 +22,21 @@ class InvalidArgumentError(Error, ValueError):
   """An argument has a bad type or value (for example a boundary that is not an op)."""
 
 
+class InvalidArgumentTypeError(Error, TypeError):
+  """An argument has the wrong type (for example a string where a list of regexes is expected)."""
+
+
 class UnsupportedGraphError(Error, ValueError):
   """The graph has an op the analysis cannot handle; the message says which and why."""
+
+
+class AnalysisNotConvergedError(UnsupportedGraphError, RuntimeError):
+  """The op handlers kept re-queueing ops without settling their groups.
+
+  Raised by `OpRegularizerManager` when its iteration limit is reached or
+  when the queue cycles without any change. It is also a `RuntimeError`,
+  which is what the original MorphNet raised in that case.
+  """
 
 
 class NoSourceOpsError(Error, ValueError):

@@ -9,47 +9,62 @@ and wrap every source handler with this class.
 from morph_net.framework import generic_regularizers
 from morph_net.framework import op_handler
 
+__all__ = ['OpHandlerDecorator', 'ScalingRegularizer']
+
 
 class OpHandlerDecorator(op_handler.OpHandler):
   """Delegates to a handler and decorates the regularizers it creates.
 
   Args:
-    default_source_op_handler: the OpHandler to wrap.
-    regularizer_decorator: OpRegularizer class taking (regularizer, **params).
+    handler: the OpHandler to wrap.
+    regularizer_decorator: OpRegularizer class taking (regularizer, **params);
+      None leaves the regularizers unchanged.
     decorator_parameters: dict of keyword arguments for the decorator.
   """
 
-  def __init__(self, default_source_op_handler, regularizer_decorator,
+  def __init__(self, handler, regularizer_decorator=None,
                decorator_parameters=None):
-    self._handler = default_source_op_handler
-    self._decorator = regularizer_decorator
-    self._parameters = dict(decorator_parameters or {})
+    self._op_handler = handler
+    self._regularization_decorator = regularizer_decorator
+    self._decorator_parameters = dict(decorator_parameters or {})
 
   @property
   def is_source_op(self):
-    return self._handler.is_source_op
+    return self._op_handler.is_source_op
 
   @property
   def is_passthrough(self):
-    return self._handler.is_passthrough
+    return self._op_handler.is_passthrough
 
   def is_source(self, op):
-    return self._handler.is_source(op)
+    is_source = getattr(self._op_handler, 'is_source', None)
+    return self._op_handler.is_source_op if is_source is None else is_source(
+        op)
 
   def assign_grouping(self, op, op_reg_manager):
-    self._handler.assign_grouping(op, op_reg_manager)
-
-  def get_num_channels(self, op):
-    return self._handler.get_num_channels(op)
+    self._op_handler.assign_grouping(op, op_reg_manager)
 
   def get_output_channel_range(self, op, output_index):
-    return self._handler.get_output_channel_range(op, output_index)
+    get_range = getattr(self._op_handler, 'get_output_channel_range', None)
+    if get_range is None:
+      return super().get_output_channel_range(op, output_index)
+    return get_range(op, output_index)
 
   def create_regularizer(self, op_slice):
-    regularizer = self._handler.create_regularizer(op_slice)
-    if regularizer is None:
-      return None
-    return self._decorator(regularizer, **self._parameters)
+    """Returns the wrapped handler's regularizer, decorated.
+
+    Args:
+      op_slice: an OpSlice of a source op.
+
+    Returns:
+      The decorated OpRegularizer (or the wrapped handler's result unchanged
+      when it is None or there is no decorator).
+    """
+    regularizer = self._op_handler.create_regularizer(op_slice)
+    if regularizer is None or self._regularization_decorator is None:
+      return regularizer
+    return self._regularization_decorator(regularizer,
+                                          **self._decorator_parameters)
 
 
 class ScalingRegularizer(generic_regularizers.OpRegularizer):

@@ -1,465 +1,377 @@
-"""OpRegularizerManager: groups channels of a graph and assigns regularizers.
+"""OpRegularizerManager: groups the channels of a graph and regularizes groups.
 
-The manager walks the graph backwards from the output boundary to the input
-boundary, asks the op handler of every op it meets which of the op's output
-channels are the same channels as those of its inputs, and turns those
-declarations into groups of op slices. Each group with source ops gets one
-regularizer (the grouping regularizer combines several sources).
+The model is the original MorphNet's. A depth-first walk from the output
+boundary (stopping at the input boundary) finds the ops to analyse and queues
+the regularization sources. The manager then pops ops from that work queue and
+lets each op's handler group the op's slices with its neighbours'
+(`group_op_slices`, `slice_op`) or queue neighbours that are not ready
+(`process_ops`, `process_ops_last`). When the queue is empty, every group with
+sources gets one regularizer (several sources are combined by the grouping
+regularizer).
 
-Grouping is a union-find over op slices. A declaration says "channels
-[a, a+n) of op X are channels [b, b+n) of op Y". Slices are refined until every
-declaration maps whole slices onto whole slices, then matching slices are
-united. Both steps are linear in the number of declarations and slice
-boundaries, and neither can loop on graph cycles (tf.while_loop), because ops
-are visited once.
+The slices and groups live in `slice_groups.SliceGroupStore`, which the
+manager extends with the queue, the analysis steps and regularizer creation.
+
+What differs from the original is cost and failure behaviour, not results:
+membership tests use sets, sources run from the input side, and sizes and
+source tests are memoized during the analysis. When the queue cycles without
+changing any group, the ops left are waiting for each other: on a graph cycle
+(a TF1 while loop) they get groups of their own and the analysis goes on;
+otherwise (an element-wise op joining different widths) the manager stops at
+once with an error naming them, where the original spun until its iteration
+limit.
 """
 
-import bisect
-import collections
 import re
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import List, Optional
 
 from absl import logging
 import tensorflow as tf
 
-from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import constant_op_regularizer
+from morph_net.framework import graph_util
 from morph_net.framework import grouping_regularizers
+from morph_net.framework import manager_util
 from morph_net.framework import op_handler_util
+from morph_net.framework import slice_groups
+from morph_net.framework.op_slices import OpGroup
+from morph_net.framework.op_slices import OpSlice
+from morph_net.framework.op_slices import Slice
+
+__all__ = ['ITERATION_LIMIT', 'OpGroup', 'OpRegularizerManager', 'OpSlice',
+           'Slice']
+
+# Bound on the ops the manager processes before it assumes it is stuck.
+ITERATION_LIMIT = 1000000
 
 
-class Slice(collections.namedtuple('Slice', ['start_index', 'size'])):
-  """A contiguous range of channels: [start_index, start_index + size)."""
-
-  def __str__(self):
-    return '(%d, %d)' % (self.start_index, self.size)
-
-
-class OpSlice(collections.namedtuple('OpSlice', ['op', 'slice'])):
-  """A slice of the output channels of an op."""
-
-  def __str__(self):
-    return '%s %s' % (self.op.name, self.slice)
-
-
-class OpGroup(object):
-  """Op slices whose channels are kept or removed together.
-
-  Attributes:
-    op_slices: all OpSlice in the group, in graph order.
-    source_op_slices: the OpSlice of source ops in the group.
-  """
-
-  def __init__(self, op_slices, source_op_slices):
-    self.op_slices = list(op_slices)
-    self.source_op_slices = list(source_op_slices)
-
-  @property
-  def size(self) -> int:
-    return self.op_slices[0].slice.size
-
-  def __str__(self):
-    return 'OpGroup(size=%d, sources=[%s], ops=[%s])' % (
-        self.size, ', '.join(s.op.name for s in self.source_op_slices),
-        ', '.join(str(s) for s in self.op_slices))
-
-  __repr__ = __str__
-
-
-class _UnionFind(object):
-  """Union-find with path halving over hashable keys."""
-
-  def __init__(self):
-    self._parent = {}
-
-  def add(self, key):
-    self._parent.setdefault(key, key)
-
-  def find(self, key):
-    parent = self._parent
-    while parent[key] != key:
-      parent[key] = parent[parent[key]]
-      key = parent[key]
-    return key
-
-  def union(self, a, b):
-    root_a, root_b = self.find(a), self.find(b)
-    if root_a != root_b:
-      self._parent[root_b] = root_a
-
-
-def _validate_boundary(boundary, argument_name) -> List[tf.Operation]:
-  """Checks that a boundary is a list of tf.Operation; returns it as a list."""
-  if boundary is None:
-    return []
-  if isinstance(boundary, tf.Operation):
-    boundary = [boundary]
-  result = []
-  for item in boundary:
-    if isinstance(item, tf.Operation):
-      result.append(item)
-      continue
-    if isinstance(item, tf.Tensor):
-      try:
-        fix = "pass its op instead: `tensor.op` (op '%s')" % item.op.name
-      except AttributeError:
-        fix = ('eager tensors have no graph; build the network in a graph '
-               '(tf.compat.v1 graph mode or a traced tf.function)')
-      raise errors.InvalidArgumentError(
-          'Invalid value for argument `%s`. Expected a list of tf.Operation, '
-          'received a tf.Tensor; %s.' % (argument_name, fix))
-    raise errors.InvalidArgumentError(
-        'Invalid value for argument `%s`. Expected a list of tf.Operation of '
-        'a graph (a TF1 graph or a traced tf.function), received: %r (%s). '
-        'For Keras models use morph_net.keras, which traces the model.' %
-        (argument_name, item, type(item).__name__))
-  return result
-
-
-class OpRegularizerManager(object):
+class OpRegularizerManager(slice_groups.SliceGroupStore):
   """Assigns channel groups and regularizers to the ops of a network.
 
   Args:
-    output_boundary: list of tf.Operation where the backward walk starts.
-    op_handler_dict: mapping from op type to OpHandler; unknown types must be
-      answered by the mapping itself (see `op_handlers.OpHandlerDict`).
+    output_boundary: list of tf.Operation where the analysis starts (for
+      example `[logits.op]`).
+    op_handler_dict: mapping from op type to OpHandler. A plain dict must hold
+      every op type met; `op_handlers.OpHandlerDict` (what the registry
+      factories return) and `collections.defaultdict` answer unknown types.
+      Defaults to `op_handlers.get_gamma_op_handler_dict()`.
     create_grouping_regularizer: callable taking a list of OpRegularizer and
-      returning one; combines the sources of a group (max by default).
-    force_group: list of regexes; the ops matching each regex are grouped.
+      returning one; combines the sources of a group (default: max).
+    force_group: list of regexes; for each, the groups of the matching ops
+      are merged (the ops must have one slice each, of one size).
     regularizer_blacklist: list of regexes; groups with a matching op get no
       regularizer.
-    input_boundary: list of tf.Operation where the walk stops (not included).
-    iteration_limit: bound on slice-refinement steps (a safety net).
+    input_boundary: list of tf.Operation where the walk stops (excluded).
+    iteration_limit: most ops processed before the analysis gives up.
 
   Raises:
-    InvalidArgumentError: for bad boundaries or regexes that match nothing.
-    UnsupportedGraphError: when a source op has an unknown channel count or a
-      forced group mixes channel counts.
+    InvalidArgumentError: for bad boundaries, regexes that match nothing, or
+      forced groups whose ops differ in size or have several slices.
+    InvalidArgumentTypeError: if force_group or regularizer_blacklist is not a
+      list of regexes.
+    UnsupportedGraphError: when a source op has an unknown channel count.
+    AnalysisNotConvergedError: (also a RuntimeError) when the handlers keep
+      queueing ops without settling, or the iteration limit is reached.
   """
 
   def __init__(self,
-               output_boundary: Sequence[tf.Operation],
-               op_handler_dict,
-               create_grouping_regularizer: Optional[Callable] = None,
-               force_group: Optional[Sequence[str]] = None,
-               regularizer_blacklist: Optional[Sequence[str]] = None,
-               input_boundary: Optional[Sequence[tf.Operation]] = None,
-               iteration_limit: int = 10_000_000):
-    output_boundary = _validate_boundary(output_boundary, 'output_boundary')
-    input_boundary = _validate_boundary(input_boundary, 'input_boundary')
-    if not output_boundary:
-      raise errors.InvalidArgumentError(
-          'Invalid value for argument `output_boundary`. Expected a non-empty '
-          'list of tf.Operation (for example `[logits.op]`).')
-    self._graph = output_boundary[0].graph
+               output_boundary: List[tf.Operation],
+               op_handler_dict=None,
+               create_grouping_regularizer=(
+                   grouping_regularizers.MaxGroupingRegularizer),
+               force_group: Optional[List[str]] = None,
+               regularizer_blacklist: Optional[List[str]] = None,
+               input_boundary: Optional[List[tf.Operation]] = None,
+               iteration_limit: int = ITERATION_LIMIT):
+    force_group = manager_util.check_regex_list(force_group, 'force_group')
+    blacklist = manager_util.check_regex_list(regularizer_blacklist,
+                                              'regularizer_blacklist')
+    output_boundary = manager_util.check_boundary(
+        output_boundary, 'output_boundary', allow_empty=False)
+    input_boundary = manager_util.check_boundary(input_boundary,
+                                                 'input_boundary')
+    if op_handler_dict is None:
+      from morph_net.op_handlers import op_handlers  # pylint: disable=g-import-not-at-top
+      op_handler_dict = op_handlers.get_gamma_op_handler_dict()
     self._op_handler_dict = op_handler_dict
-    self._create_grouping_regularizer = (
-        create_grouping_regularizer or
-        grouping_regularizers.MaxGroupingRegularizer)
-    self._iteration_limit = iteration_limit
-
-    self._ops = self._collect_ops(output_boundary, input_boundary)
-    self._op_set = frozenset(self._ops)
-    self._num_channels = {
-        op: self._handler(op).get_num_channels(op) for op in self._ops}
-    self._source_ops = [op for op in self._ops if self._handler(op).is_source(op)]
-    self._check_source_channels()
-
-    # op -> list of (start, size, other_op, other_start).
-    self._edges = collections.defaultdict(list)
-    for op in self._ops:
-      self._handler(op).assign_grouping(op, self)
-    self._apply_force_group(force_group or [])
-
-    self._op_slice_dict = self._refine_slices()
-    self._op_group_dict = self._build_groups()
-    self._blacklist = self._compile_blacklist(regularizer_blacklist or [])
-    self._op_regularizer_dict = {}
+    self._graph = (output_boundary[0].graph if output_boundary else
+                   tf.compat.v1.get_default_graph())
+    super().__init__()
+    self._op_regularizer_dict = {}  # OpSlice -> OpRegularizer or None.
+    self._op_deque = manager_util.OpQueue()
+    self._all_ops = set()
+    self._ops_view = None
     self._regularizer_cache = {}
+    self._is_source_memo = {}
+
+    with op_handler_util.cached_op_sizes(), manager_util.gc_paused():
+      self._dfs_for_source_ops(output_boundary, input_boundary)
+      logging.info('OpRegularizerManager found %d ops and %d sources.',
+                   len(self._all_ops), len(self._op_deque))
+      self._process_queue(iteration_limit)
+      self._force_group_ops(force_group)
     with self._graph.as_default(), tf.name_scope('morph_net'):
-      self._create_regularizers()
+      self._create_regularizers(
+          blacklist,
+          create_grouping_regularizer or
+          grouping_regularizers.MaxGroupingRegularizer)
 
   # ---------------------------------------------------------------------------
-  # Public API.
+  # The original's API.
 
   @property
-  def ops(self) -> List[tf.Operation]:
-    """All ops between the boundaries, in graph order."""
-    return list(self._ops)
-
-  @property
-  def source_ops(self) -> List[tf.Operation]:
-    """Ops whose handler created a regularizer source."""
-    return list(self._source_ops)
-
-  @property
-  def op_groups(self) -> List[OpGroup]:
-    """The distinct OpGroups, in order of their first op slice."""
-    seen, groups = set(), []
-    for op in self._ops:
-      for op_slice in self._op_slice_dict.get(op, ()):
-        group = self._op_group_dict[op_slice]
-        if id(group) not in seen:
-          seen.add(id(group))
-          groups.append(group)
-    return groups
-
-  @property
-  def graph(self) -> tf.Graph:
-    return self._graph
-
-  def get_op_slices(self, op: tf.Operation) -> List[OpSlice]:
-    """Returns the OpSlices of an op (empty if unknown or not analysed)."""
-    return list(self._op_slice_dict.get(op, ()))
-
-  def get_op_group(self, op_slice: OpSlice) -> Optional[OpGroup]:
-    """Returns the OpGroup of an OpSlice."""
-    return self._op_group_dict.get(op_slice)
-
-  def is_source_op(self, op: tf.Operation) -> bool:
-    return op in self._op_set and self._handler(op).is_source(op)
-
-  def is_passthrough(self, op: tf.Operation) -> bool:
-    return op in self._op_set and self._handler(op).is_passthrough
-
-  def get_num_channels(self, op: tf.Operation) -> Optional[int]:
-    return self._num_channels.get(op)
+  def ops(self):
+    """The ops between the boundaries, in graph order (a read-only list)."""
+    if self._ops_view is None:
+      self._ops_view = manager_util.OpList(self._in_graph_order(self._all_ops))
+    return self._ops_view
 
   def get_regularizer(self, op: tf.Operation):
     """Returns the OpRegularizer of an op's output channels, or None.
 
-    Slices without a regularizer are filled with a constant (alive, zero)
-    regularizer; an op none of whose slices is regularized gets None.
+    Slices without a regularizer get a constant one (alive, zero); an op none
+    of whose slices is regularized gets None.
 
     Args:
       op: a tf.Operation.
 
     Returns:
-      An OpRegularizer or None.
+      An OpRegularizer (a ConcatRegularizer for ops of several slices), or
+      None.
     """
-    if op in self._regularizer_cache:
-      return self._regularizer_cache[op]
-    op_slices = self._op_slice_dict.get(op, [])
+    op_slices = self.get_op_slices(op)
     regularizers = [self._op_regularizer_dict.get(s) for s in op_slices]
-    if not any(r is not None for r in regularizers):
-      result = None
-    else:
-      with self._graph.as_default(), tf.name_scope('morph_net'):
-        regularizers = [
-            r if r is not None else
-            constant_op_regularizer.ConstantOpRegularizer(s.slice.size)
-            for r, s in zip(regularizers, op_slices)]
-        result = (regularizers[0] if len(regularizers) == 1 else
-                  concat_and_slice_regularizers.ConcatRegularizer(regularizers))
-    self._regularizer_cache[op] = result
-    return result
+    if all(r is None for r in regularizers):
+      return None
+    with self._graph.as_default(), tf.name_scope('morph_net'):
+      for index, op_slice in enumerate(op_slices):
+        if regularizers[index] is None:
+          regularizers[index] = constant_op_regularizer.ConstantOpRegularizer(
+              op_slice.slice.size)
+          self._op_regularizer_dict[op_slice] = regularizers[index]
+      if len(regularizers) == 1:
+        return regularizers[0]
+      key = (op, tuple(id(r) for r in regularizers))
+      if key not in self._regularizer_cache:
+        self._regularizer_cache[key] = (
+            regularizers,
+            concat_and_slice_regularizers.ConcatRegularizer(regularizers))
+      return self._regularizer_cache[key][1]
+
+  def process_ops(self, ops):
+    """Queues `ops` (those between the boundaries, not queued yet)."""
+    queue = self._op_deque
+    for op in ops:
+      if op not in queue and op in self._all_ops:
+        queue.append(op)
+
+  def process_ops_last(self, ops):
+    """Queues `ops` to be processed after everything queued so far.
+
+    A handler that cannot group its op yet queues itself this way, so it runs
+    again once its neighbours have been processed.
+
+    Args:
+      ops: list of tf.Operation.
+    """
+    queue = self._op_deque
+    new_ops = []
+    for op in ops:
+      if op not in queue and op not in new_ops:
+        new_ops.append(op)
+    queue.extendleft(new_ops)
+
+  def is_source_op(self, op):
+    """Whether `op` is a regularization source (asks its handler, once)."""
+    answer = self._is_source_memo.get(op)
+    if answer is None:
+      handler = self._op_handler_dict[op.type]
+      is_source = getattr(handler, 'is_source', None)
+      answer = handler.is_source_op if is_source is None else is_source(op)
+      self._is_source_memo[op] = answer
+    return answer
+
+  def is_passthrough(self, op):
+    """Whether `op`'s handler is passthrough."""
+    return self._op_handler_dict[op.type].is_passthrough
+
+  # ---------------------------------------------------------------------------
+  # Project extensions, used by the cost calculator and the Keras bridge.
+
+  @property
+  def graph(self) -> tf.Graph:
+    """The graph of the analysed ops."""
+    return self._graph
+
+  @property
+  def op_groups(self) -> List[OpGroup]:
+    """The distinct OpGroups, in graph order of their first member op."""
+    groups, seen = [], set()
+    for op in self._in_graph_order(self._op_slice_dict):
+      for op_slice in self._op_slice_dict[op]:
+        group = self._op_group_dict.get(op_slice)
+        if group is not None and id(group) not in seen:
+          seen.add(id(group))
+          groups.append(group)
+    return groups
+
+  @property
+  def source_ops(self) -> List[tf.Operation]:
+    """The ops with a source slice in some group, in graph order."""
+    sources = {s.op for group in self.op_groups
+               for s in group.source_op_slices}
+    return self._in_graph_order(sources)
+
+  def get_num_channels(self, op: tf.Operation) -> Optional[int]:
+    """Returns the size of `op`'s channel space, or None if it has none."""
+    return op_handler_util.get_op_size(op) or None
 
   def channel_range(self, tensor: tf.Tensor):
     """Maps a tensor to (op, start, size) in its producer's channel space.
 
-    Returns None when the producer is outside the analysis or the tensor is
-    not a channel tensor of its producer.
-    """
-    op = tensor.op
-    if op not in self._op_set or self._num_channels.get(op) is None:
-      return None
-    index = list(op.outputs).index(tensor) if len(op.outputs) > 1 else 0
-    channel_range = self._handler(op).get_output_channel_range(op, index)
-    if channel_range is None:
-      return None
-    return (op, channel_range[0], channel_range[1])
-
-  def group_channels(self, op_a, start_a, op_b, start_b, size) -> None:
-    """Declares channels [start_a, +size) of op_a equal to [start_b, +size) of op_b.
-
     Args:
-      op_a: a tf.Operation in the analysis.
-      start_a: first channel in op_a's channel space.
-      op_b: a tf.Operation in the analysis.
-      start_b: first channel in op_b's channel space.
-      size: number of channels.
-
-    Raises:
-      UnsupportedGraphError: when a range falls outside an op's channels.
-    """
-    if size <= 0 or (op_a is op_b and start_a == start_b):
-      return
-    for op, start in ((op_a, start_a), (op_b, start_b)):
-      channels = self._num_channels.get(op)
-      if channels is None or start < 0 or start + size > channels:
-        raise errors.UnsupportedGraphError(
-            'Cannot group channels [%d, %d) of op %s, which has %s channels. '
-            'Its op handler declared an impossible grouping; register a '
-            'handler for op type %s.' % (start, start + size,
-                                         op_handler_util.describe_op(op),
-                                         channels, op.type))
-    self._edges[op_a].append((start_a, size, op_b, start_b))
-    self._edges[op_b].append((start_b, size, op_a, start_a))
-
-  def group_tensors(self, tensor_a: tf.Tensor, tensor_b: tf.Tensor) -> bool:
-    """Groups the channels of two tensors if both are known and equal in size.
+      tensor: a tf.Tensor.
 
     Returns:
-      True if the channels were grouped.
+      (producer op, first channel, channel count), or None when the producer
+      is outside the analysis or the tensor is not a channel tensor of it
+      (for example a batch-norm output of another width).
     """
-    range_a = self.channel_range(tensor_a)
-    range_b = self.channel_range(tensor_b)
-    if range_a is None or range_b is None or range_a[2] != range_b[2]:
-      return False
-    self.group_channels(range_a[0], range_a[1], range_b[0], range_b[1],
-                        range_a[2])
-    return True
+    op = tensor.op
+    if op not in self._all_ops or graph_util.get_num_channels(tensor) is None:
+      return None
+    handler = self._op_handler_dict[op.type]
+    get_range = getattr(handler, 'get_output_channel_range', None)
+    if get_range is not None:
+      channel_range = get_range(op, tensor.value_index)
+    else:
+      size = graph_util.get_num_channels(tensor)
+      channel_range = ((0, size) if size == op_handler_util.get_op_size(op)
+                       else None)
+    return None if channel_range is None else (op,) + tuple(channel_range)
 
   # ---------------------------------------------------------------------------
-  # Analysis steps.
+  # Analysis steps (the names of the original's private methods).
 
-  def _handler(self, op):
-    return self._op_handler_dict[op.type]
-
-  def _collect_ops(self, output_boundary, input_boundary):
-    """Walks backwards from the outputs; returns the ops in graph order."""
-    stop = set(input_boundary)
+  def _dfs_for_source_ops(self, output_boundary, input_boundary=None):
+    """Collects the ops upstream of `output_boundary` and queues sources."""
+    stop = set(input_boundary or ())
+    to_visit = list(output_boundary)
     visited = set()
-    stack = [op for op in output_boundary if op not in stop]
-    while stack:
-      op = stack.pop()
-      if op in visited:
-        continue
+    while to_visit:
+      op = to_visit.pop()
       visited.add(op)
+      if op in stop:
+        continue
+      self._all_ops.add(op)
+      if self.is_source_op(op):
+        manager_util.check_source_channels(op)
+        self.process_ops([op])
       for tensor in op.inputs:
-        producer = tensor.op
-        if producer not in visited and producer not in stop:
-          stack.append(producer)
-    order = {op: i for i, op in enumerate(self._graph.get_operations())}
-    return sorted(visited, key=lambda op: order.get(op, len(order)))
+        if tensor.op not in visited:
+          to_visit.append(tensor.op)
+    self._ops_view = None
 
-  def _check_source_channels(self):
-    for op in self._source_ops:
-      if not self._num_channels.get(op):
-        raise errors.UnsupportedGraphError(
-            'Op %s is a regularization source but its number of output '
-            'channels is unknown (shape %s). Give the network input a static '
-            'channel dimension (for example keras.Input(shape=(H, W, C)) or '
-            'tensor.set_shape).' % (op_handler_util.describe_op(op),
-                                    op.outputs[0].shape))
+  def _process_queue(self, iteration_limit):
+    """Runs the handlers of queued ops until the queue is empty.
 
-  def _apply_force_group(self, force_group):
+    The sources found by the walk are first ordered so the ones nearest the
+    inputs run first (the original ran them in reverse walk order, from the
+    outputs). The groups come out the same, but a residual stream is then
+    grouped block after block in one pass, where the original waited one
+    pass of the queue per block (about half of the handler runs on tf_slim
+    ResNet-152).
+
+    Args:
+      iteration_limit: most handler runs.
+
+    Raises:
+      AnalysisNotConvergedError: when the queue cycles idle with nothing to
+        seed, or after `iteration_limit` runs.
+    """
+    queue = self._op_deque
+    sources = sorted(queue, key=lambda op: -op._id)  # pylint: disable=protected-access
+    queue.clear()
+    queue.extend(sources)
+    handlers = self._op_handler_dict
+    watch = manager_util.StallWatch()
+    iterations = 0
+    while queue and iterations < iteration_limit:
+      op = queue.pop()
+      handlers[op.type].assign_grouping(op, self)
+      iterations += 1
+      if (watch.is_stalled(self._version, queue) and
+          not self._seed_waiting_ops(queue)):
+        raise manager_util.not_converged_error(
+            queue, 'its op handlers keep queueing these ops without changing '
+            'any group')
+    if iterations >= iteration_limit:
+      raise manager_util.not_converged_error(
+          queue, 'it reached its iteration limit (%d)' % iteration_limit)
+
+  def _seed_waiting_ops(self, queue):
+    """Gives the ungrouped slices of queued ops groups of their own.
+
+    Ops on a graph cycle (a TF1 while loop: Merge, Switch, NextIteration) wait
+    for each other's groups forever, so the original hung on them. Once the
+    queue cycles idle, those ops get groups of their own; each can then group
+    with its neighbours, and the groups merge around the cycle.
+
+    Args:
+      queue: the work queue.
+
+    Returns:
+      True if some slice got a group (the analysis can go on).
+    """
+    seeded = []
+    for op in list(queue):
+      for op_slice in self.get_op_slices(op):
+        if op_slice not in self._op_group_dict:
+          self.create_op_group_for_op_slice(
+              op_slice, is_source=self.is_source_op(op))
+          seeded.append(op)
+    if seeded:
+      logging.info('OpRegularizerManager: ops waiting on each other (a graph '
+                   'cycle) start groups of their own: %s.',
+                   sorted({op.name for op in seeded}))
+    return bool(seeded)
+
+  def _force_group_ops(self, force_group):
+    """Merges the groups of the ops matching each force_group regex."""
+    analysed = self._in_graph_order(self._op_slice_dict)
     for regex in force_group:
       pattern = re.compile(regex)
-      matched = [op for op in self._ops if pattern.search(op.name)]
-      if not matched:
-        raise errors.InvalidArgumentError(
-            'force_group regex %r matches no op between the boundaries (%d '
-            'ops, for example %s). Fix the regex or the boundaries.' %
-            (regex, len(self._ops), _example_names(self._ops)))
-      sizes = {op: self._num_channels.get(op) for op in matched}
-      if len(set(sizes.values())) != 1 or None in sizes.values():
-        raise errors.InvalidArgumentError(
-            'force_group regex %r matches ops whose channel counts differ or '
-            'are unknown, so they cannot be grouped: %s. Make the regex match '
-            'only ops of one width.' % (regex, ', '.join(
-                '%s: %s' % (op_handler_util.describe_op(op), size)
-                for op, size in sizes.items())))
-      first = matched[0]
-      for op in matched[1:]:
-        self.group_channels(first, 0, op, 0, sizes[first])
+      matched = [op for op in analysed
+                 if self._op_slice_dict[op] and pattern.search(op.name)]
+      manager_util.check_force_group(regex, matched, self._op_slice_dict,
+                                          analysed)
+      self.group_op_slices([self._op_slice_dict[op][0] for op in matched])
 
-  def _refine_slices(self) -> Dict[tf.Operation, List[OpSlice]]:
-    """Splits channel spaces so every declaration maps whole slices."""
-    points = {}
-    worklist = []
-    for op in self._ops:
-      channels = self._num_channels.get(op)
-      if channels:
-        points[op] = {0, channels}
-    for op, edges in self._edges.items():
-      for start, size, _, _ in edges:
-        points[op].update((start, start + size))
-    for op, op_points in points.items():
-      worklist.extend((op, p) for p in op_points)
-    steps = 0
-    while worklist:
-      op, point = worklist.pop()
-      for start, size, other, other_start in self._edges.get(op, ()):
-        if start < point < start + size:
-          mapped = other_start + point - start
-          if mapped not in points[other]:
-            points[other].add(mapped)
-            worklist.append((other, mapped))
-        steps += 1
-      if steps > self._iteration_limit:
-        raise errors.UnsupportedGraphError(
-            'Channel grouping did not converge within %d steps (last op %s).'
-            % (self._iteration_limit, op_handler_util.describe_op(op)))
-    op_slice_dict = {}
-    for op in self._ops:
-      if op not in points:
-        continue
-      bounds = sorted(points[op])
-      op_slice_dict[op] = [
-          OpSlice(op, Slice(a, b - a)) for a, b in zip(bounds, bounds[1:])]
-    return op_slice_dict
-
-  def _build_groups(self) -> Dict[OpSlice, OpGroup]:
-    union_find = _UnionFind()
-    starts = {}
-    for op, op_slices in self._op_slice_dict.items():
-      starts[op] = [s.slice.start_index for s in op_slices]
-      for op_slice in op_slices:
-        union_find.add((op, op_slice.slice.start_index))
-    for op, edges in self._edges.items():
-      op_starts = starts[op]
-      for start, size, other, other_start in edges:
-        index = bisect.bisect_left(op_starts, start)
-        while index < len(op_starts) and op_starts[index] < start + size:
-          union_find.union((op, op_starts[index]),
-                           (other, other_start + op_starts[index] - start))
-          index += 1
-    members = collections.defaultdict(list)
-    for op in self._ops:
-      for op_slice in self._op_slice_dict.get(op, ()):
-        members[union_find.find((op, op_slice.slice.start_index))].append(
-            op_slice)
-    source_set = set(self._source_ops)
-    op_group_dict = {}
-    for op_slices in members.values():
-      group = OpGroup(op_slices, [s for s in op_slices if s.op in source_set])
-      for op_slice in op_slices:
-        op_group_dict[op_slice] = group
-    return op_group_dict
-
-  def _compile_blacklist(self, regexes):
-    patterns = []
-    for regex in regexes:
-      pattern = re.compile(regex)
-      if not any(pattern.search(op.name) for op in self._ops):
-        raise errors.InvalidArgumentError(
-            'regularizer_blacklist regex %r matches no op between the '
-            'boundaries (%d ops, for example %s). Fix the regex or remove it.'
-            % (regex, len(self._ops), _example_names(self._ops)))
-      patterns.append(pattern)
-    return patterns
-
-  def _is_blacklisted(self, group: OpGroup) -> bool:
-    return any(p.search(s.op.name) for p in self._blacklist
-               for s in group.op_slices)
-
-  def _create_regularizers(self):
+  def _create_regularizers(self, blacklist, create_grouping_regularizer):
+    """Creates one regularizer per group with sources (unless blacklisted)."""
+    patterns = [re.compile(regex) for regex in blacklist]
+    used = set()
     for group in self.op_groups:
-      if not group.source_op_slices or self._is_blacklisted(group):
-        continue
-      regularizers = [
-          self._handler(s.op).create_regularizer(s)
-          for s in group.source_op_slices]
-      if len(regularizers) == 1:
-        regularizer = regularizers[0]
-      else:
-        regularizer = self._create_grouping_regularizer(regularizers)
+      matches = {p.pattern for p in patterns
+                 if any(p.search(s.op.name) for s in group.op_slices)}
+      used.update(matches)
+      regularizer = None
+      if matches:
+        logging.info('OpGroup not regularized due to blacklist: %s.', group)
+      elif group.source_op_slices:
+        regularizers = [
+            self._op_handler_dict[s.op.type].create_regularizer(s)
+            for s in group.source_op_slices]
+        regularizer = (regularizers[0] if len(regularizers) == 1 else
+                       create_grouping_regularizer(regularizers))
       for op_slice in group.op_slices:
         self._op_regularizer_dict[op_slice] = regularizer
+    manager_util.check_blacklist_used(blacklist, used, self.ops)
 
-
-def _example_names(ops, count=3):
-  names = [op.name for op in ops if op.type not in ('Const', 'Placeholder')]
-  return ', '.join("'%s'" % n for n in names[:count]) or 'none'
+  def _in_graph_order(self, ops):
+    """Returns `ops` (any iterable) sorted by creation order in the graph."""
+    order = {}
+    for op in ops:
+      order[op] = op._id  # pylint: disable=protected-access
+    return sorted(order, key=order.get)

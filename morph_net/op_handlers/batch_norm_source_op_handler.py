@@ -10,12 +10,16 @@ Batch norm without a learned scale (scale=False) is not a source.
 """
 
 from typing import Optional
+import weakref
 
 import tensorflow as tf
 
-from morph_net.framework import op_handler_util
+from morph_net.framework import graph_util
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 from morph_net.op_regularizers import gamma_l1_regularizer
+
+__all__ = ['BatchNormSourceOpHandler', 'FUSED_BATCH_NORM_TYPES', 'get_gamma']
 
 FUSED_BATCH_NORM_TYPES = frozenset(
     ['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'])
@@ -27,9 +31,9 @@ _RESHAPE_OP_TYPES = frozenset(['Reshape', 'ExpandDims', 'Squeeze'])
 def _is_channel_vector(tensor: tf.Tensor) -> bool:
   """Whether a tensor is [C] or a broadcast shape [1, ..., 1, C]."""
   shape = tensor.shape
-  if shape.rank is None or shape.rank < 1:
+  if not shape.rank:
     return False
-  return all(d == 1 for d in shape[:-1])
+  return all(d == 1 for d in shape.as_list()[:-1])
 
 
 def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
@@ -39,7 +43,7 @@ def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
   parameters to the broadcast shape before using them.
   """
   for _ in range(16):
-    tensor = op_handler_util.skip_forwarding_ops(tensor)
+    tensor = graph_util.skip_forwarding_ops(tensor)
     if (tensor.op.type in _RESHAPE_OP_TYPES and tensor.op.inputs and
         _is_channel_vector(tensor.op.inputs[0]) and
         _is_channel_vector(tensor)):
@@ -62,17 +66,21 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
   Returns:
     The gamma tensor (read of the scale variable) when `op` is a fused batch
     norm with a variable scale, or the per-channel multiply of a decomposed
-    batch norm whose scale is Rsqrt(...) * gamma; None otherwise.
+    batch norm whose scale is Rsqrt(...) * gamma; None otherwise. The other
+    multiply by that scale, of the moving mean (reshaped to [1, 1, 1, C] by
+    batch norms with an explicit axis), is not a source.
   """
   if op.type in FUSED_BATCH_NORM_TYPES:
     gamma = op.inputs[1]
-    return gamma if op_handler_util.reads_variable(gamma) else None
+    return gamma if graph_util.reads_variable(gamma) else None
   if op.type != 'Mul' or len(op.inputs) != 2:
     return None
   for x, scale in (op.inputs, reversed(op.inputs)):
     if (x.shape.rank is None or x.shape.rank < 2 or
         not _is_channel_vector(scale) or scale.shape.rank > x.shape.rank):
       continue
+    if graph_util.reads_variable(_skip_vector_reshapes(x)):
+      continue  # moving_mean * scale (a batch norm's shift), not the data.
     scale_op = _skip_vector_reshapes(scale).op
     if scale_op.type != 'Mul' or len(scale_op.inputs) != 2:
       continue
@@ -80,7 +88,7 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
     for rsqrt, gamma in ((a, b), (b, a)):
       gamma = _skip_vector_reshapes(gamma)
       if (_is_rsqrt(rsqrt) and gamma.shape.rank == 1 and
-          op_handler_util.reads_variable(gamma)):
+          graph_util.reads_variable(gamma)):
         return gamma
   return None
 
@@ -88,28 +96,61 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
 class BatchNormSourceOpHandler(grouping_op_handler.GroupingOpHandler):
   """Source handler for batch norm with a learned scale.
 
-  Ops registered here that are not batch norm sources (a plain `Mul`, or a
-  batch norm with scale=False) behave as grouping ops.
+  A source op's slices get groups of their own, then the op groups like an
+  element-wise op. Ops registered here that are not batch norm sources (a
+  plain `Mul`, or a batch norm with scale=False, whose |gamma| would be a
+  constant) are just grouping ops. A subclass that overrides
+  `create_regularizer` builds its own regularizers, so for it every fused
+  batch norm is a source, as in the original.
 
   Args:
     gamma_threshold: channels with |gamma| at or below it are dead.
   """
 
-  def __init__(self, gamma_threshold: float):
+  def __init__(self, gamma_threshold):
     super().__init__()
     self._gamma_threshold = gamma_threshold
+    self._is_source_memo = weakref.WeakKeyDictionary()  # op -> bool.
 
   @property
   def is_source_op(self):
     return True
 
   def is_source(self, op):
-    return get_gamma(op) is not None
+    if (op.type in FUSED_BATCH_NORM_TYPES and type(self).create_regularizer
+        is not BatchNormSourceOpHandler.create_regularizer):
+      return True
+    memo = getattr(self, '_is_source_memo', None)  # Subclasses may not init.
+    if memo is None:
+      return get_gamma(op) is not None
+    answer = memo.get(op)
+    if answer is None:
+      answer = memo[op] = get_gamma(op) is not None
+    return answer
+
+  def assign_grouping(self, op, op_reg_manager):
+    """Makes a source op's slices sources, then groups it.
+
+    Args:
+      op: tf.Operation to group.
+      op_reg_manager: OpRegularizerManager tracking slices and groups.
+    """
+    if self.is_source(op):
+      handler_steps.make_sources(op, op_reg_manager)
+    super().assign_grouping(op, op_reg_manager)
 
   def create_regularizer(self, op_slice):
+    """Returns a GammaL1Regularizer of the slice's part of gamma.
+
+    Args:
+      op_slice: an OpSlice of a batch norm source.
+
+    Returns:
+      A GammaL1Regularizer over |gamma[start:start + size]|.
+    """
     gamma = get_gamma(op_slice.op)
     start, size = op_slice.slice.start_index, op_slice.slice.size
-    if start != 0 or size != gamma.shape[0]:
+    if start != 0 or size != tf.compat.dimension_value(gamma.shape[0]):
       gamma = gamma[start:start + size]
     return gamma_l1_regularizer.GammaL1Regularizer(gamma,
                                                    self._gamma_threshold)

@@ -18,11 +18,19 @@ from typing import Optional
 
 import tensorflow as tf
 
-from morph_net.framework import op_handler_util
+from morph_net.framework import graph_util
 from morph_net.op_handlers import grouping_op_handler
+from morph_net.op_handlers import handler_steps
 from morph_net.op_regularizers import prob_gating_regularizer
 
+__all__ = [
+    'GATE_OP_TYPES', 'Gate', 'LogisticSigmoidSourceOpHandler',
+    'ORIGINAL_GATE_OP_TYPE', 'find_log_odds', 'get_gate'
+]
+
 GATE_OP_TYPES = frozenset(['Mul'])
+# The original MorphNet's gate: a function op (log_odds, noise, tau) -> mask.
+ORIGINAL_GATE_OP_TYPE = 'LogisticSigmoidGating'
 # Ops that turn log-odds into a mask: sigmoid (probability, relaxed sample)
 # and comparisons (hard mask).
 _MASK_OP_TYPES = frozenset(['Sigmoid', 'Greater', 'GreaterEqual'])
@@ -49,7 +57,7 @@ def _is_channel_vector(tensor: tf.Tensor, channels: int) -> bool:
 
 
 def _variable_key(tensor: tf.Tensor) -> str:
-  base = op_handler_util.skip_forwarding_ops(tensor)
+  base = graph_util.skip_forwarding_ops(tensor)
   if base.op.type == 'ReadVariableOp':
     return base.op.inputs[0].name
   return base.name
@@ -97,7 +105,7 @@ def find_log_odds(mask: tf.Tensor) -> Optional[tf.Tensor]:
     visited.add(tensor.op)
     if len(visited) > _MAX_SEARCH_OPS:
       return None
-    if op_handler_util.reads_variable(tensor):
+    if graph_util.reads_variable(tensor):
       if tensor.dtype.is_floating and tensor.shape.rank == 1:
         variables.setdefault(_variable_key(tensor), tensor)
       continue
@@ -126,12 +134,12 @@ def get_gate(op: tf.Operation) -> Optional[Gate]:
   output = op.outputs[0]
   if output.shape.rank is None or output.shape.rank < 2:
     return None
-  channels = op_handler_util.get_num_channels(output)
+  channels = graph_util.get_num_channels(output)
   if not channels:
     return None
   for inputs, mask in (op.inputs, reversed(op.inputs)):
     if (inputs.shape.rank != output.shape.rank or
-        op_handler_util.get_num_channels(inputs) != channels or
+        graph_util.get_num_channels(inputs) != channels or
         not _is_channel_vector(mask, channels) or
         mask.shape.rank > inputs.shape.rank):
       continue
@@ -142,10 +150,13 @@ def get_gate(op: tf.Operation) -> Optional[Gate]:
 
 
 class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
-  """Source handler for logistic-sigmoid gates (registered for `Mul`).
+  """Source handler for logistic-sigmoid gates.
 
-  A gate's output channels are grouped with its gated input (not with the
-  mask computation). `Mul` ops that are not gates are grouping ops.
+  Registered for `Mul`: a gating multiply's output channels are grouped with
+  its gated input only (not with the mask computation), and `Mul` ops that are
+  not gates are grouping ops. Also handles the original MorphNet's gate op
+  (type 'LogisticSigmoidGating', inputs log-odds, noise and temperature, output
+  the mask), which groups like an element-wise op.
 
   Args:
     regularize_on_mask: regularize the mask (True) or sigmoid(log_odds).
@@ -153,9 +164,8 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     mask_as_alive_vector: threshold the mask (True) or the probability.
   """
 
-  def __init__(self, regularize_on_mask: bool = True,
-               alive_threshold: float = 0.1,
-               mask_as_alive_vector: bool = True):
+  def __init__(self, regularize_on_mask=True, alive_threshold=0.1,
+               mask_as_alive_vector=True):
     super().__init__()
     self._regularize_on_mask = regularize_on_mask
     self._alive_threshold = alive_threshold
@@ -166,23 +176,45 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     return True
 
   def is_source(self, op):
-    return get_gate(op) is not None
+    return op.type == ORIGINAL_GATE_OP_TYPE or get_gate(op) is not None
 
   def assign_grouping(self, op, op_reg_manager):
-    gate = get_gate(op)
-    if gate is None:
+    """Makes a gate's slices sources, then groups it with the gated input.
+
+    Args:
+      op: tf.Operation to group.
+      op_reg_manager: OpRegularizerManager tracking slices and groups.
+    """
+    gate = None if op.type == ORIGINAL_GATE_OP_TYPE else get_gate(op)
+    if gate is None and op.type != ORIGINAL_GATE_OP_TYPE:
       super().assign_grouping(op, op_reg_manager)
       return
-    op_reg_manager.group_tensors(op.outputs[0], gate.inputs)
+    handler_steps.make_sources(op, op_reg_manager)
+    indices = None
+    if gate is not None:
+      indices = [i for i, tensor in enumerate(op.inputs)
+                 if tensor.name == gate.inputs.name]
+    self._group_with_neighbours(op, op_reg_manager, indices)
 
   def create_regularizer(self, op_slice):
-    gate = get_gate(op_slice.op)
-    mask = gate.mask
+    """Returns a ProbGatingRegularizer of the slice's gates.
+
+    Args:
+      op_slice: an OpSlice of a gate.
+
+    Returns:
+      A ProbGatingRegularizer over the slice's channels.
+    """
+    op = op_slice.op
+    if op.type == ORIGINAL_GATE_OP_TYPE:
+      log_odds, mask = op.inputs[0], op.outputs[0]
+    else:
+      gate = get_gate(op)
+      log_odds, mask = gate.log_odds, gate.mask
     if mask.shape.rank != 1:
       mask = tf.reshape(mask, [-1])
-    log_odds = gate.log_odds
     start, size = op_slice.slice.start_index, op_slice.slice.size
-    if start != 0 or size != log_odds.shape[0]:
+    if start != 0 or size != tf.compat.dimension_value(log_odds.shape[0]):
       log_odds = log_odds[start:start + size]
       mask = mask[start:start + size]
     return prob_gating_regularizer.ProbGatingRegularizer(

@@ -2,13 +2,16 @@
 
 from morph_net.op_handlers import group_lasso_base_op_handler
 
+__all__ = ['MatMulSourceOpHandler']
+
 
 class MatMulSourceOpHandler(
     group_lasso_base_op_handler.GroupLassoBaseSourceOpHandler):
-  """Weights [in, out], or [out, in] with transpose_b."""
+  """Weights [in, out], or [out, in] with transpose_b: one group per unit."""
 
-  def output_dim(self, op):
+  def _reduce_dims(self, op):
     try:
-      return 0 if op.get_attr('transpose_b') else 1
-    except ValueError:
-      return 1
+      transpose_b = op.get_attr('transpose_b')
+    except ValueError:  # An op type without the attribute.
+      transpose_b = False
+    return (1,) if transpose_b else (0,)

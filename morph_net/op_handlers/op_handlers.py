@@ -23,6 +23,13 @@ from morph_net.op_handlers import output_non_passthrough_op_handler
 from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
+__all__ = [
+    'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
+    'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
+    'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
+    'get_group_lasso_op_handler_dict', 'get_logistic_sigmoid_op_handler_dict'
+]
+
 # Element-wise ops: output channels are every same-width input's channels.
 ELEMENTWISE_OP_TYPES = (
     'Abs', 'Add', 'AddN', 'AddV2', 'BiasAdd', 'Cast', 'ClipByValue', 'Div',
@@ -40,6 +47,9 @@ FIRST_INPUT_OP_TYPES = (
     'MaxPoolV2', 'MirrorPad', 'Pad', 'PadV2', 'ResizeArea', 'ResizeBicubic',
     'ResizeBilinear', 'ResizeNearestNeighbor', 'SpaceToBatchND', 'Tile',
     'BroadcastTo', 'ScaleAndTranslate', 'ImageProjectiveTransformV3')
+# The original's name for the resize ops (grouped with their first input).
+RESIZE_OP_NAMES = ['ResizeArea', 'ResizeBicubic', 'ResizeBilinear',
+                   'ResizeNearestNeighbor']
 REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
 # Ops whose output is a new channel space unrelated to the inputs.
 LEAF_OP_TYPES = (
@@ -50,7 +60,8 @@ LEAF_OP_TYPES = (
     'StatelessRandomNormalV2', 'TruncatedNormal', 'Unpack', 'VarHandleOp',
     'VariableV2', 'ZerosLike', 'OnesLike', 'NoOp', '_Arg', 'Equal', 'Greater',
     'GreaterEqual', 'Less', 'LessEqual', 'NotEqual', 'LogicalAnd', 'LogicalOr',
-    'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum')
+    'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum',
+    'TensorArrayGatherV3')
 NON_PASSTHROUGH_OP_TYPES = (
     'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
     'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'ExpandDims', 'MatMul',
@@ -86,7 +97,7 @@ class OpHandlerDict(dict):
 def _get_base_op_handler_dict():
   """Handlers shared by every regularizer family."""
   grouping = grouping_op_handler.GroupingOpHandler()
-  first_input = grouping_op_handler.GroupingOpHandler(input_indices=(0,))
+  first_input = grouping_op_handler.GroupingOpHandler(grouping_indices=[0])
   reduction = grouping_op_handler.ReductionOpHandler()
   leaf = leaf_op_handler.LeafOpHandler()
   non_passthrough = (
@@ -170,4 +181,5 @@ def get_logistic_sigmoid_op_handler_dict(
       regularize_on_mask, alive_threshold, mask_as_alive_vector)
   for op_type in logistic_sigmoid_source_op_handler.GATE_OP_TYPES:
     handlers[op_type] = source  # Gating multiplies; other Mul ops group.
+  handlers[logistic_sigmoid_source_op_handler.ORIGINAL_GATE_OP_TYPE] = source
   return handlers

@@ -1,0 +1,137 @@
+"""Static facts about the tensors and ops of a graph, as the analysis reads them.
+
+Channels are the last dimension of a tensor (NHWC layout), which is what
+Keras, `tf.compat.v1.layers` and tf_slim produce on CPU and what the op
+handlers assume. Every function works on TF2 graphs (`FuncGraph` of a traced
+`tf.function`) and on TF1 graphs built after
+`tf.compat.v1.disable_v2_behavior()`, where shapes hold `Dimension` objects
+and variables may be reference variables or partitioned.
+"""
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import tensor_util
+
+__all__ = [
+    'describe_op', 'get_constant_value', 'get_num_channels', 'is_channel_axis',
+    'normalize_axis', 'reads_variable', 'skip_forwarding_ops'
+]
+
+# Ops that only forward a value; handlers look through them to find variables.
+_FORWARDING_OP_TYPES = frozenset(
+    ['Identity', 'ReadVariableOp', 'Cast', 'Enter', 'Snapshot'])
+# Ops that hold a variable (resource handle or TF1 reference variable).
+_VARIABLE_OP_TYPES = frozenset(['VariableV2', 'Variable', 'VarHandleOp'])
+# Concatenations of the partitions of a partitioned TF1 variable.
+_CONCAT_OP_TYPES = frozenset(['ConcatV2', 'Concat'])
+# Bound on the forwarding ops followed from one tensor.
+_MAX_FORWARDING_DEPTH = 64
+
+
+def get_num_channels(tensor: tf.Tensor) -> Optional[int]:
+  """Returns the static size of the last dimension, or None if unknown.
+
+  Args:
+    tensor: a tf.Tensor (TF1 or TF2 graph).
+
+  Returns:
+    The channel count as an int, or None if the rank or the last dimension is
+    unknown, or the tensor is a scalar.
+  """
+  shape = tensor.shape
+  if not shape.rank:  # Unknown rank, or a scalar.
+    return None
+  size = shape.as_list()[-1]  # Plain ints even in TF1 mode (no Dimension).
+  return None if size is None else int(size)
+
+
+def get_constant_value(tensor: tf.Tensor):
+  """Returns the value of a constant tensor as numpy, or None if not constant."""
+  try:
+    value = tensor_util.constant_value(tensor)
+  except (TypeError, ValueError):
+    return None
+  return None if value is None else np.asarray(value)
+
+
+def normalize_axis(axis, rank: Optional[int]) -> Optional[int]:
+  """Returns a non-negative axis, or None if it cannot be resolved.
+
+  Args:
+    axis: an int (negative counts from the end) or None.
+    rank: the rank of the tensor, or None if unknown.
+
+  Returns:
+    `axis` in [0, rank), or None when `axis` is None or negative with an
+    unknown rank.
+  """
+  if axis is None:
+    return None
+  axis = int(axis)
+  if axis < 0:
+    if rank is None:
+      return None
+    axis += rank
+  return axis
+
+
+def is_channel_axis(axis, rank: Optional[int]) -> bool:
+  """Whether `axis` is the last axis of a tensor of rank `rank`."""
+  if axis is None:
+    return False
+  if int(axis) == -1:
+    return True
+  return rank is not None and normalize_axis(axis, rank) == rank - 1
+
+
+def skip_forwarding_ops(tensor: tf.Tensor) -> tf.Tensor:
+  """Follows Identity / ReadVariableOp / Cast producers up to a real producer.
+
+  Args:
+    tensor: a tf.Tensor.
+
+  Returns:
+    The first tensor upstream of `tensor` whose producer is not a forwarding
+    op (a resource handle stops the walk: the read is returned).
+  """
+  for _ in range(_MAX_FORWARDING_DEPTH):
+    if tensor.op.type not in _FORWARDING_OP_TYPES or not tensor.op.inputs:
+      break
+    inner = tensor.op.inputs[0]
+    if inner.dtype == tf.resource:
+      break
+    tensor = inner
+  return tensor
+
+
+def reads_variable(tensor: tf.Tensor) -> bool:
+  """Whether a tensor is the value of a variable (maybe through Identity/Cast).
+
+  Resource variables (ReadVariableOp), TF1 reference variables (VariableV2,
+  read through Identity) and partitioned TF1 variables (a concat of the reads
+  of their partitions) all count.
+
+  Args:
+    tensor: a tf.Tensor.
+
+  Returns:
+    True when the tensor is produced by reading a variable.
+  """
+  for _ in range(_MAX_FORWARDING_DEPTH):
+    op = tensor.op
+    if op.type == 'ReadVariableOp' or op.type in _VARIABLE_OP_TYPES:
+      return True
+    if op.type in _CONCAT_OP_TYPES and len(op.inputs) > 2:
+      values = op.inputs[:-1] if op.type == 'ConcatV2' else op.inputs[1:]
+      return all(reads_variable(value) for value in values)
+    if op.type not in _FORWARDING_OP_TYPES or not op.inputs:
+      return False
+    tensor = op.inputs[0]
+  return False
+
+
+def describe_op(op: tf.Operation) -> str:
+  """Returns `'name' (Type)` for error messages."""
+  return "'%s' (%s)" % (op.name, op.type)
