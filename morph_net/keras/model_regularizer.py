@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.compat import keras as compat
+from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
 from morph_net.keras import tracing
@@ -255,26 +255,7 @@ class ModelRegularizer(object):
           'Invalid value for argument `model` of attach: %r is not the model '
           '%r this regularizer analyses. Build a ModelRegularizer on the model '
           'you train.' % (getattr(model, 'name', model), self.model.name))
-    arguments = compat.compile_arguments(model)
-    attached = []
-
-    def attach_to(obj):
-      if isinstance(obj, (losses.MorphNetLoss, metrics_lib.MorphNetMetric)):
-        obj.regularizer = self
-        attached.append(obj)
-      return obj
-
-    arguments = compat.map_compile_objects(arguments or {}, attach_to)
-    if not any(isinstance(obj, losses.MorphNetLoss) for obj in attached):
-      raise errors.NotReadyError(
-          'Model %r is not compiled with a MorphNetLoss (its loss: %r), so '
-          'there is nothing to attach the regularizer to. Compile it with '
-          'loss=regularizer.wrap_loss(<data loss>) and metrics=[...] + '
-          'regularizer.metrics() instead.' %
-          (model.name, getattr(model, 'loss', None)))
-    arguments['optimizer'] = model.optimizer
-    model.compile(**arguments)
-    return len(attached)
+    return compile_parts.attach(self, model)
 
   # -------------------------------------------------------------- structure.
 
