@@ -10,8 +10,8 @@ import keras
 import numpy as np
 
 __all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
-           'sequential_model', 'input_add_model', 'multiply_model',
-           'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
+           'sequential_model', 'fully_convolutional_model', 'input_add_model',
+           'multiply_model', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
            'kernel_params', 'zero_gammas']
 
 L = keras.layers
@@ -86,6 +86,15 @@ def sequential_model(input_shape=(12, 12, 3)):
       L.Conv2D(6, 3, strides=2, name='c2'), L.BatchNormalization(name='c2_bn'),
       L.ReLU(name='c2_relu'), L.Flatten(name='flat'), L.Dense(5, name='fc'),
   ], name='seq')
+
+
+def fully_convolutional_model(channels=3):
+  """conv1 (4, with batch norm) -> conv2 (6, with batch norm) -> 1x1 head
+  (2), on inputs of any spatial size: Input((None, None, channels))."""
+  x = keras.Input((None, None, channels), name='image')
+  y = conv_bn(x, 4, 'conv1')
+  y = conv_bn(y, 6, 'conv2', strides=2)
+  return keras.Model(x, L.Conv2D(2, 1, name='head')(y), name='fcn')
 
 
 def input_add_model():
