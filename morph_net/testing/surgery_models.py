@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
            'sequential_model', 'fully_convolutional_model', 'input_add_model',
-           'multiply_model', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
+           'multiply_model', 'ALIVE_RESIDUAL', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
            'kernel_params', 'zero_gammas']
 
 L = keras.layers
@@ -114,6 +114,12 @@ def multiply_model():
   y = L.Multiply(name='mul')([a2, b])
   return keras.Model(x, L.Conv2D(2, 1, name='out')(y))
 
+
+# A structure of residual_model() (width 1) with consistent groups (stem with
+# b1_conv2, b2_conv2 with b2_proj); the rebuilt model has 294854 FLOPs and
+# 1123 kernel weights.
+ALIVE_RESIDUAL = {'stem': 5, 'b1_conv1': 3, 'b1_conv2': 5, 'b2_conv1': 6,
+                  'b2_conv2': 7, 'b2_proj': 7}
 
 # A learned structure of residual_model(width=8): groups consistent,
 # b2_conv1 vanished.

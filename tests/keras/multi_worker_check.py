@@ -28,6 +28,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from morph_net import keras as morph_keras  # pylint: disable=wrong-import-position
 from morph_net.compat import keras as compat  # pylint: disable=wrong-import-position
 from morph_net.network_regularizers import flop_regularizer  # pylint: disable=wrong-import-position
+import check_models  # pylint: disable=wrong-import-position
 
 keras = compat.get_keras()
 GAMMA = [0.5, -1.0, 1.5, 2.0]
@@ -36,19 +37,9 @@ LEARNING_RATE = 0.1
 GLOBAL_BATCH = 8
 
 
-def build():
-  inputs = keras.Input((8, 8, 3))
-  x = keras.layers.Conv2D(4, 3, padding='same', use_bias=False, name='conv1')(
-      inputs)
-  x = keras.layers.BatchNormalization(name='bn1')(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, keras.layers.Dense(3, name='dense')(x))
-
-
 def setup():
   keras.utils.set_random_seed(1)
-  model = build()
+  model = check_models.build(keras)
   model.get_layer('bn1').gamma.assign(GAMMA)
   regularizer = morph_keras.ModelRegularizer(
       model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3,
@@ -108,7 +99,7 @@ def train_with_loop(strategy, log_dir):
 
 def train_without_morph_net(strategy):
   with strategy.scope():
-    model = build()
+    model = check_models.build(keras)
     model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))

@@ -16,19 +16,10 @@ import numpy as np
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.network_regularizers import flop_regularizer
+import check_models  # In this script's directory.
 
 keras = compat.get_keras()
 STRENGTH = 1e-4
-
-
-def build():
-  inputs = keras.Input((8, 8, 3))
-  x = keras.layers.Conv2D(4, 3, padding='same', use_bias=False, name='conv1')(
-      inputs)
-  x = keras.layers.BatchNormalization(name='bn1')(x)
-  x = keras.layers.ReLU(name='relu1')(x)
-  x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
-  return keras.Model(inputs, keras.layers.Dense(3, name='logits')(x))
 
 
 def data():
@@ -49,7 +40,7 @@ def data_loss(model, x, y):
 
 def save(directory):
   keras.utils.set_random_seed(0)
-  model = build()
+  model = check_models.build(keras)
   regularizer = regularizer_of(model)
   model.compile(
       optimizer=keras.optimizers.SGD(0.01),
@@ -63,7 +54,7 @@ def save(directory):
           os.path.join(directory, 'ckpt.weights.h5'),
           save_weights_only=True)])
   model.save(os.path.join(directory, 'compiled.keras'))
-  plain = build()
+  plain = check_models.build(keras)
   plain.set_weights(model.get_weights())
   plain.save(os.path.join(directory, 'plain.keras'))
   return {'predictions': model.predict(x, verbose=0).tolist(),
@@ -99,7 +90,7 @@ def load(directory):
 
   plain = keras.models.load_model(path('plain.keras'))
   checkpoint = keras.models.load_model(path('ckpt.keras'))
-  weights = build()
+  weights = check_models.build(keras)
   weights.load_weights(path('ckpt.weights.h5'))
   result['plain'] = _describe(plain)
   result['checkpoint'] = _describe(checkpoint)

@@ -21,8 +21,7 @@ from morph_net.testing import gating_models
 from morph_net.testing import surgery_models as tm
 
 # residual_model with the batch-norm gammas of trailing channels zeroed.
-_GAMMA_ALIVE = {'stem': 5, 'b1_conv1': 3, 'b1_conv2': 5, 'b2_conv1': 6,
-                'b2_conv2': 7, 'b2_proj': 7}
+_GAMMA_ALIVE = tm.ALIVE_RESIDUAL
 # residual_model with the second half of every conv's filters zeroed; the
 # logits reach the model output and keep their 5 units.
 _LASSO_ALIVE = {'stem': 4, 'b1_conv1': 3, 'b1_conv2': 4, 'b2_conv1': 3,
