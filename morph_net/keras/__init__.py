@@ -6,14 +6,23 @@ Public API:
   StructureCost: the cost of the model rebuilt with any structure.
   StructureExportCallback: writes learned_structure/alive_<step> files.
   CostSummaryCallback: TensorBoard scalars of the cost and alive counts.
+  is_chief: whether this process writes files under a multi-worker strategy.
+  MorphNetLoss, MorphNetMetric: the serializable loss and metrics that
+    `ModelRegularizer.wrap_loss` and `.metrics()` return; importing this
+    package registers them, so a model compiled with them loads with
+    `keras.models.load_model`.
 Expansion to a target cost: `morph_net.keras.expansion`.
 """
 
 from morph_net.keras.callbacks import CostSummaryCallback
 from morph_net.keras.callbacks import StructureExportCallback
+from morph_net.keras.callbacks import is_chief
+from morph_net.keras.losses import MorphNetLoss
+from morph_net.keras.metrics import MorphNetMetric
 from morph_net.keras.model_regularizer import ModelRegularizer
 from morph_net.keras.structure_cost import StructureCost
 from morph_net.keras.tracing import TracedModel
 
 __all__ = ['TracedModel', 'ModelRegularizer', 'StructureCost',
-           'StructureExportCallback', 'CostSummaryCallback']
+           'StructureExportCallback', 'CostSummaryCallback', 'MorphNetLoss',
+           'MorphNetMetric', 'is_chief']

@@ -15,15 +15,22 @@ cost and the alive vectors are functions of the traced graph that read the
 live variables, so they can be called eagerly, inside `model.fit`'s compiled
 train step, and under a `tf.distribute` strategy, and are differentiable with
 respect to the model's variables.
+
+`wrap_loss` and `metrics()` return registered, serializable Keras objects
+(`losses.MorphNetLoss`, `metrics.MorphNetMetric`): the compiled model saves
+and loads as any Keras model, without its regularizer (the loaded loss is
+the data loss alone) until `attach` gives it one again.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.compat import keras as compat
+from morph_net.keras import compile_parts
+from morph_net.keras import losses
+from morph_net.keras import metrics as metrics_lib
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import registry
@@ -183,57 +190,72 @@ class ModelRegularizer(object):
       value = value * is_first * float(replicas)
     return value
 
-  def wrap_loss(self, loss) -> Callable:
+  def wrap_loss(self, loss) -> losses.MorphNetLoss:
     """Returns a loss for `compile` that adds `self.loss()` to `loss`.
 
     Args:
-      loss: a loss name, function or Loss instance, as `compile` accepts.
+      loss: the data loss: a loss name, function or Loss instance, as
+        `compile` accepts (a `MorphNetLoss`, e.g. of a loaded model, is
+        replaced by one of its data loss).
 
     Returns:
-      A function (y_true, y_pred) -> per-example loss + regularization loss;
-      Keras averages it over the batch, which adds the regularization once.
+      A `losses.MorphNetLoss`: per example, the data loss plus the
+      regularization loss; Keras averages it over the batch, which adds the
+      regularization once. It is serializable: a model compiled with it
+      saves and loads (without the regularizer, see `attach`).
     """
-    keras = compat.get_keras()
-    base = keras.losses.get(loss) if isinstance(loss, str) else loss
-    regularizer = self
+    return losses.MorphNetLoss(losses.unwrap(loss), regularizer=self)
 
-    # Loss.call gives per-example values; compile's wrapper reduces them (a
-    # reducing Loss inside a tf.distribute strategy is an error in tf_keras).
-    per_example = base.call if isinstance(base, keras.losses.Loss) else base
-
-    def morph_net_loss(y_true, y_pred):
-      data_loss = per_example(y_true, y_pred)
-      return data_loss + tf.cast(regularizer.loss(), data_loss.dtype)
-
-    morph_net_loss.__name__ = 'morph_net_' + getattr(
-        base, '__name__', getattr(base, 'name', 'loss'))
-    return morph_net_loss
-
-  def metrics(self):
+  def metrics(self) -> List[metrics_lib.MorphNetMetric]:
     """Keras metrics showing the regularization loss and the cost in `fit`.
 
     Returns:
-      A list of two metrics (averaged over each epoch): `<name>_loss`
-      (strength * term) and the cost (named after `cost_name`, e.g. 'flops').
+      Two serializable `metrics.MorphNetMetric`s, averaged over each epoch:
+      'morph_net_loss' (strength * term) and the cost (named after
+      `cost_name` in lower case, e.g. 'flops').
     """
-    keras = compat.get_keras()
-    regularizer = self
     self._cost_function()  # Built now, outside the train step.
-
-    def regularization_loss(y_true, y_pred):
-      del y_true, y_pred
-      return regularizer.loss()
-
-    def cost(y_true, y_pred):
-      del y_true, y_pred
-      return regularizer.cost()
-
     return [
-        keras.metrics.MeanMetricWrapper(regularization_loss,
-                                        name='morph_net_loss'),
-        keras.metrics.MeanMetricWrapper(cost,
-                                        name=self.cost_name.lower()),
+        metrics_lib.MorphNetMetric('regularization_loss', self,
+                                   name='morph_net_loss'),
+        metrics_lib.MorphNetMetric('cost', self,
+                                   name=self.cost_name.lower()),
     ]
+
+  def attach(self, model=None) -> int:
+    """Attaches this regularizer to the MorphNet loss and metrics of `model`.
+
+    A model saved after compiling with `wrap_loss` and `metrics()` loads with
+    a `MorphNetLoss` and `MorphNetMetric`s that have no regularizer (the loss
+    is the data loss alone). Build a regularizer on the loaded model and
+    attach it to train with MorphNet again:
+
+        model = keras.models.load_model('model.keras')
+        regularizer = ModelRegularizer(model, GammaFlopsRegularizer, ...)
+        regularizer.attach(model)
+
+    The model is compiled again with its compile arguments, its own
+    optimizer (and so its optimizer state) and the attached MorphNet parts.
+
+    Args:
+      model: the compiled Keras model this regularizer was built on
+        (default: that model).
+
+    Returns:
+      The number of MorphNet losses and metrics attached.
+
+    Raises:
+      InvalidArgumentError: for another model than the regularizer's.
+      NotReadyError: if the model is not compiled, or compiled without a
+        `MorphNetLoss`.
+    """
+    model = self.model if model is None else model
+    if model is not self.model:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `model` of attach: %r is not the model '
+          '%r this regularizer analyses. Build a ModelRegularizer on the model '
+          'you train.' % (getattr(model, 'name', model), self.model.name))
+    return compile_parts.attach(self, model)
 
   # -------------------------------------------------------------- structure.
 

@@ -208,7 +208,14 @@ class TracedModel(object):
                       if t.dtype != tf.resource]
     self.output_ops = [t.op for t in
                        tf.nest.flatten(self.graph.structured_outputs)]
+    # Regularizers built on the trace add their own ops to the graph later.
+    self._forward_op_count = len(self.graph.get_operations())
     self._placeholder_layers = {}  # top_level -> {placeholder ref: name}
+
+  def forward_ops(self) -> List[tf.Operation]:
+    """The ops of the model's forward pass, in creation order (not the ops
+    regularizers built on the trace added to the graph since)."""
+    return self.graph.get_operations()[:self._forward_op_count]
 
   def build_regularizer(self, regularizer_class, **regularizer_kwargs):
     """Builds a network regularizer on the traced graph.

@@ -33,10 +33,16 @@ def read_structure(path: str) -> Dict[str, int]:
     {name: width}.
 
   Raises:
-    InvalidArgumentError: when the file is not a JSON object of integers.
+    InvalidArgumentError: when the file is not JSON, or not an object of
+      integers.
   """
   with tf.io.gfile.GFile(path) as f:
-    data = json.load(f)
+    try:
+      data = json.load(f)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError.
+      raise errors.InvalidArgumentError(
+          '%s is not a structure file: it is not JSON (%s). Expected a JSON '
+          'object {layer name: integer width}.' % (path, e)) from e
   if not isinstance(data, dict) or not all(
       isinstance(v, int) for v in data.values()):
     raise errors.InvalidArgumentError(

@@ -20,6 +20,13 @@ layer of a group must get the same width, which is checked.
 With `transfer_weights=True` the surviving channels' weights are copied, so
 the identity structure reproduces the original outputs exactly.
 
+A compiled model (for example right after training with MorphNet's
+`wrap_loss` and `metrics()`) rebuilds too. The rebuilt model is compiled
+like the original without MorphNet's parts: every loss or metric with a
+`without_morph_net()` method is replaced by what it returns (the MorphNet
+loss by its data loss; MorphNet metrics are dropped), and the optimizer is
+a new one of the same configuration. Train it with your usual recipe.
+
 Every step asks the layer rules (`layer_rules`): the channel model
 (`channel_model`), the plan (`plan`), the clone below and the weight copy
 (`weight_transfer`).
@@ -31,13 +38,14 @@ import keras
 import numpy as np
 
 from morph_net import errors
+from morph_net.compat import keras as compat
 from morph_net.surgery import channel_model
 from morph_net.surgery import configurable_layers
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import weight_transfer
 
-__all__ = ['rebuild']
+__all__ = ['rebuild', 'compile_without_morph_net']
 
 VANISHED = configurable_layers.VANISHED
 
@@ -74,6 +82,38 @@ def _call_function(widths):
   return call
 
 
+def compile_without_morph_net(model) -> bool:
+  """Compiles `model` again without MorphNet's losses and metrics, if any.
+
+  Objects with a `without_morph_net()` method (`morph_net.keras`'s
+  MorphNetLoss and MorphNetMetric) are replaced by what it returns; None
+  drops a metric. Other compile arguments are kept; the optimizer is a new
+  one of the same configuration.
+
+  Args:
+    model: a Keras model, compiled or not.
+
+  Returns:
+    Whether the model was compiled again (it had MorphNet parts).
+  """
+  arguments = compat.compile_arguments(model)
+  if not arguments:
+    return False
+  found = []
+
+  def strip(obj):
+    without = getattr(obj, 'without_morph_net', None)
+    if not callable(without):
+      return obj
+    found.append(obj)
+    return without()
+
+  stripped = compat.map_compile_objects(arguments, strip)
+  if found:
+    model.compile(**stripped)
+  return bool(found)
+
+
 def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
             alive_masks: Optional[Dict[str, np.ndarray]] = None,
             fallback_rule: str = 'pass_through',
@@ -97,7 +137,10 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
       example `StructureCost.channels`); `layer_rules` is then not used.
 
   Returns:
-    A new Keras model of the same class (Sequential or functional).
+    A new Keras model of the same class (Sequential or functional). If
+    `model` is compiled, it is compiled the same way without MorphNet's
+    loss term and metrics (see `compile_without_morph_net`): it does not
+    train with MorphNet.
 
   Raises:
     UnsupportedModelError: for subclassed models (a TypeError).
@@ -123,6 +166,7 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
     new_model = keras.models.clone_model(
         model, clone_function=clone,
         call_function=_call_function(plan.widths))
+  compile_without_morph_net(new_model)
   if transfer_weights:
     kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)
     weight_transfer.transfer_weights(model, new_model, plan, kept)

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 
 __all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
-           'sequential_model', 'input_add_model', 'multiply_model',
-           'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
+           'sequential_model', 'fully_convolutional_model', 'input_add_model',
+           'multiply_model', 'ALIVE_RESIDUAL', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
            'kernel_params', 'zero_gammas']
 
 L = keras.layers
@@ -88,6 +88,15 @@ def sequential_model(input_shape=(12, 12, 3)):
   ], name='seq')
 
 
+def fully_convolutional_model(channels=3):
+  """conv1 (4, with batch norm) -> conv2 (6, with batch norm) -> 1x1 head
+  (2), on inputs of any spatial size: Input((None, None, channels))."""
+  x = keras.Input((None, None, channels), name='image')
+  y = conv_bn(x, 4, 'conv1')
+  y = conv_bn(y, 6, 'conv2', strides=2)
+  return keras.Model(x, L.Conv2D(2, 1, name='head')(y), name='fcn')
+
+
 def input_add_model():
   """Conv 'c' added to the model input: its width cannot change."""
   x = keras.Input((8, 8, 3), name='image')
@@ -105,6 +114,12 @@ def multiply_model():
   y = L.Multiply(name='mul')([a2, b])
   return keras.Model(x, L.Conv2D(2, 1, name='out')(y))
 
+
+# A structure of residual_model() (width 1) with consistent groups (stem with
+# b1_conv2, b2_conv2 with b2_proj); the rebuilt model has 294854 FLOPs and
+# 1123 kernel weights.
+ALIVE_RESIDUAL = {'stem': 5, 'b1_conv1': 3, 'b1_conv2': 5, 'b2_conv1': 6,
+                  'b2_conv2': 7, 'b2_proj': 7}
 
 # A learned structure of residual_model(width=8): groups consistent,
 # b2_conv1 vanished.

@@ -1,31 +1,42 @@
-r"""Command line: write the structure of a model without training.
+r"""Writes the learned structure of a trained model, without training.
 
-From a saved Keras model (read only):
+From a saved Keras model (read only; a model compiled with MorphNet's loss
+loads too):
 
   python -m morph_net.tools.export_structure --model=model.keras \
       --output=structure.json [--regularizer=GammaFlopsRegularizer] \
-      [--threshold=1e-3]
+      [--threshold=1e-3] [--input_shape=224,224,3]
 
-From a TF checkpoint and a model builder (optionally gin-configured):
+From a model builder (optionally gin-configured) and trained weights, a
+Keras weights file (`ModelCheckpoint(save_weights_only=True)`) or a TF
+checkpoint:
 
   python -m morph_net.tools.export_structure --builder=my.module:build_model \
       --gin_file=model.gin --gin_param='build_model.width=2' \
-      --checkpoint=/train/ckpt-100 --output=structure.json
+      --checkpoint=/train/ckpt.weights.h5 --output=structure.json
+
+Latency regularizers also take --hardware (a device name such as V100, or a
+device profile path) and --batch_size.
 
 The JSON is the structure exporter's ({Keras layer name: alive count},
-sorted keys, indent 2), written atomically.
-"""
+sorted keys, indent 2), written atomically. A channel is alive when its
+regularization value exceeds --threshold: use the threshold the model was
+trained with.
 
-import importlib
+Exit status: 0 on success; 1 for a usage error (absl prints the usage, and
+`--help` exits with 1 too, as in every absl program); 2 when the inputs
+cannot be used (a missing file, an unknown regularizer name, an unknown
+input size, ...): the reason is one line on stderr.
+"""
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from morph_net import errors
 from morph_net.keras import model_regularizer as model_regularizer_lib
-from morph_net.network_regularizers import registry
 from morph_net.structure import structure_files
+from morph_net.tools import cli_common
+from morph_net.tools import model_source
 
 __all__ = ['define_flags', 'load_builder', 'restore_checkpoint', 'export',
            'CheckpointMismatchError', 'main']
@@ -33,62 +44,18 @@ __all__ = ['define_flags', 'load_builder', 'restore_checkpoint', 'export',
 FLAGS = flags.FLAGS
 # Raised by restore_checkpoint; a morph_net.errors.Error and a ValueError.
 CheckpointMismatchError = errors.CheckpointMismatchError
+load_builder = model_source.load_builder
+restore_checkpoint = model_source.restore_checkpoint
 
 
-def define_flags():
+def define_flags(flag_values=FLAGS):
   """Defines the command line flags (only when run as a program, so
   that importing this module next to other absl programs is safe)."""
-  flags.DEFINE_string('model', None, 'Saved .keras model.')
-  flags.DEFINE_string('builder', None, "'module:function' returning a built "
-                      'Keras model (use with --checkpoint).')
-  flags.DEFINE_string('checkpoint', None, 'TF checkpoint prefix written by '
-                      'tf.train.Checkpoint(model=...).')
-  flags.DEFINE_multi_string('gin_file', [], 'Gin files configuring the builder.')
-  flags.DEFINE_multi_string('gin_param', [], 'Gin bindings.')
-  flags.DEFINE_string('regularizer', 'GammaFlopsRegularizer',
-                      'Network regularizer class name.')
-  flags.DEFINE_float('threshold', 1e-3, 'Alive threshold (gamma or group '
-                     'lasso).')
-  flags.DEFINE_string('output', None, 'Structure JSON to write.')
-
-
-def load_builder(spec):
-  """Imports 'module:function'.
-
-  Raises:
-    InvalidArgumentError: for a spec without ':'.
-  """
-  if ':' not in spec:
-    raise errors.InvalidArgumentError(
-        "Invalid value for flag --builder. Expected 'module:function'. "
-        'Received: %r' % spec)
-  module_name, fn_name = spec.split(':', 1)
-  return getattr(importlib.import_module(module_name), fn_name)
-
-
-def restore_checkpoint(model, checkpoint):
-  """Restores `model` from a tf.train.Checkpoint(model=...) prefix.
-
-  Raises:
-    CheckpointMismatchError: naming the variables that are missing from the
-      checkpoint or whose shapes disagree.
-  """
-  try:
-    status = tf.train.Checkpoint(model=model).read(checkpoint)
-    status.assert_existing_objects_matched()
-  except AssertionError as e:
-    unmatched = [v.path for v in model.weights]
-    raise CheckpointMismatchError(
-        'Checkpoint %s does not contain every variable of model %r (%s). The '
-        'builder must build the model that was trained. Model variables: '
-        '%s...' % (checkpoint, model.name, str(e).splitlines()[0][:300],
-                   unmatched[:5])) from e
-  except ValueError as e:
-    raise CheckpointMismatchError(
-        'Checkpoint %s disagrees with model %r: %s. The builder must build '
-        'the model (same widths) that was trained.' %
-        (checkpoint, model.name, str(e).splitlines()[-1])) from e
-  return status
+  module = cli_common.flag_module_name(__name__)
+  cli_common.define_model_flags(module, flag_values)
+  cli_common.define_regularizer_flags(module, flag_values)
+  flags.DEFINE_string('output', None, 'Structure JSON to write.',
+                      flag_values=flag_values, module_name=module)
 
 
 def export(model, output, regularizer_class=None, threshold=1e-3):
@@ -118,23 +85,13 @@ def main(argv):
   del argv
   if not FLAGS.output:
     raise app.UsageError('--output is required.')
-  if bool(FLAGS.model) == bool(FLAGS.builder):
-    raise app.UsageError('Pass exactly one of --model and --builder.')
-  if FLAGS.model:
-    import keras  # pylint: disable=g-import-not-at-top
-    model = keras.saving.load_model(FLAGS.model, compile=False)
-  else:
-    if FLAGS.gin_file or FLAGS.gin_param:
-      import gin  # pylint: disable=g-import-not-at-top
-      gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_param)
-    model = load_builder(FLAGS.builder)()
-    if FLAGS.checkpoint:
-      restore_checkpoint(model, FLAGS.checkpoint)
-  cls = registry.get_regularizer_class(FLAGS.regularizer)
-  counts = export(model, FLAGS.output, cls, FLAGS.threshold)
+  cli_common.check_model_flags(required=True)
+  model = cli_common.model_from_flags()
+  regularizer = cli_common.regularizer_from_flags(model)
+  counts = export(regularizer, FLAGS.output)
   print('Wrote %d layers to %s.' % (len(counts), FLAGS.output))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli_common.run(main)

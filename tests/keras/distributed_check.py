@@ -14,24 +14,15 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from morph_net import keras as morph_keras  # pylint: disable=wrong-import-position
 from morph_net.compat import keras as compat  # pylint: disable=wrong-import-position
 from morph_net.network_regularizers import flop_regularizer  # pylint: disable=wrong-import-position
+import check_models  # pylint: disable=wrong-import-position
 
 keras = compat.get_keras()
-
-
-def build():
-  inputs = keras.Input((8, 8, 3))
-  x = keras.layers.Conv2D(4, 3, padding='same', use_bias=False, name='conv1')(
-      inputs)
-  x = keras.layers.BatchNormalization(name='bn1')(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, keras.layers.Dense(3, name='dense')(x))
 
 
 def term_of(strategy):
   keras.utils.set_random_seed(1)
   with strategy.scope():
-    model = build()
+    model = check_models.build(keras)
     model.get_layer('bn1').gamma.assign([0.5, 1.0, 1.5, 2.0])
     reg = morph_keras.ModelRegularizer(
         model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3,

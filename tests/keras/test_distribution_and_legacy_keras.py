@@ -12,10 +12,14 @@ import sys
 import pytest
 
 _SCRIPT = os.path.join(os.path.dirname(__file__), 'distributed_check.py')
+# The package under test, before any installed copy.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def _run(env_overrides):
   env = dict(os.environ, **env_overrides)
+  env['PYTHONPATH'] = _ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')
   result = subprocess.run([sys.executable, _SCRIPT], env=env,
                           capture_output=True, text=True, timeout=600,
                           check=False)

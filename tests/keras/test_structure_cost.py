@@ -15,8 +15,7 @@ from morph_net.surgery import rebuild
 from morph_net.testing import surgery_models as tm
 
 # Alive channels after _kill_channels (groups: stem+b1_conv2, b2_conv2+b2_proj).
-_ALIVE = {'stem': 5, 'b1_conv1': 3, 'b1_conv2': 5, 'b2_conv1': 6,
-          'b2_conv2': 7, 'b2_proj': 7}
+_ALIVE = tm.ALIVE_RESIDUAL
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from morph_net import errors
 from morph_net.structure import structure_files
 
 
@@ -14,3 +15,14 @@ def test_read_write_roundtrip_and_bad_file(tmp_path):
   bad.write_text('[1, 2]')
   with pytest.raises(ValueError, match='not a structure file'):
     structure_files.read_structure(str(bad))
+
+
+def test_file_that_is_not_json_is_refused(tmp_path):
+  path = tmp_path / 'alive'
+  path.write_text('conv1: 4')
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'%s is not a structure file: it is not JSON '
+                     r'\(Expecting value: line 1 column 1 \(char 0\)\)\. '
+                     r'Expected a JSON object \{layer name: integer '
+                     r'width\}\.' % path):
+    structure_files.read_structure(str(path))

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from morph_net import keras as morph_keras
+from morph_net.network_regularizers import flop_regularizer
 from morph_net.testing import surgery_models as tm
 from morph_net.tools import export_structure
 
@@ -83,3 +85,84 @@ def test_usage_errors(args, message):
       capture_output=True, text=True, timeout=240, env=_ENV)
   assert proc.returncode == 1
   assert message in proc.stderr
+
+
+def _cli(args, program='export_structure'):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'morph_net.tools.' + program] + args,
+      capture_output=True, text=True, timeout=240, env=_ENV)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_export_from_builder_and_keras_weights_with_input_shape(tmp_path):
+  # A fully convolutional model (no fixed input size) trained elsewhere,
+  # whose weights ModelCheckpoint(save_weights_only=True) wrote.
+  trained = tm.fully_convolutional_model()
+  trained.get_layer('conv2_bn').gamma.assign([1, 0, 1, 0, 0, 1])
+  weights = str(tmp_path / 'ckpt.weights.h5')
+  trained.save_weights(weights)
+  out = str(tmp_path / 'structure.json')
+  code, stdout, stderr = _cli([
+      '--builder=morph_net.testing.surgery_models:fully_convolutional_model',
+      '--checkpoint=' + weights, '--input_shape=32,32,3',
+      '--regularizer=GammaLatencyRegularizer', '--hardware=V100',
+      '--batch_size=4', '--output=' + out])
+  assert code == 0, stderr[-2000:]
+  assert 'Wrote 2 layers to %s.' % out in stdout
+  assert json.load(open(out)) == {'conv1': 4, 'conv2': 3}
+
+
+def test_export_of_a_model_saved_compiled_with_morph_net(tmp_path):
+  model = tm.residual_model()
+  _kill(model)
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+  model.compile(optimizer='sgd', loss=regularizer.wrap_loss(
+      'sparse_categorical_crossentropy'), metrics=regularizer.metrics())
+  path = str(tmp_path / 'compiled.keras')
+  model.save(path)
+  out = str(tmp_path / 'structure.json')
+  code, _, stderr = _cli(['--model=' + path, '--output=' + out])
+  assert code == 0, stderr[-2000:]
+  assert json.load(open(out)) == regularizer.alive_counts()
+  assert json.load(open(out))['b1_conv1'] == 3
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--model={tmp}/missing.keras'],
+     'Invalid value for flag --model: no such file: {tmp}/missing.keras'),
+    (['--builder=morph_net.testing.surgery_models:fully_convolutional_model'],
+     "Model 'fcn' (Functional) has an unknown input size (None, None, None, "
+     '3); costs depend on the spatial size. Pass --input_shape=H,W,C with '
+     'the size you train or serve at.'),
+    (['--builder=morph_net.testing.surgery_models:residual_model',
+      '--regularizer=GamaFlopsRegularizer'],
+     "Did you mean 'GammaFlopsRegularizer'? Received: "
+     "regularizer='GamaFlopsRegularizer'"),
+])
+def test_input_errors_are_one_line_with_status_2(tmp_path, args, message):
+  args = [a.format(tmp=tmp_path) for a in args]
+  code, _, stderr = _cli(args + ['--output=%s/o.json' % tmp_path])
+  assert code == 2
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith('export_structure: error: ')
+  assert message.format(tmp=tmp_path) in last
+  assert 'Traceback' not in stderr
+
+
+def test_checkpoint_without_builder_is_a_usage_error():
+  code, _, stderr = _cli(['--model=m.keras', '--checkpoint=c.weights.h5',
+                          '--output=o.json'])
+  assert code == 1
+  assert ('--checkpoint needs --builder (a saved --model holds its weights '
+          'and configuration).') in stderr
+
+
+def test_help_documents_the_flags_and_exit_status():
+  code, stdout, _ = _cli(['--help'])
+  assert code == 1  # absl's --help status.
+  for text in ('--model:', '--builder:', '--checkpoint:', '.weights.h5',
+               '--input_shape:', '--regularizer:', '--threshold:',
+               '--hardware:', '--batch_size:', '--output:',
+               'Exit status: 0 on success; 1 for a usage error'):
+    assert text in stdout
