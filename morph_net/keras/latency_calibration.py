@@ -1,0 +1,283 @@
+"""Calibrating a LatencyProfile on this machine from a Keras model's layers.
+
+    profile = latency_calibration.calibrate(model, batch_size=8)
+    latency_calibration.save_profile(profile, 'device.json')
+    reg = ModelRegularizer(model, GammaLatencyRegularizer,
+                           gamma_threshold=1e-2, hardware='device.json',
+                           batch_size=8)
+
+Every top-level layer of the model that runs costed ops (convolutions,
+dense layers, batch norm, activations, adds, padding, pooling ...; see
+`latency_profile.OP_KINDS`) is rebuilt alone at several widths -- its input
+and, for layers that take a width, its output scaled by the fractions given
+-- in a one-layer functional model, and its forward pass is timed in a
+`tf.function` at the batch size, as the rebuilt model runs it. Layers with
+the same class, configuration and input shapes are measured once. The time
+of one variant is the median of its interleaved repeats minus the median of
+an identity function's (the call overhead); the variants of a layer and that
+identity run interleaved. `latency_fit.fit_profile` then fits every op
+kind's rates and per-op overhead to all the measurements (each the sum over
+the ops of its trace), and the profile keeps the fit's residuals.
+"""
+
+import collections
+import json
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.keras import latency_timing
+from morph_net.network_regularizers import latency_fit
+from morph_net.network_regularizers import latency_profile
+from morph_net.structure import atomic_file
+from morph_net.surgery import channel_model
+from morph_net.surgery import layer_rules as layer_rules_lib
+
+__all__ = ['DEFAULT_FRACTIONS', 'Variant', 'width_pairs', 'layer_variants',
+           'measure_variants', 'calibrate', 'save_profile', 'summary']
+
+# Width fractions every layer is measured at.
+DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
+
+# A layer rebuilt at some widths: its one-layer model, the input shapes (with
+# batch), a label, and the name of the original layer.
+Variant = collections.namedtuple('Variant',
+                                 ['model', 'input_shapes', 'label', 'layer'])
+
+
+def width_pairs(fractions: Sequence[float]) -> List[Tuple[float, float]]:
+  """(input, output) fractions of a layer that takes a width.
+
+  Both sides at each fraction, plus the widest input with the narrowest
+  output and the reverse, so the fit sees inputs and outputs vary apart.
+  """
+  widest, narrowest = max(fractions), min(fractions)
+  pairs = [(f, f) for f in fractions]
+  for pair in ((widest, narrowest), (narrowest, widest)):
+    if pair not in pairs:
+      pairs.append(pair)
+  return pairs
+
+
+def _scaled(width: int, fraction: float) -> int:
+  return max(1, int(round(width * fraction)))
+
+
+def _signature(layer, input_shapes) -> str:
+  config = dict(layer.get_config())
+  config.pop('name', None)
+  return json.dumps([type(layer).__name__, config, input_shapes],
+                    sort_keys=True, default=str)
+
+
+def _variant(layer, input_shapes, width_attribute, out_width, label):
+  """A one-layer model of `layer`'s class at the given widths."""
+  config = dict(layer.get_config())
+  config['name'] = layer.name
+  if width_attribute is not None:
+    config[width_attribute] = out_width
+  clone = type(layer).from_config(config)
+  inputs = [keras.Input(batch_shape=shape) for shape in input_shapes]
+  outputs = clone(inputs if len(inputs) > 1 else inputs[0])
+  return Variant(keras.Model(inputs, outputs), input_shapes, label,
+                 layer.name)
+
+
+def layer_variants(model, batch_size: int = 1,
+                   fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                   layer_rules: Optional[layer_rules_lib.LayerRules] = None
+                   ) -> List[List[Variant]]:
+  """The one-layer models to time, grouped by distinct layer.
+
+  Args:
+    model: a built functional or Sequential Keras model with static input
+      shapes.
+    batch_size: the batch dimension of every input.
+    fractions: width fractions: of the input of layers without a width
+      attribute, of input and output (`width_pairs`) of layers with one
+      ('filters', 'units').
+    layer_rules: the layer-rule table (which layers take a width).
+
+  Returns:
+    For each distinct layer (class, config and input shapes) whose trace
+    runs costed ops, its variants; the first is at the original widths.
+    Layers that run no costed op are left out; a layer that cannot be
+    rebuilt at other widths keeps the variants that could, with a warning.
+
+  Raises:
+    UnsupportedModelError: for subclassed models.
+  """
+  channels = channel_model.analyze(model, layer_rules)
+  seen, groups = set(), []
+  for layer, inputs, _ in channels.nodes:
+    if isinstance(layer, keras.Model):
+      logging.warning('Latency calibration skips nested model %r: calibrate '
+                      'it as a model of its own.', layer.name)
+      continue
+    shapes = [(batch_size,) + tuple(t.shape[1:]) for t in inputs]
+    if any(d is None for s in shapes for d in s):
+      raise errors.InvalidArgumentError(
+          'Layer %r (%s) has an input of unknown size %s: latency '
+          'calibration needs a model with a static input shape.' % (
+              layer.name, type(layer).__name__, shapes))
+    key = _signature(layer, shapes)
+    if key in seen:
+      continue
+    seen.add(key)
+    attribute = channels.rule(layer).width_attribute
+    pairs = (width_pairs(fractions) if attribute else
+             [(f, None) for f in fractions])
+    variants = []
+    for in_fraction, out_fraction in pairs:
+      new_shapes = [s[:-1] + (_scaled(s[-1], in_fraction),) for s in shapes]
+      out_width = (_scaled(layer.get_config()[attribute], out_fraction)
+                   if attribute else None)
+      label = '%s %s->%s' % (layer.name, [s[-1] for s in new_shapes],
+                             out_width or new_shapes[0][-1])
+      try:
+        variants.append(_variant(layer, new_shapes, attribute, out_width,
+                                 label))
+      except (ValueError, TypeError) as e:
+        logging.warning('Latency calibration cannot rebuild layer %r (%s) '
+                        'at %s: %s', layer.name, type(layer).__name__,
+                        label, e)
+    if variants and _costed_ops(variants[0], batch_size):
+      groups.append(variants)
+  return groups
+
+
+def _function(variant):
+  multi = len(variant.input_shapes) > 1
+  model = variant.model
+  return tf.function(lambda *xs: model(list(xs) if multi else xs[0],
+                                       training=False))
+
+
+def _costed_ops(variant, batch_size) -> List[Tuple[str, float, float]]:
+  """(kind, FLOPs, bytes) of every costed op the variant's trace runs."""
+  specs = [tf.TensorSpec(s, tf.float32) for s in variant.input_shapes]
+  graph = _function(variant).get_concrete_function(*specs).graph
+  return [latency_profile.op_features(op, batch_size)
+          for op in graph.get_operations()
+          if latency_profile.op_kind(op.type)]
+
+
+def measure_variants(variants: Sequence[Variant], batch_size: int,
+                     repeats: int, warmup: int,
+                     seed: int = 0) -> Tuple[List[float], float]:
+  """Times one layer's variants and the call overhead, interleaved.
+
+  Returns:
+    ([ns of each variant, call overhead subtracted], overhead ns).
+  """
+  rng = np.random.RandomState(seed)
+  calls = []
+  first_inputs = None
+  for variant in variants:
+    xs = [tf.constant(rng.standard_normal(s).astype(np.float32))
+          for s in variant.input_shapes]
+    first_inputs = first_inputs or xs
+    function = _function(variant)
+    calls.append(lambda f=function, xs=xs: f(*xs))
+  identity = tf.function(lambda *xs: tf.identity(xs[0]))
+  calls.append(lambda: identity(*first_inputs))
+  medians = latency_timing.time_interleaved(calls, repeats, warmup)
+  return [float(m - medians[-1]) for m in medians[:-1]], float(medians[-1])
+
+
+def calibrate(model, batch_size: int = 1, repeats: int = 15,
+              warmup: int = 2,
+              fractions: Sequence[float] = DEFAULT_FRACTIONS,
+              layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+              verbose: int = 1) -> latency_profile.LatencyProfile:
+  """Measures the model's layers on this machine and fits a profile.
+
+  Pin threads first (`latency_timing.pin_threads`) to calibrate for a
+  given thread count; the profile records the settings it ran with.
+
+  Args:
+    model: a built functional or Sequential Keras model with a static input
+      shape (the model the profile will cost, or one with the same layer
+      kinds and sizes).
+    batch_size: the inference batch size to calibrate for.
+    repeats: interleaved timed rounds per layer (medians are used).
+    warmup: untimed rounds per layer.
+    fractions: width fractions each layer is measured at (see
+      `layer_variants`).
+    layer_rules: the layer-rule table (which layers take a width).
+    verbose: 1 shows a progress bar (keras.utils.Progbar), 0 nothing.
+
+  Returns:
+    The fitted LatencyProfile; its metadata holds the settings, the call
+    overhead, the seconds taken and the fit report (every measurement
+    with its prediction).
+
+  Raises:
+    InvalidArgumentError: for a model without static input shapes or with
+      no costed layer.
+    UnsupportedModelError: for subclassed models.
+  """
+  start = time.time()
+  groups = layer_variants(model, batch_size, fractions, layer_rules)
+  if not groups:
+    raise errors.InvalidArgumentError(
+        'Model %r has no layer that runs a costed op (%s), so there is '
+        'nothing to calibrate.' % (model.name,
+                                   ', '.join(latency_profile.OP_KINDS)))
+  progress = keras.utils.Progbar(len(groups), verbose=verbose,
+                                 unit_name='layer')
+  samples, overheads, dropped = [], [], []
+  for index, variants in enumerate(groups):
+    times, overhead = measure_variants(variants, batch_size, repeats, warmup,
+                                       seed=index)
+    overheads.append(overhead)
+    for variant, latency in zip(variants, times):
+      sample = latency_fit.Sample(_costed_ops(variant, batch_size), latency,
+                                  variant.label)
+      (samples if latency > 0 else dropped).append(sample)
+    progress.update(index + 1, [('samples', len(samples))])
+  if dropped:
+    logging.warning('%d measurements at or below the call overhead were '
+                    'left out of the fit: %s', len(dropped),
+                    ', '.join(s.label for s in dropped))
+  metadata = {
+      'model': model.name, 'threads': latency_timing.thread_settings(),
+      'repeats': repeats, 'warmup': warmup, 'fractions': list(fractions),
+      'layers': len(groups), 'call_overhead_ns': float(np.median(overheads)),
+      'left_out': [s.label for s in dropped],
+      'tensorflow': tf.__version__, 'keras': keras.__version__,
+  }
+  profile = latency_fit.fit_profile(samples, batch_size,
+                                    latency_timing.describe_device(),
+                                    metadata)
+  profile.metadata['seconds'] = time.time() - start
+  return profile
+
+
+def save_profile(profile: latency_profile.LatencyProfile, path: str) -> str:
+  """Writes the profile JSON atomically (sorted keys, indent 2)."""
+  atomic_file.write_text_atomically(profile.to_json(), path)
+  return path
+
+
+def summary(profile: latency_profile.LatencyProfile) -> str:
+  """A table of the kinds' parameters and fit errors, one line each."""
+  lines = ['%-14s %12s %12s %12s %8s %10s' % (
+      'kind', 'ns/FLOP', 'ns/byte', 'overhead ns', 'samples', 'rms err')]
+  for kind, p in sorted(profile.kinds.items()):
+    fit = profile.fit(kind) or {}
+    lines.append('%-14s %12.4g %12.4g %12.1f %8s %9.1f%%' % (
+        kind, p.ns_per_flop, p.ns_per_byte, p.overhead_ns,
+        fit.get('samples', '-'),
+        100.0 * fit.get('rms_relative_error', float('nan'))))
+  report = profile.metadata.get('fit', {})
+  if report:
+    lines.append('%d measurements, relative error rms %.1f%%, max %.1f%%' % (
+        report['samples'], 100.0 * report['rms_relative_error'],
+        100.0 * report['max_relative_error']))
+  return '\n'.join(lines)
