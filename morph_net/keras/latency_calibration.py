@@ -45,9 +45,11 @@ __all__ = ['DEFAULT_FRACTIONS', 'Variant', 'width_pairs', 'layer_variants',
 DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
 
 # A layer rebuilt at some widths: its one-layer model, the input shapes (with
-# batch), a label, and the name of the original layer.
-Variant = collections.namedtuple('Variant',
-                                 ['model', 'input_shapes', 'label', 'layer'])
+# batch), a label, the original layer's name, the traced forward pass (a
+# concrete function of the inputs) and the (kind, FLOPs, bytes) of every
+# costed op it runs.
+Variant = collections.namedtuple(
+    'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops'])
 
 
 def width_pairs(fractions: Sequence[float]) -> List[Tuple[float, float]]:
@@ -75,17 +77,25 @@ def _signature(layer, input_shapes) -> str:
                     sort_keys=True, default=str)
 
 
-def _variant(layer, input_shapes, width_attribute, out_width, label):
-  """A one-layer model of `layer`'s class at the given widths."""
+def _variant(layer, input_shapes, width_attribute, out_width, label,
+             batch_size):
+  """A one-layer model of `layer`'s class at the given widths, traced."""
   config = dict(layer.get_config())
   config['name'] = layer.name
   if width_attribute is not None:
     config[width_attribute] = out_width
   clone = type(layer).from_config(config)
   inputs = [keras.Input(batch_shape=shape) for shape in input_shapes]
-  outputs = clone(inputs if len(inputs) > 1 else inputs[0])
-  return Variant(keras.Model(inputs, outputs), input_shapes, label,
-                 layer.name)
+  multi = len(inputs) > 1
+  model = keras.Model(inputs, clone(inputs if multi else inputs[0]))
+  function = tf.function(lambda *xs: model(list(xs) if multi else xs[0],
+                                           training=False))
+  concrete = function.get_concrete_function(
+      *[tf.TensorSpec(s, tf.float32) for s in input_shapes])
+  ops = [latency_profile.op_features(op, batch_size)
+         for op in concrete.graph.get_operations()
+         if latency_profile.op_kind(op.type)]
+  return Variant(model, input_shapes, label, layer.name, concrete, ops)
 
 
 def layer_variants(model, batch_size: int = 1,
@@ -141,51 +151,37 @@ def layer_variants(model, batch_size: int = 1,
                              out_width or new_shapes[0][-1])
       try:
         variants.append(_variant(layer, new_shapes, attribute, out_width,
-                                 label))
+                                 label, batch_size))
       except (ValueError, TypeError) as e:
         logging.warning('Latency calibration cannot rebuild layer %r (%s) '
                         'at %s: %s', layer.name, type(layer).__name__,
                         label, e)
-    if variants and _costed_ops(variants[0], batch_size):
+    if variants and variants[0].ops:
       groups.append(variants)
   return groups
 
 
-def _function(variant):
-  multi = len(variant.input_shapes) > 1
-  model = variant.model
-  return tf.function(lambda *xs: model(list(xs) if multi else xs[0],
-                                       training=False))
-
-
-def _costed_ops(variant, batch_size) -> List[Tuple[str, float, float]]:
-  """(kind, FLOPs, bytes) of every costed op the variant's trace runs."""
-  specs = [tf.TensorSpec(s, tf.float32) for s in variant.input_shapes]
-  graph = _function(variant).get_concrete_function(*specs).graph
-  return [latency_profile.op_features(op, batch_size)
-          for op in graph.get_operations()
-          if latency_profile.op_kind(op.type)]
-
-
-def measure_variants(variants: Sequence[Variant], batch_size: int,
-                     repeats: int, warmup: int,
+def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
                      seed: int = 0) -> Tuple[List[float], float]:
   """Times one layer's variants and the call overhead, interleaved.
+
+  The overhead is the time of an identity function called the same way
+  (a concrete function of the first variant's inputs).
 
   Returns:
     ([ns of each variant, call overhead subtracted], overhead ns).
   """
   rng = np.random.RandomState(seed)
   calls = []
-  first_inputs = None
   for variant in variants:
     xs = [tf.constant(rng.standard_normal(s).astype(np.float32))
           for s in variant.input_shapes]
-    first_inputs = first_inputs or xs
-    function = _function(variant)
-    calls.append(lambda f=function, xs=xs: f(*xs))
-  identity = tf.function(lambda *xs: tf.identity(xs[0]))
-  calls.append(lambda: identity(*first_inputs))
+    calls.append(lambda f=variant.function, xs=xs: f(*xs))
+  first = variants[0].input_shapes
+  identity = tf.function(lambda *xs: tf.identity(xs[0])).get_concrete_function(
+      *[tf.TensorSpec(s, tf.float32) for s in first])
+  zeros = [tf.zeros(s) for s in first]
+  calls.append(lambda: identity(*zeros))
   medians = latency_timing.time_interleaved(calls, repeats, warmup)
   return [float(m - medians[-1]) for m in medians[:-1]], float(medians[-1])
 
@@ -230,15 +226,15 @@ def calibrate(model, batch_size: int = 1, repeats: int = 15,
         'nothing to calibrate.' % (model.name,
                                    ', '.join(latency_profile.OP_KINDS)))
   progress = keras.utils.Progbar(len(groups), verbose=verbose,
-                                 unit_name='layer')
+                                 unit_name='layer',
+                                 stateful_metrics=['samples'])
   samples, overheads, dropped = [], [], []
   for index, variants in enumerate(groups):
-    times, overhead = measure_variants(variants, batch_size, repeats, warmup,
+    times, overhead = measure_variants(variants, repeats, warmup,
                                        seed=index)
     overheads.append(overhead)
     for variant, latency in zip(variants, times):
-      sample = latency_fit.Sample(_costed_ops(variant, batch_size), latency,
-                                  variant.label)
+      sample = latency_fit.Sample(variant.ops, latency, variant.label)
       (samples if latency > 0 else dropped).append(sample)
     progress.update(index + 1, [('samples', len(samples))])
   if dropped:

@@ -109,7 +109,7 @@ class StructureCost(object):
                      rf.COSTED_OP_TYPES)
     layers = self.channels.layers
     ops = []
-    for op in self.traced.graph.get_operations():
+    for op in self.traced.model_ops:
       if op.type not in costed:
         continue
       name = (self.traced.layer_name(op, top_level=True) or

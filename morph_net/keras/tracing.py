@@ -186,6 +186,9 @@ class TracedModel(object):
     graph: its graph.
     input_ops: the ops of the model inputs (the analysis' input boundary).
     output_ops: the ops of the model outputs (its output boundary).
+    model_ops: the ops of the forward pass, in creation order: the graph
+      without the ops regularizers built on it add later (whose names, such
+      as morph_net_cost/add_3, may look like a layer's scope).
 
   Args:
     model: a built Keras model (Sequential, functional, subclassed; nested
@@ -208,6 +211,7 @@ class TracedModel(object):
                       if t.dtype != tf.resource]
     self.output_ops = [t.op for t in
                        tf.nest.flatten(self.graph.structured_outputs)]
+    self.model_ops = tuple(self.graph.get_operations())
     self._placeholder_layers = {}  # top_level -> {placeholder ref: name}
 
   def build_regularizer(self, regularizer_class, **regularizer_kwargs):

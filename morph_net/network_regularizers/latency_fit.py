@@ -152,7 +152,7 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
       design.residuals_and_jacobian(start)[0] ** 2) else start
   # A rate whose kind never has FLOPs (or bytes) does not change any
   # prediction; report it as 0 rather than whatever the optimizer left.
-  x = x.copy()
+  x = np.where(x < 1e-12, 0.0, x)  # Values at the bound, not denormals.
   for i in range(len(kinds)):
     ops = design.kind == i
     x[3 * i] *= float(np.any(design.flops[ops] > 0))
