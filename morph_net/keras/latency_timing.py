@@ -4,22 +4,27 @@ Latency measured on a shared machine is noisy: other processes take cores
 for a while, the CPU changes its clock. Two habits keep measurements
 comparable: the functions compared run interleaved (one call of each, then
 again, `repeats` times), so a slow spell hits all of them alike, and each is
-summarised by its median. Threads are pinned (`pin_threads`) so an op runs
+summarised by its median (or, on a busy machine, its minimum). Threads are pinned (`pin_threads`) so an op runs
 on a known number of cores and ops run one after another, as the latency
 model assumes (a sum over ops).
 """
 
 import platform
 import time
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
 
-__all__ = ['pin_threads', 'thread_settings', 'describe_device',
+__all__ = ['STATISTICS', 'pin_threads', 'thread_settings', 'describe_device',
            'time_interleaved']
+
+# How the repeats of a call are summarised: the median (the default), or the
+# minimum, the least disturbed run (steadier on a busy machine, where other
+# processes preempt long calls more often than short ones).
+STATISTICS = {'median': np.median, 'min': np.min}
 
 
 def pin_threads(intra_op: int = 1, inter_op: int = 1) -> None:
@@ -73,21 +78,30 @@ def describe_device() -> str:
 
 
 def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
-                     warmup: int = 2) -> np.ndarray:
-  """Median wall time of each call, in ns, measured interleaved.
+                     warmup: int = 2,
+                     on_round: Optional[Callable[[int], None]] = None,
+                     statistic: str = 'median') -> np.ndarray:
+  """Wall time of each call (median of the repeats), in ns, interleaved.
 
   Args:
     calls: functions of no argument (e.g. `lambda: fn(x)`); eager CPU
       execution is synchronous, so a call's time is its work.
     repeats: timed rounds; each round calls every function once.
     warmup: untimed rounds first (tracing, allocator warm-up).
+    on_round: called with the index of each timed round when it ends.
+    statistic: 'median' or 'min' of each call's repeats (see STATISTICS).
 
   Returns:
-    float64 [len(calls)]: the median of each call's times, ns.
+    float64 [len(calls)]: the statistic of each call's times, ns.
 
   Raises:
-    InvalidArgumentError: for repeats < 1 or warmup < 0.
+    InvalidArgumentError: for repeats < 1, warmup < 0 or an unknown
+      statistic.
   """
+  if statistic not in STATISTICS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `statistic`. Expected one of %s. '
+        'Received: statistic=%r' % (', '.join(sorted(STATISTICS)), statistic))
   if repeats < 1 or warmup < 0:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `repeats` or `warmup`. Expected '
@@ -102,4 +116,6 @@ def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
       start = time.perf_counter_ns()
       call()
       times[r, i] = time.perf_counter_ns() - start
-  return np.median(times, axis=0)
+    if on_round is not None:
+      on_round(r)
+  return STATISTICS[statistic](times, axis=0)

@@ -8,8 +8,9 @@ sample is the profile's prediction summed over its ops,
   t = sum over ops of max(a_k x FLOPs, b_k x bytes) + c_k   (k: the op's kind),
 
 and the fit finds a_k, b_k, c_k >= 0 for every kind that minimise the sum of
-squared relative errors (pred - t) / t, so a 50 us layer weighs as much as a
-5 ms one and the per-op overheads c_k are fitted from the small ones. The
+squared relative errors w x (pred - t) / t (w: the sample's weight, 1 by
+default), so a 50 us layer weighs as much as a 5 ms one and the per-op
+overheads c_k are fitted from the small ones. The
 start is the non-negative linear fit of the model with the max replaced by a
 sum (`scipy.optimize.nnls`); `scipy.optimize.least_squares` (trust region
 reflective, bounds >= 0, analytic Jacobian of the piecewise-linear model)
@@ -28,9 +29,10 @@ from morph_net.network_regularizers import latency_profile
 
 __all__ = ['Sample', 'fit_profile', 'predict_sample']
 
-# ops: [(kind, FLOPs, bytes)]; latency_ns: the measured time; label: what ran.
-Sample = collections.namedtuple('Sample', ['ops', 'latency_ns', 'label'],
-                                defaults=('',))
+# ops: [(kind, FLOPs, bytes)]; latency_ns: the measured time; label: what
+# ran; weight: the factor of its relative residual in the least squares.
+Sample = collections.namedtuple(
+    'Sample', ['ops', 'latency_ns', 'label', 'weight'], defaults=('', 1.0))
 
 
 def predict_sample(profile: latency_profile.LatencyProfile,
@@ -47,11 +49,12 @@ def _check_samples(samples: Sequence[Sample]) -> List[str]:
         'measurement. Received: samples=%r' % (samples,))
   kinds = set()
   for sample in samples:
-    if not sample.ops or not sample.latency_ns > 0:
+    if not sample.ops or not sample.latency_ns > 0 or not sample.weight > 0:
       raise errors.InvalidArgumentError(
-          'Invalid sample %r: expected ops and a positive latency_ns. A '
-          'measurement at or below the call overhead cannot be fitted; '
-          'measure with more repeats or a larger batch.' % (sample.label,))
+          'Invalid sample %r: expected ops, a positive latency_ns and a '
+          'positive weight. A measurement at or below the call overhead '
+          'cannot be fitted; measure with more repeats or a larger batch.' %
+          (sample.label,))
     for kind, _, _ in sample.ops:
       if kind not in latency_profile.OP_KINDS:
         raise errors.ProfileError(
@@ -83,6 +86,7 @@ class _Design(object):
     self.flops = np.array([r[2] for r in rows]) / self.flop_unit[self.kind]
     self.bytes = np.array([r[3] for r in rows]) / self.byte_unit[self.kind]
     self.times = np.array([s.latency_ns for s in samples], np.float64)
+    self.weights = np.array([s.weight for s in samples], np.float64)
     self.time_unit = float(np.median(self.times))
     self.num_samples = len(samples)
 
@@ -102,13 +106,13 @@ class _Design(object):
     per_op = np.where(use_compute, compute, memory) + c
     prediction = np.bincount(self.sample, per_op, self.num_samples)
     scaled_times = self.times / self.time_unit
-    residuals = prediction / scaled_times - 1.0
+    residuals = self.weights * (prediction / scaled_times - 1.0)
     jacobian = np.zeros((self.num_samples, x.size))
     for part, values in enumerate((np.where(use_compute, self.flops, 0.0),
                                    np.where(use_compute, 0.0, self.bytes),
                                    np.ones_like(self.flops))):
       np.add.at(jacobian, (self.sample, 3 * self.kind + part), values)
-    return residuals, jacobian / scaled_times[:, None]
+    return residuals, jacobian * (self.weights / scaled_times)[:, None]
 
 
 def _unit(values) -> float:
@@ -140,8 +144,9 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
   from scipy import optimize  # pylint: disable=g-import-not-at-top
   kinds = _check_samples(samples)
   design = _Design(samples, kinds)
-  scaled = design.columns() / (design.times / design.time_unit)[:, None]
-  start, _ = optimize.nnls(scaled, np.ones(design.num_samples))
+  scaled = design.columns() * (
+      design.weights / (design.times / design.time_unit))[:, None]
+  start, _ = optimize.nnls(scaled, design.weights)
   start = np.maximum(start, 1e-6)
   result = optimize.least_squares(
       lambda x: design.residuals_and_jacobian(x)[0], start,
@@ -157,7 +162,7 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
     ops = design.kind == i
     x[3 * i] *= float(np.any(design.flops[ops] > 0))
     x[3 * i + 1] *= float(np.any(design.bytes[ops] > 0))
-  residuals = design.residuals_and_jacobian(x)[0]
+  residuals = design.residuals_and_jacobian(x)[0] / design.weights
   kinds_out = {}
   for i, kind in enumerate(kinds):
     scale = design.time_unit
