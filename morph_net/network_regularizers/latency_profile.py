@@ -288,16 +288,17 @@ def op_features(op: tf.Operation, batch_size: int = 1) -> Tuple[str, float,
   else:
     in_channels = out_channels
   values = []
-  for forms in (cost_forms.flop_forms(op, batch_size),
-                cost_forms.memory_forms(op, batch_size)):
-    value = cost_forms.evaluate(forms, False, in_channels, out_channels,
-                                0.0, 0.0)
+  with op.graph.as_default():  # Unknown sizes make tf.shape ops there.
+    for forms in (cost_forms.flop_forms(op, batch_size),
+                  cost_forms.memory_forms(op, batch_size)):
+      values.append(cost_forms.evaluate(forms, False, in_channels,
+                                        out_channels, 0.0, 0.0))
+  for value in values:
     if not isinstance(value, (int, float)):
       raise errors.UnsupportedGraphError(
           'Op %s (%s) has a spatial size known only at run time; a latency '
           'profile needs static shapes.' % (op.name, op.type))
-    values.append(float(value))
-  return kind, values[0], values[1]
+  return kind, float(values[0]), float(values[1])
 
 
 def _channels(tensor, op) -> int:

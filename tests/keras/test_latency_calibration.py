@@ -76,7 +76,11 @@ def test_calibrate_smoke(tmp_path):
       verbose=0)
   measured = profile.metadata['fit']['samples'] + len(
       profile.metadata['left_out'])
-  assert measured == 4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4
+  # 9 layers at their widths, and the whole model at x1 and x0.5.
+  assert measured == 4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4 + 2
+  assert profile.metadata['whole_model_samples'] == 2
+  labels = [r['label'] for r in profile.metadata['fit']['residuals']]
+  assert 'padded_mobile x0.50' in labels + profile.metadata['left_out']
   assert set(profile.kinds) <= {'conv', 'depthwise', 'mul', 'add',
                                 'activation', 'pad', 'reduce', 'matmul',
                                 'bias_add'}
@@ -164,6 +168,12 @@ def test_time_interleaved_and_thread_errors():
   with pytest.raises(errors.InvalidArgumentError,
                      match='Received: repeats=0, warmup=1'):
     latency_timing.time_interleaved([lambda: None], repeats=0, warmup=1)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match="Expected one of median, min. Received: "
+                     "statistic='mean'"):
+    latency_timing.time_interleaved([lambda: None], 1, statistic='mean')
+  assert latency_timing.time_interleaved(
+      [lambda: None], 3, statistic='min').shape == (1,)
   settings = latency_timing.thread_settings()
   latency_timing.pin_threads(settings['intra_op'], settings['inter_op'])
   with pytest.raises(errors.NotReadyError,

@@ -79,8 +79,9 @@ def test_bad_samples():
                      match='Expected at least one measurement'):
     latency_fit.fit_profile([])
   with pytest.raises(errors.InvalidArgumentError,
-                     match=r"Invalid sample 'relu \[8\]': expected ops and a "
-                     r'positive latency_ns.*call overhead'):
+                     match=r"Invalid sample 'relu \[8\]': expected ops, a "
+                     r'positive latency_ns and a positive weight.*call '
+                     r'overhead'):
     latency_fit.fit_profile([latency_fit.Sample([('activation', 0.0, 64.0)],
                                                 -3.0, 'relu [8]')])
   with pytest.raises(errors.ProfileError,

@@ -242,3 +242,19 @@ def test_op_features_and_forms():
   with pytest.raises(errors.ProfileError, match=r'Op .* \(Placeholder\) is '
                      r'of no latency op kind'):
     latency_profile.op_features(x.op)
+
+
+def test_op_features_need_static_shapes():
+  with tf.Graph().as_default():
+    channels = tf.nn.relu(_v1.placeholder(tf.float32, [1, 4, 4, None]),
+                          name='no_channels')
+    spatial = tf.nn.relu(_v1.placeholder(tf.float32, [1, None, None, 3]),
+                         name='no_size')
+  with pytest.raises(errors.UnsupportedGraphError,
+                     match=r'Op no_channels \(Relu\): tensor no_channels:0 '
+                     r'has no static channel dimension'):
+    latency_profile.op_features(channels.op)
+  with pytest.raises(errors.UnsupportedGraphError,
+                     match=r'Op no_size \(Relu\) has a spatial size known '
+                     r'only at run time; a latency profile needs static'):
+    latency_profile.op_features(spatial.op)
