@@ -2,7 +2,7 @@
 
 A measurement (`Sample`) is the latency of a small program -- one Keras layer
 at some widths, as the calibration runs it -- and the (kind, FLOPs, bytes)
-of every costed op it runs (`latency_profile.op_features`). The model of a
+of every costed op it runs (`profile_resource.op_features`). The model of a
 sample is the profile's prediction summed over its ops,
 
   t = sum over ops of max(a_k x FLOPs, b_k x bytes) + c_k   (k: the op's kind),

@@ -30,7 +30,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.network_regularizers import cost_forms
 from morph_net.network_regularizers import hardware as hardware_lib
-from morph_net.network_regularizers import latency_profile
+from morph_net.network_regularizers import profile_resource
 from morph_net.network_regularizers import op_types
 
 __all__ = [
@@ -215,8 +215,8 @@ def latency_function_factory(hardware, batch_size=1):
     raise errors.InvalidArgumentError(
         'Invalid value for argument `batch_size`. Expected a positive '
         'integer. Received: batch_size=%r' % (batch_size,))
-  if latency_profile.is_profile_argument(hardware):
-    return latency_profile.latency_function_factory(hardware, batch_size)
+  if profile_resource.is_profile_argument(hardware):
+    return profile_resource.latency_function_factory(hardware, batch_size)
   device = hardware_lib.get_hardware(hardware)
   bound_batch_size = batch_size
 
