@@ -99,7 +99,7 @@ def calibrate(model, batch_size: int = 1, repeats: int = 15,
   samples, dropped = [], []
   for variant, latency in zip(variants + wholes, times):
     sample = latency_fit.Sample(variant.ops, latency, variant.label,
-                                1.0 if variant.layer else weight)
+                                1.0 if variant.layer is not None else weight)
     (samples if latency > 0 else dropped).append(sample)
   if dropped:
     logging.warning('%d measurements at or below the call overhead were '

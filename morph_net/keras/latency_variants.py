@@ -43,10 +43,10 @@ DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
 TARGET_BYTES = 4e6
 MAX_COPIES = 16
 
-# A layer rebuilt at some widths: its one-layer model, the input shapes (with
-# batch), a label, the original layer's name, the traced forward pass (a
-# concrete function of the inputs) and the (kind, FLOPs, bytes) of every
-# costed op it runs.
+# A layer (or the whole model) rebuilt at some widths: its model, the input
+# shapes (with batch), a label, the original layer's name (None for the
+# whole model), the traced forward pass (a concrete function of the inputs)
+# and the (kind, FLOPs, bytes) of every costed op it runs.
 Variant = collections.namedtuple(
     'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops'])
 
@@ -123,6 +123,7 @@ def layer_variants(model, batch_size: int = 1,
     rebuilt at other widths keeps the variants that could, with a warning.
 
   Raises:
+    InvalidArgumentError: for a layer input of unknown size.
     UnsupportedModelError: for subclassed models.
   """
   channels = channel_model.analyze(model, layer_rules)

@@ -102,8 +102,6 @@ def is_profile_argument(hardware) -> bool:
       os.path.isfile(hardware))
 
 
-
-
 def latency_function_factory(hardware, batch_size: int = 1):
   """The latency resource function of a measured profile.
 

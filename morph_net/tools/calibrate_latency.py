@@ -2,14 +2,16 @@ r"""Command line: measure a latency profile of this machine on a model's layers.
 
   python -m morph_net.tools.calibrate_latency --model=model.keras \
       --output=device.json [--batch_size=8] [--repeats=15] [--warmup=2] \
-      [--threads=1] [--inter_op_threads=1] [--fractions=1,0.6,0.3]
+      [--threads=1] [--inter_op_threads=1] [--fractions=1,0.6,0.3] \
+      [--statistic=median|min] [--nowhole_model]
 
-Times every costed layer of the model alone at several widths (interleaved
-repeats, medians, a progress bar), fits per op kind
+Times every costed layer of the model alone at several widths, and the
+whole model at the same width fractions (interleaved repeats, medians, a
+progress bar), fits per op kind
 latency = max(ns_per_flop x FLOPs, ns_per_byte x bytes) + overhead_ns, and
 writes the profile JSON atomically with the fit's residuals. Use it with
 `GammaLatencyRegularizer(..., hardware='device.json', batch_size=8)` (or any
-latency regularizer, `StructureCost`, `expand_structure`). Threads are
+latency regularizer, `StructureCost`, `expansion.expand_to_cost`). Threads are
 pinned before TensorFlow starts; calibrate with the thread counts you deploy
 with (1 and 1 by default: steady on a shared machine).
 """
@@ -35,6 +37,10 @@ def define_flags():
                        'one after another, as the latency model sums them).')
   flags.DEFINE_list('fractions', ['1', '0.6', '0.3'], 'Width fractions each '
                     'layer is measured at.')
+  flags.DEFINE_enum('statistic', 'median', ['median', 'min'], 'Summary of '
+                    'the repeats: min is steadier on a busy machine.')
+  flags.DEFINE_boolean('whole_model', True, 'Also time the whole model at '
+                       'each fraction and fit to it (see calibrate).')
   flags.DEFINE_string('input_shape', None, 'Input shape without batch, e.g. '
                       '96,96,3, for a model saved without a static one.')
   flags.mark_flags_as_required(['model', 'output'])
@@ -67,7 +73,8 @@ def main(argv):
     model = keras.models.clone_model(model, input_tensors=keras.Input(shape))
   profile = latency_calibration.calibrate(
       model, batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
-      warmup=FLAGS.warmup, fractions=fractions)
+      warmup=FLAGS.warmup, fractions=fractions, statistic=FLAGS.statistic,
+      whole_model=FLAGS.whole_model)
   latency_calibration.save_profile(profile, FLAGS.output)
   print(latency_calibration.summary(profile))
   print('%s: %d layers of %s calibrated in %.1f s on %s' % (
