@@ -13,6 +13,7 @@ setuptools.setup(
         'tensorflow>=2.21,<2.22',
         'absl-py',
         'numpy',
+        'scipy',  # Latency profile fit (scipy.optimize).
         'gin-config',
         'tensorboard',
     ],

@@ -11,7 +11,8 @@ __all__ = ['Error', 'InvalidArgumentError', 'InvalidArgumentTypeError',
            'AnalysisNotConvergedError', 'MissingDependencyError',
            'KeyLookupError', 'NotReadyError', 'UnsupportedModelError',
            'StructureError', 'MissingWidthError', 'WeightTransferError',
-           'CheckpointMismatchError', 'ResourceNotBoundError']
+           'CheckpointMismatchError', 'ProfileError',
+           'ResourceNotBoundError']
 
 
 class Error(Exception):
@@ -82,6 +83,14 @@ class WeightTransferError(Error, ValueError):
 
 class CheckpointMismatchError(Error, ValueError):
   """A checkpoint does not match the model built to restore it."""
+
+
+class ProfileError(Error, ValueError):
+  """A latency profile is malformed, or lacks an op kind a cost needs.
+
+  The message names the file (if any) and the field, for example
+  `kinds.depthwise.ns_per_byte`, and says how to fix it.
+  """
 
 
 class ResourceNotBoundError(Error, AttributeError):

@@ -17,6 +17,20 @@ only; memory has all three; activation counts an output part. Latency is the
 larger of two forms (compute time, memory time) and its term is the term of
 the larger one.
 
+A form whose `overhead` is a number (not None) is the cost of a launched
+kernel, as a measured latency profile describes it (see `latency_profile`):
+the op runs only if it has an alive output channel, and then costs its
+rate parts plus the fixed overhead,
+
+  cost = [OUT > 0] x (multilinear parts + overhead),
+
+so an op whose channels all died costs nothing, as in the network rebuilt
+without it. The term keeps the multilinear parts only: the indicator and
+the overhead are constant wherever the term has a gradient (every alive
+count above zero), the overhead is saved only when the last channel dies,
+and the rate parts already drive the channels there. The forms of one op
+carry the same overhead, so their max is the max of the rate parts plus it.
+
 Writing the resources this way lets `resource_function` evaluate them per op
 and lets the cost calculator evaluate all ops of a network at once from the
 same coefficients. Coefficients are Python floats when the shapes are static,
@@ -39,19 +53,22 @@ __all__ = [
     'latency_forms',
 ]
 
-Form = collections.namedtuple('Form',
-                              ['bilinear', 'inputs', 'outputs', 'depthwise'])
+Form = collections.namedtuple(
+    'Form', ['bilinear', 'inputs', 'outputs', 'depthwise', 'overhead'],
+    defaults=(None,))
 
 # Inputs that hold no activations: a transposed conv's output shape, batch
 # norm parameters, reduction indices.
-_SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0}
+_SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0,
+                'Pad': 1, 'PadV2': 1, 'MirrorPad': 1}
 _REDUCTION_OP_TYPES = frozenset(['Sum', 'Mean', 'Max', 'Min', 'Prod'])
 
 
 def scale(form: Form, factor) -> Form:
-  """The form times a constant."""
+  """The form times a constant (its overhead too)."""
+  overhead = None if form.overhead is None else form.overhead * factor
   return Form(form.bilinear * factor, form.inputs * factor,
-              form.outputs * factor, form.depthwise)
+              form.outputs * factor, form.depthwise, overhead)
 
 
 def _is_number(value):
@@ -70,7 +87,16 @@ def _cost_and_term(form, num_alive_inputs, num_alive_outputs, reg_inputs,
                             num_alive_outputs * reg_inputs)
   cost += form.inputs * num_alive_inputs + form.outputs * num_alive_outputs
   term += form.inputs * reg_inputs + form.outputs * reg_outputs
+  if form.overhead is not None:
+    cost = (cost + form.overhead) * _any_alive(num_alive_outputs)
   return cost, term
+
+
+def _any_alive(num_alive):
+  """1 if `num_alive` > 0 else 0: a number, or a tensor of its dtype."""
+  if _is_number(num_alive):
+    return 1.0 if num_alive > 0 else 0.0
+  return tf.cast(num_alive > 0, num_alive.dtype)
 
 
 def _float32(value):
@@ -131,6 +157,8 @@ def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
   inputs = np.array([f.inputs for f in forms], np.float64)
   outputs = np.array([f.outputs for f in forms], np.float64)
   depthwise = np.array([bool(f.depthwise) for f in forms])
+  launched = np.array([f.overhead is not None for f in forms])
+  overhead = np.array([f.overhead or 0.0 for f in forms], np.float64)
   cost, term = None, None
   if bilinear.any():
     if not depthwise.any():
@@ -152,6 +180,10 @@ def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
     cost = _accumulate(cost, outputs * alive_out)
     if need_term:
       term = _accumulate(term, outputs * reg_out)
+  if launched.any():  # Cost only; see the module docstring.
+    launched = launched.astype(np.float64)
+    runs = launched * _any_alive(alive_out) + (1.0 - launched)
+    cost = (overhead if cost is None else cost + overhead) * runs
   zeros = tf.zeros_like(alive_out)
   return (zeros if cost is None else cost,
           (zeros if term is None else term) if need_term else None)

@@ -53,9 +53,10 @@ def get_hardware(hardware: Union[str, Hardware, Tuple[float, float]]
   if isinstance(hardware, str):
     if hardware not in PEAK_COMPUTE:
       raise errors.InvalidArgumentError(
-          'Invalid value for argument `hardware`. Expected one of %s, or '
-          'Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s). Received: '
-          'hardware=%r' % (sorted(PEAK_COMPUTE), hardware))
+          'Invalid value for argument `hardware`. Expected one of %s, '
+          'Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s), or a '
+          'measured latency profile (a .json path or a LatencyProfile). '
+          'Received: hardware=%r' % (sorted(PEAK_COMPUTE), hardware))
     return Hardware(float(PEAK_COMPUTE[hardware]),
                     float(MEMORY_BANDWIDTH[hardware]))
   try:

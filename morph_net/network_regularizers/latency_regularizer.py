@@ -1,8 +1,10 @@
 """Network regularizers that target inference latency on a device.
 
 Latency per op is max(compute time, memory time) on the device, in ns; the
-device is a name of `resource_function.PEAK_COMPUTE` or a user's
-`resource_function.Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s)`.
+device is a name of `resource_function.PEAK_COMPUTE`, a user's
+`resource_function.Hardware(peak_compute=GFLOP/s, memory_bandwidth=GB/s)`,
+or a `latency_profile.LatencyProfile` measured on the user's machine (per op
+kind: rates and a fixed per-op overhead; a path to its JSON file works too).
 Each instance's `resource_function` is the latency function bound to its
 hardware and batch size (there is none at class level).
 `LogisticSigmoidLatencyRegularizer` is defined in
@@ -23,11 +25,14 @@ class GammaLatencyRegularizer(resource_regularizer.GammaRegularizer):
   """Latency regularizer whose sources are batch norm gammas.
 
   Args (others: see `resource_regularizer.GammaRegularizer`):
-    hardware: device name (for example 'V100', 'H100') or Hardware tuple.
+    hardware: device name (for example 'V100', 'H100'), Hardware tuple, or
+      a latency profile measured on the device (a `LatencyProfile` or the
+      path of its JSON file, see `latency_profile`).
     batch_size: the inference batch size.
 
   Raises:
     InvalidArgumentError: for an unknown device or a bad batch size.
+    ProfileError: for a profile file that cannot be read.
   """
   name = 'GammaLatency'
   cost_name = 'Latency'
@@ -51,11 +56,14 @@ class GroupLassoLatencyRegularizer(resource_regularizer.GroupLassoRegularizer):
   """Latency regularizer whose sources are conv/matmul weights.
 
   Args (others: see `resource_regularizer.GroupLassoRegularizer`):
-    hardware: device name (for example 'V100', 'H100') or Hardware tuple.
+    hardware: device name (for example 'V100', 'H100'), Hardware tuple, or
+      a latency profile measured on the device (a `LatencyProfile` or the
+      path of its JSON file, see `latency_profile`).
     batch_size: the inference batch size.
 
   Raises:
     InvalidArgumentError: for an unknown device or a bad batch size.
+    ProfileError: for a profile file that cannot be read.
   """
   name = 'GroupLassoLatency'
   cost_name = 'Latency'

@@ -30,6 +30,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.network_regularizers import cost_forms
 from morph_net.network_regularizers import hardware as hardware_lib
+from morph_net.network_regularizers import profile_resource
 from morph_net.network_regularizers import op_types
 
 __all__ = [
@@ -193,24 +194,30 @@ def latency_function_factory(hardware, batch_size=1):
   """Returns the latency resource function of a device.
 
   Args:
-    hardware: a device name of PEAK_COMPUTE, or a Hardware / (GFLOP/s, GB/s)
-      pair.
+    hardware: a device name of PEAK_COMPUTE, a Hardware / (GFLOP/s, GB/s)
+      pair, or a measured `latency_profile.LatencyProfile` (or the path of
+      its JSON file), whose per-op-kind rates and overheads are used instead
+      of a roofline.
     batch_size: the inference batch size the latency is for (positive).
 
   Returns:
     A resource function of the original's six-argument signature (a
     `batch_size` keyword overrides the bound one), with attributes `hardware`
-    (the Hardware tuple), `batch_size`, `costed_op_types` and `forms`.
+    (the Hardware tuple or the LatencyProfile), `batch_size`,
+    `costed_op_types` and `forms`.
 
   Raises:
     InvalidArgumentError: for an unknown device or a non-positive batch size.
+    ProfileError: for a profile file that cannot be read.
   """
-  device = hardware_lib.get_hardware(hardware)
   if isinstance(batch_size, bool) or not isinstance(batch_size, int) or (
       batch_size <= 0):
     raise errors.InvalidArgumentError(
         'Invalid value for argument `batch_size`. Expected a positive '
         'integer. Received: batch_size=%r' % (batch_size,))
+  if profile_resource.is_profile_argument(hardware):
+    return profile_resource.latency_function_factory(hardware, batch_size)
+  device = hardware_lib.get_hardware(hardware)
   bound_batch_size = batch_size
 
   def latency_for_hardware(op, is_regularization, num_alive_inputs,

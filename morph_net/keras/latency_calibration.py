@@ -1,0 +1,145 @@
+"""Calibrating a LatencyProfile on this machine from a Keras model's layers.
+
+    profile = latency_calibration.calibrate(model, batch_size=8)
+    latency_calibration.save_profile(profile, 'device.json')
+    reg = ModelRegularizer(model, GammaLatencyRegularizer,
+                           gamma_threshold=1e-2, hardware='device.json',
+                           batch_size=8)
+
+Every top-level layer of the model that runs costed ops (convolutions,
+dense layers, batch norm, activations, adds, padding, pooling ...; see
+`latency_profile.OP_KINDS`) is rebuilt alone at several widths, and the
+whole model at the same width fractions; all are traced as `tf.function`s
+at the batch size and timed interleaved (`latency_variants`). Layers with
+the same class, configuration and input shapes are measured once.
+`latency_fit.fit_profile` then fits every op kind's rates and per-op
+overhead to all the measurements (each the sum over the ops of its trace),
+and the profile keeps the fit's residuals.
+"""
+
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.keras import latency_timing
+from morph_net.keras import latency_variants
+from morph_net.network_regularizers import latency_fit
+from morph_net.network_regularizers import latency_profile
+from morph_net.structure import atomic_file
+from morph_net.surgery import layer_rules as layer_rules_lib
+
+__all__ = ['calibrate', 'save_profile', 'summary']
+
+
+def calibrate(model, batch_size: int = 1, repeats: int = 15,
+              warmup: int = 2,
+              fractions: Sequence[float] = latency_variants.DEFAULT_FRACTIONS,
+              layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+              verbose: int = 1, statistic: str = 'median',
+              whole_model: bool = True) -> latency_profile.LatencyProfile:
+  """Measures the model's layers on this machine and fits a profile.
+
+  Pin threads first (`latency_timing.pin_threads`) to calibrate for a
+  given thread count; the profile records the settings it ran with.
+
+  Args:
+    model: a built functional or Sequential Keras model with a static input
+      shape (the model the profile will cost, or one with the same layer
+      kinds and sizes).
+    batch_size: the inference batch size to calibrate for.
+    repeats: interleaved timed rounds per layer (medians are used).
+    warmup: untimed rounds per layer.
+    fractions: width fractions each layer is measured at (see
+      `latency_variants.layer_variants`).
+    layer_rules: the layer-rule table (which layers take a width).
+    verbose: 1 shows progress bars (keras.utils.Progbar) while the layers
+      are built and while they are timed; 0 nothing.
+    statistic: 'median' (default) or 'min' of each variant's repeats; use
+      the same when measuring the models the profile predicts.
+    whole_model: also time the whole model rebuilt at each fraction
+      (`latency_variants.model_variants`), interleaved with the layers, and
+      fit to those timings as much as to all layers together (each weighs
+      sqrt(layer samples / model samples)): a layer run alone is not
+      exactly a layer run inside the network (its input cannot be reused
+      in place, the caches hold other data), and these samples tie the
+      profile to what the network takes.
+
+  Returns:
+    The fitted LatencyProfile; its metadata holds the settings, the call
+    overhead, the seconds taken and the fit report (every measurement
+    with its prediction).
+
+  Raises:
+    InvalidArgumentError: for a model without static input shapes or with
+      no costed layer.
+    UnsupportedModelError: for subclassed models.
+  """
+  start = time.time()
+  groups = latency_variants.layer_variants(model, batch_size, fractions,
+                                           layer_rules, verbose)
+  if not groups:
+    raise errors.InvalidArgumentError(
+        'Model %r has no layer that runs a costed op (%s), so there is '
+        'nothing to calibrate.' % (model.name,
+                                   ', '.join(latency_profile.OP_KINDS)))
+  variants = [v for group in groups for v in group]
+  wholes = (latency_variants.model_variants(model, batch_size, fractions,
+                                            layer_rules)
+            if whole_model else [])
+  times, overheads = latency_variants.measure_variants(
+      variants + wholes, repeats, warmup, verbose=verbose,
+      statistic=statistic)
+  call_overhead = overheads.get((1, 1), min(overheads.values()))
+  weight = np.sqrt(len(variants) / float(max(len(wholes), 1)))
+  samples, dropped = [], []
+  for variant, latency in zip(variants + wholes, times):
+    sample = latency_fit.Sample(variant.ops, latency, variant.label,
+                                1.0 if variant.layer is not None else weight)
+    (samples if latency > 0 else dropped).append(sample)
+  if dropped:
+    logging.warning('%d measurements at or below the call overhead were '
+                    'left out of the fit: %s', len(dropped),
+                    ', '.join(s.label for s in dropped))
+  metadata = {
+      'model': model.name, 'threads': latency_timing.thread_settings(),
+      'repeats': repeats, 'warmup': warmup, 'fractions': list(fractions),
+      'statistic': statistic,
+      'layers': len(groups), 'call_overhead_ns': call_overhead,
+      'whole_model_samples': len(wholes),
+      'left_out': [s.label for s in dropped],
+      'tensorflow': tf.__version__, 'keras': keras.__version__,
+  }
+  profile = latency_fit.fit_profile(samples, batch_size,
+                                    latency_timing.describe_device(),
+                                    metadata)
+  profile.metadata['seconds'] = time.time() - start
+  return profile
+
+
+def save_profile(profile: latency_profile.LatencyProfile, path: str) -> str:
+  """Writes the profile JSON atomically (sorted keys, indent 2)."""
+  atomic_file.write_text_atomically(profile.to_json(), path)
+  return path
+
+
+def summary(profile: latency_profile.LatencyProfile) -> str:
+  """A table of the kinds' parameters and fit errors, one line each."""
+  lines = ['%-14s %12s %12s %12s %8s %10s' % (
+      'kind', 'ns/FLOP', 'ns/byte', 'overhead ns', 'samples', 'rms err')]
+  for kind, p in sorted(profile.kinds.items()):
+    fit = profile.fit(kind) or {}
+    lines.append('%-14s %12.4g %12.4g %12.1f %8s %9.1f%%' % (
+        kind, p.ns_per_flop, p.ns_per_byte, p.overhead_ns,
+        fit.get('samples', '-'),
+        100.0 * fit.get('rms_relative_error', float('nan'))))
+  report = profile.metadata.get('fit', {})
+  if report:
+    lines.append('%d measurements, relative error rms %.1f%%, max %.1f%%' % (
+        report['samples'], 100.0 * report['rms_relative_error'],
+        100.0 * report['max_relative_error']))
+  return '\n'.join(lines)

@@ -1,0 +1,87 @@
+r"""Command line: measure a latency profile of this machine on a model's layers.
+
+  python -m morph_net.tools.calibrate_latency --model=model.keras \
+      --output=device.json [--batch_size=8] [--repeats=15] [--warmup=2] \
+      [--threads=1] [--inter_op_threads=1] [--fractions=1,0.6,0.3] \
+      [--statistic=median|min] [--nowhole_model]
+
+Times every costed layer of the model alone at several widths, and the
+whole model at the same width fractions (interleaved repeats, medians, a
+progress bar), fits per op kind
+latency = max(ns_per_flop x FLOPs, ns_per_byte x bytes) + overhead_ns, and
+writes the profile JSON atomically with the fit's residuals. Use it with
+`GammaLatencyRegularizer(..., hardware='device.json', batch_size=8)` (or any
+latency regularizer, `StructureCost`, `expansion.expand_to_cost`). Threads are
+pinned before TensorFlow starts; calibrate with the thread counts you deploy
+with (1 and 1 by default: steady on a shared machine).
+"""
+
+from absl import app
+from absl import flags
+
+__all__ = ['define_flags', 'main']
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the command line flags (only when run as a program)."""
+  flags.DEFINE_string('model', None, 'Saved .keras model whose layers are '
+                      'measured.')
+  flags.DEFINE_string('output', None, 'Where to write the profile JSON.')
+  flags.DEFINE_integer('batch_size', 1, 'Inference batch size.')
+  flags.DEFINE_integer('repeats', 15, 'Interleaved timed rounds per layer.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed rounds per layer.')
+  flags.DEFINE_integer('threads', 1, 'Intra-op threads (0: all cores).')
+  flags.DEFINE_integer('inter_op_threads', 1, 'Inter-op threads (1: ops run '
+                       'one after another, as the latency model sums them).')
+  flags.DEFINE_list('fractions', ['1', '0.6', '0.3'], 'Width fractions each '
+                    'layer is measured at.')
+  flags.DEFINE_enum('statistic', 'median', ['median', 'min'], 'Summary of '
+                    'the repeats: min is steadier on a busy machine.')
+  flags.DEFINE_boolean('whole_model', True, 'Also time the whole model at '
+                       'each fraction and fit to it (see calibrate).')
+  flags.DEFINE_string('input_shape', None, 'Input shape without batch, e.g. '
+                      '96,96,3, for a model saved without a static one.')
+  flags.mark_flags_as_required(['model', 'output'])
+
+
+def _fractions(values):
+  try:
+    fractions = [float(v) for v in values]
+  except ValueError:
+    fractions = []
+  if not fractions or not all(0 < f <= 1 for f in fractions):
+    raise app.UsageError('--fractions must be numbers in (0, 1]; got %s.' %
+                         ','.join(values))
+  return fractions
+
+
+def main(argv):
+  del argv
+  fractions = _fractions(FLAGS.fractions)
+  if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
+    raise app.UsageError('--batch_size and --repeats must be >= 1.')
+  # Threads are fixed before anything runs a TensorFlow op.
+  from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top
+  latency_timing.pin_threads(FLAGS.threads, FLAGS.inter_op_threads)
+  import keras  # pylint: disable=g-import-not-at-top
+  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
+  model = keras.saving.load_model(FLAGS.model, compile=False)
+  if FLAGS.input_shape:
+    shape = tuple(int(d) for d in FLAGS.input_shape.split(','))
+    model = keras.models.clone_model(model, input_tensors=keras.Input(shape))
+  profile = latency_calibration.calibrate(
+      model, batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
+      warmup=FLAGS.warmup, fractions=fractions, statistic=FLAGS.statistic,
+      whole_model=FLAGS.whole_model)
+  latency_calibration.save_profile(profile, FLAGS.output)
+  print(latency_calibration.summary(profile))
+  print('%s: %d layers of %s calibrated in %.1f s on %s' % (
+      FLAGS.output, profile.metadata['layers'], model.name,
+      profile.metadata['seconds'], profile.device))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

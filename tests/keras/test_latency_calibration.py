@@ -1,0 +1,133 @@
+"""Latency calibration on Keras layers, and costs with a measured profile."""
+
+import keras
+import pytest
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.keras import latency_calibration
+from morph_net.keras import latency_timing
+from morph_net.keras import model_regularizer
+from morph_net.keras import structure_cost
+from morph_net.keras import tracing
+from morph_net.network_regularizers import latency_profile
+from morph_net.network_regularizers import profile_resource
+from morph_net.network_regularizers import latency_regularizer
+from morph_net.surgery import rebuild
+from morph_net.testing import latency_models
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+  keras.backend.clear_session()
+  yield
+
+
+
+
+
+
+def test_calibrate_smoke(tmp_path):
+  model = latency_models.padded_mobile_model()
+  profile = latency_calibration.calibrate(
+      model, batch_size=2, repeats=2, warmup=1, fractions=(1.0, 0.5),
+      verbose=0)
+  measured = profile.metadata['fit']['samples'] + len(
+      profile.metadata['left_out'])
+  # 9 layers at their widths, and the whole model at x1 and x0.5.
+  assert measured == 4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4 + 2
+  assert profile.metadata['whole_model_samples'] == 2
+  labels = [r['label'] for r in profile.metadata['fit']['residuals']]
+  assert 'padded_mobile x0.50' in labels + profile.metadata['left_out']
+  assert set(profile.kinds) <= {'conv', 'depthwise', 'mul', 'add',
+                                'activation', 'pad', 'reduce', 'matmul',
+                                'bias_add'}
+  assert profile.batch_size == 2
+  assert profile.metadata['layers'] == 9
+  assert profile.metadata['threads'] == latency_timing.thread_settings()
+  assert profile.metadata['call_overhead_ns'] > 0
+  assert 'intra-op' in profile.device
+  path = latency_calibration.save_profile(profile, str(tmp_path / 'd.json'))
+  assert latency_profile.LatencyProfile.load(path) == profile
+  assert 'kind' in latency_calibration.summary(profile)
+
+
+def test_calibrate_refuses_models_without_costed_layers():
+  inputs = keras.Input((4,))
+  model = keras.Model(inputs, keras.layers.Reshape((2, 2))(inputs))
+  with pytest.raises(errors.InvalidArgumentError,
+                     match="Model '.*' has no layer that runs a costed op"):
+    latency_calibration.calibrate(model, verbose=0)
+
+
+
+
+def _kill(model):
+  """Zeroes gammas: 5 of 8 channels stay in the one group (add, depthwise)."""
+  for bn, keep in (('stem_bn', 5), ('dw_bn', 5), ('project_bn', 5)):
+    gamma = model.get_layer(bn).gamma
+    value = keras.ops.convert_to_numpy(gamma).copy()
+    value[keep:] = 0.0
+    gamma.assign(value)
+
+
+def _predicted_by_hand(model, profile, batch_size):
+  """The profile's prediction summed over the ops of `model`'s trace."""
+  graph = tracing.TracedModel(model).graph
+  total = 0.0
+  for op in graph.get_operations():
+    if latency_profile.op_kind(op.type):
+      kind, flops, num_bytes = profile_resource.op_features(op, batch_size)
+      total += profile.predict(kind, flops, num_bytes)
+  return total
+
+
+def test_cost_is_the_profiles_prediction_of_the_rebuilt_model(tmp_path):
+  model = latency_models.padded_mobile_model()
+  _kill(model)
+  path = str(tmp_path / 'device.json')
+  latency_calibration.save_profile(latency_models.fixed_profile(4), path)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, latency_regularizer.GammaLatencyRegularizer,
+      gamma_threshold=1e-3, hardware=path, batch_size=4)
+  alive = regularizer.alive_counts()
+  assert alive['stem'] == 5 and alive['project'] == 5
+  rebuilt = rebuild.rebuild(model, alive)
+  expected = _predicted_by_hand(rebuilt, latency_models.fixed_profile(), 4)
+  assert float(regularizer.cost()) == pytest.approx(expected, rel=1e-6)
+  # The regularizer's own ops (morph_net_cost/add_3 ...) share the graph
+  # and look like layer 'add''s scope; StructureCost costs the model's ops.
+  coster = structure_cost.StructureCost(regularizer)
+  assert coster(alive) == pytest.approx(expected, rel=1e-6)
+  assert coster({}) == pytest.approx(_predicted_by_hand(
+      model, latency_models.fixed_profile(), 4), rel=1e-6)
+  term = regularizer.term()
+  assert float(term) > 0
+  with tf.GradientTape() as tape:
+    value = regularizer.term()
+  gradient = tape.gradient(value, model.get_layer('stem_bn').gamma)
+  assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
+
+
+def test_time_interleaved_and_thread_errors():
+  calls = []
+  medians = latency_timing.time_interleaved(
+      [lambda: calls.append('a'), lambda: calls.append('b')], repeats=3,
+      warmup=1)
+  assert calls == ['a', 'b'] * 4
+  assert medians.shape == (2,) and (medians > 0).all()
+  with pytest.raises(errors.InvalidArgumentError,
+                     match='Received: repeats=0, warmup=1'):
+    latency_timing.time_interleaved([lambda: None], repeats=0, warmup=1)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match="Expected one of median, min. Received: "
+                     "statistic='mean'"):
+    latency_timing.time_interleaved([lambda: None], 1, statistic='mean')
+  assert latency_timing.time_interleaved(
+      [lambda: None], 3, statistic='min').shape == (1,)
+  settings = latency_timing.thread_settings()
+  latency_timing.pin_threads(settings['intra_op'], settings['inter_op'])
+  with pytest.raises(errors.NotReadyError,
+                     match=r'Cannot pin TensorFlow to 7 intra-op / 5 '
+                     r'inter-op threads: the runtime already runs'):
+    latency_timing.pin_threads(7, 5)
