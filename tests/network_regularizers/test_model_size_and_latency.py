@@ -148,5 +148,7 @@ class ActivationCountTest(tf.test.TestCase):
       cost, term = _evaluate(
           [reg.get_cost(), reg.get_regularization_term()],
           {'a_bn/gamma': [0.5, 0.0, 2.0], 'b_bn/gamma': [0.25, 3.0]})
-    self.assertEqual(16 * 2 + 16 * 2, cost)
-    self.assertAllClose(16 * 2.5 + 16 * 3.25, term)
+    # Alive output channels, as the original's activation_count_function:
+    # the 4x4 output positions do not count.
+    self.assertEqual(2 + 2, cost)
+    self.assertAllClose(2.5 + 3.25, term)

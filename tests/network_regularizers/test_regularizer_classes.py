@@ -30,10 +30,10 @@ CLASSES = {
     lsr.LogisticSigmoidModelSizeRegularizer: (
         'LogisticSigmoidModelSize', 'ModelSize', rf.model_size_function),
     ar.GammaActivationRegularizer: ('GammaActivationCount', 'Activations',
-                                    rf.activation_size_function),
+                                    rf.activation_count_function),
     ar.GroupLassoActivationRegularizer: (
         'GroupLassoActivationCount', 'Activations',
-        rf.activation_size_function),
+        rf.activation_count_function),
 }
 LATENCY_CLASSES = (lr.GammaLatencyRegularizer, lr.GroupLassoLatencyRegularizer,
                    lsr.LogisticSigmoidLatencyRegularizer)
