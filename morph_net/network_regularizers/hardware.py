@@ -1,11 +1,11 @@
 """Devices a latency cost is computed for: peak compute and memory bandwidth.
 
 `PEAK_COMPUTE` (GFLOP/s) and `MEMORY_BANDWIDTH` (GB/s) hold the original
-library's devices with the original's numbers -- K80 and T4 from their data
-sheets, P4, P100, TPUv2 -- except V100, whose peak here is the FP32 peak (the
-original lists 125,000 GFLOP/s, its tensor-core FP16 peak), plus current
-devices (A100, H100, L4 at FP32; TPUv4 at dense bf16). FLOP_LATENCY and
-MEMORY_LATENCY are test devices whose latency is the FLOP count (1 GFLOP/s,
+library's devices with the original's numbers (K80, P4, T4, P100, V100,
+TPUv2; for V100 that is 125,000 GFLOP/s, its tensor-core FP16 peak -- its
+FP32 peak is 15,700; pass `Hardware(15700, 900)` to cost FP32 inference),
+plus current devices (A100, H100, L4 at FP32; TPUv4 at dense bf16).
+FLOP_LATENCY and MEMORY_LATENCY are test devices whose latency is the FLOP count (1 GFLOP/s,
 unlimited bandwidth) or the byte count (1 GB/s, unlimited compute) in ns.
 
 A device that is not in the table is a `Hardware(peak_compute=GFLOP/s,
@@ -23,7 +23,7 @@ Hardware = collections.namedtuple('Hardware',
                                   ['peak_compute', 'memory_bandwidth'])
 
 PEAK_COMPUTE = {  # GFLOP/s.
-    'K80': 8740, 'P4': 5500, 'T4': 8100, 'P100': 9300, 'V100': 15700,
+    'K80': 8740, 'P4': 5500, 'T4': 8100, 'P100': 9300, 'V100': 125000,
     'TPUv2': 22500, 'A100': 19500, 'H100': 67000, 'L4': 30300,
     'TPUv4': 137500, 'FLOP_LATENCY': 1, 'MEMORY_LATENCY': 1e20,
 }
