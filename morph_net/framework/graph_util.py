@@ -16,7 +16,8 @@ from tensorflow.python.framework import tensor_util
 
 __all__ = [
     'describe_op', 'get_constant_value', 'get_num_channels', 'is_channel_axis',
-    'normalize_axis', 'reads_variable', 'skip_forwarding_ops'
+    'is_channel_vector', 'normalize_axis', 'reads_variable',
+    'skip_forwarding_ops'
 ]
 
 # Ops that only forward a value; handlers look through them to find variables.
@@ -84,6 +85,28 @@ def is_channel_axis(axis, rank: Optional[int]) -> bool:
   if int(axis) == -1:
     return True
   return rank is not None and normalize_axis(axis, rank) == rank - 1
+
+
+def is_channel_vector(tensor: tf.Tensor,
+                      channels: Optional[int] = None) -> bool:
+  """Whether a tensor's static shape is [C] or the broadcast shape [1, .., 1, C].
+
+  Per-channel parameters (batch norm scales, gate masks) have these shapes.
+
+  Args:
+    tensor: a tf.Tensor.
+    channels: if given, C must equal it.
+
+  Returns:
+    False for scalars, unknown ranks and unknown leading dimensions.
+  """
+  shape = tensor.shape
+  if not shape.rank:
+    return False
+  dims = shape.as_list()
+  if channels is not None and dims[-1] != channels:
+    return False
+  return all(d == 1 for d in dims[:-1])
 
 
 def skip_forwarding_ops(tensor: tf.Tensor) -> tf.Tensor:

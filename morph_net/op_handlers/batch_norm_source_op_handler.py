@@ -28,14 +28,6 @@ FUSED_BATCH_NORM_TYPES = frozenset(
 _RESHAPE_OP_TYPES = frozenset(['Reshape', 'ExpandDims', 'Squeeze'])
 
 
-def _is_channel_vector(tensor: tf.Tensor) -> bool:
-  """Whether a tensor is [C] or a broadcast shape [1, ..., 1, C]."""
-  shape = tensor.shape
-  if not shape.rank:
-    return False
-  return all(d == 1 for d in shape.as_list()[:-1])
-
-
 def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
   """Follows forwarding ops and [C] <-> [1, .., 1, C] reshapes upwards.
 
@@ -45,8 +37,8 @@ def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
   for _ in range(16):
     tensor = graph_util.skip_forwarding_ops(tensor)
     if (tensor.op.type in _RESHAPE_OP_TYPES and tensor.op.inputs and
-        _is_channel_vector(tensor.op.inputs[0]) and
-        _is_channel_vector(tensor)):
+        graph_util.is_channel_vector(tensor.op.inputs[0]) and
+        graph_util.is_channel_vector(tensor)):
       tensor = tensor.op.inputs[0]
       continue
     return tensor
@@ -77,7 +69,8 @@ def get_gamma(op: tf.Operation) -> Optional[tf.Tensor]:
     return None
   for x, scale in (op.inputs, reversed(op.inputs)):
     if (x.shape.rank is None or x.shape.rank < 2 or
-        not _is_channel_vector(scale) or scale.shape.rank > x.shape.rank):
+        not graph_util.is_channel_vector(scale) or
+        scale.shape.rank > x.shape.rank):
       continue
     if graph_util.reads_variable(_skip_vector_reshapes(x)):
       continue  # moving_mean * scale (a batch norm's shift), not the data.

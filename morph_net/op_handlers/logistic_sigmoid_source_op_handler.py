@@ -1,13 +1,22 @@
 """LogisticSigmoidSourceOpHandler: probabilistic channel gates as sources.
 
-A gate (see `morph_net.probabilistic_gating.activation_gating`) multiplies
-its input x [..., C] by a per-channel mask [C] (or [1, ..., 1, C]) computed
-from a log-odds variable [C]. In the graph it is a `Mul(x, mask)` whose mask
-input derives, through ops on C-element tensors only, from exactly one
-variable read of shape [C], passing a `Sigmoid` (relaxed sample, probability)
-or a `Greater` (hard mask) on the way, and that depends on no data. That structure is what the handler
-matches, in TF1 graphs and in traced Keras graphs (Keras 3 and tf_keras,
-training or inference mode) alike; names are not used.
+Two graph patterns are sources:
+
+* The original MorphNet's: an op of type 'LogisticSigmoidGating' (a graph
+  function; first input the log-odds read [C], output the sampled mask [C]),
+  which `activation_gating._logistic_sigmoid_sample` builds, and so does the
+  gating layer when it trains in a tf.compat.v1 graph. The op groups like an
+  element-wise op; the multiply by its mask is an ordinary grouping op that
+  joins the mask's group with the gated channels, as in the original.
+* This project's: a gate (see `morph_net.probabilistic_gating.
+  activation_gating`) that multiplies its input x [..., C] by a per-channel
+  mask [C] (or [1, ..., 1, C]) computed from a log-odds variable [C]. In the
+  graph it is a `Mul(x, mask)` whose mask input derives, through ops on
+  C-element tensors only, from exactly one variable read of shape [C],
+  passing a `Sigmoid` (relaxed sample, probability) or a `Greater` (hard
+  mask) on the way, and that depends on no data. The handler matches that
+  structure in TF1 graphs and in traced Keras graphs (Keras 3 and tf_keras,
+  training or inference mode) alike; names are not used.
 
 Other `Mul` ops (batch norm scales, squeeze-and-excitation, whose gate depends
 on the batch) behave as grouping ops.
@@ -48,14 +57,6 @@ _DATA_OP_TYPES = frozenset([
 Gate = collections.namedtuple('Gate', ['inputs', 'mask', 'log_odds'])
 
 
-def _is_channel_vector(tensor: tf.Tensor, channels: int) -> bool:
-  """Whether the static shape is [C] or [1, ..., 1, C]."""
-  dims = tensor.shape.as_list() if tensor.shape.rank else None
-  if not dims or dims[-1] != channels:
-    return False
-  return all(d == 1 for d in dims[:-1])
-
-
 def _variable_key(tensor: tf.Tensor) -> str:
   base = graph_util.skip_forwarding_ops(tensor)
   if base.op.type == 'ReadVariableOp':
@@ -92,7 +93,8 @@ def find_log_odds(mask: tf.Tensor) -> Optional[tf.Tensor]:
     The float tensor [C] reading the log-odds variable, when the mask derives
     (through C-element tensors) from exactly one variable, via a Sigmoid or a
     Greater op, and depends on no data (inputs, convolutions, matmuls); None
-    otherwise.
+    otherwise, and None when the mask comes from an op of the original's
+    type 'LogisticSigmoidGating' (that op is the source then).
   """
   channels = mask.shape[-1] if mask.shape.rank else None
   if channels is None:
@@ -100,8 +102,12 @@ def find_log_odds(mask: tf.Tensor) -> Optional[tf.Tensor]:
   stack, visited, variables, saw_mask_op = [mask], set(), {}, False
   while stack:
     tensor = stack.pop()
-    if not _is_channel_vector(tensor, channels) or tensor.op in visited:
+    if (not graph_util.is_channel_vector(tensor, channels) or
+        tensor.op in visited):
       continue
+    if tensor.op.type == ORIGINAL_GATE_OP_TYPE:
+      # The original's gate op is the source; a multiply by its mask groups.
+      return None
     visited.add(tensor.op)
     if len(visited) > _MAX_SEARCH_OPS:
       return None
@@ -140,7 +146,7 @@ def get_gate(op: tf.Operation) -> Optional[Gate]:
   for inputs, mask in (op.inputs, reversed(op.inputs)):
     if (inputs.shape.rank != output.shape.rank or
         graph_util.get_num_channels(inputs) != channels or
-        not _is_channel_vector(mask, channels) or
+        not graph_util.is_channel_vector(mask, channels) or
         mask.shape.rank > inputs.shape.rank):
       continue
     log_odds = find_log_odds(mask)

@@ -16,6 +16,14 @@ with one learned log-odds per channel.
   with `training=False` (how Keras models are analysed) is differentiable with
   respect to the log-odds (straight-through gradient of p).
 
+The log-odds variable is named `mask_logits`, as in the original (the
+layer attribute is `log_odds`, also readable as `logits`). In a
+`tf.compat.v1` graph (not eager, not a traced tf.function) the training
+sample is built as the original built it, by `_logistic_sigmoid_sample`: one
+op of type 'LogisticSigmoidGating' whose first input is the mask_logits read,
+followed by an Identity; graphs written for the original find their sources
+there. Eagerly and in traced functions the sample is plain TF ops.
+
 `LogisticSigmoidRegularizer`s (see
 `morph_net.network_regularizers.logistic_sigmoid_regularizer`) find these gates
 in the graph and regularize the mask (or the probability) weighted by the
@@ -54,6 +62,23 @@ __all__ = [
 # The original's name of the graph-mode sampler.
 _logistic_sigmoid_sample = sampling.logistic_sigmoid_sample
 compute_mask = sampling.compute_mask
+
+
+def _in_tf1_graph():
+  """Whether ops go to a tf.compat.v1 graph (not eager, not a tf.function)."""
+  return (not tf.executing_eagerly() and
+          not tf.compat.v1.get_default_graph().building_function)
+
+
+def _resolve_training(is_training):
+  """`is_training`, with None meaning True in a tf.compat.v1 graph.
+
+  None lets Keras decide (training inside `fit`); a TF1 graph has no such
+  caller, and the original's default there was True.
+  """
+  if is_training is None and _in_tf1_graph():
+    return True
+  return is_training
 
 
 def _annealed_temperature(temperature, annealing_rate, step):
@@ -147,8 +172,9 @@ class LogisticSigmoidGating(keras.layers.Layer):
       initializer = keras.initializers.Constant(float(self.log_odds_init))
     else:
       initializer = keras.initializers.get(self.log_odds_init)
+    # The original's variable name; the attribute keeps this project's name.
     self.log_odds = self.add_weight(
-        name='log_odds', shape=(channels,), initializer=initializer,
+        name='mask_logits', shape=(channels,), initializer=initializer,
         trainable=True, dtype='float32')
     if self.annealing_rate and self._global_step_getter is None:
       self.step = self.add_weight(
@@ -181,10 +207,28 @@ class LogisticSigmoidGating(keras.layers.Layer):
         self.step.assign_add(1)
       if self.annealing_rate:
         temperature = self.temperature_at_step()
+      if _in_tf1_graph():
+        return self._original_training_mask(temperature)
     return compute_mask(
         tf.convert_to_tensor(self.log_odds), training, temperature,
         self.straight_through, self.soft_mask_for_inference,
         self.keep_first_channel_alive, self.seed)
+
+  def _original_training_mask(self, temperature):
+    """The original's TF1 training mask: one 'LogisticSigmoidGating' op.
+
+    The sample is the output of the graph-function op (first input: the
+    mask_logits read), copied by an Identity, then channel 0 forced open; the
+    original's source handler and regularizers key on that op.
+    """
+    sample = _logistic_sigmoid_sample(
+        tf.convert_to_tensor(self.log_odds), temperature,
+        self.straight_through, seed=self.seed)
+    mask = tf.identity(sample)
+    if self.keep_first_channel_alive:
+      first = tf.one_hot(0, int(self.log_odds.shape[0]), dtype=tf.float32)
+      mask = tf.maximum(mask, first)
+    return mask
 
   def get_mask(self, training=False):
     """Returns the [C] mask a call with `training` would apply."""
@@ -243,7 +287,8 @@ def logistic_sigmoid_gating(inputs,
     inputs: the tensor to gate.
     axis: the channel axis.
     is_training: True or False fixes the mode for this call site; None lets
-      Keras decide (training inside `fit`, inference otherwise).
+      Keras decide (training inside `fit`, inference otherwise), except in a
+      tf.compat.v1 graph, where None means True (the original's default).
     temperature: temperature of the relaxed sample.
     straight_through: forward hard samples with relaxed gradients.
     log_odds_init: initial log-odds, number or Keras initializer.
@@ -264,6 +309,7 @@ def logistic_sigmoid_gating(inputs,
       soft_mask_for_inference=soft_mask_for_inference,
       keep_first_channel_alive=keep_first_channel_alive,
       annealing_rate=annealing_rate, global_step=global_step, name=scope)
+  is_training = _resolve_training(is_training)
   if is_training is None:
     return layer(inputs)
   return layer(inputs, training=is_training)
@@ -344,9 +390,10 @@ def gated_batch_norm(gating_fn: Callable = logistic_sigmoid_gating,
 
   def batch_norm(inputs, **batch_norm_kwargs):
     layer = keras.layers.BatchNormalization(axis=axis, **batch_norm_kwargs)
-    if is_training is None:
+    training = _resolve_training(is_training)
+    if training is None:
       return layer(inputs)
-    return layer(inputs, training=is_training)
+    return layer(inputs, training=training)
 
   return add_gating_to_fn(batch_norm, gating_fn, axis, is_training,
                           **kwargs_for_gating_fn)

@@ -67,6 +67,8 @@ def test_gradient_reaches_log_odds_through_found_tensor():
 
 
 def test_finds_gates_in_tf1_graph():
+  # Training in a TF1 graph builds the original's pattern (a
+  # LogisticSigmoidGating op, the source); inference builds a gating Mul.
   graph = tf.Graph()
   with graph.as_default():
     x = tf.compat.v1.placeholder(tf.float32, [2, 6, 6, 3])
@@ -76,13 +78,18 @@ def test_finds_gates_in_tf1_graph():
     y = tf1_layers.conv2d(y, 3, 3, name='conv2')
     y = ag.logistic_sigmoid_gating(y, -1, False, scope='gate2')
     log_odds = [v for v in tf.compat.v1.global_variables()
-                if 'log_odds' in v.name]
-  gates = _gate_ops(graph)
-  assert [op.name.split('/')[0][:5] for op in gates] == ['gate1', 'gate2']
-  for op, variable in zip(gates, log_odds):
-    read = ls.get_gate(op).log_odds
+                if 'mask_logits' in v.name]
+  handler = ls.LogisticSigmoidSourceOpHandler()
+  sources = [op for op in graph.get_operations() if handler.is_source(op)]
+  assert [(op.name.split('/')[0][:5], op.type) for op in sources] == [
+      ('gate1', 'LogisticSigmoidGating'), ('gate2', 'Mul')]
+  original, gate2 = sources
+  reads = [original.inputs[0], ls.get_gate(gate2).log_odds]
+  for read, variable in zip(reads, log_odds):
     assert read.op.type == 'ReadVariableOp'
     assert read.op.inputs[0].op is variable.handle.op
+  # The multiply by the original op's mask is a grouping op, not a gate.
+  assert [op.name.split('/')[0][:5] for op in _gate_ops(graph)] == ['gate2']
 
 
 def test_raw_tf1_gate_pattern_and_lookalikes():

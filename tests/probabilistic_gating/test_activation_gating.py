@@ -296,3 +296,29 @@ def test_tf_keras_legacy_mode(tmp_path):
                           capture_output=True, text=True, timeout=240,
                           check=False)
   assert 'LEGACY_OK' in result.stdout, result.stderr[-3000:]
+
+
+def test_tf1_graph_training_default_and_original_op():
+  # In a TF1 graph an unset mode means training (the original's default), and
+  # the training sample is the original's single LogisticSigmoidGating op,
+  # fed by the mask_logits read and copied by an Identity.
+  graph = tf.Graph()
+  with graph.as_default():
+    inputs = tf.ones([1, 4, 4, 3])
+    outputs = ag.gated_relu_activation(log_odds_init=20.0)(inputs)
+    gating = [op for op in graph.get_operations()
+              if op.type == 'LogisticSigmoidGating']
+    assert len(gating) == 1
+    read = gating[0].inputs[0]
+    assert read.op.type == 'ReadVariableOp'
+    assert read.op.inputs[0].op.name.endswith('mask_logits')
+    assert [c.type for c in gating[0].outputs[0].consumers()] == ['Identity']
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      np.testing.assert_array_equal(session.run(outputs), np.ones([1, 4, 4, 3]))
+  # A fixed mode is kept: inference builds no sampling op.
+  graph = tf.Graph()
+  with graph.as_default():
+    ag.logistic_sigmoid_gating(tf.ones([1, 4, 4, 3]), -1, False)
+    assert not [op for op in graph.get_operations()
+                if op.type == 'LogisticSigmoidGating']
