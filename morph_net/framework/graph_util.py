@@ -15,8 +15,8 @@ import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
 __all__ = [
-    'describe_op', 'get_constant_value', 'get_num_channels', 'is_channel_axis',
-    'is_channel_vector', 'normalize_axis', 'reads_variable',
+    'describe_op', 'get_constant_value', 'get_num_channels', 'holds_weights',
+    'is_channel_axis', 'is_channel_vector', 'normalize_axis', 'reads_variable',
     'skip_forwarding_ops'
 ]
 
@@ -153,6 +153,28 @@ def reads_variable(tensor: tf.Tensor) -> bool:
       return False
     tensor = op.inputs[0]
   return False
+
+
+def holds_weights(tensor: tf.Tensor) -> bool:
+  """Whether a conv or matmul operand is weights rather than an activation.
+
+  Weights are variable reads (see `reads_variable`) or constants: a frozen
+  graph's kernels, or a kernel written as `tf.ones(...)` (a Const, or a Fill
+  of constants) -- the original treated every Conv2D as a weighted source.
+  Placeholders and computed tensors are activations.
+
+  Args:
+    tensor: a tf.Tensor (input 1 of a conv or matmul).
+
+  Returns:
+    True for variable reads and constants.
+  """
+  if reads_variable(tensor):
+    return True
+  op = skip_forwarding_ops(tensor).op
+  if op.type == 'Const':
+    return True
+  return op.type == 'Fill' and all(t.op.type == 'Const' for t in op.inputs)
 
 
 def describe_op(op: tf.Operation) -> str:

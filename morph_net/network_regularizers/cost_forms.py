@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import graph_util
 from morph_net.network_regularizers import op_types as cc
 
 __all__ = [
@@ -298,13 +299,13 @@ def num_weights_coeff(op: tf.Operation) -> float:
 
   Returns:
     The kernel size for convs (divided by the groups of a grouped conv), 1
-    for matmuls with variable weights, 0 for matmuls of two activations and
-    for other ops.
+    for matmuls with weights (a variable or a constant), 0 for matmuls of two
+    activations and for other ops.
   """
   if not is_flop_op(op):
     return 0.0
   if op.type in cc.MATMUL_OP_TYPES:
-    return 1.0 if cc.reads_variable(op.inputs[1]) else 0.0
+    return 1.0 if graph_util.holds_weights(op.inputs[1]) else 0.0
   return float(_kernel_size(op)) / _group_count(op)
 
 

@@ -235,7 +235,7 @@ class GroupLassoRegularizer(ResourceRegularizer):
         regularizer_decorator=regularizer_decorator,
         decorator_parameters=decorator_parameters,
         source_description='Conv2D, Conv3D, transposed conv or MatMul op '
-        'with variable weights', batch_size=batch_size)
+        'with weights (a variable or a constant)', batch_size=batch_size)
 
 
 def _decorate_sources(op_handler_dict, regularizer_decorator,

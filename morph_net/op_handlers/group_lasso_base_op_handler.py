@@ -24,8 +24,9 @@ class GroupLassoBaseSourceOpHandler(
   """Source handler regularizing output channels by their weights' norm.
 
   Grouping is that of OutputNonPassthroughOpHandler, after the op's slices
-  get groups of their own as sources. Ops whose weights are not read from a
-  variable (for example a matmul of two activations) are not sources.
+  get groups of their own as sources. Ops whose second input is neither a
+  variable nor a constant (for example a matmul of two activations) are not
+  sources.
 
   Args:
     threshold: alive threshold on the group-lasso norm.
@@ -45,7 +46,7 @@ class GroupLassoBaseSourceOpHandler(
     return True
 
   def is_source(self, op):
-    return len(op.inputs) > 1 and graph_util.reads_variable(op.inputs[1])
+    return len(op.inputs) > 1 and graph_util.holds_weights(op.inputs[1])
 
   def assign_grouping(self, op, op_reg_manager):
     """Makes the op's slices sources, then groups it with its outputs.

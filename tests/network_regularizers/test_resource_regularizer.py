@@ -63,6 +63,27 @@ class NoSourceTest(tf.test.TestCase):
     self.assertIn('GroupLassoModelSizeRegularizer', message)
     self.assertIn("'product' (MatMul)", message)
 
+  def test_group_lasso_constant_kernels_are_weights(self):
+    # As in the original, a conv whose kernel is a constant (a frozen graph,
+    # tf.ones) is a group lasso source; so is a matmul by a constant.
+    with tf.Graph().as_default():
+      image = tf.constant(0.0, shape=[1, 3, 3, 3])
+      conv = tf.nn.conv2d(image, tf.ones([1, 1, 3, 2]), [1, 1, 1, 1], 'SAME')
+      flops = flop_regularizer.GroupLassoFlopsRegularizer([conv.op], 0.1)
+      x = _v1.placeholder(tf.float32, [1, 4])
+      product = tf.matmul(x, tf.ones([4, 3]))
+      size = model_size_regularizer.GroupLassoModelSizeRegularizer(
+          [product.op], 0.1)
+      self.assertTrue(flops.op_regularizer_manager.is_source_op(conv.op))
+      cost, term, weights = _evaluate(
+          [flops.get_cost(), flops.get_regularization_term(), size.get_cost()])
+    # 2 x 9 positions x 1x1 kernel FLOPs per channel pair; every filter's
+    # group lasso norm (root mean square of its weights) is 1, above the
+    # threshold.
+    self.assertEqual(18 * 3 * 2, cost)
+    self.assertAllClose(18 * 3 * (1.0 + 1.0), term)
+    self.assertEqual(4 * 3, weights)
+
   def test_group_lasso_on_network_without_scale(self):
     with tf.Graph().as_default():
       x = _v1.placeholder(tf.float32, [1, 4, 4, 2])
