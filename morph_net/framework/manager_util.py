@@ -297,27 +297,20 @@ def check_force_group(regex, matched, op_slice_dict, analysed):
 def check_blacklist_used(blacklist, used, analysed):
   """Raises if a regularizer_blacklist regex matched no analysed op.
 
-  The message is the original's, word for word (its tests compare it
-  literally); the analysed ops and the fix are attached as an exception note
-  (PEP 678), which tracebacks print under the message.
-
   Args:
     blacklist: list of regexes.
     used: set of the regexes that matched some group.
-    analysed: the analysed ops, for the note.
+    analysed: the analysed ops, for the message.
 
   Raises:
     InvalidArgumentError: naming the first unused regex.
   """
   for regex in blacklist:
     if regex not in used:
-      error = errors.InvalidArgumentError(
-          'Blacklist regex never used: %r.' % regex)
-      error.add_note(
+      raise errors.InvalidArgumentError(
           'regularizer_blacklist regex %r matches no op between the '
           'boundaries (%d ops, for example %s). Fix the regex or remove it.'
           % (regex, len(analysed), _example_names(analysed)))
-      raise error
 
 
 def not_converged_error(queue, reason):

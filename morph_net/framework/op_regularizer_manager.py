@@ -51,9 +51,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
 
   Args:
     output_boundary: list of tf.Operation where the analysis starts (for
-      example `[logits.op]`). It may be empty, as in the original: the manager
-      then holds no ops, and a caller (a handler test, a custom analysis)
-      groups slices itself through `group_op_slices` and `slice_op`.
+      example `[logits.op]`).
     op_handler_dict: mapping from op type to OpHandler. A plain dict must hold
       every op type met; `op_handlers.OpHandlerDict` (what the registry
       factories return) and `collections.defaultdict` answer unknown types.
@@ -89,8 +87,8 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     force_group = manager_util.check_regex_list(force_group, 'force_group')
     blacklist = manager_util.check_regex_list(regularizer_blacklist,
                                               'regularizer_blacklist')
-    output_boundary = manager_util.check_boundary(output_boundary,
-                                                  'output_boundary')
+    output_boundary = manager_util.check_boundary(
+        output_boundary, 'output_boundary', allow_empty=False)
     input_boundary = manager_util.check_boundary(input_boundary,
                                                  'input_boundary')
     if op_handler_dict is None:

@@ -96,14 +96,3 @@ class NoSourceTest(tf.test.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
-
-
-class BoundaryTest(tf.test.TestCase):
-
-  def test_empty_output_boundary(self):
-    with tf.Graph().as_default():
-      with self.assertRaises(errors.InvalidArgumentError) as context:
-        flop_regularizer.GammaFlopsRegularizer([], gamma_threshold=1e-3)
-    self.assertIn('Invalid value for argument `output_boundary`. Expected a '
-                  'non-empty list of tf.Operation (for example '
-                  '`[logits.op]`).', str(context.exception))
