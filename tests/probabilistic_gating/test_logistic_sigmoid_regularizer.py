@@ -150,54 +150,52 @@ def test_regularizer_decorator_scales_the_term():
   assert term == 0.5 * CONV3X3 * (3 * 3 + 2 * 3 * 3)
 
 
-def test_tf1_graph_costs():
+def _tf1_chain_cost(training, gate1, gate2, keep_second_alive=True):
+  """conv1 (4) -> gate1 -> conv2 (6) -> gate2 in a TF1 graph.
+
+  Gate 1 never keeps its first channel alive; gate 2 does by default.
+
+  Returns:
+    (cost with the gates' log-odds set to gate1 and gate2, the source ops
+    as (scope, op type)).
+  """
   graph = tf.Graph()
   with graph.as_default():
     x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3])
     y = tf1_layers.conv2d(x, 4, 3, name='conv1')
-    y = ag.logistic_sigmoid_gating(y, -1, False, scope='gate1',
+    y = ag.logistic_sigmoid_gating(y, -1, training, scope='gate1',
                                    keep_first_channel_alive=False)
     y = tf1_layers.conv2d(y, 6, 3, name='conv2')
-    y = ag.logistic_sigmoid_gating(y, -1, False, scope='gate2')
+    y = ag.logistic_sigmoid_gating(y, -1, training, scope='gate2',
+                                   keep_first_channel_alive=keep_second_alive)
     reg = lsr.LogisticSigmoidFlopsRegularizer([y.op], input_boundary=[x.op])
+    manager = reg.op_regularizer_manager
+    sources = [(op.name.split('/')[0][:5], op.type) for op in manager.ops
+               if manager.is_source_op(op)]
     cost = reg.get_cost()
     gates = {v.name.split('/')[0]: v for v in tf.compat.v1.global_variables()
              if 'mask_logits' in v.name}
-    assigns = [gates['gate1'].assign([S, O, S, O]),
-               gates['gate2'].assign([S] * 6)]
+    assigns = [gates['gate1'].assign(gate1), gates['gate2'].assign(gate2)]
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.global_variables_initializer())
       session.run(assigns)
-      # Gate 2 keeps its first channel alive (the default).
-      assert session.run(cost) == CONV3X3 * (3 * 2 + 2 * 1)
+      return session.run(cost), sources
+
+
+def test_tf1_graph_costs():
+  cost, _ = _tf1_chain_cost(False, [S, O, S, O], [S] * 6)
+  # Gate 2 keeps its first channel alive (the default).
+  assert cost == CONV3X3 * (3 * 2 + 2 * 1)
 
 
 def test_tf1_training_gates_are_the_original_ops():
   # Training in a TF1 graph: the sources are the original's
   # LogisticSigmoidGating ops, and the sampled mask gives the alive counts.
-  graph = tf.Graph()
-  with graph.as_default():
-    x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3])
-    y = tf1_layers.conv2d(x, 4, 3, name='conv1')
-    y = ag.logistic_sigmoid_gating(y, -1, True, scope='gate1',
-                                   keep_first_channel_alive=False)
-    y = tf1_layers.conv2d(y, 6, 3, name='conv2')
-    y = ag.logistic_sigmoid_gating(y, -1, True, scope='gate2',
-                                   keep_first_channel_alive=False)
-    reg = lsr.LogisticSigmoidFlopsRegularizer([y.op], input_boundary=[x.op])
-    manager = reg.op_regularizer_manager
-    sources = [op for op in manager.ops if manager.is_source_op(op)]
-    assert [(op.name.split('/')[0][:5], op.type) for op in sources] == [
-        ('gate1', 'LogisticSigmoidGating'), ('gate2', 'LogisticSigmoidGating')]
-    cost = reg.get_cost()
-    gates = {v.name.split('/')[0]: v for v in tf.compat.v1.global_variables()
-             if 'mask_logits' in v.name}
-    assigns = [gates['gate1'].assign([S, O, S, O]),
-               gates['gate2'].assign([O, O, S, S, S, O])]
-    with tf.compat.v1.Session() as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      session.run(assigns)
-      assert session.run(cost) == CONV3X3 * (3 * 2 + 2 * 3)
+  cost, sources = _tf1_chain_cost(True, [S, O, S, O], [O, O, S, S, S, O],
+                                  keep_second_alive=False)
+  assert sources == [('gate1', 'LogisticSigmoidGating'),
+                     ('gate2', 'LogisticSigmoidGating')]
+  assert cost == CONV3X3 * (3 * 2 + 2 * 3)
 
 
 def test_no_gate_error_tells_what_to_add():
