@@ -20,12 +20,14 @@ from morph_net.op_handlers import leaf_op_handler
 from morph_net.op_handlers import logistic_sigmoid_source_op_handler
 from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.op_handlers import output_non_passthrough_op_handler
+from morph_net.op_handlers import reshape_op_handler
 from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
 __all__ = [
     'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
     'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
+    'RESHAPE_OP_TYPES',
     'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
     'get_group_lasso_op_handler_dict', 'get_logistic_sigmoid_op_handler_dict'
 ]
@@ -39,7 +41,7 @@ ELEMENTWISE_OP_TYPES = (
     'Pow', 'PreventGradient', 'ReadVariableOp', 'RealDiv', 'Reciprocal', 'Relu',
     'Relu6', 'Round', 'Rsqrt', 'Selu', 'Select', 'SelectV2', 'Sigmoid', 'Sign',
     'Snapshot', 'Softmax', 'Softplus', 'Softsign', 'Sqrt', 'Square',
-    'SquaredDifference', 'Squeeze', 'StopGradient', 'Sub', 'Switch', 'Tanh',
+    'SquaredDifference', 'StopGradient', 'Sub', 'Switch', 'Tanh',
     'FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3', 'Sin', 'Cos')
 # Ops that group only their first input (the others are sizes or paddings).
 FIRST_INPUT_OP_TYPES = (
@@ -55,7 +57,7 @@ REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
 LEAF_OP_TYPES = (
     'ArgMax', 'ArgMin', 'Const', 'Fill', 'Gather', 'GatherV2', 'OneHot',
     'Pack', 'Placeholder', 'PlaceholderWithDefault', 'RandomStandardNormal',
-    'RandomUniform', 'RandomUniformInt', 'Range', 'Rank', 'Reshape', 'Shape',
+    'RandomUniform', 'RandomUniformInt', 'Range', 'Rank', 'Shape',
     'ShapeN', 'Size', 'SpaceToDepth', 'StatelessRandomUniformV2',
     'StatelessRandomNormalV2', 'TruncatedNormal', 'Unpack', 'VarHandleOp',
     'VariableV2', 'ZerosLike', 'OnesLike', 'NoOp', '_Arg', 'Equal', 'Greater',
@@ -64,8 +66,11 @@ LEAF_OP_TYPES = (
     'TensorArrayGatherV3')
 NON_PASSTHROUGH_OP_TYPES = (
     'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
-    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'ExpandDims', 'MatMul',
-    'Transpose')
+    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul', 'Transpose')
+# Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
+# that start a new channel space.
+RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
+                    'Squeeze': 'grouping'}
 
 
 class OpHandlerDict(dict):
@@ -108,6 +113,11 @@ def _get_base_op_handler_dict():
   handlers.update((t, reduction) for t in REDUCTION_OP_TYPES)
   handlers.update((t, leaf) for t in LEAF_OP_TYPES)
   handlers.update((t, non_passthrough) for t in NON_PASSTHROUGH_OP_TYPES)
+  fallbacks = {'leaf': leaf, 'non_passthrough': non_passthrough,
+               'grouping': grouping}
+  handlers.update(
+      (t, reshape_op_handler.ReshapeOpHandler(fallbacks[kind]))
+      for t, kind in RESHAPE_OP_TYPES.items())
   concat = concat_op_handler.ConcatOpHandler()
   split = split_op_handler.SplitOpHandler()
   slicing = slice_op_handler.SliceOpHandler()
