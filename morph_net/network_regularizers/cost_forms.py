@@ -44,10 +44,12 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import graph_util
 from morph_net.network_regularizers import op_types as cc
 
 __all__ = [
-    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op', 'spatial_size', 'flop_coeff',
+    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op',
+    'matmul_rows_per_example', 'spatial_size', 'flop_coeff',
     'num_weights_coeff', 'flop_forms', 'model_size_forms',
     'activation_count_forms', 'activation_size_forms', 'memory_forms',
     'latency_forms',
@@ -263,6 +265,43 @@ def _group_count(op):
   return max(1, channels // kernel_in)
 
 
+def matmul_rows_per_example(op: tf.Operation) -> int:
+  """Rows a MatMul multiplies per example.
+
+  A Dense layer on a rank >= 3 input (Keras' Tensordot) reshapes
+  [batch, d1, ..., dk, C] to [batch x d1 x ... x dk, C] before its MatMul,
+  so each example contributes d1 x ... x dk rows; other MatMuls take one row
+  per example.
+
+  Args:
+    op: a MatMul tf.Operation.
+
+  Returns:
+    The product of the leading non-batch dimensions merged into the rows, or
+    1.
+
+  Raises:
+    UnsupportedGraphError: if those dimensions are not static.
+  """
+  rows = graph_util.skip_forwarding_ops(op.inputs[0])
+  if rows.op.type != 'Reshape' or rows.shape.rank != 2:
+    return 1
+  value = rows.op.inputs[0]
+  if (value.shape.rank is None or value.shape.rank < 3 or
+      graph_util.get_num_channels(value) is None or
+      graph_util.get_num_channels(value) !=
+      graph_util.get_num_channels(rows)):
+    return 1
+  dims = value.shape.as_list()[1:-1]
+  if None in dims:
+    raise errors.UnsupportedGraphError(
+        'Op %s multiplies rows reshaped from %s (shape %s), whose positions '
+        'per example are not static, so its cost cannot be computed. Build '
+        'the model with a fixed input size.' % (
+            graph_util.describe_op(op), value.name, value.shape))
+  return math.prod(dims)
+
+
 def flop_coeff(op: tf.Operation):
   """FLOPs per (input channel, output channel) pair, for one example.
 
@@ -273,14 +312,15 @@ def flop_coeff(op: tf.Operation):
     2 x output spatial size x kernel size for Conv2D / Conv3D (divided by the
     groups of a grouped conv); 2 x input spatial size x kernel size for
     transposed convs (their input is the small side); 2 x output spatial size
-    x kernel size per output channel for depthwise convs; 2 for MatMul (2 x
-    rows per example for batched matmuls); 0 for other ops. A float, or a
+    x kernel size per output channel for depthwise convs; 2 x rows per
+    example for matmuls (`matmul_rows_per_example`; for batched matmuls the
+    output's positions); 0 for other ops. A float, or a
     float32 tensor when a spatial size is only known at run time.
   """
   if not is_flop_op(op):
     return 0.0
   if op.type == 'MatMul':
-    return 2.0
+    return 2.0 * matmul_rows_per_example(op)
   if op.type in cc.MATMUL_OP_TYPES:
     return 2.0 * spatial_size(op.outputs[0])
   if op.type in cc.CONV_TRANSPOSE_OP_TYPES:

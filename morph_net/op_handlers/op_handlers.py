@@ -66,11 +66,11 @@ LEAF_OP_TYPES = (
     'TensorArrayGatherV3')
 NON_PASSTHROUGH_OP_TYPES = (
     'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
-    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul', 'Transpose')
+    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul')
 # Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
 # that start a new channel space.
 RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
-                    'Squeeze': 'grouping'}
+                    'Squeeze': 'grouping', 'Transpose': 'non_passthrough'}
 
 
 class OpHandlerDict(dict):

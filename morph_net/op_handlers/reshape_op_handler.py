@@ -1,5 +1,10 @@
 """ReshapeOpHandler: reshapes that keep or repeat the channel axis.
 
+A Transpose whose permutation leaves the last axis last keeps every
+channel, and groups like an element-wise op with its first input (Keras 3's
+Tensordot transposes its input, with the identity permutation when the
+batch is unknown); other permutations start a new channel space.
+
 Reshape, ExpandDims and Squeeze move no element: in row-major order the
 flat index of an element is position x C + channel. Comparing the static
 last dimensions of the input (C) and the output (D) tells how channels map:
@@ -38,7 +43,7 @@ def channel_repeats(op):
   """How many times `op`'s output repeats its input's channels.
 
   Args:
-    op: a Reshape, ExpandDims or Squeeze tf.Operation.
+    op: a Reshape, ExpandDims, Squeeze or Transpose tf.Operation.
 
   Returns:
     1 when the output channels are the input channels, P > 1 when the output
@@ -46,6 +51,8 @@ def channel_repeats(op):
   """
   if not op.inputs or not op.outputs:
     return None
+  if op.type == 'Transpose':
+    return 1 if _keeps_last_axis(op) else None
   value, output = op.inputs[0], op.outputs[0]
   in_channels = graph_util.get_num_channels(value)
   out_channels = graph_util.get_num_channels(output)
@@ -60,6 +67,14 @@ def channel_repeats(op):
         in_positions != out_positions * repeats):
       return None
   return repeats
+
+
+def _keeps_last_axis(op):
+  """Whether a Transpose's constant permutation ends with the last axis."""
+  perm = graph_util.get_constant_value(op.inputs[1])
+  rank = op.inputs[0].shape.rank
+  return (perm is not None and rank is not None and perm.size == rank and
+          int(perm.reshape(-1)[-1]) == rank - 1)
 
 
 def _positions(tensor):
