@@ -163,8 +163,12 @@ class CostCalculator(object):
   def _row(self, op):
     """(forms or None, input Ref, output Ref) of a costed op, or None."""
     if op not in self._rows:
-      self._rows[op] = (self._make_row(op)
-                        if op.type in self._costed_types else None)
+      # A call whose body is not one conv or matmul is not costed (its
+      # handler warned, naming it).
+      readable = (op.type not in op_types.CALL_OP_TYPES or
+                  op_types.costed_op(op) is not op)
+      self._rows[op] = (self._make_row(op) if readable and
+                        op.type in self._costed_types else None)
     return self._rows[op]
 
   def _make_row(self, op):

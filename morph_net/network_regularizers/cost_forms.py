@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import function_calls
 from morph_net.framework import graph_util
 from morph_net.network_regularizers import op_types as cc
 
@@ -223,6 +224,8 @@ def evaluate_rows(forms_per_row, is_regularization, alive_in, alive_out,
 def is_flop_op(op: tf.Operation) -> bool:
   """Whether `op` does multiply-adds over channels (convs and matmuls).
 
+  A call op does when its body is one conv or matmul (`op_types.costed_op`).
+
   Raises:
     InvalidArgumentError: if `op` is not a tf.Operation.
   """
@@ -230,7 +233,13 @@ def is_flop_op(op: tf.Operation) -> bool:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `op`. Expected a tf.Operation. Received: '
         '%r (%s)' % (op, type(op).__name__))
+  if op.type in cc.CALL_OP_TYPES:
+    return cc.costed_op(op) is not op
   return op.type in cc.WEIGHTED_OP_TYPES
+
+
+def _is_depthwise(op):
+  return cc.costed_op(op).type in cc.DEPTHWISE_OP_TYPES
 
 
 def _kernel_size(op):
@@ -319,15 +328,22 @@ def flop_coeff(op: tf.Operation):
   """
   if not is_flop_op(op):
     return 0.0
-  if op.type == 'MatMul':
-    return 2.0 * matmul_rows_per_example(op)
-  if op.type in cc.MATMUL_OP_TYPES:
-    return 2.0 * spatial_size(op.outputs[0])
-  if op.type in cc.CONV_TRANSPOSE_OP_TYPES:
+  inner = cc.costed_op(op)  # The op itself, or the op a call runs.
+  output = op.outputs[0] if inner is op else _call_output(op)
+  if inner.type == 'MatMul':
+    return 2.0 * matmul_rows_per_example(inner)
+  if inner.type in cc.MATMUL_OP_TYPES:
+    return 2.0 * spatial_size(output)
+  if inner.type in cc.CONV_TRANSPOSE_OP_TYPES:
     spatial = spatial_size(cc.get_input_activation(op))
   else:
-    spatial = spatial_size(op.outputs[0])
-  return 2.0 * spatial * _kernel_size(op) / _group_count(op)
+    spatial = spatial_size(output)
+  return 2.0 * spatial * _kernel_size(inner) / _group_count(inner)
+
+
+def _call_output(op):
+  """The output of a call op that is its body op's result."""
+  return function_calls.called_op(op).output
 
 
 def num_weights_coeff(op: tf.Operation) -> float:
@@ -343,6 +359,7 @@ def num_weights_coeff(op: tf.Operation) -> float:
   """
   if not is_flop_op(op):
     return 0.0
+  op = cc.costed_op(op)
   if op.type in cc.MATMUL_OP_TYPES:
     return 1.0 if cc.reads_variable(op.inputs[1]) else 0.0
   return float(_kernel_size(op)) / _group_count(op)
@@ -353,7 +370,7 @@ def flop_forms(op, batch_size=1):
   if not is_flop_op(op):
     return []
   return [Form(batch_size * flop_coeff(op), 0.0, 0.0,
-               op.type in cc.DEPTHWISE_OP_TYPES)]
+               _is_depthwise(op))]
 
 
 def model_size_forms(op, batch_size=1):
@@ -362,7 +379,7 @@ def model_size_forms(op, batch_size=1):
   if not is_flop_op(op):
     return []
   return [Form(num_weights_coeff(op), 0.0, 0.0,
-               op.type in cc.DEPTHWISE_OP_TYPES)]
+               _is_depthwise(op))]
 
 
 def activation_count_forms(op, batch_size=1):
@@ -409,7 +426,7 @@ def memory_forms(op, batch_size=1):
   weights = 0.0
   if is_flop_op(op):
     weights = output.dtype.size * num_weights_coeff(op)
-  return [Form(weights, inputs, outputs, op.type in cc.DEPTHWISE_OP_TYPES)]
+  return [Form(weights, inputs, outputs, _is_depthwise(op))]
 
 
 def latency_forms(op, peak_compute, memory_bandwidth, batch_size=1):

@@ -9,12 +9,15 @@ others.
 
 from absl import logging
 
+from morph_net.framework import function_calls
+
 from morph_net.op_handlers import batch_norm_source_op_handler
 from morph_net.op_handlers import concat_op_handler
 from morph_net.op_handlers import conv2d_transpose_source_op_handler
 from morph_net.op_handlers import conv_source_op_handler
 from morph_net.op_handlers import depth_to_space_op_handler
 from morph_net.op_handlers import depthwise_convolution_op_handler
+from morph_net.op_handlers import function_call_op_handler
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import leaf_op_handler
 from morph_net.op_handlers import logistic_sigmoid_source_op_handler
@@ -128,6 +131,8 @@ def _get_base_op_handler_dict():
           depthwise_convolution_op_handler.DepthwiseConvolutionOpHandler(),
       'DepthToSpace': depth_to_space_op_handler.DepthToSpaceOpHandler(),
   })
+  call = function_call_op_handler.FunctionCallOpHandler()
+  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
   return OpHandlerDict(handlers)
 
 
@@ -169,6 +174,9 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
   handlers.update({'Conv2D': conv, 'Conv3D': conv,
                    'Conv2DBackpropInput': transpose,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
+  call = function_call_op_handler.FunctionCallOpHandler(threshold,
+                                                        l1_fraction)
+  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
   return handlers
 
 
