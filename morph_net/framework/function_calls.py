@@ -49,19 +49,20 @@ Attributes:
 """
 
 
-def function_body(op: tf.Operation) -> Optional[tf.Graph]:
-  """The FuncGraph a call op runs, or None (not a call, or not found).
+def function_body(op: tf.Operation, attr: str = 'f') -> Optional[tf.Graph]:
+  """The FuncGraph an op runs, or None (no such function attribute).
 
   Args:
-    op: a tf.Operation.
+    op: a tf.Operation: a call, or a functional loop (attr 'body').
+    attr: the name of the op's function attribute.
 
   Returns:
-    The body graph, from the calling graph's function library.
+    The function's graph, from the calling graph's function library.
   """
-  if op.type not in CALL_OP_TYPES:
+  if attr == 'f' and op.type not in CALL_OP_TYPES:
     return None
   try:
-    name = op.get_attr('f').name
+    name = op.get_attr(attr).name
   except ValueError:
     return None
   # The library lookup has no public API on a graph; both TF1 graphs and
@@ -70,9 +71,17 @@ def function_body(op: tf.Operation) -> Optional[tf.Graph]:
   return getattr(function, 'graph', None)
 
 
-def body_has_weighted_ops(op: tf.Operation) -> bool:
-  """Whether a call op's body holds ops with weights (convs, matmuls)."""
-  body = function_body(op)
+def body_has_weighted_ops(op: tf.Operation, attr: str = 'f') -> bool:
+  """Whether a function an op runs holds ops with weights (convs, matmuls).
+
+  Args:
+    op: a tf.Operation.
+    attr: the name of its function attribute ('body' for a While loop).
+
+  Returns:
+    True if the function's graph has a conv or matmul.
+  """
+  body = function_body(op, attr)
   return body is not None and any(
       o.type in WEIGHTED_BODY_OP_TYPES for o in body.get_operations())
 

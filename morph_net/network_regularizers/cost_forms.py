@@ -46,6 +46,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import function_calls
 from morph_net.framework import graph_util
+from morph_net.network_regularizers import einsum_cost
 from morph_net.network_regularizers import op_types as cc
 
 __all__ = [
@@ -235,11 +236,30 @@ def is_flop_op(op: tf.Operation) -> bool:
         '%r (%s)' % (op, type(op).__name__))
   if op.type in cc.CALL_OP_TYPES:
     return cc.costed_op(op) is not op
+  if op.type in cc.EINSUM_OP_TYPES:
+    return einsum_cost.read_einsum(op) is not None
   return op.type in cc.WEIGHTED_OP_TYPES
 
 
 def _is_depthwise(op):
+  if op.type in cc.EINSUM_OP_TYPES:
+    return einsum_cost.read_einsum(op).depthwise
   return cc.costed_op(op).type in cc.DEPTHWISE_OP_TYPES
+
+
+def _einsum_coeff(op, total):
+  """`total` per (IN, OUT) pair of an Einsum (per OUT if depthwise)."""
+  einsum = einsum_cost.read_einsum(op)
+  pairs = einsum.out_channels * (1 if einsum.depthwise else
+                                 einsum.in_channels)
+  return float(total) / pairs
+
+
+def _weights_tensor(tensor):
+  """A matmul's weights, through the Reshape of an EinsumDense kernel."""
+  if tensor.op.type == 'Reshape':
+    return tensor.op.inputs[0]
+  return tensor
 
 
 def _kernel_size(op):
@@ -323,11 +343,15 @@ def flop_coeff(op: tf.Operation):
     transposed convs (their input is the small side); 2 x output spatial size
     x kernel size per output channel for depthwise convs; 2 x rows per
     example for matmuls (`matmul_rows_per_example`; for batched matmuls the
-    output's positions); 0 for other ops. A float, or a
-    float32 tensor when a spatial size is only known at run time.
+    output's positions); an Einsum's FLOPs per example over IN x OUT
+    (`einsum_cost`); the called op's for a call op (`op_types.costed_op`);
+    0 for other ops. A float, or a float32 tensor when a spatial size is
+    only known at run time.
   """
   if not is_flop_op(op):
     return 0.0
+  if op.type in cc.EINSUM_OP_TYPES:
+    return _einsum_coeff(op, einsum_cost.read_einsum(op).flops)
   inner = cc.costed_op(op)  # The op itself, or the op a call runs.
   output = op.outputs[0] if inner is op else _call_output(op)
   if inner.type == 'MatMul':
@@ -359,9 +383,11 @@ def num_weights_coeff(op: tf.Operation) -> float:
   """
   if not is_flop_op(op):
     return 0.0
+  if op.type in cc.EINSUM_OP_TYPES:
+    return _einsum_coeff(op, einsum_cost.read_einsum(op).weights)
   op = cc.costed_op(op)
   if op.type in cc.MATMUL_OP_TYPES:
-    return 1.0 if cc.reads_variable(op.inputs[1]) else 0.0
+    return 1.0 if cc.reads_variable(_weights_tensor(op.inputs[1])) else 0.0
   return float(_kernel_size(op)) / _group_count(op)
 
 

@@ -17,7 +17,8 @@ __all__ = [
     'CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
     'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
     'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
-    'COSTED_OP_TYPES', 'CALL_OP_TYPES', 'get_input_activation',
+    'COSTED_OP_TYPES', 'CALL_OP_TYPES', 'EINSUM_OP_TYPES',
+    'get_input_activation',
     'reads_variable', 'costed_op',
 ]
 
@@ -40,9 +41,13 @@ MATMUL_OP_TYPES = frozenset(
 # Calls of a function whose body is one of the ops below (Keras 3 grouped
 # convs); costed as that op, see `costed_op`.
 CALL_OP_TYPES = function_calls.CALL_OP_TYPES
+# Two-operand contractions (attention products, EinsumDense); see
+# `einsum_cost`.
+EINSUM_OP_TYPES = frozenset(['Einsum'])
 # Ops with weights, whose cost is bilinear in input and output channels.
 WEIGHTED_OP_TYPES = (CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES |
-                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES | CALL_OP_TYPES)
+                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES | CALL_OP_TYPES |
+                     EINSUM_OP_TYPES)
 # Cheap ops that move memory (costed by memory and latency functions).
 ELEMENTWISE_MEMORY_OP_TYPES = (
     frozenset(SUPPORTED_OPS) - frozenset(FLOP_OPS)) | frozenset([

@@ -21,14 +21,13 @@ inside:
   channels (grouped like an element-wise op with the activation input).
 * anything else (several ops with weights, a depth multiplier above 1, a
   kernel not read from the call's inputs): the output is a new channel
-  space and the handler logs a warning naming the call, once per op type,
-  since its cost cannot be read. Bodies without weights (element-wise
-  helpers) group like element-wise ops.
+  space; the cost calculator warns that the call's cost is not counted.
+  Bodies without weights (element-wise helpers) group like element-wise
+  ops.
 
 Project extension: the original had no handler for function calls.
 """
 
-from absl import logging
 import tensorflow as tf
 
 from morph_net.framework import function_calls
@@ -56,7 +55,6 @@ class FunctionCallOpHandler(
   def __init__(self, threshold=None, l1_fraction=0.0):
     super().__init__(threshold, l1_fraction)
     self._reads = {}  # Call op -> kernel read in the calling graph.
-    self._warned_types = set()
 
   @property
   def is_source_op(self):
@@ -92,8 +90,6 @@ class FunctionCallOpHandler(
             grouping_indices=[index]).assign_grouping(op, op_reg_manager)
         return
       called = None
-    if called is None:
-      self._warn_once(op)
     super().assign_grouping(op, op_reg_manager)
 
   def _reduce_dims(self, op):
@@ -120,12 +116,3 @@ class FunctionCallOpHandler(
       read.set_shape(kernel.shape)
       self._reads[op] = read
     return self._reads[op]
-
-  def _warn_once(self, op):
-    if op.type not in self._warned_types:
-      self._warned_types.add(op.type)
-      logging.warning(
-          'MorphNet cannot read the function called by op %s: its body is '
-          'not a single conv or matmul fed by the call\'s inputs. Its cost is '
-          'not counted and its output channels start a new channel space.',
-          graph_util.describe_op(op))

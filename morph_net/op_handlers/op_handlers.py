@@ -66,7 +66,12 @@ LEAF_OP_TYPES = (
     'VariableV2', 'ZerosLike', 'OnesLike', 'NoOp', '_Arg', 'Equal', 'Greater',
     'GreaterEqual', 'Less', 'LessEqual', 'NotEqual', 'LogicalAnd', 'LogicalOr',
     'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum',
-    'TensorArrayGatherV3')
+    'TensorArrayGatherV3', 'TensorListFromTensor', 'TensorListReserve',
+    'TensorListStack', 'TensorListGetItem', 'TensorListSetItem',
+    'TensorListLength', 'TensorListElementShape',
+    # Functional loops (Keras 3 recurrent layers): the channels entering a
+    # loop are consumed whole; the cost calculator reports its arithmetic.
+    'While', 'StatelessWhile')
 NON_PASSTHROUGH_OP_TYPES = (
     'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
     'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul')

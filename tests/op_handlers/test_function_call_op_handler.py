@@ -82,19 +82,21 @@ class FunctionCallTest(tf.test.TestCase):
       y = _two_convs(x)
       self.assertTrue(function_calls.body_has_weighted_ops(y.op.inputs[0].op))
       self.assertIsNone(function_calls.called_op(y.op.inputs[0].op))
+      reg = flop_regularizer.GroupLassoFlopsRegularizer(
+          [y.op], input_boundary=[x.op], threshold=1e-6)
       with self.assertLogs('absl', level='WARNING') as logs:
-        reg = flop_regularizer.GroupLassoFlopsRegularizer(
-            [y.op], input_boundary=[x.op], threshold=1e-6)
+        cost = reg.get_cost()
+        reg.get_regularization_term()
       message = '\n'.join(logs.output)
       self.assertRegex(
-          message, r"cannot read the function called by op "
-          r"'StatefulPartitionedCall' \(StatefulPartitionedCall\).*not "
-          'counted')
-      self.assertEqual(1, message.count('cannot read the function'))
+          message, r"Op 'StatefulPartitionedCall' \(StatefulPartitionedCall\) "
+          'is not costed by flop_function: the function it calls is not a '
+          'single conv or matmul')
+      self.assertEqual(1, message.count('is not costed'))
       with tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         # Only conv c: 16 positions x 3 x 3; the call is not counted.
-        self.assertEqual(2 * 16 * 3 * 3, session.run(reg.get_cost()))
+        self.assertEqual(2 * 16 * 3 * 3, session.run(cost))
 
 
 if __name__ == '__main__':
