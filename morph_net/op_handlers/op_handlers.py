@@ -78,7 +78,8 @@ NON_PASSTHROUGH_OP_TYPES = (
 # Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
 # that start a new channel space.
 RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
-                    'Squeeze': 'grouping', 'Transpose': 'non_passthrough'}
+                    'Squeeze': 'grouping', 'Transpose': 'non_passthrough',
+                    'ReverseV2': 'leaf'}
 
 
 class OpHandlerDict(dict):

@@ -1,9 +1,11 @@
 """ReshapeOpHandler: reshapes that keep or repeat the channel axis.
 
-A Transpose whose permutation leaves the last axis last keeps every
-channel, and groups like an element-wise op with its first input (Keras 3's
-Tensordot transposes its input, with the identity permutation when the
-batch is unknown); other permutations start a new channel space.
+A Transpose whose permutation leaves the last axis last, and a ReverseV2
+along other axes (the backward direction of Bidirectional), keep every
+channel, and group like an element-wise op with their first input (Keras
+3's Tensordot transposes its input, with the identity permutation when the
+batch is unknown); other permutations and reversals start a new channel
+space.
 
 Reshape, ExpandDims and Squeeze move no element: in row-major order the
 flat index of an element is position x C + channel. Comparing the static
@@ -43,7 +45,8 @@ def channel_repeats(op):
   """How many times `op`'s output repeats its input's channels.
 
   Args:
-    op: a Reshape, ExpandDims, Squeeze or Transpose tf.Operation.
+    op: a Reshape, ExpandDims, Squeeze, Transpose or ReverseV2
+      tf.Operation.
 
   Returns:
     1 when the output channels are the input channels, P > 1 when the output
@@ -53,6 +56,13 @@ def channel_repeats(op):
     return None
   if op.type == 'Transpose':
     return 1 if _keeps_last_axis(op) else None
+  if op.type == 'ReverseV2':
+    axes = graph_util.get_constant_value(op.inputs[1])
+    rank = op.inputs[0].shape.rank
+    if axes is None or any(graph_util.is_channel_axis(int(axis), rank)
+                           for axis in axes.reshape(-1)):
+      return None
+    return 1
   value, output = op.inputs[0], op.outputs[0]
   in_channels = graph_util.get_num_channels(value)
   out_channels = graph_util.get_num_channels(output)
