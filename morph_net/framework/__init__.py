@@ -20,10 +20,10 @@ HANDLER_MODULES = frozenset([
     'batch_norm_source_op_handler', 'concat_op_handler',
     'conv2d_transpose_source_op_handler', 'conv_source_op_handler',
     'depth_to_space_op_handler', 'depthwise_convolution_op_handler',
-    'group_lasso_base_op_handler', 'grouping_op_handler', 'leaf_op_handler',
+    'function_call_op_handler', 'group_lasso_base_op_handler', 'grouping_op_handler', 'leaf_op_handler',
     'logistic_sigmoid_source_op_handler', 'matmul_source_op_handler',
-    'op_handlers', 'output_non_passthrough_op_handler', 'slice_op_handler',
-    'split_op_handler'
+    'op_handlers', 'output_non_passthrough_op_handler', 'reshape_op_handler',
+    'slice_op_handler', 'split_op_handler'
 ])
 _HANDLER_PACKAGE = 'morph_net.op_handlers'
 

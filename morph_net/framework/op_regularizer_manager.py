@@ -35,6 +35,7 @@ from morph_net.framework import grouping_regularizers
 from morph_net.framework import manager_util
 from morph_net.framework import op_handler_util
 from morph_net.framework import slice_groups
+from morph_net.framework import static_shapes
 from morph_net.framework.op_slices import OpGroup
 from morph_net.framework.op_slices import OpSlice
 from morph_net.framework.op_slices import Slice
@@ -255,7 +256,12 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
   # Analysis steps (the names of the original's private methods).
 
   def _dfs_for_source_ops(self, output_boundary, input_boundary=None):
-    """Collects the ops upstream of `output_boundary` and queues sources."""
+    """Collects the ops upstream of `output_boundary` and queues sources.
+
+    Reshapes whose static output shape misses dimensions their shape input
+    proves (a Tensordot traced with an unknown batch) get them first, see
+    `static_shapes`.
+    """
     stop = set(input_boundary or ())
     to_visit = list(output_boundary)
     visited = set()
@@ -265,6 +271,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
       if op in stop:
         continue
       self._all_ops.add(op)
+      static_shapes.refine_reshape_shape(op)
       if self.is_source_op(op):
         manager_util.check_source_channels(op)
         self.process_ops([op])

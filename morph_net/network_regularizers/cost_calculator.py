@@ -27,6 +27,7 @@ from absl import logging
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import function_calls
 from morph_net.framework import op_handler_util
 from morph_net.network_regularizers import channel_sums
 from morph_net.network_regularizers import cost_forms
@@ -43,6 +44,9 @@ __all__ = ['CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
            'CostCalculator', 'get_input_activation']
 
 
+_LOOP_OP_TYPES = frozenset(['While', 'StatelessWhile'])
+
+
 def _has_dynamic_shapes(graph) -> bool:
   """TF1 graphs run with their inputs fed; traced functions may not be."""
   return not hasattr(graph, 'captures')  # FuncGraphs have captures.
@@ -50,6 +54,28 @@ def _has_dynamic_shapes(graph) -> bool:
 
 def _is_number(value) -> bool:
   return isinstance(value, (int, float))
+
+
+def _uncounted_arithmetic(op) -> Optional[str]:
+  """Why the convs or matmuls `op` runs are not counted, or None.
+
+  Calls whose body is not one conv or matmul, While loops whose body has
+  some (recurrent layers), and Einsums that are not two-operand
+  contractions with static sizes hide arithmetic no cost form reads.
+  """
+  if op.type in op_types.CALL_OP_TYPES:
+    if (op_types.costed_op(op) is op and
+        function_calls.body_has_weighted_ops(op)):
+      return ('the function it calls is not a single conv or matmul fed by '
+              "the call's inputs")
+  elif op.type in _LOOP_OP_TYPES:
+    if function_calls.body_has_weighted_ops(op, 'body'):
+      return ('its loop body has convs or matmuls (a recurrent layer), '
+              'which the graph analysis does not count')
+  elif op.type in op_types.EINSUM_OP_TYPES and not cost_forms.is_flop_op(op):
+    return ('its equation %r is not a two-operand contraction with static '
+            'sizes' % op.get_attr('equation'))
+  return None
 
 
 class CostCalculator(object):
@@ -79,6 +105,7 @@ class CostCalculator(object):
     self._sums = channel_sums.ChannelSums(op_regularizer_manager)
     self._rows = {}  # op -> (forms or None, input Ref, output Ref) or None.
     self._warned = set()
+    self._warned_types = set()
 
   @property
   def resource_function(self) -> Callable:
@@ -163,8 +190,11 @@ class CostCalculator(object):
   def _row(self, op):
     """(forms or None, input Ref, output Ref) of a costed op, or None."""
     if op not in self._rows:
-      self._rows[op] = (self._make_row(op)
-                        if op.type in self._costed_types else None)
+      reason = _uncounted_arithmetic(op)
+      if reason:
+        self._warn_once_per_type(op, reason)
+      self._rows[op] = (self._make_row(op) if not reason and
+                        op.type in self._costed_types else None)
     return self._rows[op]
 
   def _make_row(self, op):
@@ -222,6 +252,11 @@ class CostCalculator(object):
             'computed without running the graph on an input. Build the model '
             'with a fixed input size, for example keras.Input(shape=(32, 32, '
             '3)).' % (op_handler_util.describe_op(op), what, shape))
+
+  def _warn_once_per_type(self, op, reason):
+    if op.type not in self._warned_types:
+      self._warned_types.add(op.type)
+      self._warn_once(op, reason)
 
   def _warn_once(self, op, reason):
     if op not in self._warned:

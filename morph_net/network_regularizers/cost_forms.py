@@ -44,11 +44,14 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import function_calls
 from morph_net.framework import graph_util
+from morph_net.network_regularizers import einsum_cost
 from morph_net.network_regularizers import op_types as cc
 
 __all__ = [
-    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op', 'spatial_size', 'flop_coeff',
+    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op',
+    'matmul_rows_per_example', 'spatial_size', 'flop_coeff',
     'num_weights_coeff', 'flop_forms', 'model_size_forms',
     'activation_count_forms', 'activation_size_forms', 'memory_forms',
     'latency_forms',
@@ -222,6 +225,8 @@ def evaluate_rows(forms_per_row, is_regularization, alive_in, alive_out,
 def is_flop_op(op: tf.Operation) -> bool:
   """Whether `op` does multiply-adds over channels (convs and matmuls).
 
+  A call op does when its body is one conv or matmul (`op_types.costed_op`).
+
   Raises:
     InvalidArgumentError: if `op` is not a tf.Operation.
   """
@@ -229,7 +234,32 @@ def is_flop_op(op: tf.Operation) -> bool:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `op`. Expected a tf.Operation. Received: '
         '%r (%s)' % (op, type(op).__name__))
+  if op.type in cc.CALL_OP_TYPES:
+    return cc.costed_op(op) is not op
+  if op.type in cc.EINSUM_OP_TYPES:
+    return einsum_cost.read_einsum(op) is not None
   return op.type in cc.WEIGHTED_OP_TYPES
+
+
+def _is_depthwise(op):
+  if op.type in cc.EINSUM_OP_TYPES:
+    return einsum_cost.read_einsum(op).depthwise
+  return cc.costed_op(op).type in cc.DEPTHWISE_OP_TYPES
+
+
+def _einsum_coeff(op, total):
+  """`total` per (IN, OUT) pair of an Einsum (per OUT if depthwise)."""
+  einsum = einsum_cost.read_einsum(op)
+  pairs = einsum.out_channels * (1 if einsum.depthwise else
+                                 einsum.in_channels)
+  return float(total) / pairs
+
+
+def _weights_tensor(tensor):
+  """A matmul's weights, through the Reshape of an EinsumDense kernel."""
+  if tensor.op.type == 'Reshape':
+    return tensor.op.inputs[0]
+  return tensor
 
 
 def _kernel_size(op):
@@ -264,6 +294,43 @@ def _group_count(op):
   return max(1, channels // kernel_in)
 
 
+def matmul_rows_per_example(op: tf.Operation) -> int:
+  """Rows a MatMul multiplies per example.
+
+  A Dense layer on a rank >= 3 input (Keras' Tensordot) reshapes
+  [batch, d1, ..., dk, C] to [batch x d1 x ... x dk, C] before its MatMul,
+  so each example contributes d1 x ... x dk rows; other MatMuls take one row
+  per example.
+
+  Args:
+    op: a MatMul tf.Operation.
+
+  Returns:
+    The product of the leading non-batch dimensions merged into the rows, or
+    1.
+
+  Raises:
+    UnsupportedGraphError: if those dimensions are not static.
+  """
+  rows = graph_util.skip_forwarding_ops(op.inputs[0])
+  if rows.op.type != 'Reshape' or rows.shape.rank != 2:
+    return 1
+  value = rows.op.inputs[0]
+  if (value.shape.rank is None or value.shape.rank < 3 or
+      graph_util.get_num_channels(value) is None or
+      graph_util.get_num_channels(value) !=
+      graph_util.get_num_channels(rows)):
+    return 1
+  dims = value.shape.as_list()[1:-1]
+  if None in dims:
+    raise errors.UnsupportedGraphError(
+        'Op %s multiplies rows reshaped from %s (shape %s), whose positions '
+        'per example are not static, so its cost cannot be computed. Build '
+        'the model with a fixed input size.' % (
+            graph_util.describe_op(op), value.name, value.shape))
+  return math.prod(dims)
+
+
 def flop_coeff(op: tf.Operation):
   """FLOPs per (input channel, output channel) pair, for one example.
 
@@ -274,21 +341,33 @@ def flop_coeff(op: tf.Operation):
     2 x output spatial size x kernel size for Conv2D / Conv3D (divided by the
     groups of a grouped conv); 2 x input spatial size x kernel size for
     transposed convs (their input is the small side); 2 x output spatial size
-    x kernel size per output channel for depthwise convs; 2 for MatMul (2 x
-    rows per example for batched matmuls); 0 for other ops. A float, or a
-    float32 tensor when a spatial size is only known at run time.
+    x kernel size per output channel for depthwise convs; 2 x rows per
+    example for matmuls (`matmul_rows_per_example`; for batched matmuls the
+    output's positions); an Einsum's FLOPs per example over IN x OUT
+    (`einsum_cost`); the called op's for a call op (`op_types.costed_op`);
+    0 for other ops. A float, or a float32 tensor when a spatial size is
+    only known at run time.
   """
   if not is_flop_op(op):
     return 0.0
-  if op.type == 'MatMul':
-    return 2.0
-  if op.type in cc.MATMUL_OP_TYPES:
-    return 2.0 * spatial_size(op.outputs[0])
-  if op.type in cc.CONV_TRANSPOSE_OP_TYPES:
+  if op.type in cc.EINSUM_OP_TYPES:
+    return _einsum_coeff(op, einsum_cost.read_einsum(op).flops)
+  inner = cc.costed_op(op)  # The op itself, or the op a call runs.
+  output = op.outputs[0] if inner is op else _call_output(op)
+  if inner.type == 'MatMul':
+    return 2.0 * matmul_rows_per_example(inner)
+  if inner.type in cc.MATMUL_OP_TYPES:
+    return 2.0 * spatial_size(output)
+  if inner.type in cc.CONV_TRANSPOSE_OP_TYPES:
     spatial = spatial_size(cc.get_input_activation(op))
   else:
-    spatial = spatial_size(op.outputs[0])
-  return 2.0 * spatial * _kernel_size(op) / _group_count(op)
+    spatial = spatial_size(output)
+  return 2.0 * spatial * _kernel_size(inner) / _group_count(inner)
+
+
+def _call_output(op):
+  """The output of a call op that is its body op's result."""
+  return function_calls.called_op(op).output
 
 
 def num_weights_coeff(op: tf.Operation) -> float:
@@ -304,8 +383,12 @@ def num_weights_coeff(op: tf.Operation) -> float:
   """
   if not is_flop_op(op):
     return 0.0
+  if op.type in cc.EINSUM_OP_TYPES:
+    return _einsum_coeff(op, einsum_cost.read_einsum(op).weights)
+  op = cc.costed_op(op)
   if op.type in cc.MATMUL_OP_TYPES:
-    return 1.0 if graph_util.holds_weights(op.inputs[1]) else 0.0
+    weights = _weights_tensor(op.inputs[1])
+    return 1.0 if graph_util.holds_weights(weights) else 0.0
   return float(_kernel_size(op)) / _group_count(op)
 
 
@@ -314,7 +397,7 @@ def flop_forms(op, batch_size=1):
   if not is_flop_op(op):
     return []
   return [Form(batch_size * flop_coeff(op), 0.0, 0.0,
-               op.type in cc.DEPTHWISE_OP_TYPES)]
+               _is_depthwise(op))]
 
 
 def model_size_forms(op, batch_size=1):
@@ -323,7 +406,7 @@ def model_size_forms(op, batch_size=1):
   if not is_flop_op(op):
     return []
   return [Form(num_weights_coeff(op), 0.0, 0.0,
-               op.type in cc.DEPTHWISE_OP_TYPES)]
+               _is_depthwise(op))]
 
 
 def activation_count_forms(op, batch_size=1):
@@ -370,7 +453,7 @@ def memory_forms(op, batch_size=1):
   weights = 0.0
   if is_flop_op(op):
     weights = output.dtype.size * num_weights_coeff(op)
-  return [Form(weights, inputs, outputs, op.type in cc.DEPTHWISE_OP_TYPES)]
+  return [Form(weights, inputs, outputs, _is_depthwise(op))]
 
 
 def latency_forms(op, peak_compute, memory_bandwidth, batch_size=1):

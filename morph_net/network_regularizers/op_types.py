@@ -10,13 +10,16 @@ bias adds and more element-wise ops for memory and latency).
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import function_calls
 from morph_net.framework import op_handler_util
 
 __all__ = [
     'CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
     'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
     'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
-    'COSTED_OP_TYPES', 'get_input_activation', 'reads_variable',
+    'COSTED_OP_TYPES', 'CALL_OP_TYPES', 'EINSUM_OP_TYPES',
+    'get_input_activation',
+    'reads_variable', 'costed_op',
 ]
 
 # The original's op type tuples.
@@ -35,9 +38,16 @@ CONV_TRANSPOSE_OP_TYPES = frozenset(
 DEPTHWISE_OP_TYPES = frozenset(['DepthwiseConv2dNative'])
 MATMUL_OP_TYPES = frozenset(
     ['MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'])
+# Calls of a function whose body is one of the ops below (Keras 3 grouped
+# convs); costed as that op, see `costed_op`.
+CALL_OP_TYPES = function_calls.CALL_OP_TYPES
+# Two-operand contractions (attention products, EinsumDense); see
+# `einsum_cost`.
+EINSUM_OP_TYPES = frozenset(['Einsum'])
 # Ops with weights, whose cost is bilinear in input and output channels.
 WEIGHTED_OP_TYPES = (CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES |
-                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES)
+                     DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES | CALL_OP_TYPES |
+                     EINSUM_OP_TYPES)
 # Cheap ops that move memory (costed by memory and latency functions).
 ELEMENTWISE_MEMORY_OP_TYPES = (
     frozenset(SUPPORTED_OPS) - frozenset(FLOP_OPS)) | frozenset([
@@ -48,6 +58,23 @@ COSTED_OP_TYPES = WEIGHTED_OP_TYPES | ELEMENTWISE_MEMORY_OP_TYPES
 reads_variable = op_handler_util.reads_variable
 
 
+def costed_op(op: tf.Operation) -> tf.Operation:
+  """The op whose arithmetic `op` runs: the body's op for a readable call.
+
+  Args:
+    op: a tf.Operation.
+
+  Returns:
+    For a call op whose body is one conv or matmul
+    (`function_calls.called_op`), that op in the body; else `op`.
+  """
+  if op.type in CALL_OP_TYPES:
+    called = function_calls.called_op(op)
+    if called is not None:
+      return called.op
+  return op
+
+
 def get_input_activation(op: tf.Operation) -> tf.Tensor:
   """Returns the input of `op` that holds activations (not weights).
 
@@ -56,12 +83,21 @@ def get_input_activation(op: tf.Operation) -> tf.Tensor:
 
   Returns:
     The activation input, whose last dimension is the input channels: input
-    2 of a transposed conv, input 0 otherwise.
+    2 of a transposed conv, input 0 otherwise; for a call op, the call's
+    input that feeds the called op's activation.
 
   Raises:
     InvalidArgumentError: for other op types, and for matmuls whose
       activation is transposed (its channels are not the last dimension).
   """
+  if op.type in CALL_OP_TYPES:
+    called = function_calls.called_op(op)
+    if called is None:
+      raise errors.InvalidArgumentError(
+          'Op %s calls a function whose body is not a single conv or matmul '
+          'fed by the call\'s inputs, so it has no input activation the cost '
+          'calculator knows.' % op_handler_util.describe_op(op))
+    return called.activation
   if op.type not in COSTED_OP_TYPES:
     raise errors.InvalidArgumentError(
         'Op %s has no input activation the cost calculator knows: op type %s '

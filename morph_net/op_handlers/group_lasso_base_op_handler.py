@@ -41,6 +41,10 @@ class GroupLassoBaseSourceOpHandler(
   def _reduce_dims(self, op):
     """Returns the weight dimensions to reduce (all but the output one)."""
 
+  def _weights(self, op):
+    """Returns the weights tensor of a source op (input 1)."""
+    return op.inputs[1]
+
   @property
   def is_source_op(self):
     return True
@@ -75,7 +79,7 @@ class GroupLassoBaseSourceOpHandler(
     """
     op = op_slice.op
     reduce_dims = tuple(self._reduce_dims(op))
-    weights = op.inputs[1]
+    weights = self._weights(op)
     rank = weights.shape.rank
     output_dims = [d for d in range(rank or 0) if d not in reduce_dims]
     if rank is None or len(output_dims) != 1:

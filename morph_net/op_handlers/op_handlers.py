@@ -9,23 +9,28 @@ others.
 
 from absl import logging
 
+from morph_net.framework import function_calls
+
 from morph_net.op_handlers import batch_norm_source_op_handler
 from morph_net.op_handlers import concat_op_handler
 from morph_net.op_handlers import conv2d_transpose_source_op_handler
 from morph_net.op_handlers import conv_source_op_handler
 from morph_net.op_handlers import depth_to_space_op_handler
 from morph_net.op_handlers import depthwise_convolution_op_handler
+from morph_net.op_handlers import function_call_op_handler
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import leaf_op_handler
 from morph_net.op_handlers import logistic_sigmoid_source_op_handler
 from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.op_handlers import output_non_passthrough_op_handler
+from morph_net.op_handlers import reshape_op_handler
 from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
 __all__ = [
     'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
     'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
+    'RESHAPE_OP_TYPES',
     'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
     'get_group_lasso_op_handler_dict', 'get_logistic_sigmoid_op_handler_dict'
 ]
@@ -39,7 +44,7 @@ ELEMENTWISE_OP_TYPES = (
     'Pow', 'PreventGradient', 'ReadVariableOp', 'RealDiv', 'Reciprocal', 'Relu',
     'Relu6', 'Round', 'Rsqrt', 'Selu', 'Select', 'SelectV2', 'Sigmoid', 'Sign',
     'Snapshot', 'Softmax', 'Softplus', 'Softsign', 'Sqrt', 'Square',
-    'SquaredDifference', 'Squeeze', 'StopGradient', 'Sub', 'Switch', 'Tanh',
+    'SquaredDifference', 'StopGradient', 'Sub', 'Switch', 'Tanh',
     'FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3', 'Sin', 'Cos')
 # Ops that group only their first input (the others are sizes or paddings).
 FIRST_INPUT_OP_TYPES = (
@@ -55,17 +60,26 @@ REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
 LEAF_OP_TYPES = (
     'ArgMax', 'ArgMin', 'Const', 'Fill', 'Gather', 'GatherV2', 'OneHot',
     'Pack', 'Placeholder', 'PlaceholderWithDefault', 'RandomStandardNormal',
-    'RandomUniform', 'RandomUniformInt', 'Range', 'Rank', 'Reshape', 'Shape',
+    'RandomUniform', 'RandomUniformInt', 'Range', 'Rank', 'Shape',
     'ShapeN', 'Size', 'SpaceToDepth', 'StatelessRandomUniformV2',
     'StatelessRandomNormalV2', 'TruncatedNormal', 'Unpack', 'VarHandleOp',
     'VariableV2', 'ZerosLike', 'OnesLike', 'NoOp', '_Arg', 'Equal', 'Greater',
     'GreaterEqual', 'Less', 'LessEqual', 'NotEqual', 'LogicalAnd', 'LogicalOr',
     'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum',
-    'TensorArrayGatherV3')
+    'TensorArrayGatherV3', 'TensorListFromTensor', 'TensorListReserve',
+    'TensorListStack', 'TensorListGetItem', 'TensorListSetItem',
+    'TensorListLength', 'TensorListElementShape',
+    # Functional loops (Keras 3 recurrent layers): the channels entering a
+    # loop are consumed whole; the cost calculator reports its arithmetic.
+    'While', 'StatelessWhile')
 NON_PASSTHROUGH_OP_TYPES = (
     'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
-    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'ExpandDims', 'MatMul',
-    'Transpose')
+    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul')
+# Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
+# that start a new channel space.
+RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
+                    'Squeeze': 'grouping', 'Transpose': 'non_passthrough',
+                    'ReverseV2': 'leaf'}
 
 
 class OpHandlerDict(dict):
@@ -108,6 +122,11 @@ def _get_base_op_handler_dict():
   handlers.update((t, reduction) for t in REDUCTION_OP_TYPES)
   handlers.update((t, leaf) for t in LEAF_OP_TYPES)
   handlers.update((t, non_passthrough) for t in NON_PASSTHROUGH_OP_TYPES)
+  fallbacks = {'leaf': leaf, 'non_passthrough': non_passthrough,
+               'grouping': grouping}
+  handlers.update(
+      (t, reshape_op_handler.ReshapeOpHandler(fallbacks[kind]))
+      for t, kind in RESHAPE_OP_TYPES.items())
   concat = concat_op_handler.ConcatOpHandler()
   split = split_op_handler.SplitOpHandler()
   slicing = slice_op_handler.SliceOpHandler()
@@ -118,6 +137,8 @@ def _get_base_op_handler_dict():
           depthwise_convolution_op_handler.DepthwiseConvolutionOpHandler(),
       'DepthToSpace': depth_to_space_op_handler.DepthToSpaceOpHandler(),
   })
+  call = function_call_op_handler.FunctionCallOpHandler()
+  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
   return OpHandlerDict(handlers)
 
 
@@ -159,6 +180,9 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
   handlers.update({'Conv2D': conv, 'Conv3D': conv,
                    'Conv2DBackpropInput': transpose,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
+  call = function_call_op_handler.FunctionCallOpHandler(threshold,
+                                                        l1_fraction)
+  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
   return handlers
 
 
