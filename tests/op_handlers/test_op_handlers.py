@@ -72,14 +72,19 @@ class GroupingBehaviourTest(tf.test.TestCase):
         [t.op for t in outputs],
         handlers or op_handlers.get_gamma_op_handler_dict())
 
-  def test_reshape_is_a_leaf(self):
+  def test_flattening_reshape_repeats_the_channel_group(self):
+    # Flatten of 4x4 positions x 4 channels: 16 slices of the 4 channels,
+    # each in the conv's group (was a leaf before the engine read Flatten).
     with tf.Graph().as_default():
       x = _v1.placeholder(tf.float32, [1, 4, 4, 2])
       a = layers.conv_bn_relu(x, 4, 1, name='a')
       flat = tf.reshape(a, [1, 64], name='flat')
       manager = self._manager([flat])
-      self.assertFalse(_same_group(manager, _op('a_relu'), _op('flat')))
-      self.assertIsNone(manager.get_regularizer(_op('flat')))
+      slices = manager.get_op_slices(_op('flat'))
+      self.assertEqual([4] * 16, [s.slice.size for s in slices])
+      for index in (0, 7, 15):
+        self.assertTrue(
+            _same_group(manager, _op('a_relu'), _op('flat'), 0, index))
 
   def test_pooling_and_padding_group_first_input(self):
     with tf.Graph().as_default():
