@@ -1,20 +1,29 @@
 r"""How well three latency models predict the real latency of rebuilt models.
 
   python benchmarks/latency_prediction.py --models=MobileNetV2:96,ResNet50:64 \
-      --structures=20 --batch_size=8 --repeats=15 --output=/tmp/latency.json
+      --structures=20 --batch_size=8 --repeats=15 --clock=cpu \
+      --output=/tmp/latency.json
+  python benchmarks/latency_prediction.py --refit=/tmp/latency.json \
+      --whole_model_share=0.9     # refit (c) from the saved measurements
 
 For each model (keras.applications, weights=None, 10 classes, the given
 input size), in one process:
 
-1. Calibrate a latency profile on this machine (`latency_calibration`,
-   the model's own layers; `--profile_dir` keeps and reuses them).
-2. Draw `--structures` random structures: every changeable channel group
+1. Calibrate a latency profile on this machine (`latency_calibration`: the
+   model's own layers at several widths, and the whole model at the width
+   fractions and at `--model_structures` random structures drawn with
+   `--calibration_seed`; `--profile_dir` keeps and reuses profiles). The
+   profile is fitted before the test structures are drawn, from another
+   seed: no test structure is in the fit.
+2. Draw `--structures` random test structures with `--seed`
+   (`latency_variants.random_structures`: every changeable channel group
    keeps a fraction s x u of its width, s ~ U(0.25, 1) per structure and
-   u ~ U(0.75, 1.25) per group, capped at 1. Rebuild each
+   u ~ U(0.75, 1.25) per group, capped at 1). Rebuild each
    (`morph_net.surgery.rebuild`).
 3. Measure the forward pass (`tf.function`, batch `--batch_size`) of the
    original and every rebuilt model, interleaved: each of `--repeats` rounds
-   calls every model once; medians.
+   calls every model once; medians of the wall time or (`--clock=cpu`) of
+   the process's CPU time.
 4. Predict each structure's latency with
    (a) FLOPs x one scale factor, fitted on the original model (its measured
        latency / its FLOPs);
@@ -27,8 +36,13 @@ input size), in one process:
    correlation over the random structures (the original, where (a) and (b)
    are fitted, is left out).
 
+`--output` keeps every measurement (calibration samples with their ops,
+the test structures' ops and times); `--refit` fits (c) again from them
+with another `--whole_model_share`, timing nothing.
+
 Threads are pinned before TensorFlow starts (`--threads` intra-op, 1
-inter-op). On a shared machine, check the load first (`uptime`).
+inter-op). On a shared machine, check the load first (`uptime`) or use
+`--clock=cpu`.
 """
 
 import argparse
