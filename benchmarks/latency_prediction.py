@@ -1,20 +1,29 @@
 r"""How well three latency models predict the real latency of rebuilt models.
 
   python benchmarks/latency_prediction.py --models=MobileNetV2:96,ResNet50:64 \
-      --structures=20 --batch_size=8 --repeats=15 --output=/tmp/latency.json
+      --structures=20 --batch_size=8 --repeats=15 --clock=cpu \
+      --output=/tmp/latency.json
+  python benchmarks/latency_prediction.py --refit=/tmp/latency.json \
+      --whole_model_share=0.9     # refit (c) from the saved measurements
 
 For each model (keras.applications, weights=None, 10 classes, the given
 input size), in one process:
 
-1. Calibrate a latency profile on this machine (`latency_calibration`,
-   the model's own layers; `--profile_dir` keeps and reuses them).
-2. Draw `--structures` random structures: every changeable channel group
+1. Calibrate a latency profile on this machine (`latency_calibration`: the
+   model's own layers at several widths, and the whole model at the width
+   fractions and at `--model_structures` random structures drawn with
+   `--calibration_seed`; `--profile_dir` keeps and reuses profiles). The
+   profile is fitted before the test structures are drawn, from another
+   seed: no test structure is in the fit.
+2. Draw `--structures` random test structures with `--seed`
+   (`latency_variants.random_structures`: every changeable channel group
    keeps a fraction s x u of its width, s ~ U(0.25, 1) per structure and
-   u ~ U(0.75, 1.25) per group, capped at 1. Rebuild each
+   u ~ U(0.75, 1.25) per group, capped at 1). Rebuild each
    (`morph_net.surgery.rebuild`).
 3. Measure the forward pass (`tf.function`, batch `--batch_size`) of the
    original and every rebuilt model, interleaved: each of `--repeats` rounds
-   calls every model once; medians.
+   calls every model once; medians of the wall time or (`--clock=cpu`) of
+   the process's CPU time.
 4. Predict each structure's latency with
    (a) FLOPs x one scale factor, fitted on the original model (its measured
        latency / its FLOPs);
@@ -27,8 +36,13 @@ input size), in one process:
    correlation over the random structures (the original, where (a) and (b)
    are fitted, is left out).
 
+`--output` keeps every measurement (calibration samples with their ops,
+the test structures' ops and times); `--refit` fits (c) again from them
+with another `--whole_model_share`, timing nothing.
+
 Threads are pinned before TensorFlow starts (`--threads` intra-op, 1
-inter-op). On a shared machine, check the load first (`uptime`).
+inter-op). On a shared machine, check the load first (`uptime`) or use
+`--clock=cpu`.
 """
 
 import argparse
@@ -55,30 +69,28 @@ def parse_args(argv=None):
   parser.add_argument('--statistic', default='median',
                       choices=['median', 'min'],
                       help='Summary of the repeats (min: busy machines).')
+  parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
+                      help='Wall time, or the CPU time of the process '
+                      '(with --threads=1: steadier on a shared machine).')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--profile_dir', default=None,
                       help='Reuse <dir>/<model>_<size>.json if present, '
                       'else write it there.')
-  parser.add_argument('--output', default=None, help='JSON report.')
+  parser.add_argument('--model_structures', type=int, default=8,
+                      help='Random structures timed whole in calibration '
+                      '(drawn with --calibration_seed, not --seed).')
+  parser.add_argument('--calibration_seed', type=int, default=1000)
+  parser.add_argument('--whole_model_share', type=float, default=0.5,
+                      help='Fit weight of the whole-model samples.')
+  parser.add_argument('--output', default=None, help='JSON report, with '
+                      'every measurement (for --refit).')
+  parser.add_argument('--refit', default=None, help='Refit the profiles '
+                      'from the measurements of this --output report and '
+                      'print the tables again; times nothing.')
   return parser.parse_args(argv)
 
 
-def random_structures(channels, count, rng):
-  """`count` random structures of the changeable groups (see the docstring)."""
-  groups = [g for g in channels.groups() if channels.can_change_width(g[0])[0]]
-  structures = []
-  for _ in range(count):
-    level = rng.uniform(0.25, 1.0)
-    structure = {}
-    for group in groups:
-      fraction = min(1.0, level * rng.uniform(0.75, 1.25))
-      width = max(1, int(round(channels.original_width(group[0]) * fraction)))
-      structure.update({name: width for name in group})
-    structures.append(structure)
-  return structures
-
-
-def measure(models, batch_size, size, repeats, statistic):
+def measure(models, batch_size, size, repeats, statistic, clock):
   """ns of each model's forward pass (median or min), interleaved."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -89,7 +101,7 @@ def measure(models, batch_size, size, repeats, statistic):
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
   return latency_timing.time_interleaved(calls, repeats, warmup=2,
-                                         statistic=statistic)
+                                         statistic=statistic, clock=clock)
 
 
 def errors_of(predicted, measured):
@@ -117,12 +129,45 @@ def closest_device(traced, structure_cost, resource_function, batch_size,
   return best[1], best[2]
 
 
+def model_ops(model, batch_size, size):
+  """(kind, FLOPs, bytes) of every costed op of the model's forward pass."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import profile_resource  # pylint: disable=g-import-not-at-top
+  graph = tf.function(lambda t: model(t, training=False)).get_concrete_function(
+      tf.TensorSpec((batch_size, size, size, 3), tf.float32)).graph
+  return [profile_resource.op_features(op, batch_size)
+          for op in graph.get_operations() if latency_profile.op_kind(op.type)]
+
+
+def samples_to_json(samples):
+  return [{'ops': [list(o) for o in s.ops], 'latency_ns': s.latency_ns,
+           'label': s.label, 'weight': s.weight} for s in samples]
+
+
+def samples_from_json(values):
+  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
+  return [latency_fit.Sample([tuple(o) for o in v['ops']], v['latency_ns'],
+                             v['label'], v['weight']) for v in values]
+
+
+def reweighted(samples, share):
+  """The samples with the whole-model ones (weight != 1) carrying `share`."""
+  wholes = sum(1 for s in samples if s.weight != 1.0)
+  layers = len(samples) - wholes
+  weight = (share / (1.0 - share) * layers / max(wholes, 1)) ** 0.5
+  return [s._replace(weight=1.0 if s.weight == 1.0 else weight)
+          for s in samples]
+
+
 def run_model(spec, args, rng):
   """Calibrates, rebuilds, measures and predicts one model; returns rows."""
   import keras  # pylint: disable=g-import-not-at-top
   from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.keras import latency_variants  # pylint: disable=g-import-not-at-top
   from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
   from morph_net.keras import tracing  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import resource_function  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top
@@ -131,30 +176,34 @@ def run_model(spec, args, rng):
   size = int(size)
   model = getattr(keras.applications, name)(
       weights=None, classes=10, input_shape=(size, size, 3))
-  start = time.time()
-  path = (os.path.join(args.profile_dir, '%s_%d_b%d.json' % (
-      name, size, args.batch_size)) if args.profile_dir else None)
-  # A profile measured with another statistic or batch is not reused.
-  if path:
-    path = path.replace('.json', '_%s.json' % args.statistic)
+  path = (os.path.join(args.profile_dir, '%s_%d_b%d_%s_%s.json' % (
+      name, size, args.batch_size, args.statistic, args.clock))
+          if args.profile_dir else None)
+  samples = None
   if path and os.path.exists(path):
     profile = latency_profile.LatencyProfile.load(path)
     print('%s: profile %s' % (name, path))
   else:
-    profile = latency_calibration.calibrate(
+    samples, metadata = latency_calibration.measure(
         model, args.batch_size, repeats=args.calibration_repeats,
-        statistic=args.statistic)
+        statistic=args.statistic, model_structures=args.model_structures,
+        seed=args.calibration_seed, whole_model_share=args.whole_model_share,
+        clock=args.clock)
+    profile = latency_fit.fit_profile(
+        samples, args.batch_size, latency_timing.describe_device(), metadata)
     if path:
       latency_calibration.save_profile(profile, path)
-    print('%s: calibrated %d layers in %.1f s' % (
-        name, profile.metadata['layers'], profile.metadata['seconds']))
+    print('%s: calibrated on %d layers and %d whole models in %.1f s' % (
+        name, profile.metadata['layers'],
+        profile.metadata['whole_model_samples'], metadata['seconds']))
   print(latency_calibration.summary(profile))
   traced = tracing.TracedModel(model)
   flops = structure_cost.StructureCost(traced)
   calibrated = structure_cost.StructureCost(
       traced, resource_function.latency_function_factory(
           profile, args.batch_size))
-  structures = random_structures(flops.channels, args.structures, rng)
+  structures = latency_variants.random_structures(flops.channels,
+                                                  args.structures, rng)
   start = time.time()
   models = [model] + [rebuild.rebuild(model, s, channels=flops.channels)
                       for s in structures]
@@ -162,7 +211,7 @@ def run_model(spec, args, rng):
                                                    time.time() - start))
   start = time.time()
   measured = measure(models, args.batch_size, size, args.repeats,
-                     args.statistic)
+                     args.statistic, args.clock)
   print('%s: measured %d models x %d rounds in %.1f s' % (
       name, len(models), args.repeats, time.time() - start))
   device, roofline = closest_device(traced, structure_cost, resource_function,
@@ -178,46 +227,85 @@ def run_model(spec, args, rng):
           r * measured[0] / roofline_ns[0] for r in roofline_ns],
       '(c) calibrated profile': [calibrated(s) for s in all_structures],
   }
+  return {'model': name, 'size': size, 'device': device,
+          'measured_ms': [m / 1e6 for m in measured],
+          'predicted_ms': {k: [v / 1e6 for v in vs]
+                           for k, vs in predictions.items()},
+          'flops': flop_counts, 'metrics': metrics(predictions, measured),
+          'calibration_seconds': profile.metadata.get('seconds'),
+          'calibration_samples': (samples_to_json(samples)
+                                  if samples is not None else None),
+          'structure_ops': [model_ops(m, args.batch_size, size)
+                            for m in models]}
+
+
+def metrics(predictions, measured):
+  """{label: MAPE, Spearman, error on the original} over the structures."""
   rows = {}
   for label, values in predictions.items():
     mape, spearman = errors_of(values[1:], measured[1:])
     rows[label] = {'mape': mape, 'spearman': spearman,
                    'original_error': values[0] / measured[0] - 1.0}
-  return {'model': name, 'size': size, 'device': device,
-          'measured_ms': [m / 1e6 for m in measured],
-          'predicted_ms': {k: [v / 1e6 for v in vs]
-                           for k, vs in predictions.items()},
-          'flops': flop_counts, 'metrics': rows,
-          'calibration_seconds': profile.metadata.get('seconds')}
+  return rows
+
+
+def refit(result, args):
+  """The result with (c) from a profile refitted to its saved samples."""
+  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
+  samples = reweighted(samples_from_json(result['calibration_samples']),
+                       args.whole_model_share)
+  profile = latency_fit.fit_profile(samples, args.batch_size)
+  print(latency_calibration.summary(profile))
+  measured = [m * 1e6 for m in result['measured_ms']]
+  predictions = {k: [v * 1e6 for v in vs]
+                 for k, vs in result['predicted_ms'].items()}
+  predictions['(c) calibrated profile'] = [
+      latency_fit.predict_sample(profile, latency_fit.Sample(
+          [tuple(o) for o in ops], 1.0)) for ops in result['structure_ops']]
+  result = dict(result)
+  result['metrics'] = metrics(predictions, measured)
+  return result
+
+
+def print_table(result, batch_size):
+  measured = result['measured_ms']
+  print('\n%s %dx%d, batch %d, %d random structures: measured %.1f-%.1f ms '
+        '(original %.1f ms)' % (
+            result['model'], result['size'], result['size'], batch_size,
+            len(measured) - 1, min(measured[1:]), max(measured[1:]),
+            measured[0]))
+  print('%-36s %8s %9s %14s' % ('predictor', 'MAPE', 'Spearman',
+                                 'original err'))
+  for label, row in result['metrics'].items():
+    print('%-36s %7.1f%% %9.3f %13.1f%%' % (
+        label, 100 * row['mape'], row['spearman'],
+        100 * row['original_error']))
+  sys.stdout.flush()
 
 
 def main(argv=None):
   args = parse_args(argv)
+  if args.refit:
+    with open(args.refit) as f:
+      report = json.load(f)
+    for result in report['results']:
+      if result.get('calibration_samples'):
+        print_table(refit(result, args), report['args']['batch_size'])
+    return
   latency_timing.pin_threads(args.threads, 1)
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(args.seed)
+  start = time.time()
   print('device: %s; load average %s' % (latency_timing.describe_device(),
                                          ' '.join('%.2f' % v for v in
                                                   os.getloadavg())))
   results = []
   for spec in args.models.split(','):
     results.append(run_model(spec, args, rng))
-    result = results[-1]
-    print('\n%s %dx%d, batch %d, %d random structures: measured %.1f-%.1f ms '
-          '(original %.1f ms)' % (
-              result['model'], result['size'], result['size'],
-              args.batch_size, args.structures,
-              min(result['measured_ms'][1:]), max(result['measured_ms'][1:]),
-              result['measured_ms'][0]))
-    print('%-36s %8s %9s %14s' % ('predictor', 'MAPE', 'Spearman',
-                                   'original err'))
-    for label, row in result['metrics'].items():
-      print('%-36s %7.1f%% %9.3f %13.1f%%' % (
-          label, 100 * row['mape'], row['spearman'],
-          100 * row['original_error']))
-    sys.stdout.flush()
-  print('load average after: %s' % ' '.join('%.2f' % v
-                                            for v in os.getloadavg()))
+    print_table(results[-1], args.batch_size)
+  print('load average after: %s; %.0f s in all' % (
+      ' '.join('%.2f' % v for v in os.getloadavg()), time.time() - start))
   if args.output:
     from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
     atomic_file.write_json_atomically(

@@ -55,7 +55,8 @@ def _forward(model, batch_size):
 
 @gin.configurable
 def match_latency(exp, reference, candidate, batch_size: int = 64,
-                  repeats: int = 15, tolerance: float = 0.02):
+                  repeats: int = 15, tolerance: float = 0.02,
+                  clock: str = 'wall'):
   """Scales `candidate` until its measured latency equals `reference`'s.
 
   Args:
@@ -65,6 +66,8 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
     batch_size: inference batch size.
     repeats: interleaved rounds per probe.
     tolerance: relative distance of the latencies that ends the search.
+    clock: 'wall' or 'cpu' time (`latency_timing.CLOCKS`; cpu on a shared
+      machine).
 
   Returns:
     (scaled structure, multiplier, measured candidate / reference ratio).
@@ -82,7 +85,8 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
   def ratio(structure):
     probe = _forward(rebuild.rebuild(original, structure, channels=channels),
                      batch_size)
-    times = latency_timing.time_interleaved([target, probe], repeats)
+    times = latency_timing.time_interleaved([target, probe], repeats,
+                                            clock=clock)
     return float(times[1] / times[0])
 
   groups = expansion.expandable_groups(channels, candidate)
@@ -187,13 +191,19 @@ def write_report(output_dir, results):
 
 @gin.configurable
 def calibration(model, profile_path, batch_size: int = 64,
-                repeats: int = 15):
-  """Calibrates the profile of `model` unless `profile_path` exists."""
+                repeats: int = 15, clock: str = 'wall',
+                model_structures: int = 0):
+  """Calibrates the profile of `model` unless `profile_path` exists.
+
+  `clock` and `model_structures` as in `latency_calibration.calibrate`.
+  """
   from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
   if os.path.exists(profile_path):
     print('profile: reusing %s' % profile_path)
     return
-  profile = latency_calibration.calibrate(model, batch_size, repeats=repeats)
+  profile = latency_calibration.calibrate(
+      model, batch_size, repeats=repeats, clock=clock,
+      model_structures=model_structures)
   latency_calibration.save_profile(profile, profile_path)
   print(latency_calibration.summary(profile))
 

@@ -18,7 +18,7 @@ and the profile keeps the fit's residuals.
 """
 
 import time
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import keras
@@ -31,9 +31,82 @@ from morph_net.keras import latency_variants
 from morph_net.network_regularizers import latency_fit
 from morph_net.network_regularizers import latency_profile
 from morph_net.structure import atomic_file
+from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
 
-__all__ = ['calibrate', 'save_profile', 'summary']
+__all__ = ['measure', 'calibrate', 'save_profile', 'summary']
+
+
+def measure(model, batch_size: int = 1, repeats: int = 15, warmup: int = 2,
+            fractions: Sequence[float] = latency_variants.DEFAULT_FRACTIONS,
+            layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+            verbose: int = 1, statistic: str = 'median',
+            whole_model: bool = True, model_structures: int = 0,
+            seed: int = 1, whole_model_share: float = 0.5,
+            clock: str = 'wall') -> Tuple[List[latency_fit.Sample], Dict]:
+  """Times the model's layers (and the whole model) on this machine.
+
+  The measuring half of `calibrate` (arguments there): the samples it fits,
+  to keep and refit (`latency_fit.fit_profile`) without timing again.
+
+  Returns:
+    (samples, metadata): the measurements above the call overhead, each
+    with its ops and weight, and the settings (metadata of `calibrate`,
+    with 'left_out' listing the measurements at or below the overhead).
+
+  Raises:
+    See `calibrate`.
+  """
+  if not 0.0 < whole_model_share < 1.0:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `whole_model_share`. Expected a number '
+        'in (0, 1). Received: whole_model_share=%r' % (whole_model_share,))
+  start = time.time()
+  groups = latency_variants.layer_variants(model, batch_size, fractions,
+                                           layer_rules, verbose)
+  if not groups:
+    raise errors.InvalidArgumentError(
+        'Model %r has no layer that runs a costed op (%s), so there is '
+        'nothing to calibrate.' % (model.name,
+                                   ', '.join(latency_profile.OP_KINDS)))
+  variants = [v for group in groups for v in group]
+  wholes = []
+  if whole_model:
+    structures = latency_variants.random_structures(
+        channel_model.analyze(model, layer_rules), model_structures,
+        np.random.RandomState(seed))
+    wholes = latency_variants.model_variants(model, batch_size, fractions,
+                                             layer_rules, structures)
+  times, overheads = latency_variants.measure_variants(
+      variants + wholes, repeats, warmup, verbose=verbose,
+      statistic=statistic, clock=clock)
+  call_overhead = overheads.get((1, 1), min(overheads.values()))
+  # The whole-model samples together weigh whole_model_share of the sum of
+  # squared weights.
+  weight = np.sqrt(whole_model_share / (1.0 - whole_model_share) *
+                   len(variants) / float(max(len(wholes), 1)))
+  samples, dropped = [], []
+  for variant, latency in zip(variants + wholes, times):
+    sample = latency_fit.Sample(variant.ops, latency, variant.label,
+                                1.0 if variant.layer is not None else weight)
+    (samples if latency > 0 else dropped).append(sample)
+  if dropped:
+    logging.warning('%d measurements at or below the call overhead were '
+                    'left out of the fit: %s', len(dropped),
+                    ', '.join(s.label for s in dropped))
+  metadata = {
+      'model': model.name, 'threads': latency_timing.thread_settings(),
+      'repeats': repeats, 'warmup': warmup, 'fractions': list(fractions),
+      'statistic': statistic, 'clock': clock,
+      'layers': len(groups), 'call_overhead_ns': call_overhead,
+      'whole_model_samples': len(wholes),
+      'model_structures': model_structures if whole_model else 0,
+      'structure_seed': seed, 'whole_model_share': whole_model_share,
+      'left_out': [s.label for s in dropped],
+      'tensorflow': tf.__version__, 'keras': keras.__version__,
+      'seconds': time.time() - start,
+  }
+  return samples, metadata
 
 
 def calibrate(model, batch_size: int = 1, repeats: int = 15,
@@ -41,7 +114,9 @@ def calibrate(model, batch_size: int = 1, repeats: int = 15,
               fractions: Sequence[float] = latency_variants.DEFAULT_FRACTIONS,
               layer_rules: Optional[layer_rules_lib.LayerRules] = None,
               verbose: int = 1, statistic: str = 'median',
-              whole_model: bool = True) -> latency_profile.LatencyProfile:
+              whole_model: bool = True, model_structures: int = 0,
+              seed: int = 1, whole_model_share: float = 0.5,
+              clock: str = 'wall') -> latency_profile.LatencyProfile:
   """Measures the model's layers on this machine and fits a profile.
 
   Pin threads first (`latency_timing.pin_threads`) to calibrate for a
@@ -63,11 +138,20 @@ def calibrate(model, batch_size: int = 1, repeats: int = 15,
       the same when measuring the models the profile predicts.
     whole_model: also time the whole model rebuilt at each fraction
       (`latency_variants.model_variants`), interleaved with the layers, and
-      fit to those timings as much as to all layers together (each weighs
-      sqrt(layer samples / model samples)): a layer run alone is not
-      exactly a layer run inside the network (its input cannot be reused
-      in place, the caches hold other data), and these samples tie the
-      profile to what the network takes.
+      fit to those timings: a layer run alone is not exactly a layer run
+      inside the network (its input cannot be reused in place, the caches
+      hold other data), and these samples tie the profile to what the
+      network takes.
+    model_structures: with whole_model, also time this many random
+      structures of the model (`latency_variants.random_structures`, drawn
+      with `seed`), so the whole-model samples vary the groups apart.
+    seed: of those structures.
+    whole_model_share: the part of the fit's weight (sum of squared sample
+      weights) the whole-model samples carry together, in (0, 1); the
+      layers carry the rest.
+    clock: 'wall' (default) or 'cpu' (`latency_timing.CLOCKS`: steadier on
+      a shared machine, with one intra-op and one inter-op thread); use
+      the same when measuring the models the profile predicts.
 
   Returns:
     The fitted LatencyProfile; its metadata holds the settings, the call
@@ -76,44 +160,14 @@ def calibrate(model, batch_size: int = 1, repeats: int = 15,
 
   Raises:
     InvalidArgumentError: for a model without static input shapes or with
-      no costed layer.
+      no costed layer, or a share outside (0, 1).
     UnsupportedModelError: for subclassed models.
   """
   start = time.time()
-  groups = latency_variants.layer_variants(model, batch_size, fractions,
-                                           layer_rules, verbose)
-  if not groups:
-    raise errors.InvalidArgumentError(
-        'Model %r has no layer that runs a costed op (%s), so there is '
-        'nothing to calibrate.' % (model.name,
-                                   ', '.join(latency_profile.OP_KINDS)))
-  variants = [v for group in groups for v in group]
-  wholes = (latency_variants.model_variants(model, batch_size, fractions,
-                                            layer_rules)
-            if whole_model else [])
-  times, overheads = latency_variants.measure_variants(
-      variants + wholes, repeats, warmup, verbose=verbose,
-      statistic=statistic)
-  call_overhead = overheads.get((1, 1), min(overheads.values()))
-  weight = np.sqrt(len(variants) / float(max(len(wholes), 1)))
-  samples, dropped = [], []
-  for variant, latency in zip(variants + wholes, times):
-    sample = latency_fit.Sample(variant.ops, latency, variant.label,
-                                1.0 if variant.layer is not None else weight)
-    (samples if latency > 0 else dropped).append(sample)
-  if dropped:
-    logging.warning('%d measurements at or below the call overhead were '
-                    'left out of the fit: %s', len(dropped),
-                    ', '.join(s.label for s in dropped))
-  metadata = {
-      'model': model.name, 'threads': latency_timing.thread_settings(),
-      'repeats': repeats, 'warmup': warmup, 'fractions': list(fractions),
-      'statistic': statistic,
-      'layers': len(groups), 'call_overhead_ns': call_overhead,
-      'whole_model_samples': len(wholes),
-      'left_out': [s.label for s in dropped],
-      'tensorflow': tf.__version__, 'keras': keras.__version__,
-  }
+  samples, metadata = measure(
+      model, batch_size, repeats, warmup, fractions, layer_rules, verbose,
+      statistic, whole_model, model_structures, seed, whole_model_share,
+      clock)
   profile = latency_fit.fit_profile(samples, batch_size,
                                     latency_timing.describe_device(),
                                     metadata)

@@ -4,7 +4,8 @@ Latency measured on a shared machine is noisy: other processes take cores
 for a while, the CPU changes its clock. Two habits keep measurements
 comparable: the functions compared run interleaved (one call of each, then
 again, `repeats` times), so a slow spell hits all of them alike, and each is
-summarised by its median (or, on a busy machine, its minimum). Threads are pinned (`pin_threads`) so an op runs
+summarised by its median (or, on a busy machine, its minimum), of the wall
+time or, on a shared machine, of the process's CPU time (`CLOCKS`). Threads are pinned (`pin_threads`) so an op runs
 on a known number of cores and ops run one after another, as the latency
 model assumes (a sum over ops).
 """
@@ -18,13 +19,23 @@ import tensorflow as tf
 
 from morph_net import errors
 
-__all__ = ['STATISTICS', 'pin_threads', 'thread_settings', 'describe_device',
+__all__ = ['STATISTICS', 'CLOCKS', 'pin_threads', 'thread_settings', 'describe_device',
            'time_interleaved']
 
 # How the repeats of a call are summarised: the median (the default), or the
 # minimum, the least disturbed run (steadier on a busy machine, where other
 # processes preempt long calls more often than short ones).
 STATISTICS = {'median': np.median, 'min': np.min}
+
+# What a call's time is: 'wall', the elapsed time (the latency a user sees,
+# on a quiet machine), or 'cpu', the CPU time the process spent in the call
+# (all its threads). With one intra-op and one inter-op thread a forward pass
+# runs on one core at a time, so its CPU time is its latency on an idle core
+# without the time other processes held that core: on a shared machine it is
+# much steadier than the wall time (measured here at load 8 on 2 cores:
+# MobileNetV2 wall times 2.6-3x the CPU times, varying 15% from round to
+# round, the CPU times 10%).
+CLOCKS = {'wall': time.perf_counter_ns, 'cpu': time.process_time_ns}
 
 
 def pin_threads(intra_op: int = 1, inter_op: int = 1) -> None:
@@ -80,7 +91,8 @@ def describe_device() -> str:
 def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
                      warmup: int = 2,
                      on_round: Optional[Callable[[int], None]] = None,
-                     statistic: str = 'median') -> np.ndarray:
+                     statistic: str = 'median',
+                     clock: str = 'wall') -> np.ndarray:
   """Wall time of each call (median of the repeats), in ns, interleaved.
 
   Args:
@@ -90,14 +102,20 @@ def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
     warmup: untimed rounds first (tracing, allocator warm-up).
     on_round: called with the index of each timed round when it ends.
     statistic: 'median' or 'min' of each call's repeats (see STATISTICS).
+    clock: 'wall' or 'cpu' (see CLOCKS).
 
   Returns:
     float64 [len(calls)]: the statistic of each call's times, ns.
 
   Raises:
-    InvalidArgumentError: for repeats < 1, warmup < 0 or an unknown
-      statistic.
+    InvalidArgumentError: for repeats < 1, warmup < 0, an unknown
+      statistic or clock.
   """
+  if clock not in CLOCKS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `clock`. Expected one of %s. '
+        'Received: clock=%r' % (', '.join(sorted(CLOCKS)), clock))
+  now = CLOCKS[clock]
   if statistic not in STATISTICS:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `statistic`. Expected one of %s. '
@@ -113,9 +131,9 @@ def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
   times = np.zeros((repeats, len(calls)))
   for r in range(repeats):
     for i, call in enumerate(calls):
-      start = time.perf_counter_ns()
+      start = now()
       call()
-      times[r, i] = time.perf_counter_ns() - start
+      times[r, i] = now() - start
     if on_round is not None:
       on_round(r)
   return STATISTICS[statistic](times, axis=0)

@@ -33,8 +33,8 @@ from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import rebuild
 
 __all__ = ['DEFAULT_FRACTIONS', 'TARGET_BYTES', 'MAX_COPIES', 'Variant',
-           'width_pairs', 'layer_variants', 'model_variants', 'copies_of',
-           'measure_variants']
+           'width_pairs', 'layer_variants', 'random_structures',
+           'model_variants', 'copies_of', 'measure_variants']
 
 # Width fractions every layer is measured at.
 DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
@@ -169,35 +169,77 @@ def layer_variants(model, batch_size: int = 1,
   return groups
 
 
+def random_structures(channels, count: int, rng,
+                      levels: Tuple[float, float] = (0.25, 1.0),
+                      spread: float = 0.25) -> List[Dict[str, int]]:
+  """Random structures of the model's changeable channel groups.
+
+  Every changeable group keeps a fraction s x u of its width, s ~ U(levels)
+  per structure and u ~ U(1 - spread, 1 + spread) per group, capped at 1
+  (at least one channel).
+
+  Args:
+    channels: the model's `channel_model.analyze` result.
+    count: how many structures.
+    rng: a numpy RandomState.
+    levels: the range of the per-structure level s.
+    spread: the half-width of the per-group factor u.
+
+  Returns:
+    `count` structures {layer name: width}, the groups in the model's order.
+  """
+  groups = [g for g in channels.groups() if channels.can_change_width(g[0])[0]]
+  structures = []
+  for _ in range(count):
+    level = rng.uniform(*levels)
+    structure = {}
+    for group in groups:
+      fraction = min(1.0, level * rng.uniform(1.0 - spread, 1.0 + spread))
+      width = max(1, int(round(channels.original_width(group[0]) * fraction)))
+      structure.update({name: width for name in group})
+    structures.append(structure)
+  return structures
+
+
 def model_variants(model, batch_size: int = 1,
                    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                   layer_rules: Optional[layer_rules_lib.LayerRules] = None
+                   layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+                   structures: Sequence[Dict[str, int]] = ()
                    ) -> List[Variant]:
-  """The whole model rebuilt at each width fraction, as Variants.
+  """The whole model rebuilt at each width fraction and structure, as Variants.
 
   Every width that may change is scaled by the fraction
   (`width_multiplier.multiply`) and the model rebuilt (`rebuild`); the
-  fraction 1 is the model itself. A model that cannot be rebuilt keeps the
-  fractions that could be, with a warning.
+  fraction 1 is the model itself. Each of `structures` ({layer name:
+  width}, e.g. `random_structures`) is rebuilt too, labelled '<model> s<i>'.
+  A model that cannot be rebuilt keeps the ones that could be, with a
+  warning.
 
   Returns:
-    One Variant per fraction (its `layer` is None).
+    One Variant per fraction, then one per structure (their `layer` is
+    None).
   """
   channels = channel_model.analyze(model, layer_rules)
   original = channels.original_structure()
   shapes = [(batch_size,) + tuple(t.shape[1:]) for t in model.inputs]
+  todo = [('%s x%.2f' % (model.name, f), f, None) for f in fractions]
+  todo += [('%s s%d' % (model.name, i), None, s)
+           for i, s in enumerate(structures)]
   variants = []
-  for fraction in fractions:
+  for label, fraction, structure in todo:
     try:
-      rebuilt = model if fraction == 1 else rebuild.rebuild(
-          model, width_multiplier.multiply(original, fraction),
-          channels=channels)
+      if fraction == 1:
+        rebuilt = model
+      else:
+        rebuilt = rebuild.rebuild(
+            model, structure if structure is not None else
+            width_multiplier.multiply(original, fraction), channels=channels)
     except errors.Error as e:
-      logging.warning('Latency calibration cannot rebuild model %r at width '
-                      'x%.2f: %s', model.name, fraction, e)
+      logging.warning('Latency calibration cannot rebuild model %r (%s): %s',
+                      model.name, label, e)
       continue
-    variants.append(_traced_variant(rebuilt, shapes, '%s x%.2f' % (
-        model.name, fraction), None, batch_size))
+    variants.append(_traced_variant(rebuilt, shapes, label, None,
+                                    batch_size))
   return variants
 
 
@@ -234,7 +276,7 @@ def _identity_function(specs, arity, copies):
 
 def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
                      seed: int = 0, verbose: int = 0,
-                     statistic: str = 'median'
+                     statistic: str = 'median', clock: str = 'wall'
                      ) -> Tuple[List[float], Dict[Tuple[int, int], float]]:
   """Times every variant and the call overhead, all interleaved.
 
@@ -250,6 +292,7 @@ def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
     seed: of the random inputs.
     verbose: 1 shows a progress bar over the rounds.
     statistic: 'median' or 'min' of the repeats (`latency_timing`).
+    clock: 'wall' or 'cpu' time (`latency_timing.CLOCKS`).
 
   Returns:
     ([ns of one run of each variant's layer: (call - overhead) / copies],
@@ -275,7 +318,7 @@ def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
   progress = keras.utils.Progbar(repeats, verbose=verbose, unit_name='round')
   times = latency_timing.time_interleaved(
       calls, repeats, warmup, on_round=lambda r: progress.update(r + 1),
-      statistic=statistic)
+      statistic=statistic, clock=clock)
   overhead = dict(zip(order, times[len(variants):].tolist()))
   return ([float(t - overhead[k]) / k[1] for t, k in zip(times, keys)],
           overhead)

@@ -3,7 +3,8 @@ r"""Command line: measure a latency profile of this machine on a model's layers.
   python -m morph_net.tools.calibrate_latency --model=model.keras \
       --output=device.json [--batch_size=8] [--repeats=15] [--warmup=2] \
       [--threads=1] [--inter_op_threads=1] [--fractions=1,0.6,0.3] \
-      [--statistic=median|min] [--nowhole_model]
+      [--statistic=median|min] [--clock=wall|cpu] [--model_structures=8] \
+      [--whole_model_share=0.5] [--nowhole_model]
 
 Times every costed layer of the model alone at several widths, and the
 whole model at the same width fractions (interleaved repeats, medians, a
@@ -39,8 +40,15 @@ def define_flags():
                     'layer is measured at.')
   flags.DEFINE_enum('statistic', 'median', ['median', 'min'], 'Summary of '
                     'the repeats: min is steadier on a busy machine.')
+  flags.DEFINE_enum('clock', 'wall', ['wall', 'cpu'], 'Wall time, or the '
+                    'CPU time of the process (with --threads=1: the latency '
+                    'on an idle core, steady on a shared machine).')
   flags.DEFINE_boolean('whole_model', True, 'Also time the whole model at '
                        'each fraction and fit to it (see calibrate).')
+  flags.DEFINE_integer('model_structures', 0, 'Also time this many random '
+                       'structures of the whole model.')
+  flags.DEFINE_float('whole_model_share', 0.5, 'Part of the fit\'s weight '
+                     'the whole-model timings carry, in (0, 1).')
   flags.DEFINE_string('input_shape', None, 'Input shape without batch, e.g. '
                       '96,96,3, for a model saved without a static one.')
   flags.mark_flags_as_required(['model', 'output'])
@@ -62,6 +70,9 @@ def main(argv):
   fractions = _fractions(FLAGS.fractions)
   if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
     raise app.UsageError('--batch_size and --repeats must be >= 1.')
+  if FLAGS.model_structures < 0 or not 0 < FLAGS.whole_model_share < 1:
+    raise app.UsageError('--model_structures must be >= 0 and '
+                         '--whole_model_share in (0, 1).')
   # Threads are fixed before anything runs a TensorFlow op.
   from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top
   latency_timing.pin_threads(FLAGS.threads, FLAGS.inter_op_threads)
@@ -74,7 +85,9 @@ def main(argv):
   profile = latency_calibration.calibrate(
       model, batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
       warmup=FLAGS.warmup, fractions=fractions, statistic=FLAGS.statistic,
-      whole_model=FLAGS.whole_model)
+      whole_model=FLAGS.whole_model, clock=FLAGS.clock,
+      model_structures=FLAGS.model_structures,
+      whole_model_share=FLAGS.whole_model_share)
   latency_calibration.save_profile(profile, FLAGS.output)
   print(latency_calibration.summary(profile))
   print('%s: %d layers of %s calibrated in %.1f s on %s' % (

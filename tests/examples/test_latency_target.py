@@ -20,6 +20,7 @@ _TINY = (
     'shrink/train.export_every_n_steps = 2',
     'run_seed.batch_size = 4',
     'calibration.repeats = 2',
+    'calibration.model_structures = 1',
     'match_latency.repeats = 3',
     'match_latency.tolerance = 0.2',
 )

@@ -60,6 +60,14 @@ def test_calibrate_refuses_models_without_costed_layers():
     latency_calibration.calibrate(model, verbose=0)
 
 
+def test_measure_refuses_a_whole_model_share_outside_zero_one():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'Expected a number in \(0, 1\). Received: '
+                     r'whole_model_share=1.0'):
+    latency_calibration.measure(latency_models.padded_mobile_model(),
+                                whole_model_share=1.0)
+
+
 
 
 def _kill(model):
@@ -125,6 +133,13 @@ def test_time_interleaved_and_thread_errors():
     latency_timing.time_interleaved([lambda: None], 1, statistic='mean')
   assert latency_timing.time_interleaved(
       [lambda: None], 3, statistic='min').shape == (1,)
+  busy = lambda: sum(range(20000))
+  cpu = latency_timing.time_interleaved([busy], 3, clock='cpu')
+  assert cpu.shape == (1,) and cpu[0] > 0
+  with pytest.raises(errors.InvalidArgumentError,
+                     match="Expected one of cpu, wall. Received: "
+                     "clock='gpu'"):
+    latency_timing.time_interleaved([lambda: None], 1, clock='gpu')
   settings = latency_timing.thread_settings()
   latency_timing.pin_threads(settings['intra_op'], settings['inter_op'])
   with pytest.raises(errors.NotReadyError,

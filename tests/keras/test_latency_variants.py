@@ -1,10 +1,12 @@
 """The layers and whole-model variants latency calibration times."""
 
 import keras
+import numpy as np
 import pytest
 
 from morph_net import errors
 from morph_net.keras import latency_variants
+from morph_net.surgery import channel_model
 from morph_net.testing import latency_models
 from morph_net.testing import surgery_models
 
@@ -91,3 +93,26 @@ def test_model_variants_and_copies():
   assert list(overheads) == [(1, latency_variants.MAX_COPIES)]
   assert latency_variants.width_pairs((1.0, 0.6, 0.3)) == [
       (1.0, 1.0), (0.6, 0.6), (0.3, 0.3), (1.0, 0.3), (0.3, 1.0)]
+
+
+def test_random_structures_scale_changeable_groups_together():
+  model = latency_models.padded_mobile_model()
+  channels = channel_model.analyze(model)
+  structures = latency_variants.random_structures(
+      channels, 2, np.random.RandomState(3))
+  # One changeable group (stem, project: 8 channels); the logits reach the
+  # output. By hand: level s, then the group's factor u, per structure.
+  rng = np.random.RandomState(3)
+  expected = []
+  for _ in range(2):
+    level = rng.uniform(0.25, 1.0)
+    width = int(round(8 * min(1.0, level * rng.uniform(0.75, 1.25))))
+    expected.append({'stem': width, 'project': width})
+  assert structures == expected == [{'stem': 6, 'project': 6},
+                                    {'stem': 4, 'project': 4}]
+  wholes = latency_variants.model_variants(model, 2, fractions=(1.0,),
+                                           structures=structures[:1])
+  assert [v.label for v in wholes] == ['padded_mobile x1.00',
+                                       'padded_mobile s0']
+  assert wholes[1].model.get_layer('stem').filters == 6
+  assert wholes[1].layer is None

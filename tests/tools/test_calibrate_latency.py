@@ -25,13 +25,16 @@ def test_command_line(tmp_path):
   output = str(tmp_path / 'profiles' / 'device.json')
   proc = _run('--model=' + model_path, '--output=' + output,
               '--batch_size=2', '--repeats=2', '--warmup=1',
-              '--fractions=1,0.5')
+              '--fractions=1,0.5', '--clock=cpu', '--model_structures=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   profile = latency_profile.LatencyProfile.load(output)
   assert profile.batch_size == 2
   assert profile.metadata['threads'] == {'intra_op': 1, 'inter_op': 1}
   assert profile.metadata['fractions'] == [1.0, 0.5]
   assert profile.metadata['layers'] == 9
+  assert profile.metadata['clock'] == 'cpu'
+  # x1, x0.5 and one random structure.
+  assert profile.metadata['whole_model_samples'] == 3
   assert 'ns/FLOP' in proc.stdout
   assert '9 layers of padded_mobile calibrated in' in proc.stdout
 
@@ -39,6 +42,8 @@ def test_command_line(tmp_path):
 @pytest.mark.parametrize('args,message', [
     (['--fractions=0,2'], '--fractions must be numbers in (0, 1]; got 0,2.'),
     (['--batch_size=0'], '--batch_size and --repeats must be >= 1.'),
+    (['--whole_model_share=1'], '--model_structures must be >= 0 and '
+     '--whole_model_share in (0, 1).'),
 ])
 def test_usage_errors(args, message):
   proc = _run('--model=m.keras', '--output=o.json', *args)
