@@ -31,6 +31,8 @@ from morph_net import errors
 from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
+from morph_net.keras import recurrent
+from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import registry
@@ -61,7 +63,11 @@ class ModelRegularizer(object):
       subclassed models and models with unknown spatial sizes. Not used with
       a TracedModel.
     **regularizer_kwargs: arguments of `regularizer_class` other than the
-      boundaries (for example gamma_threshold=1e-3, hardware='V100').
+      boundaries (for example gamma_threshold=1e-3, hardware='V100'). A
+      `regularizer_blacklist` is extended with the ops of the channel
+      groups rebuild cannot narrow (see `regularizable`): groups reaching a
+      model output and groups surgery's channel model freezes (one warning
+      names those layers).
 
   Raises:
     InvalidArgumentError: for an unbuilt model or an unknown input size.
@@ -73,12 +79,19 @@ class ModelRegularizer(object):
                input_shape=None, **regularizer_kwargs):
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
+    excluded = regularizable.excluded_ops(self._traced)
+    excluded.warn()
+    regularizer_kwargs['regularizer_blacklist'] = (
+        list(regularizer_kwargs.get('regularizer_blacklist') or []) +
+        excluded.blacklist())
+    # Recurrent loops are cut out of the analysis and costed from config.
+    self._recurrent = recurrent.RecurrentCalls(self._traced)
     self._network_regularizer = self._traced.build_regularizer(
-        regularizer_class, **regularizer_kwargs)
+        regularizer_class, extra_output_ops=self._recurrent.input_ops(),
+        extra_input_ops=self._recurrent.output_ops(), **regularizer_kwargs)
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
-    self._term = self._function_of(
-        self._network_regularizer.get_regularization_term)
+    self._term = self._function_of(self._term_tensor)
     self._cost = None
     self._alive = None
     self._strength = tf.Variable(float(strength), trainable=False,
@@ -159,13 +172,53 @@ class ModelRegularizer(object):
         fetches = build_fetches()
       return self._traced.function_of(fetches)
 
+  def _costed_ops(self) -> Optional[List[tf.Operation]]:
+    """The ops the cost and term sum over (None: all analysed ops).
+
+    A model size counts each kernel once: of the ops of a shared layer
+    (several calls reading one kernel) only the first is costed.
+    """
+    resource = getattr(self._network_regularizer, 'resource_function', None)
+    if resource is not resource_function.model_size_function:
+      return None
+    ops, seen = [], set()
+    for op in self.op_regularizer_manager.ops:
+      kernel = (self._traced.kernel_placeholder(op)
+                if op.type in resource_function.WEIGHTED_OP_TYPES else None)
+      if kernel is not None:
+        if kernel.ref() in seen:
+          continue
+        seen.add(kernel.ref())
+      ops.append(op)
+    return ops
+
+  def _term_tensor(self) -> tf.Tensor:
+    """The term in the traced graph: the network regularizer's plus the
+    recurrent layers' (see `recurrent`)."""
+    term = self._network_regularizer.get_regularization_term(
+        self._costed_ops())
+    if not self._recurrent.calls:
+      return term
+    return tf.cast(term, tf.float32) + self._recurrent.term(
+        self.op_regularizer_manager,
+        getattr(self._network_regularizer, 'resource_function', None))
+
+  def _cost_tensor(self) -> tf.Tensor:
+    """The cost in the traced graph, recurrent layers included."""
+    cost = self._network_regularizer.get_cost(self._costed_ops())
+    if not self._recurrent.calls:
+      return cost
+    return tf.cast(cost, tf.float32) + self._recurrent.cost(
+        self.op_regularizer_manager,
+        getattr(self._network_regularizer, 'resource_function', None))
+
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
     return self._term()
 
   def _cost_function(self):
     if self._cost is None:
-      self._cost = self._function_of(self._network_regularizer.get_cost)
+      self._cost = self._function_of(self._cost_tensor)
     return self._cost
 
   def cost(self) -> tf.Tensor:

@@ -54,11 +54,11 @@ def _clone_function(plan):
   """clone_model clone_function giving width-taking layers their new width."""
   def clone(layer):
     config = layer.get_config()
-    attribute = plan.channels.rule(layer).width_attribute
+    rule = plan.channels.rule(layer)
     width = plan.widths.get(layer.name)
-    if attribute and width:
-      config[attribute] = width
-    return layer.__class__.from_config(config)
+    if rule.width_attribute and width:
+      config[rule.width_attribute] = width
+    return layer.__class__.from_config(rule.clone_config(layer, config))
   return clone
 
 
