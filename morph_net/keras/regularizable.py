@@ -26,9 +26,11 @@ from morph_net import errors
 from morph_net.surgery import channel_model
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
-           'blacklist_regex']
+           'blacklist_regex', 'OUTPUT_REASON', 'NESTED_REASON']
 
 OUTPUT_REASON = 'its channels reach a model output'
+NESTED_REASON = ('it is a nested model: its layers are regularized, but '
+                 'rebuild does not narrow layers inside nested models yet')
 
 
 def fixed_width_layers(channels: channel_model.ChannelModel
@@ -88,10 +90,11 @@ class ExcludedOps(object):
     if not frozen:
       return
     logging.warning(
-        'MorphNet does not regularize the channels of %d layer(s), because '
-        'rebuild cannot narrow them: %s. Their widths are kept; register a '
-        'layer rule (morph_net.surgery.register_layer_rule) for a layer '
-        'rebuild does not understand.', len(frozen),
+        'Rebuild cannot narrow the channels of %d layer(s): %s. MorphNet '
+        'does not regularize them (except inside nested models) and keeps '
+        'their widths; register a layer rule '
+        '(morph_net.surgery.register_layer_rule) for a layer rebuild does '
+        'not understand.', len(frozen),
         '; '.join('%r: %s' % item for item in sorted(frozen.items())))
 
 
@@ -108,9 +111,10 @@ def excluded_ops(traced) -> ExcludedOps:
   The model outputs are always excluded. For functional and Sequential
   models, so are the weight-reading ops (convs, matmuls, batch-norm scales)
   of every top-level layer whose output channels rebuild cannot narrow (see
-  `fixed_width_layers`); a nested model is one such layer until surgery
-  rebuilds nested models. Subclassed models (which rebuild does not
-  support) only exclude their outputs.
+  `fixed_width_layers`). The layers of a nested model stay regularized as
+  before (rebuild does not narrow inside nested models yet; the warning
+  says so). Subclassed models (which rebuild does not support) only
+  exclude their outputs.
 
   Args:
     traced: a `tracing.TracedModel`.
@@ -126,14 +130,17 @@ def excluded_ops(traced) -> ExcludedOps:
                  'regularization: %s', traced.model.name, e)
     return ExcludedOps(op_names, {})
   fixed = fixed_width_layers(channels)
-  layers = {}
+  layers, warned = {}, set()
   for op in traced.forward_ops():
     name = traced.layer_name(op, top_level=True)
-    if name is not None and name in fixed:
-      op_names.append(op.name)
-      layers[name] = fixed[name]
-  warned = [name for name, reason in layers.items()
-            if reason != OUTPUT_REASON and (
-                channels.rule(name).width_attribute or
-                isinstance(channels.layers[name], keras.Model))]
-  return ExcludedOps(op_names, layers, warned)
+    if name is None or name not in fixed:
+      continue
+    if isinstance(channels.layers[name], keras.Model):
+      layers[name] = NESTED_REASON
+      warned.add(name)
+      continue
+    op_names.append(op.name)
+    layers[name] = fixed[name]
+    if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
+      warned.add(name)
+  return ExcludedOps(op_names, layers, sorted(warned))

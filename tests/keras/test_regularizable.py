@@ -46,9 +46,9 @@ def test_frozen_and_output_groups_are_not_regularized(caplog):
         model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
   assert regularizer.alive_counts() == {'conv': 6}
   warnings = [r.getMessage() for r in caplog.records
-              if 'rebuild cannot narrow' in r.getMessage()]
+              if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
-  assert "1 layer(s)" in warnings[0]
+  assert '1 layer(s)' in warnings[0]
   assert "'project': it feeds layer 'reshape' (Reshape)" in warnings[0]
   assert 'logits' not in warnings[0]
 
@@ -94,3 +94,20 @@ def test_subclassed_model_keeps_only_its_outputs(caplog):
   assert len(excluded.op_names) == 1
   assert any('Only the outputs of model' in r.getMessage()
              for r in caplog.records)
+
+
+def test_nested_model_layers_stay_regularized_with_a_warning(caplog):
+  inner_in = keras.Input((6, 6, 3))
+  inner = keras.Model(inner_in, L.Conv2D(5, 3, name='inner_conv')(inner_in),
+                      name='base')
+  x = keras.Input((6, 6, 3))
+  y = L.GlobalAveragePooling2D(name='gap')(inner(x))
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  with caplog.at_level(logging.WARNING):
+    regularizer = morph_keras.ModelRegularizer(
+        model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
+  assert regularizer.alive_counts() == {'inner_conv': 5}
+  warnings = [r.getMessage() for r in caplog.records
+              if 'Rebuild cannot narrow' in r.getMessage()]
+  assert len(warnings) == 1
+  assert "'base': " + regularizable.NESTED_REASON in warnings[0]
