@@ -22,6 +22,7 @@ and loads as any Keras model, without its regularizer (the loaded loss is
 the data loss alone) until `attach` gives it one again.
 """
 
+import functools
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -62,6 +63,10 @@ class ModelRegularizer(object):
     input_shape: input shape without batch (or a list of them); required for
       subclassed models and models with unknown spatial sizes. Not used with
       a TracedModel.
+    keep_output_widths: do not regularize the channel groups that reach a
+      model output (a classifier keeps its classes; `rebuild` refuses to
+      change an output's width). False regularizes them, as the original
+      did unless its users blacklisted them.
     **regularizer_kwargs: arguments of `regularizer_class` other than the
       boundaries (for example gamma_threshold=1e-3, hardware='V100'). A
       `regularizer_blacklist` is extended with the ops of the channel
@@ -76,19 +81,16 @@ class ModelRegularizer(object):
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
-               input_shape=None, **regularizer_kwargs):
+               input_shape=None, keep_output_widths: bool = True,
+               **regularizer_kwargs):
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
-    excluded = regularizable.excluded_ops(self._traced)
+    excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
     excluded.warn()
-    regularizer_kwargs['regularizer_blacklist'] = (
-        list(regularizer_kwargs.get('regularizer_blacklist') or []) +
-        excluded.blacklist())
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
-    self._network_regularizer = self._traced.build_regularizer(
-        regularizer_class, extra_output_ops=self._recurrent.input_ops(),
-        extra_input_ops=self._recurrent.output_ops(), **regularizer_kwargs)
+    self._network_regularizer = self._build(regularizer_class, excluded,
+                                            regularizer_kwargs)
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -98,6 +100,29 @@ class ModelRegularizer(object):
                                  dtype=tf.float32,
                                  name='morph_net_strength')
     self._initial_cost = None
+
+  def _build(self, regularizer_class, excluded, regularizer_kwargs):
+    """Builds the network regularizer without the `excluded` groups.
+
+    The manager refuses a blacklist regex that matches no group; when the
+    excluded ops are in no group there is nothing to exclude, and the
+    regularizer is built with the user's blacklist alone.
+    """
+    user_blacklist = list(regularizer_kwargs.pop('regularizer_blacklist', None)
+                          or [])
+    build = functools.partial(
+        self._traced.build_regularizer, regularizer_class,
+        extra_output_ops=self._recurrent.input_ops(),
+        extra_input_ops=self._recurrent.output_ops(), **regularizer_kwargs)
+    ours = excluded.blacklist()
+    if not ours:
+      return build(regularizer_blacklist=user_blacklist)
+    try:
+      return build(regularizer_blacklist=user_blacklist + ours)
+    except errors.InvalidArgumentError as e:
+      if repr(ours[0]) not in str(e):
+        raise
+    return build(regularizer_blacklist=user_blacklist)
 
   # --------------------------------------------------------------- the loss.
 

@@ -105,7 +105,7 @@ def blacklist_regex(op_names: List[str]) -> Optional[str]:
   return '^(?:%s)$' % '|'.join(re.escape(n) for n in sorted(set(op_names)))
 
 
-def excluded_ops(traced) -> ExcludedOps:
+def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   """The ops whose groups the bridge does not regularize.
 
   The model outputs are always excluded. For functional and Sequential
@@ -118,11 +118,14 @@ def excluded_ops(traced) -> ExcludedOps:
 
   Args:
     traced: a `tracing.TracedModel`.
+    keep_output_widths: exclude the groups reaching a model output; False
+      leaves them regularized (the original's default).
 
   Returns:
     The `ExcludedOps`.
   """
-  op_names = [op.name for op in traced.output_ops]
+  op_names = ([op.name for op in traced.output_ops] if keep_output_widths
+              else [])
   try:
     channels = channel_model.analyze(traced.model)
   except (errors.UnsupportedModelError, errors.InvalidArgumentError) as e:
@@ -133,7 +136,8 @@ def excluded_ops(traced) -> ExcludedOps:
   layers, warned = {}, set()
   for op in traced.forward_ops():
     name = traced.layer_name(op, top_level=True)
-    if name is None or name not in fixed:
+    if name is None or name not in fixed or (
+        fixed[name] == OUTPUT_REASON and not keep_output_widths):
       continue
     if isinstance(channels.layers[name], keras.Model):
       layers[name] = NESTED_REASON

@@ -111,3 +111,11 @@ def test_nested_model_layers_stay_regularized_with_a_warning(caplog):
               if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
   assert "'base': " + regularizable.NESTED_REASON in warnings[0]
+
+
+def test_keep_output_widths_false_regularizes_outputs():
+  model = _reshape_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
+      keep_output_widths=False)
+  assert regularizer.alive_counts() == {'conv': 6, 'logits': 2}
