@@ -20,24 +20,20 @@ import logging
 import re
 from typing import Dict, List, Optional
 
-import keras
-
 from morph_net import errors
 from morph_net.surgery import channel_model
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
-           'blacklist_regex', 'OUTPUT_REASON', 'NESTED_REASON']
+           'blacklist_regex', 'OUTPUT_REASON']
 
 OUTPUT_REASON = 'its channels reach a model output'
-NESTED_REASON = ('it is a nested model: its layers are regularized, but '
-                 'rebuild does not narrow layers inside nested models yet')
 
 
 def fixed_width_layers(channels: channel_model.ChannelModel
                        ) -> Dict[str, str]:
-  """{top-level layer name: why rebuild cannot narrow its output channels}.
+  """{layer name: why rebuild cannot narrow its output channels}.
 
-  Every top-level layer whose output has a channel group that is frozen or
+  Every layer of the channel model whose output has a channel group that is frozen or
   reaches a model output is listed (weightless layers too).
 
   Args:
@@ -66,11 +62,11 @@ class ExcludedOps(object):
 
   Attributes:
     op_names: names of the excluded ops (sorted).
-    layers: {top-level layer name: reason} of the layers whose weight ops
+    layers: {layer name: reason} of the layers whose weight ops
       are excluded.
     warned: the names of `layers` a user would expect to be regularized:
-      width-taking layers (conv, dense) and nested models, whose groups are
-      frozen for a reason other than reaching an output.
+      width-taking layers (conv, dense) whose groups are frozen for a reason
+      other than reaching an output.
   """
 
   def __init__(self, op_names: List[str], layers: Dict[str, str],
@@ -91,8 +87,7 @@ class ExcludedOps(object):
       return
     logging.warning(
         'Rebuild cannot narrow the channels of %d layer(s): %s. MorphNet '
-        'does not regularize them (except inside nested models) and keeps '
-        'their widths; register a layer rule '
+        'does not regularize them and keeps their widths; register a layer rule '
         '(morph_net.surgery.register_layer_rule) for a layer rebuild does '
         'not understand.', len(frozen),
         '; '.join('%r: %s' % item for item in sorted(frozen.items())))
@@ -110,11 +105,10 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
 
   The model outputs are always excluded. For functional and Sequential
   models, so are the weight-reading ops (convs, matmuls, batch-norm scales)
-  of every top-level layer whose output channels rebuild cannot narrow (see
-  `fixed_width_layers`). The layers of a nested model stay regularized as
-  before (rebuild does not narrow inside nested models yet; the warning
-  says so). Subclassed models (which rebuild does not support) only
-  exclude their outputs.
+  of every layer whose output channels rebuild cannot narrow (see
+  `fixed_width_layers`; the layers of nested functional and Sequential
+  models are layers of surgery's flat view). Subclassed models (which
+  rebuild does not support) only exclude their outputs.
 
   Args:
     traced: a `tracing.TracedModel`.
@@ -135,13 +129,9 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   fixed = fixed_width_layers(channels)
   layers, warned = {}, set()
   for op in traced.forward_ops():
-    name = traced.layer_name(op, top_level=True)
+    name = traced.known_layer_name(op, channels.layers)
     if name is None or name not in fixed or (
         fixed[name] == OUTPUT_REASON and not keep_output_widths):
-      continue
-    if isinstance(channels.layers[name], keras.Model):
-      layers[name] = NESTED_REASON
-      warned.add(name)
       continue
     op_names.append(op.name)
     layers[name] = fixed[name]

@@ -281,6 +281,20 @@ class TracedModel(object):
       return None
     return self._layers_by_placeholder(top_level).get(placeholder.ref())
 
+  def known_layer_name(self, op: tf.Operation,
+                       layer_names: Collection[str]) -> Optional[str]:
+    """The layer among `layer_names` whose weights `op` reads, or None.
+
+    The innermost layer if it is among them (a layer of a nested model,
+    which surgery's flat view knows), else the top-level one (a wrapper
+    such as Bidirectional).
+    """
+    for top_level in (False, True):
+      name = self.layer_name(op, top_level=top_level)
+      if name is not None and name in layer_names:
+        return name
+    return None
+
   def kernel_placeholder(self, op: tf.Operation) -> Optional[tf.Tensor]:
     """The captured variable `op` reads as its input 1 (a kernel), or None.
 

@@ -30,8 +30,6 @@ _NEAREST = 'needs lowering: UpSampling nearest (Repeat/Tile/Reshape)'
 _EXPAND = 'needs lowering: ExpandDims/Squeeze around 1-D convs and pooling'
 _CALL = 'needs lowering: function calls (StatefulPartitionedCall)'
 _ATTENTION = 'needs lowering: attention (einsum projections and products)'
-_NESTED = ('rebuild does not narrow layers inside nested models yet (issue 12 '
-           'item 7, surgery), so their alive counts name no top-level layer')
 
 # Models whose cost is known to be wrong today, with the reason. Strict: a
 # model that starts passing must leave this dict.
@@ -48,8 +46,6 @@ KNOWN_WRONG = {
     'permute_and_dense': _TENSORDOT + '; ' + _FLATTEN,
     'reshape_to_image': _TENSORDOT,
     'separable_1d': _EXPAND,
-    'nested_functional': _NESTED,
-    'sequential_head': _NESTED,
     'upsampling_nearest': _NEAREST,
     'mini_unet': _NEAREST,
     'upsampling_1d_3d': _NEAREST + '; ' + _EXPAND,

@@ -96,21 +96,22 @@ def test_subclassed_model_keeps_only_its_outputs(caplog):
              for r in caplog.records)
 
 
-def test_nested_model_layers_stay_regularized_with_a_warning(caplog):
+def test_nested_model_layers_are_regularized_like_others(caplog):
   inner_in = keras.Input((6, 6, 3))
   inner = keras.Model(inner_in, L.Conv2D(5, 3, name='inner_conv')(inner_in),
                       name='base')
   x = keras.Input((6, 6, 3))
   y = L.GlobalAveragePooling2D(name='gap')(inner(x))
-  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  y = L.Reshape((1, 5), name='reshape')(y)
+  model = keras.Model(x, L.Flatten(name='flat')(y))
   with caplog.at_level(logging.WARNING):
     regularizer = morph_keras.ModelRegularizer(
         model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
-  assert regularizer.alive_counts() == {'inner_conv': 5}
+  assert regularizer.alive_counts() == {}
   warnings = [r.getMessage() for r in caplog.records
               if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
-  assert "'base': " + regularizable.NESTED_REASON in warnings[0]
+  assert "'inner_conv': it feeds layer 'reshape' (Reshape)" in warnings[0]
 
 
 def test_keep_output_widths_false_regularizes_outputs():
