@@ -217,25 +217,23 @@ class ModelRegularizer(object):
       ops.append(op)
     return ops
 
-  def _term_tensor(self) -> tf.Tensor:
-    """The term in the traced graph: the network regularizer's plus the
-    recurrent layers' (see `recurrent`)."""
-    term = self._network_regularizer.get_regularization_term(
-        self._costed_ops())
+  def _total(self, network_part, recurrent_part) -> tf.Tensor:
+    """A network regularizer total over `_costed_ops()` plus the recurrent
+    layers' part of it (see `recurrent`), in the traced graph."""
+    total = network_part(self._costed_ops())
     if not self._recurrent.calls:
-      return term
-    return tf.cast(term, tf.float32) + self._recurrent.term(
+      return total
+    return tf.cast(total, tf.float32) + recurrent_part(
         self.op_regularizer_manager,
         getattr(self._network_regularizer, 'resource_function', None))
 
+  def _term_tensor(self) -> tf.Tensor:
+    return self._total(self._network_regularizer.get_regularization_term,
+                       self._recurrent.term)
+
   def _cost_tensor(self) -> tf.Tensor:
-    """The cost in the traced graph, recurrent layers included."""
-    cost = self._network_regularizer.get_cost(self._costed_ops())
-    if not self._recurrent.calls:
-      return cost
-    return tf.cast(cost, tf.float32) + self._recurrent.cost(
-        self.op_regularizer_manager,
-        getattr(self._network_regularizer, 'resource_function', None))
+    return self._total(self._network_regularizer.get_cost,
+                       self._recurrent.cost)
 
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""

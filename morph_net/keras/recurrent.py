@@ -172,28 +172,31 @@ class RecurrentCalls(object):
       return None
     return factor(call.steps)
 
-  def cost(self, manager, resource_function) -> tf.Tensor:
-    """The recurrent layers' cost (float32 scalar) in the current graph."""
+  def _sum(self, manager, resource_function, per_call) -> tf.Tensor:
+    """Sum over the calls whose cost is known of
+    per_call(call, factor, alive inputs, input regularization vector)."""
     total = tf.constant(0.0)
     for call in self.calls:
       factor = self._per_gate_unit(resource_function, call)
-      if factor is None:
-        continue
-      alive, _ = self._alive_input(manager, call)
-      for gate_units, units in zip(call.gate_units(), call.units()):
-        total += float(factor * gate_units) * (alive + float(units))
+      if factor is not None:
+        total += per_call(call, factor, *self._alive_input(manager, call))
     return total
+
+  def cost(self, manager, resource_function) -> tf.Tensor:
+    """The recurrent layers' cost (float32 scalar) in the current graph."""
+    def per_call(call, factor, alive, vector):
+      del vector
+      return sum(float(factor * gate_units) * (alive + float(units))
+                 for gate_units, units in zip(call.gate_units(),
+                                              call.units()))
+    return self._sum(manager, resource_function, per_call)
 
   def term(self, manager, resource_function) -> tf.Tensor:
     """The recurrent layers' regularization term (float32 scalar)."""
-    total = tf.constant(0.0)
-    for call in self.calls:
-      factor = self._per_gate_unit(resource_function, call)
-      if factor is None:
-        continue
-      _, vector = self._alive_input(manager, call)
+    def per_call(call, factor, alive, vector):
+      del alive
       if vector is None:
-        continue
-      total += float(factor * sum(call.gate_units())) * tf.reduce_sum(
+        return 0.0
+      return float(factor * sum(call.gate_units())) * tf.reduce_sum(
           tf.cast(vector, tf.float32))
-    return total
+    return self._sum(manager, resource_function, per_call)
