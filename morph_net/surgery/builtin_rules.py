@@ -16,7 +16,7 @@ from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
-           'RecurrentRule', 'PassThroughRule', 'NormalizerRule', 'FlattenRule',
+           'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule', 'FlattenRule',
            'ConcatenateRule', 'MergeRule', 'AddRule', 'builtin_rule_table']
 
 L = keras.layers
@@ -172,6 +172,31 @@ class RecurrentRule(layer_rule.LayerRule):
     return values
 
 
+class ReshapeRule(layer_rule.LayerRule):
+  """Reshape keeping the last axis (an SE block's (1, 1, C), tokens (N, C)).
+
+  A reshape keeps the element order, so when the input and the output have
+  the same last axis every channel stays a channel of the same index: the
+  channels pass through, and the rebuilt layer infers its last axis (-1).
+  Any other reshape mixes channels with positions and is opaque.
+  """
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    target = tuple(node.layer.target_shape)
+    if (node.output_channels() != layer_rule.num_channels(node.inputs[0])
+        or -1 in target[:-1]):
+      return node.opaque('which does not keep the last axis')
+    return node.input_spaces[0]
+
+  def clone_config(self, layer, config):
+    del layer
+    config = dict(config)
+    config['target_shape'] = tuple(config['target_shape'][:-1]) + (-1,)
+    return config
+
+
 class PassThroughRule(layer_rule.LayerRule):
   """Layers whose output channels are their input channels.
 
@@ -301,6 +326,7 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
   recurrent = RecurrentRule()
   for cls in (L.SimpleRNN, L.GRU, L.LSTM, L.Bidirectional):
     table[cls] = recurrent
+  table[L.Reshape] = ReshapeRule()
   table[L.Flatten] = FlattenRule()
   table[L.Concatenate] = ConcatenateRule()
   table[L.Add] = AddRule()

@@ -102,7 +102,7 @@ def test_nested_model_layers_are_regularized_like_others(caplog):
                       name='base')
   x = keras.Input((6, 6, 3))
   y = L.GlobalAveragePooling2D(name='gap')(inner(x))
-  y = L.Reshape((1, 5), name='reshape')(y)
+  y = L.Reshape((5, 1), name='reshape')(y)
   model = keras.Model(x, L.Flatten(name='flat')(y))
   with caplog.at_level(logging.WARNING):
     regularizer = morph_keras.ModelRegularizer(
