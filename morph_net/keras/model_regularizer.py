@@ -22,7 +22,6 @@ and loads as any Keras model, without its regularizer (the loaded loss is
 the data loss alone) until `attach` gives it one again.
 """
 
-import functools
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -89,8 +88,10 @@ class ModelRegularizer(object):
     excluded.warn()
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
-    self._network_regularizer = self._build(regularizer_class, excluded,
-                                            regularizer_kwargs)
+    self._network_regularizer = regularizable.build_regularizer(
+        self._traced, regularizer_class, excluded, regularizer_kwargs,
+        extra_output_ops=self._recurrent.input_ops(),
+        extra_input_ops=self._recurrent.output_ops())
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -100,29 +101,6 @@ class ModelRegularizer(object):
                                  dtype=tf.float32,
                                  name='morph_net_strength')
     self._initial_cost = None
-
-  def _build(self, regularizer_class, excluded, regularizer_kwargs):
-    """Builds the network regularizer without the `excluded` groups.
-
-    The manager refuses a blacklist regex that matches no group; when the
-    excluded ops are in no group there is nothing to exclude, and the
-    regularizer is built with the user's blacklist alone.
-    """
-    user_blacklist = list(regularizer_kwargs.pop('regularizer_blacklist', None)
-                          or [])
-    build = functools.partial(
-        self._traced.build_regularizer, regularizer_class,
-        extra_output_ops=self._recurrent.input_ops(),
-        extra_input_ops=self._recurrent.output_ops(), **regularizer_kwargs)
-    ours = excluded.blacklist()
-    if not ours:
-      return build(regularizer_blacklist=user_blacklist)
-    try:
-      return build(regularizer_blacklist=user_blacklist + ours)
-    except errors.InvalidArgumentError as e:
-      if repr(ours[0]) not in str(e):
-        raise
-    return build(regularizer_blacklist=user_blacklist)
 
   # --------------------------------------------------------------- the loss.
 
@@ -198,24 +176,13 @@ class ModelRegularizer(object):
       return self._traced.function_of(fetches)
 
   def _costed_ops(self) -> Optional[List[tf.Operation]]:
-    """The ops the cost and term sum over (None: all analysed ops).
-
-    A model size counts each kernel once: of the ops of a shared layer
-    (several calls reading one kernel) only the first is costed.
-    """
+    """The ops the cost and term sum over (None: all analysed ops); a model
+    size counts each kernel once (see `regularizable.each_kernel_once`)."""
     resource = getattr(self._network_regularizer, 'resource_function', None)
     if resource is not resource_function.model_size_function:
       return None
-    ops, seen = [], set()
-    for op in self.op_regularizer_manager.ops:
-      kernel = (self._traced.kernel_placeholder(op)
-                if op.type in resource_function.WEIGHTED_OP_TYPES else None)
-      if kernel is not None:
-        if kernel.ref() in seen:
-          continue
-        seen.add(kernel.ref())
-      ops.append(op)
-    return ops
+    return regularizable.each_kernel_once(self._traced,
+                                          self.op_regularizer_manager.ops)
 
   def _total(self, network_part, recurrent_part) -> tf.Tensor:
     """A network regularizer total over `_costed_ops()` plus the recurrent

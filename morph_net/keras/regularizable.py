@@ -10,21 +10,28 @@ no rebuilt model has:
 - groups that surgery's channel model freezes (a Dense feeding a `Reshape`,
   the inputs of a layer surgery does not understand, ...).
 
-`excluded_ops(traced)` finds the ops of those groups in the trace; the Keras
-bridge passes them to the network regularizer as `regularizer_blacklist`, so
-the graph analysis and rebuild agree by construction. Layers frozen for a
-reason other than reaching an output are named in one warning.
+`excluded_ops(traced)` finds the ops of those groups in the trace;
+`build_regularizer` passes them to the network regularizer as
+`regularizer_blacklist`, so the graph analysis and rebuild agree by
+construction. Width-taking layers frozen for a reason other than reaching an
+output are named in one warning. `each_kernel_once` keeps a model size from
+counting a shared layer's kernel once per call.
 """
 
+import functools
 import logging
 import re
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
+
+import tensorflow as tf
 
 from morph_net import errors
+from morph_net.network_regularizers import resource_function
 from morph_net.surgery import channel_model
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
-           'blacklist_regex', 'OUTPUT_REASON']
+           'blacklist_regex', 'build_regularizer', 'each_kernel_once',
+           'OUTPUT_REASON']
 
 OUTPUT_REASON = 'its channels reach a model output'
 
@@ -138,3 +145,57 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
     if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
       warned.add(name)
   return ExcludedOps(op_names, layers, sorted(warned))
+
+
+def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
+                      regularizer_kwargs: Dict[str, Any], **boundaries):
+  """Builds a network regularizer on `traced` without the excluded groups.
+
+  The manager refuses a blacklist regex that matches no group; when the
+  excluded ops are in no group there is nothing to exclude, and the
+  regularizer is built with the user's blacklist alone (so, for example,
+  the no-source error stays the one raised).
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    regularizer_class: a network regularizer class.
+    excluded: the `ExcludedOps`.
+    regularizer_kwargs: its arguments other than the boundaries (a
+      `regularizer_blacklist` is extended).
+    **boundaries: extra_output_ops / extra_input_ops of
+      `TracedModel.build_regularizer`.
+
+  Returns:
+    The network regularizer.
+  """
+  kwargs = dict(regularizer_kwargs)
+  user_blacklist = list(kwargs.pop('regularizer_blacklist', None) or [])
+  build = functools.partial(traced.build_regularizer, regularizer_class,
+                            **boundaries, **kwargs)
+  ours = excluded.blacklist()
+  if ours:
+    try:
+      return build(regularizer_blacklist=user_blacklist + ours)
+    except errors.InvalidArgumentError as e:
+      if repr(ours[0]) not in str(e):
+        raise
+  return build(regularizer_blacklist=user_blacklist)
+
+
+def each_kernel_once(traced, ops: Sequence[tf.Operation]
+                     ) -> List[tf.Operation]:
+  """`ops` without the later ops that read a kernel an earlier one reads.
+
+  A shared layer runs once per call, but its weights exist once: a model
+  size counts them once.
+  """
+  result, seen = [], set()
+  for op in ops:
+    kernel = (traced.kernel_placeholder(op)
+              if op.type in resource_function.WEIGHTED_OP_TYPES else None)
+    if kernel is not None:
+      if kernel.ref() in seen:
+        continue
+      seen.add(kernel.ref())
+    result.append(op)
+  return result
