@@ -88,6 +88,7 @@ class ModelRegularizer(object):
     excluded.warn()
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
+    regularizable.warn_uncosted(self._traced, self._recurrent.ops())
     self._network_regularizer = regularizable.build_regularizer(
         self._traced, regularizer_class, excluded, regularizer_kwargs,
         extra_output_ops=self._recurrent.input_ops(),

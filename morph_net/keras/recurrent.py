@@ -60,10 +60,12 @@ class RecurrentCall:
     layer: the Keras layer.
     input_tensor: the graph tensor it reads (batch, steps, channels).
     output_ops: the ops of its scope whose outputs are used outside it.
+    ops: every op of its scope.
   """
   layer: object
   input_tensor: tf.Tensor
   output_ops: List[tf.Operation]
+  ops: List[tf.Operation]
 
   @property
   def steps(self) -> int:
@@ -141,11 +143,15 @@ class RecurrentCalls(object):
           'expected 1; its cost is not counted.', layer.name,
           type(layer).__name__, len(inputs))
       return None
-    return RecurrentCall(layer, inputs[0], outputs)
+    return RecurrentCall(layer, inputs[0], outputs, list(ops))
 
   def input_ops(self) -> List[tf.Operation]:
     """Ops producing the recurrent layers' inputs (extra output boundary)."""
     return [call.input_tensor.op for call in self.calls]
+
+  def ops(self) -> List[tf.Operation]:
+    """Every op of the recurrent layer calls (loops included)."""
+    return [op for call in self.calls for op in call.ops]
 
   def output_ops(self) -> List[tf.Operation]:
     """Ops of the recurrent layers used outside them (extra input boundary)."""

@@ -31,7 +31,14 @@ from morph_net.surgery import channel_model
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
            'blacklist_regex', 'build_regularizer', 'each_kernel_once',
-           'OUTPUT_REASON']
+           'uncosted_layers', 'warn_uncosted', 'OUTPUT_REASON']
+
+# Op types that hold conv or matrix-product arithmetic the cost functions
+# do not read (unless they are added to resource_function.COSTED_OP_TYPES):
+# function calls (grouped and some depthwise convs), loops, einsums.
+_HIDDEN_ARITHMETIC_OP_TYPES = frozenset([
+    'StatefulPartitionedCall', 'PartitionedCall', 'While', 'StatelessWhile',
+    'Einsum'])
 
 OUTPUT_REASON = 'its channels reach a model output'
 
@@ -199,3 +206,39 @@ def each_kernel_once(traced, ops: Sequence[tf.Operation]
       seen.add(kernel.ref())
     result.append(op)
   return result
+
+
+def uncosted_layers(traced, skip_ops=()) -> Dict[str, List[str]]:
+  """{Keras layer name: op types} of ops whose arithmetic is not costed.
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    skip_ops: ops costed elsewhere (the recurrent layers' loops).
+
+  Returns:
+    For each layer (by its name scope; '?' if none) the sorted op types
+    of `_HIDDEN_ARITHMETIC_OP_TYPES` that the cost functions do not read.
+  """
+  skip = set(skip_ops)
+  hidden = _HIDDEN_ARITHMETIC_OP_TYPES - resource_function.COSTED_OP_TYPES
+  names = {l.name for l in traced.model._flatten_layers(  # pylint: disable=protected-access
+      include_self=False, recursive=True)}
+  found = {}
+  for op in traced.forward_ops():
+    if op.type not in hidden or op in skip:
+      continue
+    layer = traced.scope_layer_name(op, names) or '?'
+    found.setdefault(layer, set()).add(op.type)
+  return {layer: sorted(types) for layer, types in found.items()}
+
+
+def warn_uncosted(traced, skip_ops=()) -> None:
+  """One warning naming the layers whose arithmetic is not counted."""
+  found = uncosted_layers(traced, skip_ops)
+  if found:
+    logging.warning(
+        'The cost does not count the arithmetic of %d layer(s), which the '
+        'graph analysis cannot read: %s. Their FLOPs and weights are '
+        'missing from the cost.', len(found),
+        '; '.join('%r (%s)' % (layer, ', '.join(types))
+                  for layer, types in sorted(found.items())))

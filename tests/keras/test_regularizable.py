@@ -6,6 +6,7 @@ import keras
 import pytest
 
 from morph_net import keras as morph_keras
+from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
@@ -120,3 +121,27 @@ def test_keep_output_widths_false_regularizes_outputs():
       model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
       keep_output_widths=False)
   assert regularizer.alive_counts() == {'conv': 6, 'logits': 2}
+
+
+def test_uncosted_arithmetic_is_named_by_layer(caplog):
+  x = keras.Input((8, 8, 4))
+  y = L.Conv2D(8, 3, groups=2, name='grouped')(x)
+  y = L.Reshape((36, 8), name='tokens')(y)
+  y = L.MultiHeadAttention(num_heads=2, key_dim=3, name='mha')(y, y)
+  y = L.LSTM(3, name='lstm')(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  traced = tracing.TracedModel(model)
+  found = regularizable.uncosted_layers(traced)
+  assert found['grouped'] == ['StatefulPartitionedCall']
+  assert found['mha'] == ['Einsum']
+  assert 'While' in found['lstm']
+  calls = recurrent.RecurrentCalls(traced)
+  assert 'lstm' not in regularizable.uncosted_layers(traced, calls.ops())
+  with caplog.at_level(logging.WARNING):
+    regularizable.warn_uncosted(traced, calls.ops())
+  messages = [r.getMessage() for r in caplog.records]
+  assert len(messages) == 1
+  assert messages[0].startswith(
+      "The cost does not count the arithmetic of 2 layer(s), which the graph "
+      "analysis cannot read: 'grouped' (StatefulPartitionedCall); 'mha' "
+      '(Einsum).')
