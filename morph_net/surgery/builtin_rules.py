@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from morph_net import errors
+from morph_net.probabilistic_gating import activation_gating
 from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
@@ -323,6 +324,8 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
       L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity,
       L.ActivityRegularization):
     table[cls] = pass_through
+  # MorphNet's own gate multiplies each channel by its gate.
+  table[activation_gating.LogisticSigmoidGating] = pass_through
   recurrent = RecurrentRule()
   for cls in (L.SimpleRNN, L.GRU, L.LSTM, L.Bidirectional):
     table[cls] = recurrent
