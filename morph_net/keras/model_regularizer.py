@@ -86,6 +86,7 @@ class ModelRegularizer(object):
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
     excluded.warn()
+    self._output_layers = excluded.output_layers()
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
@@ -304,7 +305,9 @@ class ModelRegularizer(object):
   # -------------------------------------------------------------- structure.
 
   def _alive_tensors(self) -> Dict[str, tf.Tensor]:
-    """{layer name: alive vector} of regularized conv/dense layers.
+    """{layer name: alive vector} of regularized conv/dense layers, and of
+    the conv/dense layers whose channels reach a model output and have
+    sources (all alive: they keep their width, unregularized).
 
     A layer used by several ops (a shared layer) is alive where any use is.
     """
@@ -314,10 +317,13 @@ class ModelRegularizer(object):
       if op.type not in STRUCTURE_OP_TYPES:
         continue
       regularizer = manager.get_regularizer(op)
-      if regularizer is None:
-        continue
       name = self._traced.layer_name(op) or op.name
-      alive = regularizer.alive_vector
+      if regularizer is not None:
+        alive = regularizer.alive_vector
+      elif name in self._output_layers and _has_sources(manager, op):
+        alive = tf.ones([int(op.outputs[0].shape[-1])], tf.bool)
+      else:
+        continue
       by_layer[name] = (tf.logical_or(by_layer[name], alive)
                         if name in by_layer else alive)
     return by_layer
@@ -344,6 +350,16 @@ class ModelRegularizer(object):
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
     return self._traced.layer_name(op)
+
+
+def _has_sources(manager, op) -> bool:
+  """Whether a group of `op`'s output has sources (would be regularized but
+  for the blacklist)."""
+  for op_slice in manager.get_op_slices(op):
+    group = manager.get_op_group(op_slice)
+    if group is not None and group.source_op_slices:
+      return True
+  return False
 
 
 def model_regularizer(model, regularizer_class=None, threshold=1e-3,

@@ -175,7 +175,9 @@ def _logits_model():
 def test_row7_model_output_keeps_its_width():
   model = _logits_model()
   regularizer = _group_lasso_flops(model)
-  assert regularizer.alive_counts() == {'hidden': 20}
+  # The logits are listed at their full width (a group with sources that
+  # reaches the output), never regularized.
+  assert regularizer.alive_counts() == {'hidden': 20, 'logits': 10}
   # hidden 2*5*20 + logits 2*20*10: the dead logits column still counts.
   assert float(regularizer.cost()) == 600
   rebuilt = rebuild.rebuild(model, regularizer.alive_counts())

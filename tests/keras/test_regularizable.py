@@ -45,7 +45,8 @@ def test_frozen_and_output_groups_are_not_regularized(caplog):
   with caplog.at_level(logging.WARNING):
     regularizer = morph_keras.ModelRegularizer(
         model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
-  assert regularizer.alive_counts() == {'conv': 6}
+  # The logits keep their width: listed, all alive, never regularized.
+  assert regularizer.alive_counts() == {'conv': 6, 'logits': 2}
   warnings = [r.getMessage() for r in caplog.records
               if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
@@ -64,7 +65,7 @@ def test_excluded_ops_and_user_blacklist_combine():
   regularizer = morph_keras.ModelRegularizer(
       traced, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
       regularizer_blacklist=['conv'])
-  assert regularizer.alive_counts() == {}
+  assert regularizer.alive_counts() == {'logits': 2}
 
 
 def test_blacklist_regex_is_anchored_and_escaped():
