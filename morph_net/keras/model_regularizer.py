@@ -31,6 +31,8 @@ from morph_net import errors
 from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
+from morph_net.keras import recurrent
+from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import registry
@@ -60,8 +62,16 @@ class ModelRegularizer(object):
     input_shape: input shape without batch (or a list of them); required for
       subclassed models and models with unknown spatial sizes. Not used with
       a TracedModel.
+    keep_output_widths: do not regularize the channel groups that reach a
+      model output (a classifier keeps its classes; `rebuild` refuses to
+      change an output's width). False regularizes them, as the original
+      did unless its users blacklisted them.
     **regularizer_kwargs: arguments of `regularizer_class` other than the
-      boundaries (for example gamma_threshold=1e-3, hardware='V100').
+      boundaries (for example gamma_threshold=1e-3, hardware='V100'). A
+      `regularizer_blacklist` is extended with the ops of the channel
+      groups rebuild cannot narrow (see `regularizable`): groups reaching a
+      model output and groups surgery's channel model freezes (one warning
+      names those layers).
 
   Raises:
     InvalidArgumentError: for an unbuilt model or an unknown input size.
@@ -70,15 +80,23 @@ class ModelRegularizer(object):
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
-               input_shape=None, **regularizer_kwargs):
+               input_shape=None, keep_output_widths: bool = True,
+               **regularizer_kwargs):
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
-    self._network_regularizer = self._traced.build_regularizer(
-        regularizer_class, **regularizer_kwargs)
+    excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
+    excluded.warn()
+    self._output_layers = excluded.output_layers()
+    # Recurrent loops are cut out of the analysis and costed from config.
+    self._recurrent = recurrent.RecurrentCalls(self._traced)
+    regularizable.warn_uncosted(self._traced, self._recurrent.ops())
+    self._network_regularizer = regularizable.build_regularizer(
+        self._traced, regularizer_class, excluded, regularizer_kwargs,
+        extra_output_ops=self._recurrent.input_ops(),
+        extra_input_ops=self._recurrent.output_ops())
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
-    self._term = self._function_of(
-        self._network_regularizer.get_regularization_term)
+    self._term = self._function_of(self._term_tensor)
     self._cost = None
     self._alive = None
     self._strength = tf.Variable(float(strength), trainable=False,
@@ -159,13 +177,40 @@ class ModelRegularizer(object):
         fetches = build_fetches()
       return self._traced.function_of(fetches)
 
+  def _costed_ops(self) -> Optional[List[tf.Operation]]:
+    """The ops the cost and term sum over (None: all analysed ops); a model
+    size counts each kernel once (see `regularizable.each_kernel_once`)."""
+    resource = getattr(self._network_regularizer, 'resource_function', None)
+    if resource is not resource_function.model_size_function:
+      return None
+    return regularizable.each_kernel_once(self._traced,
+                                          self.op_regularizer_manager.ops)
+
+  def _total(self, network_part, recurrent_part) -> tf.Tensor:
+    """A network regularizer total over `_costed_ops()` plus the recurrent
+    layers' part of it (see `recurrent`), in the traced graph."""
+    total = network_part(self._costed_ops())
+    if not self._recurrent.calls:
+      return total
+    return tf.cast(total, tf.float32) + recurrent_part(
+        self.op_regularizer_manager,
+        getattr(self._network_regularizer, 'resource_function', None))
+
+  def _term_tensor(self) -> tf.Tensor:
+    return self._total(self._network_regularizer.get_regularization_term,
+                       self._recurrent.term)
+
+  def _cost_tensor(self) -> tf.Tensor:
+    return self._total(self._network_regularizer.get_cost,
+                       self._recurrent.cost)
+
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
     return self._term()
 
   def _cost_function(self):
     if self._cost is None:
-      self._cost = self._function_of(self._network_regularizer.get_cost)
+      self._cost = self._function_of(self._cost_tensor)
     return self._cost
 
   def cost(self) -> tf.Tensor:
@@ -260,7 +305,9 @@ class ModelRegularizer(object):
   # -------------------------------------------------------------- structure.
 
   def _alive_tensors(self) -> Dict[str, tf.Tensor]:
-    """{layer name: alive vector} of regularized conv/dense layers.
+    """{layer name: alive vector} of regularized conv/dense layers, and of
+    the conv/dense layers whose channels reach a model output and have
+    sources (all alive: they keep their width, unregularized).
 
     A layer used by several ops (a shared layer) is alive where any use is.
     """
@@ -270,10 +317,13 @@ class ModelRegularizer(object):
       if op.type not in STRUCTURE_OP_TYPES:
         continue
       regularizer = manager.get_regularizer(op)
-      if regularizer is None:
-        continue
       name = self._traced.layer_name(op) or op.name
-      alive = regularizer.alive_vector
+      if regularizer is not None:
+        alive = regularizer.alive_vector
+      elif name in self._output_layers and _has_sources(manager, op):
+        alive = tf.ones([int(op.outputs[0].shape[-1])], tf.bool)
+      else:
+        continue
       by_layer[name] = (tf.logical_or(by_layer[name], alive)
                         if name in by_layer else alive)
     return by_layer
@@ -300,6 +350,16 @@ class ModelRegularizer(object):
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
     return self._traced.layer_name(op)
+
+
+def _has_sources(manager, op) -> bool:
+  """Whether a group of `op`'s output has sources (would be regularized but
+  for the blacklist)."""
+  for op_slice in manager.get_op_slices(op):
+    group = manager.get_op_group(op_slice)
+    if group is not None and group.source_op_slices:
+      return True
+  return False
 
 
 def model_regularizer(model, regularizer_class=None, threshold=1e-3,

@@ -75,7 +75,7 @@ class StructureCost(object):
 
   For FLOPs, model size and latency this equals the `get_cost()` of a
   regularizer on the rebuilt model (tested); only ops of layers the channel
-  model knows are costed (a nested model counts as one layer).
+  model knows are costed (the layers of nested models included).
 
   Args:
     model: a built functional or Sequential Keras model, its
@@ -112,7 +112,7 @@ class StructureCost(object):
     for op in self.traced.forward_ops():
       if op.type not in costed:
         continue
-      name = (self.traced.layer_name(op, top_level=True) or
+      name = (self.traced.known_layer_name(op, layers) or
               self.traced.scope_layer_name(op, layers))
       if name is None or name not in self.channels.layer_out:
         continue

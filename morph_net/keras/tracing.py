@@ -146,12 +146,27 @@ def map_placeholders_to_layers(model, graph, layers: Optional[Iterable] = None
   return result
 
 
+# Ops Keras 3 puts between a kernel variable and the op using it: the
+# ExpandDims of a Conv1D kernel, the Reshape of a Dense kernel on rank >= 3
+# (Tensordot), Squeeze, casts.
+_KERNEL_RESHAPING_OP_TYPES = frozenset(['ExpandDims', 'Reshape', 'Squeeze'])
+_MAX_KERNEL_DEPTH = 8
+
+
 def _variable_placeholder(tensor: tf.Tensor) -> Optional[tf.Tensor]:
-  """The captured resource placeholder a variable read comes from, or None."""
-  read = op_handler_util.skip_forwarding_ops(tensor)
-  if read.op.type != 'ReadVariableOp' or not read.op.inputs:
+  """The captured resource placeholder a variable read comes from, or None.
+
+  Forwarding ops (Identity, Cast) and the reshaping ops of
+  `_KERNEL_RESHAPING_OP_TYPES` (their first input) are followed.
+  """
+  for _ in range(_MAX_KERNEL_DEPTH):
+    tensor = op_handler_util.skip_forwarding_ops(tensor)
+    if tensor.op.type not in _KERNEL_RESHAPING_OP_TYPES:
+      break
+    tensor = tensor.op.inputs[0]
+  if tensor.op.type != 'ReadVariableOp' or not tensor.op.inputs:
     return None
-  handle = read.op.inputs[0]
+  handle = tensor.op.inputs[0]
   return handle if handle.dtype == tf.resource else None
 
 
@@ -217,20 +232,26 @@ class TracedModel(object):
     regularizers built on the trace added to the graph since)."""
     return self.graph.get_operations()[:self._forward_op_count]
 
-  def build_regularizer(self, regularizer_class, **regularizer_kwargs):
+  def build_regularizer(self, regularizer_class, extra_output_ops=(),
+                        extra_input_ops=(), **regularizer_kwargs):
     """Builds a network regularizer on the traced graph.
 
     Args:
       regularizer_class: a class of `morph_net.network_regularizers`.
+      extra_output_ops: ops added to the output boundary (the inputs of a
+        part of the graph costed elsewhere, e.g. a recurrent loop).
+      extra_input_ops: ops added to the input boundary (that part's
+        outputs).
       **regularizer_kwargs: its arguments other than the boundaries.
 
     Returns:
       The regularizer, whose ops live in `graph`.
     """
     with self.graph.as_default():
-      return regularizer_class(output_boundary=self.output_ops,
-                               input_boundary=self.input_ops,
-                               **regularizer_kwargs)
+      return regularizer_class(
+          output_boundary=self.output_ops + list(extra_output_ops),
+          input_boundary=self.input_ops + list(extra_input_ops),
+          **regularizer_kwargs)
 
   def function_of(self, fetches: Any):
     """A function computing `fetches` (tensors of `graph`) from the live
@@ -259,6 +280,29 @@ class TracedModel(object):
     if placeholder is None:
       return None
     return self._layers_by_placeholder(top_level).get(placeholder.ref())
+
+  def known_layer_name(self, op: tf.Operation,
+                       layer_names: Collection[str]) -> Optional[str]:
+    """The layer among `layer_names` whose weights `op` reads, or None.
+
+    The innermost layer if it is among them (a layer of a nested model,
+    which surgery's flat view knows), else the top-level one (a wrapper
+    such as Bidirectional).
+    """
+    for top_level in (False, True):
+      name = self.layer_name(op, top_level=top_level)
+      if name is not None and name in layer_names:
+        return name
+    return None
+
+  def kernel_placeholder(self, op: tf.Operation) -> Optional[tf.Tensor]:
+    """The captured variable `op` reads as its input 1 (a kernel), or None.
+
+    Two ops of a shared layer return the same placeholder.
+    """
+    if len(op.inputs) < 2:
+      return None
+    return _variable_placeholder(op.inputs[1])
 
   @staticmethod
   def scope_layer_name(op: tf.Operation,

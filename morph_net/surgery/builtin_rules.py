@@ -11,11 +11,13 @@ from typing import Dict
 import keras
 import numpy as np
 
+from morph_net import errors
+from morph_net.probabilistic_gating import activation_gating
 from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
-           'PassThroughRule', 'NormalizerRule', 'FlattenRule',
+           'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule', 'FlattenRule',
            'ConcatenateRule', 'MergeRule', 'AddRule', 'builtin_rule_table']
 
 L = keras.layers
@@ -125,6 +127,75 @@ class DepthwiseRule(layer_rule.LayerRule):
     return ([np.take(weights[0], selection.input_indices, axis=-2)] +
             [np.take(w, selection.output_indices, axis=-1)
              for w in weights[1:]])
+
+
+class RecurrentRule(layer_rule.LayerRule):
+  """SimpleRNN, GRU, LSTM and Bidirectional wrappers of them.
+
+  The input channels follow the group feeding the layer (each direction's
+  `kernel` has one row per input channel); the units keep their width, so
+  the output is a new group that cannot change (the Keras bridge costs the
+  layer from its config, see `morph_net.keras.recurrent`).
+  """
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    return node.new_group(
+        node.output_channels(),
+        'it is the output of recurrent layer %s, whose units keep their '
+        'width' % node.describe())
+
+  def clone_config(self, layer, config):
+    """Drops the recorded input shapes of a wrapper's inner layers, which
+    would build them for the original input width."""
+    del layer
+    config = dict(config)
+    for key in ('layer', 'backward_layer'):
+      inner = config.get(key)
+      if isinstance(inner, dict) and 'build_config' in inner:
+        config[key] = {k: v for k, v in inner.items() if k != 'build_config'}
+    return config
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    values = []
+    for variable, weight, shape in zip(layer.weights, weights, new_shapes):
+      if tuple(weight.shape) == tuple(shape):
+        values.append(weight)
+      elif variable.path.rsplit('/', 1)[-1] == 'kernel':
+        values.append(np.take(weight, selection.input_indices, axis=0))
+      else:
+        raise errors.WeightTransferError(
+            'Cannot transfer weight %r of recurrent layer %s: shape %s, '
+            'rebuilt %s; only the input kernels follow the input channels.'
+            % (variable.path, layer_rule.describe_layer(layer),
+               weight.shape, shape))
+    return values
+
+
+class ReshapeRule(layer_rule.LayerRule):
+  """Reshape keeping the last axis (an SE block's (1, 1, C), tokens (N, C)).
+
+  A reshape keeps the element order, so when the input and the output have
+  the same last axis every channel stays a channel of the same index: the
+  channels pass through, and the rebuilt layer infers its last axis (-1).
+  Any other reshape mixes channels with positions and is opaque.
+  """
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    target = tuple(node.layer.target_shape)
+    if (node.output_channels() != layer_rule.num_channels(node.inputs[0])
+        or -1 in target[:-1]):
+      return node.opaque('which does not keep the last axis')
+    return node.input_spaces[0]
+
+  def clone_config(self, layer, config):
+    del layer
+    config = dict(config)
+    config['target_shape'] = tuple(config['target_shape'][:-1]) + (-1,)
+    return config
 
 
 class PassThroughRule(layer_rule.LayerRule):
@@ -253,6 +324,12 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
       L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity,
       L.ActivityRegularization):
     table[cls] = pass_through
+  # MorphNet's own gate multiplies each channel by its gate.
+  table[activation_gating.LogisticSigmoidGating] = pass_through
+  recurrent = RecurrentRule()
+  for cls in (L.SimpleRNN, L.GRU, L.LSTM, L.Bidirectional):
+    table[cls] = recurrent
+  table[L.Reshape] = ReshapeRule()
   table[L.Flatten] = FlattenRule()
   table[L.Concatenate] = ConcatenateRule()
   table[L.Add] = AddRule()

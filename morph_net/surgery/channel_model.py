@@ -17,6 +17,7 @@ import keras
 from morph_net import errors
 from morph_net.surgery import layer_rule
 from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import nesting
 from morph_net.surgery import spaces
 
 __all__ = ['ChannelModel', 'analyze', 'functional_view']
@@ -25,11 +26,15 @@ __all__ = ['ChannelModel', 'analyze', 'functional_view']
 def functional_view(model):
   """`model` as a functional model whose layer graph can be walked.
 
+  Nested functional and Sequential models are flattened into it (see
+  `nesting.flatten_nested`), so their layers are layers of the view.
+
   Args:
     model: a functional or Sequential Keras model.
 
   Returns:
-    A functional model with the same layers (the model itself if it is one).
+    A functional model with the same layers (the model itself if it is one
+    without nested models).
 
   Raises:
     InvalidArgumentError: for a Sequential model without known inputs.
@@ -41,7 +46,9 @@ def functional_view(model):
           'Sequential model %r is not built with an Input: start it with '
           'keras.Input(shape) (or call model.build) before rebuilding.' %
           model.name)
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    view = keras.Model(model.inputs, model.outputs, name=model.name)
+    return (nesting.flatten_nested(view) if nesting.has_nested_models(view)
+            else view)
   if not hasattr(model, '_nodes_by_depth'):
     raise errors.UnsupportedModelError(
         'Model %r (%s) is a subclassed model, whose layer graph is not known. '
@@ -49,6 +56,8 @@ def functional_view(model):
         'models build the layers with '
         'morph_net.surgery.configurable_layers.ConfigurableLayers so their '
         'widths come from the structure.' % (model.name, type(model).__name__))
+  if nesting.has_nested_models(model):
+    return nesting.flatten_nested(model)
   return model
 
 
@@ -58,7 +67,8 @@ class ChannelModel(object):
   Attributes:
     model: the analysed model.
     functional: its functional view (see `functional_view`).
-    is_sequential: whether the model is a Sequential model.
+    is_sequential: whether the model is a Sequential model (without nested
+      models; those are rebuilt as their functional view).
     rules: the `LayerRules` table used.
     table: the `spaces.GroupTable` of channel groups.
     layers: {layer name: layer} of the top-level layers.
@@ -78,8 +88,10 @@ class ChannelModel(object):
   def __init__(self, model,
                layer_rules: Optional[layer_rules_lib.LayerRules] = None):
     self.model = model
-    self.is_sequential = isinstance(model, keras.Sequential)
     self.functional = functional_view(model)
+    # A Sequential model with nested models is rebuilt as its flat view.
+    self.is_sequential = (isinstance(model, keras.Sequential) and
+                          not nesting.has_nested_models(model))
     self.rules = layer_rules or layer_rules_lib.get_layer_rules()
     self.table = spaces.GroupTable()
     self._layer_groups = {}  # width-taking layer name -> group id

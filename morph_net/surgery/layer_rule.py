@@ -188,6 +188,19 @@ class LayerRule(object):
       return output_space.replace(input_spaces[0], live_input_spaces[0])
     return output_space
 
+  def clone_config(self, layer, config: dict) -> dict:
+    """The config the rebuilt layer is made from (default: `config`).
+
+    Args:
+      layer: the original Keras layer.
+      config: its `get_config()`, with the new width already set.
+
+    Returns:
+      The config to pass to `from_config`.
+    """
+    del layer
+    return config
+
   def transfer_weights(self, layer, weights: List[np.ndarray],
                        new_shapes: Sequence[Tuple[int, ...]],
                        selection: ChannelSelection) -> List[np.ndarray]:

@@ -117,11 +117,12 @@ class RebuildPlan(object):
         raise errors.StructureError(
             'Width of layer %r must be >= 0. Received: %d' % (name, width))
       widths[name] = width
+    output_groups = ch.output_groups()
     for group in ch.groups():
-      self._check_group(group, widths)
+      self._check_group(group, widths, output_groups)
     return widths
 
-  def _check_group(self, group, widths):
+  def _check_group(self, group, widths, output_groups):
     ch = self.channels
     group_widths = {n: widths[n] for n in group}
     if len(set(group_widths.values())) > 1:
@@ -137,6 +138,14 @@ class RebuildPlan(object):
           'The width of layers %s cannot change (%d -> %d): %s. Keep their '
           'original width in the structure.' %
           (group, ch.original_width(group[0]), width, reasons[0]))
+    # Width 0 is left to the vanishing check, which names the output.
+    if (width and width != ch.original_width(group[0]) and
+        ch.group_of(group[0]) in output_groups):
+      raise errors.StructureError(
+          'The width of layers %s cannot change (%d -> %d): their channels '
+          'reach a model output, and a model output keeps its width. Keep '
+          'their original width in the structure.' %
+          (group, ch.original_width(group[0]), width))
 
   def _propagate_vanishing(self):
     ch = self.channels
@@ -175,12 +184,19 @@ class RebuildPlan(object):
         if out_dead:
           self.vanished.add(layer.name)
     for tensor in ch.functional.outputs:
+      zero = sorted(n for n, w in self.widths.items() if w == 0)
       if id(tensor) in dead_tensors:
-        zero = sorted(n for n, w in self.widths.items() if w == 0)
         self.vanishing_problems.append(
             'Model output %r vanished: every path to it goes through a layer '
             'of width 0 (width-0 layers: %s). Keep at least one live path.' %
             (tensor.name, zero))
+      elif self.width(eff[id(tensor)]) != ch.space_size(ch.space[id(tensor)]):
+        self.vanishing_problems.append(
+            'Model output %r would have %d channels instead of %d: part of '
+            'it vanished (width-0 layers: %s), and a model output keeps its '
+            'width. Keep a nonzero width for those layers.' %
+            (tensor.name, self.width(eff[id(tensor)]),
+             ch.space_size(ch.space[id(tensor)]), zero))
 
   def _kept_of_group(self, kept):
     def of_group(root):

@@ -8,6 +8,11 @@ custom layer whose rule has a `width_attribute`) get the widths of
 exporter). Layers that follow their input (batch norm, activations, pooling,
 depthwise convs, ...) get the new channel count from the rebuilt shapes.
 
+Layers of nested functional and Sequential models (a `keras.applications`
+base under a new head) are narrowed like any other: the model is rebuilt as
+its flat functional view (`nesting.flatten_nested`), with the same layer
+names.
+
 Zero-width layers vanish with everything that depends only on them: an `Add`
 with one live input becomes that input (a dead residual branch disappears and
 its skip stays), a `Concatenate` skips dead inputs (a dead Inception tower is
@@ -54,11 +59,11 @@ def _clone_function(plan):
   """clone_model clone_function giving width-taking layers their new width."""
   def clone(layer):
     config = layer.get_config()
-    attribute = plan.channels.rule(layer).width_attribute
+    rule = plan.channels.rule(layer)
     width = plan.widths.get(layer.name)
-    if attribute and width:
-      config[attribute] = width
-    return layer.__class__.from_config(config)
+    if rule.width_attribute and width:
+      config[rule.width_attribute] = width
+    return layer.__class__.from_config(rule.clone_config(layer, config))
   return clone
 
 
@@ -80,6 +85,12 @@ def _call_function(widths):
       return VANISHED
     return layer(*args, **kwargs)
   return call
+
+
+def _copy_compile(model, new_model) -> None:
+  """Compiles `new_model` as `model` is (as clone_model does for a clone)."""
+  if getattr(model, 'compiled', False):
+    new_model.compile_from_config(model.get_compile_config())
 
 
 def compile_without_morph_net(model) -> bool:
@@ -163,9 +174,12 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
   if channels.is_sequential:
     new_model = keras.models.clone_model(model, clone_function=clone)
   else:
+    # `channels.functional` is `model`, or its flat view if it nests models.
     new_model = keras.models.clone_model(
-        model, clone_function=clone,
+        channels.functional, clone_function=clone,
         call_function=_call_function(plan.widths))
+    if channels.functional is not model:
+      _copy_compile(model, new_model)
   compile_without_morph_net(new_model)
   if transfer_weights:
     kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)

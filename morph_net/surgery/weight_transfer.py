@@ -133,7 +133,8 @@ def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
       sliced weights do not have the rebuilt layer's shapes.
   """
   ch = plan.channels
-  old_layers = {l.name: l for l in model.layers}
+  del model  # The layers are those of the channel model's (flat) view.
+  old_layers = dict(ch.layers)
   for new_layer in new_model.layers:
     name = new_layer.name
     if not new_layer.weights or name not in plan.eff_out:

@@ -91,7 +91,9 @@ def zero_filters(model, seed: int, max_fraction: float = 0.6,
   for layer in _layers(model):
     if not isinstance(layer, _FILTER_LAYERS):
       continue
-    kernel = getattr(layer, 'pointwise_kernel', None) or layer.kernel
+    kernel = getattr(layer, 'pointwise_kernel', None)
+    if kernel is None:  # A Keras variable has no truth value: test for None.
+      kernel = layer.kernel
     axis = -2 if isinstance(layer, _TRANSPOSED) else -1
     if rng.random() >= layer_probability:
       continue

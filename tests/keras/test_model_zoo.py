@@ -24,8 +24,16 @@ ZOO = {
     'ResNet50': 32, 'ResNet101V2': 32, 'MobileNet': 32, 'MobileNetV2': 32,
     'MobileNetV3Small': 32, 'EfficientNetB0': 32, 'DenseNet121': 32,
     'InceptionV3': 75, 'Xception': 71, 'VGG16': 32, 'NASNetMobile': 32,
+    'EfficientNetV2B0': 32, 'ConvNeXtTiny': 32,
 }
-NO_GAMMA = {'InceptionV3': 'scale=True', 'VGG16': 'scale=True'}
+NO_GAMMA = {'InceptionV3': 'scale=True', 'VGG16': 'scale=True',
+            'ConvNeXtTiny': 'scale=True'}
+# Architectures the graph analysis cannot cost yet, with the reason.
+KNOWN_WRONG = {
+    'ConvNeXtTiny': 'needs lowering: Dense on rank >= 3 (Tensordot, the '
+                    'pointwise convs on NHWC); function calls (depthwise '
+                    'convs in StatefulPartitionedCall)',
+}
 _FLOP_OP_TYPES = ['Conv2D', 'MatMul', 'DepthwiseConv2dNative',
                   'Conv2DBackpropInput']
 
@@ -41,7 +49,14 @@ def profiler_flops(model, size):
   return model_analyzer.profile(fn.graph, options=options).total_float_ops
 
 
-@pytest.mark.parametrize('name', sorted(ZOO))
+def _params():
+  for name in sorted(ZOO):
+    marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[name])]
+             if name in KNOWN_WRONG else [])
+    yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize('name', list(_params()))
 def test_zoo_model(name):
   keras.backend.clear_session()
   size = ZOO[name]

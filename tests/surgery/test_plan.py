@@ -105,3 +105,19 @@ def test_unbuilt_sequential_model_is_refused():
                      match="Sequential model 'lazy' is not built with an "
                      r'Input: start it with keras.Input\(shape\)'):
     channel_model.analyze(model)
+
+
+def test_an_output_keeps_its_width():
+  x = keras.Input((4, 4, 3))
+  a = L.Conv2D(3, 1, name='a')(x)
+  b = L.Conv2D(5, 1, name='b')(x)
+  model = keras.Model(x, L.Concatenate(name='cat')([a, b]))
+  with pytest.raises(errors.StructureError,
+                     match=r"layers \['b'\] cannot change \(5 -> 4\): their "
+                     r'channels reach a model output, and a model output '
+                     r'keeps its width'):
+    rebuild.rebuild(model, {'b': 4})
+  with pytest.raises(errors.StructureError,
+                     match=r"Model output .* would have 5 channels instead "
+                     r"of 8: part of it vanished \(width-0 layers: \['a'\]\)"):
+    rebuild.rebuild(model, {'a': 0})

@@ -107,3 +107,19 @@ def test_zero_filters_uses_the_output_axis():
   assert np.all(kernel[:, :, dead, :] == 0)
   alive = np.setdiff1d(np.arange(6), dead)
   assert np.all(np.abs(kernel[:, :, alive, :]).sum(axis=(0, 1, 3)) > 0)
+
+
+def test_zero_filters_zeroes_the_pointwise_kernel_of_separable_convs():
+  model = keras_corpus.get('separable_2d').build()
+  depthwise_before = model.get_layer('sep1').depthwise_kernel.numpy()
+  killed = dead_channels.zero_filters(model, seed=0, max_fraction=1.0,
+                                      layer_probability=1.0)
+  sep1 = model.get_layer('sep1')  # pointwise kernel (1, 1, 16, 12).
+  pointwise = sep1.pointwise_kernel.numpy()
+  dead = killed['sep1']
+  assert 0 < len(dead) < 12
+  assert np.all(pointwise[..., dead] == 0)
+  alive = np.setdiff1d(np.arange(12), dead)
+  assert np.all(np.abs(pointwise[..., alive]).sum(axis=(0, 1, 2)) > 0)
+  np.testing.assert_array_equal(depthwise_before,
+                                sep1.depthwise_kernel.numpy())

@@ -1,0 +1,248 @@
+"""Which channels of a Keras model the regularizer may push towards zero.
+
+The regularizer's cost must be the cost of the model the user gets from
+`rebuild(model, alive_counts())`. Two kinds of channel groups cannot be
+narrowed by rebuild, so regularizing them would make the trained cost a cost
+no rebuilt model has:
+
+- groups that reach a model output (a classifier keeps its classes; the
+  original's users excluded them by hand with `regularizer_blacklist`);
+- groups that surgery's channel model freezes (a Dense feeding a `Reshape`,
+  the inputs of a layer surgery does not understand, ...).
+
+`excluded_ops(traced)` finds the ops of those groups in the trace;
+`build_regularizer` passes them to the network regularizer as
+`regularizer_blacklist`, so the graph analysis and rebuild agree by
+construction. Width-taking layers frozen for a reason other than reaching an
+output are named in one warning. `each_kernel_once` keeps a model size from
+counting a shared layer's kernel once per call.
+"""
+
+import functools
+import logging
+import re
+from typing import Any, Dict, List, Optional, Sequence
+
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.network_regularizers import resource_function
+from morph_net.surgery import channel_model
+
+__all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
+           'blacklist_regex', 'build_regularizer', 'each_kernel_once',
+           'uncosted_layers', 'warn_uncosted', 'OUTPUT_REASON']
+
+# Op types that hold conv or matrix-product arithmetic the cost functions
+# do not read (unless they are added to resource_function.COSTED_OP_TYPES):
+# function calls (grouped and some depthwise convs), loops, einsums.
+_HIDDEN_ARITHMETIC_OP_TYPES = frozenset([
+    'StatefulPartitionedCall', 'PartitionedCall', 'While', 'StatelessWhile',
+    'Einsum'])
+
+OUTPUT_REASON = 'its channels reach a model output'
+
+
+def fixed_width_layers(channels: channel_model.ChannelModel
+                       ) -> Dict[str, str]:
+  """{layer name: why rebuild cannot narrow its output channels}.
+
+  Every layer of the channel model whose output has a channel group that is frozen or
+  reaches a model output is listed (weightless layers too).
+
+  Args:
+    channels: the channel model of the traced model.
+
+  Returns:
+    The layers and the first reason (frozen reasons before outputs).
+  """
+  table = channels.table
+  output_groups = channels.output_groups()
+  fixed = {}
+  for name, space in channels.layer_out.items():
+    for gid in space.group_ids(table):
+      reasons = table.frozen_reasons(gid)
+      if reasons:
+        fixed[name] = reasons[0]
+        break
+      if table.find(gid) in output_groups:
+        fixed[name] = OUTPUT_REASON
+        break
+  return fixed
+
+
+class ExcludedOps(object):
+  """Ops of the trace whose channel groups must not be regularized.
+
+  Attributes:
+    op_names: names of the excluded ops (sorted).
+    layers: {layer name: reason} of the layers whose weight ops
+      are excluded.
+    warned: the names of `layers` a user would expect to be regularized:
+      width-taking layers (conv, dense) whose groups are frozen for a reason
+      other than reaching an output.
+  """
+
+  def __init__(self, op_names: List[str], layers: Dict[str, str],
+               warned: Optional[List[str]] = None):
+    self.op_names = sorted(set(op_names))
+    self.layers = dict(layers)
+    self.warned = sorted(warned or [])
+
+  def blacklist(self) -> List[str]:
+    """`regularizer_blacklist` entries excluding exactly these ops."""
+    regex = blacklist_regex(self.op_names)
+    return [regex] if regex else []
+
+  def output_layers(self) -> List[str]:
+    """The layers excluded because their channels reach a model output."""
+    return sorted(n for n, r in self.layers.items() if r == OUTPUT_REASON)
+
+  def warn(self) -> None:
+    """One warning naming the `warned` layers and why."""
+    frozen = {n: self.layers[n] for n in self.warned}
+    if not frozen:
+      return
+    logging.warning(
+        'Rebuild cannot narrow the channels of %d layer(s): %s. MorphNet '
+        'does not regularize them and keeps their widths; register a layer rule '
+        '(morph_net.surgery.register_layer_rule) for a layer rebuild does '
+        'not understand.', len(frozen),
+        '; '.join('%r: %s' % item for item in sorted(frozen.items())))
+
+
+def blacklist_regex(op_names: List[str]) -> Optional[str]:
+  """One anchored regex matching exactly `op_names` (None if empty)."""
+  if not op_names:
+    return None
+  return '^(?:%s)$' % '|'.join(re.escape(n) for n in sorted(set(op_names)))
+
+
+def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
+  """The ops whose groups the bridge does not regularize.
+
+  The model outputs are always excluded. For functional and Sequential
+  models, so are the weight-reading ops (convs, matmuls, batch-norm scales)
+  of every layer whose output channels rebuild cannot narrow (see
+  `fixed_width_layers`; the layers of nested functional and Sequential
+  models are layers of surgery's flat view). Subclassed models (which
+  rebuild does not support) only exclude their outputs.
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    keep_output_widths: exclude the groups reaching a model output; False
+      leaves them regularized (the original's default).
+
+  Returns:
+    The `ExcludedOps`.
+  """
+  op_names = ([op.name for op in traced.output_ops] if keep_output_widths
+              else [])
+  try:
+    channels = channel_model.analyze(traced.model)
+  except (errors.UnsupportedModelError, errors.InvalidArgumentError) as e:
+    logging.info('Only the outputs of model %r are kept from '
+                 'regularization: %s', traced.model.name, e)
+    return ExcludedOps(op_names, {})
+  fixed = fixed_width_layers(channels)
+  layers, warned = {}, set()
+  for op in traced.forward_ops():
+    name = traced.known_layer_name(op, channels.layers)
+    if name is None or name not in fixed or (
+        fixed[name] == OUTPUT_REASON and not keep_output_widths):
+      continue
+    op_names.append(op.name)
+    layers[name] = fixed[name]
+    if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
+      warned.add(name)
+  return ExcludedOps(op_names, layers, sorted(warned))
+
+
+def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
+                      regularizer_kwargs: Dict[str, Any], **boundaries):
+  """Builds a network regularizer on `traced` without the excluded groups.
+
+  The manager refuses a blacklist regex that matches no group; when the
+  excluded ops are in no group there is nothing to exclude, and the
+  regularizer is built with the user's blacklist alone (so, for example,
+  the no-source error stays the one raised).
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    regularizer_class: a network regularizer class.
+    excluded: the `ExcludedOps`.
+    regularizer_kwargs: its arguments other than the boundaries (a
+      `regularizer_blacklist` is extended).
+    **boundaries: extra_output_ops / extra_input_ops of
+      `TracedModel.build_regularizer`.
+
+  Returns:
+    The network regularizer.
+  """
+  kwargs = dict(regularizer_kwargs)
+  user_blacklist = list(kwargs.pop('regularizer_blacklist', None) or [])
+  build = functools.partial(traced.build_regularizer, regularizer_class,
+                            **boundaries, **kwargs)
+  ours = excluded.blacklist()
+  if ours:
+    try:
+      return build(regularizer_blacklist=user_blacklist + ours)
+    except errors.InvalidArgumentError as e:
+      if repr(ours[0]) not in str(e):
+        raise
+  return build(regularizer_blacklist=user_blacklist)
+
+
+def each_kernel_once(traced, ops: Sequence[tf.Operation]
+                     ) -> List[tf.Operation]:
+  """`ops` without the later ops that read a kernel an earlier one reads.
+
+  A shared layer runs once per call, but its weights exist once: a model
+  size counts them once.
+  """
+  result, seen = [], set()
+  for op in ops:
+    kernel = (traced.kernel_placeholder(op)
+              if op.type in resource_function.WEIGHTED_OP_TYPES else None)
+    if kernel is not None:
+      if kernel.ref() in seen:
+        continue
+      seen.add(kernel.ref())
+    result.append(op)
+  return result
+
+
+def uncosted_layers(traced, skip_ops=()) -> Dict[str, List[str]]:
+  """{Keras layer name: op types} of ops whose arithmetic is not costed.
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    skip_ops: ops costed elsewhere (the recurrent layers' loops).
+
+  Returns:
+    For each layer (by its name scope; '?' if none) the sorted op types
+    of `_HIDDEN_ARITHMETIC_OP_TYPES` that the cost functions do not read.
+  """
+  skip = set(skip_ops)
+  hidden = _HIDDEN_ARITHMETIC_OP_TYPES - resource_function.COSTED_OP_TYPES
+  names = {l.name for l in traced.model._flatten_layers(  # pylint: disable=protected-access
+      include_self=False, recursive=True)}
+  found = {}
+  for op in traced.forward_ops():
+    if op.type not in hidden or op in skip:
+      continue
+    layer = traced.scope_layer_name(op, names) or '?'
+    found.setdefault(layer, set()).add(op.type)
+  return {layer: sorted(types) for layer, types in found.items()}
+
+
+def warn_uncosted(traced, skip_ops=()) -> None:
+  """One warning naming the layers whose arithmetic is not counted."""
+  found = uncosted_layers(traced, skip_ops)
+  if found:
+    logging.warning(
+        'The cost does not count the arithmetic of %d layer(s), which the '
+        'graph analysis cannot read: %s. Their FLOPs and weights are '
+        'missing from the cost.', len(found),
+        '; '.join('%r (%s)' % (layer, ', '.join(types))
+                  for layer, types in sorted(found.items())))
