@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import function_calls
 from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
@@ -39,7 +40,8 @@ from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 from morph_net.structure import structure_files
 
-__all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost']
+__all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost',
+           'is_structure_op', 'STRUCTURE_OP_TYPES']
 
 # Ops whose output channels make up a structure: convolutions, transposed
 # convolutions and dense layers (the op types of the original's
@@ -47,6 +49,18 @@ __all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost']
 STRUCTURE_OP_TYPES = (resource_function.CONV_OP_TYPES |
                       resource_function.CONV_TRANSPOSE_OP_TYPES |
                       frozenset(['MatMul']))
+
+
+def is_structure_op(op: tf.Operation) -> bool:
+  """Whether `op`'s output channels are part of a structure: a conv,
+  transposed conv or matmul, or a function call whose body is one (Keras 3
+  compiles grouped convs into a call)."""
+  if op.type in STRUCTURE_OP_TYPES:
+    return True
+  if op.type not in function_calls.CALL_OP_TYPES:
+    return False
+  called = function_calls.called_op(op)
+  return called is not None and called.op.type in STRUCTURE_OP_TYPES
 
 
 class ModelRegularizer(object):
@@ -314,7 +328,7 @@ class ModelRegularizer(object):
     manager = self.op_regularizer_manager
     by_layer = {}
     for op in manager.ops:
-      if op.type not in STRUCTURE_OP_TYPES:
+      if not is_structure_op(op):
         continue
       regularizer = manager.get_regularizer(op)
       name = self._traced.layer_name(op) or op.name

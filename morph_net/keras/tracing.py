@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.compat import keras as compat
+from morph_net.framework import function_calls
 from morph_net.framework import op_handler_util
 from morph_net.keras import graph_functions
 
@@ -274,9 +275,7 @@ class TracedModel(object):
       top_level: name the layer of `model.layers` that holds the weights
         (a nested model counts as one layer) instead of the innermost one.
     """
-    if len(op.inputs) < 2:
-      return None
-    placeholder = _variable_placeholder(op.inputs[1])  # Kernels: input 1.
+    placeholder = self.kernel_placeholder(op)
     if placeholder is None:
       return None
     return self._layers_by_placeholder(top_level).get(placeholder.ref())
@@ -298,11 +297,21 @@ class TracedModel(object):
   def kernel_placeholder(self, op: tf.Operation) -> Optional[tf.Tensor]:
     """The captured variable `op` reads as its input 1 (a kernel), or None.
 
+    For a function call, the variable its body's conv or matmul reads.
+
     Two ops of a shared layer return the same placeholder.
     """
+    if op.type in function_calls.CALL_OP_TYPES:
+      # A call (Keras 3's grouped conv): the kernel its body's op reads.
+      called = function_calls.called_op(op)
+      if called is None:
+        return None
+      if called.weights.dtype == tf.resource:  # The body reads the variable.
+        return called.weights
+      return _variable_placeholder(called.weights)
     if len(op.inputs) < 2:
       return None
-    return _variable_placeholder(op.inputs[1])
+    return _variable_placeholder(op.inputs[1])  # Kernels: input 1.
 
   @staticmethod
   def scope_layer_name(op: tf.Operation,

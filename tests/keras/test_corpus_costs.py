@@ -24,35 +24,9 @@ from morph_net.testing import dead_channels
 from morph_net.testing import keras_corpus
 from morph_net.testing import reference_cost
 
-_FLATTEN = 'needs lowering: Flatten (a Reshape repeating the channel group)'
-_TENSORDOT = 'needs lowering: Dense on rank >= 3 (Tensordot)'
-_NEAREST = 'needs lowering: UpSampling nearest (Repeat/Tile/Reshape)'
-_EXPAND = 'needs lowering: ExpandDims/Squeeze around 1-D convs and pooling'
-_CALL = 'needs lowering: function calls (StatefulPartitionedCall)'
-_ATTENTION = 'needs lowering: attention (einsum projections and products)'
-
 # Models whose cost is known to be wrong today, with the reason. Strict: a
 # model that starts passing must leave this dict.
-KNOWN_WRONG = {
-    'flatten_head': _FLATTEN,
-    'conv1d_flatten': _EXPAND + '; ' + _FLATTEN,
-    'conv3d_pooling': _FLATTEN,
-    'sequential': _FLATTEN,
-    'dense_on_tokens': _TENSORDOT,
-    'attention_block': _TENSORDOT + '; ' + _ATTENTION,
-    'gru_sequences': _TENSORDOT,
-    'lstm_sequences': _TENSORDOT + '; ' + _FLATTEN,
-    'bidirectional_lstm': _TENSORDOT,
-    'permute_and_dense': _TENSORDOT + '; ' + _FLATTEN,
-    'reshape_to_image': _TENSORDOT,
-    'separable_1d': _EXPAND,
-    'upsampling_nearest': _NEAREST,
-    'mini_unet': _NEAREST,
-    'upsampling_1d_3d': _NEAREST + '; ' + _EXPAND,
-    'grouped_conv': _CALL,
-    'crop_and_pad_1d_3d': _EXPAND,
-    'conv_transpose_1d_3d': _EXPAND,
-}
+KNOWN_WRONG = {}
 
 _SEEDS = {
     # seed -> (regularizer family, how channels die)

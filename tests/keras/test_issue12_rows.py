@@ -4,8 +4,7 @@ The right value is the cost of the model the user gets,
 `rebuild(model, alive_counts())`, written out by hand here (FLOPs: 2 x
 output positions x kernel x inputs x outputs; 2 x inputs x outputs for a
 matmul) and checked against `reference_cost` where the row is about a
-rebuilt model. Rows that need the graph engine to read another Keras 3
-lowering are strict xfails naming the lowering.
+rebuilt model.
 """
 
 import logging
@@ -55,7 +54,6 @@ def _group_lasso_flops(model):
       model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason='needs lowering: Flatten')
 def test_row1_flatten_dense_counts_positions_times_alive_channels():
   x = keras.Input((28, 28, 1))
   y = _conv_bn(x, 16, 'conv1')
@@ -71,8 +69,6 @@ def test_row1_flatten_dense_counts_positions_times_alive_channels():
   assert reference_cost.reference_flops(rebuilt) == 753920
 
 
-@pytest.mark.xfail(strict=True,
-                   reason='needs lowering: UpSampling nearest (Repeat/Tile)')
 def test_row2_nearest_upsampling_follows_dead_channels():
   x = keras.Input((6, 6, 3))
   y = _conv_bn(x, 16, 'enc')
@@ -105,8 +101,6 @@ def test_row3_conv1d_alive_counts_are_keyed_by_layer_name():
   assert rebuilt.get_layer('c2').kernel.shape == (3, 5, 10)
 
 
-@pytest.mark.xfail(strict=True, reason='needs lowering: ExpandDims/Squeeze '
-                   'around 1-D convs and pooling; Flatten')
 def test_row3_conv1d_cost_is_the_rebuilt_cost():
   model = _conv1d_model()
   regularizer = _gamma_flops(model)
@@ -116,17 +110,26 @@ def test_row3_conv1d_cost_is_the_rebuilt_cost():
   assert reference_cost.reference_flops(rebuilt) == 2800 + 3600 + 960
 
 
-@pytest.mark.xfail(strict=True, reason='needs lowering: Dense on rank >= 3 '
-                   '(Tensordot)')
 def test_row4_dense_on_tokens_is_costed_exactly():
   x = keras.Input((8, 6))
   model = keras.Model(x, L.Dense(16, name='d')(x))
-  # 8 positions x 2*6*16.
-  assert float(_gamma_flops(model).cost()) == 8 * 2 * 6 * 16
+  # No batch norm: GroupLasso; the Dense is the output, so regularizing it
+  # needs keep_output_widths=False. 8 positions x 2*6*16.
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
+      keep_output_widths=False)
+  assert float(regularizer.cost()) == 8 * 2 * 6 * 16
+  assert regularizer.alive_counts() == {'d': 16}
+  # A hidden Dense on tokens: its rows are the 8 positions too.
+  y = L.Dense(4, name='out')(L.Dense(16, name='d')(x))
+  model = keras.Model(x, y)
+  model.get_layer('d').kernel.assign(
+      np.concatenate([np.zeros((6, 3)), np.ones((6, 13))], axis=1))
+  regularizer = _group_lasso_flops(model)
+  assert float(regularizer.cost()) == 8 * 2 * 6 * 13 + 8 * 2 * 13 * 4
+  assert regularizer.alive_counts() == {'d': 13, 'out': 4}
 
 
-@pytest.mark.xfail(strict=True, reason='needs lowering: function calls '
-                   '(grouped conv in a StatefulPartitionedCall)')
 def test_row5_grouped_conv_is_costed_with_its_groups():
   x = keras.Input((8, 8, 3))
   y = _conv_bn(x, 8, 'c')

@@ -147,13 +147,20 @@ def _all_layers(model):
 def test_gradients_reach_gammas_and_kernels():
   model = functional_model()
   gamma_reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3)
-  lasso_reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  # The output layer 'dense' keeps its width unless asked otherwise.
+  lasso_reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3,
+                                           keep_output_widths=False)
+  kept_reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
   variables = {w.path: w.value for w in model.trainable_weights}
   with tf.GradientTape(persistent=True) as tape:
     gamma_term = gamma_reg.term()
     lasso_term = lasso_reg.term()
+    kept_term = kept_reg.term()
   gamma_grads = tape.gradient(gamma_term, variables)
   lasso_grads = tape.gradient(lasso_term, variables)
+  kept_grads = tape.gradient(kept_term, variables)
+  assert kept_grads['dense/kernel'] is None
+  assert np.any(kept_grads['conv2/kernel'].numpy() != 0)
   assert gamma_grads['bn1/gamma'] is not None
   assert gamma_grads['bn2/gamma'] is not None
   assert gamma_grads['conv1/kernel'] is None

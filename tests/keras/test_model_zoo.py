@@ -29,11 +29,7 @@ ZOO = {
 NO_GAMMA = {'InceptionV3': 'scale=True', 'VGG16': 'scale=True',
             'ConvNeXtTiny': 'scale=True'}
 # Architectures the graph analysis cannot cost yet, with the reason.
-KNOWN_WRONG = {
-    'ConvNeXtTiny': 'needs lowering: Dense on rank >= 3 (Tensordot, the '
-                    'pointwise convs on NHWC); function calls (depthwise '
-                    'convs in StatefulPartitionedCall)',
-}
+KNOWN_WRONG = {}
 _FLOP_OP_TYPES = ['Conv2D', 'MatMul', 'DepthwiseConv2dNative',
                   'Conv2DBackpropInput']
 
