@@ -10,8 +10,9 @@ the README come from a shared 2-core CPU: compare ratios, not seconds).
 Part (a): tf_slim resnet_v1_152 (224 x 224, is_training=True: 6,924 ops) in
 TF1 graph mode. For each network regularizer the constructor (the op
 regularizer manager's analysis), `get_regularization_term()` and
-`get_cost()` are timed separately, in a fresh graph per run, and the graph
-ops each phase adds are counted. With `--original_path` pointing at a
+`get_cost()` are timed separately (CPU seconds of the process; the wall time
+of the three is shown too), in a fresh graph per run, and the graph ops each
+phase adds are counted. With `--original_path` pointing at a
 checkout of google-research/morph-net, the original library is timed the
 same way, in its own process, and the ratios compare the two.
 
@@ -92,6 +93,7 @@ def _time_slim_resnet(original_path, names, repeats):
     regularizer_class = getattr(module, class_name)
     runs = {phase: [] for phase in PHASES}
     runs['ops'] = []
+    runs['wall'] = []
     for _ in range(repeats):
       graph = tf.Graph()
       with graph.as_default():
@@ -100,14 +102,16 @@ def _time_slim_resnet(original_path, names, repeats):
           logits, _ = resnet_v1.resnet_v1_152(images, 1000, is_training=True)
         results['graph_ops'] = len(graph.get_operations())
         ops_before = results['graph_ops']
-        start = time.perf_counter()
+        gc.collect()
+        start, start_wall = time.process_time(), time.perf_counter()
         regularizer = regularizer_class([logits.op],
                                         input_boundary=[images.op], **kwargs)
-        after_manager = time.perf_counter()
+        after_manager = time.process_time()
         regularizer.get_regularization_term()
-        after_term = time.perf_counter()
+        after_term = time.process_time()
         regularizer.get_cost()
-        after_cost = time.perf_counter()
+        after_cost = time.process_time()
+        runs['wall'].append(time.perf_counter() - start_wall)
         runs['manager'].append(after_manager - start)
         runs['term'].append(after_term - after_manager)
         runs['cost'].append(after_cost - after_term)
@@ -246,18 +250,19 @@ def print_keras_table(table, label, repeats):
 def print_slim_table(table, repeats):
   """Prints part (a) with per-phase times and ratios."""
   print('(a) tf_slim resnet_v1_152, TF1 graph mode (%d ops), median of %d '
-        'runs, seconds' % (table['graph_ops'], repeats))
-  header = '%-9s %-16s %8s %8s %8s %10s %8s %9s' % (
+        'runs, CPU seconds of the process (and wall seconds of the total)' %
+        (table['graph_ops'], repeats))
+  header = '%-9s %-16s %8s %8s %8s %10s %8s %8s %9s' % (
       'library', 'regularizer', 'manager', 'term', 'cost', 'term+cost',
-      'total', 'new ops')
+      'total', 'wall', 'new ops')
   print(header)
   print('-' * len(header))
   for library in ('project', 'original'):
     for name, row in sorted(table.get(library, {}).items()):
       term_cost = row['term'] + row['cost']
-      print('%-9s %-16s %8.3f %8.3f %8.3f %10.3f %8.3f %9d' % (
+      print('%-9s %-16s %8.3f %8.3f %8.3f %10.3f %8.3f %8.3f %9d' % (
           library, name, row['manager'], row['term'], row['cost'], term_cost,
-          row['manager'] + term_cost, row['ops']))
+          row['manager'] + term_cost, row['wall'], row['ops']))
   for name, row in sorted(table['project'].items()):
     term_cost = row['term'] + row['cost']
     line = '%s: term+cost / manager = %.2f' % (name,
