@@ -32,6 +32,8 @@ class GammaL1Regularizer(generic_regularizers.OpRegularizer):
     self._gamma = tf.cast(gamma, tf.float32)
     self._gamma_threshold = gamma_threshold
     self._vectors = None  # (regularization vector, alive vector) once built.
+    if not tf.is_symbolic_tensor(self._gamma):
+      self._vectors = self._build()  # Eagerly, under the caller's tape.
 
   @property
   def regularization_vector(self):
@@ -43,10 +45,13 @@ class GammaL1Regularizer(generic_regularizers.OpRegularizer):
 
   def _built_vectors(self):
     if self._vectors is None:
-      with _graph_of(self._gamma):
-        abs_gamma = tf.abs(self._gamma)
-        self._vectors = (abs_gamma, abs_gamma > self._gamma_threshold)
+      with self._gamma.graph.as_default():
+        self._vectors = self._build()
     return self._vectors
+
+  def _build(self):
+    abs_gamma = tf.abs(self._gamma)
+    return abs_gamma, abs_gamma > self._gamma_threshold
 
   @classmethod
   def build_together(cls, regularizers: Sequence[
@@ -95,9 +100,3 @@ class GammaL1Regularizer(generic_regularizers.OpRegularizer):
         batch, tf.split(abs_gammas, sizes), tf.split(alive, sizes)):
       regularizer._vectors = (abs_gamma, alive_vector)
 
-
-def _graph_of(tensor: tf.Tensor):
-  """A context building ops next to `tensor` (its graph, or eagerly)."""
-  if tf.is_symbolic_tensor(tensor):
-    return tensor.graph.as_default()
-  return tf.init_scope()
