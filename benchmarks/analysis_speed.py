@@ -3,6 +3,8 @@ r"""How long MorphNet's graph analysis takes to build, phase by phase.
   python3 benchmarks/analysis_speed.py --repeats=3 \
       [--original_path=/path/to/morph-net]
 
+(`--regularizers=` skips part (a), `--keras_model=` part (b).)
+
 Both parts run in one program, each in a fresh child process, and report the
 median of `--repeats` runs with the machine's load average (the figures in
 the README come from a shared 2-core CPU: compare ratios, not seconds).
@@ -288,11 +290,12 @@ def main(argv):
                                   FLAGS.original_path)
     print_slim_table(table, FLAGS.repeats)
     print('load average: %.2f\n' % _load())
-  keras_table = keras_breakdown(FLAGS.keras_model, FLAGS.keras_size,
-                                FLAGS.keras_regularizer, FLAGS.repeats)
-  print_keras_table(keras_table, '%s %dx%d %s' % (
-      FLAGS.keras_model, FLAGS.keras_size, FLAGS.keras_size,
-      FLAGS.keras_regularizer), FLAGS.repeats)
+  if FLAGS.keras_model:  # --keras_model= skips part (b).
+    keras_table = keras_breakdown(FLAGS.keras_model, FLAGS.keras_size,
+                                  FLAGS.keras_regularizer, FLAGS.repeats)
+    print_keras_table(keras_table, '%s %dx%d %s' % (
+        FLAGS.keras_model, FLAGS.keras_size, FLAGS.keras_size,
+        FLAGS.keras_regularizer), FLAGS.repeats)
   print('load average at end: %.2f' % _load())
 
 
