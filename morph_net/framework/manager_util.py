@@ -16,7 +16,8 @@ from morph_net.framework import graph_util
 from morph_net.framework import op_handler_util
 
 __all__ = [
-    'OpList', 'OpQueue', 'StallWatch', 'check_blacklist_used', 'gc_paused',
+    'OpList', 'OpQueue', 'StallWatch', 'build_together',
+    'check_blacklist_used', 'gc_paused',
     'check_boundary', 'check_force_group', 'check_regex_list',
     'check_source_channels', 'not_converged_error'
 ]
@@ -162,6 +163,23 @@ def gc_paused():
   finally:
     if enabled:
       gc.enable()
+
+
+def build_together(regularizers) -> None:
+  """Lets each regularizer class build the vectors of its instances at once.
+
+  A class with a `build_together(regularizers)` class method (for example
+  `GammaL1Regularizer`, one per batch norm) can build all its instances with
+  a few graph ops instead of a few per instance; the others build their
+  vectors as usual.
+
+  Args:
+    regularizers: the source regularizers of a network, any types.
+  """
+  for regularizer_class in dict.fromkeys(type(r) for r in regularizers):
+    build = getattr(regularizer_class, 'build_together', None)
+    if build is not None:
+      build(regularizers)
 
 
 def check_boundary(boundary, argument_name, allow_empty=True):

@@ -359,17 +359,21 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     """Creates one regularizer per group with sources (unless blacklisted)."""
     patterns = [re.compile(regex) for regex in blacklist]
     used = set()
+    sources = []  # (group, its source regularizers or None if blacklisted)
     for group in self.op_groups:
       matches = {p.pattern for p in patterns
                  if any(p.search(s.op.name) for s in group.op_slices)}
       used.update(matches)
-      regularizer = None
       if matches:
         logging.info('OpGroup not regularized due to blacklist: %s.', group)
-      elif group.source_op_slices:
-        regularizers = [
-            self._op_handler_dict[s.op.type].create_regularizer(s)
-            for s in group.source_op_slices]
+      sources.append((group, None if matches else [
+          self._op_handler_dict[s.op.type].create_regularizer(s)
+          for s in group.source_op_slices]))
+    manager_util.build_together([r for _, regularizers in sources
+                                 if regularizers for r in regularizers])
+    for group, regularizers in sources:
+      regularizer = None
+      if regularizers:
         regularizer = (regularizers[0] if len(regularizers) == 1 else
                        create_grouping_regularizer(regularizers))
       for op_slice in group.op_slices:
