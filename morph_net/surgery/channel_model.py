@@ -38,8 +38,15 @@ def functional_view(model):
 
   Raises:
     InvalidArgumentError: for a Sequential model without known inputs.
-    UnsupportedModelError: for subclassed models.
+    UnsupportedModelError: for subclassed models and models of tf_keras.
   """
+  if not isinstance(model, keras.Model):
+    raise errors.UnsupportedModelError(
+        'Model %r is a %s.%s, not a Keras 3 model: rebuild and its channel '
+        'model read Keras 3 layer graphs only. Build the model with Keras 3 '
+        '(unset TF_USE_LEGACY_KERAS) to rebuild it.' %
+        (getattr(model, 'name', model), type(model).__module__,
+         type(model).__name__))
   if isinstance(model, keras.Sequential):
     if not model.built or not getattr(model, 'inputs', None):
       raise errors.InvalidArgumentError(

@@ -199,6 +199,8 @@ def test_model_and_optimizer_errors():
         os.path.join(run_cycle.CONFIG_DIR, '*.gin'))))
 def test_shipped_configs_parse(config):
   import gin  # pylint: disable=g-import-not-at-top
+  # The latency use case's own configurables (run_seed, calibration, ...).
+  from examples.experiment import latency_target  # pylint: disable=g-import-not-at-top,unused-import
   gin.clear_config()
   try:
     gin.add_config_file_search_path(run_cycle.CONFIG_DIR)

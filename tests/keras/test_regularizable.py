@@ -133,16 +133,13 @@ def test_uncosted_arithmetic_is_named_by_layer(caplog):
   model = keras.Model(x, L.Dense(2, name='logits')(y))
   traced = tracing.TracedModel(model)
   found = regularizable.uncosted_layers(traced)
-  assert found['grouped'] == ['StatefulPartitionedCall']
-  assert found['mha'] == ['Einsum']
+  # The engine reads grouped convs in function calls and attention Einsums;
+  # only the recurrent loop is left, until the bridge costs it from config.
+  assert 'grouped' not in found and 'mha' not in found
   assert 'While' in found['lstm']
   calls = recurrent.RecurrentCalls(traced)
-  assert 'lstm' not in regularizable.uncosted_layers(traced, calls.ops())
+  assert regularizable.uncosted_layers(traced, calls.ops()) == {}
   with caplog.at_level(logging.WARNING):
     regularizable.warn_uncosted(traced, calls.ops())
-  messages = [r.getMessage() for r in caplog.records]
-  assert len(messages) == 1
-  assert messages[0].startswith(
-      "The cost does not count the arithmetic of 2 layer(s), which the graph "
-      "analysis cannot read: 'grouped' (StatefulPartitionedCall); 'mha' "
-      '(Einsum).')
+  assert not [r for r in caplog.records
+              if 'cannot read' in r.getMessage()]

@@ -368,3 +368,13 @@ def test_zoo_half_channels(name):
     predicted = model_regularizer.model_cost(
         model, flop_regularizer.GroupLassoFlopsRegularizer, 1e-9)
   assert predicted == hand_flops
+
+
+def test_tf_keras_model_is_refused_by_name():
+  tf_keras = pytest.importorskip('tf_keras')
+  model = tf_keras.Sequential(
+      [tf_keras.Input((4,)), tf_keras.layers.Dense(2, name='d')], name='old')
+  with pytest.raises(errors.UnsupportedModelError,
+                     match=r"Model 'old' is a tf_keras\..*Sequential, not a "
+                     r'Keras 3 model.*unset TF_USE_LEGACY_KERAS'):
+    rebuild.rebuild(model, {'d': 1})
