@@ -56,14 +56,12 @@ class GroupLassoLatencyRegularizer(resource_regularizer.GroupLassoRegularizer):
   """Latency regularizer whose sources are conv/matmul weights.
 
   Args (others: see `resource_regularizer.GroupLassoRegularizer`):
-    hardware: device name (for example 'V100', 'H100'), Hardware tuple, or
-      a latency profile measured on the device (a `LatencyProfile` or the
-      path of its JSON file, see `latency_profile`).
-    batch_size: the inference batch size.
+    hardware, batch_size: as in
+      `latency_regularizer.GammaLatencyRegularizer` (a device name, Hardware
+      tuple or measured latency profile; the inference batch size).
 
   Raises:
-    InvalidArgumentError: for an unknown device or a bad batch size.
-    ProfileError: for a profile file that cannot be read.
+    InvalidArgumentError, ProfileError: as `GammaLatencyRegularizer`.
   """
   name = 'GroupLassoLatency'
   cost_name = 'Latency'
