@@ -28,7 +28,6 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.framework import function_calls
 from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
@@ -36,6 +35,7 @@ from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 from morph_net.structure import structure_files
@@ -54,13 +54,8 @@ STRUCTURE_OP_TYPES = (resource_function.CONV_OP_TYPES |
 def is_structure_op(op: tf.Operation) -> bool:
   """Whether `op`'s output channels are part of a structure: a conv,
   transposed conv or matmul, or a function call whose body is one (Keras 3
-  compiles grouped convs into a call)."""
-  if op.type in STRUCTURE_OP_TYPES:
-    return True
-  if op.type not in function_calls.CALL_OP_TYPES:
-    return False
-  called = function_calls.called_op(op)
-  return called is not None and called.op.type in STRUCTURE_OP_TYPES
+  compiles grouped convs into a call; see `op_types.costed_op`)."""
+  return op_types.costed_op(op).type in STRUCTURE_OP_TYPES
 
 
 class ModelRegularizer(object):
