@@ -159,8 +159,9 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
   """Source handler for logistic-sigmoid gates.
 
   Registered for `Mul`: a gating multiply's output channels are grouped with
-  its gated input only (not with the mask computation), and `Mul` ops that are
-  not gates are grouping ops. Also handles the original MorphNet's gate op
+  its gated input and with the mask computation (the [C] ops from the
+  log-odds read to the mask, so their cost follows the alive channels), and
+  `Mul` ops that are not gates are grouping ops. Also handles the original MorphNet's gate op
   (type 'LogisticSigmoidGating', inputs log-odds, noise and temperature, output
   the mask), which groups like an element-wise op.
 
@@ -185,7 +186,12 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
     return op.type == ORIGINAL_GATE_OP_TYPE or get_gate(op) is not None
 
   def assign_grouping(self, op, op_reg_manager):
-    """Makes a gate's slices sources, then groups it with the gated input.
+    """Makes a gate's slices sources, then groups it with its inputs.
+
+    Both inputs of a gating multiply hold the gate's channels: the gated
+    tensor [..., C] and the mask [C], whose ops (the log-odds read, sigmoid,
+    noise) then follow the alive channels in the cost as in the rebuilt
+    gate. The original's gate op groups like an element-wise op.
 
     Args:
       op: tf.Operation to group.
@@ -196,10 +202,7 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
       super().assign_grouping(op, op_reg_manager)
       return
     handler_steps.make_sources(op, op_reg_manager)
-    indices = None
-    if gate is not None:
-      indices = [i for i, tensor in enumerate(op.inputs)
-                 if tensor.name == gate.inputs.name]
+    indices = None if gate is None else list(range(len(op.inputs)))
     self._group_with_neighbours(op, op_reg_manager, indices)
 
   def create_regularizer(self, op_slice):

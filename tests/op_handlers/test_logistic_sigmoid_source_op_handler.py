@@ -115,7 +115,7 @@ def test_channels_first_gate_is_not_a_source():
   assert not _gate_ops(fn.graph)
 
 
-def test_handler_groups_gate_with_its_input_only():
+def test_handler_groups_gate_with_its_input_and_mask():
   model = gating_models.gated_chain(filters=(4, 6))
   fn = gating_models.trace(model)
   handlers = op_handlers.get_logistic_sigmoid_op_handler_dict()
@@ -128,9 +128,14 @@ def test_handler_groups_gate_with_its_input_only():
   gate1_group = manager.get_op_group(manager.get_op_slices(gates[0])[0])
   ops_in_group = {s.op for s in gate1_group.op_slices}
   assert conv1 in ops_in_group
-  # The mask computation is not grouped with the gated channels.
-  assert not any(op.type in ('Sigmoid', 'ReadVariableOp', 'Maximum')
-                 for op in ops_in_group)
+  # The mask computation ([C] vectors) shares the gated channels, so its
+  # dead channels leave the cost as they leave the rebuilt gate.
+  assert {op.type for op in ops_in_group} == {
+      'Conv2D', 'Mul', 'Identity', 'Cast', 'StopGradient', 'Greater',
+      'AddV2', 'Sub', 'Sigmoid', 'ReadVariableOp'}
+  # Nothing of the second gate or the second conv joins it.
+  assert not [op for op in ops_in_group if 'gate2' in op.name or
+              'conv2' in op.name]
   regularizer = manager.get_regularizer(conv1)
   assert isinstance(regularizer, prob_gating_regularizer.ProbGatingRegularizer)
 
