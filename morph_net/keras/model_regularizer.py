@@ -95,7 +95,7 @@ class ModelRegularizer(object):
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
     excluded.warn()
-    self._output_layers = excluded.output_layers()
+    self._kept_layers = frozenset(excluded.layers)
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
@@ -315,8 +315,9 @@ class ModelRegularizer(object):
 
   def _alive_tensors(self) -> Dict[str, tf.Tensor]:
     """{layer name: alive vector} of regularized conv/dense layers, and of
-    the conv/dense layers whose channels reach a model output and have
-    sources (all alive: they keep their width, unregularized).
+    the conv/dense layers with sources that the bridge keeps from
+    regularization (their channels reach a model output, or rebuild cannot
+    narrow them, e.g. a grouped conv): all alive, they keep their width.
 
     A layer used by several ops (a shared layer) is alive where any use is.
     """
@@ -329,7 +330,7 @@ class ModelRegularizer(object):
       name = self._traced.layer_name(op) or op.name
       if regularizer is not None:
         alive = regularizer.alive_vector
-      elif name in self._output_layers and _has_sources(manager, op):
+      elif name in self._kept_layers and _has_sources(manager, op):
         alive = tf.ones([int(op.outputs[0].shape[-1])], tf.bool)
       else:
         continue

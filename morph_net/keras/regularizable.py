@@ -94,10 +94,6 @@ class ExcludedOps(object):
     regex = blacklist_regex(self.op_names)
     return [regex] if regex else []
 
-  def output_layers(self) -> List[str]:
-    """The layers excluded because their channels reach a model output."""
-    return sorted(n for n, r in self.layers.items() if r == OUTPUT_REASON)
-
   def warn(self) -> None:
     """One warning naming the `warned` layers and why."""
     frozen = {n: self.layers[n] for n in self.warned}

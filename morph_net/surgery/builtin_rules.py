@@ -60,10 +60,20 @@ class WidthRule(layer_rule.LayerRule):
     self._output_axis = output_axis
 
   def output_space(self, node):
-    if getattr(node.layer, 'groups', 1) != 1:
+    group = node.layer_group()
+    groups = getattr(node.layer, 'groups', 1)
+    if groups != 1:
+      # Keras needs a grouped conv's input and output widths to be multiples
+      # of `groups`, and channels to leave every group alike; per-channel
+      # regularization promises neither, so both sides keep their width.
+      why = '(groups=%d: its widths must stay multiples of the groups)' % (
+          groups)
       for space in node.input_spaces:
-        node.freeze(space, 'it feeds the grouped conv %s' % node.describe())
-    return node.layer_group()
+        node.freeze(space, 'it feeds the grouped conv %s %s' % (
+            node.describe(), why))
+      node.freeze(group, 'it is the output of the grouped conv %s %s' % (
+          node.describe(), why))
+    return group
 
   def kernel(self, layer):
     """The weight whose norm per output channel scores the channels."""

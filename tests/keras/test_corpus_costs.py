@@ -26,11 +26,7 @@ from morph_net.testing import reference_cost
 
 # Models whose cost is known to be wrong today, with the reason. Strict: a
 # model that starts passing must leave this dict.
-KNOWN_WRONG = {
-    'grouped_conv': 'the regularizer narrows a grouped conv (groups=4) to '
-                    'a width that is not a multiple of its groups, which '
-                    'Keras cannot rebuild (13 filters, 4 groups)',
-}
+KNOWN_WRONG = {}
 
 _SEEDS = {
     # seed -> (regularizer family, how channels die)

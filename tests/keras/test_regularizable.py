@@ -45,14 +45,32 @@ def test_frozen_and_output_groups_are_not_regularized(caplog):
   with caplog.at_level(logging.WARNING):
     regularizer = morph_keras.ModelRegularizer(
         model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
-  # The logits keep their width: listed, all alive, never regularized.
-  assert regularizer.alive_counts() == {'conv': 6, 'logits': 2}
+  # The logits and the frozen projection keep their width: listed, all
+  # alive, never regularized.
+  assert regularizer.alive_counts() == {'conv': 6, 'project': 32,
+                                        'logits': 2}
   warnings = [r.getMessage() for r in caplog.records
               if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
   assert '1 layer(s)' in warnings[0]
   assert "'project': it feeds layer 'reshape' (Reshape)" in warnings[0]
   assert 'logits' not in warnings[0]
+
+
+def test_grouped_conv_keeps_both_widths_with_a_reason():
+  x = keras.Input((6, 6, 3))
+  y = L.Conv2D(8, 1, name='c')(x)
+  y = L.Conv2D(12, 3, groups=4, name='g')(y)
+  y = L.Conv2D(5, 1, name='p')(y)
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  fixed = regularizable.fixed_width_layers(channel_model.analyze(model))
+  assert fixed['c'] == ("it feeds the grouped conv 'g' (Conv2D) (groups=4: "
+                        'its widths must stay multiples of the groups)')
+  assert fixed['g'] == ("it is the output of the grouped conv 'g' (Conv2D) "
+                        '(groups=4: its widths must stay multiples of the '
+                        'groups)')
+  assert 'p' not in fixed
 
 
 def test_excluded_ops_and_user_blacklist_combine():
@@ -65,7 +83,7 @@ def test_excluded_ops_and_user_blacklist_combine():
   regularizer = morph_keras.ModelRegularizer(
       traced, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
       regularizer_blacklist=['conv'])
-  assert regularizer.alive_counts() == {'logits': 2}
+  assert regularizer.alive_counts() == {'project': 32, 'logits': 2}
 
 
 def test_blacklist_regex_is_anchored_and_escaped():
@@ -109,7 +127,7 @@ def test_nested_model_layers_are_regularized_like_others(caplog):
   with caplog.at_level(logging.WARNING):
     regularizer = morph_keras.ModelRegularizer(
         model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
-  assert regularizer.alive_counts() == {}
+  assert regularizer.alive_counts() == {'inner_conv': 5}  # Kept whole.
   warnings = [r.getMessage() for r in caplog.records
               if 'Rebuild cannot narrow' in r.getMessage()]
   assert len(warnings) == 1
@@ -121,7 +139,8 @@ def test_keep_output_widths_false_regularizes_outputs():
   regularizer = morph_keras.ModelRegularizer(
       model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6,
       keep_output_widths=False)
-  assert regularizer.alive_counts() == {'conv': 6, 'logits': 2}
+  assert regularizer.alive_counts() == {'conv': 6, 'project': 32,
+                                        'logits': 2}
 
 
 def test_uncosted_arithmetic_is_named_by_layer(caplog):
