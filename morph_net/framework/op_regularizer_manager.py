@@ -28,6 +28,7 @@ from typing import List, Optional
 from absl import logging
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import constant_op_regularizer
 from morph_net.framework import graph_util
@@ -53,10 +54,12 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
   Args:
     output_boundary: list of tf.Operation where the analysis starts (for
       example `[logits.op]`).
-    op_handler_dict: mapping from op type to OpHandler. A plain dict must hold
-      every op type met; `op_handlers.OpHandlerDict` (what the registry
-      factories return) and `collections.defaultdict` answer unknown types.
-      Defaults to `op_handlers.get_gamma_op_handler_dict()`.
+    op_handler_dict: mapping from op type to OpHandler, for example
+      `morph_net.op_handlers.op_handlers.get_gamma_op_handler_dict()`. A
+      plain dict must hold every op type met; `op_handlers.OpHandlerDict`
+      (what the registry factories return) and `collections.defaultdict`
+      answer unknown types. None (the original's default) is an empty dict:
+      enough for a manager whose groups the caller sets by hand.
     create_grouping_regularizer: callable taking a list of OpRegularizer and
       returning one; combines the sources of a group (default: max).
     force_group: list of regexes; for each, the groups of the matching ops
@@ -72,6 +75,8 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     InvalidArgumentTypeError: if force_group or regularizer_blacklist is not a
       list of regexes.
     UnsupportedGraphError: when a source op has an unknown channel count.
+    KeyLookupError: (also a KeyError) when `op_handler_dict` has no handler
+      for the type of an op the analysis meets; the message names the op.
     AnalysisNotConvergedError: (also a RuntimeError) when the handlers keep
       queueing ops without settling, or the iteration limit is reached.
   """
@@ -92,10 +97,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
         output_boundary, 'output_boundary', allow_empty=False)
     input_boundary = manager_util.check_boundary(input_boundary,
                                                  'input_boundary')
-    if op_handler_dict is None:
-      from morph_net.op_handlers import op_handlers  # pylint: disable=g-import-not-at-top
-      op_handler_dict = op_handlers.get_gamma_op_handler_dict()
-    self._op_handler_dict = op_handler_dict
+    self._op_handler_dict = {} if op_handler_dict is None else op_handler_dict
     self._graph = (output_boundary[0].graph if output_boundary else
                    tf.compat.v1.get_default_graph())
     super().__init__()
@@ -187,7 +189,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     """Whether `op` is a regularization source (asks its handler, once)."""
     answer = self._is_source_memo.get(op)
     if answer is None:
-      handler = self._op_handler_dict[op.type]
+      handler = self.get_handler(op)
       is_source = getattr(handler, 'is_source', None)
       answer = handler.is_source_op if is_source is None else is_source(op)
       self._is_source_memo[op] = answer
@@ -195,7 +197,25 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
 
   def is_passthrough(self, op):
     """Whether `op`'s handler is passthrough."""
-    return self._op_handler_dict[op.type].is_passthrough
+    return self.get_handler(op).is_passthrough
+
+  def get_handler(self, op: tf.Operation):
+    """The OpHandler of `op`'s type.
+
+    Raises:
+      KeyLookupError: when `op_handler_dict` has none; the message names the
+        op and how to register one.
+    """
+    try:
+      return self._op_handler_dict[op.type]
+    except KeyError:
+      raise errors.KeyLookupError(
+          'No op handler for op %r (%s): op_handler_dict has no entry for '
+          '%r. Pass a registry that answers every type, such as '
+          'morph_net.op_handlers.op_handlers.get_gamma_op_handler_dict(), or '
+          'register one: op_handler_dict[%r] = '
+          'grouping_op_handler.GroupingOpHandler().' %
+          (op.name, op.type, op.type, op.type)) from None
 
   # ---------------------------------------------------------------------------
   # Project extensions, used by the cost calculator and the Keras bridge.
@@ -242,7 +262,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     op = tensor.op
     if op not in self._all_ops or graph_util.get_num_channels(tensor) is None:
       return None
-    handler = self._op_handler_dict[op.type]
+    handler = self.get_handler(op)
     get_range = getattr(handler, 'get_output_channel_range', None)
     if get_range is not None:
       channel_range = get_range(op, tensor.value_index)
@@ -301,12 +321,11 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     sources = sorted(queue, key=lambda op: -op._id)  # pylint: disable=protected-access
     queue.clear()
     queue.extend(sources)
-    handlers = self._op_handler_dict
     watch = manager_util.StallWatch()
     iterations = 0
     while queue and iterations < iteration_limit:
       op = queue.pop()
-      handlers[op.type].assign_grouping(op, self)
+      self.get_handler(op).assign_grouping(op, self)
       iterations += 1
       if (watch.is_stalled(self._version, queue) and
           not self._seed_waiting_ops(queue)):
@@ -367,7 +386,7 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
       if matches:
         logging.info('OpGroup not regularized due to blacklist: %s.', group)
       sources.append((group, None if matches else [
-          self._op_handler_dict[s.op.type].create_regularizer(s)
+          self.get_handler(s.op).create_regularizer(s)
           for s in group.source_op_slices]))
     manager_util.build_together([r for _, regularizers in sources
                                  if regularizers for r in regularizers])

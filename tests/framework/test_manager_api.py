@@ -33,6 +33,12 @@ def _conv_net():
   return x, layers.conv_bn_relu(a, 4, 1, name='b')
 
 
+def _bare_manager():
+  """A manager of one constant, whose groups a test sets by hand."""
+  return orm.OpRegularizerManager([tf.zeros([1]).op],
+                                  op_handlers.get_gamma_op_handler_dict())
+
+
 def _manager(output, x, **kwargs):
   return orm.OpRegularizerManager(
       [output.op], op_handlers.get_gamma_op_handler_dict(1e-3),
@@ -93,7 +99,7 @@ class GroupingTest(tf.test.TestCase):
 
   def test_merge_keeps_the_largest_group(self):
     with tf.Graph().as_default():
-      manager = orm.OpRegularizerManager([tf.zeros([1]).op])
+      manager = _bare_manager()
       slices = [manager.get_op_slices(op)[0] for op in _identities(5)]
       manager.group_op_slices(slices[:3])
       big = manager.get_op_group(slices[0])
@@ -109,7 +115,7 @@ class GroupingTest(tf.test.TestCase):
 
   def test_grouping_a_group_with_itself_changes_nothing(self):
     with tf.Graph().as_default():
-      manager = orm.OpRegularizerManager([tf.zeros([1]).op])
+      manager = _bare_manager()
       slices = [manager.get_op_slices(op)[0] for op in _identities(2)]
       for op_slice in slices:
         manager.create_op_group_for_op_slice(op_slice)
@@ -123,7 +129,7 @@ class GroupingTest(tf.test.TestCase):
 
   def test_slice_op_reslices_the_group(self):
     with tf.Graph().as_default():
-      manager = orm.OpRegularizerManager([tf.zeros([1]).op])
+      manager = _bare_manager()
       ops = _identities(2)
       manager.group_op_slices([manager.get_op_slices(op)[0] for op in ops])
       manager.slice_op(ops[0], [1, 2, 3])
@@ -136,7 +142,7 @@ class GroupingTest(tf.test.TestCase):
 
   def test_slice_op_errors(self):
     with tf.Graph().as_default():
-      manager = orm.OpRegularizerManager([tf.zeros([1]).op])
+      manager = _bare_manager()
       op = _identities(1)[0]
       manager.slice_op(op, [3, 3])
       with self.assertRaises(errors.UnsupportedGraphError) as context:
@@ -150,7 +156,7 @@ class GroupingTest(tf.test.TestCase):
 
   def test_group_channel_ranges_out_of_range(self):
     with tf.Graph().as_default():
-      manager = orm.OpRegularizerManager([tf.zeros([1]).op])
+      manager = _bare_manager()
       a, b = _identities(2)
       with self.assertRaises(errors.UnsupportedGraphError) as context:
         handler_steps.group_channel_ranges(a, 4, b, 0, 3, manager)
@@ -267,6 +273,29 @@ class ArgumentErrorsTest(tf.test.TestCase):
 
 
 class HandlerErrorsTest(tf.test.TestCase):
+
+  def test_default_handlers_are_the_originals_empty_dict(self):
+    with tf.Graph().as_default():
+      x, b = _conv_net()
+      with self.assertRaises(errors.KeyLookupError) as context:
+        orm.OpRegularizerManager([b.op], input_boundary=[x.op])
+    self.assertIsInstance(context.exception, KeyError)
+    self.assertIn(
+        "No op handler for op 'b_relu' (Relu): op_handler_dict has no entry "
+        "for 'Relu'. Pass a registry that answers every type, such as "
+        'morph_net.op_handlers.op_handlers.get_gamma_op_handler_dict(), or '
+        "register one: op_handler_dict['Relu'] = "
+        'grouping_op_handler.GroupingOpHandler().', str(context.exception))
+
+  def test_plain_dict_missing_a_type_names_the_op(self):
+    with tf.Graph().as_default():
+      x, b = _conv_net()
+      handlers = dict(op_handlers.get_gamma_op_handler_dict())
+      del handlers['Relu']  # A plain dict does not answer unknown types.
+      with self.assertRaises(errors.KeyLookupError) as context:
+        orm.OpRegularizerManager([b.op], handlers, input_boundary=[x.op])
+    self.assertIn("No op handler for op 'b_relu' (Relu)",
+                  str(context.exception))
 
   def test_handlers_registered_for_the_wrong_type(self):
     with tf.Graph().as_default():
