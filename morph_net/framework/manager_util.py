@@ -315,20 +315,28 @@ def check_force_group(regex, matched, op_slice_dict, analysed):
 def check_blacklist_used(blacklist, used, analysed):
   """Raises if a regularizer_blacklist regex matched no analysed op.
 
+  The message is the original's word for word (code and tests written
+  against the original compare it literally); what was analysed and the fix
+  are attached as an exception note (PEP 678), which a traceback prints
+  under the message.
+
   Args:
     blacklist: list of regexes.
     used: set of the regexes that matched some group.
-    analysed: the analysed ops, for the message.
+    analysed: the analysed ops, for the note.
 
   Raises:
     InvalidArgumentError: naming the first unused regex.
   """
   for regex in blacklist:
     if regex not in used:
-      raise errors.InvalidArgumentError(
+      error = errors.InvalidArgumentError(
+          'Blacklist regex never used: %r.' % regex)
+      error.add_note(
           'regularizer_blacklist regex %r matches no op between the '
           'boundaries (%d ops, for example %s). Fix the regex or remove it.'
           % (regex, len(analysed), _example_names(analysed)))
+      raise error
 
 
 def not_converged_error(queue, reason):

@@ -53,7 +53,10 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
 
   Args:
     output_boundary: list of tf.Operation where the analysis starts (for
-      example `[logits.op]`).
+      example `[logits.op]`). It may be empty, as in the original: the
+      manager then holds no ops, and its caller (a handler test, a custom
+      analysis) groups slices itself with `group_op_slices` and `slice_op`.
+      Network regularizers refuse an empty boundary.
     op_handler_dict: mapping from op type to OpHandler, for example
       `morph_net.op_handlers.op_handlers.get_gamma_op_handler_dict()`. A
       plain dict must hold every op type met; `op_handlers.OpHandlerDict`
@@ -93,8 +96,8 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
     force_group = manager_util.check_regex_list(force_group, 'force_group')
     blacklist = manager_util.check_regex_list(regularizer_blacklist,
                                               'regularizer_blacklist')
-    output_boundary = manager_util.check_boundary(
-        output_boundary, 'output_boundary', allow_empty=False)
+    output_boundary = manager_util.check_boundary(output_boundary,
+                                                  'output_boundary')
     input_boundary = manager_util.check_boundary(input_boundary,
                                                  'input_boundary')
     self._op_handler_dict = {} if op_handler_dict is None else op_handler_dict

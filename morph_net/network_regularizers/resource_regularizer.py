@@ -21,6 +21,7 @@ from absl import logging
 
 from morph_net import errors
 from morph_net.framework import generic_regularizers
+from morph_net.framework import manager_util
 from morph_net.framework import op_handler_decorator
 from morph_net.framework import op_handler_util
 from morph_net.framework import op_regularizer_manager as orm
@@ -89,6 +90,8 @@ class ResourceRegularizer(generic_regularizers.NetworkRegularizer):
     batch_size: passed to the resource function, if not None.
 
   Raises:
+    InvalidArgumentError: for an empty or malformed output boundary (a
+      regularizer of no ops is a mistake, unlike a bare manager).
     NoSourceOpsError: when the ops between the boundaries include convs or
       matmuls but none of them can be regularized by this family.
   """
@@ -111,6 +114,8 @@ class ResourceRegularizer(generic_regularizers.NetworkRegularizer):
       op_handler_dict = _decorate_sources(op_handler_dict,
                                           regularizer_decorator,
                                           decorator_parameters)
+    manager_util.check_boundary(output_boundary, 'output_boundary',
+                                allow_empty=False)
     self._batch_size = batch_size
     self._manager = orm.OpRegularizerManager(
         output_boundary, op_handler_dict,

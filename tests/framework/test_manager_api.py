@@ -34,9 +34,12 @@ def _conv_net():
 
 
 def _bare_manager():
-  """A manager of one constant, whose groups a test sets by hand."""
-  return orm.OpRegularizerManager([tf.zeros([1]).op],
-                                  op_handlers.get_gamma_op_handler_dict())
+  """A manager of no ops, whose groups a test sets by hand (the handlers
+  say which ops are sources)."""
+  manager = orm.OpRegularizerManager([],
+                                     op_handlers.get_gamma_op_handler_dict())
+  assert not manager.ops
+  return manager
 
 
 def _manager(output, x, **kwargs):

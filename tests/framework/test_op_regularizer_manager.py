@@ -253,9 +253,13 @@ class ForceGroupAndBlacklistTest(tf.test.TestCase):
       _, out = self._two_towers()
       with self.assertRaises(errors.InvalidArgumentError) as context:
         _manager([out], regularizer_blacklist=['^missing/'])
-    message = str(context.exception)
-    self.assertIn("'^missing/'", message)
-    self.assertIn('Fix the regex or remove it', message)
+    # The original's message; the details and the fix in a note.
+    self.assertEqual("Blacklist regex never used: '^missing/'.",
+                     str(context.exception))
+    (note,) = context.exception.__notes__
+    self.assertIn("regularizer_blacklist regex '^missing/' matches no op "
+                  'between the boundaries (', note)
+    self.assertIn('Fix the regex or remove it.', note)
 
 
 class ErrorsTest(tf.test.TestCase):
@@ -264,9 +268,14 @@ class ErrorsTest(tf.test.TestCase):
     with tf.Graph().as_default():
       x = _v1.placeholder(tf.float32, [1, 4, 4, 2])
       y = layers.conv_bn_relu(x, 3, name='a')
+      # A bare manager may have no ops (the original's handler tests group
+      # slices by hand); a network regularizer of no ops is a mistake.
+      self.assertEmpty(_manager([]).ops)
       with self.assertRaises(errors.InvalidArgumentError) as context:
-        _manager([])  # Empty boundary.
-      self.assertIn('output_boundary', str(context.exception))
+        flop_regularizer.GammaFlopsRegularizer([], gamma_threshold=0.1)
+      self.assertIn('Invalid value for argument `output_boundary`. Expected '
+                    'a non-empty list of tf.Operation (for example '
+                    '`[logits.op]`).', str(context.exception))
       with self.assertRaises(errors.InvalidArgumentError) as context:
         orm.OpRegularizerManager([y], op_handlers.get_gamma_op_handler_dict())
     message = str(context.exception)
