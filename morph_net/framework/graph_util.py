@@ -16,7 +16,8 @@ from tensorflow.python.framework import tensor_util
 
 __all__ = [
     'describe_op', 'get_constant_value', 'get_num_channels', 'holds_weights',
-    'is_channel_axis', 'is_channel_vector', 'normalize_axis', 'reads_variable',
+    'is_channel_axis', 'is_channel_vector', 'is_channelwise_conv',
+    'normalize_axis', 'reads_variable',
     'skip_forwarding_ops'
 ]
 
@@ -180,3 +181,28 @@ def holds_weights(tensor: tf.Tensor) -> bool:
 def describe_op(op: tf.Operation) -> str:
   """Returns `'name' (Type)` for error messages."""
   return "'%s' (%s)" % (op.name, op.type)
+
+
+def is_channelwise_conv(op: tf.Operation) -> bool:
+  """Whether `op` is a conv with one input channel per group and as many
+  groups as channels.
+
+  Keras' `Conv2D(C, k, groups=C)` on C channels (ConvNeXt's depthwise conv)
+  runs a Conv2D/Conv3D whose kernel is [..., 1, C]: output channel c reads
+  input channel c only, so its channels are its input's and its cost is
+  linear in them, as a depthwise conv's.
+
+  Args:
+    op: a tf.Operation.
+
+  Returns:
+    True for such a Conv2D or Conv3D with static channel counts > 1.
+  """
+  if op.type not in ('Conv2D', 'Conv3D') or len(op.inputs) < 2:
+    return False
+  channels = get_num_channels(op.inputs[0])
+  kernel = op.inputs[1].shape
+  return (channels is not None and channels > 1 and
+          kernel.rank is not None and
+          tf.compat.dimension_value(kernel[-2]) == 1 and
+          tf.compat.dimension_value(kernel[-1]) == channels)

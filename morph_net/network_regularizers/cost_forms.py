@@ -244,7 +244,9 @@ def is_flop_op(op: tf.Operation) -> bool:
 def _is_depthwise(op):
   if op.type in cc.EINSUM_OP_TYPES:
     return einsum_cost.read_einsum(op).depthwise
-  return cc.costed_op(op).type in cc.DEPTHWISE_OP_TYPES
+  inner = cc.costed_op(op)
+  return (inner.type in cc.DEPTHWISE_OP_TYPES or
+          graph_util.is_channelwise_conv(inner))
 
 
 def _einsum_coeff(op, total):
@@ -284,8 +286,10 @@ def spatial_size(tensor: tf.Tensor):
 
 
 def _group_count(op):
-  """Channel groups of a grouped convolution (1 for other ops)."""
-  if op.type not in cc.CONV_OP_TYPES or not op.inputs[0].shape.rank:
+  """Channel groups of a grouped convolution whose cost is IN x OUT / groups
+  (1 for other ops, and for channelwise convs, whose cost is per OUT)."""
+  if (op.type not in cc.CONV_OP_TYPES or not op.inputs[0].shape.rank or
+      graph_util.is_channelwise_conv(op)):
     return 1
   channels = tf.compat.dimension_value(op.inputs[0].shape[-1])
   kernel_in = tf.compat.dimension_value(op.inputs[1].shape[-2])

@@ -17,8 +17,10 @@ inside:
   freezes the inputs of a grouped conv). The inputs are consumed whole;
   the cost is 2 x positions x kernel x (IN / G) x OUT with IN the alive
   input channels, as for a plain conv divided by G.
-* a depthwise conv with depth multiplier 1: output channels are the input
-  channels (grouped like an element-wise op with the activation input).
+* a depthwise conv with depth multiplier 1, or a channelwise conv (as many
+  groups as channels, `graph_util.is_channelwise_conv`): output channels
+  are the input channels (grouped like an element-wise op with the
+  activation input; not a group-lasso source, as a depthwise conv is not).
 * anything else (several ops with weights, a depth multiplier above 1, a
   kernel not read from the call's inputs): the output is a new channel
   space; the cost calculator warns that the call's cost is not counted.
@@ -69,6 +71,7 @@ class FunctionCallOpHandler(
       return False
     called = function_calls.called_op(op)
     return (called is not None and called.op.type in _SOURCE_TYPES and
+            not graph_util.is_channelwise_conv(called.op) and
             called.weights.dtype == tf.resource)
 
   def assign_grouping(self, op, op_reg_manager):
@@ -83,9 +86,12 @@ class FunctionCallOpHandler(
       grouping_op_handler.GroupingOpHandler().assign_grouping(
           op, op_reg_manager)
       return
-    if called is not None and called.op.type == 'DepthwiseConv2dNative':
-      if graph_util.get_num_channels(called.op.inputs[1]) == 1:
-        index = list(op.inputs).index(called.activation)
+    if called is not None and (
+        called.op.type == 'DepthwiseConv2dNative' or
+        graph_util.is_channelwise_conv(called.op)):
+      if (graph_util.is_channelwise_conv(called.op) or
+          graph_util.get_num_channels(called.op.inputs[1]) == 1):
+        index = [t.name for t in op.inputs].index(called.activation.name)
         grouping_op_handler.GroupingOpHandler(
             grouping_indices=[index]).assign_grouping(op, op_reg_manager)
         return

@@ -32,6 +32,15 @@ def _single_input(node: layer_rule.LayerNode) -> bool:
   return len(node.input_spaces) == 1
 
 
+def _is_depthwise_like(layer) -> bool:
+  """A conv with as many groups as input and output channels."""
+  groups = getattr(layer, 'groups', 1)
+  if groups == 1 or getattr(layer, 'filters', None) != groups:
+    return False
+  kernel = getattr(layer, 'kernel', None)
+  return kernel is not None and int(kernel.shape[-2]) == 1
+
+
 class OpaqueRule(layer_rule.LayerRule):
   """A layer surgery does not understand: nothing around it changes width."""
 
@@ -60,20 +69,31 @@ class WidthRule(layer_rule.LayerRule):
     self._output_axis = output_axis
 
   def output_space(self, node):
-    group = node.layer_group()
     groups = getattr(node.layer, 'groups', 1)
-    if groups != 1:
-      # Keras needs a grouped conv's input and output widths to be multiples
-      # of `groups`, and channels to leave every group alike; per-channel
-      # regularization promises neither, so both sides keep their width.
-      why = '(groups=%d: its widths must stay multiples of the groups)' % (
-          groups)
-      for space in node.input_spaces:
-        node.freeze(space, 'it feeds the grouped conv %s %s' % (
-            node.describe(), why))
-      node.freeze(group, 'it is the output of the grouped conv %s %s' % (
+    if groups == 1:
+      return node.layer_group()
+    if (_is_depthwise_like(node.layer) and _single_input(node) and
+        isinstance(node.input_spaces[0], spaces.Group)):
+      # Output channel c is input channel c's: a depthwise conv, rebuilt
+      # with as many groups as channels.
+      return node.share_group(node.input_spaces[0])
+    # Keras needs a grouped conv's input and output widths to be multiples
+    # of `groups`, and channels to leave every group alike; per-channel
+    # regularization promises neither, so both sides keep their width.
+    group = node.layer_group()
+    why = '(groups=%d: its widths must stay multiples of the groups)' % (
+        groups)
+    for space in node.input_spaces:
+      node.freeze(space, 'it feeds the grouped conv %s %s' % (
           node.describe(), why))
+    node.freeze(group, 'it is the output of the grouped conv %s %s' % (
+        node.describe(), why))
     return group
+
+  def clone_config(self, layer, config):
+    if _is_depthwise_like(layer):
+      config = dict(config, groups=config[self.width_attribute])
+    return config
 
   def kernel(self, layer):
     """The weight whose norm per output channel scores the channels."""
@@ -81,8 +101,9 @@ class WidthRule(layer_rule.LayerRule):
 
   def transfer_weights(self, layer, weights, new_shapes, selection):
     del new_shapes
-    kernel = np.take(weights[0], selection.input_indices,
-                     axis=self._input_axis)
+    kernel = weights[0]
+    if not _is_depthwise_like(layer):  # Else one input channel per group.
+      kernel = np.take(kernel, selection.input_indices, axis=self._input_axis)
     kernel = np.take(kernel, selection.output_indices, axis=self._output_axis)
     return [kernel] + [np.take(w, selection.output_indices, axis=-1)
                        for w in weights[1:]]

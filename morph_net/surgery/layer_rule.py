@@ -106,6 +106,20 @@ class LayerNode(object):
       self._layer_groups[name] = self._table.new(self.output_channels())
     return spaces.Group(self._layer_groups[name])
 
+  def share_group(self, group: spaces.Group) -> spaces.Group:
+    """Makes `group` the group of this width-taking layer's output.
+
+    For a layer whose output channel c is its input channel c's and whose
+    config still takes the width (a conv with as many groups as channels):
+    the structure names it, with the width of its input's group.
+    """
+    name = self.layer.name
+    if name in self._layer_groups:
+      self._table.union(self._layer_groups[name], group.gid)
+    else:
+      self._layer_groups[name] = group.gid
+    return group
+
   def freeze(self, space: spaces.ChannelSpace, reason: str) -> None:
     """Marks every group of `space` as unable to change width."""
     for gid in space.group_ids(self._table):

@@ -128,6 +128,17 @@ def grouped_conv():
   return keras.Model(x, L.Dense(2, name='logits')(y), name='grouped_conv')
 
 
+def channelwise_conv():
+  """Conv2D with as many groups as channels (ConvNeXt's depthwise conv):
+  its channels follow its input's and are rebuilt with fewer groups."""
+  x = keras.Input((8, 8, 3))
+  y = _conv_bn(x, 8, 'c', kernel_size=1)
+  y = _conv_bn(y, 8, 'cw', groups=8)
+  y = _conv_bn(y, 6, 'p', kernel_size=1)
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(2, name='logits')(y), name='channelwise_conv')
+
+
 def bidirectional_lstm():
   x = keras.Input((10, 4))
   y = L.Dense(8, name='embed')(x)
@@ -485,7 +496,7 @@ CORPUS: Tuple[CorpusModel, ...] = tuple(
     CorpusModel(fn.__name__, fn, (fn.__doc__ or '').strip())
     for fn in (flatten_head, upsampling_nearest, upsampling_bilinear,
                upsampling_1d_3d, conv1d_flatten, dense_on_tokens,
-               grouped_conv, bidirectional_lstm, gru_sequences, simple_rnn,
+               grouped_conv, channelwise_conv, bidirectional_lstm, gru_sequences, simple_rnn,
                lstm_sequences, attention_block, conv3d_pooling,
                conv_transpose_2d, conv_transpose_1d_3d, separable_2d,
                separable_1d, depthwise_2d, depthwise_1d, residual,
