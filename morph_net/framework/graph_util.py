@@ -28,6 +28,8 @@ _FORWARDING_OP_TYPES = frozenset(
 _VARIABLE_OP_TYPES = frozenset(['VariableV2', 'Variable', 'VarHandleOp'])
 # Concatenations of the partitions of a partitioned TF1 variable.
 _CONCAT_OP_TYPES = frozenset(['ConcatV2', 'Concat'])
+# Ops that give a kernel another rank (Keras' Conv1D expands its kernel).
+_KERNEL_RESHAPING_OP_TYPES = frozenset(['ExpandDims', 'Reshape', 'Squeeze'])
 # Bound on the forwarding ops followed from one tensor.
 _MAX_FORWARDING_DEPTH = 64
 
@@ -168,14 +170,20 @@ def holds_weights(tensor: tf.Tensor) -> bool:
     tensor: a tf.Tensor (input 1 of a conv or matmul).
 
   Returns:
-    True for variable reads and constants.
+    True for variable reads and constants, also reshaped (Keras' Conv1D
+    runs a Conv2D on its kernel expanded to rank 4).
   """
-  if reads_variable(tensor):
-    return True
-  op = skip_forwarding_ops(tensor).op
-  if op.type == 'Const':
-    return True
-  return op.type == 'Fill' and all(t.op.type == 'Const' for t in op.inputs)
+  for _ in range(_MAX_FORWARDING_DEPTH):
+    if reads_variable(tensor):
+      return True
+    op = skip_forwarding_ops(tensor).op
+    if op.type in _KERNEL_RESHAPING_OP_TYPES:
+      tensor = op.inputs[0]
+      continue
+    if op.type == 'Const':
+      return True
+    return op.type == 'Fill' and all(t.op.type == 'Const' for t in op.inputs)
+  return False
 
 
 def describe_op(op: tf.Operation) -> str:

@@ -102,7 +102,9 @@ class WidthRule(layer_rule.LayerRule):
   def transfer_weights(self, layer, weights, new_shapes, selection):
     del new_shapes
     kernel = weights[0]
-    if not _is_depthwise_like(layer):  # Else one input channel per group.
+    if getattr(layer, 'groups', 1) == 1:
+      # A grouped conv's kernel holds input channels / groups on that axis:
+      # its inputs are whole (frozen), or one per group (channelwise).
       kernel = np.take(kernel, selection.input_indices, axis=self._input_axis)
     kernel = np.take(kernel, selection.output_indices, axis=self._output_axis)
     return [kernel] + [np.take(w, selection.output_indices, axis=-1)

@@ -187,15 +187,17 @@ class RebuildPlan(object):
       zero = sorted(n for n, w in self.widths.items() if w == 0)
       if id(tensor) in dead_tensors:
         self.vanishing_problems.append(
-            'Model output %r vanished: every path to it goes through a layer '
-            'of width 0 (width-0 layers: %s). Keep at least one live path.' %
-            (tensor.name, zero))
+            'Model output of layer %s vanished: every path to it goes '
+            'through a layer of width 0 (width-0 layers: %s). Give one of '
+            'them a width of at least 1 (a layer the regularizer killed '
+            'whole: lower the strength, or set its width by hand).' %
+            (_output_layer(tensor), zero))
       elif self.width(eff[id(tensor)]) != ch.space_size(ch.space[id(tensor)]):
         self.vanishing_problems.append(
-            'Model output %r would have %d channels instead of %d: part of '
-            'it vanished (width-0 layers: %s), and a model output keeps its '
-            'width. Keep a nonzero width for those layers.' %
-            (tensor.name, self.width(eff[id(tensor)]),
+            'Model output of layer %s would have %d channels instead of %d: '
+            'part of it vanished (width-0 layers: %s), and a model output '
+            'keeps its width. Keep a nonzero width for those layers.' %
+            (_output_layer(tensor), self.width(eff[id(tensor)]),
              ch.space_size(ch.space[id(tensor)]), zero))
 
   def _kept_of_group(self, kept):
@@ -233,6 +235,14 @@ class RebuildPlan(object):
     (None for a layer without inputs)."""
     spaces_in = self.eff_in[name]
     return self.width(spaces_in[0]) if spaces_in else None
+
+
+def _output_layer(tensor) -> str:
+  """`'name' (Class)` of the layer a model output tensor comes from."""
+  history = getattr(tensor, '_keras_history', None)
+  layer = getattr(history, 'operation', None)
+  return layer_rule.describe_layer(layer) if layer is not None else repr(
+      tensor.name)
 
 
 def rebuildable_structure(channels: channel_model_lib.ChannelModel,

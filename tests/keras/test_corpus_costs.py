@@ -16,9 +16,11 @@ import keras
 import pytest
 
 from morph_net import keras as morph_keras
+from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import model_size_regularizer
+from morph_net.surgery import channel_model
 from morph_net.surgery import rebuild
 from morph_net.testing import dead_channels
 from morph_net.testing import keras_corpus
@@ -49,6 +51,13 @@ def _has_batch_norm(model):
              model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
 
 
+def _narrowable(model):
+  """Width-taking layers whose width rebuild can change."""
+  channels = channel_model.analyze(model)
+  return set(channels.source_layers()) - set(
+      regularizable.fixed_width_layers(channels))
+
+
 def corpus_mismatches(name):
   """Runs the differential check on corpus model `name`, every seed.
 
@@ -73,6 +82,13 @@ def corpus_mismatches(name):
     model.set_weights(initial)
     kill(model, seed=seed)
     structure = flops.alive_counts()
+    if family == 'group_lasso':
+      # Every layer rebuild can narrow is regularized (listed), else the
+      # equality below would hold only because nothing changed.
+      missing = sorted(_narrowable(model) - set(structure))
+      if missing:
+        problems.append('seed %d: layers rebuild can narrow are not '
+                        'regularized by group lasso: %s' % (seed, missing))
     rebuilt = rebuild.rebuild(model, structure)
     got = (float(flops.cost()), float(size.cost()))
     want = (reference_cost.reference_flops(rebuilt),

@@ -75,8 +75,8 @@ def test_vanishing_problems_are_recorded_without_check():
 
 def test_vanishing_in_a_sequential_model_vanishes_its_output():
   with pytest.raises(errors.StructureError,
-                     match=r"Model output .* vanished.*\(width-0 layers: "
-                     r"\['c2'\]\)"):
+                     match=r"Model output of layer '.*' \(.*\) vanished.*"
+                     r"\(width-0 layers: \['c2'\]\)"):
     rebuild.rebuild(tm.sequential_model(), {'c2': 0})
 
 
@@ -118,6 +118,7 @@ def test_an_output_keeps_its_width():
                      r'keeps its width'):
     rebuild.rebuild(model, {'b': 4})
   with pytest.raises(errors.StructureError,
-                     match=r"Model output .* would have 5 channels instead "
-                     r"of 8: part of it vanished \(width-0 layers: \['a'\]\)"):
+                     match=r"Model output of layer 'cat' \(Concatenate\) "
+                     r'would have 5 channels instead of 8: part of it '
+                     r"vanished \(width-0 layers: \['a'\]\)"):
     rebuild.rebuild(model, {'a': 0})

@@ -262,8 +262,13 @@ def test_non_width_layer_in_structure_raises():
 
 
 def test_vanished_output_raises():
-  with pytest.raises(ValueError, match=r'Model output .* vanished.*head'):
+  with pytest.raises(errors.StructureError) as context:
     rebuild.rebuild(tm.inception_model(), {'head': 0})
+  assert str(context.value) == (
+      "Model output of layer 'logits' (Dense) vanished: every path to it "
+      "goes through a layer of width 0 (width-0 layers: ['head']). Give one "
+      'of them a width of at least 1 (a layer the regularizer killed whole: '
+      'lower the strength, or set its width by hand).')
 
 
 def test_strict_fallback_raises_and_zero_fallback_vanishes():
