@@ -65,7 +65,8 @@ class ModelRegularizer(object):
     model: a built Keras model (Sequential, functional, subclassed; nested
       models and shared layers allowed), or a `tracing.TracedModel` of one.
     regularizer_class: a class of `morph_net.network_regularizers`, for
-      example `flop_regularizer.GammaFlopsRegularizer`.
+      example `flop_regularizer.GammaFlopsRegularizer`, or its name
+      ('GammaFlopsRegularizer').
     strength: initial regularization strength (the term's multiplier in the
       loss); it lives in a non-trainable variable, see `set_strength`.
     input_shape: input shape without batch (or a list of them); required for
@@ -83,7 +84,8 @@ class ModelRegularizer(object):
       names those layers).
 
   Raises:
-    InvalidArgumentError: for an unbuilt model or an unknown input size.
+    InvalidArgumentError: for an unbuilt model, an unknown input size or an
+      unknown regularizer name.
     NoSourceOpsError: when the model has nothing to regularize (for example
       a Gamma regularizer without batch norm scale).
   """
@@ -91,6 +93,8 @@ class ModelRegularizer(object):
   def __init__(self, model, regularizer_class, strength: float = 0.0,
                input_shape=None, keep_output_widths: bool = True,
                **regularizer_kwargs):
+    if isinstance(regularizer_class, str):
+      regularizer_class = registry.get_regularizer_class(regularizer_class)
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)

@@ -10,6 +10,8 @@ widths from it without building a model.
 """
 
 import difflib
+import math
+import numbers
 from typing import Dict, Optional
 
 from absl import logging
@@ -89,8 +91,8 @@ class RebuildPlan(object):
       hint = 'no such layer in model %r%s' % (
           ch.model.name, ('; did you mean %r?' % close[0]) if close else '')
     raise errors.StructureError(
-        'Structure names layer %r, but %s. Structure layers not in the '
-        'model: %s.' % (name, hint, unknown))
+        'Structure names layer %r, but %s. Structure layers without a '
+        'width of their own in the model: %s.' % (name, hint, unknown))
 
   def _resolve_widths(self, structure, fallback_rule):
     ch = self.channels
@@ -103,7 +105,7 @@ class RebuildPlan(object):
     widths = {}
     for name in ch.source_layers():
       if name in structure:
-        width = int(structure[name])
+        width = _integer_width(name, structure[name])
       elif fallback_rule == 'strict':
         raise errors.MissingWidthError(
             'Layer %r (%s) is missing from the structure and '
@@ -235,6 +237,18 @@ class RebuildPlan(object):
     (None for a layer without inputs)."""
     spaces_in = self.eff_in[name]
     return self.width(spaces_in[0]) if spaces_in else None
+
+
+def _integer_width(name: str, value) -> int:
+  """A structure's width as an int (2.0 is 2; 2.5 is an error)."""
+  if (isinstance(value, (bool, np.bool_)) or
+      not isinstance(value, numbers.Real) or not math.isfinite(value) or
+      value != int(value)):
+    raise errors.StructureError(
+        'Width of layer %r must be a whole number of channels. Received: %r '
+        '(%s). Round it, e.g. with expand_structure --round_to.' %
+        (name, value, type(value).__name__))
+  return int(value)
 
 
 def _output_layer(tensor) -> str:

@@ -181,6 +181,17 @@ def test_group_lasso_alive_counts_follow_kernels():
   assert reg.alive_counts()['conv2'] == 2
 
 
+def test_regularizer_class_by_name():
+  model = functional_model()
+  by_name = morph_keras.ModelRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=1e-3)
+  by_class = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  assert float(by_name.cost()) == float(by_class.cost())
+  with pytest.raises(errors.InvalidArgumentError) as context:
+    morph_keras.ModelRegularizer(model, 'GamaFlopsRegularizer')
+  assert "Did you mean 'GammaFlopsRegularizer'?" in str(context.value)
+
+
 def test_strength_changes_loss_without_retracing():
   model = functional_model()
   reg = morph_keras.ModelRegularizer(model, GAMMA, gamma_threshold=1e-3,

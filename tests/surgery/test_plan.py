@@ -1,6 +1,7 @@
 """Tests for the channel model's queries and morph_net.surgery.plan."""
 
 import keras
+import numpy as np
 import pytest
 
 from morph_net import errors
@@ -78,6 +79,24 @@ def test_vanishing_in_a_sequential_model_vanishes_its_output():
                      match=r"Model output of layer '.*' \(.*\) vanished.*"
                      r"\(width-0 layers: \['c2'\]\)"):
     rebuild.rebuild(tm.sequential_model(), {'c2': 0})
+
+
+@pytest.mark.parametrize('width', [2.5, float('nan'), '3', True])
+def test_width_that_is_not_a_whole_number_raises(width):
+  with pytest.raises(errors.StructureError) as context:
+    rebuild.rebuild(tm.residual_model(), {'stem': width})
+  assert str(context.value) == (
+      "Width of layer 'stem' must be a whole number of channels. Received: "
+      '%r (%s). Round it, e.g. with expand_structure --round_to.' %
+      (width, type(width).__name__))
+
+
+def test_whole_float_and_numpy_widths_are_accepted():
+  plan = plan_lib.RebuildPlan(
+      channel_model.analyze(tm.residual_model()),
+      {'stem': 4.0, 'b1_conv2': np.int64(4), 'b2_conv2': 6, 'b2_proj': 6})
+  assert (plan.widths['stem'], plan.widths['b1_conv2']) == (4, 4)
+  assert all(type(w) is int for w in plan.widths.values())
 
 
 def test_negative_width_raises():

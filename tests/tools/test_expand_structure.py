@@ -95,7 +95,8 @@ def test_latency_target_on_a_model_saved_compiled_with_morph_net(tmp_path):
 @pytest.mark.parametrize('structure,message', [
     ({'conv1/Conv2D': 4},
      "Structure names layer 'conv1/Conv2D', but no such layer in model "
-     "'residual'. Structure layers not in the model: ['conv1/Conv2D']."),
+     "'residual'. Structure layers without a width of their own in the "
+     "model: ['conv1/Conv2D']."),
     (None, 'Invalid value for flag --structure: no such file: '),
 ])
 def test_input_errors_are_one_line_with_status_2(tmp_path, structure,
