@@ -84,8 +84,9 @@ class ModelRegularizer(object):
       names those layers).
 
   Raises:
-    InvalidArgumentError: for an unbuilt model, an unknown input size or an
-      unknown regularizer name.
+    InvalidArgumentError: for an unbuilt model, an unknown input size, an
+      unknown regularizer name, or arguments the regularizer class does not
+      take (or a required one missing).
     NoSourceOpsError: when the model has nothing to regularize (for example
       a Gamma regularizer without batch norm scale).
   """
@@ -95,6 +96,7 @@ class ModelRegularizer(object):
                **regularizer_kwargs):
     if isinstance(regularizer_class, str):
       regularizer_class = registry.get_regularizer_class(regularizer_class)
+    registry.check_arguments(regularizer_class, regularizer_kwargs)
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)

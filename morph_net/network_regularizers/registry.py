@@ -8,7 +8,7 @@ answers them the same way.
 
 import difflib
 import inspect
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from morph_net import errors
 from morph_net.network_regularizers import activation_regularizer
@@ -17,7 +17,7 @@ from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 
-__all__ = ['get_regularizer_class', 'threshold_kwargs']
+__all__ = ['check_arguments', 'get_regularizer_class', 'threshold_kwargs']
 
 _MODULES = (flop_regularizer, model_size_regularizer, latency_regularizer,
             activation_regularizer, logistic_sigmoid_regularizer)
@@ -83,3 +83,43 @@ def threshold_kwargs(regularizer_class,
       'regularizer taking one of the arguments %s. Received: '
       'regularizer_class=%s' % (', '.join(_THRESHOLD_ARGS),
                                 regularizer_class.__name__))
+
+
+# Arguments the Keras bridge (or a TF1 caller) gives every regularizer.
+_BOUNDARY_ARGS = ('output_boundary', 'input_boundary')
+
+
+def check_arguments(regularizer_class, kwargs: Dict[str, Any]) -> None:
+  """Checks `kwargs` against the class's arguments (boundaries aside).
+
+  Args:
+    regularizer_class: a network regularizer class.
+    kwargs: the arguments it will get besides the boundaries.
+
+  Raises:
+    InvalidArgumentError: for an argument the class does not take, or a
+      required one missing; the message lists the class's arguments and
+      names its alive threshold.
+  """
+  try:
+    parameters = inspect.signature(regularizer_class).parameters
+  except (TypeError, ValueError):
+    return  # No readable signature: the class checks for itself.
+  takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+  named = [n for n, p in parameters.items() if n not in _BOUNDARY_ARGS and
+           p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  unknown = [] if takes_any else sorted(
+      set(kwargs) - set(named) - set(_BOUNDARY_ARGS))
+  missing = [n for n in named if n not in kwargs and
+             parameters[n].default is inspect.Parameter.empty]
+  if not unknown and not missing:
+    return
+  threshold = [n for n in _THRESHOLD_ARGS if n in parameters]
+  problem = ('takes no argument %s' % ', '.join(map(repr, unknown))
+             if unknown else 'needs the argument %s' % ', '.join(
+                 map(repr, missing)))
+  raise errors.InvalidArgumentError(
+      '%s %s. Its arguments: %s%s.' % (
+          regularizer_class.__name__, problem, ', '.join(named),
+          ('; its alive threshold is %r' % threshold[0]) if threshold
+          else ''))
