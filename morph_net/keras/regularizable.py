@@ -19,15 +19,16 @@ counting a shared layer's kernel once per call.
 """
 
 import functools
-import logging
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+from absl import logging
 import tensorflow as tf
 
 from morph_net import errors
 from morph_net.network_regularizers import resource_function
 from morph_net.surgery import channel_model
+from morph_net.surgery import layer_rule
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
            'blacklist_regex', 'build_regularizer', 'each_kernel_once',
@@ -99,12 +100,14 @@ class ExcludedOps(object):
     frozen = {n: self.layers[n] for n in self.warned}
     if not frozen:
       return
+    hint = ''
+    if any(layer_rule.UNKNOWN in reason for reason in frozen.values()):
+      hint = ('; register a layer rule (morph_net.surgery.'
+              'register_layer_rule) for a layer rebuild does not understand')
     logging.warning(
         'Rebuild cannot narrow the channels of %d layer(s): %s. MorphNet '
-        'does not regularize them and keeps their widths; register a layer rule '
-        '(morph_net.surgery.register_layer_rule) for a layer rebuild does '
-        'not understand.', len(frozen),
-        '; '.join('%r: %s' % item for item in sorted(frozen.items())))
+        'does not regularize them and keeps their widths%s.', len(frozen),
+        '; '.join('%r: %s' % item for item in sorted(frozen.items())), hint)
 
 
 def blacklist_regex(op_names: List[str]) -> Optional[str]:

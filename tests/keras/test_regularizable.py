@@ -73,6 +73,39 @@ def test_grouped_conv_keeps_both_widths_with_a_reason():
   assert 'p' not in fixed
 
 
+def test_warning_suggests_a_layer_rule_only_for_unknown_layers(caplog):
+
+  class Mystery(L.Layer):
+
+    def call(self, x):
+      return x * 2.0
+
+  def warning(model):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      morph_keras.ModelRegularizer(
+          model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
+    (message,) = [r.getMessage() for r in caplog.records
+                  if 'Rebuild cannot narrow' in r.getMessage()]
+    return message
+
+  x = keras.Input((6, 6, 3))
+  y = L.Conv2D(4, 1, name='c')(x)
+  y = L.Conv2D(8, 3, groups=2, name='g')(y)
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  grouped = warning(keras.Model(x, L.Dense(2, name='logits')(y)))
+  assert grouped.endswith('MorphNet does not regularize them and keeps '
+                          'their widths.')
+  x = keras.Input((6, 6, 3))
+  y = Mystery(name='mystery')(L.Conv2D(4, 1, name='c')(x))
+  y = L.GlobalAveragePooling2D(name='gap')(L.Conv2D(5, 1, name='d')(y))
+  unknown = warning(keras.Model(x, L.Dense(2, name='logits')(y)))
+  assert "'c': it feeds layer 'mystery' (Mystery)" in unknown
+  assert unknown.endswith('; register a layer rule (morph_net.surgery.'
+                          'register_layer_rule) for a layer rebuild does not '
+                          'understand.')
+
+
 def test_excluded_ops_and_user_blacklist_combine():
   model = _reshape_model()
   traced = tracing.TracedModel(model)
