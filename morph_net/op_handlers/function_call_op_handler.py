@@ -43,6 +43,14 @@ _SOURCE_TYPES = frozenset(['Conv2D', 'Conv3D', 'MatMul',
                            'Conv2DBackpropInput', 'Conv3DBackpropInputV2'])
 
 
+def _keeps_channels(op):
+  """Whether output channel c of a called conv is its input channel c's: a
+  depthwise conv with multiplier 1, or a channelwise conv."""
+  if op.type == 'DepthwiseConv2dNative':
+    return graph_util.get_num_channels(op.inputs[1]) == 1
+  return graph_util.is_channelwise_conv(op)
+
+
 class FunctionCallOpHandler(
     group_lasso_base_op_handler.GroupLassoBaseSourceOpHandler):
   """Groups (and, under group lasso, regularizes) a call like its body's op.
@@ -86,16 +94,11 @@ class FunctionCallOpHandler(
       grouping_op_handler.GroupingOpHandler().assign_grouping(
           op, op_reg_manager)
       return
-    if called is not None and (
-        called.op.type == 'DepthwiseConv2dNative' or
-        graph_util.is_channelwise_conv(called.op)):
-      if (graph_util.is_channelwise_conv(called.op) or
-          graph_util.get_num_channels(called.op.inputs[1]) == 1):
-        index = [t.name for t in op.inputs].index(called.activation.name)
-        grouping_op_handler.GroupingOpHandler(
-            grouping_indices=[index]).assign_grouping(op, op_reg_manager)
-        return
-      called = None
+    if called is not None and _keeps_channels(called.op):
+      index = [t.name for t in op.inputs].index(called.activation.name)
+      grouping_op_handler.GroupingOpHandler(
+          grouping_indices=[index]).assign_grouping(op, op_reg_manager)
+      return
     super().assign_grouping(op, op_reg_manager)
 
   def _reduce_dims(self, op):

@@ -161,9 +161,9 @@ class LogisticSigmoidSourceOpHandler(grouping_op_handler.GroupingOpHandler):
   Registered for `Mul`: a gating multiply's output channels are grouped with
   its gated input and with the mask computation (the [C] ops from the
   log-odds read to the mask, so their cost follows the alive channels), and
-  `Mul` ops that are not gates are grouping ops. Also handles the original MorphNet's gate op
-  (type 'LogisticSigmoidGating', inputs log-odds, noise and temperature, output
-  the mask), which groups like an element-wise op.
+  `Mul` ops that are not gates are grouping ops. Also handles the original
+  MorphNet's gate op (type 'LogisticSigmoidGating', inputs log-odds, noise
+  and temperature, output the mask), which groups like an element-wise op.
 
   Args:
     regularize_on_mask: regularize the mask (True) or sigmoid(log_odds).

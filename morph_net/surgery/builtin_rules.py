@@ -17,8 +17,9 @@ from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
-           'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule', 'FlattenRule',
-           'ConcatenateRule', 'MergeRule', 'AddRule', 'builtin_rule_table']
+           'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
+           'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
+           'builtin_rule_table']
 
 L = keras.layers
 UNKNOWN = layer_rule.UNKNOWN
@@ -32,8 +33,10 @@ def _single_input(node: layer_rule.LayerNode) -> bool:
   return len(node.input_spaces) == 1
 
 
-def _is_depthwise_like(layer) -> bool:
-  """A conv with as many groups as input and output channels."""
+def _is_channelwise(layer) -> bool:
+  """A conv layer with as many groups as input and output channels (the
+  layer-level twin of `graph_util.is_channelwise_conv`, which the graph
+  analysis reads)."""
   groups = getattr(layer, 'groups', 1)
   if groups == 1 or getattr(layer, 'filters', None) != groups:
     return False
@@ -72,7 +75,7 @@ class WidthRule(layer_rule.LayerRule):
     groups = getattr(node.layer, 'groups', 1)
     if groups == 1:
       return node.layer_group()
-    if (_is_depthwise_like(node.layer) and _single_input(node) and
+    if (_is_channelwise(node.layer) and _single_input(node) and
         isinstance(node.input_spaces[0], spaces.Group)):
       # Output channel c is input channel c's: a depthwise conv, rebuilt
       # with as many groups as channels.
@@ -91,7 +94,7 @@ class WidthRule(layer_rule.LayerRule):
     return group
 
   def clone_config(self, layer, config):
-    if _is_depthwise_like(layer):
+    if _is_channelwise(layer):
       config = dict(config, groups=config[self.width_attribute])
     return config
 

@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ['conv_bn', 'residual_model', 'inception_model', 'depthwise_model',
            'sequential_model', 'fully_convolutional_model', 'input_add_model',
-           'multiply_model', 'ALIVE_RESIDUAL', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
+           'multiply_model', 'grouped_conv_model', 'ALIVE_RESIDUAL', 'SHRUNK_RESIDUAL', 'randomize_batch_norms', 'hand_flops',
            'kernel_params', 'zero_gammas']
 
 L = keras.layers
@@ -113,6 +113,22 @@ def multiply_model():
   b = L.Conv2D(4, 1, name='b')(x)
   y = L.Multiply(name='mul')([a2, b])
   return keras.Model(x, L.Conv2D(2, 1, name='out')(y))
+
+
+def grouped_conv_model(head='gap'):
+  """c (8) -> grouped conv g (12, 4 groups) -> p (5) -> head -> logits (2).
+
+  Args:
+    head: 'gap' (GlobalAveragePooling2D) or 'flatten' (Flatten) between p
+      and the logits.
+  """
+  x = keras.Input((6, 6, 3))
+  y = L.Conv2D(8, 1, name='c')(x)
+  y = L.Conv2D(12, 3, groups=4, name='g')(y)
+  y = L.Conv2D(5, 1, name='p')(y)
+  y = (L.GlobalAveragePooling2D(name='gap') if head == 'gap' else
+       L.Flatten(name='flat'))(y)
+  return keras.Model(x, L.Dense(2, name='logits')(y))
 
 
 # A structure of residual_model() (width 1) with consistent groups (stem with

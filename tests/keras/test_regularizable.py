@@ -11,6 +11,7 @@ from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import channel_model
+from morph_net.testing import surgery_models
 
 L = keras.layers
 
@@ -58,12 +59,7 @@ def test_frozen_and_output_groups_are_not_regularized(caplog):
 
 
 def test_grouped_conv_keeps_both_widths_with_a_reason():
-  x = keras.Input((6, 6, 3))
-  y = L.Conv2D(8, 1, name='c')(x)
-  y = L.Conv2D(12, 3, groups=4, name='g')(y)
-  y = L.Conv2D(5, 1, name='p')(y)
-  y = L.GlobalAveragePooling2D(name='gap')(y)
-  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  model = surgery_models.grouped_conv_model()
   fixed = regularizable.fixed_width_layers(channel_model.analyze(model))
   assert fixed['c'] == ("it feeds the grouped conv 'g' (Conv2D) (groups=4: "
                         'its widths must stay multiples of the groups)')

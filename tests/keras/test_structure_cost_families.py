@@ -13,9 +13,6 @@ import pytest
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import registry
-from morph_net.probabilistic_gating import activation_gating
-from morph_net.surgery import builtin_rules
-from morph_net.surgery import layer_rules
 from morph_net.surgery import rebuild
 from morph_net.testing import gating_models
 from morph_net.testing import surgery_models as tm
@@ -81,12 +78,8 @@ def _gated_model():
   model = gating_models.gated_residual()
   gating_models.set_log_odds(model, 'gate_a', [20.0, -20.0, 20.0, -20.0])
   gating_models.set_log_odds(model, 'gate_b', [20.0, 20.0, -20.0, -20.0])
-  # The gate follows its input's channels; surgery has no built-in rule for
-  # it, so this analysis registers one.
-  rules = layer_rules.get_layer_rules()
-  rules.register(activation_gating.LogisticSigmoidGating,
-                 builtin_rules.PassThroughRule())
-  return model, 0.5, rules, _GATE_ALIVE
+  # The gate follows its input's channels (a built-in surgery rule).
+  return model, 0.5, None, _GATE_ALIVE
 
 
 def _model_for(name):

@@ -22,12 +22,7 @@ def _inputs(shape):
 
 
 def test_grouped_conv_keeps_its_weights_when_the_rest_narrows():
-  x = keras.Input((6, 6, 3))
-  y = L.Conv2D(8, 1, name='c')(x)
-  y = L.Conv2D(12, 3, groups=4, name='g')(y)
-  y = L.Conv2D(5, 1, name='p')(y)
-  y = L.Flatten(name='flat')(y)
-  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  model = tm.grouped_conv_model(head='flatten')
   same = rebuild.rebuild(model, {}, transfer_weights=True)
   np.testing.assert_allclose(model(_inputs((6, 6, 3))),
                              same(_inputs((6, 6, 3))), atol=1e-6)
