@@ -28,12 +28,15 @@ from absl import flags
 from examples import datasets
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
+from morph_net.keras import batch_norm_statistics
+from morph_net.keras import latency_timing
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 from morph_net.network_regularizers import registry
+from morph_net.surgery import rebuild
 
 REGULARIZERS = {
     'gamma_flops': flop_regularizer.GammaFlopsRegularizer,
@@ -54,17 +57,26 @@ flags.DEFINE_enum('regularizer', 'gamma_flops', sorted(REGULARIZERS),
                   'logistic_sigmoid_* (probabilistic gating, FiGS) is the '
                   'recommended family; gamma_* needs batch norm scale; '
                   'group_lasso_* works on any conv net.')
+flags.DEFINE_float('target', 0.5,
+                   'The budget: the cost to reach, as a fraction of the '
+                   'initial cost (CostTargetCallback adapts the strength). '
+                   '0 trains with a fixed --strength_multiplier instead.')
 flags.DEFINE_float('strength_multiplier', None,
-                   'Regularization strength as a multiple of 1 / initial cost '
-                   '(default: 2 for gamma / group lasso, 0.3 for gates).')
+                   'With --target=0: the fixed strength as a multiple of '
+                   '1 / initial cost (default: 2 for gamma / group lasso, '
+                   '0.3 for gates).')
 flags.DEFINE_float('threshold', 5e-2,
                    'Alive threshold (|gamma|, group lasso norm, or gate '
                    'mask for logistic_sigmoid_*).')
-flags.DEFINE_integer('epochs', 4, 'Training epochs.')
+flags.DEFINE_integer('epochs', 8, 'Training epochs with the regularizer.')
+flags.DEFINE_integer('finetune_epochs', 2,
+                     'Epochs of fine-tuning the rebuilt, smaller model.')
 flags.DEFINE_integer('batch_size', 128, 'Batch size.')
 flags.DEFINE_integer('train_examples', 12000,
                      'Training examples used (0: all 60000).')
 flags.DEFINE_float('learning_rate', 5e-3, 'Adam learning rate.')
+flags.DEFINE_integer('latency_repeats', 30,
+                     'Timed rounds of the latency measurement (0: skip it).')
 flags.DEFINE_string('output_dir', '/tmp/morph_net_fashion_mnist',
                     'Where structures and TensorBoard logs go.')
 flags.DEFINE_string('data_dir', datasets.FASHION_MNIST_DIR,
@@ -72,7 +84,13 @@ flags.DEFINE_string('data_dir', datasets.FASHION_MNIST_DIR,
 flags.DEFINE_integer('seed', 0, 'Random seed.')
 flags.DEFINE_string('save_model', None,
                     'Where to save the trained model (a .keras file), e.g. '
-                    'for export_structure and expand_structure.')
+                    'for export_structure and expand_structure; the rebuilt, '
+                    'fine-tuned model goes beside it as <name>_small.keras.')
+
+# Statistics of the batch norms are re-estimated on this many training
+# examples before each evaluation (they lag while gammas shrink).
+_STATISTICS_EXAMPLES = 2048
+_LATENCY_BATCH = 64
 
 
 def build_model(keras, widths=(32, 64, 128), gated=False):
@@ -95,6 +113,34 @@ def build_model(keras, widths=(32, 64, 128), gated=False):
   return keras.Model(inputs, outputs, name='fashion_cnn')
 
 
+def _make_regularizer(model):
+  regularizer_class = REGULARIZERS[FLAGS.regularizer]
+  kwargs = registry.threshold_kwargs(regularizer_class, FLAGS.threshold)
+  if FLAGS.regularizer == 'gamma_latency':
+    kwargs['hardware'] = 'V100'
+  return morph_keras.ModelRegularizer(model, regularizer_class, **kwargs)
+
+
+def _accuracy(model, x_train, x_test, y_test):
+  """Test accuracy after re-estimating the batch-norm statistics."""
+  batch_norm_statistics.recompute_statistics(
+      model, x_train[:_STATISTICS_EXAMPLES])
+  predictions = model.predict(x_test, batch_size=500, verbose=0)
+  return float((predictions.argmax(-1) == y_test).mean())
+
+
+def _latencies_ms(models):
+  """Median wall time of a forward pass of each model, interleaved, ms."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  x = tf.random.uniform((_LATENCY_BATCH, 28, 28, 1))
+  calls = []
+  for model in models:
+    function = tf.function(lambda t, m=model: m(t, training=False))
+    calls.append(lambda f=function: f(x))
+  return latency_timing.time_interleaved(
+      calls, repeats=FLAGS.latency_repeats, warmup=5) / 1e6
+
+
 def main(argv):
   del argv
   keras = compat.get_keras()
@@ -107,19 +153,22 @@ def main(argv):
 
   model = build_model(
       keras, gated=FLAGS.regularizer.startswith('logistic_sigmoid'))
-  regularizer_class = REGULARIZERS[FLAGS.regularizer]
-  kwargs = registry.threshold_kwargs(regularizer_class, FLAGS.threshold)
-  if FLAGS.regularizer == 'gamma_latency':
-    kwargs['hardware'] = 'V100'
-  regularizer = morph_keras.ModelRegularizer(
-      model, regularizer_class, **kwargs)
-  multiplier = FLAGS.strength_multiplier
-  if multiplier is None:
-    multiplier = 0.3 if FLAGS.regularizer.startswith('logistic') else 2.0
-  strength = regularizer.set_strength_relative_to_cost(multiplier)
-  print('%s: initial %s = %.0f, strength = %.3g' %
-        (regularizer.name, regularizer.cost_name, regularizer.initial_cost,
-         strength))
+  regularizer = _make_regularizer(model)
+  name = regularizer.cost_name
+  initial = regularizer.initial_cost
+  callbacks = []
+  if FLAGS.target:
+    target = FLAGS.target * initial
+    callbacks.append(morph_keras.CostTargetCallback(regularizer, target))
+    print('%s: initial %s = %.0f, target = %.0f (%g%% of initial)' %
+          (regularizer.name, name, initial, target, 100 * FLAGS.target))
+  else:
+    multiplier = FLAGS.strength_multiplier
+    if multiplier is None:
+      multiplier = 0.3 if FLAGS.regularizer.startswith('logistic') else 2.0
+    strength = regularizer.set_strength_relative_to_cost(multiplier)
+    print('%s: initial %s = %.0f, strength = %.3g' %
+          (regularizer.name, name, initial, strength))
 
   model.compile(
       optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
@@ -127,32 +176,65 @@ def main(argv):
           keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
       metrics=['accuracy'] + regularizer.metrics())
 
+  def percent(cost):
+    text = '%.1f%% of initial' % (100.0 * cost / initial)
+    if FLAGS.target:
+      text += ', %.1f%% of target' % (100.0 * cost / (FLAGS.target * initial))
+    return text
+
   def report(epoch, logs):
-    print('epoch %d: %s = %.0f (%.1f%% of initial), alive = %s' % (
-        epoch + 1, regularizer.cost_name, float(regularizer.cost()),
-        100.0 * float(regularizer.cost()) / regularizer.initial_cost,
+    cost = float(regularizer.cost())
+    print('epoch %d: %s = %.0f (%s), strength = %.3g, alive = %s' % (
+        epoch + 1, name, cost, percent(cost),
+        float(regularizer.strength.numpy()),
         json.dumps(regularizer.alive_counts(), sort_keys=True)))
 
-  callbacks = [
+  callbacks += [
       keras.callbacks.LambdaCallback(on_epoch_end=report),
       morph_keras.StructureExportCallback(regularizer, FLAGS.output_dir,
                                           every_n_steps=200),
       morph_keras.CostSummaryCallback(regularizer, FLAGS.output_dir),
   ]
-  history = model.fit(x_train, y_train, batch_size=FLAGS.batch_size,
-                      epochs=FLAGS.epochs, validation_data=(x_test, y_test),
-                      callbacks=callbacks, verbose=2)
+  model.fit(x_train, y_train, batch_size=FLAGS.batch_size,
+            epochs=FLAGS.epochs, callbacks=callbacks, verbose=2)
   cost = float(regularizer.cost())
-  print('final %s = %.0f (%.1f%% of initial); train accuracy (epoch mean) '
-        '%.2f, test accuracy %.2f; structure in %s' % (
-            regularizer.cost_name, cost,
-            100.0 * cost / regularizer.initial_cost,
-            history.history['accuracy'][-1],
-            history.history['val_accuracy'][-1],
-            os.path.join(FLAGS.output_dir, 'learned_structure', 'alive')))
+  print('final %s = %.0f (%s); structure in %s' % (
+      name, cost, percent(cost),
+      os.path.join(FLAGS.output_dir, 'learned_structure', 'alive')))
+
+  # The smaller model: the regularizer's alive channels, their weights, and
+  # the removed channels' constant outputs folded into the next layers.
+  accuracy = _accuracy(model, x_train, x_test, y_test)
+  small = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  rebuilt_accuracy = _accuracy(small, x_train, x_test, y_test)
+  small_cost = float(_make_regularizer(small).cost())
+  small.compile(
+      optimizer=keras.optimizers.Adam(FLAGS.learning_rate / 5),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=['accuracy'])
+  if FLAGS.finetune_epochs:
+    small.fit(x_train, y_train, batch_size=FLAGS.batch_size,
+              epochs=FLAGS.finetune_epochs, verbose=0)
+  tuned_accuracy = _accuracy(small, x_train, x_test, y_test)
+  print('test accuracy: regularized %.3f, rebuilt %.3f before fine-tuning, '
+        '%.3f after %d epochs' % (accuracy, rebuilt_accuracy, tuned_accuracy,
+                                  FLAGS.finetune_epochs))
+  print('rebuilt model: %s = %.0f (a new regularizer on it), %d of %d '
+        'parameters' % (name, small_cost, small.count_params(),
+                        model.count_params()))
+  if FLAGS.latency_repeats:
+    original_ms, small_ms = _latencies_ms([model, small])
+    print('latency (batch %d, median of %d interleaved runs, %s): original '
+          '%.2f ms, rebuilt %.2f ms (%.2fx)' % (
+              _LATENCY_BATCH, FLAGS.latency_repeats,
+              latency_timing.describe_device(), original_ms, small_ms,
+              small_ms / original_ms))
   if FLAGS.save_model:
     model.save(FLAGS.save_model)
-    print('saved the trained model to %s' % FLAGS.save_model)
+    small_path = os.path.splitext(FLAGS.save_model)[0] + '_small.keras'
+    small.save(small_path)
+    print('saved the trained model to %s and the rebuilt one to %s' %
+          (FLAGS.save_model, small_path))
 
 
 if __name__ == '__main__':

@@ -165,6 +165,22 @@ class OpRegularizerManager(slice_groups.SliceGroupStore):
             concat_and_slice_regularizers.ConcatRegularizer(regularizers))
       return self._regularizer_cache[key][1]
 
+  def get_group_regularizer(self, op_group):
+    """The OpRegularizer of `op_group`'s channels (None: not regularized)."""
+    if not op_group.op_slices:
+      return None
+    return self._op_regularizer_dict.get(op_group.op_slices[0])
+
+  def set_group_regularizer(self, op_group, regularizer) -> None:
+    """Makes `regularizer` the OpRegularizer of every slice of `op_group`.
+
+    For wrappers of the group's regularizer built after the analysis (for
+    example `MinimumAliveRegularizer`); later `get_regularizer` calls
+    return it.
+    """
+    for op_slice in op_group.op_slices:
+      self._op_regularizer_dict[op_slice] = regularizer
+
   def process_ops(self, ops):
     """Queues `ops` (those between the boundaries, not queued yet)."""
     queue = self._op_deque

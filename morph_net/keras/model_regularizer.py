@@ -76,6 +76,11 @@ class ModelRegularizer(object):
       model output (a classifier keeps its classes; `rebuild` refuses to
       change an output's width). False regularizes them, as the original
       did unless its users blacklisted them.
+    min_channels: channels kept alive in every group whose removal would
+      disconnect a model output (the convs of a plain chain; a residual
+      branch or an Inception tower may still vanish whole): when fewer are
+      alive, those with the largest regularization values count as alive.
+      0 lets such a group die (the structure then cannot be rebuilt).
     **regularizer_kwargs: arguments of `regularizer_class` other than the
       boundaries (for example gamma_threshold=1e-3, hardware='V100'). A
       `regularizer_blacklist` is extended with the ops of the channel
@@ -93,10 +98,11 @@ class ModelRegularizer(object):
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
                input_shape=None, keep_output_widths: bool = True,
-               **regularizer_kwargs):
+               min_channels: int = 1, **regularizer_kwargs):
     if isinstance(regularizer_class, str):
       regularizer_class = registry.get_regularizer_class(regularizer_class)
     registry.check_arguments(regularizer_class, regularizer_kwargs)
+    self._class_and_kwargs = (regularizer_class, dict(regularizer_kwargs))
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
@@ -109,11 +115,15 @@ class ModelRegularizer(object):
         self._traced, regularizer_class, excluded, regularizer_kwargs,
         extra_output_ops=self._recurrent.input_ops(),
         extra_input_ops=self._recurrent.output_ops())
+    self._connecting_layers = regularizable.keep_connected(
+        self.op_regularizer_manager, self._traced, excluded.channels,
+        int(min_channels))
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
     self._cost = None
     self._alive = None
+    self._regularization = None
     self._strength = tf.Variable(float(strength), trainable=False,
                                  dtype=tf.float32,
                                  name='morph_net_strength')
@@ -146,6 +156,12 @@ class ModelRegularizer(object):
   @property
   def cost_name(self) -> str:
     return self._network_regularizer.cost_name
+
+  @property
+  def alive_threshold(self) -> float:
+    """The alive threshold the regularizer was built with (its class's
+    `gamma_threshold`, `threshold` or `alive_threshold`)."""
+    return registry.alive_threshold(*self._class_and_kwargs)
 
   @property
   def strength(self) -> tf.Variable:
@@ -319,13 +335,15 @@ class ModelRegularizer(object):
 
   # -------------------------------------------------------------- structure.
 
-  def _alive_tensors(self) -> Dict[str, tf.Tensor]:
-    """{layer name: alive vector} of regularized conv/dense layers, and of
-    the conv/dense layers with sources that the bridge keeps from
-    regularization (their channels reach a model output, or rebuild cannot
-    narrow them, e.g. a grouped conv): all alive, they keep their width.
+  def _per_layer_tensors(self, read, kept_value) -> Dict[str, tf.Tensor]:
+    """{layer name: a vector per output channel} of regularized conv/dense
+    layers (`read(op regularizer)`), and of the conv/dense layers with
+    sources that the bridge keeps from regularization (their channels reach
+    a model output, or rebuild cannot narrow them, e.g. a grouped conv):
+    `kept_value(width)`, they keep their width.
 
-    A layer used by several ops (a shared layer) is alive where any use is.
+    A layer used by several ops (a shared layer) combines its uses with
+    the element-wise maximum (for booleans: alive where any use is).
     """
     manager = self.op_regularizer_manager
     by_layer = {}
@@ -335,20 +353,41 @@ class ModelRegularizer(object):
       regularizer = manager.get_regularizer(op)
       name = self._traced.layer_name(op) or op.name
       if regularizer is not None:
-        alive = regularizer.alive_vector
+        value = read(regularizer)
       elif name in self._kept_layers and _has_sources(manager, op):
-        alive = tf.ones([int(op.outputs[0].shape[-1])], tf.bool)
+        value = kept_value(int(op.outputs[0].shape[-1]))
       else:
         continue
-      by_layer[name] = (tf.logical_or(by_layer[name], alive)
-                        if name in by_layer else alive)
+      by_layer[name] = (_combine(by_layer[name], value)
+                        if name in by_layer else value)
     return by_layer
+
+  def _alive_tensors(self) -> Dict[str, tf.Tensor]:
+    return self._per_layer_tensors(lambda r: r.alive_vector,
+                                   lambda n: tf.ones([n], tf.bool))
+
+  def _regularization_tensors(self) -> Dict[str, tf.Tensor]:
+    return self._per_layer_tensors(
+        lambda r: tf.cast(r.regularization_vector, tf.float32),
+        lambda n: tf.fill([n], float('inf')))
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""
     if self._alive is None:
       self._alive = self._function_of(self._alive_tensors)
     return {k: v.numpy() for k, v in self._alive().items()}
+
+  def regularization_vectors(self) -> Dict[str, np.ndarray]:
+    """{layer name: numpy float32 regularization vector of its channels}.
+
+    The values the alive threshold is applied to (|gamma| for Gamma
+    regularizers, the weights' group norm for GroupLasso, the gate
+    probability for LogisticSigmoid), keyed like `alive_vectors()`; a
+    layer kept from regularization has `inf` for every channel.
+    """
+    if self._regularization is None:
+      self._regularization = self._function_of(self._regularization_tensors)
+    return {k: v.numpy() for k, v in self._regularization().items()}
 
   def alive_counts(self) -> Dict[str, int]:
     """{layer name: number of alive output channels}, as in the JSON files."""
@@ -366,6 +405,13 @@ class ModelRegularizer(object):
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
     return self._traced.layer_name(op)
+
+
+def _combine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+  """Element-wise 'any' of two bool vectors, or maximum of float ones."""
+  if a.dtype == tf.bool:
+    return tf.logical_or(a, b)
+  return tf.maximum(a, b)
 
 
 def _has_sources(manager, op) -> bool:

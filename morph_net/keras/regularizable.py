@@ -26,11 +26,14 @@ from absl import logging
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import minimum_alive_regularizer
 from morph_net.network_regularizers import resource_function
 from morph_net.surgery import channel_model
+from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import layer_rule
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
+           'keep_connected',
            'blacklist_regex', 'build_regularizer', 'each_kernel_once',
            'uncosted_layers', 'warn_uncosted', 'OUTPUT_REASON']
 
@@ -82,13 +85,16 @@ class ExcludedOps(object):
     warned: the names of `layers` a user would expect to be regularized:
       width-taking layers (conv, dense) whose groups are frozen for a reason
       other than reaching an output.
+    channels: surgery's channel model of the model (None for models
+      surgery does not read, e.g. subclassed ones).
   """
 
   def __init__(self, op_names: List[str], layers: Dict[str, str],
-               warned: Optional[List[str]] = None):
+               warned: Optional[List[str]] = None, channels=None):
     self.op_names = sorted(set(op_names))
     self.layers = dict(layers)
     self.warned = sorted(warned or [])
+    self.channels = channels
 
   def blacklist(self) -> List[str]:
     """`regularizer_blacklist` entries excluding exactly these ops."""
@@ -154,7 +160,47 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
     layers[name] = fixed[name]
     if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
       warned.add(name)
-  return ExcludedOps(op_names, layers, sorted(warned))
+  return ExcludedOps(op_names, layers, sorted(warned), channels)
+
+
+def keep_connected(manager, traced, channels, minimum: int) -> List[str]:
+  """Keeps `minimum` channels alive in groups that would disconnect.
+
+  The op groups of the width-taking layers in surgery's
+  `plan.connecting_groups` get a `MinimumAliveRegularizer`, so the cost,
+  the alive vectors and the exported structure never remove them whole.
+
+  Args:
+    manager: the network regularizer's OpRegularizerManager.
+    traced: the `tracing.TracedModel` it analysed.
+    channels: surgery's channel model of the model (None: nothing to do).
+    minimum: channels to keep (0: nothing to do).
+
+  Returns:
+    The names of the layers whose groups were wrapped (sorted).
+  """
+  if channels is None or minimum < 1:
+    return []
+  connecting = {name for group in plan_lib.connecting_groups(channels)
+                for name in group}
+  wrapped, names = {}, set()
+  for op in manager.ops:
+    name = traced.known_layer_name(op, channels.layers)
+    if name not in connecting:
+      continue
+    for op_slice in manager.get_op_slices(op):
+      group = manager.get_op_group(op_slice)
+      if group is None or id(group) in wrapped:
+        continue
+      inner = manager.get_group_regularizer(group)
+      if inner is None:
+        continue
+      with traced.graph.as_default():
+        wrapped[id(group)] = (
+            minimum_alive_regularizer.MinimumAliveRegularizer(inner, minimum))
+      manager.set_group_regularizer(group, wrapped[id(group)])
+      names.add(name)
+  return sorted(names)
 
 
 def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,

@@ -17,7 +17,8 @@ from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 
-__all__ = ['check_arguments', 'get_regularizer_class', 'threshold_kwargs']
+__all__ = ['alive_threshold', 'check_arguments', 'get_regularizer_class',
+           'threshold_kwargs']
 
 _MODULES = (flop_regularizer, model_size_regularizer, latency_regularizer,
             activation_regularizer, logistic_sigmoid_regularizer)
@@ -57,6 +58,34 @@ def get_regularizer_class(name: str):
             ', '.join(sorted(classes)),
             (' Did you mean %r?' % close[0]) if close else '', name))
   return classes[name]
+
+
+def alive_threshold(regularizer_class, kwargs: Dict[str, object]) -> float:
+  """The alive threshold a regularizer class is built with from `kwargs`.
+
+  Args:
+    regularizer_class: a network regularizer class, or its name.
+    kwargs: the arguments it is built with (its threshold argument, or the
+      class's default when absent).
+
+  Returns:
+    The threshold, a float.
+
+  Raises:
+    InvalidArgumentError: if the class takes none of the known threshold
+      arguments, or the argument is missing and has no default.
+  """
+  if isinstance(regularizer_class, str):
+    regularizer_class = get_regularizer_class(regularizer_class)
+  name = next(iter(threshold_kwargs(regularizer_class, 0.0)))
+  if name in kwargs:
+    return float(kwargs[name])
+  default = inspect.signature(regularizer_class).parameters[name].default
+  if default is inspect.Parameter.empty:
+    raise errors.InvalidArgumentError(
+        'Missing argument `%s` of %s: it has no default.' %
+        (name, regularizer_class.__name__))
+  return float(default)
 
 
 def threshold_kwargs(regularizer_class,

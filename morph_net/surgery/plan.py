@@ -12,7 +12,7 @@ widths from it without building a model.
 import difflib
 import math
 import numbers
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -23,7 +23,7 @@ from morph_net.surgery import configurable_layers
 from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
-__all__ = ['RebuildPlan', 'rebuildable_structure']
+__all__ = ['RebuildPlan', 'connecting_groups', 'rebuildable_structure']
 
 
 class RebuildPlan(object):
@@ -297,3 +297,33 @@ def rebuildable_structure(channels: channel_model_lib.ChannelModel,
     else:
       result = trial
   return result
+
+
+def connecting_groups(channels: channel_model_lib.ChannelModel
+                      ) -> List[List[str]]:
+  """The channel groups whose removal would disconnect a model output.
+
+  A group of width 0 vanishes with every layer that depends only on it; a
+  residual branch or an Inception tower can vanish (its skip connection or
+  its sibling towers carry on), but a group on the only path to an output
+  cannot. These are the groups MorphNet must keep at least one channel of.
+
+  Args:
+    channels: the channel model of a model.
+
+  Returns:
+    [width-taking layer names of the group] for each such group whose width
+    can change (frozen groups and groups reaching an output keep their
+    width anyway), in the order of `channels.groups()`.
+  """
+  found = []
+  outputs = channels.output_groups()
+  for group in channels.groups():
+    if (channels.frozen_reasons(group[0]) or
+        channels.group_of(group[0]) in outputs):
+      continue
+    plan = RebuildPlan(channels, {name: 0 for name in group},
+                       check_vanishing=False)
+    if plan.vanishing_problems:
+      found.append(list(group))
+  return found

@@ -1,0 +1,281 @@
+"""A cost target instead of a strength: the strength follows the budget.
+
+    regularizer = ModelRegularizer(model, GammaFlopsRegularizer,
+                                   gamma_threshold=0.05)
+    target = CostTargetCallback(regularizer,
+                                target_cost=0.5 * regularizer.initial_cost)
+    model.fit(..., callbacks=[target])   # FLOPs reach 50% and stay there
+
+MorphNet minimizes `data loss + strength * term`; the cost the network ends
+at depends on the strength, and the original left the user to sweep it. A
+budget is a constraint, cost <= target, and the strength is its Lagrange
+multiplier: constrained-optimization pruning methods update the multiplier by
+dual ascent on the constraint's violation while the weights descend the
+Lagrangian (e.g. Sheared-LLaMA's learned masks with Lagrangian constraints).
+
+`CostTargetController` does that on the strength, with three changes that the
+MorphNet cost needs:
+
+- **Multiplicative (log-space) ascent.** The strength that reaches a target
+  spans orders of magnitude across networks and resources; the update is
+  `log(m) += gain * violation` with `m = strength * initial_cost`, the
+  multiplier of the original's "start near 1 / initial cost" advice, and the
+  violation `cost / target - 1` (clipped to [-1, 1]). It starts small
+  (`initial_multiplier`, 0.1): with a large strength every channel shrinks
+  at once (adaptive optimizers move every pressured weight at about the
+  learning rate) and they die together, far below the target.
+- **A lead term.** The cost only changes when a regularization value crosses
+  the alive threshold, many steps after the strength changed. The violation
+  the ascent sees is extrapolated `lead_steps` optimizer steps ahead from the
+  cost's recent slope (an exponential moving average), so the strength stops
+  growing while the cost is already falling towards the target.
+- **Equality, not only <=.** Below the target the strength decreases, so
+  channels the data loss needs grow back: the cost settles at the target
+  rather than anywhere under it.
+
+The cost is `ModelRegularizer.cost()`, the cost of the network with its dead
+channels removed (what `rebuild` gives). `CostTargetCallback` runs the
+controller in `fit` and shows `morph_net_strength` and the target in the
+logs (so in the progress bar, `History` and Keras's TensorBoard callback);
+`CostTargetController` is the same for a custom training loop or a TF1
+session: call `update(cost)` and use the strength it returns.
+"""
+
+import math
+from typing import Optional
+
+from absl import logging
+import gin
+import numpy as np
+
+from morph_net import errors
+from morph_net.compat import keras as compat
+
+__all__ = ['CostTargetController', 'CostTargetCallback']
+
+_keras = compat.get_keras()
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> float:
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    value = float('nan')
+  if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `%s`. Expected a %s finite number. '
+        'Received: %s=%r' % (name, 'non-negative' if allow_zero else
+                             'positive', name, value))
+  return value
+
+
+@gin.register(module='morph_net')
+class CostTargetController(object):
+  """Updates a MorphNet strength so that the cost reaches a target and stays.
+
+  The state is the multiplier `m = strength * initial_cost` in log space, an
+  integral part `I` and a brake. Each update, with the cost `c` and the lead
+  cost `l` (<= c) after `steps` optimizer steps:
+
+      v = clip(c / target - 1, -1, 1)     the constraint's violation
+      u = clip(l / target - 1, -1, 1)     the violation the lead sees
+      I += gain * steps * (0 if u < 0 < v else v)
+      log(m) = I + brake * min(u, 0)      (kept in its bounds)
+
+  The integral is the dual ascent on the constraint; it waits (anti-windup)
+  while the lead cost is already under the target but the cost is not, and
+  the brake cuts the strength as soon as the lead cost passes the target.
+
+  Args:
+    target_cost: the cost to reach, in the regularizer's unit (FLOPs,
+      weights, ns, ...); `initial_cost` times a fraction for a relative
+      budget.
+    initial_cost: the cost of the full network (`regularizer.initial_cost`);
+      it scales the strength like `set_strength_relative_to_cost`.
+    initial_multiplier: the first strength times `initial_cost`.
+    gain: change of log(m) per optimizer step at a violation of 1 (the
+      dual ascent's step size).
+    brake: how strongly a lead cost under the target cuts log(m).
+    min_multiplier, max_multiplier: bounds of `m`.
+
+  Raises:
+    InvalidArgumentError: for a target or initial cost that is not positive
+      and finite, a target above the initial cost, negative gains, or
+      bounds that do not contain `initial_multiplier`.
+  """
+
+  def __init__(self, target_cost: float, initial_cost: float,
+               initial_multiplier: float = 0.1, gain: float = 0.01,
+               brake: float = 10.0, min_multiplier: float = 1e-4,
+               max_multiplier: float = 1e4):
+    self.target_cost = _check_positive('target_cost', target_cost)
+    self.initial_cost = _check_positive('initial_cost', initial_cost)
+    if self.target_cost > self.initial_cost:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `target_cost`: %g is above the initial '
+          'cost %g, which the network already meets. Give a target below '
+          'the initial cost (e.g. 0.5 * regularizer.initial_cost).' %
+          (self.target_cost, self.initial_cost))
+    self.gain = _check_positive('gain', gain)
+    self.brake = _check_positive('brake', brake, allow_zero=True)
+    low = _check_positive('min_multiplier', min_multiplier)
+    high = _check_positive('max_multiplier', max_multiplier)
+    start = _check_positive('initial_multiplier', initial_multiplier)
+    if not low <= start <= high:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `initial_multiplier`: %g is outside '
+          '[min_multiplier, max_multiplier] = [%g, %g].' % (start, low, high))
+    self._log_bounds = (math.log(low), math.log(high))
+    self._integral = math.log(start)
+    self._lead = 0.0
+    self.updates = 0
+
+  def _clip_log(self, value: float) -> float:
+    low, high = self._log_bounds
+    return min(high, max(low, value))
+
+  @property
+  def multiplier(self) -> float:
+    """strength * initial_cost."""
+    return math.exp(self._clip_log(self._integral +
+                                   self.brake * min(self._lead, 0.0)))
+
+  @property
+  def strength(self) -> float:
+    """The strength to use now."""
+    return self.multiplier / self.initial_cost
+
+  def violation(self, cost: float) -> float:
+    """cost / target_cost - 1 clipped to [-1, 1]: positive above target."""
+    return min(1.0, max(-1.0, float(cost) / self.target_cost - 1.0))
+
+  def update(self, cost: float, lead_cost: Optional[float] = None,
+             steps: int = 1) -> float:
+    """One update after `steps` optimizer steps.
+
+    Args:
+      cost: the current cost with dead channels removed.
+      lead_cost: the cost counting as dead also the channels about to die
+        (see `CostTargetCallback`'s `lead`); default `cost`.
+      steps: optimizer steps since the previous update (>= 1).
+
+    Returns:
+      The new strength.
+
+    Raises:
+      InvalidArgumentError: for a cost that is not a finite number >= 0.
+    """
+    cost = _check_positive('cost', cost, allow_zero=True)
+    lead_cost = (cost if lead_cost is None else
+                 _check_positive('lead_cost', lead_cost, allow_zero=True))
+    violation = self.violation(cost)
+    self._lead = self.violation(lead_cost)
+    if not self._lead < 0 < violation:
+      self._integral = self._clip_log(
+          self._integral + self.gain * max(int(steps), 1) * violation)
+    self.updates += 1
+    return self.strength
+
+  def get_config(self) -> dict:
+    return {'target_cost': self.target_cost,
+            'initial_cost': self.initial_cost,
+            'initial_multiplier': math.exp(self._integral),
+            'gain': self.gain, 'brake': self.brake,
+            'min_multiplier': math.exp(self._log_bounds[0]),
+            'max_multiplier': math.exp(self._log_bounds[1])}
+
+
+@gin.register(module='morph_net')
+class CostTargetCallback(_keras.callbacks.Callback):
+  """Adapts `regularizer.strength` during `fit` so the cost meets a budget.
+
+  Every `update_every` optimizer steps it reads `regularizer.cost()` (the
+  cost with dead channels removed) and the lead cost (the cost of the
+  structure whose channels have regularization values above `lead` times
+  the alive threshold, through `StructureCost`), and sets the strength by
+  `CostTargetController`. The strength set when training starts replaces
+  any strength given before. It adds `morph_net_strength` and
+  `<cost name>_target` (e.g. `flops_target`) to the batch and epoch logs, so
+  they show in the progress bar, `History` and Keras's TensorBoard callback
+  (`CostSummaryCallback` writes the strength too). Under a `tf.distribute`
+  strategy the strength variable is assigned from the host, like any
+  non-trainable variable.
+
+  Args:
+    regularizer: a `morph_net.keras.ModelRegularizer` whose loss (through
+      `wrap_loss`) the model trains with.
+    target_cost: the budget in the regularizer's unit (absolute, like
+      `regularizer.initial_cost`, which is the start).
+    lead: the lead cost's threshold as a multiple of the alive threshold
+      (>= 1; 1 turns the lead off).
+    update_every: optimizer steps between updates.
+    **controller_kwargs: `CostTargetController` arguments (`gain`, `brake`,
+      `initial_multiplier`, bounds).
+
+  Raises:
+    InvalidArgumentError: as `CostTargetController`, or for `update_every`
+      below 1 or `lead` below 1.
+  """
+
+  def __init__(self, regularizer, target_cost: float, lead: float = 1.5,
+               update_every: int = 1, **controller_kwargs):
+    super().__init__()
+    if int(update_every) < 1:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `update_every`. Expected an integer '
+          '>= 1. Received: update_every=%r' % (update_every,))
+    if not float(lead) >= 1.0:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `lead`. Expected a multiple of the '
+          'alive threshold >= 1. Received: lead=%r' % (lead,))
+    self.regularizer = regularizer
+    self.controller = CostTargetController(
+        target_cost, regularizer.initial_cost, **controller_kwargs)
+    self.lead = float(lead)
+    self.update_every = int(update_every)
+    self._target_name = regularizer.cost_name.lower() + '_target'
+    self._since_update = 0
+    self._structure_cost = None
+
+  @property
+  def target_cost(self) -> float:
+    return self.controller.target_cost
+
+  def lead_cost(self) -> float:
+    """The cost if the channels under `lead` x the alive threshold died."""
+    if self._structure_cost is None:
+      # Imported here: structure_cost imports the bridge's model module.
+      from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
+      self._structure_cost = structure_cost.StructureCost(self.regularizer)
+    level = self.lead * self.regularizer.alive_threshold
+    counts = {name: int(np.sum(values > level)) for name, values in
+              self.regularizer.regularization_vectors().items()}
+    return self._structure_cost.cost(counts)
+
+  def _assign(self, strength: float) -> None:
+    self.regularizer.strength.assign(strength)
+
+  def _annotate(self, logs) -> None:
+    if logs is not None:
+      logs['morph_net_strength'] = self.controller.strength
+      logs[self._target_name] = self.controller.target_cost
+
+  def on_train_begin(self, logs=None):
+    self._assign(self.controller.strength)
+    logging.info('%s: cost target %g (%.1f%% of %g), initial strength %.3g',
+                 self.regularizer.name, self.controller.target_cost,
+                 100.0 * self.controller.target_cost /
+                 self.controller.initial_cost,
+                 self.controller.initial_cost, self.controller.strength)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._since_update += 1
+    if self._since_update >= self.update_every:
+      cost = float(self.regularizer.cost())
+      lead = self.lead_cost() if self.lead > 1.0 and cost > 0 else None
+      self._assign(self.controller.update(cost, lead, self._since_update))
+      self._since_update = 0
+    self._annotate(logs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._annotate(logs)
