@@ -1,0 +1,283 @@
+r"""Does the cost target land? Every run trains once, to a named budget.
+
+  python3 benchmarks/cost_target.py --output_dir=/tmp/cost_target
+  python3 benchmarks/cost_target.py --output_dir=/tmp/cost_target \
+      --architectures=vgg --resources=flops --targets=0.3 --seeds=0
+
+For each architecture x resource (FLOPs, model size) x target fraction x
+seed, one training run on Fashion-MNIST with a Gamma regularizer and
+`morph_net.keras.CostTargetCallback(regularizer, target * initial_cost)`:
+no strength is chosen by hand. Training runs epoch by epoch until the cost
+(dead channels removed) has been within `--tolerance` of the target at the
+end of `--hold` consecutive epochs, or `--max_epochs`. Then, with the
+batch-norm statistics re-estimated on 2,048 training images:
+
+- the regularized model's test accuracy;
+- the rebuilt model's (`rebuild(model, regularizer, transfer_weights=True)`:
+  the regularizer's own alive channels, removed channels' constants folded
+  into the next layers) test accuracy before any fine-tuning;
+- the cost a fresh regularizer reports on the rebuilt model, which must be
+  the final cost exactly.
+
+Architectures (none designed for this benchmark): `mobilenet_v2`,
+keras.applications MobileNetV2 (alpha 0.35, 32x32x3: images padded and
+repeated to 3 channels) nested as one layer under a new head; `vgg`, a
+VGG-style net whose widths double down the network (16-32-64-128, the
+over-provisioned late layers of VGG); `resnet`, the examples' small ResNet
+(16-32-64, one block per stage).
+
+Every finished run is a JSON file under `<output_dir>/runs/` (its trained
+weights beside it), skipped when present: the table fills over several
+invocations. `--evaluate_only` re-evaluates stored runs without training.
+"""
+
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ''):  # Run as a script: the repository's packages.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+from absl import logging
+import numpy as np
+
+FLAGS = flags.FLAGS
+
+ARCHITECTURES = ('mobilenet_v2', 'vgg', 'resnet')
+RESOURCES = {'flops': 'GammaFlopsRegularizer',
+             'size': 'GammaModelSizeRegularizer'}
+
+
+def define_flags():
+  flags.DEFINE_string('output_dir', '/tmp/morph_net_cost_target',
+                      'Where runs are cached and the table is written.')
+  flags.DEFINE_list('architectures', list(ARCHITECTURES), 'Architectures.')
+  flags.DEFINE_list('resources', sorted(RESOURCES), 'flops and/or size.')
+  flags.DEFINE_list('targets', ['0.5'], 'Target fractions of the initial '
+                    'cost.')
+  flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
+  flags.DEFINE_integer('train_examples', 6000, 'Training images.')
+  flags.DEFINE_integer('batch_size', 64, 'Batch size.')
+  flags.DEFINE_float('learning_rate', 5e-3, 'Adam learning rate.')
+  flags.DEFINE_float('threshold', 0.05, 'Alive threshold (|gamma|).')
+  flags.DEFINE_float('tolerance', 0.03, 'Relative distance to the target '
+                     'counted as reached.')
+  flags.DEFINE_integer('hold', 2, 'Consecutive epoch ends within the '
+                       'tolerance that end a run.')
+  flags.DEFINE_integer('max_epochs', 20, 'Epochs at most per run.')
+  flags.DEFINE_boolean('evaluate_only', False, 'Only (re-)evaluate stored '
+                       'runs; train nothing.')
+  flags.DEFINE_boolean('train_only', False, 'Train and store runs; evaluate '
+                       'them later.')
+
+
+# ----------------------------------------------------------------- models.
+
+
+def build_model(architecture: str):
+  """The benchmark's model `architecture` and its input shape."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from examples.experiment import models  # pylint: disable=g-import-not-at-top
+  if architecture == 'mobilenet_v2':
+    base = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    inputs = keras.Input((32, 32, 3), name='image')
+    x = base(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
+    outputs = keras.layers.Dense(10, name='logits')(x)
+    return keras.Model(inputs, outputs, name='nested_mobilenet_v2')
+  if architecture == 'vgg':
+    inputs = keras.Input((28, 28, 1), name='image')
+    x = inputs
+    for stage, width in enumerate((16, 32, 64, 128)):
+      for conv in range(2 if stage else 1):
+        name = 'conv%d_%d' % (stage + 1, conv + 1)
+        x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
+                                name=name)(x)
+        x = keras.layers.BatchNormalization(name=name + '_bn')(x)
+        x = keras.layers.ReLU(name=name + '_relu')(x)
+      if stage < 3:
+        x = keras.layers.MaxPooling2D(2, name='pool%d' % (stage + 1))(x)
+    x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
+    outputs = keras.layers.Dense(10, name='logits')(x)
+    return keras.Model(inputs, outputs, name='vgg')
+  if architecture == 'resnet':
+    return models.small_resnet(widths=(16, 32, 64), stem_width=16)
+  raise ValueError('Unknown architecture %r; expected one of %s.' %
+                   (architecture, ', '.join(ARCHITECTURES)))
+
+
+def load_data(architecture: str, train_examples: int):
+  """Fashion-MNIST in [0, 1]; 32x32x3 (padded, repeated) for MobileNetV2."""
+  from examples import datasets  # pylint: disable=g-import-not-at-top
+  (x_train, y_train), (x_test, y_test) = datasets.load_dataset(
+      'fashion_mnist', datasets.FASHION_MNIST_DIR)
+
+  def prepare(images):
+    images = images.astype('float32')[..., None]
+    if images.max() > 1.0:
+      images /= 255.0
+    if architecture == 'mobilenet_v2':
+      images = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+      images = np.repeat(images, 3, axis=-1)
+    return images
+
+  return ((prepare(x_train[:train_examples]), y_train[:train_examples]),
+          (prepare(x_test), y_test))
+
+
+# ------------------------------------------------------------------ a run.
+
+
+def _regularizer(model):
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  return morph_keras.ModelRegularizer(
+      model, RESOURCES[_regularizer.resource], gamma_threshold=FLAGS.threshold)
+
+
+def _accuracy(model, x_train, x_test, y_test) -> float:
+  from morph_net.keras import batch_norm_statistics  # pylint: disable=g-import-not-at-top
+  batch_norm_statistics.recompute_statistics(model, x_train[:2048])
+  predictions = model.predict(x_test, batch_size=500, verbose=0)
+  return float((predictions.argmax(-1) == y_test).mean())
+
+
+def train(key, architecture, resource, target, seed, data, paths):
+  """Trains one run to its target; returns its training record."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  (x_train, y_train), _ = data
+  keras.utils.set_random_seed(seed)
+  model = build_model(architecture)
+  _regularizer.resource = resource
+  regularizer = _regularizer(model)
+  initial = regularizer.initial_cost
+  callback = morph_keras.CostTargetCallback(regularizer, target * initial)
+  model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
+                loss=regularizer.wrap_loss(
+                    keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True)))
+  costs, held, start = [], 0, time.time()
+  for epoch in range(FLAGS.max_epochs):
+    model.fit(x_train, y_train, batch_size=FLAGS.batch_size,
+              epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+              callbacks=[callback])
+    costs.append(float(regularizer.cost()))
+    within = abs(costs[-1] / (target * initial) - 1) <= FLAGS.tolerance
+    held = held + 1 if within else 0
+    logging.info('%s epoch %d: %.1f%% of target, strength %.3g', key,
+                 epoch + 1, 100 * costs[-1] / (target * initial),
+                 callback.controller.strength)
+    if held >= FLAGS.hold:
+      break
+  model.save_weights(paths['weights'])
+  return {'architecture': architecture, 'resource': resource,
+          'target': target, 'seed': seed, 'initial_cost': initial,
+          'target_cost': target * initial, 'epoch_costs': costs,
+          'epochs': len(costs), 'reached': held >= FLAGS.hold,
+          'final_cost': costs[-1], 'train_seconds': time.time() - start,
+          'alive': regularizer.alive_counts()}
+
+
+def evaluate(record, data, paths):
+  """Adds the accuracies and the rebuilt model's cost to `record`."""
+  from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top
+  (x_train, _), (x_test, y_test) = data
+  model = build_model(record['architecture'])
+  model.load_weights(paths['weights'])
+  _regularizer.resource = record['resource']
+  regularizer = _regularizer(model)
+  final = float(regularizer.cost())
+  small = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  record.update({
+      'final_cost_reloaded': final,
+      'rebuilt_cost': float(_regularizer(small).cost()),
+      'rebuilt_top_level_layers': len(small.layers),
+      'top_level_layers': len(model.layers),
+      'accuracy': _accuracy(model, x_train, x_test, y_test),
+      'rebuilt_accuracy': _accuracy(small, x_train, x_test, y_test),
+  })
+  return record
+
+
+# ----------------------------------------------------------------- table.
+
+
+def table(records) -> str:
+  """A Markdown table of the runs and a summary line."""
+  lines = ['| architecture | resource | target | seed | epochs | cost / '
+           'target | accuracy | rebuilt, not fine-tuned | rebuilt cost = '
+           'final | train s |', '|' + '---|' * 10]
+  for r in records:
+    ratio = r['final_cost'] / r['target_cost']
+    rebuilt = r.get('rebuilt_accuracy')
+    lines.append('| %s | %s | %.2f | %d | %d | %.1f%% | %s | %s | %s | %.0f |'
+                 % (r['architecture'], r['resource'], r['target'], r['seed'],
+                    r['epochs'], 100 * ratio,
+                    '%.4f' % r['accuracy'] if 'accuracy' in r else '-',
+                    '%.4f' % rebuilt if rebuilt is not None else '-',
+                    ('yes' if r['rebuilt_cost'] == r['final_cost_reloaded']
+                     else 'NO (%.0f vs %.0f)' % (r['rebuilt_cost'],
+                                                 r['final_cost_reloaded']))
+                    if 'rebuilt_cost' in r else '-', r['train_seconds']))
+  if records:
+    deviations = [abs(r['final_cost'] / r['target_cost'] - 1)
+                  for r in records]
+    gaps = [100 * (r['accuracy'] - r['rebuilt_accuracy'])
+            for r in records if 'rebuilt_accuracy' in r]
+    lines.append('')
+    lines.append('%d runs: %d within %.0f%% of the target (largest distance '
+                 '%.1f%%), epochs %d-%d; accuracy lost by rebuilding: %s' % (
+                     len(records),
+                     sum(d <= FLAGS.tolerance for d in deviations),
+                     100 * FLAGS.tolerance, 100 * max(deviations),
+                     min(r['epochs'] for r in records),
+                     max(r['epochs'] for r in records),
+                     ('%.2f to %.2f points' % (min(gaps), max(gaps)))
+                     if gaps else 'not evaluated'))
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
+  runs_dir = os.path.join(FLAGS.output_dir, 'runs')
+  os.makedirs(runs_dir, exist_ok=True)
+  records = []
+  for architecture in FLAGS.architectures:
+    data = None
+    for resource in FLAGS.resources:
+      for target in [float(t) for t in FLAGS.targets]:
+        for seed in [int(s) for s in FLAGS.seeds]:
+          key = '%s_%s_%g_%d' % (architecture, resource, target, seed)
+          paths = {'record': os.path.join(runs_dir, key + '.json'),
+                   'weights': os.path.join(runs_dir, key + '.weights.h5')}
+          record = None
+          if os.path.exists(paths['record']):
+            with open(paths['record']) as f:
+              record = json.load(f)
+          if record is None and FLAGS.evaluate_only:
+            continue
+          data = data or load_data(architecture, FLAGS.train_examples)
+          if record is None:
+            record = train(key, architecture, resource, target, seed, data,
+                           paths)
+          if not FLAGS.train_only and ('accuracy' not in record or
+                                       FLAGS.evaluate_only):
+            record = evaluate(record, data, paths)
+          atomic_file.write_json_atomically(record, paths['record'])
+          records.append(record)
+          print(table([record]).splitlines()[2], flush=True)
+  text = table(records)
+  print(text)
+  atomic_file.write_text_atomically(
+      text + '\n', os.path.join(FLAGS.output_dir, 'table.md'))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
