@@ -17,6 +17,7 @@ import numpy as np
 
 from morph_net import errors
 from morph_net.surgery import layer_rule
+from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
@@ -135,7 +136,7 @@ def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
   ch = plan.channels
   del model  # The layers are those of the channel model's (flat) view.
   old_layers = dict(ch.layers)
-  for new_layer in new_model.layers:
+  for new_layer in nesting.leaf_layers(new_model):
     name = new_layer.name
     if not new_layer.weights or name not in plan.eff_out:
       continue

@@ -56,9 +56,12 @@ def test_nested_layers_are_narrowed_with_weights(name, structure, dead):
   for layer in structure:
     assert channels.can_change_width(layer) == (True, '')
   rebuilt = rebuild.rebuild(model, structure, transfer_weights=True)
+  # The nesting is kept: the same top-level layers, nested models included.
+  assert [l.name for l in rebuilt.layers] == [l.name for l in model.layers]
+  assert [type(l) for l in rebuilt.layers] == [type(l) for l in model.layers]
+  leaves = {l.name: l for l in nesting.leaf_layers(rebuilt)}
   for layer, width in structure.items():
-    assert rebuilt.get_layer(layer).compute_output_shape(
-        rebuilt.get_layer(layer).input.shape)[-1] == width
+    assert leaves[layer].kernel.shape[-1] == width
   data = np.random.default_rng(1).normal(size=(2, 8, 8, 3))
   np.testing.assert_allclose(model.predict(data, verbose=0),
                              rebuilt.predict(data, verbose=0), atol=1e-5)
