@@ -27,7 +27,13 @@ are added or multiplied, and the layers that follow them); every width-taking
 layer of a group must get the same width, which is checked.
 
 With `transfer_weights=True` the surviving channels' weights are copied, so
-the identity structure reproduces the original outputs exactly.
+the identity structure reproduces the original outputs exactly; and the
+constant outputs of removed channels (a dead channel's batch-norm beta
+through its activation) are folded into the biases or batch-norm means of
+the layers that consumed them (`folding`), so the rebuilt model computes
+what the regularized model computed with its dead channels exactly dead
+(exact except at the borders of zero-padded convolutions and where the
+constants pass a nonlinearity; logged).
 
 A compiled model (for example right after training with MorphNet's
 `wrap_loss` and `metrics()`) rebuilds too. The rebuilt model is compiled
@@ -51,6 +57,7 @@ from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.surgery import channel_model
 from morph_net.surgery import configurable_layers
+from morph_net.surgery import folding
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
@@ -192,7 +199,8 @@ def rebuild(model, structure, transfer_weights: bool = False,
             alive_masks: Optional[Dict[str, np.ndarray]] = None,
             fallback_rule: str = 'pass_through',
             layer_rules: Optional[layer_rules_lib.LayerRules] = None,
-            channels: Optional[channel_model.ChannelModel] = None):
+            channels: Optional[channel_model.ChannelModel] = None,
+            fold_constants: bool = True):
   """Returns a copy of `model` with the widths of `structure`.
 
   Args:
@@ -215,6 +223,9 @@ def rebuild(model, structure, transfer_weights: bool = False,
       built-in rules plus those registered with `register_layer_rule`).
     channels: the channel model of `model` if it was analysed already (for
       example `StructureCost.channels`); `layer_rules` is then not used.
+    fold_constants: with `transfer_weights`, fold the constant outputs of
+      removed channels into the layers consuming them (see `folding`);
+      False copies the surviving weights only.
 
   Returns:
     A new Keras model of the same class (Sequential or functional). If
@@ -257,4 +268,13 @@ def rebuild(model, structure, transfer_weights: bool = False,
   if transfer_weights:
     kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)
     weight_transfer.transfer_weights(model, new_model, plan, kept)
+    if fold_constants and _removes_channels(plan, kept):
+      folding.fold_constants(new_model, plan, kept)
   return new_model
+
+
+def _removes_channels(plan, kept) -> bool:
+  """Whether a channel of the model is not in the rebuilt one."""
+  ch = plan.channels
+  return bool(plan.vanished) or any(
+      len(indices) < ch.group_size(gid) for gid, indices in kept.items())
