@@ -67,6 +67,7 @@ __all__ = ['rebuild', 'compile_without_morph_net', 'is_alive_source',
            'resolve_structure']
 
 VANISHED = configurable_layers.VANISHED
+_ON_GROWTH = ('raise', 'initialize')
 
 
 def _clone_function(plan):
@@ -200,7 +201,7 @@ def rebuild(model, structure, transfer_weights: bool = False,
             fallback_rule: str = 'pass_through',
             layer_rules: Optional[layer_rules_lib.LayerRules] = None,
             channels: Optional[channel_model.ChannelModel] = None,
-            fold_constants: bool = True):
+            fold_constants: bool = True, on_growth: str = 'raise'):
   """Returns a copy of `model` with the widths of `structure`.
 
   Args:
@@ -226,6 +227,11 @@ def rebuild(model, structure, transfer_weights: bool = False,
     fold_constants: with `transfer_weights`, fold the constant outputs of
       removed channels into the layers consuming them (see `folding`);
       False copies the surviving weights only.
+    on_growth: with `transfer_weights`, what a group that grows (an
+      expanded structure) does: 'raise' (a WeightTransferError), or
+      'initialize': the layers it touches keep their fresh initialization,
+      with the old weights in their first channels where the layout allows
+      (see `weight_transfer.transfer_weights`); constants are not folded.
 
   Returns:
     A new Keras model of the same class (Sequential or functional). If
@@ -237,13 +243,18 @@ def rebuild(model, structure, transfer_weights: bool = False,
     UnsupportedModelError: for subclassed models (a TypeError).
     InvalidArgumentTypeError: for a structure that is neither a dict nor
       an object with alive counts and vectors.
-    InvalidArgumentError: for `channels` of another model.
+    InvalidArgumentError: for `channels` of another model, or an unknown
+      `on_growth`.
     StructureError: if the structure names unknown layers, gives different
       widths to one group, changes a group that cannot change, or makes a
       model output vanish; or a Sequential model would lose layers.
     MissingWidthError: for a missing layer with fallback_rule='strict'.
     WeightTransferError: see `weight_transfer`.
   """
+  if on_growth not in _ON_GROWTH:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `on_growth`. Expected one of %s. '
+        'Received: on_growth=%r' % (_ON_GROWTH, on_growth))
   structure, alive_masks = resolve_structure(structure, alive_masks)
   if channels is None:
     channels = channel_model.analyze(model, layer_rules)
@@ -266,9 +277,16 @@ def rebuild(model, structure, transfer_weights: bool = False,
     _copy_compile(model, new_model)
   compile_without_morph_net(new_model)
   if transfer_weights:
-    kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)
-    weight_transfer.transfer_weights(model, new_model, plan, kept)
-    if fold_constants and _removes_channels(plan, kept):
+    grown = weight_transfer.grown_groups(plan)
+    kept = weight_transfer.choose_kept_channels(
+        model, plan, alive_masks, allow_growth=on_growth == 'initialize')
+    weight_transfer.transfer_weights(model, new_model, plan, kept, grown)
+    if grown:
+      logging.info('Groups of %s grow: fresh weights where they do, and no '
+                   'constant folding.', [
+                       n for n in channels.source_layers()
+                       if channels.group_of(n) in grown])
+    elif fold_constants and _removes_channels(plan, kept):
       folding.fold_constants(new_model, plan, kept)
   return new_model
 

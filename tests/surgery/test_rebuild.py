@@ -384,3 +384,11 @@ def test_tf_keras_model_is_refused_by_name():
                      match=r"Model 'old' is a tf_keras\..*Sequential, not a "
                      r'Keras 3 model.*unset TF_USE_LEGACY_KERAS'):
     rebuild.rebuild(model, {'d': 1})
+
+
+def test_unknown_on_growth_is_refused():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"Invalid value for argument `on_growth`. Expected "
+                     r"one of \('raise', 'initialize'\). Received: "
+                     "on_growth='grow'"):
+    rebuild.rebuild(tm.residual_model(), {}, on_growth='grow')
