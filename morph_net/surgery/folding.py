@@ -129,12 +129,11 @@ def _embed(x_new: np.ndarray, like: np.ndarray, indices) -> np.ndarray:
 
 
 def _affine_part(layer):
-  """A copy of `layer` without its activation, with the same weights."""
+  """A new layer like `layer` without its activation (unbuilt)."""
   config = layer.get_config()
   if 'activation' in config:
     config['activation'] = 'linear'
-  twin = layer.__class__.from_config(config)
-  return twin
+  return layer.__class__.from_config(config)
 
 
 def _centre(array: np.ndarray) -> np.ndarray:
@@ -152,7 +151,6 @@ class _Folder(object):
     self.ch = plan.channels
     self.new_layers = {l.name: l for l in nesting.leaf_layers(new_model)}
     self.readers = self._readers()
-    self.new_model = new_model
     self.approximate = []  # (layer description, max deviation)
     self.lost = []  # layers whose constant has nowhere to go
 
