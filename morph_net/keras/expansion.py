@@ -56,9 +56,17 @@ def _structure_cost(cost, resource, input_shape):
 
 def expand_to_cost(cost, structure: Structure, target_cost: float,
                    round_to: int = 1, tolerance: float = 0.01,
-                   max_iterations: int = 60, resource=None, input_shape=None
+                   max_iterations: int = 60, resource=None, input_shape=None,
+                   adjust_groups: bool = True
                    ) -> Tuple[Structure, float, float]:
-  """Finds one multiplier m bringing the structure's cost to `target_cost`.
+  """Brings the structure's cost to `target_cost`: one multiplier, then groups.
+
+  Bisection finds the one width multiplier whose rounded structure costs
+  closest to the target; if rounding leaves it further than `tolerance`,
+  single groups move by `round_to` channels (never below their shrunk
+  width when expanding; vanished groups stay 0) until it is within (see
+  `morph_net.structure.cost_fitting`). When it cannot be, a warning says
+  by how much and why.
 
   Args:
     cost: a `StructureCost` (its trace, channel model and resource are
@@ -73,9 +81,12 @@ def expand_to_cost(cost, structure: Structure, target_cost: float,
       `structure_cost.resource_function_of`; default FLOPs).
     input_shape: with a model whose input size is not static, its input
       shape without batch.
+    adjust_groups: move single groups after the multiplier; False keeps
+      the plain multiplier's structure.
 
   Returns:
-    (new structure, multiplier, cost of the new structure).
+    (new structure, multiplier (the bisection's), cost of the new
+    structure).
 
   Raises:
     InvalidArgumentError: if target_cost is not positive or not reachable.
@@ -92,7 +103,8 @@ def expand_to_cost(cost, structure: Structure, target_cost: float,
       base.setdefault(name, channels.original_width(name))
   return width_multiplier.expand_to_cost(
       coster.cost, base, target_cost, groups=groups, round_to=round_to,
-      tolerance=tolerance, max_iterations=max_iterations)
+      tolerance=tolerance, max_iterations=max_iterations,
+      adjust_groups=adjust_groups)
 
 
 def expand_file(cost, structure_path: str, output_path: str,

@@ -12,8 +12,8 @@ from typing import Any, Iterator, IO
 
 import tensorflow as tf
 
-__all__ = ['atomic_write', 'write_text_atomically', 'write_json_atomically',
-           'save_figure']
+__all__ = ['atomic_write', 'atomic_path', 'write_text_atomically',
+           'write_json_atomically', 'save_figure']
 
 
 def _umask() -> int:
@@ -58,6 +58,45 @@ def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
     # mkstemp creates 0600 files; give the file the mode open() would.
     os.chmod(tmp_path, 0o666 & ~_umask())
     os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """A temp path next to `path`, ending as it does; renamed onto it on success.
+
+  For writers that take a path, not a file (`model.save` wants a name
+  ending in `.keras`). A remote `path` gets a local temp file, copied to
+  `path` (through a temp name and a rename) on success.
+
+  Args:
+    path: the destination file; its directory is created if missing.
+
+  Yields:
+    The temp path to write.
+  """
+  remote = '://' in path
+  directory = (tempfile.gettempdir() if remote else
+               os.path.dirname(path) or '.')
+  os.makedirs(directory, exist_ok=True)
+  suffix = os.path.basename(path)
+  suffix = suffix[suffix.find('.'):] if '.' in suffix else ''
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix='.tmp_',
+                                  suffix=suffix)
+  os.close(fd)
+  try:
+    yield tmp_path
+    if remote:
+      with open(tmp_path, 'rb') as source, atomic_write(
+          path, binary=True) as target:
+        target.write(source.read())
+      os.remove(tmp_path)
+    else:
+      os.chmod(tmp_path, 0o666 & ~_umask())
+      os.replace(tmp_path, path)
   except BaseException:
     if os.path.exists(tmp_path):
       os.remove(tmp_path)

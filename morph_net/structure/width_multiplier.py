@@ -3,9 +3,11 @@
 Pure functions over a structure ({name: width}) and, for `expand_to_cost`,
 an injected cost function; nothing here knows a model. `multiply` scales
 every width by one multiplier; `expand_to_cost` finds by bisection the one
-multiplier whose scaled structure costs `target_cost` within `tolerance`.
-Widths are rounded to multiples of `round_to`, every name of a group gets
-the same width, and a width of 0 (a vanished layer) stays 0.
+multiplier whose scaled structure costs `target_cost` within `tolerance`,
+and when rounding leaves it further away, moves single groups by one
+rounding step until it is within (`cost_fitting`). Widths are rounded to
+multiples of `round_to`, every name of a group gets the same width, and a
+width of 0 (a vanished layer) stays 0.
 
 The Keras bridge (`morph_net.keras.expansion`) binds these to a model: its
 channel groups and the cost of the rebuilt model.
@@ -17,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from absl import logging
 
 from morph_net import errors
+from morph_net.structure import cost_fitting
 
 __all__ = ['scale_width', 'multiply', 'scale_groups', 'expand_to_cost']
 
@@ -100,12 +103,17 @@ def expand_to_cost(cost_fn: Callable[[Structure], float],
                    structure: Structure, target_cost: float,
                    groups: Optional[Sequence[Sequence[str]]] = None,
                    round_to: int = 1, tolerance: float = 0.01,
-                   max_iterations: int = 60) -> Tuple[Structure, float, float]:
+                   max_iterations: int = 60, adjust_groups: bool = True
+                   ) -> Tuple[Structure, float, float]:
   """Finds one multiplier m whose scaled structure costs `target_cost`.
 
   The cost must grow with the multiplier. The search doubles m from 1 until
   the cost reaches the target, then bisects until the cost is within
-  `tolerance` of it (or the interval is below 1e-6).
+  `tolerance` of it (or the interval is below 1e-6). If rounding leaves the
+  closest structure further than `tolerance` from the target, single
+  groups move by `round_to` channels until it is within
+  (`cost_fitting.fit_to_cost`; `adjust_groups=False` keeps the plain
+  multiplier's structure).
 
   Args:
     cost_fn: structure -> cost (for example FLOPs of the rebuilt model).
@@ -116,10 +124,13 @@ def expand_to_cost(cost_fn: Callable[[Structure], float],
     round_to: round every width to a multiple of this.
     tolerance: relative distance to the target that ends the search.
     max_iterations: bisection steps.
+    adjust_groups: move single groups after the multiplier (see above).
 
   Returns:
-    (scaled structure, multiplier, its cost). When rounding is too coarse
-    to come within `tolerance`, the closest structure found, with a warning.
+    (structure, multiplier, its cost); the multiplier is the bisection's,
+    before any group moved. When the cost cannot come within `tolerance`,
+    the closest structure found, with a warning saying by how much it
+    misses the target and why.
 
   Raises:
     InvalidArgumentError: for a non-positive target, unknown group names, or
@@ -155,8 +166,24 @@ def expand_to_cost(cost_fn: Callable[[Structure], float],
       hi = mid
     if hi - lo < 1e-6:
       break
-  if abs(best_cost - target_cost) > tolerance * target_cost:
-    logging.warning('Closest cost %g is %.2f%% away from the target %g '
-                    '(width rounding is too coarse).', best_cost,
-                    100.0 * abs(best_cost / target_cost - 1), target_cost)
-  return scale_groups(structure, groups, best_m, round_to), best_m, best_cost
+  best = scale_groups(structure, groups, best_m, round_to)
+  if abs(best_cost - target_cost) <= tolerance * target_cost:
+    return best, best_m, best_cost
+  reason = ('the multiplier is at its smallest and the widths at their '
+            'minimum' if best_m < 1e-5 else 'width rounding is too coarse')
+  if adjust_groups:
+    fit = cost_fitting.fit_to_cost(
+        cost_fn, best, groups, target_cost, structure, best_m, round_to,
+        tolerance, start_cost=best_cost)
+    best, best_cost, reason = fit.structure, fit.cost, fit.reason
+    if fit.steps:
+      logging.info('Moved %d width steps of %d channels after multiplier '
+                   '%.4f: cost %g for the target %g.', fit.steps, round_to,
+                   best_m, best_cost, target_cost)
+  if reason:
+    logging.warning(
+        'Cannot bring the cost within %g%% of the target %g: the closest is '
+        '%g, %.2f%% %s it, because %s.', 100.0 * tolerance, target_cost,
+        best_cost, 100.0 * abs(best_cost / target_cost - 1),
+        'above' if best_cost > target_cost else 'below', reason)
+  return best, best_m, best_cost

@@ -5,9 +5,12 @@ Modules, low to high:
   layer_rule: the LayerRule protocol a layer kind implements.
   builtin_rules, layer_rules: rules of the Keras layers; the registry
     (`get_layer_rules`, `register_layer_rule`) for custom layers.
+  nesting: nested models as one flat graph; clones keeping the nesting.
   channel_model: ChannelModel, the groups and spaces of one model.
   plan: RebuildPlan, what a structure does to every layer.
   weight_transfer: surviving channels and their weights.
+  folding: the constant outputs of removed channels, folded into the
+    layers consuming them.
   rebuild: `rebuild.rebuild(model, structure)`, through clone_model.
   configurable_layers: ConfigurableLayers for subclassed models.
 """

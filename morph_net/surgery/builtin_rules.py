@@ -18,6 +18,7 @@ from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
+           'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
            'builtin_rule_table']
 
@@ -47,6 +48,8 @@ def _is_channelwise(layer) -> bool:
 class OpaqueRule(layer_rule.LayerRule):
   """A layer surgery does not understand: nothing around it changes width."""
 
+  channelwise = False
+
   def output_space(self, node):
     return node.opaque(UNKNOWN)
 
@@ -64,6 +67,9 @@ class WidthRule(layer_rule.LayerRule):
     input_axis: the kernel axis of the input channels.
     output_axis: the kernel axis of the output channels.
   """
+
+  affine = True
+  channelwise = False
 
   def __init__(self, width_attribute: str = 'filters', input_axis: int = -2,
                output_axis: int = -1):
@@ -102,6 +108,17 @@ class WidthRule(layer_rule.LayerRule):
     """The weight whose norm per output channel scores the channels."""
     return layer.kernel
 
+  def constant_channels(self, layer, weights, removed):
+    """Zeroes the kernel's removed output columns; the bias stays."""
+    del layer
+    weights = list(weights)
+    kernel = np.array(weights[0])
+    index = [slice(None)] * kernel.ndim
+    index[self._output_axis] = removed
+    kernel[tuple(index)] = 0
+    weights[0] = kernel
+    return weights
+
   def transfer_weights(self, layer, weights, new_shapes, selection):
     del new_shapes
     kernel = weights[0]
@@ -130,6 +147,14 @@ class SeparableConvRule(WidthRule):
   def kernel(self, layer):
     return layer.pointwise_kernel
 
+  def constant_channels(self, layer, weights, removed):
+    del layer
+    weights = list(weights)
+    pointwise = np.array(weights[1])
+    pointwise[..., removed] = 0
+    weights[1] = pointwise
+    return weights
+
   def transfer_weights(self, layer, weights, new_shapes, selection):
     del new_shapes
     depthwise_channels = spaces.repeat_indices(selection.input_indices,
@@ -149,6 +174,8 @@ class SeparableConvRule(WidthRule):
 
 class DepthwiseRule(layer_rule.LayerRule):
   """DepthwiseConv1D/2D: output channel c * k + j comes from input c."""
+
+  affine = True
 
   def output_space(self, node):
     if not _single_input(node):
@@ -264,6 +291,23 @@ class NormalizerRule(PassThroughRule):
       return None
     return np.abs(_to_numpy(layer.gamma))
 
+  def constant_channels(self, layer, weights, removed):
+    """Zeroes the gammas of the removed channels: they output beta."""
+    if not getattr(layer, 'scale', False):
+      return None
+    weights = list(weights)
+    gamma = np.array(weights[0])
+    gamma[removed] = 0
+    weights[0] = gamma
+    return weights
+
+
+class ChannelMixingRule(PassThroughRule):
+  """LayerNormalization, Softmax: pass-through over the last axis, whose
+  outputs depend on all channels (narrowing changes them)."""
+
+  channelwise = False
+
 
 class FlattenRule(layer_rule.LayerRule):
   """Flatten: the input channels repeated over the spatial positions."""
@@ -347,9 +391,12 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
     table[cls] = DepthwiseRule()
   table[L.BatchNormalization] = NormalizerRule()
   pass_through = PassThroughRule()
+  mixing = ChannelMixingRule()
+  for cls in (L.LayerNormalization, L.Softmax):
+    table[cls] = mixing
   for cls in (
-      L.LayerNormalization, L.Activation, L.ReLU, L.LeakyReLU, L.PReLU,
-      L.ELU, L.Softmax, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
+      L.Activation, L.ReLU, L.LeakyReLU, L.PReLU,
+      L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,
       L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
       L.AlphaDropout, L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
       L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,

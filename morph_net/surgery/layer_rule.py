@@ -16,6 +16,10 @@ rebuild plan, the weight transfer and structure costing:
 * `channel_scores` / `normalizer_scores`: how important each output channel
   is, to choose which channels survive.
 * `op_widths`: the channel counts of the graph ops the layer traces to.
+* `affine`, `channelwise` and `constant_channels`: what constant folding
+  (`folding`) needs: whether the layer is an affine map of its input (then
+  activation), whether each output channel depends on its own input
+  channel only, and how to make removed output channels constant.
 
 Built-in Keras layers have rules (`builtin_rules`); a custom layer gets one
 through `layer_rules.register_layer_rule(MyLayer, MyRule())` or a per-model
@@ -170,6 +174,15 @@ class LayerRule(object):
   # Whether the layer may keep running when some inputs vanished (Add,
   # Concatenate); other layers with a vanished input raise.
   accepts_vanished_inputs: bool = False
+  # Whether the layer computes `activation(A(x))` with A affine in its one
+  # input and an `activation` config key (conv, dense, depthwise ...):
+  # constant folding measures A and shifts its bias.
+  affine: bool = False
+  # Whether each output channel depends only on the input channel(s) of
+  # the same index (activations, pooling, batch norm, Add, Concatenate ...).
+  # A layer that is neither affine nor channelwise (layer norm over the
+  # channels, attention, RNNs, unknown layers) cannot take folded constants.
+  channelwise: bool = True
 
   def output_space(self, node: LayerNode) -> spaces.ChannelSpace:
     """The channel space of the layer's output for this call."""
@@ -249,6 +262,25 @@ class LayerRule(object):
             (describe_layer(layer), weight.shape,
              selection.output_channels, type(layer).__name__))
     return values
+
+  def constant_channels(self, layer, weights: List[np.ndarray],
+                        removed: np.ndarray) -> Optional[List[np.ndarray]]:
+    """Weights making the `removed` output channels constant (input-free).
+
+    Constant folding builds a probe of the model in which every removed
+    channel is exactly constant, as the regularizer calls it dead: a batch
+    norm's gamma (or a source layer's kernel columns) set to 0.
+
+    Args:
+      layer: the Keras layer.
+      weights: its weights as numpy arrays, in `layer.weights` order.
+      removed: indices of its output channels that the rebuild removes.
+
+    Returns:
+      The new weights, or None if this layer does not silence channels.
+    """
+    del layer, weights, removed
+    return None
 
   def channel_scores(self, layer) -> Optional[np.ndarray]:
     """Importance of each output channel from the layer's own weights.

@@ -9,9 +9,13 @@ exporter). Layers that follow their input (batch norm, activations, pooling,
 depthwise convs, ...) get the new channel count from the rebuilt shapes.
 
 Layers of nested functional and Sequential models (a `keras.applications`
-base under a new head) are narrowed like any other: the model is rebuilt as
-its flat functional view (`nesting.flatten_nested`), with the same layer
-names.
+base under a new head) are narrowed like any other (the analysis sees the
+flat view, `nesting.flatten_nested`), and the rebuilt model keeps the
+nesting: the narrower base is a nested model of the same name under the
+same head (`nesting.clone_nested`), so `new.get_layer(base_name).trainable
+= False` fine-tunes the head as on the original. Only when a nested model
+would lose some (not all) of its inputs or outputs is the model rebuilt
+flat (logged).
 
 Zero-width layers vanish with everything that depends only on them: an `Add`
 with one live input becomes that input (a dead residual branch disappears and
@@ -23,7 +27,13 @@ are added or multiplied, and the layers that follow them); every width-taking
 layer of a group must get the same width, which is checked.
 
 With `transfer_weights=True` the surviving channels' weights are copied, so
-the identity structure reproduces the original outputs exactly.
+the identity structure reproduces the original outputs exactly; and the
+constant outputs of removed channels (a dead channel's batch-norm beta
+through its activation) are folded into the biases or batch-norm means of
+the layers that consumed them (`folding`), so the rebuilt model computes
+what the regularized model computed with its dead channels exactly dead
+(exact except at the borders of zero-padded convolutions and where the
+constants pass a nonlinearity; logged).
 
 A compiled model (for example right after training with MorphNet's
 `wrap_loss` and `metrics()`) rebuilds too. The rebuilt model is compiled
@@ -37,8 +47,9 @@ Every step asks the layer rules (`layer_rules`): the channel model
 (`weight_transfer`).
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
+from absl import logging
 import keras
 import numpy as np
 
@@ -46,13 +57,17 @@ from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.surgery import channel_model
 from morph_net.surgery import configurable_layers
+from morph_net.surgery import folding
 from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import weight_transfer
 
-__all__ = ['rebuild', 'compile_without_morph_net']
+__all__ = ['rebuild', 'compile_without_morph_net', 'is_alive_source',
+           'resolve_structure']
 
 VANISHED = configurable_layers.VANISHED
+_ON_GROWTH = ('raise', 'initialize')
 
 
 def _clone_function(plan):
@@ -125,20 +140,83 @@ def compile_without_morph_net(model) -> bool:
   return bool(found)
 
 
-def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
+def is_alive_source(structure) -> bool:
+  """Whether `structure` is an object giving its own alive channels.
+
+  Duck typing, so that surgery does not import the Keras bridge (which
+  imports surgery): any object with callable `alive_counts()` ({layer name:
+  width}) and `alive_vectors()` ({layer name: bool vector}) methods, such
+  as `morph_net.keras.ModelRegularizer`.
+  """
+  return (callable(getattr(structure, 'alive_counts', None)) and
+          callable(getattr(structure, 'alive_vectors', None)))
+
+
+def resolve_structure(structure, alive_masks=None
+                      ) -> Tuple[Dict[str, int], Optional[Dict]]:
+  """The widths and alive masks a `rebuild` structure argument stands for.
+
+  Args:
+    structure: {layer name: width}, or an object with `alive_counts()` and
+      `alive_vectors()` (see `is_alive_source`).
+    alive_masks: explicit masks; they override the object's alive vectors.
+
+  Returns:
+    ({layer name: width}, alive masks or None).
+
+  Raises:
+    InvalidArgumentTypeError: for a structure that is neither.
+  """
+  if is_alive_source(structure):
+    vectors = structure.alive_vectors()
+    if alive_masks is None:
+      alive_masks = vectors
+    return ({name: int(np.sum(v)) for name, v in vectors.items()},
+            alive_masks)
+  if not isinstance(structure, dict):
+    raise errors.InvalidArgumentTypeError(
+        'Invalid value for argument `structure`. Expected a dict {layer '
+        'name: width} (e.g. read with structure_files.read_structure) or an '
+        'object with alive_counts() and alive_vectors() methods (a '
+        'morph_net.keras.ModelRegularizer). Received: %r (%s)' %
+        (structure, type(structure).__name__))
+  return structure, alive_masks
+
+
+def _clone_keeping_nesting(model, channels, plan, clone):
+  """The clone of a model nesting models, nested as it is (else flat)."""
+  try:
+    return nesting.clone_nested(model, clone, _call_function(plan.widths),
+                                VANISHED)
+  except nesting.NotNestableError as e:
+    logging.warning('Rebuilding model %r flat (its nested models become '
+                    'layers of one functional model): %s.', model.name, e)
+  return keras.models.clone_model(
+      channels.functional, clone_function=clone,
+      call_function=_call_function(plan.widths))
+
+
+def rebuild(model, structure, transfer_weights: bool = False,
             alive_masks: Optional[Dict[str, np.ndarray]] = None,
             fallback_rule: str = 'pass_through',
             layer_rules: Optional[layer_rules_lib.LayerRules] = None,
-            channels: Optional[channel_model.ChannelModel] = None):
+            channels: Optional[channel_model.ChannelModel] = None,
+            fold_constants: bool = True, on_growth: str = 'raise'):
   """Returns a copy of `model` with the widths of `structure`.
 
   Args:
     model: a built functional or Sequential Keras model.
-    structure: {layer name: width} for width-taking layers (Conv*, Dense...).
+    structure: {layer name: width} for width-taking layers (Conv*,
+      Dense...); or the regularizer that trained `model` (any object with
+      `alive_counts()` and `alive_vectors()` methods, such as
+      `morph_net.keras.ModelRegularizer`): its alive counts are the widths
+      and its alive vectors choose the surviving channels, so the rebuilt
+      model keeps exactly the channels the regularizer calls alive.
     transfer_weights: copy the surviving channels' weights from `model`.
     alive_masks: optional {layer name: bool vector} choosing the surviving
-      channels of each group; by default the channels with the largest
-      batch-norm |gamma| (or kernel norm) of the group survive.
+      channels of each group (overrides a regularizer's alive vectors); by
+      default the channels with the largest batch-norm |gamma| (or kernel
+      norm) of the group survive.
     fallback_rule: for width-taking layers missing from `structure`:
       'pass_through' keeps the original width, 'strict' raises, 'zero'
       makes them vanish.
@@ -146,6 +224,14 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
       built-in rules plus those registered with `register_layer_rule`).
     channels: the channel model of `model` if it was analysed already (for
       example `StructureCost.channels`); `layer_rules` is then not used.
+    fold_constants: with `transfer_weights`, fold the constant outputs of
+      removed channels into the layers consuming them (see `folding`);
+      False copies the surviving weights only.
+    on_growth: with `transfer_weights`, what a group that grows (an
+      expanded structure) does: 'raise' (a WeightTransferError), or
+      'initialize': the layers it touches keep their fresh initialization,
+      with the old weights in their first channels where the layout allows
+      (see `weight_transfer.transfer_weights`); constants are not folded.
 
   Returns:
     A new Keras model of the same class (Sequential or functional). If
@@ -155,13 +241,21 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
 
   Raises:
     UnsupportedModelError: for subclassed models (a TypeError).
-    InvalidArgumentError: for `channels` of another model.
+    InvalidArgumentTypeError: for a structure that is neither a dict nor
+      an object with alive counts and vectors.
+    InvalidArgumentError: for `channels` of another model, or an unknown
+      `on_growth`.
     StructureError: if the structure names unknown layers, gives different
       widths to one group, changes a group that cannot change, or makes a
       model output vanish; or a Sequential model would lose layers.
     MissingWidthError: for a missing layer with fallback_rule='strict'.
     WeightTransferError: see `weight_transfer`.
   """
+  if on_growth not in _ON_GROWTH:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `on_growth`. Expected one of %s. '
+        'Received: on_growth=%r' % (_ON_GROWTH, on_growth))
+  structure, alive_masks = resolve_structure(structure, alive_masks)
   if channels is None:
     channels = channel_model.analyze(model, layer_rules)
   elif channels.model is not model:
@@ -173,15 +267,32 @@ def rebuild(model, structure: Dict[str, int], transfer_weights: bool = False,
   clone = _clone_function(plan)
   if channels.is_sequential:
     new_model = keras.models.clone_model(model, clone_function=clone)
-  else:
-    # `channels.functional` is `model`, or its flat view if it nests models.
+  elif channels.functional is model:
     new_model = keras.models.clone_model(
-        channels.functional, clone_function=clone,
+        model, clone_function=clone,
         call_function=_call_function(plan.widths))
-    if channels.functional is not model:
-      _copy_compile(model, new_model)
+  else:
+    # `channels.functional` is the flat view of a model nesting models.
+    new_model = _clone_keeping_nesting(model, channels, plan, clone)
+    _copy_compile(model, new_model)
   compile_without_morph_net(new_model)
   if transfer_weights:
-    kept = weight_transfer.choose_kept_channels(model, plan, alive_masks)
-    weight_transfer.transfer_weights(model, new_model, plan, kept)
+    grown = weight_transfer.grown_groups(plan)
+    kept = weight_transfer.choose_kept_channels(
+        model, plan, alive_masks, allow_growth=on_growth == 'initialize')
+    weight_transfer.transfer_weights(model, new_model, plan, kept, grown)
+    if grown:
+      logging.info('Groups of %s grow: fresh weights where they do, and no '
+                   'constant folding.', [
+                       n for n in channels.source_layers()
+                       if channels.group_of(n) in grown])
+    elif fold_constants and _removes_channels(plan, kept):
+      folding.fold_constants(new_model, plan, kept)
   return new_model
+
+
+def _removes_channels(plan, kept) -> bool:
+  """Whether a channel of the model is not in the rebuilt one."""
+  ch = plan.channels
+  return bool(plan.vanished) or any(
+      len(indices) < ch.group_size(gid) for gid, indices in kept.items())

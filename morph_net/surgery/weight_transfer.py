@@ -17,6 +17,7 @@ import numpy as np
 
 from morph_net import errors
 from morph_net.surgery import layer_rule
+from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
@@ -68,8 +69,16 @@ def _channel_scores(plan):
   return scores
 
 
+def grown_groups(plan: plan_lib.RebuildPlan) -> Dict[int, int]:
+  """{group root: new width} of the groups the structure makes wider."""
+  ch = plan.channels
+  return {gid: width for gid, width in plan.group_width.items()
+          if width > ch.group_size(gid)}
+
+
 def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
-                         alive_masks: Optional[Dict[str, np.ndarray]] = None
+                         alive_masks: Optional[Dict[str, np.ndarray]] = None,
+                         allow_growth: bool = False
                          ) -> Dict[int, np.ndarray]:
   """The surviving channels of every group the plan sets a width for.
 
@@ -79,6 +88,8 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
     alive_masks: optional {width-taking layer name: bool vector} choosing
       the survivors of its group; other groups keep the channels with the
       largest batch-norm |gamma| (or kernel norm when no batch norm follows).
+    allow_growth: a group that grows keeps all its channels (see
+      `transfer_weights`' `grown`) instead of raising.
 
   Returns:
     {group root: sorted surviving channel indices}.
@@ -96,9 +107,13 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
   for gid, width in plan.group_width.items():
     size = ch.group_size(gid)
     if width > size:
+      if allow_growth:
+        kept[gid] = np.arange(size)
+        continue
       raise errors.WeightTransferError(
           'Cannot transfer weights: group of layers %s grows from %d to %d '
-          'channels. Use transfer_weights=False for wider structures.' %
+          "channels. Pass on_growth='initialize' (fresh weights where a "
+          'group grows) or transfer_weights=False for wider structures.' %
           ([n for n in ch.source_layers() if ch.group_of(n) == gid], size,
            width))
     if gid in masks:
@@ -117,8 +132,25 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
   return kept
 
 
+def _grows(plan, spaces_of_layer, grown) -> bool:
+  table = plan.channels.table
+  return any(gid in grown for space in spaces_of_layer
+             for gid in space.group_ids(table))
+
+
+def _paste_leading(fresh: np.ndarray, old: np.ndarray) -> np.ndarray:
+  """`fresh` with `old` in its leading corner (old channels first)."""
+  if any(o > f for o, f in zip(old.shape, fresh.shape)) or (
+      old.ndim != fresh.ndim):
+    return fresh
+  value = np.array(fresh)
+  value[tuple(slice(0, d) for d in old.shape)] = old
+  return value
+
+
 def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
-                     kept: Dict[int, np.ndarray]) -> None:
+                     kept: Dict[int, np.ndarray],
+                     grown: Optional[Dict[int, int]] = None) -> None:
   """Copies the surviving channels' weights of `model` into `new_model`.
 
   Args:
@@ -127,6 +159,11 @@ def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
     plan: the rebuild plan.
     kept: {group root: surviving channel indices}, see
       `choose_kept_channels`.
+    grown: {group root: width} of groups that grow (`grown_groups`). A
+      layer whose input or output channels are in one keeps its fresh
+      initialization, with the old weights copied into its first channels
+      when its channels are laid out as whole groups (no concat, repeat or
+      flatten in between); otherwise it stays fresh.
 
   Raises:
     WeightTransferError: when a layer rule cannot slice a weight, or the
@@ -134,22 +171,37 @@ def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
   """
   ch = plan.channels
   del model  # The layers are those of the channel model's (flat) view.
+  grown = grown or {}
   old_layers = dict(ch.layers)
-  for new_layer in new_model.layers:
+  for new_layer in nesting.leaf_layers(new_model):
     name = new_layer.name
     if not new_layer.weights or name not in plan.eff_out:
       continue
     old = old_layers[name]
     in_space = plan.eff_in[name][0] if plan.eff_in[name] else None
+    layer_spaces = [s for s in (in_space, plan.eff_out[name]) if s is not None]
+    growing = _grows(plan, layer_spaces, grown)
+    if growing and not all(isinstance(s, spaces.Group)
+                           for s in layer_spaces):
+      logging.info('Layer %s keeps fresh weights: a group of it grows.',
+                   layer_rule.describe_layer(old))
+      continue
     selection = layer_rule.ChannelSelection(
         input_indices=(None if in_space is None else
                        plan.indices(in_space, kept)),
         output_indices=plan.indices(plan.eff_out[name], kept),
         output_channels=ch.space_size(ch.layer_out[name]))
     new_shapes = [tuple(w.shape) for w in new_layer.weights]
-    values = ch.rule(old).transfer_weights(
-        old, [keras.ops.convert_to_numpy(w) for w in old.weights],
-        new_shapes, selection)
+    old_values = [keras.ops.convert_to_numpy(w) for w in old.weights]
+    if growing:
+      old_shapes = [tuple(w.shape) for w in old_values]
+      values = ch.rule(old).transfer_weights(old, old_values, old_shapes,
+                                             selection)
+      values = [_paste_leading(keras.ops.convert_to_numpy(fresh), value)
+                for fresh, value in zip(new_layer.weights, values)]
+    else:
+      values = ch.rule(old).transfer_weights(old, old_values, new_shapes,
+                                             selection)
     for value, shape in zip(values, new_shapes):
       if tuple(value.shape) != shape:
         raise errors.WeightTransferError(

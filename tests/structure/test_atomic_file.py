@@ -54,3 +54,25 @@ def test_mode_follows_umask_like_open(tmp_path):
   finally:
     os.umask(old)
   assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_atomic_path_keeps_the_ending_and_renames(tmp_path):
+  target = str(tmp_path / 'sub' / 'small.weights.h5')
+  with atomic_file.atomic_path(target) as path:
+    assert path.endswith('.weights.h5') and os.path.dirname(path) == (
+        os.path.dirname(target))
+    with open(path, 'w') as f:
+      f.write('data')
+    assert not os.path.exists(target)
+  assert open(target).read() == 'data'
+  assert os.listdir(os.path.dirname(target)) == ['small.weights.h5']
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+  target = str(tmp_path / 'small.keras')
+  with pytest.raises(RuntimeError):
+    with atomic_file.atomic_path(target) as path:
+      with open(path, 'w') as f:
+        f.write('partial')
+      raise RuntimeError('interrupted')
+  assert os.listdir(tmp_path) == []

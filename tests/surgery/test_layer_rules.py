@@ -102,7 +102,7 @@ def test_custom_layers_are_rebuilt_and_weights_transferred_by_their_rules():
   new = rebuild.rebuild(
       model, {'c1': 2, 'pw': 3}, transfer_weights=True,
       alive_masks={'c1': [1, 0, 1, 0], 'pw': [0, 1, 1, 0, 1]},
-      layer_rules=_rules())
+      layer_rules=_rules(), fold_constants=False)
   assert isinstance(new.get_layer('pw'), PointwiseConv)
   assert new.get_layer('pw').filters == 3
   old = {l.name: [_numpy(w) for w in l.weights] for l in model.layers}
@@ -122,7 +122,7 @@ def test_transferred_custom_layers_compute_the_surviving_channels():
   _randomize(model, seed=1)
   new = rebuild.rebuild(model, {'c1': 4, 'pw': 2}, transfer_weights=True,
                         alive_masks={'pw': [0, 0, 1, 1, 0]},
-                        layer_rules=_rules())
+                        layer_rules=_rules(), fold_constants=False)
   pw_kernel = model.get_layer('pw').kernel
   pw_bias = model.get_layer('pw').bias
   kernel, bias = _numpy(pw_kernel).copy(), _numpy(pw_bias).copy()

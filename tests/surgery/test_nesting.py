@@ -56,9 +56,97 @@ def test_nested_layers_are_narrowed_with_weights(name, structure, dead):
   for layer in structure:
     assert channels.can_change_width(layer) == (True, '')
   rebuilt = rebuild.rebuild(model, structure, transfer_weights=True)
+  # The nesting is kept: the same top-level layers, nested models included.
+  assert [l.name for l in rebuilt.layers] == [l.name for l in model.layers]
+  assert [type(l) for l in rebuilt.layers] == [type(l) for l in model.layers]
+  leaves = {l.name: l for l in nesting.leaf_layers(rebuilt)}
   for layer, width in structure.items():
-    assert rebuilt.get_layer(layer).compute_output_shape(
-        rebuilt.get_layer(layer).input.shape)[-1] == width
+    assert leaves[layer].kernel.shape[-1] == width
   data = np.random.default_rng(1).normal(size=(2, 8, 8, 3))
   np.testing.assert_allclose(model.predict(data, verbose=0),
                              rebuilt.predict(data, verbose=0), atol=1e-5)
+
+
+class _AliveSource(object):
+  """Alive counts and vectors, as a ModelRegularizer gives them."""
+
+  def __init__(self, vectors):
+    self._vectors = vectors
+
+  def alive_vectors(self):
+    return dict(self._vectors)
+
+  def alive_counts(self):
+    return {k: int(np.sum(v)) for k, v in self._vectors.items()}
+
+
+def _mobilenet_under_a_head(sequential):
+  base = keras.applications.MobileNetV2(
+      alpha=0.35, input_shape=(32, 32, 3), include_top=False, weights=None)
+  if sequential:
+    return base, keras.Sequential(
+        [keras.Input((32, 32, 3), name='image'), base,
+         L.GlobalAveragePooling2D(name='gap'), L.Dense(10, name='head')],
+        name='classifier')
+  x = keras.Input((32, 32, 3), name='image')
+  y = L.GlobalAveragePooling2D(name='gap')(base(x))
+  return base, keras.Model(x, L.Dense(10, name='head')(y), name='classifier')
+
+
+def _kill_some_channels(model):
+  """Random BN statistics; every third changeable group loses 3 channels
+  (gamma 0 in each batch norm of the group, betas stay). Returns the alive
+  vectors of the width-taking layers."""
+  rng = np.random.RandomState(0)
+  for layer in nesting.leaf_layers(model):
+    if isinstance(layer, L.BatchNormalization):
+      c = layer.gamma.shape[0]
+      layer.set_weights([rng.uniform(0.5, 1.5, c), rng.uniform(-0.5, 0.5, c),
+                         rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
+  channels = channel_model.analyze(model)
+  dead = {}
+  for group in channels.groups()[::3]:
+    if channels.can_change_width(group[0])[0]:
+      gid = channels.group_of(group[0])
+      dead[gid] = rng.choice(channels.group_size(gid), 3, replace=False)
+  for name, layer in channels.layers.items():
+    space = (channels.layer_in.get(name) or [None])[0]
+    if (isinstance(layer, L.BatchNormalization) and
+        getattr(space, 'gid', None) is not None and
+        channels.find(space.gid) in dead):
+      gamma = layer.gamma.numpy()
+      gamma[dead[channels.find(space.gid)]] = 0.0
+      layer.gamma.assign(gamma)
+  vectors = {}
+  for name in channels.source_layers():
+    vector = np.ones(channels.original_width(name), bool)
+    vector[dead.get(channels.group_of(name), [])] = False
+    vectors[name] = vector
+  return vectors, len(dead)
+
+
+@pytest.mark.parametrize('sequential', [False, True])
+def test_a_nested_base_stays_nested(sequential):
+  base, model = _mobilenet_under_a_head(sequential)
+  vectors, groups = _kill_some_channels(model)
+  assert groups == 9
+  data = np.random.default_rng(3).normal(size=(2, 32, 32, 3))
+  expected = keras.ops.convert_to_numpy(model(data, training=False))
+  # The identity structure: the same model, bit for bit.
+  same = rebuild.rebuild(model, {}, transfer_weights=True)
+  np.testing.assert_array_equal(
+      keras.ops.convert_to_numpy(same(data, training=False)), expected)
+  small = rebuild.rebuild(model, _AliveSource(vectors), transfer_weights=True)
+  assert type(small) is type(model)
+  assert [l.name for l in small.layers] == [l.name for l in model.layers]
+  new_base = small.get_layer(base.name)
+  assert isinstance(new_base, keras.Model) and new_base is not base
+  assert len(new_base.layers) == len(base.layers)
+  assert small.count_params() < model.count_params()
+  np.testing.assert_allclose(
+      keras.ops.convert_to_numpy(small(data, training=False)), expected,
+      rtol=1e-4, atol=1e-4)
+  # Fine-tuning the head only works as on the original.
+  new_base.trainable = False
+  assert [w.path for w in small.trainable_weights] == [
+      'head/kernel', 'head/bias']

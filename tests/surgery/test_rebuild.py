@@ -118,8 +118,9 @@ def test_pruned_transfer_matches_original_with_zeroed_channels():
     mask = np.zeros(channels.original_width(name), bool)
     mask[kept[gid]] = True
     masks[name] = mask
+  # The plain copy (folding would keep the removed channels' betas).
   new = rebuild.rebuild(model, structure, transfer_weights=True,
-                        alive_masks=masks)
+                        alive_masks=masks, fold_constants=False)
   _zero_removed(model, channels, kept, beta=True)
   x = _inputs(model)
   np.testing.assert_allclose(model(x), new(x), rtol=1e-5, atol=1e-5)
@@ -383,3 +384,11 @@ def test_tf_keras_model_is_refused_by_name():
                      match=r"Model 'old' is a tf_keras\..*Sequential, not a "
                      r'Keras 3 model.*unset TF_USE_LEGACY_KERAS'):
     rebuild.rebuild(model, {'d': 1})
+
+
+def test_unknown_on_growth_is_refused():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"Invalid value for argument `on_growth`. Expected "
+                     r"one of \('raise', 'initialize'\). Received: "
+                     "on_growth='grow'"):
+    rebuild.rebuild(tm.residual_model(), {}, on_growth='grow')

@@ -1,0 +1,309 @@
+"""Constant folding: the rebuilt model computes what the regularized one did.
+
+A channel the regularizer calls dead is not zero in the trained model: its
+batch-norm gamma is below the alive threshold, but its beta is not, so
+after the batch norm (and the activation) it outputs a constant, which the
+next channel-mixing layer sees. Rebuild removes the channel; folding moves
+its constant into the layers that consumed it.
+
+One mechanism for every layer kind:
+
+1. A *probe* is a copy of the model (its flat functional view; the user's
+   model is only read) in which every removed channel is exactly constant,
+   as the regularizer calls it dead: batch-norm gammas of removed channels
+   are 0, and so are the removed output columns of the width-taking layers'
+   kernels (their biases stay), through `LayerRule.constant_channels`.
+2. The probe and the rebuilt model run on two inputs (zeros and a fixed
+   random sample, batch 2). For every *affine* layer L of the rebuilt
+   model (conv, dense, transposed and separable convs, depthwise convs;
+   `LayerRule.affine`), in run order,
+   `delta = A(x_probe) - A(embed(x_new))`, where A is L's affine part (L
+   without its activation, original weights), x_probe its input in the
+   probe, x_new its input in the rebuilt model (after the folds before
+   it), placed at the surviving channel indices with zeros elsewhere
+   (`RebuildPlan.indices`, which knows groups, concat slices, Flatten).
+   delta read at the centre position of the first input is a constant per
+   output channel: the removed channels' contribution, and that of vanished
+   branches (a dead residual branch's beta added to its skip).
+3. delta goes into L's bias if it has one, else into the moving mean of a
+   BatchNormalization that alone consumes L's output (mean -= delta), else
+   a warning names L (its constant is lost).
+
+Where it is exact: delta is the same at every position and for every
+input when the constants reach L unchanged over positions. That holds for
+dense layers, 1x1 and 'valid' convolutions, and constants passing only
+per-channel affine layers. It does not hold at the borders of a 'same'
+(zero-padded) convolution with a kernel larger than 1, whose border
+positions see part of the constant (and later layers carry that border
+difference inward, so on small feature maps "border" can be most of the
+map); for a transposed convolution whose stride does not divide its
+kernel; or when a vanished branch's constant passes a nonlinearity
+together with live channels (a dead residual branch before the ReLU after
+the Add). Folding measures this (delta over all positions and both
+inputs) and logs the layers once, with the largest deviation. Layers that
+are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
+over channels, softmax, attention, RNNs, unknown layers) cannot take a
+constant: when removed channels or shifted values reach one, a warning
+names it.
+"""
+
+from typing import Dict, List, Tuple
+
+from absl import logging
+import keras
+import numpy as np
+
+from morph_net.surgery import layer_rule
+from morph_net.surgery import nesting
+from morph_net.surgery import plan as plan_lib
+
+__all__ = ['fold_constants', 'probe_model']
+
+_RELATIVE_TOLERANCE = 1e-4
+_SPATIAL_DEFAULT = 32  # Size of an unknown spatial input dimension.
+
+
+def _removed(plan, space, kept) -> np.ndarray:
+  size = plan.channels.space_size(space)
+  return np.setdiff1d(np.arange(size), plan.indices(space, kept))
+
+
+def probe_model(plan: plan_lib.RebuildPlan, kept: Dict[int, np.ndarray]):
+  """A copy of the model whose removed channels are exactly constant.
+
+  Args:
+    plan: the rebuild plan.
+    kept: {group root: surviving channel indices}.
+
+  Returns:
+    A functional model (a clone of the channel model's flat view, with the
+    same layer names) whose batch norms have gamma 0 and whose width-taking
+    layers have zero kernel columns on the removed channels.
+  """
+  ch = plan.channels
+  probe = keras.models.clone_model(ch.functional)
+  for layer in probe.layers:
+    old = ch.layers.get(layer.name)
+    if old is None or not old.weights:
+      continue
+    weights = [keras.ops.convert_to_numpy(w) for w in old.weights]
+    # The channels of its groups that the structure removes; a layer that
+    # vanishes because its inputs did keeps computing them.
+    removed = (_removed(plan, ch.layer_out[layer.name], kept)
+               if layer.name in ch.layer_out else np.zeros([0], int))
+    if removed.size:
+      weights = ch.rule(old).constant_channels(old, weights, removed) or (
+          weights)
+    layer.set_weights(weights)
+  return probe
+
+
+def _samples(model) -> List[np.ndarray]:
+  """Zeros and a fixed random sample (batch 2) for every model input."""
+  rng = np.random.default_rng(0)
+  samples = []
+  for tensor in model.inputs:
+    shape = [_SPATIAL_DEFAULT if d is None else int(d)
+             for d in tuple(tensor.shape)[1:]]
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    data = np.zeros([2] + shape, dtype)
+    if 'float' in dtype:
+      data[1] = rng.normal(size=shape)
+    samples.append(data)
+  return samples
+
+
+def _run_tap(tap_model, samples) -> List[np.ndarray]:
+  outputs = tap_model(samples if len(samples) > 1 else samples[0],
+                      training=False)
+  if not isinstance(outputs, (list, tuple)):
+    outputs = [outputs]
+  return [keras.ops.convert_to_numpy(y) for y in outputs]
+
+
+def _embed(x_new: np.ndarray, like: np.ndarray, indices) -> np.ndarray:
+  """x_new's channels at `indices` of an array shaped as `like`."""
+  embedded = np.zeros_like(like)
+  embedded[..., indices] = x_new
+  return embedded
+
+
+def _affine_part(layer):
+  """A new layer like `layer` without its activation (unbuilt)."""
+  config = layer.get_config()
+  if 'activation' in config:
+    config['activation'] = 'linear'
+  return layer.__class__.from_config(config)
+
+
+def _centre(array: np.ndarray) -> np.ndarray:
+  """array[0, centre position...] -> a vector over the last axis."""
+  index = (0,) + tuple(d // 2 for d in array.shape[1:-1])
+  return array[index]
+
+
+class _Folder(object):
+  """Folds, in run order, each affine layer's constant (see module doc)."""
+
+  def __init__(self, new_model, plan, kept):
+    self.plan = plan
+    self.kept = kept
+    self.ch = plan.channels
+    self.new_layers = {l.name: l for l in nesting.leaf_layers(new_model)}
+    self.readers = self._readers()
+    self.approximate = []  # (layer description, max deviation)
+    self.lost = []  # layers whose constant has nowhere to go
+
+  def _readers(self):
+    readers = {}
+    for layer, inputs, _ in self.ch.nodes:
+      for tensor in inputs:
+        readers.setdefault(id(tensor), []).append(layer)
+    return readers
+
+  def _only_batch_norm_after(self, name):
+    layer = self.ch.layers[name]
+    outputs = [o for l, _, o in self.ch.nodes if l is layer]
+    if len(outputs) != 1:
+      return None
+    readers = self.readers.get(id(outputs[0][0]), [])
+    if (len(readers) == 1 and
+        isinstance(readers[0], keras.layers.BatchNormalization) and
+        readers[0].name in self.new_layers):
+      return self.new_layers[readers[0].name]
+    return None
+
+  def delta(self, name, x_probe, x_new) -> Tuple[np.ndarray, float]:
+    """The constant to fold for layer `name` and how far from constant."""
+    old = self.ch.layers[name]
+    in_idx = self.plan.indices(self.plan.eff_in[name][0], self.kept)
+    out_idx = self.plan.indices(self.plan.eff_out[name], self.kept)
+    twin = _affine_part(old)
+    twin(x_probe)  # Builds it.
+    twin.set_weights([keras.ops.convert_to_numpy(w) for w in old.weights])
+    full = keras.ops.convert_to_numpy(twin(x_probe)) - (
+        keras.ops.convert_to_numpy(twin(_embed(x_new, x_probe, in_idx))))
+    full = full[..., out_idx]
+    delta = _centre(full)
+    deviation = float(np.max(np.abs(full - delta))) if full.size else 0.0
+    return delta, deviation
+
+  def fold(self, name, delta) -> None:
+    new = self.new_layers[name]
+    bias = getattr(new, 'bias', None)
+    if getattr(new, 'use_bias', False) and bias is not None:
+      bias.assign(keras.ops.convert_to_numpy(bias) + delta)
+      return
+    batch_norm = self._only_batch_norm_after(name)
+    if batch_norm is not None:
+      mean = keras.ops.convert_to_numpy(batch_norm.moving_mean)
+      batch_norm.moving_mean.assign(mean - delta)
+      return
+    self.lost.append(layer_rule.describe_layer(new))
+
+
+def _affine_consumers(plan) -> List[str]:
+  """Names of the surviving affine one-input layers, in run order."""
+  ch = plan.channels
+  names = []
+  for layer, inputs, _ in ch.nodes:
+    if (ch.rule(layer).affine and len(inputs) == 1 and layer.weights and
+        layer.name not in plan.vanished and layer.name not in names):
+      names.append(layer.name)
+  return names
+
+
+def _mixers(plan) -> List[str]:
+  """Surviving layers that are neither affine nor channelwise."""
+  ch = plan.channels
+  names = []
+  for layer, inputs, _ in ch.nodes:
+    rule = ch.rule(layer)
+    if (not rule.affine and not rule.channelwise and inputs and
+        layer.name not in plan.vanished and layer.name not in names):
+      names.append(layer.name)
+  return names
+
+
+def _differs(x_probe, x_new, indices) -> bool:
+  embedded = _embed(x_new, x_probe, indices)
+  scale = 1.0 + float(np.max(np.abs(x_probe))) if x_probe.size else 1.0
+  return float(np.max(np.abs(x_probe - embedded))) > (
+      _RELATIVE_TOLERANCE * scale)
+
+
+def fold_constants(new_model, plan: plan_lib.RebuildPlan,
+                   kept: Dict[int, np.ndarray]) -> Dict[str, List]:
+  """Folds the constants of removed channels into `new_model`'s layers.
+
+  Args:
+    new_model: the rebuilt model, with weights transferred (changed in
+      place: biases and batch-norm moving means).
+    plan: its rebuild plan.
+    kept: {group root: surviving channel indices}.
+
+  Returns:
+    {'folded': names of the layers given a nonzero constant,
+     'approximate': [(layer, largest deviation)] where it is not exact,
+     'lost': layers whose constant had nowhere to go,
+     'not_affine': layers that are neither affine nor channelwise and see
+       removed or shifted channels}.
+  """
+  consumers = _affine_consumers(plan)
+  mixers = _mixers(plan)
+  probe = probe_model(plan, kept)
+  samples = _samples(probe)
+  probe_tap, probe_names = nesting.tap(probe, consumers + mixers)
+  x_probe = dict(zip(probe_names, _run_tap(probe_tap, samples)))
+  new_tap, new_names = nesting.tap(new_model, consumers + mixers)
+  folder = _Folder(new_model, plan, kept)
+  folded = []
+  x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
+  for name in consumers:
+    if name not in x_probe or name not in x_new:
+      continue
+    delta, deviation = folder.delta(name, x_probe[name], x_new[name])
+    scale = 1.0 + float(np.max(np.abs(delta))) if delta.size else 1.0
+    if deviation > _RELATIVE_TOLERANCE * scale:
+      folder.approximate.append(
+          (layer_rule.describe_layer(plan.channels.layers[name]), deviation))
+    if not delta.size or not np.any(np.abs(delta) > 0):
+      continue
+    folder.fold(name, delta)
+    folded.append(name)
+    x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
+  not_affine = []
+  for name in mixers:
+    if name in x_probe and name in x_new and _differs(
+        x_probe[name], x_new[name],
+        plan.indices(plan.eff_in[name][0], kept)):
+      not_affine.append(
+          layer_rule.describe_layer(plan.channels.layers[name]))
+  _report(new_model.name, folder.approximate, folder.lost, not_affine)
+  return {'folded': folded, 'approximate': folder.approximate,
+          'lost': folder.lost, 'not_affine': not_affine}
+
+
+def _report(model_name, approximate, lost, not_affine) -> None:
+  if approximate:
+    logging.info(
+        'Folded constants of removed channels into %r: not exact for %d '
+        "layers (zero padding at the borders of 'same' convolutions, "
+        'transposed-conv strides, or a constant passing a nonlinearity '
+        'with live channels); exact at interior positions of the first. '
+        'Largest deviations: %s', model_name, len(approximate),
+        ', '.join('%s %.3g' % item for item in approximate))
+  for description in lost:
+    logging.warning(
+        'Cannot fold the constant output of removed channels into layer %s '
+        'of %r: it has no bias and no BatchNormalization alone after it. '
+        'The rebuilt model differs from the regularized one by that '
+        'constant; fine-tune it, or give the layer a bias.', description,
+        model_name)
+  for description in not_affine:
+    logging.warning(
+        'Cannot fold the constant output of removed channels into layer %s '
+        'of %r: it mixes channels in a way that is not affine (normalizing '
+        'over channels, attention, recurrence, or unknown to rebuild). The '
+        'rebuilt model differs from the regularized one after it; '
+        'fine-tune it.', description, model_name)
