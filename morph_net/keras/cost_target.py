@@ -2,9 +2,9 @@
 
     regularizer = ModelRegularizer(model, GammaFlopsRegularizer,
                                    gamma_threshold=0.05)
-    target = CostTargetCallback(regularizer,
+    budget = CostTargetCallback(regularizer,
                                 target_cost=0.5 * regularizer.initial_cost)
-    model.fit(..., callbacks=[target])   # FLOPs reach 50% and stay there
+    model.fit(..., callbacks=[budget])   # FLOPs reach 50% and stay there
 
 MorphNet minimizes `data loss + strength * term`; the cost the network ends
 at depends on the strength, and the original left the user to sweep it. A
@@ -13,8 +13,8 @@ multiplier: constrained-optimization pruning methods update the multiplier by
 dual ascent on the constraint's violation while the weights descend the
 Lagrangian (e.g. Sheared-LLaMA's learned masks with Lagrangian constraints).
 
-`CostTargetController` does that on the strength, with three changes that the
-MorphNet cost needs:
+`CostTargetController` does that on the strength, with three changes that
+the MorphNet cost needs:
 
 - **Multiplicative (log-space) ascent.** The strength that reaches a target
   spans orders of magnitude across networks and resources; the update is
@@ -24,14 +24,17 @@ MorphNet cost needs:
   (`initial_multiplier`, 0.1): with a large strength every channel shrinks
   at once (adaptive optimizers move every pressured weight at about the
   learning rate) and they die together, far below the target.
-- **A lead term.** The cost only changes when a regularization value crosses
-  the alive threshold, many steps after the strength changed. The violation
-  the ascent sees is extrapolated `lead_steps` optimizer steps ahead from the
-  cost's recent slope (an exponential moving average), so the strength stops
-  growing while the cost is already falling towards the target.
+- **A lead cost and a brake.** The cost only changes when a regularization
+  value crosses the alive threshold, tens or hundreds of steps after the
+  strength changed, and a channel that crossed takes many steps to grow
+  back. `CostTargetCallback` therefore also computes the cost of the
+  channels that will still be alive `lead_steps` steps ahead (each
+  regularization value extrapolated along its smoothed velocity): when that
+  lead cost passes under the target, the strength is cut at once (`brake`)
+  and the ascent waits.
 - **Equality, not only <=.** Below the target the strength decreases, so
   channels the data loss needs grow back: the cost settles at the target
-  rather than anywhere under it.
+  rather than anywhere under it, approaching it from above.
 
 The cost is `ModelRegularizer.cost()`, the cost of the network with its dead
 channels removed (what `rebuild` gives). `CostTargetCallback` runs the
@@ -69,7 +72,7 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> float:
   return value
 
 
-@gin.register(module='morph_net')
+@gin.configurable(module='morph_net')
 class CostTargetController(object):
   """Updates a MorphNet strength so that the cost reaches a target and stays.
 
@@ -82,9 +85,12 @@ class CostTargetController(object):
       I += gain * steps * (0 if u < 0 < v else v)
       log(m) = I + brake * min(u, 0)      (kept in its bounds)
 
-  The integral is the dual ascent on the constraint; it waits (anti-windup)
-  while the lead cost is already under the target but the cost is not, and
-  the brake cuts the strength as soon as the lead cost passes the target.
+  The integral is the dual ascent on the constraint. It waits while the
+  lead cost is under the target but the cost is not yet (channels are on
+  their way out: more strength would overshoot, and channels that crossed
+  the alive threshold take many steps to grow back), and the brake cuts
+  the strength as soon as the lead cost passes under the target. The cost
+  therefore approaches the target from above.
 
   Args:
     target_cost: the cost to reach, in the regularizer's unit (FLOPs,
@@ -185,15 +191,19 @@ class CostTargetController(object):
             'max_multiplier': math.exp(self._log_bounds[1])}
 
 
-@gin.register(module='morph_net')
+@gin.configurable(module='morph_net')
 class CostTargetCallback(_keras.callbacks.Callback):
   """Adapts `regularizer.strength` during `fit` so the cost meets a budget.
 
   Every `update_every` optimizer steps it reads `regularizer.cost()` (the
   cost with dead channels removed) and the lead cost (the cost of the
-  structure whose channels have regularization values above `lead` times
-  the alive threshold, through `StructureCost`), and sets the strength by
-  `CostTargetController`. The strength set when training starts replaces
+  structure whose regularization values, extrapolated `lead_steps` steps
+  along their smoothed velocity, stay above the alive threshold; through
+  `StructureCost`), and sets the strength by `CostTargetController`.
+  Adaptive optimizers move every pressured value at about the learning
+  rate, so a channel on its way out is seen falling long before it crosses
+  the threshold, while a channel that settled (alive, at any value) is
+  not. The strength set when training starts replaces
   any strength given before. It adds `morph_net_strength` and
   `<cost name>_target` (e.g. `flops_target`) to the batch and epoch logs, so
   they show in the progress bar, `History` and Keras's TensorBoard callback
@@ -206,50 +216,77 @@ class CostTargetCallback(_keras.callbacks.Callback):
       `wrap_loss`) the model trains with.
     target_cost: the budget in the regularizer's unit (absolute, like
       `regularizer.initial_cost`, which is the start).
-    lead: the lead cost's threshold as a multiple of the alive threshold
-      (>= 1; 1 turns the lead off).
+    lead_steps: how far ahead, in optimizer steps, the lead cost looks (0
+      turns the lead off: the controller then brakes on the cost itself).
+    smoothing: weight of the newest change in the velocities' moving
+      average, in (0, 1].
     update_every: optimizer steps between updates.
     **controller_kwargs: `CostTargetController` arguments (`gain`, `brake`,
       `initial_multiplier`, bounds).
 
   Raises:
     InvalidArgumentError: as `CostTargetController`, or for `update_every`
-      below 1 or `lead` below 1.
+      below 1, a negative `lead_steps` or `smoothing` outside (0, 1].
   """
 
-  def __init__(self, regularizer, target_cost: float, lead: float = 1.5,
+  def __init__(self, regularizer, target_cost: float,
+               lead_steps: float = 50.0, smoothing: float = 0.1,
                update_every: int = 1, **controller_kwargs):
     super().__init__()
     if int(update_every) < 1:
       raise errors.InvalidArgumentError(
           'Invalid value for argument `update_every`. Expected an integer '
           '>= 1. Received: update_every=%r' % (update_every,))
-    if not float(lead) >= 1.0:
+    self.lead_steps = _check_positive('lead_steps', lead_steps,
+                                      allow_zero=True)
+    self.smoothing = _check_positive('smoothing', smoothing)
+    if self.smoothing > 1:
       raise errors.InvalidArgumentError(
-          'Invalid value for argument `lead`. Expected a multiple of the '
-          'alive threshold >= 1. Received: lead=%r' % (lead,))
+          'Invalid value for argument `smoothing`. Expected a number in '
+          '(0, 1]. Received: smoothing=%r' % (smoothing,))
     self.regularizer = regularizer
     self.controller = CostTargetController(
         target_cost, regularizer.initial_cost, **controller_kwargs)
-    self.lead = float(lead)
     self.update_every = int(update_every)
     self._target_name = regularizer.cost_name.lower() + '_target'
     self._since_update = 0
     self._structure_cost = None
+    self._values = None  # {layer: regularization vector} at the last update.
+    self._velocity = {}  # {layer: its smoothed change per step}.
 
   @property
   def target_cost(self) -> float:
     return self.controller.target_cost
 
+  def _observe(self, steps: int) -> None:
+    """Updates the smoothed velocity of every regularization value."""
+    values = self.regularizer.regularization_vectors()
+    if self._values is not None:
+      for name, value in values.items():
+        change = np.nan_to_num(value - self._values[name], nan=0.0,
+                               posinf=0.0, neginf=0.0) / steps
+        velocity = self._velocity.get(name, np.zeros_like(value))
+        self._velocity[name] = velocity + self.smoothing * (change - velocity)
+    self._values = values
+
   def lead_cost(self) -> float:
-    """The cost if the channels under `lead` x the alive threshold died."""
+    """The cost of the channels still alive `lead_steps` steps ahead.
+
+    Each regularization value is extrapolated along its smoothed velocity;
+    the structure of the values above the alive threshold is costed by
+    `StructureCost` (which equals `cost()` on the current values).
+    """
     if self._structure_cost is None:
       # Imported here: structure_cost imports the bridge's model module.
       from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
       self._structure_cost = structure_cost.StructureCost(self.regularizer)
-    level = self.lead * self.regularizer.alive_threshold
-    counts = {name: int(np.sum(values > level)) for name, values in
-              self.regularizer.regularization_vectors().items()}
+    if self._values is None:
+      self._observe(1)
+    threshold = self.regularizer.alive_threshold
+    counts = {}
+    for name, value in self._values.items():
+      ahead = value + self.lead_steps * self._velocity.get(name, 0.0)
+      counts[name] = int(np.sum(ahead > threshold))
     return self._structure_cost.cost(counts)
 
   def _assign(self, strength: float) -> None:
@@ -272,7 +309,10 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._since_update += 1
     if self._since_update >= self.update_every:
       cost = float(self.regularizer.cost())
-      lead = self.lead_cost() if self.lead > 1.0 and cost > 0 else None
+      lead = None
+      if self.lead_steps:
+        self._observe(self._since_update)
+        lead = min(cost, self.lead_cost())
       self._assign(self.controller.update(cost, lead, self._since_update))
       self._since_update = 0
     self._annotate(logs)

@@ -35,12 +35,33 @@ def term_of(strategy):
   return term, float(reg.cost()), model.get_layer('bn1').gamma.numpy().tolist()
 
 
+def target_of(strategy):
+  """Strengths CostTargetCallback sets in 3 steps of fit under `strategy`."""
+  keras.utils.set_random_seed(1)
+  with strategy.scope():
+    model = check_models.build(keras)
+    reg = morph_keras.ModelRegularizer(
+        model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+    model.compile(optimizer='sgd', loss=reg.wrap_loss(
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
+  target = morph_keras.CostTargetCallback(reg, 0.5 * reg.initial_cost)
+  strengths = []
+  record = keras.callbacks.LambdaCallback(
+      on_train_batch_end=lambda batch, logs: strengths.append(
+          float(reg.strength.numpy())))
+  model.fit(np.zeros((24, 8, 8, 3), np.float32), np.zeros(24), batch_size=8,
+            epochs=1, verbose=0, callbacks=[target, record])
+  return strengths, target.controller.strength
+
+
 def main():
   single = term_of(tf.distribute.get_strategy())
   mirrored_strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
   mirrored = term_of(mirrored_strategy)
   print(json.dumps({'single': single, 'mirrored': mirrored,
-                    'replicas': mirrored_strategy.num_replicas_in_sync}))
+                    'replicas': mirrored_strategy.num_replicas_in_sync,
+                    'target_single': target_of(tf.distribute.get_strategy()),
+                    'target_mirrored': target_of(mirrored_strategy)}))
 
 
 if __name__ == '__main__':

@@ -2,14 +2,17 @@
 
 import math
 
+import gin
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from morph_net import errors
 from morph_net import keras as morph_keras
 from morph_net.keras import cost_target
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.testing import gating_models
 
 
 class _Plant(object):
@@ -108,11 +111,11 @@ def test_controller_refuses_a_cost_that_is_not_a_number():
     controller.update(10.0, -1.0)
 
 
-def _tiny_model():
+def _tiny_model(width=16):
   inputs = keras.Input((8, 8, 1))
   x = inputs
   for i in range(2):
-    x = keras.layers.Conv2D(16, 3, padding='same', use_bias=False,
+    x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
                             name='c%d' % i)(x)
     x = keras.layers.BatchNormalization(name='b%d' % i)(x)
     x = keras.layers.ReLU()(x)
@@ -122,15 +125,15 @@ def _tiny_model():
 
 def test_callback_reaches_and_holds_the_target_in_fit():
   keras.utils.set_random_seed(0)
-  model = _tiny_model()
+  model = _tiny_model(width=48)  # A channel of c1 is 2% of the cost.
   rng = np.random.RandomState(0)
   x = rng.rand(512, 8, 8, 1).astype('float32')
   y = (x.mean((1, 2, 3)) > 0.5).astype('int32')
   regularizer = morph_keras.ModelRegularizer(
       model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
   initial = regularizer.initial_cost
-  # Two 3x3 convs on 8x8 (1 -> 16 -> 16 channels) and the 16 -> 2 dense.
-  assert initial == 2 * 64 * 9 * (1 * 16 + 16 * 16) + 2 * 16 * 2  # 313,408
+  # Two 3x3 convs on 8x8 (1 -> 48 -> 48 channels) and the 48 -> 2 dense.
+  assert initial == 2 * 64 * 9 * (1 * 48 + 48 * 48) + 2 * 48 * 2
   target = morph_keras.CostTargetCallback(regularizer, 0.5 * initial)
   costs, logged = [], []
 
@@ -170,12 +173,106 @@ def test_callback_update_every_and_its_errors():
   for batch in range(7):
     callback.on_train_batch_end(batch, {})
   assert callback.controller.updates == 2
-  # The lead cost counts channels above lead x threshold: all of them here.
+  # No value moves without training: the lead cost is the cost.
   assert callback.lead_cost() == regularizer.initial_cost
   with pytest.raises(errors.InvalidArgumentError,
                      match=r'Expected an integer >= 1. Received: '
                      r'update_every=0'):
     morph_keras.CostTargetCallback(regularizer, 100.0, update_every=0)
   with pytest.raises(errors.InvalidArgumentError,
-                     match=r'alive threshold >= 1. Received: lead=0.5'):
-    morph_keras.CostTargetCallback(regularizer, 100.0, lead=0.5)
+                     match=r'Expected a non-negative finite number. '
+                     r'Received: lead_steps=-1.0'):
+    morph_keras.CostTargetCallback(regularizer, 100.0, lead_steps=-1)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'Expected a number in \(0, 1\]. Received: '
+                     r'smoothing=2'):
+    morph_keras.CostTargetCallback(regularizer, 100.0, smoothing=2)
+
+
+def test_custom_training_loop_with_the_controller():
+  keras.utils.set_random_seed(0)
+  model = _tiny_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
+  controller = morph_keras.CostTargetController(
+      0.5 * regularizer.initial_cost, regularizer.initial_cost)
+  optimizer = keras.optimizers.SGD(0.1)
+  x = np.random.RandomState(0).rand(8, 8, 8, 1).astype('float32')
+  strengths = []
+  for _ in range(3):
+    regularizer.set_strength(controller.strength)
+    with tf.GradientTape() as tape:
+      loss = keras.ops.mean(model(x) ** 2) + regularizer.loss()
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    strengths.append(controller.update(float(regularizer.cost())))
+  # At twice the target the multiplier grows by exp(gain) each step.
+  assert strengths == pytest.approx(
+      [0.1 * math.exp(0.01 * k) / regularizer.initial_cost
+       for k in (1, 2, 3)])
+
+
+def test_gin_configures_the_controller_and_the_callback():
+  gin.clear_config()
+  try:
+    gin.parse_config('''
+        morph_net.CostTargetController.gain = 0.05
+        morph_net.CostTargetCallback.lead_steps = 20
+    ''')
+    assert cost_target.CostTargetController(50.0, 100.0).gain == 0.05
+    regularizer = morph_keras.ModelRegularizer(
+        _tiny_model(), flop_regularizer.GammaFlopsRegularizer,
+        gamma_threshold=0.05)
+    callback = morph_keras.CostTargetCallback(regularizer, 100.0)
+    assert callback.lead_steps == 20 and callback.controller.gain == 0.05
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize('name', [
+    'GammaFlopsRegularizer', 'GammaModelSizeRegularizer',
+    'GammaActivationRegularizer', 'GroupLassoFlopsRegularizer',
+    'GroupLassoModelSizeRegularizer', 'GammaLatencyRegularizer',
+    'LogisticSigmoidFlopsRegularizer', 'LogisticSigmoidLatencyRegularizer'])
+def test_every_family_and_resource_has_a_lead_cost_and_updates(name):
+  kwargs = {}
+  if 'Latency' in name:
+    kwargs['hardware'] = 'V100'
+  if name.startswith('LogisticSigmoid'):
+    model = gating_models.gated_chain()
+  else:
+    model = _tiny_model()
+  # Group-lasso norms of fresh kernels can be small: a lower threshold.
+  threshold = 1e-3 if name.startswith('GroupLasso') else 0.05
+  regularizer = morph_keras.model_regularizer.model_regularizer(
+      model, name, threshold=threshold, **kwargs)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost)
+  callback.on_train_begin()
+  start = callback.controller.strength
+  callback.on_train_batch_end(0, {})
+  # Nothing died yet: cost and lead cost are the initial cost, so the
+  # strength grows by exp(gain).
+  assert callback.lead_cost() == pytest.approx(regularizer.initial_cost,
+                                               rel=1e-6)
+  assert float(regularizer.strength.numpy()) == pytest.approx(
+      start * math.exp(0.01), rel=1e-6)
+
+
+def test_lead_cost_extrapolates_falling_values():
+  model = _tiny_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, lead_steps=10,
+      smoothing=1.0)
+  callback._observe(1)  # pylint: disable=protected-access
+  gamma = np.ones(16, 'float32')
+  gamma[:8] = 0.5   # Falls 0.5 in 2 steps: gone within 10 steps.
+  gamma[8:10] = 0.97  # Falls 0.015 per step: still alive 10 steps ahead.
+  model.get_layer('b0').gamma.assign(gamma)
+  callback._observe(2)  # pylint: disable=protected-access
+  cost = morph_keras.StructureCost(regularizer)
+  assert regularizer.alive_counts()['c0'] == 16
+  assert callback.lead_cost() == cost({'c0': 8, 'c1': 16})
+  assert callback.lead_cost() == 2 * 64 * 9 * (8 + 8 * 16) + 2 * 16 * 2

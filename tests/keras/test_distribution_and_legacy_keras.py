@@ -39,6 +39,13 @@ def _check(values):
   # term is added once per global batch, not once per replica.
   assert gamma == pytest.approx(single_gamma, rel=1e-5)
   assert gamma != pytest.approx([0.5, 1.0, 1.5, 2.0], rel=1e-7)
+  # CostTargetCallback assigns the strength from the host under the
+  # strategy: three updates, the variable holds the controller's value, the
+  # same as on one device (the cost stays at twice the target: it grows).
+  strengths, final = values['target_mirrored']
+  assert len(strengths) == 3 and strengths[-1] == pytest.approx(final)
+  assert strengths == pytest.approx(values['target_single'][0], rel=1e-6)
+  assert strengths[0] < strengths[1] < strengths[2]
 
 
 def test_mirrored_strategy_gives_same_term_and_trains_keras3():
