@@ -118,7 +118,9 @@ def load_data(architecture: str, train_examples: int):
       'fashion_mnist', datasets.FASHION_MNIST_DIR)
 
   def prepare(images):
-    images = images.astype('float32')[..., None]
+    images = images.astype('float32')
+    if images.ndim == 3:
+      images = images[..., None]
     if images.max() > 1.0:
       images /= 255.0
     if architecture == 'mobilenet_v2':
@@ -247,12 +249,12 @@ def main(argv):
   from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
   runs_dir = os.path.join(FLAGS.output_dir, 'runs')
   os.makedirs(runs_dir, exist_ok=True)
-  records = []
-  for architecture in FLAGS.architectures:
-    data = None
-    for resource in FLAGS.resources:
-      for target in [float(t) for t in FLAGS.targets]:
-        for seed in [int(s) for s in FLAGS.seeds]:
+  records, data = [], {}
+  # Seeds outermost: a partial table covers every architecture first.
+  for seed in [int(s) for s in FLAGS.seeds]:
+    for architecture in FLAGS.architectures:
+      for resource in FLAGS.resources:
+        for target in [float(t) for t in FLAGS.targets]:
           key = '%s_%s_%g_%d' % (architecture, resource, target, seed)
           paths = {'record': os.path.join(runs_dir, key + '.json'),
                    'weights': os.path.join(runs_dir, key + '.weights.h5')}
@@ -262,13 +264,14 @@ def main(argv):
               record = json.load(f)
           if record is None and FLAGS.evaluate_only:
             continue
-          data = data or load_data(architecture, FLAGS.train_examples)
+          if architecture not in data:
+            data[architecture] = load_data(architecture, FLAGS.train_examples)
           if record is None:
-            record = train(key, architecture, resource, target, seed, data,
-                           paths)
+            record = train(key, architecture, resource, target, seed,
+                           data[architecture], paths)
           if not FLAGS.train_only and ('accuracy' not in record or
                                        FLAGS.evaluate_only):
-            record = evaluate(record, data, paths)
+            record = evaluate(record, data[architecture], paths)
           atomic_file.write_json_atomically(record, paths['record'])
           records.append(record)
           print(table([record]).splitlines()[2], flush=True)

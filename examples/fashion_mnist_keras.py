@@ -226,10 +226,9 @@ def main(argv):
                         model.count_params()))
   if FLAGS.latency_repeats:
     original_ms, small_ms = _latencies_ms([model, small])
-    print('latency (batch %d, fastest of %d interleaved runs, %s): original '
+    print('latency (batch %d, fastest of %d interleaved runs): original '
           '%.2f ms, rebuilt %.2f ms (%.2fx)' % (
-              _LATENCY_BATCH, FLAGS.latency_repeats,
-              latency_timing.describe_device(), original_ms, small_ms,
+              _LATENCY_BATCH, FLAGS.latency_repeats, original_ms, small_ms,
               small_ms / original_ms))
   if FLAGS.save_model:
     model.save(FLAGS.save_model)

@@ -24,7 +24,8 @@ _BLOCK = re.compile(
     re.S)
 _LANGUAGES = ('python', 'sh', 'text')
 # The main job on a tiny budget (later flags override the README's).
-_TINY = ['--epochs=1', '--train_examples=256', '--batch_size=64']
+_TINY = ['--epochs=1', '--train_examples=256', '--batch_size=64',
+         '--finetune_epochs=1', '--latency_repeats=3']
 _JOB_DIR = 'morph_net_fashion_mnist'
 
 
