@@ -6,7 +6,9 @@ all need the same facts about a model: which channels must shrink together
 which groups cannot change width, and why. `ChannelModel` computes them once
 by walking the model's layer graph in run order and asking the layer-rule
 registry (`layer_rules`) how each layer maps its input channels to its
-output channels.
+output channels. The graph's nodes are layers and the operations Keras 3
+records for `keras.ops` calls on symbolic tensors (`op_rules`); both are
+"layers" here, keyed by name (`layers` holds the true layers only).
 """
 
 import collections
@@ -123,7 +125,8 @@ class ChannelModel(object):
         inputs = list(node.input_tensors)
         in_spaces = [self.space[id(t)] for t in inputs]
         out_space = self._output_space(layer, inputs, in_spaces,
-                                       list(node.outputs))
+                                       list(node.outputs),
+                                       getattr(node, 'arguments', None))
         for tensor in node.outputs:
           self.space[id(tensor)] = out_space
         self.nodes.append((layer, inputs, list(node.outputs)))
@@ -131,9 +134,9 @@ class ChannelModel(object):
           self.layer_in[layer.name] = in_spaces
           self.layer_out[layer.name] = out_space
 
-  def _output_space(self, layer, inputs, in_spaces, outputs):
+  def _output_space(self, layer, inputs, in_spaces, outputs, arguments):
     node = layer_rule.LayerNode(layer, inputs, in_spaces, outputs,
-                                self.table, self._layer_groups)
+                                self.table, self._layer_groups, arguments)
     if len(outputs) != 1:
       return node.opaque('with several outputs')
     return self.rules.get(layer).output_space(node)

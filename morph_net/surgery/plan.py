@@ -160,12 +160,13 @@ class RebuildPlan(object):
       live = [i for i, d in enumerate(dead) if not d]
       out_dead = self.widths.get(layer.name) == 0 or not live
       if not out_dead and len(live) < len(inputs) and (
-          not rule.accepts_vanished_inputs):
-          self.vanishing_problems.append(
+          not rule.accepts_vanished(layer)):
+        self.vanishing_problems.append(
             'Layer %s has inputs that vanished (all their channels have '
-            'width 0: %s) and others that did not; only Add and Concatenate '
-            'can drop vanished inputs. Keep a nonzero width for the layers '
-            'feeding it.' % (layer_rule.describe_layer(layer),
+            'width 0: %s) and others that did not; only the Add layer and '
+            'concatenations along the channel axis can drop vanished inputs. '
+            'Keep a nonzero width for the layers feeding it.' %
+            (layer_rule.describe_layer(layer),
                              [inputs[i].name for i, d in enumerate(dead)
                               if d]))
       if out_dead:
@@ -201,6 +202,24 @@ class RebuildPlan(object):
             'keeps its width. Keep a nonzero width for those layers.' %
             (_output_layer(tensor), self.width(eff[id(tensor)]),
              ch.space_size(ch.space[id(tensor)]), zero))
+
+  def layer_config(self, layer, config: dict) -> dict:
+    """The config a rebuilt layer (or operation) is made from.
+
+    Args:
+      layer: a layer of the original model.
+      config: its `get_config()`, with its new width already set.
+
+    Returns:
+      The layer rule's `clone_config`, then (for a layer that does not
+      vanish) its `sized_config` with the rebuilt output width.
+    """
+    rule = self.channels.rule(layer)
+    config = rule.clone_config(layer, config)
+    if layer.name in self.eff_out and layer.name not in self.vanished:
+      config = rule.sized_config(layer, config,
+                                 self.output_width(layer.name))
+    return config
 
   def _kept_of_group(self, kept):
     def of_group(root):

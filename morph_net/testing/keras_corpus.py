@@ -492,6 +492,25 @@ def permute_and_dense():
   return keras.Model(x, L.Dense(2, name='logits')(y), name='permute_and_dense')
 
 
+def detector_head():
+  """Two-scale detector: per-scale box and class predictions reshaped to
+  (positions, k) and concatenated along the positions axis (axis 1 and -2)
+  at two model outputs; the channel count of each output stays k."""
+  x = keras.Input((8, 8, 3))
+  p1 = _conv_bn(x, 12, 'stem')
+  p2 = _conv_bn(p1, 16, 'down', strides=2)
+  boxes, classes = [], []
+  for i, p in enumerate((p1, p2)):
+    h = _conv_bn(p, 8, 'head%d' % i, kernel_size=1)
+    b = L.Conv2D(4, 3, padding='same', name='box%d' % i)(h)
+    boxes.append(L.Reshape((-1, 4), name='box%d_flat' % i)(b))
+    c = L.Conv2D(3, 3, padding='same', name='cls%d' % i)(h)
+    classes.append(L.Reshape((-1, 3), name='cls%d_flat' % i)(c))
+  return keras.Model(x, [L.Concatenate(axis=1, name='boxes')(boxes),
+                         L.Concatenate(axis=-2, name='classes')(classes)],
+                     name='detector_head')
+
+
 CORPUS: Tuple[CorpusModel, ...] = tuple(
     CorpusModel(fn.__name__, fn, (fn.__doc__ or '').strip())
     for fn in (flatten_head, upsampling_nearest, upsampling_bilinear,
@@ -504,7 +523,7 @@ CORPUS: Tuple[CorpusModel, ...] = tuple(
                crop_and_pad_1d_3d, pooling_2d, reshape_to_image,
                dropouts_and_noise, activations, layer_norm_conv,
                nested_functional, sequential_head, sequential, shared_layers,
-               multi_output, mini_unet, permute_and_dense))
+               multi_output, mini_unet, permute_and_dense, detector_head))
 
 _BY_NAME: Dict[str, CorpusModel] = {entry.name: entry for entry in CORPUS}
 
