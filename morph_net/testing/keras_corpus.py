@@ -511,6 +511,25 @@ def detector_head():
                      name='detector_head')
 
 
+def keras_ops():
+  """keras.ops on symbolic tensors: ops.relu after a batch norm, an
+  ops.add residual, a scalar multiply, a channel concatenation, a
+  sigmoid gate broadcast over positions (ops.mean keepdims, x * gate),
+  ops.mean over positions and ops.reshape keeping the last axis."""
+  ops = keras.ops
+  x = keras.Input((8, 8, 3))
+  y = L.Conv2D(12, 3, padding='same', use_bias=False, name='conv1')(x)
+  y = ops.relu(L.BatchNormalization(name='conv1_bn')(y))
+  y = ops.add(y, _conv_bn(y, 12, 'res', relu=False))
+  y = y * 2.0
+  y = ops.concatenate([_conv_bn(y, 6, 'left', kernel_size=1),
+                       _conv_bn(y, 4, 'right', kernel_size=1)], axis=-1)
+  y = y * ops.sigmoid(ops.mean(y, axis=[1, 2], keepdims=True))
+  y = ops.reshape(ops.mean(y, axis=[1, 2]), (-1, 1, 10))
+  y = ops.reshape(_dense_bn(y, 8, 'fc'), (-1, 8))
+  return keras.Model(x, L.Dense(3, name='logits')(y), name='keras_ops')
+
+
 CORPUS: Tuple[CorpusModel, ...] = tuple(
     CorpusModel(fn.__name__, fn, (fn.__doc__ or '').strip())
     for fn in (flatten_head, upsampling_nearest, upsampling_bilinear,
@@ -523,7 +542,8 @@ CORPUS: Tuple[CorpusModel, ...] = tuple(
                crop_and_pad_1d_3d, pooling_2d, reshape_to_image,
                dropouts_and_noise, activations, layer_norm_conv,
                nested_functional, sequential_head, sequential, shared_layers,
-               multi_output, mini_unet, permute_and_dense, detector_head))
+               multi_output, mini_unet, permute_and_dense, detector_head,
+               keras_ops))
 
 _BY_NAME: Dict[str, CorpusModel] = {entry.name: entry for entry in CORPUS}
 
