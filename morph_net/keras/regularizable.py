@@ -8,7 +8,12 @@ no rebuilt model has:
 - groups that reach a model output (a classifier keeps its classes; the
   original's users excluded them by hand with `regularizer_blacklist`);
 - groups that surgery's channel model freezes (a Dense feeding a `Reshape`,
-  the inputs of a layer surgery does not understand, ...).
+  the inputs of a layer surgery does not understand, ...);
+- channels inside a layer that takes no width (a custom layer's inner
+  Dense, e.g. a Squeeze-Excitation bottleneck): the channel model knows the
+  layer's input and output channels only, so an op reading the layer's
+  weights whose output channels are not the layer's (`inner_fixed_sides`)
+  keeps its width.
 
 `excluded_ops(traced)` finds the ops of those groups in the trace;
 `build_regularizer` passes them to the network regularizer as
@@ -32,7 +37,8 @@ from morph_net.surgery import layer_rule
 
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
            'blacklist_regex', 'build_regularizer', 'each_kernel_once',
-           'uncosted_layers', 'warn_uncosted', 'OUTPUT_REASON']
+           'uncosted_layers', 'warn_uncosted', 'inner_fixed_sides',
+           'OUTPUT_REASON']
 
 # Op types that hold conv or matrix-product arithmetic the cost functions
 # do not read (unless they are added to resource_function.COSTED_OP_TYPES):
@@ -72,6 +78,52 @@ def fixed_width_layers(channels: channel_model.ChannelModel
   return fixed
 
 
+# Ops whose first input and output hold the channels they read and write.
+_CHANNEL_OP_TYPES = (resource_function.CONV_OP_TYPES |
+                     resource_function.DEPTHWISE_OP_TYPES |
+                     frozenset(['MatMul']))
+
+
+def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
+                      op: tf.Operation):
+  """The channel counts of `op` that stay fixed inside layer `name`.
+
+  A layer whose rule takes no width (a pass-through custom layer, an opaque
+  one, a depthwise conv) narrows with its input and output channels only.
+  An op reading its weights whose input or output channel count is not the
+  one its rule gives the layer's ops (`LayerRule.op_widths` of the layer's
+  channels) works on channels of the layer's own, which rebuild keeps: the
+  bottleneck of a Squeeze-Excitation block written as a custom layer
+  (input C -> r, then r -> C).
+
+  Args:
+    channels: the channel model.
+    name: the layer of the channel model `op` belongs to.
+    op: a traced op.
+
+  Returns:
+    (input count or None, output count or None): the original count of
+    each side that stays fixed, None for a side that follows the layer
+    (always (None, None) for width-taking layers and for op types whose
+    channels are not read from their first input and output).
+  """
+  layer = channels.layers.get(name)
+  if layer is None or op.type not in _CHANNEL_OP_TYPES:
+    return None, None
+  rule = channels.rule(layer)
+  if rule.width_attribute:
+    return None, None
+  output = channels.space_size(channels.layer_out[name])
+  inputs = channels.layer_in.get(name)
+  first = channels.space_size(inputs[0]) if inputs else output
+  want = rule.op_widths(layer, first, output,
+                        op.type in resource_function.DEPTHWISE_OP_TYPES)
+  have = tuple(tf.compat.dimension_value(t.shape[-1])
+               for t in (op.inputs[0], op.outputs[0]))
+  return tuple(h if h is not None and h != w else None
+               for h, w in zip(have, want))
+
+
 class ExcludedOps(object):
   """Ops of the trace whose channel groups must not be regularized.
 
@@ -82,13 +134,17 @@ class ExcludedOps(object):
     warned: the names of `layers` a user would expect to be regularized:
       width-taking layers (conv, dense) whose groups are frozen for a reason
       other than reaching an output.
+    channels: the channel model (None for models rebuild does not read,
+      e.g. subclassed models).
   """
 
   def __init__(self, op_names: List[str], layers: Dict[str, str],
-               warned: Optional[List[str]] = None):
+               warned: Optional[List[str]] = None,
+               channels: Optional[channel_model.ChannelModel] = None):
     self.op_names = sorted(set(op_names))
     self.layers = dict(layers)
     self.warned = sorted(warned or [])
+    self.channels = channels
 
   def blacklist(self) -> List[str]:
     """`regularizer_blacklist` entries excluding exactly these ops."""
@@ -147,14 +203,20 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   layers, warned = {}, set()
   for op in traced.forward_ops():
     name = traced.known_layer_name(op, channels.layers)
-    if name is None or name not in fixed or (
+    if name is None:
+      continue
+    if name not in fixed and inner_fixed_sides(channels, name, op)[1]:
+      # Channels of the layer's own (a custom layer's inner Dense).
+      op_names.append(op.name)
+      continue
+    if name not in fixed or (
         fixed[name] == OUTPUT_REASON and not keep_output_widths):
       continue
     op_names.append(op.name)
     layers[name] = fixed[name]
     if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
       warned.add(name)
-  return ExcludedOps(op_names, layers, sorted(warned))
+  return ExcludedOps(op_names, layers, sorted(warned), channels)
 
 
 def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,

@@ -82,7 +82,12 @@ class RebuildPlan(object):
     if not unknown:
       return
     name = unknown[0]
-    if name in ch.layers:
+    if name in ch.layers and ch.rules.find(ch.layers[name]) is None:
+      hint = ('it is a %s, which has no layer rule: rebuild keeps its '
+              'channels and takes no width for it (register a LayerRule '
+              'with a width_attribute for a layer whose width a structure '
+              'sets)' % type(ch.layers[name]).__name__)
+    elif name in ch.layers:
       hint = ('it is a %s, whose width follows its input; only %s layers '
               'take a width' % (type(ch.layers[name]).__name__,
                                 '/'.join(ch.rules.width_layer_names())))

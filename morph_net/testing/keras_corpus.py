@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Tuple
 
 import keras
 
+from morph_net.testing import custom_layers
+
 __all__ = ['CorpusModel', 'CORPUS', 'get', 'names', 'covered_layer_types']
 
 L = keras.layers
@@ -530,6 +532,21 @@ def keras_ops():
   return keras.Model(x, L.Dense(3, name='logits')(y), name='keras_ops')
 
 
+def squeeze_excite_layer():
+  """A Squeeze-Excitation block written as a custom layer (keras.ops and
+  two Dense inside), whose layer rule is registered (process-wide, by this
+  builder): the channels it scales narrow, its bottleneck keeps its width."""
+  custom_layers.register_squeeze_excite()
+  x = keras.Input((8, 8, 3))
+  y = _conv_bn(x, 8, 'conv1')
+  y = _conv_bn(y, 16, 'conv2')
+  y = custom_layers.SqueezeExcite(name='se2')(y)
+  y = _conv_bn(y, 8, 'conv3')
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(4, name='logits')(y),
+                     name='squeeze_excite_layer')
+
+
 CORPUS: Tuple[CorpusModel, ...] = tuple(
     CorpusModel(fn.__name__, fn, (fn.__doc__ or '').strip())
     for fn in (flatten_head, upsampling_nearest, upsampling_bilinear,
@@ -543,7 +560,7 @@ CORPUS: Tuple[CorpusModel, ...] = tuple(
                dropouts_and_noise, activations, layer_norm_conv,
                nested_functional, sequential_head, sequential, shared_layers,
                multi_output, mini_unet, permute_and_dense, detector_head,
-               keras_ops))
+               keras_ops, squeeze_excite_layer))
 
 _BY_NAME: Dict[str, CorpusModel] = {entry.name: entry for entry in CORPUS}
 
