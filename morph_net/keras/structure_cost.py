@@ -114,7 +114,8 @@ class StructureCost(object):
       if op.type not in costed:
         continue
       name = (self.traced.known_layer_name(op, layers) or
-              self.traced.scope_layer_name(op, layers))
+              self.traced.scope_layer_name(op, layers) or
+              self.traced.scope_operation_name(op))
       if name is None or name not in self.channels.layer_out:
         continue
       ops.append((op, name, op.type in rf.WEIGHTED_OP_TYPES))

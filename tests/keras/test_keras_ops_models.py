@@ -119,3 +119,39 @@ def test_detector_scale_that_dies_whole_is_refused_clearly():
       'and others that did not; only the Add layer and concatenations '
       'along the channel axis can drop vanished inputs. Keep a nonzero '
       'width for the layers feeding it.'), message
+
+
+def _small_ops_model():
+  """conv -> BN -> ops.relu; conv -> BN; ops.add; x * 2.0; ops.mean;
+  Dense: the issue's example."""
+  layers = keras.layers
+  x = keras.Input((8, 8, 3))
+  y = layers.Conv2D(8, 3, padding='same', name='c1')(x)
+  y = keras.ops.relu(layers.BatchNormalization(name='bn1')(y))
+  r = layers.Conv2D(8, 3, padding='same', name='c2')(y)
+  y = keras.ops.add(y, layers.BatchNormalization(name='bn2')(r))
+  y = keras.ops.mean(y * 2.0, axis=[1, 2])
+  return keras.Model(x, layers.Dense(3, name='logits')(y))
+
+
+def test_operations_are_traced_in_their_own_name_scopes():
+  model = _small_ops_model()
+  traced = morph_keras.TracedModel(model)
+  scoped = sorted({traced.scope_operation_name(op)
+                   for op in traced.forward_ops()} - {None})
+  assert scoped == ['add', 'mean', 'multiply', 'relu']
+
+
+def test_latency_structure_cost_counts_the_operations():
+  from morph_net.network_regularizers import latency_regularizer  # pylint: disable=g-import-not-at-top
+  model = _small_ops_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, latency_regularizer.GammaLatencyRegularizer, hardware='V100',
+      gamma_threshold=1e-3)
+  cost = morph_keras.StructureCost(regularizer)
+  assert cost({}) == pytest.approx(regularizer.initial_cost, rel=1e-6)
+  _zero_gammas(model, {'bn1': [1, 4], 'bn2': [1, 4, 6]})
+  alive = regularizer.alive_counts()
+  assert alive == {'c1': 6, 'c2': 6}
+  assert cost(alive) == pytest.approx(float(regularizer.cost()), rel=1e-6)
+  assert cost(alive) < regularizer.initial_cost
