@@ -61,16 +61,17 @@ def fixed_width_layers(channels: channel_model.ChannelModel
     channels: the channel model of the traced model.
 
   Returns:
-    The layers and the first reason (frozen reasons before outputs).
+    The layers and a reason (frozen reasons before outputs; of several,
+    the one nearest to the layer, see `ChannelModel.frozen_reason`).
   """
   table = channels.table
   output_groups = channels.output_groups()
   fixed = {}
   for name, space in channels.layer_out.items():
     for gid in space.group_ids(table):
-      reasons = table.frozen_reasons(gid)
-      if reasons:
-        fixed[name] = reasons[0]
+      reason = channels.frozen_reason(name, gid)
+      if reason:
+        fixed[name] = reason
         break
       if table.find(gid) in output_groups:
         fixed[name] = OUTPUT_REASON
@@ -245,13 +246,43 @@ def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
   build = functools.partial(traced.build_regularizer, regularizer_class,
                             **boundaries, **kwargs)
   ours = excluded.blacklist()
-  if ours:
-    try:
-      return build(regularizer_blacklist=user_blacklist + ours)
-    except errors.InvalidArgumentError as e:
-      if repr(ours[0]) not in str(e):
-        raise
-  return build(regularizer_blacklist=user_blacklist)
+  try:
+    if ours:
+      try:
+        return build(regularizer_blacklist=user_blacklist + ours)
+      except errors.InvalidArgumentError as e:
+        if repr(ours[0]) not in str(e):
+          raise
+    return build(regularizer_blacklist=user_blacklist)
+  except errors.NoSourceOpsError as e:
+    hint = _other_normalizations_hint(traced.model)
+    if not hint:
+      raise
+    raise errors.NoSourceOpsError('%s %s' % (e, hint)) from e
+
+
+# Normalizations with a learned scale that Gamma regularizers do not read.
+_OTHER_NORMALIZATIONS = ('LayerNormalization', 'GroupNormalization',
+                         'RMSNormalization')
+
+
+def _other_normalizations_hint(model) -> Optional[str]:
+  """Why the scales of a model's layer norms (group norms, RMS norms) are
+  not Gamma sources, or None if it has none with a scale."""
+  found = []
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if (type(layer).__name__ in _OTHER_NORMALIZATIONS and
+        getattr(layer, 'scale', True)):
+      found.append('%r (%s)' % (layer.name, type(layer).__name__))
+  if not found:
+    return None
+  return ('The learned scales of %s do not count: a layer norm (or group or '
+          'RMS norm) normalises over its channels, so a channel whose scale '
+          "is zero still changes the other channels' statistics and cannot "
+          'be removed exactly; Gamma regularizers read batch-norm scales '
+          'only. Use a GroupLasso regularizer (e.g. '
+          'GroupLassoFlopsRegularizer) for this model.' %
+          ', '.join(found[:5] + (['...'] if len(found) > 5 else [])))
 
 
 def each_kernel_once(traced, ops: Sequence[tf.Operation]

@@ -92,7 +92,8 @@ class LayerNode(object):
 
   def __init__(self, layer, inputs: Sequence, input_spaces: Sequence,
                outputs: Sequence, table: spaces.GroupTable,
-               layer_groups: dict, arguments=None):
+               layer_groups: dict, arguments=None,
+               freezes: Optional[list] = None):
     self.layer = layer
     self.inputs = list(inputs)
     self.input_spaces = list(input_spaces)
@@ -101,6 +102,8 @@ class LayerNode(object):
     self.kwargs = dict(getattr(arguments, 'kwargs', {}) or {})
     self._table = table
     self._layer_groups = layer_groups
+    # (layer name, group id, reason) of every freezing by this call.
+    self._freezes = freezes if freezes is not None else []
 
   def space_of(self, tensor) -> Optional[spaces.ChannelSpace]:
     """The channel space of an input tensor of this call (None if `tensor`
@@ -126,7 +129,10 @@ class LayerNode(object):
   def new_group(self, size: int,
                 frozen_reason: Optional[str] = None) -> spaces.Group:
     """A new group of `size` channels (frozen if a reason is given)."""
-    return spaces.Group(self._table.new(size, frozen_reason))
+    gid = self._table.new(size, frozen_reason)
+    if frozen_reason:
+      self._freezes.append((self.layer.name, gid, frozen_reason))
+    return spaces.Group(gid)
 
   def layer_group(self) -> spaces.Group:
     """The group of this layer's output channels, one per layer.
@@ -156,6 +162,7 @@ class LayerNode(object):
     """Marks every group of `space` as unable to change width."""
     for gid in space.group_ids(self._table):
       self._table.freeze(gid, reason)
+      self._freezes.append((self.layer.name, gid, reason))
 
   def union(self, a: spaces.ChannelSpace, b: spaces.ChannelSpace) -> None:
     """Merges the groups of two spaces whose channels meet elementwise.

@@ -139,12 +139,12 @@ class RebuildPlan(object):
           'Received: %s. Give every layer of the group the same width.' %
           (group, ', '.join('%s=%d' % kv for kv in group_widths.items())))
     width = group_widths[group[0]]
-    reasons = ch.frozen_reasons(group[0])
-    if reasons and width != ch.original_width(group[0]):
+    reason = ch.frozen_reason(group[0])
+    if reason and width != ch.original_width(group[0]):
       raise errors.StructureError(
           'The width of layers %s cannot change (%d -> %d): %s. Keep their '
           'original width in the structure.' %
-          (group, ch.original_width(group[0]), width, reasons[0]))
+          (group, ch.original_width(group[0]), width, reason))
     # Width 0 is left to the vanishing check, which names the output.
     if (width and width != ch.original_width(group[0]) and
         ch.group_of(group[0]) in output_groups):
