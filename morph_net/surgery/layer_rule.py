@@ -34,6 +34,7 @@ serves every layer of its type.
 import collections
 from typing import List, Optional, Sequence, Tuple
 
+import keras
 import numpy as np
 
 from morph_net import errors
@@ -54,8 +55,12 @@ ChannelSelection = collections.namedtuple(
 
 
 def describe_layer(layer) -> str:
-  """`'name' (Type)` for messages."""
-  return '%r (%s)' % (layer.name, type(layer).__name__)
+  """`'name' (Type)` for messages; `'name' (keras.ops Type)` for the
+  operation nodes keras.ops calls record in functional models."""
+  kind = type(layer).__name__
+  if not isinstance(layer, keras.layers.Layer):
+    kind = 'keras.ops ' + kind
+  return '%r (%s)' % (layer.name, kind)
 
 
 def num_channels(tensor) -> int:

@@ -17,6 +17,7 @@ import pytest
 
 from morph_net import errors
 from morph_net import keras as morph_keras
+from morph_net.keras import expansion
 from morph_net.keras import regularizable
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import channel_model
@@ -94,6 +95,12 @@ def test_unknown_custom_layer_is_never_in_a_structure(family, caplog):
   assert cost(alive) == float(regularizer.cost())
   assert reference_cost.reference_flops(rebuild.rebuild(model, alive)) == (
       float(regularizer.cost()))
+  # Expanding the structure back to the initial cost accepts it too.
+  expanded, _, expanded_cost = expansion.expand_to_cost(
+      cost, alive, regularizer.initial_cost)
+  assert set(expanded) == set(alive)
+  assert cost(alive) < expanded_cost <= regularizer.initial_cost
+  assert cost(expanded) == expanded_cost
 
 
 def test_structure_naming_a_layer_without_rule_says_so():

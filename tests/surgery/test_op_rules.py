@@ -15,6 +15,7 @@ from morph_net import errors
 from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules
 from morph_net.surgery import op_rules
+from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import rebuild
 from morph_net.testing import keras_corpus
 
@@ -114,7 +115,7 @@ def test_one_channel_operand_is_broadcast():
   channels = channel_model.analyze(model)
   assert channels.can_change_width('a') == (True, '')
   assert channels.can_change_width('gate') == (
-      False, "it is broadcast by layer 'multiply' (Multiply)")
+      False, "it is broadcast by layer 'multiply' (keras.ops Multiply)")
   rebuilt = rebuild.rebuild(model, {'a': 3})
   assert rebuilt.get_layer('logits').kernel.shape == (3, 2)
 
@@ -125,14 +126,14 @@ def test_constant_with_one_value_per_channel_keeps_the_width():
   channels = channel_model.analyze(model)
   assert channels.can_change_width('a') == (
       False, "it meets a constant of 6 channels in layer 'multiply' "
-      '(Multiply), which cannot follow a narrower tensor')
+      '(keras.ops Multiply), which cannot follow a narrower tensor')
   with pytest.raises(errors.StructureError) as raised:
     rebuild.rebuild(model, {'a': 4})
   assert str(raised.value) == (
       "The width of layers ['a'] cannot change (6 -> 4): it meets a "
-      "constant of 6 channels in layer 'multiply' (Multiply), which cannot "
-      'follow a narrower tensor. Keep their original width in the '
-      'structure.')
+      "constant of 6 channels in layer 'multiply' (keras.ops Multiply), "
+      'which cannot follow a narrower tensor. Keep their original width in '
+      'the structure.')
 
 
 @pytest.mark.parametrize('body,name', [
@@ -148,8 +149,8 @@ def test_reduction_over_the_channel_axis_is_refused(body, name):
   model = keras.Model(x, L.Dense(2, name='logits')(y))
   channels = channel_model.analyze(model)
   assert channels.can_change_width('a') == (
-      False, "it feeds layer %r (%s), which reduces over the channel axis" %
-      (name, name.capitalize()))
+      False, "it feeds layer %r (keras.ops %s), which reduces over the "
+      'channel axis' % (name, name.capitalize()))
 
 
 @pytest.mark.parametrize('body,why', [
@@ -221,3 +222,17 @@ def test_every_op_class_has_a_rule():
     assert type(rules.find(cls)) is type(rule)  # pylint: disable=unidiomatic-typecheck
   assert isinstance(rules.get(keras.src.ops.numpy.Mean),
                     op_rules.ReductionOpRule)
+
+
+def test_residual_branch_added_with_an_op_cannot_vanish():
+  x = keras.Input((4, 4, 3))
+  y = L.Conv2D(6, 1, name='c1')(x)
+  b = L.Conv2D(6, 1, name='b2')(L.Conv2D(4, 1, name='b1')(y))
+  model = keras.Model(x, L.Dense(2, name='logits')(
+      L.GlobalAveragePooling2D(name='gap')(ops.add(y, b))))
+  with pytest.raises(errors.StructureError) as raised:
+    rebuild.rebuild(model, {'b1': 0})
+  assert str(raised.value).startswith(
+      "Layer 'add' (keras.ops Add) has inputs that vanished")
+  assert plan_lib.rebuildable_structure(channel_model.analyze(model),
+                                        {'b1': 0}) == {'b1': 1}
