@@ -9,14 +9,17 @@ the rebuilt tensors (a clone made from the operation's config), so they
 rebuild like layers without weights once the channel model knows how they
 treat channels. One rule per kind of operation:
 
-| rule | operations | channels |
-|---|---|---|
-| `UnaryOpRule` | relu, sigmoid, gelu, exp, sqrt, clip, cast, ... | pass through |
-| `BroadcastOpRule` | add, subtract, multiply, divide, maximum, where, ... (`a + b`, `x * 2.0`) | the operands' groups merge; a broadcast operand (one channel, a scalar) passes |
-| `ReductionOpRule` | mean, sum, max, min, prod, std, var, logsumexp | pass when the channel axis is kept; reducing it is refused |
-| `ConcatenateOpRule` | concatenate | as the Concatenate layer, on any axis |
-| `ReshapeOpRule` | reshape | as the Reshape layer: last axis kept, or a flatten |
-| `GetItemOpRule` | `x[...]` indexing | pass when the channel axis is kept whole and last |
+* `UnaryOpRule` (relu, sigmoid, gelu, exp, sqrt, clip, cast, ...): the
+  channels pass through.
+* `BroadcastOpRule` (add, subtract, multiply, divide, maximum, where, ...;
+  `a + b`, `x * 2.0`): the operands' groups merge; a broadcast operand
+  (one channel, a scalar) passes.
+* `ReductionOpRule` (mean, sum, max, min, prod, std, var, logsumexp): the
+  channels pass when the channel axis is kept; reducing it is refused.
+* `ConcatenateOpRule`: as the Concatenate layer, on any axis.
+* `ReshapeOpRule`: as the Reshape layer (last axis kept, or a flatten).
+* `GetItemOpRule` (`x[...]`): the channels pass when the key keeps the
+  channel axis whole and last.
 
 `op_rule_table()` maps the operation classes to these rules;
 `layer_rules` registers them with the built-in layer rules. An operation
