@@ -20,6 +20,9 @@ treat channels. One rule per kind of operation:
 * `ReshapeOpRule`: as the Reshape layer (last axis kept, or a flatten).
 * `GetItemOpRule` (`x[...]`): the channels pass when the key keeps the
   channel axis whole and last.
+* `ShapeOpRule` (expand_dims, squeeze: reshapes without a shape argument)
+  and `TransposeOpRule`: the channels pass when the channel axis stays
+  last.
 
 `op_rule_table()` maps the operation classes to these rules;
 `layer_rules` registers them with the built-in layer rules. An operation
@@ -37,6 +40,7 @@ from morph_net.surgery import layer_rule
 
 __all__ = ['UnaryOpRule', 'BroadcastOpRule', 'ReductionOpRule',
            'ConcatenateOpRule', 'ReshapeOpRule', 'GetItemOpRule',
+           'ShapeOpRule', 'TransposeOpRule',
            'op_rule_table', 'UNARY_OPS', 'BROADCAST_OPS', 'REDUCTION_OPS']
 
 UNKNOWN = layer_rule.UNKNOWN
@@ -227,6 +231,27 @@ class GetItemOpRule(layer_rule.LayerRule):
     return node.input_spaces[0]
 
 
+class ShapeOpRule(layer_rule.LayerRule):
+  """`ops.expand_dims`, `ops.squeeze`: reshapes whose arguments are axes
+  (nothing to resize), see `builtin_rules.reshape_space`."""
+
+  def output_space(self, node):
+    return builtin_rules.reshape_space(node)
+
+
+class TransposeOpRule(layer_rule.LayerRule):
+  """`ops.transpose`: the channels pass when the channel axis stays last."""
+
+  def output_space(self, node):
+    if len(node.inputs) != 1:
+      return node.opaque(UNKNOWN)
+    rank = node.input_rank()
+    axes = getattr(node.layer, 'axes', None)
+    if axes is None or int(axes[-1]) % rank != rank - 1:
+      return node.opaque('which moves the channel axis')
+    return node.input_spaces[0]
+
+
 def _classes(names_by_module: Dict[str, Sequence[str]]) -> List[type]:
   from keras.src import ops as ops_package  # pylint: disable=g-import-not-at-top
   classes = []
@@ -246,7 +271,10 @@ def op_rule_table() -> Dict[type, layer_rule.LayerRule]:
       table[cls] = rule
   for name, rule in (('Concatenate', ConcatenateOpRule()),
                      ('Reshape', ReshapeOpRule()),
-                     ('GetItem', GetItemOpRule())):
+                     ('GetItem', GetItemOpRule()),
+                     ('ExpandDims', ShapeOpRule()),
+                     ('Squeeze', ShapeOpRule()),
+                     ('Transpose', TransposeOpRule())):
     for cls in _classes({'numpy': (name,)}):
       table[cls] = rule
   return table

@@ -67,12 +67,14 @@ def _model(body, shape=(4, 4, 3)):
     lambda y: ops.reshape(y, (-1, 16, 6)),
     lambda y: ops.reshape(y, (-1, 96)),
     lambda y: ops.concatenate([y, y], axis=1),
+    lambda y: ops.squeeze(ops.expand_dims(y, 1), 1),
+    lambda y: ops.transpose(y, (0, 2, 1, 3)),
 ], ids=['relu', 'sigmoid', 'gelu', 'abs', 'exp', 'clip', 'cast', 'leaky',
         'neg', 'mul_scalar', 'radd_scalar', 'div_scalar', 'pow_scalar',
         'mul_numpy_scalar', 'mean', 'sum', 'max',
         'mean_keepdims', 'getitem_slice', 'getitem_newaxis',
         'getitem_index', 'reshape_tokens', 'reshape_flatten',
-        'concat_positions'])
+        'concat_positions', 'expand_squeeze', 'transpose'])
 def test_single_input_ops_let_the_conv_narrow(body):
   model = _model(body)
   channels = channel_model.analyze(model)
@@ -163,6 +165,9 @@ def test_reduction_over_the_channel_axis_is_refused(body, name):
     (lambda y: ops.concatenate([y, np.zeros((1, 4, 4, 6), 'float32')],
                                axis=1),
      'which concatenates a constant'),
+    (lambda y: ops.expand_dims(y, -1), 'which does not keep the last axis'),
+    (lambda y: ops.transpose(y, (0, 3, 1, 2)),
+     'which moves the channel axis'),
 ])
 def test_ops_that_mix_channels_are_opaque(body, why):
   x = keras.Input((4, 4, 3))
