@@ -108,6 +108,12 @@ class ModelRegularizer(object):
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
     excluded.warn()
     self._kept_layers = frozenset(excluded.layers)
+    # The names a structure may hold: the channel model's width-taking
+    # layers (None when rebuild cannot read the model).
+    self._channels = excluded.channels
+    self._structure_layers = (
+        None if excluded.channels is None else
+        frozenset(excluded.channels.source_layers()))
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
@@ -343,7 +349,10 @@ class ModelRegularizer(object):
     `kept_value(width)`, they keep their width.
 
     A layer used by several ops (a shared layer) combines its uses with
-    the element-wise maximum (for booleans: alive where any use is).
+    the element-wise maximum (for booleans: alive where any use is). Only
+    layers a structure can name are listed: for models rebuild reads, the
+    channel model's width-taking layers (not, e.g., the inner Dense of a
+    custom layer, or the custom layer itself).
     """
     manager = self.op_regularizer_manager
     by_layer = {}
@@ -351,7 +360,12 @@ class ModelRegularizer(object):
       if not is_structure_op(op):
         continue
       regularizer = manager.get_regularizer(op)
-      name = self._traced.layer_name(op) or op.name
+      if self._structure_layers is None:
+        name = self._traced.layer_name(op) or op.name
+      else:
+        name = self._traced.known_layer_name(op, self._channels.layers)
+        if name not in self._structure_layers:
+          continue
       if regularizer is not None:
         value = read(regularizer)
       elif name in self._kept_layers and _has_sources(manager, op):

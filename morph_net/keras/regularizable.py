@@ -8,7 +8,12 @@ no rebuilt model has:
 - groups that reach a model output (a classifier keeps its classes; the
   original's users excluded them by hand with `regularizer_blacklist`);
 - groups that surgery's channel model freezes (a Dense feeding a `Reshape`,
-  the inputs of a layer surgery does not understand, ...).
+  the inputs of a layer surgery does not understand, ...);
+- channels inside a layer that takes no width (a custom layer's inner
+  Dense, e.g. a Squeeze-Excitation bottleneck): the channel model knows the
+  layer's input and output channels only, so an op reading the layer's
+  weights whose output channels are not the layer's (`inner_fixed_sides`)
+  keeps its width.
 
 `excluded_ops(traced)` finds the ops of those groups in the trace;
 `build_regularizer` passes them to the network regularizer as
@@ -35,7 +40,8 @@ from morph_net.surgery import layer_rule
 __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
            'keep_connected',
            'blacklist_regex', 'build_regularizer', 'each_kernel_once',
-           'uncosted_layers', 'warn_uncosted', 'OUTPUT_REASON']
+           'uncosted_layers', 'warn_uncosted', 'inner_fixed_sides',
+           'OUTPUT_REASON']
 
 # Op types that hold conv or matrix-product arithmetic the cost functions
 # do not read (unless they are added to resource_function.COSTED_OP_TYPES):
@@ -58,21 +64,68 @@ def fixed_width_layers(channels: channel_model.ChannelModel
     channels: the channel model of the traced model.
 
   Returns:
-    The layers and the first reason (frozen reasons before outputs).
+    The layers and a reason (frozen reasons before outputs; of several,
+    the one nearest to the layer, see `ChannelModel.frozen_reason`).
   """
   table = channels.table
   output_groups = channels.output_groups()
   fixed = {}
   for name, space in channels.layer_out.items():
     for gid in space.group_ids(table):
-      reasons = table.frozen_reasons(gid)
-      if reasons:
-        fixed[name] = reasons[0]
+      reason = channels.frozen_reason(name, gid)
+      if reason:
+        fixed[name] = reason
         break
       if table.find(gid) in output_groups:
         fixed[name] = OUTPUT_REASON
         break
   return fixed
+
+
+# Ops whose first input and output hold the channels they read and write.
+_CHANNEL_OP_TYPES = (resource_function.CONV_OP_TYPES |
+                     resource_function.DEPTHWISE_OP_TYPES |
+                     frozenset(['MatMul']))
+
+
+def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
+                      op: tf.Operation):
+  """The channel counts of `op` that stay fixed inside layer `name`.
+
+  A layer whose rule takes no width (a pass-through custom layer, an opaque
+  one, a depthwise conv) narrows with its input and output channels only.
+  An op reading its weights whose input or output channel count is not the
+  one its rule gives the layer's ops (`LayerRule.op_widths` of the layer's
+  channels) works on channels of the layer's own, which rebuild keeps: the
+  bottleneck of a Squeeze-Excitation block written as a custom layer
+  (input C -> r, then r -> C).
+
+  Args:
+    channels: the channel model.
+    name: the layer of the channel model `op` belongs to.
+    op: a traced op.
+
+  Returns:
+    (input count or None, output count or None): the original count of
+    each side that stays fixed, None for a side that follows the layer
+    (always (None, None) for width-taking layers and for op types whose
+    channels are not read from their first input and output).
+  """
+  layer = channels.layers.get(name)
+  if layer is None or op.type not in _CHANNEL_OP_TYPES:
+    return None, None
+  rule = channels.rule(layer)
+  if rule.width_attribute:
+    return None, None
+  output = channels.space_size(channels.layer_out[name])
+  inputs = channels.layer_in.get(name)
+  first = channels.space_size(inputs[0]) if inputs else output
+  want = rule.op_widths(layer, first, output,
+                        op.type in resource_function.DEPTHWISE_OP_TYPES)
+  have = tuple(tf.compat.dimension_value(t.shape[-1])
+               for t in (op.inputs[0], op.outputs[0]))
+  return tuple(h if h is not None and h != w else None
+               for h, w in zip(have, want))
 
 
 class ExcludedOps(object):
@@ -85,12 +138,13 @@ class ExcludedOps(object):
     warned: the names of `layers` a user would expect to be regularized:
       width-taking layers (conv, dense) whose groups are frozen for a reason
       other than reaching an output.
-    channels: surgery's channel model of the model (None for models
-      surgery does not read, e.g. subclassed ones).
+    channels: the channel model (None for models rebuild does not read,
+      e.g. subclassed models).
   """
 
   def __init__(self, op_names: List[str], layers: Dict[str, str],
-               warned: Optional[List[str]] = None, channels=None):
+               warned: Optional[List[str]] = None,
+               channels: Optional[channel_model.ChannelModel] = None):
     self.op_names = sorted(set(op_names))
     self.layers = dict(layers)
     self.warned = sorted(warned or [])
@@ -153,7 +207,13 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   layers, warned = {}, set()
   for op in traced.forward_ops():
     name = traced.known_layer_name(op, channels.layers)
-    if name is None or name not in fixed or (
+    if name is None:
+      continue
+    if name not in fixed and inner_fixed_sides(channels, name, op)[1]:
+      # Channels of the layer's own (a custom layer's inner Dense).
+      op_names.append(op.name)
+      continue
+    if name not in fixed or (
         fixed[name] == OUTPUT_REASON and not keep_output_widths):
       continue
     op_names.append(op.name)
@@ -229,13 +289,43 @@ def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
   build = functools.partial(traced.build_regularizer, regularizer_class,
                             **boundaries, **kwargs)
   ours = excluded.blacklist()
-  if ours:
-    try:
-      return build(regularizer_blacklist=user_blacklist + ours)
-    except errors.InvalidArgumentError as e:
-      if repr(ours[0]) not in str(e):
-        raise
-  return build(regularizer_blacklist=user_blacklist)
+  try:
+    if ours:
+      try:
+        return build(regularizer_blacklist=user_blacklist + ours)
+      except errors.InvalidArgumentError as e:
+        if repr(ours[0]) not in str(e):
+          raise
+    return build(regularizer_blacklist=user_blacklist)
+  except errors.NoSourceOpsError as e:
+    hint = _other_normalizations_hint(traced.model)
+    if not hint:
+      raise
+    raise errors.NoSourceOpsError('%s %s' % (e, hint)) from e
+
+
+# Normalizations with a learned scale that Gamma regularizers do not read.
+_OTHER_NORMALIZATIONS = ('LayerNormalization', 'GroupNormalization',
+                         'RMSNormalization')
+
+
+def _other_normalizations_hint(model) -> Optional[str]:
+  """Why the scales of a model's layer norms (group norms, RMS norms) are
+  not Gamma sources, or None if it has none with a scale."""
+  found = []
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if (type(layer).__name__ in _OTHER_NORMALIZATIONS and
+        getattr(layer, 'scale', True)):
+      found.append('%r (%s)' % (layer.name, type(layer).__name__))
+  if not found:
+    return None
+  return ('The learned scales of %s do not count: a layer norm (or group or '
+          'RMS norm) normalises over its channels, so a channel whose scale '
+          "is zero still changes the other channels' statistics and cannot "
+          'be removed exactly; Gamma regularizers read batch-norm scales '
+          'only. Use a GroupLasso regularizer (e.g. '
+          'GroupLassoFlopsRegularizer) for this model.' %
+          ', '.join(found[:5] + (['...'] if len(found) > 5 else [])))
 
 
 def each_kernel_once(traced, ops: Sequence[tf.Operation]

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.keras import model_regularizer as model_regularizer_lib
+from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.surgery import channel_model
@@ -113,15 +114,33 @@ class StructureCost(object):
       if op.type not in costed:
         continue
       name = (self.traced.known_layer_name(op, layers) or
-              self.traced.scope_layer_name(op, layers))
+              self.traced.scope_layer_name(op, layers) or
+              self.traced.scope_operation_name(op))
       if name is None or name not in self.channels.layer_out:
         continue
       ops.append((op, name, op.type in rf.WEIGHTED_OP_TYPES))
+    self._fixed_sides = {
+        op: regularizable.inner_fixed_sides(self.channels, name, op)
+        for op, name, _ in ops}
     return ops
 
   def costed_ops(self) -> List[Tuple[tf.Operation, str, bool]]:
     """[(op, top-level layer name, whether the op has weights)] costed."""
     return list(self._ops)
+
+  def _op_widths(self, op, name, weighted, layer_widths):
+    """The input and output widths `op` of layer `name` runs at."""
+    in_width, out_width = layer_widths
+    if weighted:
+      layer = self.channels.layers[name]
+      in_width, out_width = self.channels.rule(layer).op_widths(
+          layer, in_width, out_width, op.type in rf.DEPTHWISE_OP_TYPES)
+    else:
+      in_width = out_width
+    # Channels inside a layer that takes no width keep their count.
+    fixed_in, fixed_out = self._fixed_sides[op]
+    return (in_width if fixed_in is None else fixed_in,
+            out_width if fixed_out is None else fixed_out)
 
   def plan(self, structure: Dict[str, int]) -> plan_lib.RebuildPlan:
     """The rebuild plan of `structure` (validates it against the model)."""
@@ -151,13 +170,7 @@ class StructureCost(object):
         first_input = plan.input_width(name)
         widths[name] = (output if first_input is None else first_input,
                         output)
-      in_width, out_width = widths[name]
-      if weighted:
-        layer = self.channels.layers[name]
-        in_width, out_width = self.channels.rule(layer).op_widths(
-            layer, in_width, out_width, op.type in rf.DEPTHWISE_OP_TYPES)
-      else:
-        in_width = out_width
+      in_width, out_width = self._op_widths(op, name, weighted, widths[name])
       total += float(self.resource_function(op, False, in_width, out_width,
                                             0.0, 0.0))
     return total

@@ -11,6 +11,7 @@ vectors follow training and are differentiable with respect to the model's
 variables.
 """
 
+import contextlib
 import re
 from typing import Any, Collection, Dict, Iterable, List, Optional, Sequence
 
@@ -84,6 +85,48 @@ def _model_inputs(model):
   return list(inputs) if inputs else None
 
 
+# Name scope prefix of the ops a keras.ops operation node of a functional
+# model traces to ('<model>/op.relu/Relu'): Keras scopes layers, not
+# operations, and the structure cost maps ops to nodes by scope.
+OPERATION_SCOPE_PREFIX = 'op.'
+
+
+@contextlib.contextmanager
+def _operations_in_name_scopes():
+  """While tracing, runs every keras.ops operation node of a functional
+  model in a name scope `op.<operation name>` (layers scope themselves).
+
+  Patches the function Keras 3's functional models wrap each node call
+  with; without it (another Keras version) operations stay unscoped.
+  """
+  try:
+    from keras.src.layers.layer import Layer  # pylint: disable=g-import-not-at-top
+    from keras.src.models import functional  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    yield
+    return
+  original = getattr(functional, 'operation_fn', None)
+  if original is None:
+    yield
+    return
+
+  def scoped(operation, **call_context_args):
+    call = original(operation, **call_context_args)
+    if isinstance(operation, Layer):
+      return call
+
+    def in_scope(*args, **kwargs):
+      with tf.name_scope(OPERATION_SCOPE_PREFIX + operation.name):
+        return call(*args, **kwargs)
+    return in_scope
+
+  functional.operation_fn = scoped
+  try:
+    yield
+  finally:
+    functional.operation_fn = original
+
+
 def trace_model(model, input_signature: Sequence[tf.TensorSpec]):
   """Traces `model(inputs, training=False)` into a WrappedFunction.
 
@@ -94,7 +137,8 @@ def trace_model(model, input_signature: Sequence[tf.TensorSpec]):
     fn = lambda x: model(x, training=False)
   else:
     fn = lambda *xs: model(list(xs), training=False)
-  return tf.compat.v1.wrap_function(fn, list(input_signature))
+  with _operations_in_name_scopes():
+    return tf.compat.v1.wrap_function(fn, list(input_signature))
 
 
 def _variable_handles(variable):
@@ -329,4 +373,14 @@ class TracedModel(object):
         return stripped
       if part in layer_names:
         return part
+    return None
+
+  @staticmethod
+  def scope_operation_name(op: tf.Operation) -> Optional[str]:
+    """The keras.ops operation node of a functional model whose call traced
+    `op` (from its `op.<name>` scope, see `OPERATION_SCOPE_PREFIX`), or
+    None."""
+    for part in op.name.split('/')[1:-1]:
+      if part.startswith(OPERATION_SCOPE_PREFIX):
+        return part[len(OPERATION_SCOPE_PREFIX):]
     return None

@@ -20,7 +20,8 @@ __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
-           'builtin_rule_table']
+           'builtin_rule_table', 'reshape_space', 'sized_shape',
+           'concat_space', 'output_rank']
 
 L = keras.layers
 UNKNOWN = layer_rule.UNKNOWN
@@ -236,29 +237,53 @@ class RecurrentRule(layer_rule.LayerRule):
     return values
 
 
-class ReshapeRule(layer_rule.LayerRule):
-  """Reshape keeping the last axis (an SE block's (1, 1, C), tokens (N, C)).
+def reshape_space(node: layer_rule.LayerNode) -> spaces.ChannelSpace:
+  """The output space of a reshape (the Reshape layer, `ops.reshape`).
 
-  A reshape keeps the element order, so when the input and the output have
-  the same last axis every channel stays a channel of the same index: the
-  channels pass through, and the rebuilt layer infers its last axis (-1).
-  Any other reshape mixes channels with positions and is opaque.
+  A reshape keeps the element order. When the output's last axis has the
+  input's size, channel c of every position stays channel c: the channels
+  pass through. A reshape to (batch, n) whose n is all of the input's
+  elements is a flatten (`spaces.Flattened`). Any other reshape mixes
+  channels with positions and is opaque.
+  """
+  if not _single_input(node):
+    return node.opaque(UNKNOWN)
+  in_shape = tuple(node.inputs[0].shape)
+  out_shape = tuple(node.outputs[0].shape)
+  channels = in_shape[-1] if in_shape else None
+  if channels is not None and out_shape and out_shape[-1] == channels:
+    return node.input_spaces[0]
+  inner = in_shape[1:]
+  if (len(out_shape) == 2 and len(in_shape) > 2 and
+      None not in inner and out_shape[-1] == int(np.prod(inner))):
+    return spaces.Flattened(node.input_spaces[0], int(np.prod(inner[:-1])))
+  return node.opaque('which does not keep the last axis')
+
+
+def sized_shape(shape, output_width: int) -> tuple:
+  """A reshape target whose last entry is the rebuilt output width.
+
+  The other entries (including a -1) do not depend on the channel count
+  when the reshape keeps the last axis or flattens (see `reshape_space`).
+  """
+  return tuple(shape[:-1]) + (int(output_width),)
+
+
+class ReshapeRule(layer_rule.LayerRule):
+  """Reshape keeping the last axis (an SE block's (1, 1, C), tokens (N, C),
+  a detector's per-scale (-1, 4) boxes) or flattening; see `reshape_space`.
+
+  The rebuilt layer's target shape ends with its rebuilt width.
   """
 
   def output_space(self, node):
-    if not _single_input(node):
-      return node.opaque(UNKNOWN)
-    target = tuple(node.layer.target_shape)
-    if (node.output_channels() != layer_rule.num_channels(node.inputs[0])
-        or -1 in target[:-1]):
-      return node.opaque('which does not keep the last axis')
-    return node.input_spaces[0]
+    return reshape_space(node)
 
-  def clone_config(self, layer, config):
+  def sized_config(self, layer, config, output_width):
     del layer
-    config = dict(config)
-    config['target_shape'] = tuple(config['target_shape'][:-1]) + (-1,)
-    return config
+    return dict(config,
+                target_shape=sized_shape(config['target_shape'],
+                                         output_width))
 
 
 class PassThroughRule(layer_rule.LayerRule):
@@ -322,21 +347,52 @@ class FlattenRule(layer_rule.LayerRule):
                             int(np.prod(shape[1:-1])))
 
 
+def output_rank(layer) -> int:
+  """The rank of the (first) output of a called layer or operation."""
+  return len(layer._inbound_nodes[0].outputs[0].shape)  # pylint: disable=protected-access
+
+
+def concat_space(node: layer_rule.LayerNode, axis: int
+                 ) -> spaces.ChannelSpace:
+  """The output space of a concatenation along `axis` (layer or op).
+
+  Along the channel axis the output holds the inputs' channels one after
+  the other (`spaces.Concat`). Along any other axis (positions, time,
+  batch) channel c of the output is channel c of every input: the inputs'
+  groups merge, like an elementwise merge, and the channel count stays.
+  """
+  rank = len(node.outputs[0].shape)
+  if layer_rule.is_channel_axis(axis, rank):
+    return spaces.Concat(tuple(node.input_spaces))
+  if not node.input_spaces:
+    return node.opaque(UNKNOWN)
+  for space in node.input_spaces[1:]:
+    node.union(node.input_spaces[0], space)
+  return node.input_spaces[0]
+
+
 class ConcatenateRule(layer_rule.LayerRule):
-  """Concatenate on the last axis; vanished inputs are skipped."""
+  """Concatenate (see `concat_space`); along the channel axis vanished
+  inputs are skipped, along another axis no input may vanish alone."""
 
   accepts_vanished_inputs = True
 
+  def axis(self, layer) -> int:
+    """The concatenation axis of `layer`."""
+    return int(layer.axis)
+
+  def accepts_vanished(self, layer):
+    return layer_rule.is_channel_axis(self.axis(layer), output_rank(layer))
+
   def output_space(self, node):
-    rank = len(node.outputs[0].shape)
-    axis = node.layer.axis
-    if axis not in (-1, rank - 1):
-      return node.opaque('which concatenates along axis %d' % axis)
-    return spaces.Concat(tuple(node.input_spaces))
+    return concat_space(node, self.axis(node.layer))
 
   def live_output_space(self, layer, output_space, input_spaces,
                         live_input_spaces, vanished, input_channels):
-    del layer, output_space, input_spaces
+    del output_space, input_spaces
+    if not self.accepts_vanished(layer):
+      # The inputs share their groups: they vanish together.
+      return live_input_spaces[0]
     return spaces.Concat(tuple(
         spaces.Dead(channels) if gone else space
         for space, gone, channels in zip(live_input_spaces, vanished,

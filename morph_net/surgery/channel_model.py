@@ -6,7 +6,9 @@ all need the same facts about a model: which channels must shrink together
 which groups cannot change width, and why. `ChannelModel` computes them once
 by walking the model's layer graph in run order and asking the layer-rule
 registry (`layer_rules`) how each layer maps its input channels to its
-output channels.
+output channels. The graph's nodes are layers and the operations Keras 3
+records for `keras.ops` calls on symbolic tensors (`op_rules`); both are
+"layers" here, keyed by name (`layers` holds the true layers only).
 """
 
 import collections
@@ -107,6 +109,7 @@ class ChannelModel(object):
     self.space = {}
     self.layer_in = {}
     self.layer_out = {}
+    self._freezes = []  # (layer name, group id, reason), in run order.
     self._walk()
 
   def _walk(self):
@@ -123,7 +126,8 @@ class ChannelModel(object):
         inputs = list(node.input_tensors)
         in_spaces = [self.space[id(t)] for t in inputs]
         out_space = self._output_space(layer, inputs, in_spaces,
-                                       list(node.outputs))
+                                       list(node.outputs),
+                                       getattr(node, 'arguments', None))
         for tensor in node.outputs:
           self.space[id(tensor)] = out_space
         self.nodes.append((layer, inputs, list(node.outputs)))
@@ -131,9 +135,10 @@ class ChannelModel(object):
           self.layer_in[layer.name] = in_spaces
           self.layer_out[layer.name] = out_space
 
-  def _output_space(self, layer, inputs, in_spaces, outputs):
+  def _output_space(self, layer, inputs, in_spaces, outputs, arguments):
     node = layer_rule.LayerNode(layer, inputs, in_spaces, outputs,
-                                self.table, self._layer_groups)
+                                self.table, self._layer_groups, arguments,
+                                self._freezes)
     if len(outputs) != 1:
       return node.opaque('with several outputs')
     return self.rules.get(layer).output_space(node)
@@ -173,16 +178,76 @@ class ChannelModel(object):
     """Why the group of layer `name` cannot change width ([] if it can)."""
     return self.table.frozen_reasons(self._layer_groups[name])
 
+  def frozen_reason(self, name: str, gid: Optional[int] = None
+                    ) -> Optional[str]:
+    """Why a group of layer `name` cannot change width, told from the layer.
+
+    A group is often frozen by several layers far apart (the residual
+    stream of a transformer by its embedding and every attention layer).
+    The reason given is the one recorded by the layer nearest to `name` in
+    the model graph, walking over the tensors that hold the group's
+    channels (among equally near ones, the one that runs last).
+
+    Args:
+      name: a layer (or keras.ops operation) of the model.
+      gid: the group (default: the group of the width-taking layer
+        `name`).
+
+    Returns:
+      The reason, or None for a group that can change width.
+    """
+    root = self.table.find(self._layer_groups[name] if gid is None else gid)
+    reasons = self.table.frozen_reasons(root)
+    if not reasons:
+      return None
+    freezers = {}
+    for layer_name, frozen, reason in self._freezes:
+      if self.table.find(frozen) == root:
+        freezers.setdefault(layer_name, reason)
+    producer, consumers = self._tensor_links()
+    frontier = [i for i, (layer, _, _) in enumerate(self.nodes)
+                if layer.name == name]
+    seen = set(frontier)
+    while frontier:
+      near = [i for i in frontier if self.nodes[i][0].name in freezers]
+      if near:
+        return freezers[self.nodes[max(near)][0].name]
+      following = []
+      for i in frontier:
+        _, inputs, outputs = self.nodes[i]
+        for tensor in list(inputs) + list(outputs):
+          if root not in self.space[id(tensor)].group_ids(self.table):
+            continue
+          for j in [producer.get(id(tensor))] + consumers.get(id(tensor), []):
+            if j is not None and j not in seen:
+              seen.add(j)
+              following.append(j)
+      frontier = following
+    return reasons[0]
+
+  def _tensor_links(self):
+    """({tensor id: producing node index}, {tensor id: consuming node
+    indices}) over `nodes`."""
+    producer, consumers = {}, collections.defaultdict(list)
+    for i, (_, inputs, outputs) in enumerate(self.nodes):
+      for tensor in outputs:
+        producer[id(tensor)] = i
+      for tensor in inputs:
+        if i not in consumers[id(tensor)]:
+          consumers[id(tensor)].append(i)
+    return producer, consumers
+
   def can_change_width(self, name: str) -> Tuple[bool, str]:
     """Whether a structure may give layer `name` another width, and why not.
 
     Returns:
       (True, '') for a layer whose group may change; (False, reason) for a
-      layer whose group is frozen or reaches a model output.
+      layer whose group is frozen (the reason nearest to the layer, see
+      `frozen_reason`) or reaches a model output.
     """
-    reasons = self.frozen_reasons(name)
-    if reasons:
-      return False, reasons[0]
+    reason = self.frozen_reason(name)
+    if reason:
+      return False, reason
     if self.group_of(name) in self.output_groups():
       return False, 'its channels reach a model output'
     return True, ''

@@ -10,8 +10,12 @@ rebuild plan, the weight transfer and structure costing:
 * `width_attribute`: the config key of the output width ('filters',
   'units') for layers whose width is chosen by a structure; None for layers
   whose width follows their input.
-* `accepts_vanished_inputs` and `live_output_space`: what the layer's
-  output is when some of its inputs vanished (width 0).
+* `accepts_vanished_inputs` (or `accepts_vanished`) and
+  `live_output_space`: what the layer's output is when some of its inputs
+  vanished (width 0).
+* `clone_config` and `sized_config`: the config the rebuilt layer is made
+  from (`sized_config` also gets the rebuilt output width, for a reshape
+  whose target names it).
 * `transfer_weights`: the layer's weights restricted to surviving channels.
 * `channel_scores` / `normalizer_scores`: how important each output channel
   is, to choose which channels survive.
@@ -21,7 +25,11 @@ rebuild plan, the weight transfer and structure costing:
   activation), whether each output channel depends on its own input
   channel only, and how to make removed output channels constant.
 
-Built-in Keras layers have rules (`builtin_rules`); a custom layer gets one
+Built-in Keras layers have rules (`builtin_rules`), and so have the
+operations Keras 3 records for `keras.ops` calls on symbolic tensors in a
+functional model (`op_rules`: `ops.relu(x)`, `ops.add(a, b)`, `x * 2.0`,
+`ops.mean(x, axis=[1, 2])`, ...); rules read "layer" as either. A custom
+layer gets one
 through `layer_rules.register_layer_rule(MyLayer, MyRule())` or a per-model
 `LayerRules` table. A rule instance must not keep per-model state: one rule
 serves every layer of its type.
@@ -30,13 +38,14 @@ serves every layer of its type.
 import collections
 from typing import List, Optional, Sequence, Tuple
 
+import keras
 import numpy as np
 
 from morph_net import errors
 from morph_net.surgery import spaces
 
 __all__ = ['LayerRule', 'LayerNode', 'ChannelSelection', 'describe_layer',
-           'num_channels', 'UNKNOWN']
+           'num_channels', 'is_channel_axis', 'UNKNOWN']
 
 # Why an opaque layer's channels cannot follow its inputs, in messages.
 UNKNOWN = 'whose channel handling is unknown to rebuild'
@@ -50,13 +59,29 @@ ChannelSelection = collections.namedtuple(
 
 
 def describe_layer(layer) -> str:
-  """`'name' (Type)` for messages."""
-  return '%r (%s)' % (layer.name, type(layer).__name__)
+  """`'name' (Type)` for messages; `'name' (keras.ops Type)` for the
+  operation nodes keras.ops calls record in functional models."""
+  kind = type(layer).__name__
+  if not isinstance(layer, keras.layers.Layer):
+    kind = 'keras.ops ' + kind
+  return '%r (%s)' % (layer.name, kind)
 
 
 def num_channels(tensor) -> int:
-  """The size of the last dimension of a (Keras) tensor."""
+  """The size of the last dimension of a (Keras) tensor.
+
+  A tensor without a channel axis (a scalar, or one value per example, as
+  a reduction over every axis returns) counts as one channel.
+  """
+  if len(tensor.shape) <= 1:
+    return 1
   return int(tensor.shape[-1])
+
+
+def is_channel_axis(axis: int, rank: int) -> bool:
+  """Whether `axis` (negative or not) of a rank-`rank` tensor is its last
+  (channel) axis."""
+  return rank > 0 and axis in (-1, rank - 1)
 
 
 class LayerNode(object):
@@ -66,21 +91,36 @@ class LayerNode(object):
   through these methods.
 
   Attributes:
-    layer: the Keras layer.
+    layer: the Keras layer (or `keras.ops` operation).
     inputs: its input tensors (KerasTensors), flattened.
     input_spaces: the channel space of each input.
     outputs: its output tensors.
+    args, kwargs: the call's arguments as the model recorded them (tensors
+      and constants, e.g. `(x, 2.0)` for `x * 2.0`); empty when unknown.
   """
 
   def __init__(self, layer, inputs: Sequence, input_spaces: Sequence,
                outputs: Sequence, table: spaces.GroupTable,
-               layer_groups: dict):
+               layer_groups: dict, arguments=None,
+               freezes: Optional[list] = None):
     self.layer = layer
     self.inputs = list(inputs)
     self.input_spaces = list(input_spaces)
     self.outputs = list(outputs)
+    self.args = tuple(getattr(arguments, 'args', ()) or ())
+    self.kwargs = dict(getattr(arguments, 'kwargs', {}) or {})
     self._table = table
     self._layer_groups = layer_groups
+    # (layer name, group id, reason) of every freezing by this call.
+    self._freezes = freezes if freezes is not None else []
+
+  def space_of(self, tensor) -> Optional[spaces.ChannelSpace]:
+    """The channel space of an input tensor of this call (None if `tensor`
+    is not one, e.g. a constant argument)."""
+    for known, space in zip(self.inputs, self.input_spaces):
+      if known is tensor:
+        return space
+    return None
 
   @property
   def table(self) -> spaces.GroupTable:
@@ -98,7 +138,10 @@ class LayerNode(object):
   def new_group(self, size: int,
                 frozen_reason: Optional[str] = None) -> spaces.Group:
     """A new group of `size` channels (frozen if a reason is given)."""
-    return spaces.Group(self._table.new(size, frozen_reason))
+    gid = self._table.new(size, frozen_reason)
+    if frozen_reason:
+      self._freezes.append((self.layer.name, gid, frozen_reason))
+    return spaces.Group(gid)
 
   def layer_group(self) -> spaces.Group:
     """The group of this layer's output channels, one per layer.
@@ -128,6 +171,7 @@ class LayerNode(object):
     """Marks every group of `space` as unable to change width."""
     for gid in space.group_ids(self._table):
       self._table.freeze(gid, reason)
+      self._freezes.append((self.layer.name, gid, reason))
 
   def union(self, a: spaces.ChannelSpace, b: spaces.ChannelSpace) -> None:
     """Merges the groups of two spaces whose channels meet elementwise.
@@ -184,6 +228,13 @@ class LayerRule(object):
   # channels, attention, RNNs, unknown layers) cannot take folded constants.
   channelwise: bool = True
 
+  def accepts_vanished(self, layer) -> bool:
+    """Whether `layer` may drop vanished inputs (default:
+    `accepts_vanished_inputs`; a rule may decide per layer, e.g. from its
+    axis)."""
+    del layer
+    return self.accepts_vanished_inputs
+
   def output_space(self, node: LayerNode) -> spaces.ChannelSpace:
     """The channel space of the layer's output for this call."""
     if len(node.input_spaces) != 1:
@@ -226,6 +277,24 @@ class LayerRule(object):
       The config to pass to `from_config`.
     """
     del layer
+    return config
+
+  def sized_config(self, layer, config: dict, output_width: int) -> dict:
+    """The rebuilt layer's config once its output width is known.
+
+    Called after `clone_config` for every layer that does not vanish; the
+    default returns `config`. A reshape whose target shape names the
+    channel count sets it here.
+
+    Args:
+      layer: the original Keras layer (or operation).
+      config: the config `clone_config` returned.
+      output_width: the channels of its (first) output in the rebuilt model.
+
+    Returns:
+      The config to pass to `from_config`.
+    """
+    del layer, output_width
     return config
 
   def transfer_weights(self, layer, weights: List[np.ndarray],

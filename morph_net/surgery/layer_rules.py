@@ -2,8 +2,9 @@
 
 Model surgery (the channel model, the rebuild plan, weight transfer and
 structure costing) looks every layer up in one `LayerRules` table. The
-built-in Keras layers are registered by class (`builtin_rules`); a layer
-class inherits the rule of its nearest registered ancestor.
+built-in Keras layers are registered by class (`builtin_rules`), and so
+are the `keras.ops` operations a functional model records (`op_rules`); a
+layer class inherits the rule of its nearest registered ancestor.
 
 A custom layer gets a rule in one of two ways:
 
@@ -21,6 +22,7 @@ from typing import Dict, List, Optional
 from morph_net import errors
 from morph_net.surgery import builtin_rules
 from morph_net.surgery import layer_rule
+from morph_net.surgery import op_rules
 
 __all__ = ['LayerRules', 'get_layer_rules', 'register_layer_rule']
 
@@ -89,7 +91,8 @@ class LayerRules(object):
                       if rule.width_attribute))
 
 
-_DEFAULT_RULES = LayerRules(builtin_rules.builtin_rule_table())
+_DEFAULT_RULES = LayerRules({**builtin_rules.builtin_rule_table(),
+                             **op_rules.op_rule_table()})
 
 
 def get_layer_rules() -> LayerRules:

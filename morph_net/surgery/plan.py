@@ -82,7 +82,12 @@ class RebuildPlan(object):
     if not unknown:
       return
     name = unknown[0]
-    if name in ch.layers:
+    if name in ch.layers and ch.rules.find(ch.layers[name]) is None:
+      hint = ('it is a %s, which has no layer rule: rebuild keeps its '
+              'channels and takes no width for it (register a LayerRule '
+              'with a width_attribute for a layer whose width a structure '
+              'sets)' % type(ch.layers[name]).__name__)
+    elif name in ch.layers:
       hint = ('it is a %s, whose width follows its input; only %s layers '
               'take a width' % (type(ch.layers[name]).__name__,
                                 '/'.join(ch.rules.width_layer_names())))
@@ -134,12 +139,12 @@ class RebuildPlan(object):
           'Received: %s. Give every layer of the group the same width.' %
           (group, ', '.join('%s=%d' % kv for kv in group_widths.items())))
     width = group_widths[group[0]]
-    reasons = ch.frozen_reasons(group[0])
-    if reasons and width != ch.original_width(group[0]):
+    reason = ch.frozen_reason(group[0])
+    if reason and width != ch.original_width(group[0]):
       raise errors.StructureError(
           'The width of layers %s cannot change (%d -> %d): %s. Keep their '
           'original width in the structure.' %
-          (group, ch.original_width(group[0]), width, reasons[0]))
+          (group, ch.original_width(group[0]), width, reason))
     # Width 0 is left to the vanishing check, which names the output.
     if (width and width != ch.original_width(group[0]) and
         ch.group_of(group[0]) in output_groups):
@@ -160,12 +165,13 @@ class RebuildPlan(object):
       live = [i for i, d in enumerate(dead) if not d]
       out_dead = self.widths.get(layer.name) == 0 or not live
       if not out_dead and len(live) < len(inputs) and (
-          not rule.accepts_vanished_inputs):
-          self.vanishing_problems.append(
+          not rule.accepts_vanished(layer)):
+        self.vanishing_problems.append(
             'Layer %s has inputs that vanished (all their channels have '
-            'width 0: %s) and others that did not; only Add and Concatenate '
-            'can drop vanished inputs. Keep a nonzero width for the layers '
-            'feeding it.' % (layer_rule.describe_layer(layer),
+            'width 0: %s) and others that did not; only the Add layer and '
+            'concatenations along the channel axis can drop vanished inputs. '
+            'Keep a nonzero width for the layers feeding it.' %
+            (layer_rule.describe_layer(layer),
                              [inputs[i].name for i, d in enumerate(dead)
                               if d]))
       if out_dead:
@@ -201,6 +207,24 @@ class RebuildPlan(object):
             'keeps its width. Keep a nonzero width for those layers.' %
             (_output_layer(tensor), self.width(eff[id(tensor)]),
              ch.space_size(ch.space[id(tensor)]), zero))
+
+  def layer_config(self, layer, config: dict) -> dict:
+    """The config a rebuilt layer (or operation) is made from.
+
+    Args:
+      layer: a layer of the original model.
+      config: its `get_config()`, with its new width already set.
+
+    Returns:
+      The layer rule's `clone_config`, then (for a layer that does not
+      vanish) its `sized_config` with the rebuilt output width.
+    """
+    rule = self.channels.rule(layer)
+    config = rule.clone_config(layer, config)
+    if layer.name in self.eff_out and layer.name not in self.vanished:
+      config = rule.sized_config(layer, config,
+                                 self.output_width(layer.name))
+    return config
 
   def _kept_of_group(self, kept):
     def of_group(root):

@@ -78,7 +78,7 @@ def _clone_function(plan):
     width = plan.widths.get(layer.name)
     if rule.width_attribute and width:
       config[rule.width_attribute] = width
-    return layer.__class__.from_config(rule.clone_config(layer, config))
+    return layer.__class__.from_config(plan.layer_config(layer, config))
   return clone
 
 

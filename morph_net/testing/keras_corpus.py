@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Tuple
 
 import keras
 
+from morph_net.testing import custom_layers
+
 __all__ = ['CorpusModel', 'CORPUS', 'get', 'names', 'covered_layer_types']
 
 L = keras.layers
@@ -492,6 +494,59 @@ def permute_and_dense():
   return keras.Model(x, L.Dense(2, name='logits')(y), name='permute_and_dense')
 
 
+def detector_head():
+  """Two-scale detector: per-scale box and class predictions reshaped to
+  (positions, k) and concatenated along the positions axis (axis 1 and -2)
+  at two model outputs; the channel count of each output stays k."""
+  x = keras.Input((8, 8, 3))
+  p1 = _conv_bn(x, 12, 'stem')
+  p2 = _conv_bn(p1, 16, 'down', strides=2)
+  boxes, classes = [], []
+  for i, p in enumerate((p1, p2)):
+    h = _conv_bn(p, 8, 'head%d' % i, kernel_size=1)
+    b = L.Conv2D(4, 3, padding='same', name='box%d' % i)(h)
+    boxes.append(L.Reshape((-1, 4), name='box%d_flat' % i)(b))
+    c = L.Conv2D(3, 3, padding='same', name='cls%d' % i)(h)
+    classes.append(L.Reshape((-1, 3), name='cls%d_flat' % i)(c))
+  return keras.Model(x, [L.Concatenate(axis=1, name='boxes')(boxes),
+                         L.Concatenate(axis=-2, name='classes')(classes)],
+                     name='detector_head')
+
+
+def keras_ops():
+  """keras.ops on symbolic tensors: ops.relu after a batch norm, an
+  ops.add residual, a scalar multiply, a channel concatenation, a
+  sigmoid gate broadcast over positions (ops.mean keepdims, x * gate),
+  ops.mean over positions and ops.reshape keeping the last axis."""
+  ops = keras.ops
+  x = keras.Input((8, 8, 3))
+  y = L.Conv2D(12, 3, padding='same', use_bias=False, name='conv1')(x)
+  y = ops.relu(L.BatchNormalization(name='conv1_bn')(y))
+  y = ops.add(y, _conv_bn(y, 12, 'res', relu=False))
+  y = y * 2.0
+  y = ops.concatenate([_conv_bn(y, 6, 'left', kernel_size=1),
+                       _conv_bn(y, 4, 'right', kernel_size=1)], axis=-1)
+  y = y * ops.sigmoid(ops.mean(y, axis=[1, 2], keepdims=True))
+  y = ops.reshape(ops.mean(y, axis=[1, 2]), (-1, 1, 10))
+  y = ops.reshape(_dense_bn(y, 8, 'fc'), (-1, 8))
+  return keras.Model(x, L.Dense(3, name='logits')(y), name='keras_ops')
+
+
+def squeeze_excite_layer():
+  """A Squeeze-Excitation block written as a custom layer (keras.ops and
+  two Dense inside), whose layer rule is registered (process-wide, by this
+  builder): the channels it scales narrow, its bottleneck keeps its width."""
+  custom_layers.register_squeeze_excite()
+  x = keras.Input((8, 8, 3))
+  y = _conv_bn(x, 8, 'conv1')
+  y = _conv_bn(y, 16, 'conv2')
+  y = custom_layers.SqueezeExcite(name='se2')(y)
+  y = _conv_bn(y, 8, 'conv3')
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(4, name='logits')(y),
+                     name='squeeze_excite_layer')
+
+
 CORPUS: Tuple[CorpusModel, ...] = tuple(
     CorpusModel(fn.__name__, fn, (fn.__doc__ or '').strip())
     for fn in (flatten_head, upsampling_nearest, upsampling_bilinear,
@@ -504,7 +559,8 @@ CORPUS: Tuple[CorpusModel, ...] = tuple(
                crop_and_pad_1d_3d, pooling_2d, reshape_to_image,
                dropouts_and_noise, activations, layer_norm_conv,
                nested_functional, sequential_head, sequential, shared_layers,
-               multi_output, mini_unet, permute_and_dense))
+               multi_output, mini_unet, permute_and_dense, detector_head,
+               keras_ops, squeeze_excite_layer))
 
 _BY_NAME: Dict[str, CorpusModel] = {entry.name: entry for entry in CORPUS}
 

@@ -137,8 +137,9 @@ def test_transferred_custom_layers_compute_the_surviving_channels():
 def test_without_rules_the_custom_layers_keep_their_widths():
   model = _custom_model()
   with pytest.raises(errors.StructureError,
-                     match=r"'pw', but it is a PointwiseConv, whose width "
-                     'follows its input'):
+                     match=r"'pw', but it is a PointwiseConv, which has no "
+                     'layer rule: rebuild keeps its channels and takes no '
+                     'width for it'):
     rebuild.rebuild(model, {'pw': 3})
   with pytest.raises(errors.StructureError,
                      match=r"\['c1'\] cannot change.*'scale' \(ChannelScale\)"
