@@ -106,8 +106,16 @@ def test_detector_head_rebuilds_with_its_outputs_and_cost():
 
 def test_detector_scale_that_dies_whole_is_refused_clearly():
   model = keras_corpus.detector_head()
-  regularizer = _gamma_flops(model)
   _zero_gammas(model, {'head1_bn': list(range(8))})
+  # The scale's removal would leave the concat without an input: by default
+  # it keeps its strongest channel and the structure rebuilds.
+  kept = _gamma_flops(model).alive_counts()
+  assert kept['head1'] == 1
+  rebuild.rebuild(model, kept)
+  # With min_channels=0 it dies, and rebuild says why it cannot follow.
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3,
+      min_channels=0)
   alive = regularizer.alive_counts()
   assert alive['head1'] == 0
   with pytest.raises(errors.StructureError) as raised:

@@ -373,7 +373,9 @@ def test_error_strength_relative_to_a_zero_cost():
   for name in ('conv1', 'conv2', 'dense'):
     kernel = model.get_layer(name).kernel
     kernel.assign(np.zeros(kernel.shape, np.float32))
-  reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3)
+  # min_channels=0: by default the chain's strongest channels stay alive.
+  reg = morph_keras.ModelRegularizer(model, GROUP_LASSO, threshold=1e-3,
+                                     min_channels=0)
   with pytest.raises(errors.InvalidArgumentError,
                      match=r'The initial FLOPs is 0.0; cannot scale the '
                      'strength by it'):
