@@ -114,8 +114,10 @@ def _samples(model) -> List[np.ndarray]:
 
 
 def _run_tap(tap_model, samples) -> List[np.ndarray]:
-  outputs = tap_model(samples if len(samples) > 1 else samples[0],
-                      training=False)
+  # A compiled predict function (made once per tap model) that reads the
+  # variables as they are when called: ~30x faster than an eager call.
+  outputs = tap_model.predict_on_batch(
+      samples if len(samples) > 1 else samples[0])
   if not isinstance(outputs, (list, tuple)):
     outputs = [outputs]
   return [keras.ops.convert_to_numpy(y) for y in outputs]
@@ -225,11 +227,14 @@ def _mixers(plan) -> List[str]:
   return names
 
 
-def _differs(x_probe, x_new, indices) -> bool:
+def _differs(x_probe, x_new, indices,
+             tolerance: float = _RELATIVE_TOLERANCE) -> bool:
+  """Whether x_new at `indices`, zeros elsewhere, differs from x_probe."""
+  if not x_probe.size:
+    return False
   embedded = _embed(x_new, x_probe, indices)
-  scale = 1.0 + float(np.max(np.abs(x_probe))) if x_probe.size else 1.0
-  return float(np.max(np.abs(x_probe - embedded))) > (
-      _RELATIVE_TOLERANCE * scale)
+  scale = 1.0 + float(np.max(np.abs(x_probe)))
+  return float(np.max(np.abs(x_probe - embedded))) > tolerance * scale
 
 
 def fold_constants(new_model, plan: plan_lib.RebuildPlan,
@@ -260,8 +265,10 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
   folded = []
   x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
   for name in consumers:
-    if name not in x_probe or name not in x_new:
-      continue
+    if name not in x_probe or name not in x_new or not _differs(
+        x_probe[name], x_new[name],
+        plan.indices(plan.eff_in[name][0], kept), tolerance=0.0):
+      continue  # Its input is the probe's: nothing to fold.
     delta, deviation = folder.delta(name, x_probe[name], x_new[name])
     scale = 1.0 + float(np.max(np.abs(delta))) if delta.size else 1.0
     if deviation > _RELATIVE_TOLERANCE * scale:
