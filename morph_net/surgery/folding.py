@@ -116,8 +116,7 @@ def _samples(model) -> List[np.ndarray]:
 def _run_tap(tap_model, samples) -> List[np.ndarray]:
   # A compiled predict function (made once per tap model) that reads the
   # variables as they are when called: ~30x faster than an eager call.
-  outputs = tap_model.predict_on_batch(
-      samples if len(samples) > 1 else samples[0])
+  outputs = tap_model.predict_on_batch(list(samples))
   if not isinstance(outputs, (list, tuple)):
     outputs = [outputs]
   return [keras.ops.convert_to_numpy(y) for y in outputs]
