@@ -43,8 +43,8 @@ the Add). Folding measures this (delta over all positions and both
 inputs) and logs the layers once, with the largest deviation. Layers that
 are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
 over channels, softmax, attention, RNNs, unknown layers) cannot take a
-constant: when removed channels or shifted values reach one, a warning
-names it.
+constant, and their outputs change with the number of channels: when one
+loses input channels or sees shifted values, a warning names it.
 """
 
 from typing import Dict, List, Tuple
@@ -53,6 +53,7 @@ from absl import logging
 import keras
 import numpy as np
 
+from morph_net.surgery import builtin_rules
 from morph_net.surgery import layer_rule
 from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
@@ -250,8 +251,8 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
     {'folded': names of the layers given a nonzero constant,
      'approximate': [(layer, largest deviation)] where it is not exact,
      'lost': layers whose constant had nowhere to go,
-     'not_affine': layers that are neither affine nor channelwise and see
-       removed or shifted channels}.
+     'not_affine': layers that are neither affine nor channelwise and lose
+       input channels or see shifted ones}.
   """
   consumers = _affine_consumers(plan)
   mixers = _mixers(plan)
@@ -280,9 +281,14 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
     x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
   not_affine = []
   for name in mixers:
-    if name in x_probe and name in x_new and _differs(
-        x_probe[name], x_new[name],
-        plan.indices(plan.eff_in[name][0], kept)):
+    indices = plan.indices(plan.eff_in[name][0], kept)
+    # A normalization over channels changes with their number, even when
+    # the removed ones are zeros; other layers with removed nonzero inputs.
+    counted = isinstance(plan.channels.rule(name),
+                         builtin_rules.ChannelMixingRule)
+    if name in x_probe and name in x_new and (
+        (counted and len(indices) < x_probe[name].shape[-1]) or
+        _differs(x_probe[name], x_new[name], indices)):
       not_affine.append(
           layer_rule.describe_layer(plan.channels.layers[name]))
   _report(new_model.name, folder.approximate, folder.lost, not_affine)
@@ -310,6 +316,7 @@ def _report(model_name, approximate, lost, not_affine) -> None:
     logging.warning(
         'Cannot fold the constant output of removed channels into layer %s '
         'of %r: it mixes channels in a way that is not affine (normalizing '
-        'over channels, attention, recurrence, or unknown to rebuild). The '
+        'over channels, attention, recurrence, or unknown to rebuild), so '
+        'its outputs change with the channels removed from its input. The '
         'rebuilt model differs from the regularized one after it; '
         'fine-tune it.', description, model_name)
