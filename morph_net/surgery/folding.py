@@ -43,8 +43,8 @@ the Add). Folding measures this (delta over all positions and both
 inputs) and logs the layers once, with the largest deviation. Layers that
 are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
 over channels, softmax, attention, RNNs, unknown layers) cannot take a
-constant: when removed channels or shifted values reach one, a warning
-names it.
+constant, and their outputs change with the number of channels: when one
+loses input channels or sees shifted values, a warning names it.
 """
 
 from typing import Dict, List, Tuple
@@ -53,6 +53,7 @@ from absl import logging
 import keras
 import numpy as np
 
+from morph_net.surgery import builtin_rules
 from morph_net.surgery import layer_rule
 from morph_net.surgery import nesting
 from morph_net.surgery import plan as plan_lib
@@ -114,8 +115,9 @@ def _samples(model) -> List[np.ndarray]:
 
 
 def _run_tap(tap_model, samples) -> List[np.ndarray]:
-  outputs = tap_model(samples if len(samples) > 1 else samples[0],
-                      training=False)
+  # A compiled predict function (made once per tap model) that reads the
+  # variables as they are when called: ~30x faster than an eager call.
+  outputs = tap_model.predict_on_batch(list(samples))
   if not isinstance(outputs, (list, tuple)):
     outputs = [outputs]
   return [keras.ops.convert_to_numpy(y) for y in outputs]
@@ -225,11 +227,14 @@ def _mixers(plan) -> List[str]:
   return names
 
 
-def _differs(x_probe, x_new, indices) -> bool:
+def _differs(x_probe, x_new, indices,
+             tolerance: float = _RELATIVE_TOLERANCE) -> bool:
+  """Whether x_new at `indices`, zeros elsewhere, differs from x_probe."""
+  if not x_probe.size:
+    return False
   embedded = _embed(x_new, x_probe, indices)
-  scale = 1.0 + float(np.max(np.abs(x_probe))) if x_probe.size else 1.0
-  return float(np.max(np.abs(x_probe - embedded))) > (
-      _RELATIVE_TOLERANCE * scale)
+  scale = 1.0 + float(np.max(np.abs(x_probe)))
+  return float(np.max(np.abs(x_probe - embedded))) > tolerance * scale
 
 
 def fold_constants(new_model, plan: plan_lib.RebuildPlan,
@@ -246,8 +251,8 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
     {'folded': names of the layers given a nonzero constant,
      'approximate': [(layer, largest deviation)] where it is not exact,
      'lost': layers whose constant had nowhere to go,
-     'not_affine': layers that are neither affine nor channelwise and see
-       removed or shifted channels}.
+     'not_affine': layers that are neither affine nor channelwise and lose
+       input channels or see shifted ones}.
   """
   consumers = _affine_consumers(plan)
   mixers = _mixers(plan)
@@ -260,8 +265,10 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
   folded = []
   x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
   for name in consumers:
-    if name not in x_probe or name not in x_new:
-      continue
+    if name not in x_probe or name not in x_new or not _differs(
+        x_probe[name], x_new[name],
+        plan.indices(plan.eff_in[name][0], kept), tolerance=0.0):
+      continue  # Its input is the probe's: nothing to fold.
     delta, deviation = folder.delta(name, x_probe[name], x_new[name])
     scale = 1.0 + float(np.max(np.abs(delta))) if delta.size else 1.0
     if deviation > _RELATIVE_TOLERANCE * scale:
@@ -274,9 +281,14 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
     x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
   not_affine = []
   for name in mixers:
-    if name in x_probe and name in x_new and _differs(
-        x_probe[name], x_new[name],
-        plan.indices(plan.eff_in[name][0], kept)):
+    indices = plan.indices(plan.eff_in[name][0], kept)
+    # A normalization over channels changes with their number, even when
+    # the removed ones are zeros; other layers with removed nonzero inputs.
+    counted = isinstance(plan.channels.rule(name),
+                         builtin_rules.ChannelMixingRule)
+    if name in x_probe and name in x_new and (
+        (counted and len(indices) < x_probe[name].shape[-1]) or
+        _differs(x_probe[name], x_new[name], indices)):
       not_affine.append(
           layer_rule.describe_layer(plan.channels.layers[name]))
   _report(new_model.name, folder.approximate, folder.lost, not_affine)
@@ -304,6 +316,7 @@ def _report(model_name, approximate, lost, not_affine) -> None:
     logging.warning(
         'Cannot fold the constant output of removed channels into layer %s '
         'of %r: it mixes channels in a way that is not affine (normalizing '
-        'over channels, attention, recurrence, or unknown to rebuild). The '
+        'over channels, attention, recurrence, or unknown to rebuild), so '
+        'its outputs change with the channels removed from its input. The '
         'rebuilt model differs from the regularized one after it; '
         'fine-tune it.', description, model_name)

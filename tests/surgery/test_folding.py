@@ -80,7 +80,7 @@ def _data():
 
 def _predict(model, layer=None):
   if layer is not None:
-    model = keras.Model(model.inputs, model.get_layer(layer).output)
+    model = keras.Model(model.input, model.get_layer(layer).output)
   return keras.ops.convert_to_numpy(model(_data(), training=False))
 
 

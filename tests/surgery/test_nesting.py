@@ -1,5 +1,7 @@
 """Rebuilding models that nest functional and Sequential models."""
 
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -150,3 +152,27 @@ def test_a_nested_base_stays_nested(sequential):
   new_base.trainable = False
   assert [w.path for w in small.trainable_weights] == [
       'head/kernel', 'head/bias']
+
+
+def test_a_nested_model_losing_one_output_is_rebuilt_flat(caplog):
+  inner_in = keras.Input((6, 6, 3), name='inner_in')
+  a = L.Conv2D(4, 1, name='conv_a')(inner_in)
+  b = L.Conv2D(3, 1, name='conv_b')(inner_in)
+  inner = keras.Model(inner_in, [a, b], name='towers')
+  x = keras.Input((6, 6, 3), name='image')
+  ya, yb = inner(x)
+  y = L.Concatenate(name='cat')([ya, yb])
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  model = keras.Model(x, L.Dense(2, name='head')(y), name='outer')
+  model.get_layer('towers').get_layer('conv_b').set_weights(
+      [np.zeros((1, 1, 3, 3)), np.zeros(3)])
+  with caplog.at_level(logging.WARNING):
+    small = rebuild.rebuild(model, {'conv_b': 0}, transfer_weights=True)
+  assert ("Rebuilding model 'outer' flat (its nested models become layers "
+          "of one functional model): some outputs of nested model 'towers' "
+          'vanish.') in caplog.text
+  # Flat; the concat of one live input is that input.
+  assert [l.name for l in small.layers] == ['image', 'conv_a', 'gap', 'head']
+  data = np.random.default_rng(0).normal(size=(2, 6, 6, 3))
+  np.testing.assert_allclose(small.predict(data, verbose=0),
+                             model.predict(data, verbose=0), atol=1e-6)
