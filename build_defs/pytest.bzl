@@ -51,7 +51,7 @@ def pytest_directory(parent_support = "//tests:test_support", shards = {},
       reads: {test file: [labels]}, the repository files outside tests/ that
         a test opens, runs or imports (README.md, docs, examples, ...), e.g.
         {"test_readme.py": ["//:docs", "//examples"]}. They are added to that
-        test's runfiles only. tests/test_bazel_build.py fails when a test
+        test's runfiles only. tests/bazel/test_bazel_build.py fails when a test
         reads a repository file its target does not carry.
       size: Bazel test size of every test.
     """
