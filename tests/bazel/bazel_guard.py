@@ -60,14 +60,9 @@ class Tree:
     self.overrides = dict(overrides or {})
     self._files = None
 
-  def _ignored(self):
-    """Directories in .bazelignore (Bazel does not see them)."""
-    text = self.read('.bazelignore') if self.isfile('.bazelignore') else ''
-    return tuple(line.strip().strip('/') for line in text.splitlines()
-                 if line.strip() and not line.startswith('#'))
-
   def files(self):
-    """Sorted repository-relative paths of every file Bazel would see."""
+    """Sorted repository-relative paths of every file Bazel would see (not
+    .git, bazel-* output links, .pyc files, or directories in .bazelignore)."""
     if self._files is None:
       found = set()
       for path, dirs, names in os.walk(self.root):
@@ -79,22 +74,20 @@ class Tree:
                      if not name.endswith('.pyc'))
       for path, text in self.overrides.items():
         (found.add if text is not None else found.discard)(path)
-      ignored = None
-      if self.isfile('.bazelignore'):
-        ignored = self._ignored()
-      self._files = sorted(
-          f for f in found
-          if not any(f.startswith(i + '/') for i in ignored or ()))
+      ignored = ()
+      if '.bazelignore' in found:
+        ignored = tuple(
+            line.strip().strip('/') + '/'
+            for line in self.read('.bazelignore').splitlines()
+            if line.strip() and not line.startswith('#'))
+      self._files = sorted(f for f in found
+                           if not (ignored and f.startswith(ignored)))
     return self._files
 
   def isfile(self, path):
     if path in self.overrides:
       return self.overrides[path] is not None
     return os.path.isfile(os.path.join(self.root, path))
-
-  def isdir(self, path):
-    prefix = path.rstrip('/') + '/'
-    return any(f.startswith(prefix) for f in self.files())
 
   def read(self, path):
     if path in self.overrides:
@@ -193,7 +186,12 @@ class Workspace:
   def _glob(self, include, exclude=(), allow_empty=True,
             exclude_directories=1):
     del allow_empty, exclude_directories  # Bazel 4.2.3: empty globs are fine.
-    files = self.package_files[self._package]
+    return self.glob(self._package, include, exclude)
+
+  def glob(self, package, include, exclude=()):
+    """Bazel's glob() in `package`: its files (not those of a subpackage)
+    matching an `include` pattern and no `exclude` pattern."""
+    files = self.package_files[package]
     keep = [_glob_regex(p) for p in include]
     drop = [_glob_regex(p) for p in exclude]
     return sorted(f for f in files if any(k.match(f) for k in keep)
@@ -249,7 +247,7 @@ class Workspace:
     try:
       exec(code, scope)  # pylint: disable=exec-used
     except NameError as e:
-      raise BuildError('%s: %s (tests/bazel/bazel_guard.py knows the rules %s)' % (
+      raise BuildError('%s: %s (bazel_guard.py knows the rules %s)' % (
           path, e, ', '.join(RULES))) from e
 
   def _evaluate(self, package):
@@ -317,13 +315,14 @@ class Workspace:
     return [t for t in self.targets.values() if t.kind in TEST_RULES]
 
 
-# --- what a test reads ---------------------------------------------------------
+# --- what a test reads -------------------------------------------------------
 
 _FLAG_PREFIX = re.compile(r'^--?[\w-]+=')
 _DOTTED = re.compile(r'^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$')
 _MD_BLOCK = re.compile(
     r'(?:<!-- (not run|[\w ]+): *(.*?) *-->\n)?```(\w*)\n(.*?)```', re.S)
-_MD_PATH = re.compile(r'(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+\.(?:py|md|gin|sh))')
+_MD_PATH = re.compile(
+    r'(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+|[\w-]+\.(?:py|md|gin|sh))')
 
 
 def _norm(path):

@@ -303,13 +303,15 @@ def test_docs_commands_are_checked(tmp_path):
   workspace = _small_workspace(tmp_path, notes=notes, extra={
       '.bazelrc': 'build:offline --jobs=1\n'})
   assert bazel_guard.check_doc_commands(workspace) == [
-      'docs/NOTES.md:6: `bazel test //tests:test_missing`: no target test_missing '
-      'in tests/BUILD',
+      'docs/NOTES.md:6: `bazel test //tests:test_missing`: no target '
+      'test_missing in tests/BUILD',
       'docs/NOTES.md:7: `bazel run //tool`: not an executable target',
-      'docs/NOTES.md:8: `bazel test //tool/...`: no test target under //tool',
-      'docs/NOTES.md:9: `bazel build --config=nope`: no such config in .bazelrc',
-      'docs/NOTES.md:9: `bazel build //nowhere/...`: no package at or under '
-      '//nowhere',
+      'docs/NOTES.md:8: `bazel test //tool/...`: no test target under '
+      '//tool',
+      'docs/NOTES.md:9: `bazel build --config=nope`: no such config in '
+      '.bazelrc',
+      'docs/NOTES.md:9: `bazel build //nowhere/...`: no package at or '
+      'under //nowhere',
       'docs/NOTES.md:11: //tool:gone: no target gone in tool/BUILD',
   ]
 
@@ -319,11 +321,10 @@ def test_globs_follow_bazel(tmp_path):
       'tool/sub/BUILD': '',
       'tool/sub/inner.py': '',
       'tool/deep/er/x.py': ''})
-  workspace._package = 'tool'  # pylint: disable=protected-access
   # '**' spans directories but not into another package (tool/sub).
-  assert workspace._glob(['**/*.py']) == [  # pylint: disable=protected-access
+  assert workspace.glob('tool', ['**/*.py']) == [
       'deep/er/x.py', 'helper.py', 'run.py']
-  assert workspace._glob(['*'], exclude=['BUILD']) == [  # pylint: disable=protected-access
+  assert workspace.glob('tool', ['*'], exclude=['BUILD']) == [
       'helper.py', 'run.py']
-  assert posixpath.join('tool', 'configs/small.gin') in workspace.runfiles(
-      '//tool')
+  assert workspace.glob('tool', ['configs/**']) == ['configs/small.gin']
+  assert workspace.glob('tool/sub', ['**']) == ['BUILD', 'inner.py']
