@@ -36,7 +36,7 @@ def pytest_tests(srcs, deps = [], data = [], size = "medium", **kwargs):
         )
 
 def pytest_directory(parent_support = "//tests:test_support", shards = {},
-                     extra_support_deps = [], size = "large"):
+                     extra_support_deps = [], reads = {}, size = "large"):
     """The BUILD of one tests/ subdirectory.
 
     Declares `:test_support` (conftest.py, helper modules and data files of
@@ -44,11 +44,20 @@ def pytest_directory(parent_support = "//tests:test_support", shards = {},
     so new test files are picked up automatically.
 
     Args:
-      parent_support: the test_support target of the directory above.
+      parent_support: the test_support target of the directory above
+        (None for tests/ itself).
       shards: {test file: shard count} for slow files.
       extra_support_deps: more py_library deps of the helpers.
+      reads: {test file: [labels]}, the repository files outside tests/ that
+        a test opens, runs or imports (README.md, docs, examples, ...), e.g.
+        {"test_readme.py": ["//:docs", "//examples"]}. They are added to that
+        test's runfiles only. tests/bazel/test_bazel_build.py fails when a test
+        reads a repository file its target does not carry.
       size: Bazel test size of every test.
     """
+    for src in reads:
+        if src not in native.glob([src], allow_empty = True):
+            fail("pytest_directory(reads=...): no test file %s" % src)
     native.py_library(
         name = "test_support",
         srcs = native.glob(["*.py"], exclude = ["test_*.py"],
@@ -59,7 +68,8 @@ def pytest_directory(parent_support = "//tests:test_support", shards = {},
                        "**/__pycache__/**"],
             allow_empty = True,
         ),
-        deps = [parent_support] + extra_support_deps,
+        deps = ([parent_support] if parent_support else []) +
+               extra_support_deps,
     )
     for src in native.glob(["test_*.py"], allow_empty = True):
         pytest_test(
@@ -68,4 +78,5 @@ def pytest_directory(parent_support = "//tests:test_support", shards = {},
             size = size,
             shard_count = shards.get(src, 1),
             deps = [":test_support"],
+            data = reads.get(src, []),
         )
