@@ -274,7 +274,9 @@ class CostTargetCallback(_keras.callbacks.Callback):
 
     Each regularization value is extrapolated along its smoothed velocity;
     the structure of the values above the alive threshold is costed by
-    `StructureCost` (which equals `cost()` on the current values).
+    `StructureCost` (which equals `cost()` on the current values). Groups
+    whose removal would disconnect the network keep the regularizer's
+    `min_channels`, as in its alive vectors.
     """
     if self._structure_cost is None:
       # Imported here: structure_cost imports the bridge's model module.
@@ -283,10 +285,14 @@ class CostTargetCallback(_keras.callbacks.Callback):
     if self._values is None:
       self._observe(1)
     threshold = self.regularizer.alive_threshold
+    connecting = set(getattr(self.regularizer, 'connecting_layers', ()))
+    floor = getattr(self.regularizer, 'min_channels', 0)
     counts = {}
     for name, value in self._values.items():
       ahead = value + self.lead_steps * self._velocity.get(name, 0.0)
       counts[name] = int(np.sum(ahead > threshold))
+      if name in connecting:  # As the regularizer's alive vectors do.
+        counts[name] = max(counts[name], min(floor, value.size))
     return self._structure_cost.cost(counts)
 
   def _assign(self, strength: float) -> None:

@@ -121,9 +121,10 @@ class ModelRegularizer(object):
         self._traced, regularizer_class, excluded, regularizer_kwargs,
         extra_output_ops=self._recurrent.input_ops(),
         extra_input_ops=self._recurrent.output_ops())
+    self._min_channels = max(int(min_channels), 0)
     self._connecting_layers = regularizable.keep_connected(
         self.op_regularizer_manager, self._traced, excluded.channels,
-        int(min_channels))
+        self._min_channels)
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -162,6 +163,17 @@ class ModelRegularizer(object):
   @property
   def cost_name(self) -> str:
     return self._network_regularizer.cost_name
+
+  @property
+  def min_channels(self) -> int:
+    """Channels kept alive in each group of `connecting_layers`."""
+    return self._min_channels
+
+  @property
+  def connecting_layers(self) -> List[str]:
+    """Layers whose group's removal would disconnect a model output (they
+    keep `min_channels` alive; empty when min_channels is 0)."""
+    return list(self._connecting_layers)
 
   @property
   def alive_threshold(self) -> float:

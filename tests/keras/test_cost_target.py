@@ -276,3 +276,21 @@ def test_lead_cost_extrapolates_falling_values():
   assert regularizer.alive_counts()['c0'] == 16
   assert callback.lead_cost() == cost({'c0': 8, 'c1': 16})
   assert callback.lead_cost() == 2 * 64 * 9 * (8 + 8 * 16) + 2 * 16 * 2
+
+
+def test_lead_cost_keeps_connecting_groups_alive():
+  model = _tiny_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
+  assert regularizer.connecting_layers == ['c0', 'c1']
+  assert regularizer.min_channels == 1
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, lead_steps=10,
+      smoothing=1.0)
+  callback._observe(1)  # pylint: disable=protected-access
+  model.get_layer('b1').gamma.assign(np.full(16, 0.5, 'float32'))
+  callback._observe(1)  # pylint: disable=protected-access
+  # Every c1 channel is on its way out: the lead keeps the strongest one,
+  # as the alive vectors will (a structure without c1 cannot be rebuilt).
+  cost = morph_keras.StructureCost(regularizer)
+  assert callback.lead_cost() == cost({'c0': 16, 'c1': 1})
