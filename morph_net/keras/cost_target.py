@@ -253,6 +253,7 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._structure_cost = None
     self._values = None  # {layer: regularization vector} at the last update.
     self._velocity = {}  # {layer: its smoothed change per step}.
+    self._lead_refused = False
 
   @property
   def target_cost(self) -> float:
@@ -295,6 +296,26 @@ class CostTargetCallback(_keras.callbacks.Callback):
         counts[name] = max(counts[name], min(floor, value.size))
     return self._structure_cost.cost(counts)
 
+  def _safe_lead_cost(self, cost: float) -> Optional[float]:
+    """`lead_cost()` (at most `cost`), or None where it cannot be read.
+
+    Surgery's channel model reads Keras 3 layer graphs only: for a tf_keras
+    or subclassed model (or a structure it refuses) the controller brakes on
+    the cost itself, and says so once.
+    """
+    try:
+      self._observe(self._since_update)
+      return min(cost, self.lead_cost())
+    except (errors.UnsupportedModelError, errors.InvalidArgumentError,
+            errors.StructureError) as e:
+      self._lead_refused = True
+      logging.warning(
+          'CostTargetCallback: no lead cost for model %r (%s: %s); the '
+          'strength follows the cost alone, which may overshoot the target. '
+          'Pass lead_steps=0 to silence this.',
+          getattr(self.regularizer.model, 'name', '?'), type(e).__name__, e)
+      return None
+
   def _assign(self, strength: float) -> None:
     self.regularizer.strength.assign(strength)
 
@@ -316,9 +337,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
     if self._since_update >= self.update_every:
       cost = float(self.regularizer.cost())
       lead = None
-      if self.lead_steps:
-        self._observe(self._since_update)
-        lead = min(cost, self.lead_cost())
+      if self.lead_steps and not self._lead_refused:
+        lead = self._safe_lead_cost(cost)
       self._assign(self.controller.update(cost, lead, self._since_update))
       self._since_update = 0
     self._annotate(logs)

@@ -294,3 +294,37 @@ def test_lead_cost_keeps_connecting_groups_alive():
   # as the alive vectors will (a structure without c1 cannot be rebuilt).
   cost = morph_keras.StructureCost(regularizer)
   assert callback.lead_cost() == cost({'c0': 16, 'c1': 1})
+
+
+class _Subclassed(keras.Model):
+
+  def __init__(self):
+    super().__init__(name='subclassed')
+    self.conv = keras.layers.Conv2D(8, 3, use_bias=False)
+    self.bn = keras.layers.BatchNormalization()
+    self.pool = keras.layers.GlobalAveragePooling2D()
+    self.out = keras.layers.Dense(2)
+
+  def call(self, x, training=False):
+    return self.out(self.pool(keras.ops.relu(self.bn(self.conv(x),
+                                                     training=training))))
+
+
+def test_without_a_readable_layer_graph_the_cost_alone_steers(caplog):
+  model = _Subclassed()
+  model(np.zeros((1, 8, 8, 1), 'float32'))
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05,
+      input_shape=(8, 8, 1))
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost)
+  callback.on_train_begin()
+  with caplog.at_level('WARNING'):
+    callback.on_train_batch_end(0, {})
+    callback.on_train_batch_end(1, {})
+  warnings = [r.getMessage() for r in caplog.records
+              if 'no lead cost' in r.getMessage()]
+  assert len(warnings) == 1, warnings
+  assert 'UnsupportedModelError' in warnings[0]
+  assert 'Pass lead_steps=0 to silence this.' in warnings[0]
+  assert callback.controller.updates == 2
