@@ -75,7 +75,13 @@ class KerasZeroDenseTest(tf.test.TestCase):
     for weight in model.weights:
       self.assertTrue(np.all(np.isfinite(np.asarray(weight))), weight.path)
     self.assertTrue(np.isfinite(float(reg.term())))
-    self.assertEqual(0, reg.alive_counts()['hidden'])
+    # Every unit of 'hidden' is dead, but it is the only path to the
+    # logits: its strongest unit stays (min_channels=1) unless asked not to.
+    self.assertEqual(1, reg.alive_counts()['hidden'])
+    bare = morph_keras.ModelRegularizer(
+        model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3,
+        min_channels=0)
+    self.assertEqual(0, bare.alive_counts()['hidden'])
 
 
 if __name__ == '__main__':
