@@ -69,6 +69,10 @@ def define_flags():
   flags.DEFINE_integer('hold', 2, 'Consecutive epoch ends within the '
                        'tolerance that end a run.')
   flags.DEFINE_integer('max_epochs', 20, 'Epochs at most per run.')
+  flags.DEFINE_float('brake', None, 'CostTargetController brake (default: '
+                     "the controller's).")
+  flags.DEFINE_float('lead_steps', None, 'CostTargetCallback lead_steps '
+                     "(default: the callback's).")
   flags.DEFINE_boolean('evaluate_only', False, 'Only (re-)evaluate stored '
                        'runs; train nothing.')
   flags.DEFINE_boolean('train_only', False, 'Train and store runs; evaluate '
@@ -158,7 +162,10 @@ def train(key, architecture, resource, target, seed, data, paths):
   _regularizer.resource = resource
   regularizer = _regularizer(model)
   initial = regularizer.initial_cost
-  callback = morph_keras.CostTargetCallback(regularizer, target * initial)
+  knobs = {name: getattr(FLAGS, name) for name in ('brake', 'lead_steps')
+           if getattr(FLAGS, name) is not None}
+  callback = morph_keras.CostTargetCallback(regularizer, target * initial,
+                                            **knobs)
   model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
                 loss=regularizer.wrap_loss(
                     keras.losses.SparseCategoricalCrossentropy(

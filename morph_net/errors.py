@@ -12,7 +12,7 @@ __all__ = ['Error', 'InvalidArgumentError', 'InvalidArgumentTypeError',
            'KeyLookupError', 'NotReadyError', 'UnsupportedModelError',
            'StructureError', 'MissingWidthError', 'WeightTransferError',
            'CheckpointMismatchError', 'ProfileError',
-           'ResourceNotBoundError']
+           'ResourceNotBoundError', 'check_number']
 
 
 class Error(Exception):
@@ -99,3 +99,33 @@ class ResourceNotBoundError(Error, AttributeError):
   For example `GammaLatencyRegularizer.resource_function`: latency depends on
   the hardware and the batch size, which only an instance has.
   """
+
+
+def check_number(name: str, value, allow_zero: bool = True) -> float:
+  """`value` as a float, if it is a finite number >= 0 (> 0 without zero).
+
+  Args:
+    name: the argument's name, for the message.
+    value: what the caller passed.
+    allow_zero: whether 0 is valid.
+
+  Returns:
+    float(value).
+
+  Raises:
+    InvalidArgumentError: for a value that is not a number, not finite,
+      negative, or zero when `allow_zero` is False; the message names the
+      argument and the value received.
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  try:
+    number = received = float(value)
+  except (TypeError, ValueError):
+    number, received = float('nan'), value
+  if not math.isfinite(number) or number < 0 or (
+      number == 0 and not allow_zero):
+    raise InvalidArgumentError(
+        'Invalid value for argument `%s`. Expected a %s finite number. '
+        'Received: %s=%r' % (name, 'non-negative' if allow_zero else
+                             'positive', name, received))
+  return number

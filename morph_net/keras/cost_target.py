@@ -60,16 +60,7 @@ _keras = compat.get_keras()
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> float:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    value = float('nan')
-  if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-    raise errors.InvalidArgumentError(
-        'Invalid value for argument `%s`. Expected a %s finite number. '
-        'Received: %s=%r' % (name, 'non-negative' if allow_zero else
-                             'positive', name, value))
-  return value
+  return errors.check_number(name, value, allow_zero)
 
 
 @gin.configurable(module='morph_net')
@@ -122,6 +113,13 @@ class CostTargetController(object):
           'cost %g, which the network already meets. Give a target below '
           'the initial cost (e.g. 0.5 * regularizer.initial_cost).' %
           (self.target_cost, self.initial_cost))
+    if self.target_cost <= 1 < self.initial_cost:
+      logging.warning(
+          'CostTargetController: target_cost=%g is absolute, in the '
+          "regularizer's unit (the initial cost is %g), not a fraction. For "
+          '%g of the initial cost, pass target_cost=%g * '
+          'regularizer.initial_cost.', self.target_cost, self.initial_cost,
+          self.target_cost, self.target_cost)
     self.gain = _check_positive('gain', gain)
     self.brake = _check_positive('brake', brake, allow_zero=True)
     low = _check_positive('min_multiplier', min_multiplier)

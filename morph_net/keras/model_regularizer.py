@@ -90,8 +90,9 @@ class ModelRegularizer(object):
 
   Raises:
     InvalidArgumentError: for an unbuilt model, an unknown input size, an
-      unknown regularizer name, or arguments the regularizer class does not
-      take (or a required one missing).
+      unknown regularizer name, arguments the regularizer class does not
+      take (or a required one missing), or a negative or non-finite
+      strength or alive threshold.
     NoSourceOpsError: when the model has nothing to regularize (for example
       a Gamma regularizer without batch norm scale).
   """
@@ -99,6 +100,7 @@ class ModelRegularizer(object):
   def __init__(self, model, regularizer_class, strength: float = 0.0,
                input_shape=None, keep_output_widths: bool = True,
                min_channels: int = 1, **regularizer_kwargs):
+    strength = errors.check_number('strength', strength)
     if isinstance(regularizer_class, str):
       regularizer_class = registry.get_regularizer_class(regularizer_class)
     registry.check_arguments(regularizer_class, regularizer_kwargs)
@@ -131,7 +133,7 @@ class ModelRegularizer(object):
     self._cost = None
     self._alive = None
     self._regularization = None
-    self._strength = tf.Variable(float(strength), trainable=False,
+    self._strength = tf.Variable(strength, trainable=False,
                                  dtype=tf.float32,
                                  name='morph_net_strength')
     self._initial_cost = None
@@ -187,7 +189,8 @@ class ModelRegularizer(object):
     return self._strength
 
   def set_strength(self, value: float) -> None:
-    self._strength.assign(float(value))
+    """Sets the strength (a finite number >= 0; InvalidArgumentError else)."""
+    self._strength.assign(errors.check_number('strength', value))
 
   @property
   def initial_cost(self) -> float:

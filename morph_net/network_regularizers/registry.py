@@ -126,10 +126,13 @@ def check_arguments(regularizer_class, kwargs: Dict[str, Any]) -> None:
     kwargs: the arguments it will get besides the boundaries.
 
   Raises:
-    InvalidArgumentError: for an argument the class does not take, or a
-      required one missing; the message lists the class's arguments and
-      names its alive threshold.
+    InvalidArgumentError: for an argument the class does not take, a
+      required one missing (the message lists the class's arguments and
+      names its alive threshold), or a negative or non-finite threshold.
   """
+  for name in _THRESHOLD_ARGS:
+    if name in kwargs:
+      errors.check_number(name, kwargs[name])
   try:
     parameters = inspect.signature(regularizer_class).parameters
   except (TypeError, ValueError):

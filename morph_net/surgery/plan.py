@@ -96,8 +96,9 @@ class RebuildPlan(object):
       hint = 'no such layer in model %r%s' % (
           ch.model.name, ('; did you mean %r?' % close[0]) if close else '')
     raise errors.StructureError(
-        'Structure names layer %r, but %s. Structure layers without a '
-        'width of their own in the model: %s.' % (name, hint, unknown))
+        'Structure names layer %r, but %s%s Structure layers without a '
+        'width of their own in the model: %s.' % (
+            name, hint, '' if hint.endswith('?') else '.', unknown))
 
   def _resolve_widths(self, structure, fallback_rule):
     ch = self.channels

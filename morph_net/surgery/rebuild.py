@@ -232,6 +232,9 @@ def rebuild(model, structure, transfer_weights: bool = False,
       'initialize': the layers it touches keep their fresh initialization,
       with the old weights in their first channels where the layout allows
       (see `weight_transfer.transfer_weights`); constants are not folded.
+      With alive masks (or a regularizer), only the alive channels are
+      copied: a group wider than its alive count grows from them, so
+      channels that were dead do not start dead.
 
   Returns:
     A new Keras model of the same class (Sequential or functional). If
@@ -277,9 +280,9 @@ def rebuild(model, structure, transfer_weights: bool = False,
     _copy_compile(model, new_model)
   compile_without_morph_net(new_model)
   if transfer_weights:
-    grown = weight_transfer.grown_groups(plan)
     kept = weight_transfer.choose_kept_channels(
         model, plan, alive_masks, allow_growth=on_growth == 'initialize')
+    grown = weight_transfer.grown_groups(plan, kept)
     weight_transfer.transfer_weights(model, new_model, plan, kept, grown)
     if grown:
       logging.info('Groups of %s grow: fresh weights where they do, and no '

@@ -69,11 +69,26 @@ def _channel_scores(plan):
   return scores
 
 
-def grown_groups(plan: plan_lib.RebuildPlan) -> Dict[int, int]:
-  """{group root: new width} of the groups the structure makes wider."""
+def grown_groups(plan: plan_lib.RebuildPlan,
+                 kept: Optional[Dict[int, np.ndarray]] = None
+                 ) -> Dict[int, int]:
+  """{group root: new width} of the groups that get channels with no
+  surviving channel to copy from.
+
+  Args:
+    plan: the rebuild plan.
+    kept: the surviving channels (`choose_kept_channels`); without it, the
+      groups the structure makes wider than the model's.
+
+  Returns:
+    {group root: width} of the groups whose width exceeds their model width
+    or, with `kept`, their count of surviving channels (an expanded
+    structure given with alive masks: the dead channels are not copied).
+  """
   ch = plan.channels
   return {gid: width for gid, width in plan.group_width.items()
-          if width > ch.group_size(gid)}
+          if width > (ch.group_size(gid) if kept is None or gid not in kept
+                      else len(kept[gid]))}
 
 
 def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
@@ -88,8 +103,10 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
     alive_masks: optional {width-taking layer name: bool vector} choosing
       the survivors of its group; other groups keep the channels with the
       largest batch-norm |gamma| (or kernel norm when no batch norm follows).
-    allow_growth: a group that grows keeps all its channels (see
-      `transfer_weights`' `grown`) instead of raising.
+    allow_growth: a group that grows keeps all its channels, or with a
+      mask only its alive ones (see `transfer_weights`' `grown`), instead
+      of raising; so does a group whose mask has fewer alive channels than
+      its width.
 
   Returns:
     {group root: sorted surviving channel indices}.
@@ -98,7 +115,8 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
     InvalidArgumentError: for masks of unknown layers or masks that differ
       within one group.
     WeightTransferError: for a group that grows, or a mask whose count of
-      alive channels is not the structure's width.
+      alive channels is not the structure's width (without `allow_growth`;
+      with it, more alive channels than the width).
   """
   ch = plan.channels
   masks = _masks_by_group(model, plan, dict(alive_masks or {}))
@@ -106,6 +124,11 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
   kept = {}
   for gid, width in plan.group_width.items():
     size = ch.group_size(gid)
+    if allow_growth and gid in masks:
+      name, mask = masks[gid]
+      if mask.size == size and int(mask.sum()) < width:
+        kept[gid] = np.flatnonzero(mask)  # The rest starts fresh.
+        continue
     if width > size:
       if allow_growth:
         kept[gid] = np.arange(size)
@@ -124,7 +147,11 @@ def choose_kept_channels(model, plan: plan_lib.RebuildPlan,
           continue
         raise errors.WeightTransferError(
             'alive_masks[%r] has %d of %d channels alive, but the structure '
-            'gives width %d.' % (name, int(mask.sum()), mask.size, width))
+            'gives width %d.%s' % (
+                name, int(mask.sum()), mask.size, width,
+                (" Pass on_growth='initialize' to copy the alive channels "
+                 'and initialize the others (an expanded structure).'
+                 if mask.size == size and int(mask.sum()) < width else '')))
       kept[gid] = np.flatnonzero(mask)
     else:
       order = np.argsort(-np.asarray(scores[gid]), kind='stable')

@@ -5,6 +5,14 @@ From a structure file (what export_structure or expand_structure wrote):
   python -m morph_net.tools.rebuild_model --model=model.keras \
       --structure=alive.json --output=small.keras
 
+An expanded structure is wider than the model's alive channels: give the
+regularizer and threshold the model was trained with too, and only its
+alive channels are copied (the others start fresh, rather than copied from
+channels that were dead):
+
+  python -m morph_net.tools.rebuild_model --model=model.keras \
+      --structure=expanded.json --threshold=0.05 --output=wide.keras
+
 From the model's own alive channels (a regularizer built on the loaded
 model; use the threshold and regularizer the model was trained with):
 
@@ -50,7 +58,9 @@ def define_flags(flag_values=FLAGS):
   kwargs = dict(flag_values=flag_values, module_name=module)
   flags.DEFINE_string(
       'structure', None, 'Structure JSON {layer: width}; without it, the '
-      "alive channels of --regularizer at --threshold on the model.",
+      'alive channels of --regularizer at --threshold on the model. With it '
+      'and --threshold (or --regularizer), only those alive channels are '
+      'copied and the rest of a wider structure starts fresh.',
       **kwargs)
   flags.DEFINE_string('output', None, 'The .keras file to write.', **kwargs)
   cli_common.define_model_flags(module, flag_values)
@@ -62,7 +72,8 @@ def define_flags(flag_values=FLAGS):
 
 
 def rebuild_to_file(model, structure, output: str,
-                    fold_constants: bool = True, print_fn=print):
+                    fold_constants: bool = True, print_fn=print,
+                    alive_masks=None):
   """Rebuilds `model` with `structure` and saves it atomically.
 
   Args:
@@ -72,6 +83,8 @@ def rebuild_to_file(model, structure, output: str,
     output: the .keras file to write.
     fold_constants: see `rebuild.rebuild`.
     print_fn: where the line with the parameter counts goes.
+    alive_masks: optional {layer: bool vector} of the channels to copy
+      (see `rebuild.rebuild`).
 
   Returns:
     The rebuilt model.
@@ -80,6 +93,7 @@ def rebuild_to_file(model, structure, output: str,
     StructureError, WeightTransferError: as `rebuild.rebuild`.
   """
   small = rebuild.rebuild(model, structure, transfer_weights=True,
+                          alive_masks=alive_masks,
                           fold_constants=fold_constants,
                           on_growth='initialize')
   with atomic_file.atomic_path(output) as path:
@@ -99,9 +113,13 @@ def main(argv):
     model_source.check_exists(FLAGS.structure, 'structure')
     structure = structure_files.read_structure(FLAGS.structure)
   model = cli_common.model_from_flags()
+  alive_masks = None
   if not FLAGS.structure:
     structure = cli_common.regularizer_from_flags(model)
-  rebuild_to_file(model, structure, FLAGS.output, FLAGS.fold_constants)
+  elif FLAGS['threshold'].present or FLAGS['regularizer'].present:
+    alive_masks = cli_common.regularizer_from_flags(model).alive_vectors()
+  rebuild_to_file(model, structure, FLAGS.output, FLAGS.fold_constants,
+                  alive_masks=alive_masks)
 
 
 if __name__ == '__main__':

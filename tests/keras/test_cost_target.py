@@ -102,6 +102,21 @@ def test_controller_arguments_are_checked(kwargs, message):
   assert message in str(info.value)
 
 
+def test_a_fraction_as_target_cost_is_warned(caplog):
+  with caplog.at_level('WARNING'):
+    controller = cost_target.CostTargetController(0.5, 15047680.0)
+  assert controller.target_cost == 0.5
+  assert [r.getMessage() for r in caplog.records] == [
+      "CostTargetController: target_cost=0.5 is absolute, in the "
+      "regularizer's unit (the initial cost is 1.50477e+07), not a "
+      'fraction. For 0.5 of the initial cost, pass target_cost=0.5 * '
+      'regularizer.initial_cost.']
+  caplog.clear()
+  with caplog.at_level('WARNING'):  # A cost below 1 (seconds of latency).
+    cost_target.CostTargetController(0.5e-3, 1e-3)
+  assert not caplog.records
+
+
 def test_controller_refuses_a_cost_that_is_not_a_number():
   controller = cost_target.CostTargetController(50.0, 100.0)
   with pytest.raises(errors.InvalidArgumentError, match='Received: cost=nan'):

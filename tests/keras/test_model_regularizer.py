@@ -380,3 +380,19 @@ def test_error_strength_relative_to_a_zero_cost():
                      match=r'The initial FLOPs is 0.0; cannot scale the '
                      'strength by it'):
     reg.set_strength_relative_to_cost(1.0)
+
+
+def test_a_negative_strength_is_refused():
+  with pytest.raises(errors.InvalidArgumentError) as context:
+    morph_keras.ModelRegularizer(functional_model(), GAMMA,
+                                 gamma_threshold=1e-3, strength=-1e-8)
+  assert str(context.value) == (
+      'Invalid value for argument `strength`. Expected a non-negative finite '
+      'number. Received: strength=-1e-08')
+  reg = morph_keras.ModelRegularizer(functional_model(), GAMMA,
+                                     gamma_threshold=1e-3)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'Received: strength=inf'):
+    reg.set_strength(float('inf'))
+  reg.set_strength(2e-9)
+  assert reg.strength.numpy() == np.float32(2e-9)

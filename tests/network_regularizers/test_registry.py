@@ -61,3 +61,20 @@ def test_model_regularizer_checks_before_tracing():
                      "'threshold'"):
     morph_keras.ModelRegularizer(model, 'GammaFlopsRegularizer',
                                  threshold=0.1)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    ({'gamma_threshold': -0.05},
+     'Invalid value for argument `gamma_threshold`. Expected a non-negative '
+     'finite number. Received: gamma_threshold=-0.05'),
+    ({'gamma_threshold': float('nan')},
+     'Invalid value for argument `gamma_threshold`. Expected a non-negative '
+     'finite number. Received: gamma_threshold=nan'),
+    ({'gamma_threshold': 'high'},
+     'Invalid value for argument `gamma_threshold`. Expected a non-negative '
+     "finite number. Received: gamma_threshold='high'"),
+])
+def test_a_threshold_must_be_a_non_negative_number(kwargs, message):
+  with pytest.raises(errors.InvalidArgumentError) as context:
+    registry.check_arguments(flop_regularizer.GammaFlopsRegularizer, kwargs)
+  assert str(context.value) == message

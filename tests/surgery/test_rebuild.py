@@ -252,8 +252,20 @@ def test_inconsistent_group_widths_raise_naming_layers():
 
 
 def test_unknown_layer_suggests_name():
-  with pytest.raises(ValueError, match=r"did you mean 'b1_conv2'"):
+  with pytest.raises(ValueError) as e:
     rebuild.rebuild(tm.residual_model(), {'b1_conv': 3})
+  assert str(e.value).startswith(
+      "Structure names layer 'b1_conv', but no such layer in model "
+      "'residual'; did you mean 'b1_conv2'? Structure layers without a width "
+      "of their own in the model: ['b1_conv'].")
+
+
+def test_unknown_layer_without_a_close_name_ends_its_sentence():
+  with pytest.raises(ValueError) as e:
+    rebuild.rebuild(tm.residual_model(), {'zzz': 3})
+  assert str(e.value).startswith(
+      "Structure names layer 'zzz', but no such layer in model 'residual'. "
+      'Structure layers')
 
 
 def test_non_width_layer_in_structure_raises():

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from morph_net import errors
 from morph_net.structure import structure_files
 from morph_net.surgery import rebuild
 from morph_net.tools import rebuild_model
@@ -115,6 +116,55 @@ def test_a_growing_group_gets_fresh_weights_after_the_old_ones(tmp_path):
   old_next = model.get_layer('b1_conv2').kernel.numpy()
   new_next = wide.get_layer('b1_conv2').kernel.numpy()
   np.testing.assert_array_equal(new_next[:, :, :6], old_next)
+
+
+_EXPANDED = {'stem': 30, 'b1_conv2': 30, 'b1_conv1': 20}
+
+
+def _alive_counts(model, threshold=0.05):
+  from morph_net.keras import model_regularizer  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import flop_regularizer  # pylint: disable=g-import-not-at-top
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=threshold)
+  counts = regularizer.alive_counts()
+  return {name: counts[name] for name in _EXPANDED}
+
+
+def test_an_expanded_structure_copies_only_the_alive_channels(tmp_path):
+  """Wider than the alive channels, narrower than the model: with the
+  threshold, the dead channels (gamma 0.01) are not copied, so the rebuilt
+  model has the structure's alive counts (copying them left 20 and 13)."""
+  model, model_path = _trained_residual(tmp_path)
+  src = str(tmp_path / 'expanded.json')
+  structure_files.write_structure(_EXPANDED, src)
+  out = str(tmp_path / 'wide.keras')
+  code, _, stderr = _cli(['--model=' + model_path, '--structure=' + src,
+                          '--threshold=0.05', '--output=' + out])
+  assert code == 0, stderr[-2000:]
+  wide = keras.models.load_model(out)
+  assert _alive_counts(wide) == _EXPANDED
+  np.testing.assert_array_equal(
+      wide.get_layer('b1_conv1').kernel.numpy()[:, :, :20, :13],
+      model.get_layer('b1_conv1').kernel.numpy()[:, :, :20, :13])
+  np.testing.assert_array_equal(wide.get_layer('stem_bn').gamma.numpy()[20:],
+                                np.ones([10], np.float32))
+  copied = rebuild.rebuild(model, _EXPANDED, transfer_weights=True,
+                           on_growth='initialize')
+  assert _alive_counts(copied) == {'stem': 20, 'b1_conv2': 20,
+                                   'b1_conv1': 13}
+
+
+def test_fewer_alive_channels_than_the_width_names_on_growth(tmp_path):
+  model, _ = _trained_residual(tmp_path)
+  masks = {'b1_conv1': np.arange(48) < 13}
+  with pytest.raises(errors.WeightTransferError) as e:
+    rebuild.rebuild(model, {'b1_conv1': 20}, transfer_weights=True,
+                    alive_masks=masks)
+  assert str(e.value) == (
+      "alive_masks['b1_conv1'] has 13 of 48 channels alive, but the "
+      "structure gives width 20. Pass on_growth='initialize' to copy the "
+      'alive channels and initialize the others (an expanded structure).')
 
 
 @pytest.mark.parametrize('args,code,message', [
