@@ -250,16 +250,18 @@ def keep_connected(manager, traced, channels, minimum: int) -> List[str]:
       continue
     for op_slice in manager.get_op_slices(op):
       group = manager.get_op_group(op_slice)
-      if group is None or id(group) in wrapped:
+      if group is None:
         continue
-      inner = manager.get_group_regularizer(group)
-      if inner is None:
-        continue
-      with traced.graph.as_default():
-        wrapped[id(group)] = (
-            minimum_alive_regularizer.MinimumAliveRegularizer(inner, minimum))
-      manager.set_group_regularizer(group, wrapped[id(group)])
-      names.add(name)
+      if id(group) not in wrapped:
+        inner = manager.get_group_regularizer(group)
+        if inner is None:
+          continue
+        with traced.graph.as_default():
+          wrapped[id(group)] = (
+              minimum_alive_regularizer.MinimumAliveRegularizer(
+                  inner, minimum))
+        manager.set_group_regularizer(group, wrapped[id(group)])
+      names.add(name)  # Every member of a wrapped group, not only the first.
   return sorted(names)
 
 

@@ -13,6 +13,7 @@ from morph_net import keras as morph_keras
 from morph_net.keras import cost_target
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.testing import gating_models
+from morph_net.testing import surgery_models as tm
 
 
 class _Plant(object):
@@ -343,3 +344,28 @@ def test_without_a_readable_layer_graph_the_cost_alone_steers(caplog):
   assert 'UnsupportedModelError' in warnings[0]
   assert 'Pass lead_steps=0 to silence this.' in warnings[0]
   assert callback.controller.updates == 2
+
+
+def test_every_member_of_a_connecting_group_keeps_its_floor():
+  """The stem/b1_conv2 and b2_proj/b2_conv2 groups of the residual model
+  carry every path to the logits; b1_conv1 and b2_conv1 are branches. With
+  every channel on its way out, the lead structure keeps one channel in
+  each member of a connecting group (listing only the first member of a
+  group gave the members different widths, and StructureCost refused)."""
+  model = tm.residual_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
+  assert regularizer.connecting_layers == ['b1_conv2', 'b2_conv2', 'b2_proj',
+                                           'stem']
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, lead_steps=10,
+      smoothing=1.0)
+  callback._observe(1)  # pylint: disable=protected-access
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.gamma.assign(np.full(layer.gamma.shape, 0.5, 'float32'))
+  callback._observe(1)  # pylint: disable=protected-access
+  cost = morph_keras.StructureCost(regularizer)
+  assert callback.lead_cost() == cost({'stem': 1, 'b1_conv2': 1,
+                                       'b1_conv1': 0, 'b2_conv1': 0,
+                                       'b2_conv2': 1, 'b2_proj': 1})
