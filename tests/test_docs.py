@@ -138,7 +138,8 @@ _REFERENCE = {
         'morph_net.network_regularizers.logistic_sigmoid_regularizer.'
         'LogisticSigmoidFlopsRegularizer',
         'morph_net.network_regularizers.resource_regularizer.'
-        'ResourceRegularizer'],
+        'ResourceRegularizer',
+        'morph_net.network_regularizers.hardware.get_hardware'],
     'structure': ['morph_net.structure.structure_files',
                   'morph_net.structure.width_multiplier.multiply',
                   'morph_net.structure.structure_plot.plot_structures'],
