@@ -167,13 +167,17 @@ def test_mkdocs_builds_the_site_and_the_reference_strictly(tmp_path):
     assert (tmp_path / 'site' / built).is_file(), page
 
 
-def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
+def test_a_broken_link_anchor_or_docstring_fails_the_strict_build(tmp_path):
   copy = tmp_path / 'copy'
   shutil.copytree(_DOCS, copy / 'docs')
   shutil.copy(_MKDOCS_YML, copy / 'mkdocs.yml')
   os.symlink(os.path.join(_ROOT, 'morph_net'), copy / 'morph_net')
   with open(copy / 'docs' / 'layout.md', 'a') as f:
     f.write('\n[gone](guides/gone.md), [no such heading](analysis.md#gone)\n')
+  with open(copy / 'broken_doc.py', 'w') as f:
+    f.write('def f(a):\n  """Does.\n\n  Args:\n    a: one.\n    b: two.\n  """\n')
+  with open(copy / 'docs' / 'reference' / 'errors.md', 'a') as f:
+    f.write('\n::: broken_doc\n')
   result = _mkdocs_build(str(copy / 'mkdocs.yml'), tmp_path / 'site')
   output = result.stdout + result.stderr
   assert result.returncode == 1, output[-3000:]
@@ -181,7 +185,9 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
           "target is not found among documentation files.") in output
   assert ("Doc file 'layout.md' contains a link 'analysis.md#gone', but the "
           "doc 'analysis.md' does not contain an anchor '#gone'.") in output
-  assert 'Aborted with 2 warnings in strict mode!' in output
+  assert ("broken_doc.py:6: Parameter 'b' does not appear in the function "
+          "signature") in output
+  assert 'Aborted with 3 warnings in strict mode!' in output
 
 
 def _slug(heading):
