@@ -21,7 +21,10 @@ setuptools.setup(
         'examples': ['tensorflow-datasets', 'matplotlib'],
         'legacy_keras': ['tf-keras>=2.21,<2.22'],
         'slim': ['tf-slim>=1.1', 'tf-keras>=2.21,<2.22'],
+        # mkdocs, mkdocstrings: tests/test_docs.py builds the documentation
+        # site and its API reference (mkdocs.yml) with `mkdocs build --strict`.
         'test': ['pytest', 'pytest-xdist', 'tf-keras>=2.21,<2.22',
-                 'tf-slim>=1.1', 'tensorflow-datasets', 'matplotlib'],
+                 'tf-slim>=1.1', 'tensorflow-datasets', 'matplotlib',
+                 'mkdocs', 'mkdocstrings[python]'],
     },
 )

@@ -7,7 +7,8 @@ r"""How long MorphNet's graph analysis takes to build, phase by phase.
 
 Both parts run in one program, each in a fresh child process, and report the
 median of `--repeats` runs with the machine's load average (the figures in
-the README come from a shared 2-core CPU: compare ratios, not seconds).
+docs/guides/experiments.md come from a shared 2-core CPU: compare ratios,
+not seconds).
 
 Part (a): tf_slim resnet_v1_152 (224 x 224, is_training=True: 6,924 ops) in
 TF1 graph mode. For each network regularizer the constructor (the op

@@ -93,7 +93,8 @@ class CostTargetController(object):
     gain: change of log(m) per optimizer step at a violation of 1 (the
       dual ascent's step size).
     brake: how strongly a lead cost under the target cuts log(m).
-    min_multiplier, max_multiplier: bounds of `m`.
+    min_multiplier: lower bound of `m`.
+    max_multiplier: upper bound of `m`.
 
   Raises:
     InvalidArgumentError: for a target or initial cost that is not positive

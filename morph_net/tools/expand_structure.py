@@ -1,10 +1,10 @@
 r"""Scales a structure JSON by one width multiplier, to a cost or by a factor.
 
-  python -m morph_net.tools.expand_structure --model=model.keras \
-      --structure=learned_structure/alive --output=expanded.json \
-      (--multiplier=1.5 | --target_cost=original | --target_cost=2e9) \
-      [--regularizer=GammaFlopsRegularizer] [--round_to=8] \
-      [--input_shape=224,224,3] [--hardware=V100 --batch_size=8]
+    python -m morph_net.tools.expand_structure --model=model.keras \
+        --structure=learned_structure/alive --output=expanded.json \
+        (--multiplier=1.5 | --target_cost=original | --target_cost=2e9) \
+        [--regularizer=GammaFlopsRegularizer] [--round_to=8] \
+        [--input_shape=224,224,3] [--hardware=V100 --batch_size=8]
 
 The model also comes from --builder (with --checkpoint, --gin_file,
 --gin_param), as in export_structure. The cost is the named regularizer's

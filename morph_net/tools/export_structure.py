@@ -3,17 +3,17 @@ r"""Writes the learned structure of a trained model, without training.
 From a saved Keras model (read only; a model compiled with MorphNet's loss
 loads too):
 
-  python -m morph_net.tools.export_structure --model=model.keras \
-      --output=structure.json [--regularizer=GammaFlopsRegularizer] \
-      [--threshold=1e-3] [--input_shape=224,224,3]
+    python -m morph_net.tools.export_structure --model=model.keras \
+        --output=structure.json [--regularizer=GammaFlopsRegularizer] \
+        [--threshold=1e-3] [--input_shape=224,224,3]
 
 From a model builder (optionally gin-configured) and trained weights, a
 Keras weights file (`ModelCheckpoint(save_weights_only=True)`) or a TF
 checkpoint:
 
-  python -m morph_net.tools.export_structure --builder=my.module:build_model \
-      --gin_file=model.gin --gin_param='build_model.width=2' \
-      --checkpoint=/train/ckpt.weights.h5 --output=structure.json
+    python -m morph_net.tools.export_structure --builder=my.module:build_model \
+        --gin_file=model.gin --gin_param='build_model.width=2' \
+        --checkpoint=/train/ckpt.weights.h5 --output=structure.json
 
 Latency regularizers also take --hardware (a device name such as V100, or a
 device profile path) and --batch_size.

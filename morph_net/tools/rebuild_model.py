@@ -2,8 +2,8 @@ r"""Rebuilds a trained model with the widths of a structure, as a .keras file.
 
 From a structure file (what export_structure or expand_structure wrote):
 
-  python -m morph_net.tools.rebuild_model --model=model.keras \
-      --structure=alive.json --output=small.keras
+    python -m morph_net.tools.rebuild_model --model=model.keras \
+        --structure=alive.json --output=small.keras
 
 An expanded structure is wider than the model's alive channels: give the
 regularizer and threshold the model was trained with too, and only its
@@ -16,9 +16,9 @@ channels that were dead):
 From the model's own alive channels (a regularizer built on the loaded
 model; use the threshold and regularizer the model was trained with):
 
-  python -m morph_net.tools.rebuild_model --model=model.keras \
-      --regularizer=GammaFlopsRegularizer --threshold=0.05 \
-      --output=small.keras
+    python -m morph_net.tools.rebuild_model --model=model.keras \
+        --regularizer=GammaFlopsRegularizer --threshold=0.05 \
+        --output=small.keras
 
 The model also comes from --builder (with --checkpoint, --gin_file,
 --gin_param), as in export_structure. Weights are transferred where the
