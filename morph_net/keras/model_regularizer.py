@@ -46,8 +46,8 @@ __all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost',
 # Ops whose output channels make up a structure: convolutions, transposed
 # convolutions and dense layers (the op types of the original's
 # StructureExporter).
-STRUCTURE_OP_TYPES = (resource_function.CONV_OP_TYPES |
-                      resource_function.CONV_TRANSPOSE_OP_TYPES |
+STRUCTURE_OP_TYPES = (op_types.CONV_OP_TYPES |
+                      op_types.CONV_TRANSPOSE_OP_TYPES |
                       frozenset(['MatMul']))
 
 

@@ -9,7 +9,7 @@ others.
 
 from absl import logging
 
-from morph_net.framework import function_calls
+from morph_net.framework import op_vocabulary
 
 from morph_net.op_handlers import batch_norm_source_op_handler
 from morph_net.op_handlers import concat_op_handler
@@ -55,7 +55,7 @@ FIRST_INPUT_OP_TYPES = (
 # The original's name for the resize ops (grouped with their first input).
 RESIZE_OP_NAMES = ['ResizeArea', 'ResizeBicubic', 'ResizeBilinear',
                    'ResizeNearestNeighbor']
-REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
+REDUCTION_OP_TYPES = tuple(sorted(op_vocabulary.REDUCTION_OP_TYPES))
 # Ops whose output is a new channel space unrelated to the inputs.
 LEAF_OP_TYPES = (
     'ArgMax', 'ArgMin', 'Const', 'Fill', 'Gather', 'GatherV2', 'OneHot',
@@ -68,15 +68,17 @@ LEAF_OP_TYPES = (
     'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum',
     'TensorArrayGatherV3', 'TensorListFromTensor', 'TensorListReserve',
     'TensorListStack', 'TensorListGetItem', 'TensorListSetItem',
-    'TensorListLength', 'TensorListElementShape',
-    # Functional loops (Keras 3 recurrent layers): the channels entering a
-    # loop are consumed whole; the cost calculator reports its arithmetic.
-    'While', 'StatelessWhile')
-NON_PASSTHROUGH_OP_TYPES = (
-    'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
-    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul')
+    'TensorListLength', 'TensorListElementShape') + tuple(
+        # Functional loops (Keras 3 recurrent layers): the channels entering
+        # a loop are consumed whole; the cost calculator reports its
+        # arithmetic.
+        sorted(op_vocabulary.LOOP_OP_TYPES))
+NON_PASSTHROUGH_OP_TYPES = tuple(sorted(
+    op_vocabulary.CONV_OP_TYPES | op_vocabulary.CONV_TRANSPOSE_OP_TYPES |
+    op_vocabulary.MATMUL_OP_TYPES))
 # Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
-# that start a new channel space.
+# that start a new channel space (the reshape-like ops of `op_vocabulary`,
+# Transpose and ReverseV2).
 RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
                     'Squeeze': 'grouping', 'Transpose': 'non_passthrough',
                     'ReverseV2': 'leaf'}
@@ -138,7 +140,7 @@ def _get_base_op_handler_dict():
       'DepthToSpace': depth_to_space_op_handler.DepthToSpaceOpHandler(),
   })
   call = function_call_op_handler.FunctionCallOpHandler()
-  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
+  handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)
   return OpHandlerDict(handlers)
 
 
@@ -182,7 +184,7 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
   call = function_call_op_handler.FunctionCallOpHandler(threshold,
                                                         l1_fraction)
-  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
+  handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)
   return handlers
 
 
