@@ -295,7 +295,9 @@ def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
       try:
         return build(regularizer_blacklist=user_blacklist + ours)
       except errors.InvalidArgumentError as e:
-        if repr(ours[0]) not in str(e):
+        # Our regex matched no group (the excluded ops are in none): build
+        # without it. Any other error, the user's regexes included, stands.
+        if getattr(e, 'unused_regex', None) != ours[0]:
           raise
     return build(regularizer_blacklist=user_blacklist)
   except errors.NoSourceOpsError as e:

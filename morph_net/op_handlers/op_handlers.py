@@ -5,9 +5,21 @@
 and logs a warning once per type, saying how to register a handler. Each call
 returns a new dict, so registering a custom handler on one never changes the
 others.
+
+`custom_handler_scope(handlers)` makes the factories merge `handlers` over
+their defaults while it is active (as `keras.utils.custom_object_scope`
+does for custom objects): a network regularizer built inside the scope
+analyses its graph with them. `keras.ModelRegularizer(...,
+op_handler_dict=...)` builds its regularizer in such a scope.
 """
 
+import contextlib
+import contextvars
+from typing import Mapping
+
 from absl import logging
+
+from morph_net import errors
 
 from morph_net.framework import op_vocabulary
 
@@ -28,7 +40,7 @@ from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
 __all__ = [
-    'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
+    'custom_handler_scope', 'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
     'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
     'RESHAPE_OP_TYPES',
     'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
@@ -105,9 +117,80 @@ class OpHandlerDict(dict):
           'MorphNet has no op handler for op type %s; treating it as a '
           'grouping op (output channels = input channels of the same width). '
           'If that is wrong, register a handler: op_handler_dict[%r] = '
-          'leaf_op_handler.LeafOpHandler() (or another OpHandler).', op_type,
-          op_type)
+          'leaf_op_handler.LeafOpHandler() (or another OpHandler); for a '
+          'Keras model pass it as ModelRegularizer(..., op_handler_dict={%r: '
+          '...}), for a network regularizer build it inside '
+          'op_handlers.custom_handler_scope({%r: ...}).', op_type, op_type,
+          op_type, op_type)
     return self._default_handler
+
+
+# The handlers `custom_handler_scope` merges over the factories' defaults.
+_CUSTOM_HANDLERS = contextvars.ContextVar('morph_net_custom_op_handlers',
+                                          default=None)
+
+
+def _check_custom_handlers(handlers) -> dict:
+  """`handlers` as a dict of op type -> handler; raises if malformed."""
+  if not isinstance(handlers, Mapping):
+    raise errors.InvalidArgumentTypeError(
+        'Invalid value for argument `op_handler_dict`. Expected a dict of op '
+        'type -> OpHandler, such as {"Atan": '
+        'leaf_op_handler.LeafOpHandler()}. Received: op_handler_dict=%r (%s)'
+        % (handlers, type(handlers).__name__))
+  for op_type, handler in handlers.items():
+    if not isinstance(op_type, str):
+      raise errors.InvalidArgumentError(
+          'Invalid key of argument `op_handler_dict`. Expected an op type '
+          'name (a str such as "Atan"). Received: %r (%s)' %
+          (op_type, type(op_type).__name__))
+    if not callable(getattr(handler, 'assign_grouping', None)):
+      raise errors.InvalidArgumentError(
+          'Invalid handler for op type %r in argument `op_handler_dict`. '
+          'Expected an OpHandler (morph_net.framework.op_handler.OpHandler, '
+          'for example leaf_op_handler.LeafOpHandler()). Received: %r (%s)' %
+          (op_type, handler, type(handler).__name__))
+  return dict(handlers)
+
+
+@contextlib.contextmanager
+def custom_handler_scope(handlers: Mapping[str, object]):
+  """Within the scope, the registry factories add `handlers` to theirs.
+
+  Every `get_*_op_handler_dict` called inside (for example by a network
+  regularizer's constructor) registers `handlers` over its defaults. Scopes
+  nest (the inner one's handlers win) and are local to the thread or task.
+
+      with op_handlers.custom_handler_scope(
+          {'Atan': leaf_op_handler.LeafOpHandler()}):
+        regularizer = flop_regularizer.GammaFlopsRegularizer(...)
+
+  Args:
+    handlers: {op type: OpHandler}.
+
+  Yields:
+    None.
+
+  Raises:
+    InvalidArgumentTypeError: if `handlers` is not a mapping.
+    InvalidArgumentError: for a key that is not a str or a value that is not
+      an op handler (has no `assign_grouping`).
+  """
+  merged = dict(_CUSTOM_HANDLERS.get() or {})
+  merged.update(_check_custom_handlers(handlers))
+  token = _CUSTOM_HANDLERS.set(merged)
+  try:
+    yield
+  finally:
+    _CUSTOM_HANDLERS.reset(token)
+
+
+def _with_custom_handlers(handlers: 'OpHandlerDict') -> 'OpHandlerDict':
+  """`handlers` with those of the active `custom_handler_scope` merged."""
+  custom = _CUSTOM_HANDLERS.get()
+  if custom:
+    handlers.update(custom)
+  return handlers
 
 
 def _get_base_op_handler_dict():
@@ -159,7 +242,7 @@ def get_gamma_op_handler_dict(gamma_threshold: float = 1e-3) -> OpHandlerDict:
   for op_type in batch_norm_source_op_handler.FUSED_BATCH_NORM_TYPES:
     handlers[op_type] = source
   handlers['Mul'] = source  # Decomposed (Keras 3) batch norm; else grouping.
-  return handlers
+  return _with_custom_handlers(handlers)
 
 
 def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
@@ -185,7 +268,7 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
   call = function_call_op_handler.FunctionCallOpHandler(threshold,
                                                         l1_fraction)
   handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)
-  return handlers
+  return _with_custom_handlers(handlers)
 
 
 def get_logistic_sigmoid_op_handler_dict(
@@ -208,4 +291,4 @@ def get_logistic_sigmoid_op_handler_dict(
   for op_type in logistic_sigmoid_source_op_handler.GATE_OP_TYPES:
     handlers[op_type] = source  # Gating multiplies; other Mul ops group.
   handlers[logistic_sigmoid_source_op_handler.ORIGINAL_GATE_OP_TYPE] = source
-  return handlers
+  return _with_custom_handlers(handlers)
