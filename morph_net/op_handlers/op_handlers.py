@@ -6,6 +6,10 @@ and logs a warning once per type, saying how to register a handler. Each call
 returns a new dict, so registering a custom handler on one never changes the
 others.
 
+The op types of the built-in Keras layers, with their layer rules, cost
+forms and latency kinds, are declared in `morph_net.keras.layer_kinds`,
+whose test fails when a layer traces to an op type without a handler here.
+
 `custom_handler_scope(handlers)` makes the factories merge `handlers` over
 their defaults while it is active (as `keras.utils.custom_object_scope`
 does for custom objects): a network regularizer built inside the scope
