@@ -44,11 +44,11 @@ from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
 __all__ = [
-    'custom_handler_scope', 'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
-    'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
-    'RESHAPE_OP_TYPES',
-    'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
-    'get_group_lasso_op_handler_dict', 'get_logistic_sigmoid_op_handler_dict'
+    'custom_handler_scope', 'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES',
+    'LEAF_OP_TYPES', 'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict',
+    'REDUCTION_OP_TYPES', 'RESHAPE_OP_TYPES', 'RESIZE_OP_NAMES',
+    'get_gamma_op_handler_dict', 'get_group_lasso_op_handler_dict',
+    'get_logistic_sigmoid_op_handler_dict'
 ]
 
 # Element-wise ops: output channels are every same-width input's channels.

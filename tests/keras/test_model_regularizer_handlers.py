@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net import keras as morph_keras
+from morph_net.keras import model_regularizer
 from morph_net.framework import op_handler_decorator
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.network_regularizers import flop_regularizer
@@ -120,7 +121,6 @@ def test_user_handler_is_decorated_with_the_sources():
 
 
 def test_handler_for_an_op_type_the_model_does_not_run_warns():
-  from morph_net.keras import model_regularizer  # pylint: disable=g-import-not-at-top
   with mock.patch.object(model_regularizer.logging, 'warning') as warning:
     morph_keras.ModelRegularizer(
         atan_model(), GAMMA, gamma_threshold=1e-3,
