@@ -22,16 +22,16 @@ from typing import Optional
 import tensorflow as tf
 
 from morph_net.framework import graph_util
+from morph_net.framework import op_vocabulary
 
 __all__ = ['CALL_OP_TYPES', 'WEIGHTED_BODY_OP_TYPES', 'CalledOp',
            'function_body', 'called_op', 'body_has_weighted_ops']
 
-CALL_OP_TYPES = frozenset(['StatefulPartitionedCall', 'PartitionedCall'])
+CALL_OP_TYPES = op_vocabulary.CALL_OP_TYPES
 # Op types a body may hold for the call to be read as that op.
-WEIGHTED_BODY_OP_TYPES = frozenset([
-    'Conv2D', 'Conv3D', 'DepthwiseConv2dNative', 'MatMul', 'BatchMatMul',
-    'BatchMatMulV2', 'BatchMatMulV3', 'Conv2DBackpropInput',
-    'Conv3DBackpropInputV2'])
+WEIGHTED_BODY_OP_TYPES = (
+    op_vocabulary.CONV_OP_TYPES | op_vocabulary.DEPTHWISE_OP_TYPES |
+    op_vocabulary.MATMUL_OP_TYPES | op_vocabulary.CONV_TRANSPOSE_OP_TYPES)
 _ACTIVATION_INDEX = {'Conv2DBackpropInput': 2, 'Conv3DBackpropInputV2': 2}
 _KERNEL_INDEX = {'Conv2DBackpropInput': 1, 'Conv3DBackpropInputV2': 1}
 

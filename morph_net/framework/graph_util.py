@@ -14,25 +14,14 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import tensor_util
 
+from morph_net.framework import op_vocabulary
+
 __all__ = [
     'describe_op', 'get_constant_value', 'get_num_channels', 'holds_weights',
     'is_channel_axis', 'is_channel_vector', 'is_channelwise_conv',
     'normalize_axis', 'reads_variable',
     'skip_forwarding_ops'
 ]
-
-# Ops that only forward a value; handlers look through them to find variables.
-_FORWARDING_OP_TYPES = frozenset(
-    ['Identity', 'ReadVariableOp', 'Cast', 'Enter', 'Snapshot'])
-# Ops that hold a variable (resource handle or TF1 reference variable).
-_VARIABLE_OP_TYPES = frozenset(['VariableV2', 'Variable', 'VarHandleOp'])
-# Concatenations of the partitions of a partitioned TF1 variable.
-_CONCAT_OP_TYPES = frozenset(['ConcatV2', 'Concat'])
-# Ops that give a kernel another rank (Keras' Conv1D expands its kernel).
-_KERNEL_RESHAPING_OP_TYPES = frozenset(['ExpandDims', 'Reshape', 'Squeeze'])
-# Bound on the forwarding ops followed from one tensor.
-_MAX_FORWARDING_DEPTH = 64
-
 
 def get_num_channels(tensor: tf.Tensor) -> Optional[int]:
   """Returns the static size of the last dimension, or None if unknown.
@@ -115,6 +104,8 @@ def is_channel_vector(tensor: tf.Tensor,
 def skip_forwarding_ops(tensor: tf.Tensor) -> tf.Tensor:
   """Follows Identity / ReadVariableOp / Cast producers up to a real producer.
 
+  `op_vocabulary.walk_back` through `op_vocabulary.FORWARDING_OP_TYPES`.
+
   Args:
     tensor: a tf.Tensor.
 
@@ -122,14 +113,11 @@ def skip_forwarding_ops(tensor: tf.Tensor) -> tf.Tensor:
     The first tensor upstream of `tensor` whose producer is not a forwarding
     op (a resource handle stops the walk: the read is returned).
   """
-  for _ in range(_MAX_FORWARDING_DEPTH):
-    if tensor.op.type not in _FORWARDING_OP_TYPES or not tensor.op.inputs:
-      break
-    inner = tensor.op.inputs[0]
-    if inner.dtype == tf.resource:
-      break
-    tensor = inner
-  return tensor
+  return op_vocabulary.walk_back(tensor)
+
+
+_VARIABLE_READ_OP_TYPES = (op_vocabulary.VARIABLE_OP_TYPES |
+                           frozenset(['ReadVariableOp']))
 
 
 def reads_variable(tensor: tf.Tensor) -> bool:
@@ -145,16 +133,12 @@ def reads_variable(tensor: tf.Tensor) -> bool:
   Returns:
     True when the tensor is produced by reading a variable.
   """
-  for _ in range(_MAX_FORWARDING_DEPTH):
-    op = tensor.op
-    if op.type == 'ReadVariableOp' or op.type in _VARIABLE_OP_TYPES:
-      return True
-    if op.type in _CONCAT_OP_TYPES and len(op.inputs) > 2:
-      values = op.inputs[:-1] if op.type == 'ConcatV2' else op.inputs[1:]
-      return all(reads_variable(value) for value in values)
-    if op.type not in _FORWARDING_OP_TYPES or not op.inputs:
-      return False
-    tensor = op.inputs[0]
+  op = op_vocabulary.walk_back(tensor).op
+  if op.type in _VARIABLE_READ_OP_TYPES:
+    return True
+  if op.type in op_vocabulary.CONCAT_OP_TYPES and len(op.inputs) > 2:
+    values = op.inputs[:-1] if op.type == 'ConcatV2' else op.inputs[1:]
+    return all(reads_variable(value) for value in values)
   return False
 
 
@@ -173,17 +157,13 @@ def holds_weights(tensor: tf.Tensor) -> bool:
     True for variable reads and constants, also reshaped (Keras' Conv1D
     runs a Conv2D on its kernel expanded to rank 4).
   """
-  for _ in range(_MAX_FORWARDING_DEPTH):
-    if reads_variable(tensor):
-      return True
-    op = skip_forwarding_ops(tensor).op
-    if op.type in _KERNEL_RESHAPING_OP_TYPES:
-      tensor = op.inputs[0]
-      continue
-    if op.type == 'Const':
-      return True
-    return op.type == 'Fill' and all(t.op.type == 'Const' for t in op.inputs)
-  return False
+  tensor = op_vocabulary.walk_back(tensor, through_reshapes=True)
+  if reads_variable(tensor):
+    return True
+  op = tensor.op
+  if op.type == 'Const':
+    return True
+  return op.type == 'Fill' and all(t.op.type == 'Const' for t in op.inputs)
 
 
 def describe_op(op: tf.Operation) -> str:

@@ -326,12 +326,15 @@ def check_blacklist_used(blacklist, used, analysed):
     analysed: the analysed ops, for the note.
 
   Raises:
-    InvalidArgumentError: naming the first unused regex.
+    InvalidArgumentError: naming the first unused regex, which its
+      attribute `unused_regex` holds (so callers can tell which entry
+      matched nothing without parsing the message).
   """
   for regex in blacklist:
     if regex not in used:
       error = errors.InvalidArgumentError(
           'Blacklist regex never used: %r.' % regex)
+      error.unused_regex = regex
       error.add_note(
           'regularizer_blacklist regex %r matches no op between the '
           'boundaries (%d ops, for example %s). Fix the regex or remove it.'

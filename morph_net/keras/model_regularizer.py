@@ -22,7 +22,9 @@ and loads as any Keras model, without its regularizer (the loaded loss is
 the data loss alone) until `attach` gives it one again.
 """
 
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
+
+from absl import logging
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +40,7 @@ from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
+from morph_net.op_handlers import op_handlers
 from morph_net.structure import structure_files
 
 __all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost',
@@ -46,8 +49,8 @@ __all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost',
 # Ops whose output channels make up a structure: convolutions, transposed
 # convolutions and dense layers (the op types of the original's
 # StructureExporter).
-STRUCTURE_OP_TYPES = (resource_function.CONV_OP_TYPES |
-                      resource_function.CONV_TRANSPOSE_OP_TYPES |
+STRUCTURE_OP_TYPES = (op_types.CONV_OP_TYPES |
+                      op_types.CONV_TRANSPOSE_OP_TYPES |
                       frozenset(['MatMul']))
 
 
@@ -81,6 +84,10 @@ class ModelRegularizer(object):
       branch or an Inception tower may still vanish whole): when fewer are
       alive, those with the largest regularization values count as alive.
       0 lets such a group die (the structure then cannot be rebuilt).
+    op_handler_dict: {op type: OpHandler} registered over the regularizer
+      family's default handlers (`op_handlers.custom_handler_scope`), for
+      op types the defaults do not know or handle wrongly, for example
+      {'Atan': leaf_op_handler.LeafOpHandler()}.
     **regularizer_kwargs: arguments of `regularizer_class` other than the
       boundaries (for example gamma_threshold=1e-3, hardware='V100'). A
       `regularizer_blacklist` is extended with the ops of the channel
@@ -91,15 +98,20 @@ class ModelRegularizer(object):
   Raises:
     InvalidArgumentError: for an unbuilt model, an unknown input size, an
       unknown regularizer name, arguments the regularizer class does not
-      take (or a required one missing), or a negative or non-finite
-      strength or alive threshold.
+      take (or a required one missing), a negative or non-finite
+      strength or alive threshold, a malformed `op_handler_dict`, or one
+      that `regularizer_class` does not use (it does not build its
+      registry with `op_handlers`' factories).
+    InvalidArgumentTypeError: for an `op_handler_dict` that is not a dict.
     NoSourceOpsError: when the model has nothing to regularize (for example
       a Gamma regularizer without batch norm scale).
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
                input_shape=None, keep_output_widths: bool = True,
-               min_channels: int = 1, **regularizer_kwargs):
+               min_channels: int = 1,
+               op_handler_dict: Optional[Mapping[str, object]] = None,
+               **regularizer_kwargs):
     strength = errors.check_number('strength', strength)
     if isinstance(regularizer_class, str):
       regularizer_class = registry.get_regularizer_class(regularizer_class)
@@ -119,10 +131,14 @@ class ModelRegularizer(object):
     # Recurrent loops are cut out of the analysis and costed from config.
     self._recurrent = recurrent.RecurrentCalls(self._traced)
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
-    self._network_regularizer = regularizable.build_regularizer(
-        self._traced, regularizer_class, excluded, regularizer_kwargs,
-        extra_output_ops=self._recurrent.input_ops(),
-        extra_input_ops=self._recurrent.output_ops())
+    custom_handlers = op_handler_dict or {}
+    with op_handlers.custom_handler_scope(custom_handlers):
+      self._network_regularizer = regularizable.build_regularizer(
+          self._traced, regularizer_class, excluded, regularizer_kwargs,
+          extra_output_ops=self._recurrent.input_ops(),
+          extra_input_ops=self._recurrent.output_ops())
+    _check_handlers_used(self.op_regularizer_manager, regularizer_class,
+                         custom_handlers)
     self._min_channels = max(int(min_channels), 0)
     self._connecting_layers = regularizable.keep_connected(
         self.op_regularizer_manager, self._traced, excluded.channels,
@@ -441,6 +457,42 @@ def _combine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
   if a.dtype == tf.bool:
     return tf.logical_or(a, b)
   return tf.maximum(a, b)
+
+
+def _check_handlers_used(manager, regularizer_class,
+                         handlers: Mapping[str, object]) -> None:
+  """Raises if the analysis did not use the handlers the user passed.
+
+  A handler for an op type the analysed graph does not run is reported by
+  one warning.
+
+  Raises:
+    InvalidArgumentError: when an op of a type in `handlers` was analysed
+      with another handler (`regularizer_class` builds its registry
+      without `op_handlers`' factories).
+  """
+  if not handlers:
+    return
+  seen = {}
+  for op in manager.ops:
+    if op.type in handlers and op.type not in seen:
+      seen[op.type] = op
+  for op_type, op in sorted(seen.items()):
+    used = manager.get_handler(op)
+    wrapped = getattr(used, '_op_handler', None)  # OpHandlerDecorator.
+    if used is not handlers[op_type] and wrapped is not handlers[op_type]:
+      raise errors.InvalidArgumentError(
+          "op_handler_dict[%r] was not used: %s analysed op %r (%s) with %s. "
+          'Its registry is not built with morph_net.op_handlers.op_handlers\' '
+          'factories (get_gamma_op_handler_dict, ...); register the handler '
+          'in that registry instead.' % (
+              op_type, regularizer_class.__name__, op.name, op.type,
+              type(used).__name__))
+  unused = sorted(set(handlers) - set(seen))
+  if unused:
+    logging.warning(
+        'op_handler_dict has handlers for op types the model does not run '
+        'between its inputs and outputs: %s.', ', '.join(unused))
 
 
 def _has_sources(manager, op) -> bool:

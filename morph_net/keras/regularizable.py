@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.framework import minimum_alive_regularizer
-from morph_net.network_regularizers import resource_function
+from morph_net.framework import op_vocabulary
+from morph_net.network_regularizers import op_types
 from morph_net.surgery import channel_model
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import layer_rule
@@ -44,11 +45,11 @@ __all__ = ['ExcludedOps', 'excluded_ops', 'fixed_width_layers',
            'OUTPUT_REASON']
 
 # Op types that hold conv or matrix-product arithmetic the cost functions
-# do not read (unless they are added to resource_function.COSTED_OP_TYPES):
+# do not read (unless they are added to op_types.COSTED_OP_TYPES):
 # function calls (grouped and some depthwise convs), loops, einsums.
-_HIDDEN_ARITHMETIC_OP_TYPES = frozenset([
-    'StatefulPartitionedCall', 'PartitionedCall', 'While', 'StatelessWhile',
-    'Einsum'])
+_HIDDEN_ARITHMETIC_OP_TYPES = (op_vocabulary.CALL_OP_TYPES |
+                               op_vocabulary.LOOP_OP_TYPES |
+                               op_vocabulary.EINSUM_OP_TYPES)
 
 OUTPUT_REASON = 'its channels reach a model output'
 
@@ -83,8 +84,8 @@ def fixed_width_layers(channels: channel_model.ChannelModel
 
 
 # Ops whose first input and output hold the channels they read and write.
-_CHANNEL_OP_TYPES = (resource_function.CONV_OP_TYPES |
-                     resource_function.DEPTHWISE_OP_TYPES |
+_CHANNEL_OP_TYPES = (op_types.CONV_OP_TYPES |
+                     op_types.DEPTHWISE_OP_TYPES |
                      frozenset(['MatMul']))
 
 
@@ -121,7 +122,7 @@ def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
   inputs = channels.layer_in.get(name)
   first = channels.space_size(inputs[0]) if inputs else output
   want = rule.op_widths(layer, first, output,
-                        op.type in resource_function.DEPTHWISE_OP_TYPES)
+                        op.type in op_types.DEPTHWISE_OP_TYPES)
   have = tuple(tf.compat.dimension_value(t.shape[-1])
                for t in (op.inputs[0], op.outputs[0]))
   return tuple(h if h is not None and h != w else None
@@ -296,7 +297,9 @@ def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,
       try:
         return build(regularizer_blacklist=user_blacklist + ours)
       except errors.InvalidArgumentError as e:
-        if repr(ours[0]) not in str(e):
+        # Our regex matched no group (the excluded ops are in none): build
+        # without it. Any other error, the user's regexes included, stands.
+        if getattr(e, 'unused_regex', None) != ours[0]:
           raise
     return build(regularizer_blacklist=user_blacklist)
   except errors.NoSourceOpsError as e:
@@ -340,7 +343,7 @@ def each_kernel_once(traced, ops: Sequence[tf.Operation]
   result, seen = [], set()
   for op in ops:
     kernel = (traced.kernel_placeholder(op)
-              if op.type in resource_function.WEIGHTED_OP_TYPES else None)
+              if op.type in op_types.WEIGHTED_OP_TYPES else None)
     if kernel is not None:
       if kernel.ref() in seen:
         continue
@@ -361,7 +364,7 @@ def uncosted_layers(traced, skip_ops=()) -> Dict[str, List[str]]:
     of `_HIDDEN_ARITHMETIC_OP_TYPES` that the cost functions do not read.
   """
   skip = set(skip_ops)
-  hidden = _HIDDEN_ARITHMETIC_OP_TYPES - resource_function.COSTED_OP_TYPES
+  hidden = _HIDDEN_ARITHMETIC_OP_TYPES - op_types.COSTED_OP_TYPES
   names = {l.name for l in traced.model._flatten_layers(  # pylint: disable=protected-access
       include_self=False, recursive=True)}
   found = {}

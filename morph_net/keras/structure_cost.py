@@ -20,6 +20,7 @@ from morph_net import errors
 from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
+from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
@@ -107,7 +108,7 @@ class StructureCost(object):
 
   def _map_costed_ops(self):
     costed = getattr(self.resource_function, 'costed_op_types',
-                     rf.COSTED_OP_TYPES)
+                     op_types.COSTED_OP_TYPES)
     layers = self.channels.layers
     ops = []
     for op in self.traced.forward_ops():
@@ -118,7 +119,7 @@ class StructureCost(object):
               self.traced.scope_operation_name(op))
       if name is None or name not in self.channels.layer_out:
         continue
-      ops.append((op, name, op.type in rf.WEIGHTED_OP_TYPES))
+      ops.append((op, name, op.type in op_types.WEIGHTED_OP_TYPES))
     self._fixed_sides = {
         op: regularizable.inner_fixed_sides(self.channels, name, op)
         for op, name, _ in ops}
@@ -134,7 +135,7 @@ class StructureCost(object):
     if weighted:
       layer = self.channels.layers[name]
       in_width, out_width = self.channels.rule(layer).op_widths(
-          layer, in_width, out_width, op.type in rf.DEPTHWISE_OP_TYPES)
+          layer, in_width, out_width, op.type in op_types.DEPTHWISE_OP_TYPES)
     else:
       in_width = out_width
     # Channels inside a layer that takes no width keep their count.

@@ -20,7 +20,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.framework import function_calls
-from morph_net.framework import op_handler_util
+from morph_net.framework import op_vocabulary
 from morph_net.keras import graph_functions
 
 __all__ = ['TracedModel', 'check_model', 'get_input_signature',
@@ -191,24 +191,15 @@ def map_placeholders_to_layers(model, graph, layers: Optional[Iterable] = None
   return result
 
 
-# Ops Keras 3 puts between a kernel variable and the op using it: the
-# ExpandDims of a Conv1D kernel, the Reshape of a Dense kernel on rank >= 3
-# (Tensordot), Squeeze, casts.
-_KERNEL_RESHAPING_OP_TYPES = frozenset(['ExpandDims', 'Reshape', 'Squeeze'])
-_MAX_KERNEL_DEPTH = 8
-
-
 def _variable_placeholder(tensor: tf.Tensor) -> Optional[tf.Tensor]:
   """The captured resource placeholder a variable read comes from, or None.
 
-  Forwarding ops (Identity, Cast) and the reshaping ops of
-  `_KERNEL_RESHAPING_OP_TYPES` (their first input) are followed.
+  Forwarding ops (Identity, Cast) and the reshape-like ops Keras 3 puts
+  between a kernel variable and its user (the ExpandDims of a Conv1D
+  kernel, the Reshape of a Dense kernel on rank >= 3, Squeeze) are followed
+  (`op_vocabulary.walk_back`).
   """
-  for _ in range(_MAX_KERNEL_DEPTH):
-    tensor = op_handler_util.skip_forwarding_ops(tensor)
-    if tensor.op.type not in _KERNEL_RESHAPING_OP_TYPES:
-      break
-    tensor = tensor.op.inputs[0]
+  tensor = op_vocabulary.walk_back(tensor, through_reshapes=True)
   if tensor.op.type != 'ReadVariableOp' or not tensor.op.inputs:
     return None
   handle = tensor.op.inputs[0]
@@ -345,7 +336,7 @@ class TracedModel(object):
 
     Two ops of a shared layer return the same placeholder.
     """
-    if op.type in function_calls.CALL_OP_TYPES:
+    if op.type in op_vocabulary.CALL_OP_TYPES:
       # A call (Keras 3's grouped conv): the kernel its body's op reads.
       called = function_calls.called_op(op)
       if called is None:

@@ -29,6 +29,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import function_calls
 from morph_net.framework import op_handler_util
+from morph_net.framework import op_vocabulary
 from morph_net.network_regularizers import channel_sums
 from morph_net.network_regularizers import cost_forms
 from morph_net.network_regularizers import op_types
@@ -42,9 +43,6 @@ from morph_net.network_regularizers.op_types import SUPPORTED_OPS
 
 __all__ = ['CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
            'CostCalculator', 'get_input_activation']
-
-
-_LOOP_OP_TYPES = frozenset(['While', 'StatelessWhile'])
 
 
 def _has_dynamic_shapes(graph) -> bool:
@@ -68,7 +66,7 @@ def _uncounted_arithmetic(op) -> Optional[str]:
         function_calls.body_has_weighted_ops(op)):
       return ('the function it calls is not a single conv or matmul fed by '
               "the call's inputs")
-  elif op.type in _LOOP_OP_TYPES:
+  elif op.type in op_vocabulary.LOOP_OP_TYPES:
     if function_calls.body_has_weighted_ops(op, 'body'):
       return ('its loop body has convs or matmuls (a recurrent layer), '
               'which the graph analysis does not count')

@@ -46,8 +46,9 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import function_calls
 from morph_net.framework import graph_util
+from morph_net.framework import op_vocabulary
 from morph_net.network_regularizers import einsum_cost
-from morph_net.network_regularizers import op_types as cc
+from morph_net.network_regularizers import op_types
 
 __all__ = [
     'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op',
@@ -65,7 +66,6 @@ Form = collections.namedtuple(
 # norm parameters, reduction indices.
 _SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0,
                 'Pad': 1, 'PadV2': 1, 'MirrorPad': 1}
-_REDUCTION_OP_TYPES = frozenset(['Sum', 'Mean', 'Max', 'Min', 'Prod'])
 
 
 def scale(form: Form, factor) -> Form:
@@ -234,18 +234,18 @@ def is_flop_op(op: tf.Operation) -> bool:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `op`. Expected a tf.Operation. Received: '
         '%r (%s)' % (op, type(op).__name__))
-  if op.type in cc.CALL_OP_TYPES:
-    return cc.costed_op(op) is not op
-  if op.type in cc.EINSUM_OP_TYPES:
+  if op.type in op_types.CALL_OP_TYPES:
+    return op_types.costed_op(op) is not op
+  if op.type in op_types.EINSUM_OP_TYPES:
     return einsum_cost.read_einsum(op) is not None
-  return op.type in cc.WEIGHTED_OP_TYPES
+  return op.type in op_types.WEIGHTED_OP_TYPES
 
 
 def _is_depthwise(op):
-  if op.type in cc.EINSUM_OP_TYPES:
+  if op.type in op_types.EINSUM_OP_TYPES:
     return einsum_cost.read_einsum(op).depthwise
-  inner = cc.costed_op(op)
-  return (inner.type in cc.DEPTHWISE_OP_TYPES or
+  inner = op_types.costed_op(op)
+  return (inner.type in op_types.DEPTHWISE_OP_TYPES or
           graph_util.is_channelwise_conv(inner))
 
 
@@ -288,7 +288,7 @@ def spatial_size(tensor: tf.Tensor):
 def _group_count(op):
   """Channel groups of a grouped convolution whose cost is IN x OUT / groups
   (1 for other ops, and for channelwise convs, whose cost is per OUT)."""
-  if (op.type not in cc.CONV_OP_TYPES or not op.inputs[0].shape.rank or
+  if (op.type not in op_types.CONV_OP_TYPES or not op.inputs[0].shape.rank or
       graph_util.is_channelwise_conv(op)):
     return 1
   channels = tf.compat.dimension_value(op.inputs[0].shape[-1])
@@ -354,16 +354,16 @@ def flop_coeff(op: tf.Operation):
   """
   if not is_flop_op(op):
     return 0.0
-  if op.type in cc.EINSUM_OP_TYPES:
+  if op.type in op_types.EINSUM_OP_TYPES:
     return _einsum_coeff(op, einsum_cost.read_einsum(op).flops)
-  inner = cc.costed_op(op)  # The op itself, or the op a call runs.
+  inner = op_types.costed_op(op)  # The op itself, or the op a call runs.
   output = op.outputs[0] if inner is op else _call_output(op)
   if inner.type == 'MatMul':
     return 2.0 * matmul_rows_per_example(inner)
-  if inner.type in cc.MATMUL_OP_TYPES:
+  if inner.type in op_types.MATMUL_OP_TYPES:
     return 2.0 * spatial_size(output)
-  if inner.type in cc.CONV_TRANSPOSE_OP_TYPES:
-    spatial = spatial_size(cc.get_input_activation(op))
+  if inner.type in op_types.CONV_TRANSPOSE_OP_TYPES:
+    spatial = spatial_size(op_types.get_input_activation(op))
   else:
     spatial = spatial_size(output)
   return 2.0 * spatial * _kernel_size(inner) / _group_count(inner)
@@ -387,10 +387,10 @@ def num_weights_coeff(op: tf.Operation) -> float:
   """
   if not is_flop_op(op):
     return 0.0
-  if op.type in cc.EINSUM_OP_TYPES:
+  if op.type in op_types.EINSUM_OP_TYPES:
     return _einsum_coeff(op, einsum_cost.read_einsum(op).weights)
-  op = cc.costed_op(op)
-  if op.type in cc.MATMUL_OP_TYPES:
+  op = op_types.costed_op(op)
+  if op.type in op_types.MATMUL_OP_TYPES:
     weights = _weights_tensor(op.inputs[1])
     return 1.0 if graph_util.holds_weights(weights) else 0.0
   return float(_kernel_size(op)) / _group_count(op)
@@ -434,10 +434,11 @@ def _activation_inputs(op):
   skip = _SHAPE_INPUT.get(op.type)
   inputs = []
   for index, tensor in enumerate(op.inputs):
-    if op.type in cc.WEIGHTED_OP_TYPES and index == 1:
+    if op.type in op_types.WEIGHTED_OP_TYPES and index == 1:
       continue  # The weights: the bilinear part.
     if index == skip or (index > 0 and (
-        'FusedBatchNorm' in op.type or op.type in _REDUCTION_OP_TYPES)):
+        'FusedBatchNorm' in op.type or
+        op.type in op_vocabulary.REDUCTION_OP_TYPES)):
       continue
     if tensor.shape.rank is not None and tensor.shape.rank < 2:
       continue  # Vectors and scalars are parameters (a bias, a scale).

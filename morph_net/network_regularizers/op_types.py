@@ -5,6 +5,14 @@ its tuples CONV2D_OPS, CONV3D_OPS, CONV_OPS, FLOP_OPS, SUPPORTED_OPS, and
 `get_input_activation`. The frozensets below add the op types this project
 costs beyond the original (3-D transposed convs, batched matmuls, pooling,
 bias adds and more element-wise ops for memory and latency).
+
+Where to import op types from: the kinds of ops (convs, matmuls, calls,
+reshape-like ops, reductions ...) are defined once, in
+`morph_net.framework.op_vocabulary`; this module names the ones the costs
+read (CONV_OP_TYPES ... EINSUM_OP_TYPES are those sets) and defines what
+the built-in resource functions cost (WEIGHTED_OP_TYPES,
+ELEMENTWISE_MEMORY_OP_TYPES, COSTED_OP_TYPES). Cost code imports this
+module as `op_types`.
 """
 
 import tensorflow as tf
@@ -12,6 +20,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.framework import function_calls
 from morph_net.framework import op_handler_util
+from morph_net.framework import op_vocabulary
 
 __all__ = [
     'CONV2D_OPS', 'CONV3D_OPS', 'CONV_OPS', 'FLOP_OPS', 'SUPPORTED_OPS',
@@ -32,18 +41,16 @@ SUPPORTED_OPS = FLOP_OPS + ('Add', 'AddV2', 'AddN', 'ConcatV2',
                             'FusedBatchNormV3', 'Mul', 'Relu', 'Relu6', 'Sum')
 
 # The same, with the op types this project costs beyond the original.
-CONV_OP_TYPES = frozenset(['Conv2D', 'Conv3D'])
-CONV_TRANSPOSE_OP_TYPES = frozenset(
-    ['Conv2DBackpropInput', 'Conv3DBackpropInputV2'])
-DEPTHWISE_OP_TYPES = frozenset(['DepthwiseConv2dNative'])
-MATMUL_OP_TYPES = frozenset(
-    ['MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3'])
+CONV_OP_TYPES = op_vocabulary.CONV_OP_TYPES
+CONV_TRANSPOSE_OP_TYPES = op_vocabulary.CONV_TRANSPOSE_OP_TYPES
+DEPTHWISE_OP_TYPES = op_vocabulary.DEPTHWISE_OP_TYPES
+MATMUL_OP_TYPES = op_vocabulary.MATMUL_OP_TYPES
 # Calls of a function whose body is one of the ops below (Keras 3 grouped
 # convs); costed as that op, see `costed_op`.
-CALL_OP_TYPES = function_calls.CALL_OP_TYPES
+CALL_OP_TYPES = op_vocabulary.CALL_OP_TYPES
 # Two-operand contractions (attention products, EinsumDense); see
 # `einsum_cost`.
-EINSUM_OP_TYPES = frozenset(['Einsum'])
+EINSUM_OP_TYPES = op_vocabulary.EINSUM_OP_TYPES
 # Ops with weights, whose cost is bilinear in input and output channels.
 WEIGHTED_OP_TYPES = (CONV_OP_TYPES | CONV_TRANSPOSE_OP_TYPES |
                      DEPTHWISE_OP_TYPES | MATMUL_OP_TYPES | CALL_OP_TYPES |

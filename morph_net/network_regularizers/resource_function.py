@@ -23,7 +23,18 @@ the cost calculator uses, and a custom function may set them too:
 `costed_op_types` (the op types it can give a non-zero value for) and
 `forms(op, batch_size=...)` (its coefficients, see `cost_forms`), with which
 the calculator costs all ops of a network in a few graph ops.
+
+Names: this module keeps the original's names (PEAK_COMPUTE,
+MEMORY_BANDWIDTH, flop_coeff, num_weights_coeff, is_flop_op and the
+resource functions). Op-type sets come from `op_types` (which the costs
+read) and `morph_net.framework.op_vocabulary` (where every set is defined);
+the seven sets this module used to re-export (CONV_OP_TYPES,
+CONV_TRANSPOSE_OP_TYPES, DEPTHWISE_OP_TYPES, MATMUL_OP_TYPES,
+WEIGHTED_OP_TYPES, ELEMENTWISE_MEMORY_OP_TYPES, COSTED_OP_TYPES) still
+import from here, with a DeprecationWarning naming `op_types`.
 """
+
+import warnings
 
 import tensorflow as tf
 
@@ -35,9 +46,7 @@ from morph_net.network_regularizers import op_types
 
 __all__ = [
     'PEAK_COMPUTE', 'MEMORY_BANDWIDTH', 'Hardware', 'get_hardware',
-    'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
-    'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
-    'COSTED_OP_TYPES', 'is_flop_op', 'flop_coeff', 'num_weights_coeff',
+    'is_flop_op', 'flop_coeff', 'num_weights_coeff',
     'flop_function', 'model_size_function', 'activation_count_function',
     'activation_size_function', 'memory_function', 'latency_function',
     'latency_function_factory',
@@ -48,17 +57,32 @@ MEMORY_BANDWIDTH = hardware_lib.MEMORY_BANDWIDTH
 Hardware = hardware_lib.Hardware
 get_hardware = hardware_lib.get_hardware
 
-CONV_OP_TYPES = op_types.CONV_OP_TYPES
-CONV_TRANSPOSE_OP_TYPES = op_types.CONV_TRANSPOSE_OP_TYPES
-DEPTHWISE_OP_TYPES = op_types.DEPTHWISE_OP_TYPES
-MATMUL_OP_TYPES = op_types.MATMUL_OP_TYPES
-WEIGHTED_OP_TYPES = op_types.WEIGHTED_OP_TYPES
-ELEMENTWISE_MEMORY_OP_TYPES = op_types.ELEMENTWISE_MEMORY_OP_TYPES
-COSTED_OP_TYPES = op_types.COSTED_OP_TYPES
-
 is_flop_op = cost_forms.is_flop_op
 flop_coeff = cost_forms.flop_coeff
 num_weights_coeff = cost_forms.num_weights_coeff
+
+# Op-type sets this module re-exported before they had one home; they
+# import from here with a DeprecationWarning (see `__getattr__`).
+_MOVED_TO_OP_TYPES = frozenset([
+    'CONV_OP_TYPES', 'CONV_TRANSPOSE_OP_TYPES', 'DEPTHWISE_OP_TYPES',
+    'MATMUL_OP_TYPES', 'WEIGHTED_OP_TYPES', 'ELEMENTWISE_MEMORY_OP_TYPES',
+    'COSTED_OP_TYPES'])
+
+
+def __getattr__(name):
+  """The deprecated op-type sets (`op_types.<name>`), with a warning.
+
+  Raises:
+    AttributeError: for other missing names.
+  """
+  if name in _MOVED_TO_OP_TYPES:
+    warnings.warn(
+        'morph_net.network_regularizers.resource_function.%s is deprecated: '
+        'import it from morph_net.network_regularizers.op_types (op-type '
+        'sets are defined in morph_net.framework.op_vocabulary).' % name,
+        DeprecationWarning, stacklevel=2)
+    return getattr(op_types, name)
+  raise AttributeError('module %r has no attribute %r' % (__name__, name))
 
 def flop_function(op, is_regularization, num_alive_inputs, num_alive_outputs,
                   reg_inputs, reg_outputs, batch_size=1):
@@ -177,17 +201,18 @@ def latency_function(op, is_regularization, num_alive_inputs,
 
 
 for _function, _forms, _types in (
-    (flop_function, cost_forms.flop_forms, WEIGHTED_OP_TYPES),
-    (model_size_function, cost_forms.model_size_forms, WEIGHTED_OP_TYPES),
+    (flop_function, cost_forms.flop_forms, op_types.WEIGHTED_OP_TYPES),
+    (model_size_function, cost_forms.model_size_forms,
+     op_types.WEIGHTED_OP_TYPES),
     (activation_count_function, cost_forms.activation_count_forms,
-     WEIGHTED_OP_TYPES),
+     op_types.WEIGHTED_OP_TYPES),
     (activation_size_function, cost_forms.activation_size_forms,
-     WEIGHTED_OP_TYPES),
-    (memory_function, cost_forms.memory_forms, COSTED_OP_TYPES)):
+     op_types.WEIGHTED_OP_TYPES),
+    (memory_function, cost_forms.memory_forms, op_types.COSTED_OP_TYPES)):
   _function.forms = _forms
   _function.costed_op_types = _types
 del _function, _forms, _types
-latency_function.costed_op_types = COSTED_OP_TYPES
+latency_function.costed_op_types = op_types.COSTED_OP_TYPES
 
 
 def latency_function_factory(hardware, batch_size=1):
@@ -234,6 +259,6 @@ def latency_function_factory(hardware, batch_size=1):
 
   latency_for_hardware.hardware = device
   latency_for_hardware.batch_size = bound_batch_size
-  latency_for_hardware.costed_op_types = COSTED_OP_TYPES
+  latency_for_hardware.costed_op_types = op_types.COSTED_OP_TYPES
   latency_for_hardware.forms = forms
   return latency_for_hardware

@@ -26,6 +26,7 @@ from morph_net.framework import op_handler_decorator
 from morph_net.framework import op_handler_util
 from morph_net.framework import op_regularizer_manager as orm
 from morph_net.network_regularizers import cost_calculator
+from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.op_handlers import op_handlers
 
@@ -141,7 +142,7 @@ class ResourceRegularizer(generic_regularizers.NetworkRegularizer):
     if any(manager.is_source_op(op) for op in manager.ops):
       return
     weighted = [op for op in self._manager.ops
-                if op.type in rf.WEIGHTED_OP_TYPES]
+                if op.type in op_types.WEIGHTED_OP_TYPES]
     if not weighted:
       logging.warning(
           '%s: no conv or matmul op between the boundaries (%d ops), so '

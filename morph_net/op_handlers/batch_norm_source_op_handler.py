@@ -15,17 +15,21 @@ import weakref
 import tensorflow as tf
 
 from morph_net.framework import graph_util
+from morph_net.framework import op_vocabulary
 from morph_net.op_handlers import grouping_op_handler
 from morph_net.op_handlers import handler_steps
 from morph_net.op_regularizers import gamma_l1_regularizer
 
 __all__ = ['BatchNormSourceOpHandler', 'FUSED_BATCH_NORM_TYPES', 'get_gamma']
 
-FUSED_BATCH_NORM_TYPES = frozenset(
-    ['FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3'])
+FUSED_BATCH_NORM_TYPES = op_vocabulary.FUSED_BATCH_NORM_OP_TYPES
 
 
-_RESHAPE_OP_TYPES = frozenset(['Reshape', 'ExpandDims', 'Squeeze'])
+def _is_vector_reshape(tensor: tf.Tensor) -> bool:
+  """Whether a reshape-like op's output and input are both [C] or
+  [1, .., 1, C]."""
+  return (graph_util.is_channel_vector(tensor.op.inputs[0]) and
+          graph_util.is_channel_vector(tensor))
 
 
 def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
@@ -34,15 +38,8 @@ def _skip_vector_reshapes(tensor: tf.Tensor) -> tf.Tensor:
   Batch norm with an explicit axis (keras.applications) reshapes its
   parameters to the broadcast shape before using them.
   """
-  for _ in range(16):
-    tensor = graph_util.skip_forwarding_ops(tensor)
-    if (tensor.op.type in _RESHAPE_OP_TYPES and tensor.op.inputs and
-        graph_util.is_channel_vector(tensor.op.inputs[0]) and
-        graph_util.is_channel_vector(tensor)):
-      tensor = tensor.op.inputs[0]
-      continue
-    return tensor
-  return tensor
+  return op_vocabulary.walk_back(tensor, through_reshapes=True,
+                                 reshape_filter=_is_vector_reshape)
 
 
 def _is_rsqrt(tensor: tf.Tensor) -> bool:

@@ -5,11 +5,27 @@
 and logs a warning once per type, saying how to register a handler. Each call
 returns a new dict, so registering a custom handler on one never changes the
 others.
+
+The op types of the built-in Keras layers, with their layer rules, cost
+forms and latency kinds, are declared in `morph_net.keras.layer_kinds`,
+whose test fails when a layer traces to an op type without a handler here.
+
+`custom_handler_scope(handlers)` makes the factories merge `handlers` over
+their defaults while it is active (as `keras.utils.custom_object_scope`
+does for custom objects): a network regularizer built inside the scope
+analyses its graph with them. `keras.ModelRegularizer(...,
+op_handler_dict=...)` builds its regularizer in such a scope.
 """
+
+import contextlib
+import contextvars
+from typing import Mapping
 
 from absl import logging
 
-from morph_net.framework import function_calls
+from morph_net import errors
+
+from morph_net.framework import op_vocabulary
 
 from morph_net.op_handlers import batch_norm_source_op_handler
 from morph_net.op_handlers import concat_op_handler
@@ -28,11 +44,11 @@ from morph_net.op_handlers import slice_op_handler
 from morph_net.op_handlers import split_op_handler
 
 __all__ = [
-    'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES', 'LEAF_OP_TYPES',
-    'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict', 'REDUCTION_OP_TYPES',
-    'RESHAPE_OP_TYPES',
-    'RESIZE_OP_NAMES', 'get_gamma_op_handler_dict',
-    'get_group_lasso_op_handler_dict', 'get_logistic_sigmoid_op_handler_dict'
+    'custom_handler_scope', 'ELEMENTWISE_OP_TYPES', 'FIRST_INPUT_OP_TYPES',
+    'LEAF_OP_TYPES', 'NON_PASSTHROUGH_OP_TYPES', 'OpHandlerDict',
+    'REDUCTION_OP_TYPES', 'RESHAPE_OP_TYPES', 'RESIZE_OP_NAMES',
+    'get_gamma_op_handler_dict', 'get_group_lasso_op_handler_dict',
+    'get_logistic_sigmoid_op_handler_dict'
 ]
 
 # Element-wise ops: output channels are every same-width input's channels.
@@ -55,7 +71,7 @@ FIRST_INPUT_OP_TYPES = (
 # The original's name for the resize ops (grouped with their first input).
 RESIZE_OP_NAMES = ['ResizeArea', 'ResizeBicubic', 'ResizeBilinear',
                    'ResizeNearestNeighbor']
-REDUCTION_OP_TYPES = ('Max', 'Mean', 'Min', 'Prod', 'Sum', 'EuclideanNorm')
+REDUCTION_OP_TYPES = tuple(sorted(op_vocabulary.REDUCTION_OP_TYPES))
 # Ops whose output is a new channel space unrelated to the inputs.
 LEAF_OP_TYPES = (
     'ArgMax', 'ArgMin', 'Const', 'Fill', 'Gather', 'GatherV2', 'OneHot',
@@ -68,15 +84,17 @@ LEAF_OP_TYPES = (
     'LogicalNot', 'TopKV2', 'Where', 'BroadcastArgs', 'Einsum',
     'TensorArrayGatherV3', 'TensorListFromTensor', 'TensorListReserve',
     'TensorListStack', 'TensorListGetItem', 'TensorListSetItem',
-    'TensorListLength', 'TensorListElementShape',
-    # Functional loops (Keras 3 recurrent layers): the channels entering a
-    # loop are consumed whole; the cost calculator reports its arithmetic.
-    'While', 'StatelessWhile')
-NON_PASSTHROUGH_OP_TYPES = (
-    'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3', 'Conv2D', 'Conv3D',
-    'Conv2DBackpropInput', 'Conv3DBackpropInputV2', 'MatMul')
+    'TensorListLength', 'TensorListElementShape') + tuple(
+        # Functional loops (Keras 3 recurrent layers): the channels entering
+        # a loop are consumed whole; the cost calculator reports its
+        # arithmetic.
+        sorted(op_vocabulary.LOOP_OP_TYPES))
+NON_PASSTHROUGH_OP_TYPES = tuple(sorted(
+    op_vocabulary.CONV_OP_TYPES | op_vocabulary.CONV_TRANSPOSE_OP_TYPES |
+    op_vocabulary.MATMUL_OP_TYPES))
 # Reshapes (see reshape_op_handler): op type -> handler kind for reshapes
-# that start a new channel space.
+# that start a new channel space (the reshape-like ops of `op_vocabulary`,
+# Transpose and ReverseV2).
 RESHAPE_OP_TYPES = {'Reshape': 'leaf', 'ExpandDims': 'non_passthrough',
                     'Squeeze': 'grouping', 'Transpose': 'non_passthrough',
                     'ReverseV2': 'leaf'}
@@ -103,9 +121,80 @@ class OpHandlerDict(dict):
           'MorphNet has no op handler for op type %s; treating it as a '
           'grouping op (output channels = input channels of the same width). '
           'If that is wrong, register a handler: op_handler_dict[%r] = '
-          'leaf_op_handler.LeafOpHandler() (or another OpHandler).', op_type,
-          op_type)
+          'leaf_op_handler.LeafOpHandler() (or another OpHandler); for a '
+          'Keras model pass it as ModelRegularizer(..., op_handler_dict={%r: '
+          '...}), for a network regularizer build it inside '
+          'op_handlers.custom_handler_scope({%r: ...}).', op_type, op_type,
+          op_type, op_type)
     return self._default_handler
+
+
+# The handlers `custom_handler_scope` merges over the factories' defaults.
+_CUSTOM_HANDLERS = contextvars.ContextVar('morph_net_custom_op_handlers',
+                                          default=None)
+
+
+def _check_custom_handlers(handlers) -> dict:
+  """`handlers` as a dict of op type -> handler; raises if malformed."""
+  if not isinstance(handlers, Mapping):
+    raise errors.InvalidArgumentTypeError(
+        'Invalid value for argument `op_handler_dict`. Expected a dict of op '
+        'type -> OpHandler, such as {"Atan": '
+        'leaf_op_handler.LeafOpHandler()}. Received: op_handler_dict=%r (%s)'
+        % (handlers, type(handlers).__name__))
+  for op_type, handler in handlers.items():
+    if not isinstance(op_type, str):
+      raise errors.InvalidArgumentError(
+          'Invalid key of argument `op_handler_dict`. Expected an op type '
+          'name (a str such as "Atan"). Received: %r (%s)' %
+          (op_type, type(op_type).__name__))
+    if not callable(getattr(handler, 'assign_grouping', None)):
+      raise errors.InvalidArgumentError(
+          'Invalid handler for op type %r in argument `op_handler_dict`. '
+          'Expected an OpHandler (morph_net.framework.op_handler.OpHandler, '
+          'for example leaf_op_handler.LeafOpHandler()). Received: %r (%s)' %
+          (op_type, handler, type(handler).__name__))
+  return dict(handlers)
+
+
+@contextlib.contextmanager
+def custom_handler_scope(handlers: Mapping[str, object]):
+  """Within the scope, the registry factories add `handlers` to theirs.
+
+  Every `get_*_op_handler_dict` called inside (for example by a network
+  regularizer's constructor) registers `handlers` over its defaults. Scopes
+  nest (the inner one's handlers win) and are local to the thread or task.
+
+      with op_handlers.custom_handler_scope(
+          {'Atan': leaf_op_handler.LeafOpHandler()}):
+        regularizer = flop_regularizer.GammaFlopsRegularizer(...)
+
+  Args:
+    handlers: {op type: OpHandler}.
+
+  Yields:
+    None.
+
+  Raises:
+    InvalidArgumentTypeError: if `handlers` is not a mapping.
+    InvalidArgumentError: for a key that is not a str or a value that is not
+      an op handler (has no `assign_grouping`).
+  """
+  merged = dict(_CUSTOM_HANDLERS.get() or {})
+  merged.update(_check_custom_handlers(handlers))
+  token = _CUSTOM_HANDLERS.set(merged)
+  try:
+    yield
+  finally:
+    _CUSTOM_HANDLERS.reset(token)
+
+
+def _with_custom_handlers(handlers: 'OpHandlerDict') -> 'OpHandlerDict':
+  """`handlers` with those of the active `custom_handler_scope` merged."""
+  custom = _CUSTOM_HANDLERS.get()
+  if custom:
+    handlers.update(custom)
+  return handlers
 
 
 def _get_base_op_handler_dict():
@@ -138,7 +227,7 @@ def _get_base_op_handler_dict():
       'DepthToSpace': depth_to_space_op_handler.DepthToSpaceOpHandler(),
   })
   call = function_call_op_handler.FunctionCallOpHandler()
-  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
+  handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)
   return OpHandlerDict(handlers)
 
 
@@ -157,7 +246,7 @@ def get_gamma_op_handler_dict(gamma_threshold: float = 1e-3) -> OpHandlerDict:
   for op_type in batch_norm_source_op_handler.FUSED_BATCH_NORM_TYPES:
     handlers[op_type] = source
   handlers['Mul'] = source  # Decomposed (Keras 3) batch norm; else grouping.
-  return handlers
+  return _with_custom_handlers(handlers)
 
 
 def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
@@ -182,8 +271,8 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
   call = function_call_op_handler.FunctionCallOpHandler(threshold,
                                                         l1_fraction)
-  handlers.update((t, call) for t in function_calls.CALL_OP_TYPES)
-  return handlers
+  handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)
+  return _with_custom_handlers(handlers)
 
 
 def get_logistic_sigmoid_op_handler_dict(
@@ -206,4 +295,4 @@ def get_logistic_sigmoid_op_handler_dict(
   for op_type in logistic_sigmoid_source_op_handler.GATE_OP_TYPES:
     handlers[op_type] = source  # Gating multiplies; other Mul ops group.
   handlers[logistic_sigmoid_source_op_handler.ORIGINAL_GATE_OP_TYPE] = source
-  return handlers
+  return _with_custom_handlers(handlers)

@@ -10,6 +10,7 @@ from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import model_size_regularizer
+from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import resource_function
 from morph_net.surgery import rebuild
 from morph_net.testing import surgery_models as tm
@@ -55,7 +56,7 @@ def test_structure_cost_maps_weightless_ops_for_latency():
   by_type = {}
   for op, name, weighted in coster.costed_ops():
     by_type.setdefault(op.type, set()).add(name)
-    assert weighted == (op.type in resource_function.WEIGHTED_OP_TYPES)
+    assert weighted == (op.type in op_types.WEIGHTED_OP_TYPES)
   assert 'b1_out' in by_type['Relu']
   assert 'logits' in by_type['MatMul']
   full = coster.cost({})
