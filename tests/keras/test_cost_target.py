@@ -50,7 +50,8 @@ def test_controller_reaches_and_holds_a_target_on_a_lagging_plant():
 
 def test_controller_update_is_the_documented_formula():
   controller = cost_target.CostTargetController(
-      50.0, 100.0, initial_multiplier=0.5, gain=0.1, brake=2.0)
+      50.0, 100.0, initial_multiplier=0.5, gain=0.1, brake=2.0,
+      lead_margin=0.0)
   assert controller.strength == pytest.approx(0.5 / 100.0)
   # Cost and lead above the target: the integral grows by gain * steps * v.
   controller.update(75.0, 60.0, steps=2)
@@ -69,6 +70,22 @@ def test_controller_update_is_the_documented_formula():
   # Violations are clipped to [-1, 1].
   assert controller.violation(1000.0) == 1.0
   assert controller.violation(0.0) == -1.0
+
+
+def test_a_lead_within_the_margin_neither_brakes_nor_stops_the_ascent():
+  controller = cost_target.CostTargetController(
+      50.0, 100.0, initial_multiplier=0.5, gain=0.1, brake=2.0,
+      lead_margin=0.1)
+  # Lead 4% under (inside the margin), cost above: the integral grows by
+  # gain * v = 0.1 * 0.2 and there is no brake.
+  controller.update(60.0, 48.0)
+  integral = math.log(0.5) + 0.1 * 0.2
+  assert controller.multiplier == pytest.approx(math.exp(integral))
+  # Lead 30% under: the integral waits, the brake cuts by u + margin = -0.2.
+  controller.update(60.0, 35.0)
+  assert controller.multiplier == pytest.approx(
+      math.exp(integral + 2.0 * -0.2))
+  assert controller.get_config()['lead_margin'] == 0.1
 
 
 def test_controller_multiplier_stays_in_its_bounds():
