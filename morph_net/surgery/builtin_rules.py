@@ -10,7 +10,7 @@ cost form and a latency kind: `morph_net.keras.layer_kinds` declares all
 four for every class of the table, and its test fails when they disagree.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -21,7 +21,8 @@ from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
-           'RecurrentRule', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
+           'RecurrentRule', 'RECURRENT_GATES', 'recurrent_directions',
+           'recurrent_units', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
            'builtin_rule_table', 'reshape_space', 'sized_shape',
@@ -197,48 +198,152 @@ class DepthwiseRule(layer_rule.LayerRule):
              for w in weights[1:]])
 
 
+# Gates of the recurrent cells whose units rebuild narrows; Keras lays each
+# weight's last axis out gate after gate (LSTM i, f, c, o; GRU z, r, h).
+RECURRENT_GATES = {'SimpleRNN': 1, 'GRU': 3, 'LSTM': 4}
+
+
+def recurrent_directions(layer) -> list:
+  """The recurrent layers of `layer`: [forward, backward] of a
+  Bidirectional wrapper, else [layer]."""
+  if hasattr(layer, 'forward_layer'):
+    return [layer.forward_layer, layer.backward_layer]
+  return [layer]
+
+
+def recurrent_units(layer) -> Optional[int]:
+  """The units of a SimpleRNN, GRU or LSTM (or of a Bidirectional wrapper
+  whose two directions are such layers of the same width), or None."""
+  widths = set()
+  for rnn in recurrent_directions(layer):
+    if type(rnn).__name__ not in RECURRENT_GATES:
+      return None
+    widths.add(int(rnn.units))
+  return widths.pop() if len(widths) == 1 else None
+
+
+def _gate_columns(units: np.ndarray, width: int, gates: int) -> np.ndarray:
+  """Columns g * width + u of each gate g for each unit u of `units`."""
+  return (np.arange(gates)[:, None] * width +
+          np.asarray(units)[None, :]).reshape([-1])
+
+
 class RecurrentRule(layer_rule.LayerRule):
   """SimpleRNN, GRU, LSTM and Bidirectional wrappers of them.
 
   The input channels follow the group feeding the layer (each direction's
-  `kernel` has one row per input channel); the units keep their width, so
-  the output is a new group that cannot change (the Keras bridge costs the
-  layer from its config, see `morph_net.keras.recurrent`).
+  `kernel` has one row per input channel). The units are the layer's own
+  group (`units` is its width): unit u of every direction is one channel,
+  so a Bidirectional layer's two directions keep the same units (Keras
+  gives both one `units`) and its concatenated output holds the group
+  twice. Rebuild narrows `units` and keeps, per direction and per gate, the
+  kernel columns, the recurrent kernel's rows and columns and the biases of
+  the surviving units. A unit whose weights are all zero outputs 0 at every
+  step from a zero initial state (tanh(0) = 0; an LSTM's cell stays 0; a
+  GRU's state mixes 0 with 0), so removing it keeps the outputs.
+
+  A layer whose outputs do not all hold its units once (return_state of a
+  Bidirectional layer) or twice (Bidirectional concatenation), or whose
+  cell is not one of the three, keeps its units.
   """
+
+  width_attribute = 'units'
 
   def output_space(self, node):
     if not _single_input(node):
       return node.opaque(UNKNOWN)
-    return node.new_group(
-        node.output_channels(),
-        'it is the output of recurrent layer %s, whose units keep their '
-        'width' % node.describe())
+    layer = node.layer
+    units = recurrent_units(layer)
+    channels = {layer_rule.num_channels(t) for t in node.outputs}
+    copies = None
+    if units is not None and len(channels) == 1:
+      copies = {units: 1, 2 * units: 2}.get(channels.pop())
+    if copies is None or (copies == 2 and not hasattr(layer,
+                                                      'forward_layer')):
+      return node.new_group(
+          node.output_channels(),
+          'it is the output of recurrent layer %s, whose units keep their '
+          'width (its outputs do not hold its units once or, '
+          'bidirectional, twice)' % node.describe())
+    group = node.share_group(node.new_group(units))
+    return group if copies == 1 else spaces.Concat((group, group))
 
   def clone_config(self, layer, config):
-    """Drops the recorded input shapes of a wrapper's inner layers, which
+    """Moves a wrapper's `units` (set by rebuild; Bidirectional has none)
+    into its inner layers, and drops their recorded input shapes, which
     would build them for the original input width."""
     del layer
     config = dict(config)
+    units = config.pop('units', None) if 'layer' in config else None
     for key in ('layer', 'backward_layer'):
       inner = config.get(key)
-      if isinstance(inner, dict) and 'build_config' in inner:
-        config[key] = {k: v for k, v in inner.items() if k != 'build_config'}
+      if isinstance(inner, dict):
+        inner = {k: v for k, v in inner.items() if k != 'build_config'}
+        if units is not None and isinstance(inner.get('config'), dict):
+          inner['config'] = dict(inner['config'], units=units)
+        config[key] = inner
     return config
 
   def transfer_weights(self, layer, weights, new_shapes, selection):
+    units = recurrent_units(layer)
+    gates = {}
+    for rnn in recurrent_directions(layer):
+      for variable in rnn.weights:
+        gates[id(variable)] = RECURRENT_GATES.get(type(rnn).__name__)
+    kept = None
+    if units is not None:
+      kept = np.asarray(selection.output_indices)
+      kept = kept[kept < units]
     values = []
     for variable, weight, shape in zip(layer.weights, weights, new_shapes):
+      kind = variable.path.rsplit('/', 1)[-1]
+      gate_count = gates.get(id(variable))
       if tuple(weight.shape) == tuple(shape):
         values.append(weight)
-      elif variable.path.rsplit('/', 1)[-1] == 'kernel':
-        values.append(np.take(weight, selection.input_indices, axis=0))
-      else:
+        continue
+      if kind == 'kernel':
+        weight = np.take(weight, selection.input_indices, axis=0)
+      if kept is not None and gate_count and kind in (
+          'kernel', 'recurrent_kernel', 'bias'):
+        columns = _gate_columns(kept, units, gate_count)
+        weight = np.take(weight, columns, axis=-1)
+        if kind == 'recurrent_kernel':
+          weight = np.take(weight, kept, axis=0)
+      if tuple(weight.shape) != tuple(shape):
         raise errors.WeightTransferError(
             'Cannot transfer weight %r of recurrent layer %s: shape %s, '
-            'rebuilt %s; only the input kernels follow the input channels.'
+            'rebuilt %s; only the kernels, recurrent kernels and biases '
+            'follow the input channels and the units.'
             % (variable.path, layer_rule.describe_layer(layer),
-               weight.shape, shape))
+               tuple(np.shape(weights[len(values)])), tuple(shape)))
+      values.append(weight)
     return values
+
+  def channel_scores(self, layer):
+    """Per unit, the root mean square of its weights in every direction
+    (the unit's group-lasso norm, see `morph_net.keras.recurrent`)."""
+    units = recurrent_units(layer)
+    if units is None:
+      return None
+    squares = np.zeros([units])
+    count = 0
+    for rnn in recurrent_directions(layer):
+      gates = RECURRENT_GATES[type(rnn).__name__]
+      for variable in rnn.weights:
+        kind = variable.path.rsplit('/', 1)[-1]
+        value = _to_numpy(variable).astype(np.float64)
+        if kind == 'recurrent_kernel':
+          rows = value.copy()
+          rows[np.arange(units)[:, None],
+               _gate_columns(np.arange(units), units, gates).reshape(
+                   [gates, units]).T] = 0.0
+          squares += (rows ** 2).sum(axis=1)
+          count += rows.shape[1] - gates
+        if kind in ('kernel', 'recurrent_kernel', 'bias'):
+          per_unit = value.reshape([-1, gates, units])
+          squares += (per_unit ** 2).sum(axis=(0, 1))
+          count += per_unit.shape[0] * gates
+    return np.sqrt(squares / max(count, 1))
 
 
 def reshape_space(node: layer_rule.LayerNode) -> spaces.ChannelSpace:
