@@ -120,6 +120,11 @@ class ModelRegularizer(object):
     self._traced = (model if isinstance(model, tracing.TracedModel) else
                     tracing.TracedModel(model, input_shape))
     excluded = regularizable.excluded_ops(self._traced, keep_output_widths)
+    # Recurrent loops are cut out of the analysis and costed from config;
+    # their units are pruned under GroupLasso regularizers, else kept.
+    self._recurrent = recurrent.RecurrentCalls(self._traced)
+    excluded = self._recurrent.plan_units(
+        regularizer_class, regularizer_kwargs, excluded, min_channels)
     excluded.warn()
     self._kept_layers = frozenset(excluded.layers)
     # The names a structure may hold: the channel model's width-taking
@@ -128,21 +133,20 @@ class ModelRegularizer(object):
     self._structure_layers = (
         None if excluded.channels is None else
         frozenset(excluded.channels.source_layers()))
-    # Recurrent loops are cut out of the analysis and costed from config.
-    self._recurrent = recurrent.RecurrentCalls(self._traced)
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
     custom_handlers = op_handler_dict or {}
     with op_handlers.custom_handler_scope(custom_handlers):
       self._network_regularizer = regularizable.build_regularizer(
-          self._traced, regularizer_class, excluded, regularizer_kwargs,
+          self._traced, self._recurrent.regularizer_class(regularizer_class),
+          excluded, regularizer_kwargs,
           extra_output_ops=self._recurrent.input_ops(),
           extra_input_ops=self._recurrent.output_ops())
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
     self._min_channels = max(int(min_channels), 0)
-    self._connecting_layers = regularizable.keep_connected(
+    self._connecting_layers = sorted(set(regularizable.keep_connected(
         self.op_regularizer_manager, self._traced, excluded.channels,
-        self._min_channels)
+        self._min_channels)) | set(self._recurrent.connecting_layers()))
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -405,6 +409,8 @@ class ModelRegularizer(object):
         continue
       by_layer[name] = (_combine(by_layer[name], value)
                         if name in by_layer else value)
+    # Recurrent layers whose units are pruned: one channel per unit.
+    by_layer.update(self._recurrent.unit_vectors(manager, read))
     return by_layer
 
   def _alive_tensors(self) -> Dict[str, tf.Tensor]:

@@ -1,35 +1,73 @@
-"""Recurrent layers of a traced Keras model, costed from their config.
+"""Recurrent layers of a traced Keras model: costed from config, units pruned.
 
 Keras 3 runs SimpleRNN, GRU and LSTM (and Bidirectional wrappers of them) as
 a `While` loop over TensorLists, which the graph analysis cannot cost: the
 arithmetic is in the loop body. The bridge cuts each recurrent layer call out
-of the analysis (its input is an extra output boundary, its outputs extra
-input boundaries, so no loop op is analysed or warned about) and adds its
-cost from the layer config, with the input channels following the group of
-the tensor that feeds it:
+of the analysis (its input is an extra output boundary, so no loop op is
+analysed or warned about) and adds its cost from the layer config, with the
+input channels following the group of the tensor that feeds it and the
+units following the layer's own unit group:
 
-  FLOPs   = sum over directions of 2 x steps x gates x units x (in + units)
-  weights = sum over directions of gates x units x (in + units)
+  FLOPs   = sum over directions of 2 x steps x gates x U x (in + U)
+  weights = sum over directions of gates x U x (in + U)
 
 gates = 1 (SimpleRNN), 3 (GRU), 4 (LSTM); `in` is the number of alive input
-channels. The units keep their width (rebuild does not change them), so the
-regularization term is C x units x sum(r_in) with C = 2 x steps x gates
-(FLOPs) or gates (weights), as MorphNet's bilinear cost gives for an op
-whose output channels are all alive.
+channels and U the number of alive units (biases are not counted, as for
+convs and dense layers). The regularization term is MorphNet's bilinear
+form of that cost, each alive count replaced by its regularization sum in
+turn: C x (U x sum(r_in) + in x sum(r_U) + 2 x U x sum(r_U)) with C =
+2 x steps x gates (FLOPs) or gates (weights); the U x U part (the recurrent
+kernel) reads the unit group on both sides, like a conv whose input and
+output are one group.
+
+Units (`RecurrentCalls.plan_units`): under GroupLasso regularizers, unit u
+of a layer is one channel group: every gate's kernel column, its recurrent
+kernel column and row, its biases, in every direction of a Bidirectional
+layer (Keras gives both directions one `units`, so unit u of both is one
+channel; the concatenated output holds the group twice). Its regularization
+is the group-lasso norm over those weights (root mean square, plus an L1
+part with `l1_fraction`, as `GroupLassoRegularizer` normalizes a conv's
+output channel), alive above the threshold. The layer's output op in the
+trace becomes the source of that group (`UnitSourceHandler`), so the layer
+reading the output (a Dense, a Conv1D, another recurrent layer) sees the
+alive units as its input channels, and `alive_counts()` lists the layer
+with its alive units; rebuild narrows `units`.
+
+Other families keep the units at full width: a unit has no batch-norm scale
+of its own (a BatchNormalization after a recurrent layer scales its
+output, but a unit whose scale is zero still feeds the other units through
+the recurrent kernel, so removing it would change the outputs), and
+probabilistic gates are not placed on recurrent outputs. One warning names
+those layers, and the channels grouped with their output are not
+regularized (rebuild could not narrow them).
 """
 
 import dataclasses
+import inspect
 import logging
 import re
+import types
 from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 
+from morph_net.framework import concat_and_slice_regularizers
+from morph_net.framework import graph_util
+from morph_net.framework import minimum_alive_regularizer
+from morph_net.framework import op_handler_util
 from morph_net.network_regularizers import resource_function as rf
+from morph_net.network_regularizers import resource_regularizer
+from morph_net.op_handlers import handler_steps
+from morph_net.op_handlers import output_non_passthrough_op_handler
+from morph_net.op_regularizers import group_lasso_regularizer
+from morph_net.surgery import builtin_rules
+from morph_net.surgery import plan as plan_lib
 
-__all__ = ['RecurrentCall', 'RecurrentCalls', 'GATES']
+__all__ = ['RecurrentCall', 'RecurrentCalls', 'GATES', 'UnitSourceHandler',
+           'unit_weights']
 
-GATES = {'SimpleRNN': 1, 'GRU': 3, 'LSTM': 4}
+GATES = builtin_rules.RECURRENT_GATES
 
 _SCOPE_SUFFIX = re.compile(r'_\d+$')  # Keras uniquifies scopes: lstm_1.
 
@@ -47,9 +85,120 @@ def _is_recurrent(layer) -> bool:
 
 
 def _directions(layer) -> List:
-  if hasattr(layer, 'forward_layer'):
-    return [layer.forward_layer, layer.backward_layer]
-  return [layer]
+  return builtin_rules.recurrent_directions(layer)
+
+
+def _variable_tensor(graph: tf.Graph, variable) -> Optional[tf.Tensor]:
+  """A float tensor of `graph` reading the captured `variable`, or None."""
+  handles = {id(h) for h in _variable_handles(variable)}
+  for external, internal in graph.captures:
+    if id(external) not in handles:
+      continue
+    for consumer in internal.consumers():
+      if consumer.type == 'ReadVariableOp':
+        return consumer.outputs[0]
+    with graph.as_default():
+      return tf.raw_ops.ReadVariableOp(resource=internal,
+                                       dtype=variable.dtype)
+  return None
+
+
+def _variable_handles(variable):
+  from morph_net.keras import tracing  # pylint: disable=g-import-not-at-top
+  return tracing._variable_handles(variable)  # pylint: disable=protected-access
+
+
+def unit_weights(layer, read) -> Optional[tf.Tensor]:
+  """The weights of each unit of a recurrent layer, one column per unit.
+
+  Column u holds, for every direction, every gate's kernel column of unit
+  u, its recurrent-kernel columns, its recurrent-kernel row (without the
+  entries already in its columns) and its biases: the weights that die
+  with the unit.
+
+  Args:
+    layer: a SimpleRNN, GRU or LSTM, or a Bidirectional wrapper of them.
+    read: maps a Keras variable to a tensor of its value (or None).
+
+  Returns:
+    A [weights per unit, units] float32 tensor, or None for another layer
+    or a variable that cannot be read.
+  """
+  units = builtin_rules.recurrent_units(layer)
+  if units is None:
+    return None
+  parts = []
+  for rnn in _directions(layer):
+    gates = GATES[type(rnn).__name__]
+    for variable in rnn.weights:
+      kind = variable.path.rsplit('/', 1)[-1]
+      if kind not in ('kernel', 'recurrent_kernel', 'bias'):
+        continue
+      value = read(variable)
+      if value is None:
+        return None
+      value = tf.cast(value, tf.float32)
+      parts.append(tf.reshape(value, [-1, units]) if kind == 'bias' and
+                   value.shape.rank == 1 else
+                   tf.reshape(value, [-1, gates, units]))
+      parts[-1] = tf.reshape(parts[-1], [-1, units])
+      if kind == 'recurrent_kernel':
+        own = np.zeros([units, gates * units], np.float32)
+        for gate in range(gates):
+          own[np.arange(units), gate * units + np.arange(units)] = 1.0
+        parts.append(tf.transpose(value * (1.0 - own)))
+  return tf.concat(parts, axis=0)
+
+
+class UnitSourceHandler(
+    output_non_passthrough_op_handler.OutputNonPassthroughOpHandler):
+  """The op handler of one op type, making given ops unit sources.
+
+  The output op of a recurrent layer call (a Transpose, StridedSlice,
+  ConcatV2 ... in the trace) starts a new channel group whose source is
+  the layer's units; every other op of the type goes to `inner`.
+
+  Args:
+    inner: the registry's handler of the op type.
+    sources: {op: callable(op_slice) -> OpRegularizer}.
+  """
+
+  def __init__(self, inner, sources):
+    self._inner = inner
+    self._sources = sources
+
+  @property
+  def is_source_op(self):
+    return True
+
+  @property
+  def is_passthrough(self):
+    return self._inner.is_passthrough
+
+  def is_source(self, op):
+    if op in self._sources:
+      return True
+    is_source = getattr(self._inner, 'is_source', None)
+    return (self._inner.is_source_op if is_source is None else
+            is_source(op))
+
+  def assign_grouping(self, op, op_reg_manager):
+    if op not in self._sources:
+      return self._inner.assign_grouping(op, op_reg_manager)
+    handler_steps.make_sources(op, op_reg_manager)
+    return super().assign_grouping(op, op_reg_manager)
+
+  def create_regularizer(self, op_slice):
+    if op_slice.op not in self._sources:
+      return self._inner.create_regularizer(op_slice)
+    return self._sources[op_slice.op](op_slice)
+
+  def get_output_channel_range(self, op, index):
+    get_range = getattr(self._inner, 'get_output_channel_range', None)
+    if op not in self._sources and get_range is not None:
+      return get_range(op, index)
+    size = graph_util.get_num_channels(op.outputs[index])
+    return (0, size) if size == op_handler_util.get_op_size(op) else None
 
 
 @dataclasses.dataclass
@@ -61,11 +210,14 @@ class RecurrentCall:
     input_tensor: the graph tensor it reads (batch, steps, channels).
     output_ops: the ops of its scope whose outputs are used outside it.
     ops: every op of its scope.
+    unit_ops: the output ops that become sources of its unit group (empty
+      while its units keep their width, see `RecurrentCalls.plan_units`).
   """
   layer: object
   input_tensor: tf.Tensor
   output_ops: List[tf.Operation]
   ops: List[tf.Operation]
+  unit_ops: List[tf.Operation] = dataclasses.field(default_factory=list)
 
   @property
   def steps(self) -> int:
@@ -88,6 +240,26 @@ class RecurrentCall:
   def units(self) -> List[int]:
     return [int(rnn.units) for rnn in _directions(self.layer)]
 
+  def gates(self) -> List[int]:
+    return [GATES.get(type(rnn).__name__, 0) for rnn in _directions(self.layer)]
+
+  def output_copies(self) -> Optional[int]:
+    """How many times every output op holds the units (1, or 2 for a
+    Bidirectional concatenation), or None if they do not all."""
+    units = builtin_rules.recurrent_units(self.layer)
+    if units is None or not self.output_ops:
+      return None
+    copies = set()
+    for op in self.output_ops:
+      if not op.outputs or op.outputs[0].shape.rank is None or (
+          op.outputs[0].shape.rank < 2):
+        return None
+      copies.add({units: 1, 2 * units: 2}.get(
+          tf.compat.dimension_value(op.outputs[0].shape[-1])))
+    if len(copies) != 1 or None in copies:
+      return None
+    return copies.pop()
+
 
 def _scope_of(op_name: str, names) -> Optional[tuple]:
   """(scope prefix, layer name) of the first scope of `op_name` that is the
@@ -100,6 +272,19 @@ def _scope_of(op_name: str, names) -> Optional[tuple]:
   return None
 
 
+def _l1_fraction(regularizer_class, regularizer_kwargs) -> float:
+  if 'l1_fraction' in regularizer_kwargs:
+    return float(regularizer_kwargs['l1_fraction'])
+  try:
+    default = inspect.signature(regularizer_class).parameters.get(
+        'l1_fraction')
+  except (TypeError, ValueError):
+    default = None
+  if default is None or default.default is inspect.Parameter.empty:
+    return 0.0
+  return float(default.default)
+
+
 class RecurrentCalls(object):
   """The recurrent layer calls of a traced model.
 
@@ -108,23 +293,31 @@ class RecurrentCalls(object):
   """
 
   def __init__(self, traced):
+    self._traced = traced
     layers = {l.name: l for l in traced.model._flatten_layers(  # pylint: disable=protected-access
         include_self=False, recursive=True) if _is_recurrent(l)}
     self.calls: List[RecurrentCall] = []
+    self._unit_regularizers = {}  # layer name -> OpRegularizer of its units.
+    self._unit_settings = None  # (threshold, l1_fraction, minimum, names).
     if not layers:
       return
     scopes: Dict[tuple, List[tf.Operation]] = {}
-    for op in traced.forward_ops():
+    forward = traced.forward_ops()
+    for op in forward:
       scope = _scope_of(op.name, layers)
       if scope is not None:
         scopes.setdefault(scope, []).append(op)
+    forward = set(forward)
     for (_, name), ops in scopes.items():
-      call = self._call(layers[name], ops, traced.output_ops)
+      call = self._call(layers[name], ops, traced.output_ops, forward)
       if call is not None:
         self.calls.append(call)
 
   @staticmethod
-  def _call(layer, ops, model_outputs) -> Optional[RecurrentCall]:
+  def _call(layer, ops, model_outputs, forward) -> Optional[RecurrentCall]:
+    """The call of `layer` whose scope holds `ops`; its outputs are read by
+    other ops of the forward pass `forward` (not by the ops regularizers
+    added to the trace since)."""
     inside = set(ops)
     inputs, seen = [], set()
     for op in ops:
@@ -135,8 +328,8 @@ class RecurrentCalls(object):
           inputs.append(tensor)
     outputs = [op for op in ops
                if op in model_outputs or any(
-                   consumer not in inside for t in op.outputs
-                   for consumer in t.consumers())]
+                   consumer not in inside and consumer in forward
+                   for t in op.outputs for consumer in t.consumers())]
     if len(inputs) != 1:
       logging.warning(
           'Recurrent layer %r (%s): found %d sequence inputs in the trace, '
@@ -144,6 +337,158 @@ class RecurrentCalls(object):
           type(layer).__name__, len(inputs))
       return None
     return RecurrentCall(layer, inputs[0], outputs, list(ops))
+
+  # ------------------------------------------------------------ the units.
+
+  def plan_units(self, regularizer_class, regularizer_kwargs, excluded,
+                 min_channels: int = 1):
+    """Decides which calls' units are pruned, before the analysis.
+
+    Units are pruned under GroupLasso regularizers (subclasses of
+    `resource_regularizer.GroupLassoRegularizer`) for the layers surgery's
+    channel model lets change width. Under other families those layers keep
+    their units: one warning names them, and the ops of every layer whose
+    output shares their group are added to the excluded ops.
+
+    Args:
+      regularizer_class: the network regularizer class.
+      regularizer_kwargs: its arguments (threshold, l1_fraction ...).
+      excluded: the `regularizable.ExcludedOps` of the model.
+      min_channels: units kept alive in a layer whose removal would
+        disconnect a model output (see `ModelRegularizer`).
+
+    Returns:
+      The excluded ops, extended for the layers keeping their units.
+    """
+    channels = excluded.channels
+    if channels is None or not self.calls:
+      return excluded
+    candidates = []
+    for call in self.calls:
+      name = call.layer.name
+      if (name in channels.layer_out and name in channels.source_layers()
+          and name not in excluded.layers and
+          call.output_copies() is not None):
+        candidates.append(call)
+    if not candidates:
+      return excluded
+    if isinstance(regularizer_class, type) and issubclass(
+        regularizer_class, resource_regularizer.GroupLassoRegularizer):
+      connecting = {n for group in plan_lib.connecting_groups(channels)
+                    for n in group} if min_channels >= 1 else set()
+      self._unit_settings = (
+          float(regularizer_kwargs.get('threshold', 0.0)),
+          _l1_fraction(regularizer_class, regularizer_kwargs),
+          int(min_channels), connecting)
+      for call in candidates:
+        call.unit_ops = list(call.output_ops)
+      return excluded
+    return self._keep_units(candidates, regularizer_class, excluded)
+
+  def _keep_units(self, calls, regularizer_class, excluded):
+    """The excluded ops extended with the groups of `calls`' units."""
+    from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
+    channels = excluded.channels
+    roots = {channels.group_of(call.layer.name) for call in calls}
+    names = sorted({call.layer.name for call in calls})
+    reason = ('its units keep their width: %s regularizes no recurrent '
+              'units (only GroupLasso regularizers prune them)' %
+              getattr(regularizer_class, '__name__', regularizer_class))
+    layers = dict(excluded.layers)
+    for name, space in channels.layer_out.items():
+      if any(gid in roots for gid in space.group_ids(channels.table)):
+        layers.setdefault(name, reason)
+    op_names = list(excluded.op_names)
+    for op in self._traced.forward_ops():
+      name = self._traced.known_layer_name(op, channels.layers)
+      if name is not None and name in layers and (
+          name not in excluded.layers):
+        op_names.append(op.name)
+    logging.warning(
+        'Recurrent layer(s) %s: %s regularizes no recurrent units (a unit '
+        'has no batch-norm scale of its own; only GroupLasso regularizers '
+        'prune units), so they keep their units and the channels grouped '
+        'with their outputs keep their width.',
+        ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
+                  for n in names),
+        getattr(regularizer_class, '__name__', regularizer_class))
+    return regularizable.ExcludedOps(op_names, layers, excluded.warned,
+                                     channels)
+
+  def _unit_regularizer(self, call):
+    """The OpRegularizer of `call`'s units (one per layer), made in the
+    traced graph on first use."""
+    name = call.layer.name
+    if name not in self._unit_regularizers:
+      threshold, l1_fraction, minimum, connecting = self._unit_settings
+      graph = self._traced.graph
+      weights = unit_weights(call.layer,
+                             lambda v: _variable_tensor(graph, v))
+      regularizer = group_lasso_regularizer.GroupLassoRegularizer(
+          weight_tensor=weights, reduce_dims=[0], threshold=threshold,
+          l1_fraction=l1_fraction)
+      if name in connecting:
+        regularizer = minimum_alive_regularizer.MinimumAliveRegularizer(
+            regularizer, minimum)
+      self._unit_regularizers[name] = regularizer
+    return self._unit_regularizers[name]
+
+  def _source(self, call):
+    """callable(op_slice) -> OpRegularizer of an output op of `call`."""
+    def create(op_slice):
+      units = self._unit_regularizer(call)
+      copies = call.output_copies()
+      whole = (units if copies == 1 else
+               concat_and_slice_regularizers.ConcatRegularizer(
+                   [units] * copies))
+      start, size = op_slice.slice.start_index, op_slice.slice.size
+      if start == 0 and size == builtin_rules.recurrent_units(
+          call.layer) * copies:
+        return whole
+      return concat_and_slice_regularizers.SlicingReferenceRegularizer(
+          lambda: whole, start, size)
+    return create
+
+  def unit_calls(self) -> List[RecurrentCall]:
+    """The calls whose units are pruned."""
+    return [call for call in self.calls if call.unit_ops]
+
+  def connecting_layers(self) -> List[str]:
+    """The layers with pruned units that keep `min_channels` alive."""
+    if self._unit_settings is None:
+      return []
+    connecting = self._unit_settings[3]
+    return sorted({call.layer.name for call in self.unit_calls()
+                   if call.layer.name in connecting})
+
+  def regularizer_class(self, regularizer_class):
+    """`regularizer_class`, or a subclass of it whose op handler registry
+    makes the pruned calls' output ops unit sources (`UnitSourceHandler`).
+    """
+    calls = self.unit_calls()
+    if not calls:
+      return regularizer_class
+    sources = {op: self._source(call) for call in calls
+               for op in call.unit_ops}
+
+    def install(op_handler_dict):
+      for op_type in sorted({op.type for op in sources}):
+        op_handler_dict[op_type] = UnitSourceHandler(
+            op_handler_dict[op_type], sources)
+      return op_handler_dict
+
+    class _Units(resource_regularizer.ResourceRegularizer):  # pylint: disable=abstract-method
+
+      def __init__(self, *args, **kwargs):
+        if 'op_handler_dict' in kwargs:
+          kwargs['op_handler_dict'] = install(kwargs['op_handler_dict'])
+        else:
+          args = (args[0], install(args[1])) + tuple(args[2:])
+        super().__init__(*args, **kwargs)
+
+    return type(regularizer_class.__name__, (regularizer_class, _Units),
+                {'__module__': regularizer_class.__module__,
+                 '__doc__': regularizer_class.__doc__})
 
   def input_ops(self) -> List[tf.Operation]:
     """Ops producing the recurrent layers' inputs (extra output boundary)."""
@@ -154,8 +499,19 @@ class RecurrentCalls(object):
     return [op for call in self.calls for op in call.ops]
 
   def output_ops(self) -> List[tf.Operation]:
-    """Ops of the recurrent layers used outside them (extra input boundary)."""
-    return [op for call in self.calls for op in call.output_ops]
+    """The input boundary the recurrent layers add: the output ops of the
+    calls whose units keep their width, and every other op of the calls
+    whose units are pruned (their output ops are analysed, as sources)."""
+    result = []
+    for call in self.calls:
+      if call.unit_ops:
+        sources = set(call.unit_ops)
+        result.extend(op for op in call.ops if op not in sources)
+      else:
+        result.extend(call.output_ops)
+    return result
+
+  # --------------------------------------------------------- cost and term.
 
   def _alive_input(self, manager, call):
     """(alive count, regularization vector or None) of a call's input."""
@@ -164,6 +520,35 @@ class RecurrentCalls(object):
       return tf.constant(float(call.input_channels)), None
     alive = tf.reduce_sum(tf.cast(regularizer.alive_vector, tf.float32))
     return alive, regularizer.regularization_vector
+
+  def _units_of(self, manager, call):
+    """([alive units per direction], their regularization sum): the alive
+    units of a call whose units are pruned, else every unit with sum 0."""
+    regularizer = (manager.get_regularizer(call.unit_ops[0])
+                   if call.unit_ops else None)
+    if regularizer is None:
+      return [float(u) for u in call.units()], 0.0
+    units = builtin_rules.recurrent_units(call.layer)
+    alive = tf.reduce_sum(tf.cast(regularizer.alive_vector[:units],
+                                  tf.float32))
+    vector = tf.cast(regularizer.regularization_vector[:units], tf.float32)
+    return [alive] * len(call.units()), tf.reduce_sum(vector)
+
+  def unit_vectors(self, manager, read) -> Dict[str, tf.Tensor]:
+    """{layer name: read(units)} of the layers whose units are pruned,
+    where `units` has the `alive_vector` and `regularization_vector` of
+    the layer's units (one entry per unit; one per layer)."""
+    result = {}
+    for call in self.unit_calls():
+      name = call.layer.name
+      regularizer = manager.get_regularizer(call.unit_ops[0])
+      if name in result or regularizer is None:
+        continue
+      units = builtin_rules.recurrent_units(call.layer)
+      result[name] = read(types.SimpleNamespace(
+          alive_vector=regularizer.alive_vector[:units],
+          regularization_vector=regularizer.regularization_vector[:units]))
+    return result
 
   def _per_gate_unit(self, resource_function, call):
     """Cost per input-or-unit x gate x unit, or None (warned) if unknown."""
@@ -179,30 +564,61 @@ class RecurrentCalls(object):
     return factor(call.steps)
 
   def _sum(self, manager, resource_function, per_call) -> tf.Tensor:
-    """Sum over the calls whose cost is known of
-    per_call(call, factor, alive inputs, input regularization vector)."""
+    """Sum over the calls whose cost is known and their directions of
+    per_call(factor x gates, alive inputs, input regularization sum, alive
+    units, unit regularization sum)."""
     total = tf.constant(0.0)
     for call in self.calls:
       factor = self._per_gate_unit(resource_function, call)
-      if factor is not None:
-        total += per_call(call, factor, *self._alive_input(manager, call))
+      if factor is None:
+        continue
+      alive, vector = self._alive_input(manager, call)
+      input_sum = (0.0 if vector is None else
+                   tf.reduce_sum(tf.cast(vector, tf.float32)))
+      units, unit_sum = self._units_of(manager, call)
+      for gates, direction_units in zip(call.gates(), units):
+        total += per_call(float(factor * gates), alive, input_sum,
+                          direction_units, unit_sum)
     return total
 
   def cost(self, manager, resource_function) -> tf.Tensor:
     """The recurrent layers' cost (float32 scalar) in the current graph."""
-    def per_call(call, factor, alive, vector):
-      del vector
-      return sum(float(factor * gate_units) * (alive + float(units))
-                 for gate_units, units in zip(call.gate_units(),
-                                              call.units()))
+    def per_call(factor, alive, input_sum, units, unit_sum):
+      del input_sum, unit_sum
+      return factor * units * (alive + units)
     return self._sum(manager, resource_function, per_call)
 
   def term(self, manager, resource_function) -> tf.Tensor:
     """The recurrent layers' regularization term (float32 scalar)."""
-    def per_call(call, factor, alive, vector):
-      del alive
-      if vector is None:
-        return 0.0
-      return float(factor * sum(call.gate_units())) * tf.reduce_sum(
-          tf.cast(vector, tf.float32))
+    def per_call(factor, alive, input_sum, units, unit_sum):
+      return factor * (units * input_sum + alive * unit_sum +
+                       2.0 * units * unit_sum)
     return self._sum(manager, resource_function, per_call)
+
+  def structure_cost(self, resource_function, layer_widths) -> float:
+    """The recurrent layers' cost in a rebuilt model.
+
+    Args:
+      resource_function: the resource costed.
+      layer_widths: callable(layer name) -> (input width, units) in the
+        rebuilt model, or None for a layer that vanished.
+
+    Returns:
+      The cost (the formula of the module docstring at those widths; the
+      resources other than FLOPs and model size are not counted, as in the
+      regularizer's cost).
+    """
+    total = 0.0
+    for call in self.calls:
+      factor = _PER_GATE_UNIT.get(resource_function)
+      if factor is None or call.gate_units() is None:
+        continue
+      widths = layer_widths(call)
+      if widths is None:
+        continue
+      in_width, units = widths
+      for gates, original in zip(call.gates(), call.units()):
+        direction_units = original if units is None else units
+        total += float(factor(call.steps) * gates * direction_units *
+                       (in_width + direction_units))
+    return total

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.keras import model_regularizer as model_regularizer_lib
+from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import op_types
@@ -104,15 +105,18 @@ class StructureCost(object):
                    tracing.TracedModel(model, input_shape))
     self.channels = channel_model.analyze(self.traced.model, layer_rules)
     self.resource_function = resource_function_of(resource)
+    self._recurrent = recurrent.RecurrentCalls(self.traced)
     self._ops = self._map_costed_ops()
 
   def _map_costed_ops(self):
     costed = getattr(self.resource_function, 'costed_op_types',
                      op_types.COSTED_OP_TYPES)
     layers = self.channels.layers
+    # Recurrent layers are costed from their widths (see `recurrent`).
+    skipped = set(self._recurrent.ops())
     ops = []
     for op in self.traced.forward_ops():
-      if op.type not in costed:
+      if op.type not in costed or op in skipped:
         continue
       name = (self.traced.known_layer_name(op, layers) or
               self.traced.scope_layer_name(op, layers) or
@@ -174,6 +178,20 @@ class StructureCost(object):
       in_width, out_width = self._op_widths(op, name, weighted, widths[name])
       total += float(self.resource_function(op, False, in_width, out_width,
                                             0.0, 0.0))
-    return total
+    return total + self._recurrent.structure_cost(
+        self.resource_function,
+        lambda call: self._recurrent_widths(plan, call))
+
+  def _recurrent_widths(self, plan, call):
+    """(input width, units or None: unchanged) of a recurrent layer call in
+    the rebuilt model, or None if it vanished."""
+    name = call.layer.name
+    if name not in self.channels.layer_out:
+      return call.input_channels, None
+    if name in plan.vanished:
+      return None
+    copies = call.output_copies()
+    units = None if copies is None else plan.output_width(name) // copies
+    return plan.input_width(name), units
 
   __call__ = cost
