@@ -142,11 +142,11 @@ def unit_weights(layer, read) -> Optional[tf.Tensor]:
                    value.shape.rank == 1 else
                    tf.reshape(value, [-1, gates, units]))
       parts[-1] = tf.reshape(parts[-1], [-1, units])
-      if kind == 'recurrent_kernel':
-        own = np.zeros([units, gates * units], np.float32)
-        for gate in range(gates):
-          own[np.arange(units), gate * units + np.arange(units)] = 1.0
-        parts.append(tf.transpose(value * (1.0 - own)))
+      if kind == 'recurrent_kernel' and units > 1:
+        # Row u without its own columns g * units + u (counted above).
+        others = np.array([[c for c in range(gates * units)
+                            if c % units != u] for u in range(units)])
+        parts.append(tf.transpose(tf.gather(value, others, batch_dims=1)))
   return tf.concat(parts, axis=0)
 
 

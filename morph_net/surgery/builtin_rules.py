@@ -263,8 +263,9 @@ class RecurrentRule(layer_rule.LayerRule):
       return node.new_group(
           node.output_channels(),
           'it is the output of recurrent layer %s, whose units keep their '
-          'width (its outputs do not hold its units once or, '
-          'bidirectional, twice)' % node.describe())
+          'width (rebuild narrows the units of SimpleRNN, GRU and LSTM '
+          'layers, and of Bidirectional wrappers of them with one width)' %
+          node.describe())
     group = node.share_group(node.new_group(units))
     return group if copies == 1 else spaces.Concat((group, group))
 

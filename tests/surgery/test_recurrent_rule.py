@@ -50,13 +50,34 @@ def test_recurrent_inputs_follow_the_upstream_group(wrap, kernel_shape):
                              rebuilt.predict(data, verbose=0), atol=1e-5)
 
 
-def test_recurrent_output_keeps_its_width():
+def test_recurrent_units_are_the_layers_own_group():
   model = _model(L.LSTM(4, return_sequences=True, name='rnn'))
+  channels = channel_model.analyze(model)
+  assert channels.can_change_width('rnn') == (True, '')
+  assert channels.original_width('rnn') == 4
+  assert builtin_rules.RecurrentRule.width_attribute == 'units'
+
+
+def test_bidirectional_concatenation_holds_its_units_twice():
+  model = _model(L.Bidirectional(L.GRU(3), name='rnn'))
+  channels = channel_model.analyze(model)
+  assert channels.original_width('rnn') == 3
+  space = channels.output_space('rnn')
+  assert space.size(channels.table) == 6
+  assert space.indices(channels.table, lambda root: np.array([0, 2])
+                       ).tolist() == [0, 2, 3, 5]
+
+
+def test_recurrent_layer_of_another_cell_keeps_its_units():
+  model = _model(L.Bidirectional(L.RNN(L.LSTMCell(3)), name='rnn'))
   channels = channel_model.analyze(model)
   reasons = channels.table.frozen_reasons(
       channels.output_space('rnn').group_ids(channels.table)[0])
-  assert reasons == ["it is the output of recurrent layer 'rnn' (LSTM), "
-                     'whose units keep their width']
+  assert reasons == ["it is the output of recurrent layer 'rnn' "
+                     '(Bidirectional), whose units keep their width '
+                     '(rebuild narrows the units of SimpleRNN, GRU and LSTM '
+                     'layers, and of Bidirectional wrappers of them with one '
+                     'width)']
 
 
 def test_recurrent_weight_that_does_not_follow_raises():
