@@ -222,6 +222,19 @@ def recurrent_units(layer) -> Optional[int]:
   return widths.pop() if len(widths) == 1 else None
 
 
+def _zero_at_zero(layer) -> bool:
+  """Whether every direction's activation maps 0 to 0 (tanh, relu, linear
+  ...), so that a unit whose weights are zero outputs 0."""
+  for rnn in recurrent_directions(layer):
+    activation = getattr(rnn, 'activation', None)
+    if activation is None:
+      return False
+    value = _to_numpy(activation(keras.ops.zeros([1])))
+    if float(np.abs(value).max()) != 0.0:
+      return False
+  return True
+
+
 def _gate_columns(units: np.ndarray, width: int, gates: int) -> np.ndarray:
   """Columns g * width + u of each gate g for each unit u of `units`."""
   return (np.arange(gates)[:, None] * width +
@@ -258,6 +271,12 @@ class RecurrentRule(layer_rule.LayerRule):
     copies = None
     if units is not None and len(channels) == 1:
       copies = {units: 1, 2 * units: 2}.get(channels.pop())
+    if copies is not None and not _zero_at_zero(layer):
+      return node.new_group(
+          node.output_channels(),
+          'it is the output of recurrent layer %s, whose units keep their '
+          'width (its activation is not 0 at 0, so a unit with zero '
+          'weights does not output 0)' % node.describe())
     if copies is None or (copies == 2 and not hasattr(layer,
                                                       'forward_layer')):
       return node.new_group(

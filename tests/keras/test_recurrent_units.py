@@ -266,3 +266,20 @@ def test_gamma_keeps_the_units_and_names_the_layer(caplog):
 
 def test_unit_weights_of_other_layers_is_none():
   assert recurrent.unit_weights(L.Dense(2), lambda v: None) is None
+
+
+def test_activation_not_zero_at_zero_keeps_the_units_with_a_warning(caplog):
+  x = keras.Input((5, 3))
+  y = L.Dense(8, name='embed')(x)
+  y = L.SimpleRNN(4, activation='sigmoid', name='rnn')(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  _kill_units(model.get_layer('rnn'), [0])
+  with caplog.at_level(logging.WARNING):
+    regularizer = _group_lasso(model)
+  messages = ' '.join(r.getMessage() for r in caplog.records)
+  assert ("'rnn': it is the output of recurrent layer 'rnn' (SimpleRNN), "
+          'whose units keep their width (its activation is not 0 at 0'
+          ) in messages
+  assert regularizer.alive_counts() == {'embed': 8, 'logits': 2}
+  # rnn 2*5*1*4*(8+4); logits 2*4*2.
+  assert float(regularizer.cost()) == 240 + 480 + 16

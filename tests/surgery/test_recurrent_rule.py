@@ -92,3 +92,15 @@ def test_recurrent_weight_that_does_not_follow_raises():
                      r'rebuilt \(3, 8\)'):
     builtin_rules.RecurrentRule().transfer_weights(layer, weights, shapes,
                                                    selection)
+
+
+def test_recurrent_activation_not_zero_at_zero_keeps_the_units():
+  model = _model(L.SimpleRNN(3, activation='sigmoid', name='rnn'))
+  channels = channel_model.analyze(model)
+  assert 'rnn' not in channels.source_layers()
+  reasons = channels.table.frozen_reasons(
+      channels.output_space('rnn').group_ids(channels.table)[0])
+  assert reasons == [
+      "it is the output of recurrent layer 'rnn' (SimpleRNN), whose units "
+      'keep their width (its activation is not 0 at 0, so a unit with zero '
+      'weights does not output 0)']
