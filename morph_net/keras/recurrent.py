@@ -315,9 +315,9 @@ class RecurrentCalls(object):
 
   @staticmethod
   def _call(layer, ops, model_outputs, forward) -> Optional[RecurrentCall]:
-    """The call of `layer` whose scope holds `ops`; its outputs are read by
-    other ops of the forward pass `forward` (not by the ops regularizers
-    added to the trace since)."""
+    """The call of `layer` whose scope holds `ops`; its outputs are values
+    read by other ops of the forward pass `forward` (not by the ops
+    regularizers added to the trace since)."""
     inside = set(ops)
     inputs, seen = [], set()
     for op in ops:
@@ -326,9 +326,12 @@ class RecurrentCalls(object):
             tensor.shape.rank == 3 and tensor.ref() not in seen):
           seen.add(tensor.ref())
           inputs.append(tensor)
+    # Ops whose values leave the scope (not the variable handles a shared
+    # layer's first call captured, which its other calls read too).
     outputs = [op for op in ops
                if op in model_outputs or any(
-                   consumer not in inside and consumer in forward
+                   t.dtype.is_floating and consumer not in inside and
+                   consumer in forward
                    for t in op.outputs for consumer in t.consumers())]
     if len(inputs) != 1:
       logging.warning(

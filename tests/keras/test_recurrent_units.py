@@ -283,3 +283,23 @@ def test_activation_not_zero_at_zero_keeps_the_units_with_a_warning(caplog):
   assert regularizer.alive_counts() == {'embed': 8, 'logits': 2}
   # rnn 2*5*1*4*(8+4); logits 2*4*2.
   assert float(regularizer.cost()) == 240 + 480 + 16
+
+
+def test_shared_layer_has_one_unit_group():
+  first, second = keras.Input((5, 3)), keras.Input((5, 3))
+  embed, lstm = L.Dense(8, name='embed'), L.LSTM(4, name='lstm')
+  y = L.Concatenate()([lstm(embed(first)), lstm(embed(second))])
+  model = keras.Model([first, second], L.Dense(2, name='logits')(y))
+  _kill_units(model.get_layer('lstm'), [2])
+  regularizer = _group_lasso(model)
+  assert regularizer.alive_counts() == {'embed': 8, 'lstm': 3, 'logits': 2}
+  # Two calls: embed 2 x 2*5*3*8, lstm 2 x 2*5*4*3*(8+3), logits 2*6*2.
+  flops = 480 + 2640 + 24
+  assert float(regularizer.cost()) == flops
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == flops
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  data = [DATA, DATA[::-1]]
+  np.testing.assert_allclose(rebuilt.predict(data, verbose=0),
+                             model.predict(data, verbose=0), atol=1e-5)
+  assert float(_group_lasso(rebuilt).cost()) == flops
