@@ -4,7 +4,9 @@ The cost of a structure is the cost of the model `rebuild(model, structure)`
 returns, computed without building it: every costed op of the traced graph
 is mapped to its top-level Keras layer, the rebuild plan gives that layer's
 input and output widths, and the resource function (FLOPs, weights,
-latency, ...) is evaluated on the op with those widths. One trace and one
+latency, ...) is evaluated on the op with those widths. Recurrent layers,
+whose arithmetic is in a loop, are costed from their rebuilt input width
+and units (`recurrent.RecurrentCalls.structure_cost`). One trace and one
 channel model serve any number of structures.
 
     cost = StructureCost(regularizer)          # shares the regularizer's trace

@@ -12,6 +12,7 @@ import logging
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from morph_net.keras import expansion
 from morph_net.keras import model_regularizer
@@ -303,3 +304,19 @@ def test_shared_layer_has_one_unit_group():
   np.testing.assert_allclose(rebuilt.predict(data, verbose=0),
                              model.predict(data, verbose=0), atol=1e-5)
   assert float(_group_lasso(rebuilt).cost()) == flops
+
+
+def test_the_term_reaches_every_unit_weight():
+  model = _stacked()
+  regularizer = _group_lasso(model)
+  regularizer.set_strength(1.0)
+  lstm = model.get_layer('lstm')
+  with tf.GradientTape() as tape:
+    loss = regularizer.loss()
+  gradients = tape.gradient(loss, lstm.trainable_weights)
+  assert [tuple(g.shape) for g in gradients] == [(8, 16), (4, 16), (16,)]
+  # The dead unit 1's weights are exactly 0: the group lasso has a zero
+  # gradient there; every weight of the alive units gets one.
+  kernel = gradients[0].numpy()
+  assert np.all(kernel[:, [1, 5, 9, 13]] == 0.0)
+  assert np.all(kernel[:, [0, 2, 3, 4, 6, 7]] != 0.0)
