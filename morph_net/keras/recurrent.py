@@ -392,15 +392,23 @@ class RecurrentCalls(object):
     """The excluded ops extended with the groups of `calls`' units."""
     from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
     channels = excluded.channels
-    roots = {channels.group_of(call.layer.name) for call in calls}
-    names = sorted({call.layer.name for call in calls})
-    reason = ('its units keep their width: %s regularizes no recurrent '
-              'units (only GroupLasso regularizers prune them)' %
-              getattr(regularizer_class, '__name__', regularizer_class))
+    family = getattr(regularizer_class, '__name__', regularizer_class)
+    owners = {channels.group_of(call.layer.name): call.layer.name
+              for call in calls}
+    names = sorted(set(owners.values()))
     layers = dict(excluded.layers)
     for name, space in channels.layer_out.items():
-      if any(gid in roots for gid in space.group_ids(channels.table)):
-        layers.setdefault(name, reason)
+      for gid in space.group_ids(channels.table):
+        if gid not in owners:
+          continue
+        owner = owners[gid]
+        layers.setdefault(name, (
+            'its units keep their width: %s regularizes no recurrent units '
+            '(only GroupLasso regularizers prune them)' % family
+            if name == owner else
+            'its channels are the units of recurrent layer %r, which keep '
+            'their width under %s' % (owner, family)))
+        break
     op_names = list(excluded.op_names)
     for op in self._traced.forward_ops():
       name = self._traced.known_layer_name(op, channels.layers)
@@ -413,8 +421,7 @@ class RecurrentCalls(object):
         'prune units), so they keep their units and the channels grouped '
         'with their outputs keep their width.',
         ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
-                  for n in names),
-        getattr(regularizer_class, '__name__', regularizer_class))
+                  for n in names), family)
     return regularizable.ExcludedOps(op_names, layers, excluded.warned,
                                      channels)
 

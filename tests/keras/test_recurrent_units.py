@@ -320,3 +320,21 @@ def test_the_term_reaches_every_unit_weight():
   kernel = gradients[0].numpy()
   assert np.all(kernel[:, [1, 5, 9, 13]] == 0.0)
   assert np.all(kernel[:, [0, 2, 3, 4, 6, 7]] != 0.0)
+
+
+def test_gamma_keeps_the_channels_added_to_the_units():
+  x = keras.Input((5, 3))
+  y = L.Dense(8, name='embed')(x)
+  side = L.Dense(4, use_bias=False, name='side')(y)
+  side = L.BatchNormalization(name='side_bn')(side)
+  y = L.Add()([L.LSTM(4, return_sequences=True, name='lstm')(y), side])
+  y = L.GlobalAveragePooling1D()(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  model.get_layer('side_bn').gamma.assign([0.0, 1.0, 1.0, 1.0])
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+  # side_bn's zero gamma removes nothing: the Add shares its channels with
+  # the units. embed 2*5*3*8, lstm 2*5*4*4*(8+4), side 2*5*8*4, logits
+  # 2*4*2.
+  assert float(regularizer.cost()) == 240 + 1920 + 320 + 16
+  assert regularizer.alive_counts() == {'side': 4}
