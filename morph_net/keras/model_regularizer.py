@@ -136,11 +136,11 @@ class ModelRegularizer(object):
     regularizable.warn_uncosted(self._traced, self._recurrent.ops())
     custom_handlers = op_handler_dict or {}
     with op_handlers.custom_handler_scope(custom_handlers):
-      self._network_regularizer = regularizable.build_regularizer(
-          self._traced, self._recurrent.regularizer_class(regularizer_class),
-          excluded, regularizer_kwargs,
-          extra_output_ops=self._recurrent.input_ops(),
-          extra_input_ops=self._recurrent.output_ops())
+      with self._recurrent.unit_sources():
+        self._network_regularizer = regularizable.build_regularizer(
+            self._traced, regularizer_class, excluded, regularizer_kwargs,
+            extra_output_ops=self._recurrent.input_ops(),
+            extra_input_ops=self._recurrent.output_ops())
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
     self._min_channels = max(int(min_channels), 0)

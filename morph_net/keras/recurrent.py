@@ -42,6 +42,7 @@ those layers, and the channels grouped with their output are not
 regularized (rebuild could not narrow them).
 """
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -59,6 +60,7 @@ from morph_net.framework import op_handler_util
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.network_regularizers import resource_regularizer
 from morph_net.op_handlers import handler_steps
+from morph_net.op_handlers import op_handlers
 from morph_net.op_handlers import output_non_passthrough_op_handler
 from morph_net.op_regularizers import group_lasso_regularizer
 from morph_net.surgery import builtin_rules
@@ -164,7 +166,7 @@ class UnitSourceHandler(
   """
 
   def __init__(self, inner, sources):
-    self._inner = inner
+    self._op_handler = inner  # The name OpHandlerDecorator gives it.
     self._sources = sources
 
   @property
@@ -173,28 +175,28 @@ class UnitSourceHandler(
 
   @property
   def is_passthrough(self):
-    return self._inner.is_passthrough
+    return self._op_handler.is_passthrough
 
   def is_source(self, op):
     if op in self._sources:
       return True
-    is_source = getattr(self._inner, 'is_source', None)
-    return (self._inner.is_source_op if is_source is None else
+    is_source = getattr(self._op_handler, 'is_source', None)
+    return (self._op_handler.is_source_op if is_source is None else
             is_source(op))
 
   def assign_grouping(self, op, op_reg_manager):
     if op not in self._sources:
-      return self._inner.assign_grouping(op, op_reg_manager)
+      return self._op_handler.assign_grouping(op, op_reg_manager)
     handler_steps.make_sources(op, op_reg_manager)
     return super().assign_grouping(op, op_reg_manager)
 
   def create_regularizer(self, op_slice):
     if op_slice.op not in self._sources:
-      return self._inner.create_regularizer(op_slice)
+      return self._op_handler.create_regularizer(op_slice)
     return self._sources[op_slice.op](op_slice)
 
   def get_output_channel_range(self, op, index):
-    get_range = getattr(self._inner, 'get_output_channel_range', None)
+    get_range = getattr(self._op_handler, 'get_output_channel_range', None)
     if op not in self._sources and get_range is not None:
       return get_range(op, index)
     size = graph_util.get_num_channels(op.outputs[index])
@@ -471,34 +473,29 @@ class RecurrentCalls(object):
     return sorted({call.layer.name for call in self.unit_calls()
                    if call.layer.name in connecting})
 
-  def regularizer_class(self, regularizer_class):
-    """`regularizer_class`, or a subclass of it whose op handler registry
-    makes the pruned calls' output ops unit sources (`UnitSourceHandler`).
+  @contextlib.contextmanager
+  def unit_sources(self):
+    """A scope in which the op handler registries make the output ops of
+    the calls whose units are pruned unit sources (`UnitSourceHandler`,
+    registered through `op_handlers.custom_handler_scope` over the
+    handlers of their op types, a user's included).
+
+    Yields:
+      None.
     """
     calls = self.unit_calls()
     if not calls:
-      return regularizer_class
+      yield
+      return
     sources = {op: self._source(call) for call in calls
                for op in call.unit_ops}
-
-    def install(op_handler_dict):
-      for op_type in sorted({op.type for op in sources}):
-        op_handler_dict[op_type] = UnitSourceHandler(
-            op_handler_dict[op_type], sources)
-      return op_handler_dict
-
-    class _Units(resource_regularizer.ResourceRegularizer):  # pylint: disable=abstract-method
-
-      def __init__(self, *args, **kwargs):
-        if 'op_handler_dict' in kwargs:
-          kwargs['op_handler_dict'] = install(kwargs['op_handler_dict'])
-        else:
-          args = (args[0], install(args[1])) + tuple(args[2:])
-        super().__init__(*args, **kwargs)
-
-    return type(regularizer_class.__name__, (regularizer_class, _Units),
-                {'__module__': regularizer_class.__module__,
-                 '__doc__': regularizer_class.__doc__})
+    threshold, l1_fraction = self._unit_settings[:2]
+    defaults = op_handlers.get_group_lasso_op_handler_dict(threshold,
+                                                           l1_fraction)
+    handlers = {op_type: UnitSourceHandler(defaults[op_type], sources)
+                for op_type in sorted({op.type for op in sources})}
+    with op_handlers.custom_handler_scope(handlers):
+      yield
 
   def input_ops(self) -> List[tf.Operation]:
     """Ops producing the recurrent layers' inputs (extra output boundary)."""
