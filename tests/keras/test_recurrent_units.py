@@ -20,6 +20,7 @@ from morph_net.keras import recurrent
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import model_size_regularizer
+from morph_net.op_handlers import slice_op_handler
 from morph_net.surgery import builtin_rules
 from morph_net.surgery import rebuild
 
@@ -338,3 +339,21 @@ def test_gamma_keeps_the_channels_added_to_the_units():
   # 2*4*2.
   assert float(regularizer.cost()) == 240 + 1920 + 320 + 16
   assert regularizer.alive_counts() == {'side': 4}
+
+
+def test_a_users_handler_of_the_output_op_type_still_serves_it():
+  x = keras.Input((5, 3))
+  y = L.GRU(3, name='gru')(L.Dense(8, name='embed')(x))
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  _kill_units(model.get_layer('gru'), [1])
+  user = slice_op_handler.SliceOpHandler()
+  regularizer = _group_lasso(model, op_handler_dict={'StridedSlice': user})
+  manager = regularizer.op_regularizer_manager
+  output_op = regularizer._recurrent.unit_calls()[0].unit_ops[0]  # pylint: disable=protected-access
+  assert output_op.type == 'StridedSlice'
+  handler = manager.get_handler(output_op)
+  assert isinstance(handler, recurrent.UnitSourceHandler)
+  assert handler._op_handler is user  # pylint: disable=protected-access
+  assert regularizer.alive_counts()['gru'] == 2
+  # embed 2*5*3*8, gru 2*5*3*2*(8+2), logits 2*2*2.
+  assert float(regularizer.cost()) == 240 + 600 + 8
