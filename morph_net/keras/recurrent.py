@@ -30,11 +30,11 @@ part with `l1_fraction`, as `GroupLassoRegularizer` normalizes a conv's
 output channel), alive above the threshold. The layer's output op in the
 trace becomes the source of that group (`UnitSourceHandler`, registered
 through `op_handlers.custom_handler_scope` while the network regularizer
-is built, `RecurrentCalls.unit_sources`; the rest of the call stays cut
-out), so the layer
-reading the output (a Dense, a Conv1D, another recurrent layer) sees the
-alive units as its input channels, and `alive_counts()` lists the layer
-with its alive units; rebuild narrows `units`.
+is built, see `RecurrentCalls.unit_sources`; the rest of the call stays
+cut out), so the layer reading the output (a Dense, a Conv1D, another
+recurrent layer) sees the alive units as its input channels, and
+`alive_counts()` lists the layer with its alive units; rebuild narrows
+`units`.
 
 Other families keep the units at full width: a unit has no batch-norm scale
 of its own (a BatchNormalization after a recurrent layer scales its
