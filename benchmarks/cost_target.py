@@ -73,6 +73,8 @@ def define_flags():
                      "the controller's).")
   flags.DEFINE_float('lead_steps', None, 'CostTargetCallback lead_steps '
                      "(default: the callback's).")
+  flags.DEFINE_float('lead_margin', None, 'CostTargetController lead_margin '
+                     "(default: the controller's).")
   flags.DEFINE_boolean('evaluate_only', False, 'Only (re-)evaluate stored '
                        'runs; train nothing.')
   flags.DEFINE_boolean('train_only', False, 'Train and store runs; evaluate '
@@ -162,7 +164,8 @@ def train(key, architecture, resource, target, seed, data, paths):
   _regularizer.resource = resource
   regularizer = _regularizer(model)
   initial = regularizer.initial_cost
-  knobs = {name: getattr(FLAGS, name) for name in ('brake', 'lead_steps')
+  knobs = {name: getattr(FLAGS, name) for name in ('brake', 'lead_steps',
+                                                   'lead_margin')
            if getattr(FLAGS, name) is not None}
   callback = morph_keras.CostTargetCallback(regularizer, target * initial,
                                             **knobs)
