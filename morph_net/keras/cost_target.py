@@ -74,7 +74,6 @@ class CostTargetController(object):
       v = clip(c / target - 1, -1, 1)     the constraint's violation
       u = clip(l / target - 1, -1, 1)     the violation the lead sees
       waiting = u < -margin and v > 0, for at most `lead_patience` steps
-                in all until the cost reaches the target (again)
       I += gain * steps * (0 if waiting else v)
       log(m) = I + brake * min(u + margin, 0)      (kept in its bounds;
                                                     no brake once waiting
@@ -87,10 +86,9 @@ class CostTargetController(object):
   back), and the brake cuts the strength as soon as the lead cost passes
   `lead_margin` under the target. The cost therefore approaches the target
   from above. Deaths the lead predicts that have not come after
-  `lead_patience` steps of waiting (counted until the cost reaches the
-  target; a lead flickering back within the margin does not reset them)
-  are noise: the lead is then ignored (no brake, the ascent resumes) until
-  the cost reaches the target.
+  `lead_patience` steps are noise: the lead is then ignored (no brake, the
+  ascent resumes) until the cost passes under the target or the lead comes
+  back within the margin.
 
   Args:
     target_cost: the cost to reach, in the regularizer's unit (FLOPs,
@@ -209,13 +207,13 @@ class CostTargetController(object):
     violation = self.violation(cost)
     lead = self.violation(lead_cost)
     steps = max(int(steps), 1)
-    if violation <= 0:
-      self._waited = 0  # At the target: the lead is trusted again.
-    elif lead < -self.lead_margin:
+    if lead < -self.lead_margin and violation > 0:
       self._waited += steps
+    else:
+      self._waited = 0
     trusted = self._waited <= self.lead_patience
     self._lead = lead if trusted else 0.0
-    if not (lead < -self.lead_margin and violation > 0 and trusted):
+    if not (self._waited and trusted):
       self._integral = self._clip_log(
           self._integral + self.gain * steps * violation)
     self.updates += 1
