@@ -73,22 +73,17 @@ class CostTargetController(object):
 
       v = clip(c / target - 1, -1, 1)     the constraint's violation
       u = clip(l / target - 1, -1, 1)     the violation the lead sees
-      waiting = u < -margin and v > 0, for at most `lead_patience` steps
-      I += gain * steps * (0 if waiting else v)
-      log(m) = I + brake * min(u + margin, 0)      (kept in its bounds;
-                                                    no brake once waiting
-                                                    has run out)
+      I += gain * steps * (0 if u < -margin and v > 0 else v)
+      log(m) = I + brake * min(u + margin, 0)      (kept in its bounds)
 
   The integral is the dual ascent on the constraint. It waits while the
   lead cost is more than `lead_margin` under the target but the cost is
-  not yet (channels are on their way out: more strength would overshoot,
-  and channels that crossed the alive threshold take many steps to grow
-  back), and the brake cuts the strength as soon as the lead cost passes
-  `lead_margin` under the target. The cost therefore approaches the target
-  from above. Deaths the lead predicts that have not come after
-  `lead_patience` steps are noise: the lead is then ignored (no brake, the
-  ascent resumes) until the cost passes under the target or the lead comes
-  back within the margin.
+  not yet (channels are on
+  their way out: more strength would overshoot, and channels that crossed
+  the alive threshold take many steps to grow back), and the brake cuts
+  the strength as soon as the lead cost passes `lead_margin` under the
+  target. The cost
+  therefore approaches the target from above.
 
   Args:
     target_cost: the cost to reach, in the regularizer's unit (FLOPs,
@@ -108,11 +103,6 @@ class CostTargetController(object):
       FLOP target; 100 holds it at 101%).
     min_multiplier: lower bound of `m`.
     max_multiplier: upper bound of `m`.
-    lead_patience: optimizer steps the controller waits, with the cost
-      above the target, for the deaths the lead predicts (a ResNet whose
-      channels parked just above the threshold kept its lead under the
-      target and its strength at the lower bound for 12 epochs, at 104-124%
-      of the target).
     lead_margin: how far under the target (a fraction of it) the lead cost
       may go before the brake acts and the ascent waits. The lead
       extrapolates noisy values: on a ResNet whose gammas settle near the
@@ -129,8 +119,7 @@ class CostTargetController(object):
   def __init__(self, target_cost: float, initial_cost: float,
                initial_multiplier: float = 0.1, gain: float = 0.01,
                brake: float = 100.0, min_multiplier: float = 1e-4,
-               max_multiplier: float = 1e4, lead_margin: float = 0.02,
-               lead_patience: int = 200):
+               max_multiplier: float = 1e4, lead_margin: float = 0.02):
     self.target_cost = _check_positive('target_cost', target_cost)
     self.initial_cost = _check_positive('initial_cost', initial_cost)
     if self.target_cost > self.initial_cost:
@@ -150,9 +139,6 @@ class CostTargetController(object):
     self.brake = _check_positive('brake', brake, allow_zero=True)
     self.lead_margin = _check_positive('lead_margin', lead_margin,
                                        allow_zero=True)
-    self.lead_patience = int(_check_positive('lead_patience', lead_patience,
-                                             allow_zero=True))
-    self._waited = 0  # Steps waited so far for the lead's deaths.
     low = _check_positive('min_multiplier', min_multiplier)
     high = _check_positive('max_multiplier', max_multiplier)
     start = _check_positive('initial_multiplier', initial_multiplier)
@@ -205,17 +191,10 @@ class CostTargetController(object):
     lead_cost = (cost if lead_cost is None else
                  _check_positive('lead_cost', lead_cost, allow_zero=True))
     violation = self.violation(cost)
-    lead = self.violation(lead_cost)
-    steps = max(int(steps), 1)
-    if lead < -self.lead_margin and violation > 0:
-      self._waited += steps
-    else:
-      self._waited = 0
-    trusted = self._waited <= self.lead_patience
-    self._lead = lead if trusted else 0.0
-    if not (self._waited and trusted):
+    self._lead = self.violation(lead_cost)
+    if not (self._lead < -self.lead_margin and violation > 0):
       self._integral = self._clip_log(
-          self._integral + self.gain * steps * violation)
+          self._integral + self.gain * max(int(steps), 1) * violation)
     self.updates += 1
     return self.strength
 
@@ -225,7 +204,6 @@ class CostTargetController(object):
             'initial_multiplier': math.exp(self._integral),
             'gain': self.gain, 'brake': self.brake,
             'lead_margin': self.lead_margin,
-            'lead_patience': self.lead_patience,
             'min_multiplier': math.exp(self._log_bounds[0]),
             'max_multiplier': math.exp(self._log_bounds[1])}
 

@@ -88,27 +88,6 @@ def test_a_lead_within_the_margin_neither_brakes_nor_stops_the_ascent():
   assert controller.get_config()['lead_margin'] == 0.1
 
 
-def test_deaths_that_do_not_come_are_waited_for_lead_patience_steps():
-  controller = cost_target.CostTargetController(
-      50.0, 100.0, initial_multiplier=0.5, gain=0.1, brake=2.0,
-      lead_margin=0.0, lead_patience=3)
-  integral = math.log(0.5)
-  for _ in range(3):  # Cost 20% above, lead 20% under: brake and wait.
-    controller.update(60.0, 40.0)
-    assert controller.multiplier == pytest.approx(
-        math.exp(integral + 2.0 * -0.2))
-  # The fourth step is past the patience: no brake, the ascent resumes.
-  controller.update(60.0, 40.0)
-  integral += 0.1 * 0.2
-  assert controller.multiplier == pytest.approx(math.exp(integral))
-  # Under the target the lead is trusted again at once.
-  controller.update(45.0, 40.0)
-  integral += 0.1 * -0.1
-  assert controller.multiplier == pytest.approx(
-      math.exp(integral + 2.0 * -0.2))
-  assert controller.get_config()['lead_patience'] == 3
-
-
 def test_controller_multiplier_stays_in_its_bounds():
   controller = cost_target.CostTargetController(
       10.0, 100.0, initial_multiplier=1.0, gain=1.0, min_multiplier=0.5,
