@@ -6,8 +6,11 @@ is mapped to its top-level Keras layer, the rebuild plan gives that layer's
 input and output widths, and the resource function (FLOPs, weights,
 latency, ...) is evaluated on the op with those widths. Recurrent layers,
 whose arithmetic is in a loop, are costed from their rebuilt input width
-and units (`recurrent.RecurrentCalls.structure_cost`). One trace and one
-channel model serve any number of structures.
+and units (`recurrent.RecurrentCalls.structure_cost`); MultiHeadAttention
+layers, whose heads are not channels of any traced tensor, from their
+rebuilt number of heads (`attention.AttentionCalls.structure_cost`, for
+FLOPs and model size; other resources cost their ops at the original
+heads). One trace and one channel model serve any number of structures.
 
     cost = StructureCost(regularizer)          # shares the regularizer's trace
     cost({'conv1': 12, 'conv2': 20})           # FLOPs of the rebuilt model

@@ -260,13 +260,12 @@ def test_logistic_sigmoid_keeps_the_heads(caplog):
   a = L.MultiHeadAttention(2, 4, name='mha')(x, x)
   y = L.GlobalAveragePooling1D()(L.Dense(4, name='ffn')(a))
   model = keras.Model(x, L.Dense(2, name='logits')(y))
-  with caplog.at_level(logging.WARNING):
-    try:
-      model_regularizer.ModelRegularizer(
-          model, flop_regularizer.LogisticSigmoidFlopsRegularizer,
-          alive_threshold=0.1)
-    except errors.NoSourceOpsError:
-      pass  # No gates in this model; the heads were planned before.
+  # No gates in this model: no source; the heads were planned before.
+  with caplog.at_level(logging.WARNING), pytest.raises(
+      errors.NoSourceOpsError):
+    model_regularizer.ModelRegularizer(
+        model, flop_regularizer.LogisticSigmoidFlopsRegularizer,
+        alive_threshold=0.1)
   (message,) = _head_warnings(caplog)
   assert message.startswith(
       "Attention layer(s) 'mha' (MultiHeadAttention): "
@@ -344,3 +343,40 @@ def test_transfer_refuses_a_weight_that_does_not_follow_the_heads():
       r'only the number of heads may change.')):
     builtin_rules.AttentionRule().transfer_weights(layer, weights, shapes,
                                                    None)
+
+
+def test_every_head_dead_in_a_residual_branch_vanishes():
+  model = _encoder(heads_dead=(0, 1, 2, 3))
+  regularizer = _group_lasso(model)
+  # The branch can go (the skip carries on): no head is kept.
+  assert regularizer.alive_counts()['mha'] == 0
+  assert regularizer.connecting_layers == []
+  assert float(regularizer.cost()) == REST_FLOPS
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  assert 'mha' not in [layer.name for layer in rebuilt.layers]
+  # The output bias is 0 (its initializer), so the branch added 0.
+  np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
+                             model.predict(TOKENS, verbose=0), atol=1e-5)
+  assert float(_group_lasso(rebuilt).cost()) == REST_FLOPS
+
+
+def test_shared_layer_has_one_head_group_and_its_weights_once():
+  first, second = keras.Input((5, 8)), keras.Input((5, 8))
+  mha = L.MultiHeadAttention(3, 2, name='mha')
+  y = L.Concatenate()([mha(first, first), mha(second, second)])
+  y = L.GlobalAveragePooling1D()(y)
+  model = keras.Model([first, second], L.Dense(2, name='logits')(y))
+  _kill_heads(model.get_layer('mha'), [2])
+  flops = _group_lasso(model)
+  assert flops.alive_counts() == {'mha': 2, 'logits': 2}
+  # One head: 3 x 2*5*8*2 + 2 x 2*5*5*2 + 2*5*2*8 = 840, per call;
+  # logits 2*16*2.
+  assert float(flops.cost()) == 2 * 2 * 840 + 64
+  assert structure_cost.StructureCost(flops)(flops.alive_counts()) == (
+      2 * 2 * 840 + 64)
+  size = _group_lasso(model,
+                      model_size_regularizer.GroupLassoModelSizeRegularizer)
+  # One head: 8*2 + 8*2 + 8*2 + 2*8 = 64 weights, once; logits 16*2.
+  assert float(size.cost()) == 2 * 64 + 32
+  assert structure_cost.StructureCost(size)(size.alive_counts()) == (
+      2 * 64 + 32)
