@@ -210,6 +210,7 @@ class AttentionCalls(object):
     Returns:
       The excluded ops, without the attention layers in `warned`.
     """
+    self._warn_unsupported()
     channels = excluded.channels
     if channels is None or not self.calls:
       return excluded
@@ -241,6 +242,21 @@ class AttentionCalls(object):
         ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
                   for n in sorted(names)), family, why)
     return excluded
+
+  def _warn_unsupported(self) -> None:
+    """One warning naming the MultiHeadAttention layers whose heads no
+    structure can set (see `builtin_rules.attention_heads`)."""
+    names = sorted(
+        l.name for l in self._traced.model._flatten_layers(  # pylint: disable=protected-access
+            include_self=False, recursive=True)
+        if isinstance(l, builtin_rules.L.MultiHeadAttention) and
+        not _is_attention(l))
+    if names:
+      logging.warning(
+          'Attention layer(s) %s keep every head: rebuild removes the heads '
+          'of MultiHeadAttention layers without a gate, with the default '
+          'output shape, attending over the steps of rank-3 inputs.',
+          ', '.join('%r (MultiHeadAttention)' % n for n in names))
 
   def pruned_calls(self) -> List[AttentionCall]:
     return [call for call in self.calls if call.pruned]

@@ -314,12 +314,17 @@ def test_expand_to_cost_widens_the_heads():
   assert flops <= cost({})
 
 
-def test_other_attention_configurations_keep_their_heads():
+def test_other_attention_configurations_keep_their_heads(caplog):
   x = keras.Input((6, 8))
   a = L.MultiHeadAttention(2, 4, output_shape=(5,), name='mha')(x, x)
   y = L.GlobalAveragePooling1D()(L.Dense(4, name='ffn')(a))
   model = keras.Model(x, L.Dense(2, name='logits')(y))
-  regularizer = _group_lasso(model)
+  with caplog.at_level(logging.WARNING):
+    regularizer = _group_lasso(model)
+  assert ("Attention layer(s) 'mha' (MultiHeadAttention) keep every head: "
+          'rebuild removes the heads of MultiHeadAttention layers without a '
+          'gate, with the default output shape, attending over the steps of '
+          'rank-3 inputs.') in [r.getMessage() for r in caplog.records]
   assert 'mha' not in regularizer.alive_counts()
   assert builtin_rules.attention_heads(model.get_layer('mha')) is None
   # Costed by the graph analysis as before: one head 3 x 2*6*8*4 + 2 x
