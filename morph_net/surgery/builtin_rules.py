@@ -438,6 +438,13 @@ class AttentionRule(layer_rule.LayerRule):
       if id(variable) in axes:
         heads = int(shape[axes[id(variable)]])
         break
+    if heads is not None and heads > int(layer.num_heads):
+      raise errors.WeightTransferError(
+          'Cannot transfer the weights of attention layer %s: its heads grow '
+          'from %d to %d, and the new heads have no weights to copy. Rebuild '
+          'it with transfer_weights=False, or with at most %d heads.' % (
+              layer_rule.describe_layer(layer), int(layer.num_heads), heads,
+              int(layer.num_heads)))
     kept = self._kept_heads(layer, heads)
     values = []
     for variable, weight, shape in zip(layer.weights, weights, new_shapes):

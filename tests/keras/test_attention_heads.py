@@ -385,3 +385,18 @@ def test_shared_layer_has_one_head_group_and_its_weights_once():
   assert float(size.cost()) == 2 * 64 + 32
   assert structure_cost.StructureCost(size)(size.alive_counts()) == (
       2 * 64 + 32)
+
+
+def test_growing_heads_cannot_take_weights():
+  model = _encoder()
+  with pytest.raises(errors.WeightTransferError, match=(
+      r"Cannot transfer the weights of attention layer 'mha' "
+      r'\(MultiHeadAttention\): its heads grow from 4 to 6, and the new '
+      r'heads have no weights to copy. Rebuild it with '
+      r'transfer_weights=False, or with at most 4 heads.')):
+    rebuild.rebuild(model, {'mha': 6}, transfer_weights=True,
+                    on_growth='initialize')
+  rebuilt = rebuild.rebuild(model, {'mha': 6})
+  assert rebuilt.get_layer('mha').num_heads == 6
+  assert structure_cost.StructureCost(_group_lasso(model))({'mha': 6}) == (
+      6 * HEAD_FLOPS + REST_FLOPS)
