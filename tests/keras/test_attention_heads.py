@@ -400,3 +400,21 @@ def test_growing_heads_cannot_take_weights():
   assert rebuilt.get_layer('mha').num_heads == 6
   assert structure_cost.StructureCost(_group_lasso(model))({'mha': 6}) == (
       6 * HEAD_FLOPS + REST_FLOPS)
+
+
+def test_a_latency_regularizer_keeps_the_heads(caplog):
+  from morph_net.network_regularizers import latency_regularizer  # pylint: disable=g-import-not-at-top
+  x = keras.Input((6, 8))
+  a = L.MultiHeadAttention(2, 4, name='mha')(x, x)
+  y = L.GlobalAveragePooling1D()(L.Dense(4, name='ffn')(a))
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  with caplog.at_level(logging.WARNING):
+    regularizer = model_regularizer.ModelRegularizer(
+        model, latency_regularizer.GroupLassoLatencyRegularizer,
+        threshold=1e-3, hardware='V100')
+  assert _head_warnings(caplog) == [
+      "Attention layer(s) 'mha' (MultiHeadAttention): "
+      'GroupLassoLatencyRegularizer regularizes no attention heads (only '
+      'the FLOPs and model size of attention heads are costed from their '
+      'number), so they keep every head.']
+  assert 'mha' not in regularizer.alive_counts()
