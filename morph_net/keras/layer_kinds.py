@@ -167,6 +167,15 @@ LAYER_KINDS = (
                 'Sub', 'Tanh'],
           latency=['activation', 'add', 'bias_add', 'concat', 'matmul',
                    'mul', 'reduce']),
+    _kind('attention', [L.MultiHeadAttention], builtin_rules.AttentionRule,
+          # Projections (a matmul on a reshaped kernel), the attention
+          # products (Einsum), the scaling and the softmax. Under GroupLasso
+          # FLOPs / model size regularizers the heads are costed from config
+          # instead (`morph_net.keras.attention`).
+          ['AddV2', 'BatchMatMulV2', 'BiasAdd', 'Einsum', 'Mul', 'Reshape',
+           'Softmax'] + _SHAPE_READS,
+          cost=['AddV2', 'BatchMatMulV2', 'BiasAdd', 'Einsum', 'Mul'],
+          latency=['add', 'bias_add', 'matmul', 'mul']),
     _kind('reshape', [L.Reshape], builtin_rules.ReshapeRule,
           ['Reshape'] + _SHAPE_READS),
     _kind('flatten', [L.Flatten], builtin_rules.FlattenRule,
@@ -200,6 +209,9 @@ KNOWN_GAPS = {
                                'calls',
     'PartitionedCall': 'costed as the conv it calls; a latency profile has '
                        'no kind for calls',
+    'Einsum': 'the attention products of MultiHeadAttention are costed '
+              '(FLOPs, weights: einsum_cost); a latency profile has no kind '
+              'for two-operand contractions',
 }
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.keras import attention
 from morph_net.keras import compile_parts
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
@@ -125,6 +126,10 @@ class ModelRegularizer(object):
     self._recurrent = recurrent.RecurrentCalls(self._traced)
     excluded = self._recurrent.plan_units(
         regularizer_class, regularizer_kwargs, excluded, min_channels)
+    # Attention calls whose heads are pruned are cut out the same way.
+    self._attention = attention.AttentionCalls(self._traced)
+    excluded = self._attention.plan_heads(
+        regularizer_class, regularizer_kwargs, excluded, min_channels)
     excluded.warn()
     self._kept_layers = frozenset(excluded.layers)
     # The names a structure may hold: the channel model's width-taking
@@ -133,20 +138,24 @@ class ModelRegularizer(object):
     self._structure_layers = (
         None if excluded.channels is None else
         frozenset(excluded.channels.source_layers()))
-    regularizable.warn_uncosted(self._traced, self._recurrent.ops())
+    regularizable.warn_uncosted(
+        self._traced, self._recurrent.ops() + self._attention.ops())
     custom_handlers = op_handler_dict or {}
     with op_handlers.custom_handler_scope(custom_handlers):
       with self._recurrent.unit_sources():
         self._network_regularizer = regularizable.build_regularizer(
             self._traced, regularizer_class, excluded, regularizer_kwargs,
-            extra_output_ops=self._recurrent.input_ops(),
-            extra_input_ops=self._recurrent.output_ops())
+            extra_output_ops=(self._recurrent.input_ops() +
+                              self._attention.input_ops()),
+            extra_input_ops=(self._recurrent.output_ops() +
+                             self._attention.ops()))
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
     self._min_channels = max(int(min_channels), 0)
     self._connecting_layers = sorted(set(regularizable.keep_connected(
         self.op_regularizer_manager, self._traced, excluded.channels,
-        self._min_channels)) | set(self._recurrent.connecting_layers()))
+        self._min_channels)) | set(self._recurrent.connecting_layers()) |
+        set(self._attention.connecting_layers()))
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -258,23 +267,27 @@ class ModelRegularizer(object):
     return regularizable.each_kernel_once(self._traced,
                                           self.op_regularizer_manager.ops)
 
-  def _total(self, network_part, recurrent_part) -> tf.Tensor:
-    """A network regularizer total over `_costed_ops()` plus the recurrent
-    layers' part of it (see `recurrent`), in the traced graph."""
+  def _total(self, network_part, layer_parts) -> tf.Tensor:
+    """A network regularizer total over `_costed_ops()` plus the parts of
+    the layers costed from config (recurrent layers, see `recurrent`;
+    attention layers with pruned heads, see `attention`), in the traced
+    graph."""
     total = network_part(self._costed_ops())
-    if not self._recurrent.calls:
+    if not self._recurrent.calls and not self._attention.pruned_calls():
       return total
-    return tf.cast(total, tf.float32) + recurrent_part(
-        self.op_regularizer_manager,
-        getattr(self._network_regularizer, 'resource_function', None))
+    function = getattr(self._network_regularizer, 'resource_function', None)
+    total = tf.cast(total, tf.float32)
+    for part in layer_parts:
+      total += part(self.op_regularizer_manager, function)
+    return total
 
   def _term_tensor(self) -> tf.Tensor:
     return self._total(self._network_regularizer.get_regularization_term,
-                       self._recurrent.term)
+                       [self._recurrent.term, self._attention.term])
 
   def _cost_tensor(self) -> tf.Tensor:
     return self._total(self._network_regularizer.get_cost,
-                       self._recurrent.cost)
+                       [self._recurrent.cost, self._attention.cost])
 
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
@@ -411,6 +424,8 @@ class ModelRegularizer(object):
                         if name in by_layer else value)
     # Recurrent layers whose units are pruned: one channel per unit.
     by_layer.update(self._recurrent.unit_vectors(manager, read))
+    # Attention layers whose heads are pruned: one entry per head.
+    by_layer.update(self._attention.head_vectors(read))
     return by_layer
 
   def _alive_tensors(self) -> Dict[str, tf.Tensor]:

@@ -45,6 +45,7 @@ those layers, and the channels grouped with their output are not
 regularized (rebuild could not narrow them).
 """
 
+import collections
 import contextlib
 import dataclasses
 import inspect
@@ -70,7 +71,9 @@ from morph_net.surgery import builtin_rules
 from morph_net.surgery import plan as plan_lib
 
 __all__ = ['RecurrentCall', 'RecurrentCalls', 'GATES', 'UnitSourceHandler',
-           'unit_weights']
+           'unit_weights', 'layer_scopes', 'scope_outputs', 'variable_tensor',
+           'LayerSourceSettings', 'layer_source_settings',
+           'layer_source_regularizer', 'is_group_lasso']
 
 GATES = builtin_rules.RECURRENT_GATES
 
@@ -93,7 +96,7 @@ def _directions(layer) -> List:
   return builtin_rules.recurrent_directions(layer)
 
 
-def _variable_tensor(graph: tf.Graph, variable) -> Optional[tf.Tensor]:
+def variable_tensor(graph: tf.Graph, variable) -> Optional[tf.Tensor]:
   """A float tensor of `graph` reading the captured `variable`, or None."""
   handles = {id(h) for h in _variable_handles(variable)}
   for external, internal in graph.captures:
@@ -290,6 +293,81 @@ def _l1_fraction(regularizer_class, regularizer_kwargs) -> float:
   return float(default.default)
 
 
+def layer_scopes(traced, layers) -> Dict[tuple, List[tf.Operation]]:
+  """{(scope prefix, layer name): forward ops of the scope} of the calls of
+  the layers `layers` ({name: layer}) in the trace (one entry per call)."""
+  scopes: Dict[tuple, List[tf.Operation]] = {}
+  for op in traced.forward_ops():
+    scope = _scope_of(op.name, layers)
+    if scope is not None:
+      scopes.setdefault(scope, []).append(op)
+  return scopes
+
+
+def scope_outputs(ops, model_outputs, forward) -> List[tf.Operation]:
+  """The ops of one layer call (`ops`) whose float values are read by ops
+  of the forward pass `forward` outside the call, or are model outputs
+  (not the variable handles a shared layer's first call captured, which
+  its other calls read too, nor the ops regularizers added since)."""
+  inside = set(ops)
+  return [op for op in ops
+          if op in model_outputs or any(
+              t.dtype.is_floating and consumer not in inside and
+              consumer in forward
+              for t in op.outputs for consumer in t.consumers())]
+
+
+def is_group_lasso(regularizer_class) -> bool:
+  """Whether `regularizer_class` is a GroupLasso network regularizer."""
+  return isinstance(regularizer_class, type) and issubclass(
+      regularizer_class, resource_regularizer.GroupLassoRegularizer)
+
+
+# What a layer-level source regularizer is made with: the alive threshold,
+# the L1 part of the group norm, the minimum kept alive and the layers that
+# keep it (their removal would disconnect a model output).
+LayerSourceSettings = collections.namedtuple(
+    'LayerSourceSettings', ['threshold', 'l1_fraction', 'minimum',
+                            'connecting'])
+
+
+def layer_source_settings(regularizer_class, regularizer_kwargs, channels,
+                          min_channels: int) -> LayerSourceSettings:
+  """The `LayerSourceSettings` of a GroupLasso regularizer on a model whose
+  channel model is `channels`."""
+  connecting = {n for group in plan_lib.connecting_groups(channels)
+                for n in group} if min_channels >= 1 else set()
+  return LayerSourceSettings(
+      float(regularizer_kwargs.get('threshold', 0.0)),
+      _l1_fraction(regularizer_class, regularizer_kwargs),
+      int(min_channels), frozenset(connecting))
+
+
+def layer_source_regularizer(weights: tf.Tensor, name: str,
+                             settings: LayerSourceSettings):
+  """The group-lasso OpRegularizer of a layer's own channels (units of a
+  recurrent layer, heads of an attention layer).
+
+  Args:
+    weights: [weights per channel, channels]: column c holds the weights
+      that die with channel c.
+    name: the layer's name.
+    settings: the `LayerSourceSettings`.
+
+  Returns:
+    A `GroupLassoRegularizer` over the columns (root mean square, plus an
+    L1 part), wrapped in a `MinimumAliveRegularizer` for a layer of
+    `settings.connecting`.
+  """
+  regularizer = group_lasso_regularizer.GroupLassoRegularizer(
+      weight_tensor=weights, reduce_dims=[0], threshold=settings.threshold,
+      l1_fraction=settings.l1_fraction)
+  if name in settings.connecting:
+    regularizer = minimum_alive_regularizer.MinimumAliveRegularizer(
+        regularizer, settings.minimum)
+  return regularizer
+
+
 class RecurrentCalls(object):
   """The recurrent layer calls of a traced model.
 
@@ -303,16 +381,11 @@ class RecurrentCalls(object):
         include_self=False, recursive=True) if _is_recurrent(l)}
     self.calls: List[RecurrentCall] = []
     self._unit_regularizers = {}  # layer name -> OpRegularizer of its units.
-    self._unit_settings = None  # (threshold, l1_fraction, minimum, names).
+    self._unit_settings = None  # LayerSourceSettings under GroupLasso.
     if not layers:
       return
-    scopes: Dict[tuple, List[tf.Operation]] = {}
-    forward = traced.forward_ops()
-    for op in forward:
-      scope = _scope_of(op.name, layers)
-      if scope is not None:
-        scopes.setdefault(scope, []).append(op)
-    forward = set(forward)
+    scopes = layer_scopes(traced, layers)
+    forward = set(traced.forward_ops())
     for (_, name), ops in scopes.items():
       call = self._call(layers[name], ops, traced.output_ops, forward)
       if call is not None:
@@ -331,13 +404,7 @@ class RecurrentCalls(object):
             tensor.shape.rank == 3 and tensor.ref() not in seen):
           seen.add(tensor.ref())
           inputs.append(tensor)
-    # Ops whose values leave the scope (not the variable handles a shared
-    # layer's first call captured, which its other calls read too).
-    outputs = [op for op in ops
-               if op in model_outputs or any(
-                   t.dtype.is_floating and consumer not in inside and
-                   consumer in forward
-                   for t in op.outputs for consumer in t.consumers())]
+    outputs = scope_outputs(ops, model_outputs, forward)
     if len(inputs) != 1:
       logging.warning(
           'Recurrent layer %r (%s): found %d sequence inputs in the trace, '
@@ -380,14 +447,9 @@ class RecurrentCalls(object):
         candidates.append(call)
     if not candidates:
       return excluded
-    if isinstance(regularizer_class, type) and issubclass(
-        regularizer_class, resource_regularizer.GroupLassoRegularizer):
-      connecting = {n for group in plan_lib.connecting_groups(channels)
-                    for n in group} if min_channels >= 1 else set()
-      self._unit_settings = (
-          float(regularizer_kwargs.get('threshold', 0.0)),
-          _l1_fraction(regularizer_class, regularizer_kwargs),
-          int(min_channels), connecting)
+    if is_group_lasso(regularizer_class):
+      self._unit_settings = layer_source_settings(
+          regularizer_class, regularizer_kwargs, channels, min_channels)
       for call in candidates:
         call.unit_ops = list(call.output_ops)
       return excluded
@@ -435,17 +497,11 @@ class RecurrentCalls(object):
     traced graph on first use."""
     name = call.layer.name
     if name not in self._unit_regularizers:
-      threshold, l1_fraction, minimum, connecting = self._unit_settings
       graph = self._traced.graph
       weights = unit_weights(call.layer,
-                             lambda v: _variable_tensor(graph, v))
-      regularizer = group_lasso_regularizer.GroupLassoRegularizer(
-          weight_tensor=weights, reduce_dims=[0], threshold=threshold,
-          l1_fraction=l1_fraction)
-      if name in connecting:
-        regularizer = minimum_alive_regularizer.MinimumAliveRegularizer(
-            regularizer, minimum)
-      self._unit_regularizers[name] = regularizer
+                             lambda v: variable_tensor(graph, v))
+      self._unit_regularizers[name] = layer_source_regularizer(
+          weights, name, self._unit_settings)
     return self._unit_regularizers[name]
 
   def _source(self, call):
@@ -472,7 +528,7 @@ class RecurrentCalls(object):
     """The layers with pruned units that keep `min_channels` alive."""
     if self._unit_settings is None:
       return []
-    connecting = self._unit_settings[3]
+    connecting = self._unit_settings.connecting
     return sorted({call.layer.name for call in self.unit_calls()
                    if call.layer.name in connecting})
 

@@ -6,8 +6,11 @@ is mapped to its top-level Keras layer, the rebuild plan gives that layer's
 input and output widths, and the resource function (FLOPs, weights,
 latency, ...) is evaluated on the op with those widths. Recurrent layers,
 whose arithmetic is in a loop, are costed from their rebuilt input width
-and units (`recurrent.RecurrentCalls.structure_cost`). One trace and one
-channel model serve any number of structures.
+and units (`recurrent.RecurrentCalls.structure_cost`); MultiHeadAttention
+layers, whose heads are not channels of any traced tensor, from their
+rebuilt number of heads (`attention.AttentionCalls.structure_cost`, for
+FLOPs and model size; other resources cost their ops at the original
+heads). One trace and one channel model serve any number of structures.
 
     cost = StructureCost(regularizer)          # shares the regularizer's trace
     cost({'conv1': 12, 'conv2': 20})           # FLOPs of the rebuilt model
@@ -19,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.keras import attention
 from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.keras import recurrent
 from morph_net.keras import regularizable
@@ -108,6 +112,17 @@ class StructureCost(object):
     self.channels = channel_model.analyze(self.traced.model, layer_rules)
     self.resource_function = resource_function_of(resource)
     self._recurrent = recurrent.RecurrentCalls(self.traced)
+    # Attention layers with a head group, costed from their heads when the
+    # resource is (see `attention`).
+    sources = set(self.channels.source_layers())
+    self._attention = attention.AttentionCalls(self.traced)
+    self._attention.calls = [c for c in self._attention.calls
+                             if c.name in sources]
+    self._attention_ops = (
+        [op for c in self._attention.calls for op in c.ops]
+        if self._attention.structure_cost(self.resource_function,
+                                          lambda call: None) is not None
+        else [])
     self._ops = self._map_costed_ops()
 
   def _map_costed_ops(self):
@@ -115,7 +130,7 @@ class StructureCost(object):
                      op_types.COSTED_OP_TYPES)
     layers = self.channels.layers
     # Recurrent layers are costed from their widths (see `recurrent`).
-    skipped = set(self._recurrent.ops())
+    skipped = set(self._recurrent.ops()) | set(self._attention_ops)
     ops = []
     for op in self.traced.forward_ops():
       if op.type not in costed or op in skipped:
@@ -180,9 +195,21 @@ class StructureCost(object):
       in_width, out_width = self._op_widths(op, name, weighted, widths[name])
       total += float(self.resource_function(op, False, in_width, out_width,
                                             0.0, 0.0))
+    total += self._attention.structure_cost(
+        self.resource_function,
+        lambda call: self._attention_widths(plan, call)) or 0.0
     return total + self._recurrent.structure_cost(
         self.resource_function,
         lambda call: self._recurrent_widths(plan, call))
+
+  def _attention_widths(self, plan, call):
+    """(heads, query, key and value widths) of an attention layer call in
+    the rebuilt model, or None if it vanished. Its inputs keep their width
+    (the channel model freezes them)."""
+    if call.name in plan.vanished:
+      return None
+    return (plan.widths[call.name],) + tuple(
+        int(t.shape[-1]) for t in (call.query, call.key, call.value))
 
   def _recurrent_widths(self, plan, call):
     """(input width, units or None: unchanged) of a recurrent layer call in

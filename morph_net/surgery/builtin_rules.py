@@ -22,6 +22,7 @@ from morph_net.surgery import spaces
 
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'RecurrentRule', 'RECURRENT_GATES', 'recurrent_directions',
+           'AttentionRule', 'attention_heads', 'attention_head_axes',
            'recurrent_units', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
@@ -366,6 +367,112 @@ class RecurrentRule(layer_rule.LayerRule):
     return np.sqrt(squares / max(count, 1))
 
 
+def attention_heads(layer) -> Optional[int]:
+  """The heads of a MultiHeadAttention layer whose heads rebuild removes
+  (built, attention over the steps of rank-3 inputs, no gate, the default
+  output width), or None."""
+  if not isinstance(layer, L.MultiHeadAttention) or not layer.built:
+    return None
+  axes = getattr(layer, '_attention_axes', None)
+  if (getattr(layer, '_use_gate', False) or
+      getattr(layer, '_output_shape', None) is not None or
+      axes not in (None, (1,), [1]) or
+      getattr(layer, '_query_dense', None) is None or
+      len(layer._query_dense.kernel.shape) != 3):  # pylint: disable=protected-access
+    return None
+  return int(layer.num_heads)
+
+
+def attention_head_axes(layer) -> list:
+  """[(variable, its head axis)] of the weights of a MultiHeadAttention
+  layer that hold its heads: the query, key and value kernels (d, heads,
+  dim) and biases (heads, dim), and the output kernel (heads, value_dim,
+  out). The output bias holds no head."""
+  result = []
+  for dense in (layer._query_dense, layer._key_dense, layer._value_dense):  # pylint: disable=protected-access
+    result.append((dense.kernel, 1))
+    if dense.bias is not None:
+      result.append((dense.bias, 0))
+  result.append((layer._output_dense.kernel, 0))  # pylint: disable=protected-access
+  return result
+
+
+class AttentionRule(layer_rule.LayerRule):
+  """MultiHeadAttention: a structure sets its number of heads.
+
+  The heads are the layer's own group (`num_heads` is its width); head h is
+  its query, key and value kernel columns and biases and its rows of the
+  output projection. They are not channels of the layer's output, which
+  the output projection mixes: the input and output channels (the hidden
+  size) keep their width, frozen as for a layer rebuild does not
+  understand. Rebuild keeps `key_dim`, `value_dim` and the output width and
+  slices the weights of the surviving heads: those with the largest
+  group-lasso norm (`channel_scores`), which under a GroupLasso regularizer
+  are its alive heads. A head whose value kernel and bias are zero adds 0
+  to the output (its attention-weighted values are 0 whatever the
+  softmax), so removing a dead head keeps the outputs.
+
+  A layer with a gate, another output shape, attention over other axes or
+  inputs of another rank is opaque: it keeps its heads.
+  """
+
+  width_attribute = 'num_heads'
+  channelwise = False
+
+  def output_space(self, node):
+    heads = attention_heads(node.layer)
+    if heads is None or any(len(t.shape) != 3 for t in node.inputs):
+      return node.opaque(UNKNOWN)
+    node.share_group(node.new_group(heads))
+    return node.opaque(UNKNOWN)
+
+  def _kept_heads(self, layer, heads: int) -> np.ndarray:
+    order = np.argsort(-self.channel_scores(layer), kind='stable')
+    return np.sort(order[:heads])
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del selection  # The input and output channels keep their width.
+    axes = {id(v): axis for v, axis in attention_head_axes(layer)}
+    heads = None
+    for variable, shape in zip(layer.weights, new_shapes):
+      if id(variable) in axes:
+        heads = int(shape[axes[id(variable)]])
+        break
+    if heads is not None and heads > int(layer.num_heads):
+      raise errors.WeightTransferError(
+          'Cannot transfer the weights of attention layer %s: its heads grow '
+          'from %d to %d, and the new heads have no weights to copy. Rebuild '
+          'it with transfer_weights=False, or with at most %d heads.' % (
+              layer_rule.describe_layer(layer), int(layer.num_heads), heads,
+              int(layer.num_heads)))
+    kept = self._kept_heads(layer, heads)
+    values = []
+    for variable, weight, shape in zip(layer.weights, weights, new_shapes):
+      if id(variable) in axes:
+        weight = np.take(weight, kept, axis=axes[id(variable)])
+      if tuple(weight.shape) != tuple(shape):
+        raise errors.WeightTransferError(
+            'Cannot transfer weight %r of attention layer %s: shape %s, '
+            'rebuilt %s; only the number of heads may change.' % (
+                variable.path, layer_rule.describe_layer(layer),
+                tuple(np.shape(weight)), tuple(shape)))
+      values.append(weight)
+    return values
+
+  def channel_scores(self, layer):
+    """Per head, the root mean square of its weights (the head's
+    group-lasso norm, see `morph_net.keras.attention`)."""
+    heads = int(layer.num_heads)
+    squares = np.zeros([heads])
+    count = 0
+    for variable, axis in attention_head_axes(layer):
+      value = np.moveaxis(_to_numpy(variable).astype(np.float64), axis, 0)
+      value = value.reshape([heads, -1])
+      squares += (value ** 2).sum(axis=1)
+      count += value.shape[1]
+    return np.sqrt(squares / max(count, 1))
+
+
 def reshape_space(node: layer_rule.LayerNode) -> spaces.ChannelSpace:
   """The output space of a reshape (the Reshape layer, `ops.reshape`).
 
@@ -597,6 +704,7 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
   recurrent = RecurrentRule()
   for cls in (L.SimpleRNN, L.GRU, L.LSTM, L.Bidirectional):
     table[cls] = recurrent
+  table[L.MultiHeadAttention] = AttentionRule()
   table[L.Reshape] = ReshapeRule()
   table[L.Flatten] = FlattenRule()
   table[L.Concatenate] = ConcatenateRule()
