@@ -29,7 +29,7 @@ from examples import datasets
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.keras import batch_norm_statistics
-from morph_net.keras import latency_timing
+from morph_net.latency import timing
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
@@ -139,7 +139,7 @@ def _latencies_ms(models):
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
-  return latency_timing.time_interleaved(
+  return timing.time_interleaved(
       calls, repeats=FLAGS.latency_repeats, warmup=10, statistic='min') / 1e6
 
 
