@@ -12,6 +12,10 @@ learned structure is written to <output_dir>/learned_structure/alive_<step>.
 With --save_model the trained model is saved compiled (with the MorphNet
 loss and metrics, which load detached from any regularizer; see README), for
 the command-line tools `export_structure` and `expand_structure`.
+
+The output is the lines below and Keras's progress lines; library logs below
+WARNING and TensorFlow's start-up notes (e.g. "failed call to cuInit" on a
+machine without a GPU) show with --verbosity=0 (`morph_net.tools.startup`).
 """
 
 import json
@@ -22,7 +26,14 @@ if __package__ in (None, ''):  # Run as a script: make `examples` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
       __file__))))
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import startup
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: its start-up notes (cuInit on a machine
+  # without a GPU ...) are dropped unless --verbosity is given.
+  startup.quiet_start()
+
 from absl import flags
 
 from examples import datasets
@@ -37,6 +48,7 @@ from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 from morph_net.network_regularizers import registry
 from morph_net.surgery import rebuild
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 REGULARIZERS = {
     'gamma_flops': flop_regularizer.GammaFlopsRegularizer,
@@ -239,4 +251,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  startup.run(main)  # Logging at WARNING unless --verbosity is given.

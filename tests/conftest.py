@@ -1,4 +1,25 @@
-"""Shared pytest configuration of the test suite."""
+"""Shared pytest configuration of the test suite, and its markers.
+
+Markers (registered here, the one place):
+  slow: takes long (measured with --durations); the everyday loop leaves
+    these out:  python3 -m pytest -q -n 2 -m "not slow" tests
+    CI (.ci/run) runs everything.
+  zoo: keras.applications models (set MORPH_NET_ZOO to pick them; default
+    ResNet50,MobileNetV2); also slow.
+  subprocess: starts a Python interpreter or another program.
+"""
+
+MARKERS = {
+    'slow': 'takes long; `-m "not slow"` is the everyday loop (CI runs all).',
+    'zoo': 'keras.applications models (set MORPH_NET_ZOO to pick them; '
+           'default ResNet50,MobileNetV2).',
+    'subprocess': 'starts a Python interpreter or another program.',
+}
+
+
+def pytest_configure(config):
+  for name, description in MARKERS.items():
+    config.addinivalue_line('markers', '%s: %s' % (name, description))
 
 
 def pytest_collection_modifyitems(config, items):

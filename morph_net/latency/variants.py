@@ -16,6 +16,7 @@ same inputs and outputs gives each call's overhead, which is subtracted.
 
 import collections
 import json
+import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
@@ -33,7 +34,7 @@ from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import rebuild
 
 __all__ = ['DEFAULT_FRACTIONS', 'TARGET_BYTES', 'MAX_COPIES', 'Variant',
-           'width_pairs', 'layer_variants', 'random_structures',
+           'progress_bar', 'width_pairs', 'layer_variants', 'random_structures',
            'model_variants', 'copies_of', 'measure_variants']
 
 # Width fractions every layer is measured at.
@@ -49,6 +50,27 @@ MAX_COPIES = 16
 # and the (kind, FLOPs, bytes) of every costed op it runs.
 Variant = collections.namedtuple(
     'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops'])
+
+
+def progress_bar(target: int, verbose: int, unit_name: str):
+  """A keras.utils.Progbar; plain lines when stdout is not a terminal.
+
+  Keras redraws a verbose=1 bar with ANSI escape codes and backspaces even
+  into a file or a pipe; there verbose 1 becomes 2 (one plain line when the
+  bar ends).
+
+  Args:
+    target: the number of steps.
+    verbose: 0 (nothing), 1 (a bar) or 2 (one line at the end).
+    unit_name: what a step is ('layer', 'round').
+
+  Returns:
+    The Progbar.
+  """
+  if verbose == 1 and not (hasattr(sys.stdout, 'isatty') and
+                           sys.stdout.isatty()):
+    verbose = 2
+  return keras.utils.Progbar(target, verbose=verbose, unit_name=unit_name)
 
 
 def width_pairs(fractions: Sequence[float]) -> List[Tuple[float, float]]:
@@ -128,8 +150,7 @@ def layer_variants(model, batch_size: int = 1,
   """
   channels = channel_model.analyze(model, layer_rules)
   seen, groups = set(), []
-  progress = keras.utils.Progbar(len(channels.nodes), verbose=verbose,
-                                 unit_name='layer')
+  progress = progress_bar(len(channels.nodes), verbose, 'layer')
   for index, (layer, inputs, _) in enumerate(channels.nodes):
     progress.update(index + 1)
     if isinstance(layer, keras.Model):
@@ -315,7 +336,7 @@ def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
   for key in order:
     function, xs = identities[key]
     calls.append(lambda f=function, xs=xs: f(*xs))
-  progress = keras.utils.Progbar(repeats, verbose=verbose, unit_name='round')
+  progress = progress_bar(repeats, verbose, 'round')
   times = timing.time_interleaved(
       calls, repeats, warmup, on_round=lambda r: progress.update(r + 1),
       statistic=statistic, clock=clock)

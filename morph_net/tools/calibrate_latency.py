@@ -20,6 +20,8 @@ with (1 and 1 by default: steady on a shared machine).
 from absl import app
 from absl import flags
 
+from morph_net.tools import startup
+
 __all__ = ['define_flags', 'main']
 
 FLAGS = flags.FLAGS
@@ -96,5 +98,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  startup.quiet_start()  # TensorFlow is imported in main (after flags).
   define_flags()
-  app.run(main)
+  startup.run(main)

@@ -1,5 +1,8 @@
 """The layers and whole-model variants latency calibration times."""
 
+import re
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +119,22 @@ def test_random_structures_scale_changeable_groups_together():
                                        'padded_mobile s0']
   assert wholes[1].model.get_layer('stem').filters == 6
   assert wholes[1].layer is None
+
+
+def test_progress_bar_is_plain_text_off_a_terminal(capsys, monkeypatch):
+  bar = variants.progress_bar(3, 1, 'round')  # pytest's stdout: no terminal.
+  assert bar.verbose == 2
+  for step in range(3):
+    bar.update(step + 1)
+  out = capsys.readouterr().out
+  assert '\x1b' not in out and '\b' not in out
+  assert re.match(r'3/3 - \d+s - ', out), out
+  assert variants.progress_bar(3, 0, 'round').verbose == 0
+
+  class Terminal:
+
+    def isatty(self):
+      return True
+
+  monkeypatch.setattr(sys, 'stdout', Terminal())
+  assert variants.progress_bar(3, 1, 'layer').verbose == 1
