@@ -19,8 +19,6 @@ _FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
 _TINY = ['--epochs=1', '--train_examples=128', '--batch_size=64',
          '--finetune_epochs=0', '--latency_repeats=0']
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
-
 
 def _main_job(tmp_path, *args):
   if not os.path.exists(_FASHION_MNIST):

@@ -86,8 +86,6 @@ def _notes(stderr):
                     if note in stderr))
 
 
-@pytest.mark.subprocess
-@pytest.mark.slow
 def test_quiet_by_default_and_everything_with_verbosity():
   quiet = _run('quiet')
   assert quiet.stdout == '-1 3\n'  # WARNING: absl's -1.
