@@ -2,8 +2,8 @@
 
 The markers, and which tests carry them, are set here, the one place:
 
-  slow: takes long (tens of seconds here, measured one file at a time with
-    `--durations`); the everyday loop leaves these out:
+  slow: takes 3 s or more here (measured one file at a time with
+    `--durations`), or starts a program; the everyday loop leaves these out:
         python3 -m pytest -q -n 2 -m "not slow" tests
     CI (.ci/run) runs everything. Every test file keeps at least one test
     that is not slow, but for the model zoo (`ALL_SLOW`).
@@ -54,7 +54,7 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_smoke_cycle_writes_every_file': (_P, _S),
     },
     'framework/test_manager_api.py': {
-        'SlimNetsHelperTest::test_failing_subprocess': (_P,),
+        'SlimNetsHelperTest::test_failing_subprocess': (_P, _S),
     },
     'framework/test_op_regularizer_manager.py': {
         'GraphShapesTest::test_long_chain_is_fast': (_S,),
@@ -113,6 +113,13 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'keras/test_keep_connected.py': {
         'test_a_dead_chain_layer_keeps_one_channel_and_rebuilds': (_S,),
     },
+    'keras/test_keras_ops_models.py': {
+        'test_detector_head_rebuilds_with_its_outputs_and_cost': (_S,),
+        'test_keras_ops_model_is_pruned_and_round_trips': (_S,),
+    },
+    'keras/test_layer_kind_costs.py': {
+        'test_conv1d_cost_is_the_rebuilt_cost': (_S,),
+    },
     'keras/test_model_regularizer.py': {
         'test_export_tool_writes_the_callbacks_json_for_the_same_weights':
             (_P, _S),
@@ -128,6 +135,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     },
     'latency/test_calibration.py': {
         'test_calibrate_smoke': (_S,),
+    },
+    'latency/test_variants.py': {
+        'test_model_variants_and_copies': (_S,),
     },
     'network_regularizers/test_keras_parity.py': {
         'LegacyKerasTest::test_tf_keras_batch_norm_is_fused': (_P, _S),
@@ -145,7 +155,12 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_zoo_half_channels': (_Z, _S),
     },
     'surgery/test_rebuild_compiled.py': {
+        'test_expansion_of_a_compiled_model': (_S,),
         'test_rebuilt_model_is_compiled_without_morph_net': (_S,),
+    },
+    'surgery/test_recurrent_rule.py': {
+        'test_recurrent_inputs_follow_the_upstream_group[wrap2-kernel_shape2]':
+            (_S,),
     },
     'test_readme.py': {
         'test_main_job_prints_what_the_readme_quotes': (_P, _S),
@@ -155,6 +170,10 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'tools/test_calibrate_latency.py': {
         '': (_P,),
         'test_command_line': (_S,),
+        'test_usage_errors[args1---batch_size and --repeats must be >= 1.]':
+            (_S,),
+        'test_usage_errors[args2---model_structures must be >= 0 and --whole_model_share in (0, 1).]':
+            (_S,),
     },
     'tools/test_configurable_ops.py': {
         'MissingDependencyTest::test_import_without_tf_slim_or_tf_keras':
@@ -166,7 +185,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'tools/test_expand_structure.py': {
         '': (_P,),
         'test_command_line': (_S,),
+        'test_input_errors_are_one_line_with_status_2': (_S,),
         'test_latency_target_on_a_model_saved_compiled_with_morph_net': (_S,),
+        'test_usage_errors[args1---target_cost needs --model.]': (_S,),
     },
     'tools/test_export_structure.py': {
         'test_checkpoint_without_builder_is_a_usage_error': (_P, _S),
@@ -174,14 +195,14 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_export_from_keras_file': (_P, _S),
         'test_export_of_a_model_saved_compiled_with_morph_net': (_P, _S),
         'test_help_documents_the_flags_and_exit_status': (_P, _S),
-        'test_input_errors_are_one_line_with_status_2': (_P,),
-        'test_usage_errors': (_P,),
+        'test_input_errors_are_one_line_with_status_2': (_P, _S),
+        'test_usage_errors': (_P, _S),
     },
     'tools/test_rebuild_model.py': {
         'test_a_structure_that_does_not_fit_is_one_line': (_P, _S),
         'test_rebuild_from_a_structure_file': (_P, _S),
         'test_rebuild_from_the_models_own_alive_channels': (_P, _S),
-        'test_usage_and_input_errors': (_P,),
+        'test_usage_and_input_errors': (_P, _S),
     },
     'tools/test_startup.py': {
         'test_quiet_by_default_and_everything_with_verbosity': (_P, _S),

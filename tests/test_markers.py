@@ -5,13 +5,25 @@ of this test hold none of them, they skip (python3 -m pytest runs them).
 """
 
 import ast
+import importlib.util
 import os
 
 import pytest
 
-import conftest
-
 _TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _root_conftest():
+  """tests/conftest.py as a module of its own (`import conftest` may give
+  another directory's conftest.py, which pytest imported first)."""
+  spec = importlib.util.spec_from_file_location(
+      'morph_net_tests_conftest', os.path.join(_TESTS, 'conftest.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+conftest = _root_conftest()
 pytestmark = pytest.mark.skipif(
     'TEST_SRCDIR' in os.environ, reason='reads the source tree\'s test '
     'files; Bazel runfiles hold only this test\'s (python3 -m pytest runs '
