@@ -9,14 +9,14 @@ r"""How well three latency models predict the real latency of rebuilt models.
 For each model (keras.applications, weights=None, 10 classes, the given
 input size), in one process:
 
-1. Calibrate a latency profile on this machine (`latency_calibration`: the
-   model's own layers at several widths, and the whole model at the width
+1. Calibrate a latency profile on this machine (`latency.calibration`:
+   the model's own layers at several widths, and the whole model at the width
    fractions and at `--model_structures` random structures drawn with
    `--calibration_seed`; `--profile_dir` keeps and reuses profiles). The
    profile is fitted before the test structures are drawn, from another
    seed: no test structure is in the fit.
 2. Draw `--structures` random test structures with `--seed`
-   (`latency_variants.random_structures`: every changeable channel group
+   (`latency.variants.random_structures`: every changeable channel group
    keeps a fraction s x u of its width, s ~ U(0.25, 1) per structure and
    u ~ U(0.75, 1.25) per group, capped at 1). Rebuild each
    (`morph_net.surgery.rebuild`).
@@ -54,7 +54,7 @@ import time
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.latency import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def parse_args(argv=None):
@@ -100,8 +100,8 @@ def measure(models, batch_size, size, repeats, statistic, clock):
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
-  return latency_timing.time_interleaved(calls, repeats, warmup=2,
-                                         statistic=statistic, clock=clock)
+  return timing.time_interleaved(calls, repeats, warmup=2,
+                                 statistic=statistic, clock=clock)
 
 
 def errors_of(predicted, measured):
@@ -146,9 +146,9 @@ def samples_to_json(samples):
 
 
 def samples_from_json(values):
-  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
-  return [latency_fit.Sample([tuple(o) for o in v['ops']], v['latency_ns'],
-                             v['label'], v['weight']) for v in values]
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
+  return [fit.Sample([tuple(o) for o in v['ops']], v['latency_ns'],
+                     v['label'], v['weight']) for v in values]
 
 
 def reweighted(samples, share):
@@ -163,11 +163,11 @@ def reweighted(samples, share):
 def run_model(spec, args, rng):
   """Calibrates, rebuilds, measures and predicts one model; returns rows."""
   import keras  # pylint: disable=g-import-not-at-top
-  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
-  from morph_net.keras import latency_variants  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import variants  # pylint: disable=g-import-not-at-top
   from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
   from morph_net.keras import tracing  # pylint: disable=g-import-not-at-top
-  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import resource_function  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top
@@ -184,26 +184,26 @@ def run_model(spec, args, rng):
     profile = latency_profile.LatencyProfile.load(path)
     print('%s: profile %s' % (name, path))
   else:
-    samples, metadata = latency_calibration.measure(
+    samples, metadata = calibration.measure(
         model, args.batch_size, repeats=args.calibration_repeats,
         statistic=args.statistic, model_structures=args.model_structures,
         seed=args.calibration_seed, whole_model_share=args.whole_model_share,
         clock=args.clock)
-    profile = latency_fit.fit_profile(
-        samples, args.batch_size, latency_timing.describe_device(), metadata)
+    profile = fit.fit_profile(
+        samples, args.batch_size, timing.describe_device(), metadata)
     if path:
-      latency_calibration.save_profile(profile, path)
+      calibration.save_profile(profile, path)
     print('%s: calibrated on %d layers and %d whole models in %.1f s' % (
         name, profile.metadata['layers'],
         profile.metadata['whole_model_samples'], metadata['seconds']))
-  print(latency_calibration.summary(profile))
+  print(calibration.summary(profile))
   traced = tracing.TracedModel(model)
   flops = structure_cost.StructureCost(traced)
   calibrated = structure_cost.StructureCost(
       traced, resource_function.latency_function_factory(
           profile, args.batch_size))
-  structures = latency_variants.random_structures(flops.channels,
-                                                  args.structures, rng)
+  structures = variants.random_structures(flops.channels,
+                                          args.structures, rng)
   start = time.time()
   models = [model] + [rebuild.rebuild(model, s, channels=flops.channels)
                       for s in structures]
@@ -251,17 +251,17 @@ def metrics(predictions, measured):
 
 def refit(result, args):
   """The result with (c) from a profile refitted to its saved samples."""
-  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
-  from morph_net.network_regularizers import latency_fit  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
   samples = reweighted(samples_from_json(result['calibration_samples']),
                        args.whole_model_share)
-  profile = latency_fit.fit_profile(samples, args.batch_size)
-  print(latency_calibration.summary(profile))
+  profile = fit.fit_profile(samples, args.batch_size)
+  print(calibration.summary(profile))
   measured = [m * 1e6 for m in result['measured_ms']]
   predictions = {k: [v * 1e6 for v in vs]
                  for k, vs in result['predicted_ms'].items()}
   predictions['(c) calibrated profile'] = [
-      latency_fit.predict_sample(profile, latency_fit.Sample(
+      fit.predict_sample(profile, fit.Sample(
           [tuple(o) for o in ops], 1.0)) for ops in result['structure_ops']]
   result = dict(result)
   result['metrics'] = metrics(predictions, measured)
@@ -293,11 +293,11 @@ def main(argv=None):
       if result.get('calibration_samples'):
         print_table(refit(result, args), report['args']['batch_size'])
     return
-  latency_timing.pin_threads(args.threads, 1)
+  timing.pin_threads(args.threads, 1)
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(args.seed)
   start = time.time()
-  print('device: %s; load average %s' % (latency_timing.describe_device(),
+  print('device: %s; load average %s' % (timing.describe_device(),
                                          ' '.join('%.2f' % v for v in
                                                   os.getloadavg())))
   results = []
@@ -309,7 +309,7 @@ def main(argv=None):
   if args.output:
     from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
     atomic_file.write_json_atomically(
-        {'args': vars(args), 'device': latency_timing.describe_device(),
+        {'args': vars(args), 'device': timing.describe_device(),
          'results': results}, args.output)
 
 

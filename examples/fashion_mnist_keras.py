@@ -12,6 +12,10 @@ learned structure is written to <output_dir>/learned_structure/alive_<step>.
 With --save_model the trained model is saved compiled (with the MorphNet
 loss and metrics, which load detached from any regularizer; see README), for
 the command-line tools `export_structure` and `expand_structure`.
+
+The output is the lines below and Keras's progress lines; library logs below
+WARNING and TensorFlow's start-up notes (e.g. "failed call to cuInit" on a
+machine without a GPU) show with --verbosity=0 (`morph_net.tools.startup`).
 """
 
 import json
@@ -22,14 +26,21 @@ if __package__ in (None, ''):  # Run as a script: make `examples` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
       __file__))))
 
-from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import startup
+
+if __name__ == '__main__':
+  # Before TensorFlow is imported: its start-up notes (cuInit on a machine
+  # without a GPU ...) are dropped unless --verbosity is given.
+  startup.quiet_start()
+
 from absl import flags
 
 from examples import datasets
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.keras import batch_norm_statistics
-from morph_net.keras import latency_timing
+from morph_net.latency import timing
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
@@ -37,6 +48,7 @@ from morph_net.network_regularizers import logistic_sigmoid_regularizer
 from morph_net.network_regularizers import model_size_regularizer
 from morph_net.network_regularizers import registry
 from morph_net.surgery import rebuild
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 REGULARIZERS = {
     'gamma_flops': flop_regularizer.GammaFlopsRegularizer,
@@ -139,7 +151,7 @@ def _latencies_ms(models):
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
-  return latency_timing.time_interleaved(
+  return timing.time_interleaved(
       calls, repeats=FLAGS.latency_repeats, warmup=10, statistic='min') / 1e6
 
 
@@ -239,4 +251,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  startup.run(main)  # Logging at WARNING unless --verbosity is given.

@@ -66,14 +66,14 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
     batch_size: inference batch size.
     repeats: interleaved rounds per probe.
     tolerance: relative distance of the latencies that ends the search.
-    clock: 'wall' or 'cpu' time (`latency_timing.CLOCKS`; cpu on a shared
+    clock: 'wall' or 'cpu' time (`latency.timing.CLOCKS`; cpu on a shared
       machine).
 
   Returns:
     (scaled structure, multiplier, measured candidate / reference ratio).
   """
   from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top
-  from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
   from morph_net.structure import width_multiplier  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import channel_model  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top
@@ -85,8 +85,8 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
   def ratio(structure):
     probe = _forward(rebuild.rebuild(original, structure, channels=channels),
                      batch_size)
-    times = latency_timing.time_interleaved([target, probe], repeats,
-                                            clock=clock)
+    times = timing.time_interleaved([target, probe], repeats,
+                                    clock=clock)
     return float(times[1] / times[0])
 
   groups = expansion.expandable_groups(channels, candidate)
@@ -195,24 +195,24 @@ def calibration(model, profile_path, batch_size: int = 64,
                 model_structures: int = 0):
   """Calibrates the profile of `model` unless `profile_path` exists.
 
-  `clock` and `model_structures` as in `latency_calibration.calibrate`.
+  `clock` and `model_structures` as in `latency.calibration.calibrate`.
   """
-  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import calibration as calibration_lib  # pylint: disable=g-import-not-at-top
   if os.path.exists(profile_path):
     print('profile: reusing %s' % profile_path)
     return
-  profile = latency_calibration.calibrate(
+  profile = calibration_lib.calibrate(
       model, batch_size, repeats=repeats, clock=clock,
       model_structures=model_structures)
-  latency_calibration.save_profile(profile, profile_path)
-  print(latency_calibration.summary(profile))
+  calibration_lib.save_profile(profile, profile_path)
+  print(calibration_lib.summary(profile))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Unexpected arguments: %s' % argv[1:])
-  from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top
-  latency_timing.pin_threads(1, 1)
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
+  timing.pin_threads(1, 1)
   from examples.experiment import cycle  # pylint: disable=g-import-not-at-top
   from examples.experiment import run_cycle  # pylint: disable=g-import-not-at-top
   gin.add_config_file_search_path(run_cycle.CONFIG_DIR)

@@ -536,7 +536,8 @@ def model_regularizer(model, regularizer_class=None, threshold=1e-3,
       GammaFlopsRegularizer).
     threshold: its alive threshold (gamma_threshold for Gamma*, threshold
       for GroupLasso*, alive_threshold for LogisticSigmoid*).
-    input_shape: input shape without batch, for models whose is not static.
+    input_shape: input shape without batch, for models whose input shape
+      is not static.
     **kwargs: other arguments of the regularizer (e.g. hardware='V100').
 
   Returns:

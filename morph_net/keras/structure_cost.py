@@ -92,8 +92,8 @@ class StructureCost(object):
       shared, and whose resource is the default).
     resource: what to cost, see `resource_function_of` (default: the
       ModelRegularizer's resource, else FLOPs).
-    input_shape: input shape without batch, for a model whose is not static
-      (not used when `model` is traced already).
+    input_shape: input shape without batch, for a model whose input shape
+      is not static (not used when `model` is traced already).
     layer_rules: the layer-rule table of the channel model.
 
   Raises:

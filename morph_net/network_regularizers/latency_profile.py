@@ -2,7 +2,7 @@
 
 The built-in devices (`hardware`) are rooflines from data sheets. A
 `LatencyProfile` is measured on the user's own machine (see
-`morph_net.keras.latency_calibration` and the `calibrate_latency` tool): for
+`morph_net.latency.calibration` and the `calibrate_latency` tool): for
 every op kind it holds
 
   latency (ns) = max(ns_per_flop x FLOPs, ns_per_byte x bytes) + overhead_ns

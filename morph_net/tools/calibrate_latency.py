@@ -20,6 +20,8 @@ with (1 and 1 by default: steady on a shared machine).
 from absl import app
 from absl import flags
 
+from morph_net.tools import startup
+
 __all__ = ['define_flags', 'main']
 
 FLAGS = flags.FLAGS
@@ -74,27 +76,28 @@ def main(argv):
     raise app.UsageError('--model_structures must be >= 0 and '
                          '--whole_model_share in (0, 1).')
   # Threads are fixed before anything runs a TensorFlow op.
-  from morph_net.keras import latency_timing  # pylint: disable=g-import-not-at-top
-  latency_timing.pin_threads(FLAGS.threads, FLAGS.inter_op_threads)
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
+  timing.pin_threads(FLAGS.threads, FLAGS.inter_op_threads)
   import keras  # pylint: disable=g-import-not-at-top
-  from morph_net.keras import latency_calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
   model = keras.saving.load_model(FLAGS.model, compile=False)
   if FLAGS.input_shape:
     shape = tuple(int(d) for d in FLAGS.input_shape.split(','))
     model = keras.models.clone_model(model, input_tensors=keras.Input(shape))
-  profile = latency_calibration.calibrate(
+  profile = calibration.calibrate(
       model, batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
       warmup=FLAGS.warmup, fractions=fractions, statistic=FLAGS.statistic,
       whole_model=FLAGS.whole_model, clock=FLAGS.clock,
       model_structures=FLAGS.model_structures,
       whole_model_share=FLAGS.whole_model_share)
-  latency_calibration.save_profile(profile, FLAGS.output)
-  print(latency_calibration.summary(profile))
+  calibration.save_profile(profile, FLAGS.output)
+  print(calibration.summary(profile))
   print('%s: %d layers of %s calibrated in %.1f s on %s' % (
       FLAGS.output, profile.metadata['layers'], model.name,
       profile.metadata['seconds'], profile.device))
 
 
 if __name__ == '__main__':
+  startup.quiet_start()  # TensorFlow is imported in main (after flags).
   define_flags()
-  app.run(main)
+  startup.run(main)

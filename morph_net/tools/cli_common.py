@@ -27,6 +27,7 @@ from morph_net import errors
 from morph_net.keras import model_regularizer
 from morph_net.network_regularizers import registry
 from morph_net.tools import model_source
+from morph_net.tools import startup
 
 __all__ = ['EXIT_USAGE', 'EXIT_INPUT', 'define_model_flags',
            'define_regularizer_flags', 'flag_module_name', 'check_model_flags',
@@ -197,6 +198,7 @@ def run(main: Callable[[List[str]], Optional[int]]) -> None:
   """`absl.app.run(main)`; a MorphNet error exits with status 2 and one line.
 
   The line is `<program>: error: <message>` on stderr, without traceback.
+  Logging is at WARNING unless --verbosity is given (`startup.run`).
   """
   program = os.path.basename(sys.argv[0]).replace('.py', '')
 
@@ -207,4 +209,4 @@ def run(main: Callable[[List[str]], Optional[int]]) -> None:
       sys.stderr.write('%s: error: %s\n' % (program, ' '.join(str(e).split())))
       return EXIT_INPUT
 
-  app.run(guarded)
+  startup.run(guarded)

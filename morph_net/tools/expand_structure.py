@@ -21,6 +21,12 @@ input size, a structure that names no layer of the model, ...): the reason
 is one line on stderr.
 """
 
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import startup
+
+if __name__ == '__main__':
+  startup.quiet_start()  # Before TensorFlow is imported (see startup).
+
 from absl import app
 from absl import flags
 
@@ -30,6 +36,7 @@ from morph_net.structure import structure_files
 from morph_net.structure import width_multiplier
 from morph_net.tools import cli_common
 from morph_net.tools import model_source
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['define_flags', 'parse_target_cost', 'main']
 

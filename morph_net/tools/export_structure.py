@@ -29,6 +29,12 @@ cannot be used (a missing file, an unknown regularizer name, an unknown
 input size, ...): the reason is one line on stderr.
 """
 
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import startup
+
+if __name__ == '__main__':
+  startup.quiet_start()  # Before TensorFlow is imported (see startup).
+
 from absl import app
 from absl import flags
 
@@ -37,6 +43,7 @@ from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.structure import structure_files
 from morph_net.tools import cli_common
 from morph_net.tools import model_source
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['define_flags', 'load_builder', 'restore_checkpoint', 'export',
            'CheckpointMismatchError', 'main']

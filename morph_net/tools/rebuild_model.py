@@ -37,6 +37,12 @@ cannot be used (a missing file, an unknown regularizer name, a structure
 that does not fit the model, ...): the reason is one line on stderr.
 """
 
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.tools import startup
+
+if __name__ == '__main__':
+  startup.quiet_start()  # Before TensorFlow is imported (see startup).
+
 from absl import app
 from absl import flags
 
@@ -45,6 +51,7 @@ from morph_net.structure import structure_files
 from morph_net.surgery import rebuild
 from morph_net.tools import cli_common
 from morph_net.tools import model_source
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = ['define_flags', 'rebuild_to_file', 'main']
 

@@ -18,7 +18,7 @@ import pytest
 from morph_net.framework import op_handler_util
 
 # Modules of the original's morph_net/framework that stayed there, with names
-# their users import (tpu_util is not part of this module map yet).
+# their users import (tpu_util moved to morph_net.compat: see below).
 FRAMEWORK_MODULES = {
     'concat_and_slice_regularizers': ['ConcatRegularizer',
                                       'SlicingReferenceRegularizer'],
@@ -114,6 +114,32 @@ def test_handler_module_is_the_implementation(name):
                                                          attribute)
   for attribute in implementation.__all__:
     assert hasattr(original_path, attribute), attribute
+
+
+def test_tpu_util_original_path_is_the_compat_module():
+  original_path = importlib.import_module('morph_net.framework.tpu_util')
+  implementation = importlib.import_module('morph_net.compat.tpu_util')
+  assert original_path is implementation
+  assert importlib.import_module('morph_net.framework').tpu_util is (
+      implementation)
+  for name in ('run_on_cpu', 'is_on_cpu', 'get_variable_name',
+               'maybe_convert_to_variable', 'var_store', 'write_to_variable',
+               'read_from_variable', 'is_intermediate_var'):
+    assert name in implementation.__all__, name
+    assert getattr(original_path, name) is getattr(implementation, name)
+
+
+def test_the_import_hook_lives_in_compat():
+  framework = importlib.import_module('morph_net.framework')
+  hooks = [finder for finder in sys.meta_path
+           if getattr(finder, 'is_morph_net_original_path_alias', False)]
+  assert len(hooks) == 1
+  assert type(hooks[0]).__module__ == 'morph_net.compat.original_paths'
+  from morph_net.compat import original_paths  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  assert framework.HANDLER_MODULES is original_paths.HANDLER_MODULES
+  assert set(HANDLER_MODULES) <= original_paths.HANDLER_MODULES
+  assert original_paths.ORIGINAL_PATHS['tpu_util'] == (
+      'morph_net.compat.tpu_util')
 
 
 @pytest.mark.parametrize('key', sorted(SIGNATURES))

@@ -355,7 +355,6 @@ _ZOO_MODELS = os.environ.get('MORPH_NET_ZOO', 'ResNet50,MobileNetV2').split(
     ',')
 
 
-@pytest.mark.zoo
 @pytest.mark.parametrize('name', _ZOO_MODELS)
 def test_zoo_half_channels(name):
   model = _ZOO[name]()

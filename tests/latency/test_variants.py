@@ -1,11 +1,14 @@
 """The layers and whole-model variants latency calibration times."""
 
+import re
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 from morph_net import errors
-from morph_net.keras import latency_variants
+from morph_net.latency import variants
 from morph_net.surgery import channel_model
 from morph_net.testing import latency_models
 from morph_net.testing import surgery_models
@@ -18,7 +21,7 @@ def _clear_session():
 
 
 def test_layer_variants_measure_every_costed_layer_at_each_width():
-  groups = latency_variants.layer_variants(
+  groups = variants.layer_variants(
       latency_models.padded_mobile_model(), batch_size=2,
       fractions=(1.0, 0.5))
   labels = [[v.label for v in group] for group in groups]
@@ -52,7 +55,7 @@ def test_layer_variants_measure_every_costed_layer_at_each_width():
 
 def test_identical_layers_are_measured_once():
   model = surgery_models.residual_model()
-  names = [g[0].layer for g in latency_variants.layer_variants(model)]
+  names = [g[0].layer for g in variants.layer_variants(model)]
   # b1_conv2_bn is stem_bn's twin (8 channels at 16 x 16), b1_out
   # stem_relu's, b2_conv2_bn b2_proj_bn's (12 channels at 8 x 8).
   assert names == [
@@ -67,11 +70,11 @@ def test_variants_need_static_input_shapes():
   with pytest.raises(errors.InvalidArgumentError,
                      match=r"Layer 'c' \(Conv2D\) has an input of unknown "
                      r'size.*static input shape'):
-    latency_variants.layer_variants(model)
+    variants.layer_variants(model)
 
 def test_model_variants_and_copies():
   model = latency_models.padded_mobile_model()
-  wholes = latency_variants.model_variants(model, 2, fractions=(1.0, 0.5))
+  wholes = variants.model_variants(model, 2, fractions=(1.0, 0.5))
   assert [v.label for v in wholes] == ['padded_mobile x1.00',
                                        'padded_mobile x0.50']
   assert wholes[0].model is model and wholes[0].layer is None
@@ -82,23 +85,23 @@ def test_model_variants_and_copies():
   # The tiny model moves 124 kB per call, far below TARGET_BYTES: it runs
   # MAX_COPIES times per timed call, as a small layer does.
   assert sum(b for _, _, b in wholes[0].ops) == 123872.0
-  assert latency_variants.copies_of(wholes[0]) == latency_variants.MAX_COPIES
-  small = latency_variants.layer_variants(model, 2, fractions=(1.0,))[2][0]
+  assert variants.copies_of(wholes[0]) == variants.MAX_COPIES
+  small = variants.layer_variants(model, 2, fractions=(1.0,))[2][0]
   assert small.label == 'stem_relu [8]->8'
   # 8192 bytes moved: 4e6 / 8192 runs, capped.
-  assert latency_variants.copies_of(small) == latency_variants.MAX_COPIES
-  times, overheads = latency_variants.measure_variants(
+  assert variants.copies_of(small) == variants.MAX_COPIES
+  times, overheads = variants.measure_variants(
       [small, wholes[1]], repeats=2, warmup=1)
   assert len(times) == 2
-  assert list(overheads) == [(1, latency_variants.MAX_COPIES)]
-  assert latency_variants.width_pairs((1.0, 0.6, 0.3)) == [
+  assert list(overheads) == [(1, variants.MAX_COPIES)]
+  assert variants.width_pairs((1.0, 0.6, 0.3)) == [
       (1.0, 1.0), (0.6, 0.6), (0.3, 0.3), (1.0, 0.3), (0.3, 1.0)]
 
 
 def test_random_structures_scale_changeable_groups_together():
   model = latency_models.padded_mobile_model()
   channels = channel_model.analyze(model)
-  structures = latency_variants.random_structures(
+  structures = variants.random_structures(
       channels, 2, np.random.RandomState(3))
   # One changeable group (stem, project: 8 channels); the logits reach the
   # output. By hand: level s, then the group's factor u, per structure.
@@ -110,9 +113,28 @@ def test_random_structures_scale_changeable_groups_together():
     expected.append({'stem': width, 'project': width})
   assert structures == expected == [{'stem': 6, 'project': 6},
                                     {'stem': 4, 'project': 4}]
-  wholes = latency_variants.model_variants(model, 2, fractions=(1.0,),
-                                           structures=structures[:1])
+  wholes = variants.model_variants(model, 2, fractions=(1.0,),
+                                   structures=structures[:1])
   assert [v.label for v in wholes] == ['padded_mobile x1.00',
                                        'padded_mobile s0']
   assert wholes[1].model.get_layer('stem').filters == 6
   assert wholes[1].layer is None
+
+
+def test_progress_bar_is_plain_text_off_a_terminal(capsys, monkeypatch):
+  bar = variants.progress_bar(3, 1, 'round')  # pytest's stdout: no terminal.
+  assert bar.verbose == 2
+  for step in range(3):
+    bar.update(step + 1)
+  out = capsys.readouterr().out
+  assert '\x1b' not in out and '\b' not in out
+  assert re.match(r'3/3 - \d+s - ', out), out
+  assert variants.progress_bar(3, 0, 'round').verbose == 0
+
+  class Terminal:
+
+    def isatty(self):
+      return True
+
+  monkeypatch.setattr(sys, 'stdout', Terminal())
+  assert variants.progress_bar(3, 1, 'layer').verbose == 1

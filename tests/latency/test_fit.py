@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from morph_net import errors
-from morph_net.network_regularizers import latency_fit
+from morph_net.latency import fit
 from morph_net.network_regularizers import latency_profile
 
 # ns per FLOP, ns per byte, ns per op.
@@ -35,15 +35,15 @@ def _synthetic_samples():
     ops.append([('mul', 0.0, num_bytes)] * 3 + [('add', 0.0, num_bytes)] * 2)
     ops.append([('conv', 30 * num_bytes, num_bytes),
                 ('add', 0.0, num_bytes / 4)])
-  return [latency_fit.Sample(o, latency_fit.predict_sample(
-      truth, latency_fit.Sample(o, 1.0)), 'sample %d' % i)
+  return [fit.Sample(o, fit.predict_sample(
+      truth, fit.Sample(o, 1.0)), 'sample %d' % i)
           for i, o in enumerate(ops)]
 
 
 def test_recovers_known_parameters():
   samples = _synthetic_samples()
-  profile = latency_fit.fit_profile(samples, batch_size=4, device='synthetic',
-                                    metadata={'model': 'none'})
+  profile = fit.fit_profile(samples, batch_size=4, device='synthetic',
+                            metadata={'model': 'none'})
   assert sorted(profile.kinds) == sorted(_TRUE)
   for kind, truth in _TRUE.items():
     assert profile.kinds[kind] == pytest.approx(truth, rel=1e-6, abs=1e-9)
@@ -64,7 +64,7 @@ def test_noisy_timings_give_close_parameters():
   noise = np.random.RandomState(0).uniform(0.97, 1.03, len(samples))
   noisy = [s._replace(latency_ns=s.latency_ns * n)
            for s, n in zip(samples, noise)]
-  profile = latency_fit.fit_profile(noisy)
+  profile = fit.fit_profile(noisy)
   for kind, truth in _TRUE.items():
     assert profile.kinds[kind].ns_per_byte == pytest.approx(
         truth.ns_per_byte, rel=0.1)
@@ -77,15 +77,15 @@ def test_noisy_timings_give_close_parameters():
 def test_bad_samples():
   with pytest.raises(errors.InvalidArgumentError,
                      match='Expected at least one measurement'):
-    latency_fit.fit_profile([])
+    fit.fit_profile([])
   with pytest.raises(errors.InvalidArgumentError,
                      match=r"Invalid sample 'relu \[8\]': expected ops, a "
                      r'positive latency_ns and a positive weight.*call '
                      r'overhead'):
-    latency_fit.fit_profile([latency_fit.Sample([('activation', 0.0, 64.0)],
-                                                -3.0, 'relu [8]')])
+    fit.fit_profile([fit.Sample([('activation', 0.0, 64.0)],
+                                -3.0, 'relu [8]')])
   with pytest.raises(errors.ProfileError,
                      match=r"Sample 'x' has an op of kind 'gemm', which is "
                      r'not an op kind'):
-    latency_fit.fit_profile([latency_fit.Sample([('gemm', 1.0, 1.0)], 1.0,
-                                                'x')])
+    fit.fit_profile([fit.Sample([('gemm', 1.0, 1.0)], 1.0,
+                                'x')])

@@ -1,12 +1,16 @@
 """Latency calibration on Keras layers, and costs with a measured profile."""
 
+import dataclasses
+import inspect
+
 import keras
 import pytest
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.keras import latency_calibration
-from morph_net.keras import latency_timing
+from morph_net.latency import calibration
+from morph_net.latency import timing
+from morph_net.latency import variants
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.keras import tracing
@@ -29,7 +33,7 @@ def _clear_session():
 
 def test_calibrate_smoke(tmp_path):
   model = latency_models.padded_mobile_model()
-  profile = latency_calibration.calibrate(
+  profile = calibration.calibrate(
       model, batch_size=2, repeats=2, warmup=1, fractions=(1.0, 0.5),
       verbose=0)
   measured = profile.metadata['fit']['samples'] + len(
@@ -44,12 +48,12 @@ def test_calibrate_smoke(tmp_path):
                                 'bias_add'}
   assert profile.batch_size == 2
   assert profile.metadata['layers'] == 9
-  assert profile.metadata['threads'] == latency_timing.thread_settings()
+  assert profile.metadata['threads'] == timing.thread_settings()
   assert profile.metadata['call_overhead_ns'] > 0
   assert 'intra-op' in profile.device
-  path = latency_calibration.save_profile(profile, str(tmp_path / 'd.json'))
+  path = calibration.save_profile(profile, str(tmp_path / 'd.json'))
   assert latency_profile.LatencyProfile.load(path) == profile
-  assert 'kind' in latency_calibration.summary(profile)
+  assert 'kind' in calibration.summary(profile)
 
 
 def test_calibrate_refuses_models_without_costed_layers():
@@ -57,15 +61,62 @@ def test_calibrate_refuses_models_without_costed_layers():
   model = keras.Model(inputs, keras.layers.Reshape((2, 2))(inputs))
   with pytest.raises(errors.InvalidArgumentError,
                      match="Model '.*' has no layer that runs a costed op"):
-    latency_calibration.calibrate(model, verbose=0)
+    calibration.calibrate(model, verbose=0)
 
 
 def test_measure_refuses_a_whole_model_share_outside_zero_one():
   with pytest.raises(errors.InvalidArgumentError,
                      match=r'Expected a number in \(0, 1\). Received: '
                      r'whole_model_share=1.0'):
-    latency_calibration.measure(latency_models.padded_mobile_model(),
-                                whole_model_share=1.0)
+    calibration.measure(latency_models.padded_mobile_model(),
+                        whole_model_share=1.0)
+
+
+def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
+  assert [f.name for f in dataclasses.fields(
+      calibration.CalibrationSettings)] == [
+          'batch_size', 'repeats', 'warmup', 'fractions', 'layer_rules',
+          'verbose', 'statistic', 'whole_model', 'model_structures', 'seed',
+          'whole_model_share', 'clock']
+  for function in (calibration.measure, calibration.calibrate):
+    assert list(inspect.signature(function).parameters) == [
+        'model', 'batch_size', 'settings', 'options']
+  settings = calibration.CalibrationSettings(
+      batch_size=4, repeats=1, warmup=0, fractions=(1.0,), verbose=0,
+      whole_model=False)
+  samples, metadata = calibration.measure(
+      latency_models.padded_mobile_model(), 2, settings, seed=5,
+      statistic='min')
+  assert (metadata['repeats'], metadata['warmup'], metadata['fractions'],
+          metadata['statistic'], metadata['structure_seed'],
+          metadata['whole_model_samples']) == (1, 0, [1.0], 'min', 5, 0)
+  # batch_size 2 (the argument), not the settings' 4: the samples' ops are
+  # counted at batch 2.
+  assert len(samples) + len(metadata['left_out']) == 9
+  at_batch_2 = {v.label: v.ops for group in variants.layer_variants(
+      latency_models.padded_mobile_model(), 2, (1.0,)) for v in group}
+  assert samples
+  for sample in samples:
+    assert sample.ops == at_batch_2[sample.label]
+  assert settings.batch_size == 4  # Frozen: the caller's settings stay.
+
+
+def test_settings_refuse_positional_settings_and_unknown_keywords():
+  model = latency_models.padded_mobile_model()
+  with pytest.raises(errors.InvalidArgumentTypeError,
+                     match=r'Invalid value for argument `settings` of '
+                     r'calibrate. Expected a CalibrationSettings; pass the '
+                     r'other settings as keyword arguments \(repeats=..., '
+                     r'warmup=...\). Received: 15 \(int\)'):
+    calibration.calibrate(model, 2, 15)
+  with pytest.raises(errors.InvalidArgumentTypeError,
+                     match=r'measure got unknown keyword arguments repeat. '
+                     r'Expected the fields of CalibrationSettings: '
+                     r'batch_size, repeats, warmup, '):
+    calibration.measure(model, repeat=3)
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'Received: whole_model_share=0'):
+    calibration.CalibrationSettings(whole_model_share=0)
 
 
 
@@ -94,7 +145,7 @@ def test_cost_is_the_profiles_prediction_of_the_rebuilt_model(tmp_path):
   model = latency_models.padded_mobile_model()
   _kill(model)
   path = str(tmp_path / 'device.json')
-  latency_calibration.save_profile(latency_models.fixed_profile(4), path)
+  calibration.save_profile(latency_models.fixed_profile(4), path)
   regularizer = model_regularizer.ModelRegularizer(
       model, latency_regularizer.GammaLatencyRegularizer,
       gamma_threshold=1e-3, hardware=path, batch_size=4)
@@ -119,30 +170,30 @@ def test_cost_is_the_profiles_prediction_of_the_rebuilt_model(tmp_path):
 
 def test_time_interleaved_and_thread_errors():
   calls = []
-  medians = latency_timing.time_interleaved(
+  medians = timing.time_interleaved(
       [lambda: calls.append('a'), lambda: calls.append('b')], repeats=3,
       warmup=1)
   assert calls == ['a', 'b'] * 4
   assert medians.shape == (2,) and (medians > 0).all()
   with pytest.raises(errors.InvalidArgumentError,
                      match='Received: repeats=0, warmup=1'):
-    latency_timing.time_interleaved([lambda: None], repeats=0, warmup=1)
+    timing.time_interleaved([lambda: None], repeats=0, warmup=1)
   with pytest.raises(errors.InvalidArgumentError,
                      match="Expected one of median, min. Received: "
                      "statistic='mean'"):
-    latency_timing.time_interleaved([lambda: None], 1, statistic='mean')
-  assert latency_timing.time_interleaved(
+    timing.time_interleaved([lambda: None], 1, statistic='mean')
+  assert timing.time_interleaved(
       [lambda: None], 3, statistic='min').shape == (1,)
   busy = lambda: sum(range(20000))
-  cpu = latency_timing.time_interleaved([busy], 3, clock='cpu')
+  cpu = timing.time_interleaved([busy], 3, clock='cpu')
   assert cpu.shape == (1,) and cpu[0] > 0
   with pytest.raises(errors.InvalidArgumentError,
                      match="Expected one of cpu, wall. Received: "
                      "clock='gpu'"):
-    latency_timing.time_interleaved([lambda: None], 1, clock='gpu')
-  settings = latency_timing.thread_settings()
-  latency_timing.pin_threads(settings['intra_op'], settings['inter_op'])
+    timing.time_interleaved([lambda: None], 1, clock='gpu')
+  settings = timing.thread_settings()
+  timing.pin_threads(settings['intra_op'], settings['inter_op'])
   with pytest.raises(errors.NotReadyError,
                      match=r'Cannot pin TensorFlow to 7 intra-op / 5 '
                      r'inter-op threads: the runtime already runs'):
-    latency_timing.pin_threads(7, 5)
+    timing.pin_threads(7, 5)

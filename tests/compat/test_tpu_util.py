@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.framework import tpu_util
+from morph_net.compat import tpu_util
 
 _v1 = tf.compat.v1
 

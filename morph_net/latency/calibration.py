@@ -1,0 +1,262 @@
+"""Calibrating a LatencyProfile on this machine from a Keras model's layers.
+
+    profile = calibration.calibrate(model, batch_size=8)
+    calibration.save_profile(profile, 'device.json')
+    reg = ModelRegularizer(model, GammaLatencyRegularizer,
+                           gamma_threshold=1e-2, hardware='device.json',
+                           batch_size=8)
+
+Every top-level layer of the model that runs costed ops (convolutions,
+dense layers, batch norm, activations, adds, padding, pooling ...; see
+`latency_profile.OP_KINDS`) is rebuilt alone at several widths, and the
+whole model at the same width fractions; all are traced as `tf.function`s
+at the batch size and timed interleaved (`variants`). Layers with
+the same class, configuration and input shapes are measured once.
+`fit.fit_profile` then fits every op kind's rates and per-op
+overhead to all the measurements (each the sum over the ops of its trace),
+and the profile keeps the fit's residuals.
+
+The settings of a calibration are one `CalibrationSettings`; `measure` and
+`calibrate` take it (`settings=`), or its fields as keyword arguments, or
+both (the keywords replace the settings' fields).
+"""
+
+import dataclasses
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+from morph_net.latency import fit as fit_lib
+from morph_net.latency import timing
+from morph_net.latency import variants as variants_lib
+from morph_net.network_regularizers import latency_profile
+from morph_net.structure import atomic_file
+from morph_net.surgery import channel_model
+from morph_net.surgery import layer_rules as layer_rules_lib
+
+__all__ = ['CalibrationSettings', 'measure', 'calibrate', 'save_profile',
+           'summary']
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSettings:
+  """How a calibration measures (the arguments of `measure`/`calibrate`).
+
+  Attributes:
+    batch_size: the inference batch size to calibrate for.
+    repeats: interleaved timed rounds per layer (medians are used).
+    warmup: untimed rounds per layer.
+    fractions: width fractions each layer is measured at (see
+      `variants.layer_variants`).
+    layer_rules: the layer-rule table (which layers take a width).
+    verbose: 1 shows progress bars (keras.utils.Progbar) while the layers
+      are built and while they are timed; 0 nothing.
+    statistic: 'median' (default) or 'min' of each variant's repeats; use
+      the same when measuring the models the profile predicts.
+    whole_model: also time the whole model rebuilt at each fraction
+      (`variants.model_variants`), interleaved with the layers, and
+      fit to those timings: a layer run alone is not exactly a layer run
+      inside the network (its input cannot be reused in place, the caches
+      hold other data), and these samples tie the profile to what the
+      network takes.
+    model_structures: with whole_model, also time this many random
+      structures of the model (`variants.random_structures`, drawn
+      with `seed`), so the whole-model samples vary the groups apart.
+    seed: of those structures.
+    whole_model_share: the part of the fit's weight (sum of squared sample
+      weights) the whole-model samples carry together, in (0, 1); the
+      layers carry the rest.
+    clock: 'wall' (default) or 'cpu' (`timing.CLOCKS`: steadier on
+      a shared machine, with one intra-op and one inter-op thread); use
+      the same when measuring the models the profile predicts.
+
+  Raises:
+    InvalidArgumentError: for a whole_model_share outside (0, 1).
+  """
+  batch_size: int = 1
+  repeats: int = 15
+  warmup: int = 2
+  fractions: Sequence[float] = variants_lib.DEFAULT_FRACTIONS
+  layer_rules: Optional[layer_rules_lib.LayerRules] = None
+  verbose: int = 1
+  statistic: str = 'median'
+  whole_model: bool = True
+  model_structures: int = 0
+  seed: int = 1
+  whole_model_share: float = 0.5
+  clock: str = 'wall'
+
+  def __post_init__(self):
+    if not 0.0 < self.whole_model_share < 1.0:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `whole_model_share`. Expected a '
+          'number in (0, 1). Received: whole_model_share=%r' %
+          (self.whole_model_share,))
+
+
+def _settings_of(function: str, batch_size: Optional[int],
+                 settings: Optional[CalibrationSettings],
+                 options: Dict) -> CalibrationSettings:
+  """`settings` (or the defaults) with batch_size and `options` replaced.
+
+  Raises:
+    InvalidArgumentTypeError: for settings that are not CalibrationSettings
+      (e.g. a third positional argument) or an unknown keyword.
+  """
+  if settings is None:
+    settings = CalibrationSettings()
+  elif not isinstance(settings, CalibrationSettings):
+    raise errors.InvalidArgumentTypeError(
+        'Invalid value for argument `settings` of %s. Expected a '
+        'CalibrationSettings; pass the other settings as keyword arguments '
+        '(repeats=..., warmup=...). Received: %r (%s)' % (
+            function, settings, type(settings).__name__))
+  fields = [f.name for f in dataclasses.fields(CalibrationSettings)]
+  unknown = sorted(set(options) - set(fields))
+  if unknown:
+    raise errors.InvalidArgumentTypeError(
+        '%s got unknown keyword arguments %s. Expected the fields of '
+        'CalibrationSettings: %s.' % (function, ', '.join(unknown),
+                                      ', '.join(fields)))
+  if batch_size is not None:
+    options = dict(options, batch_size=batch_size)
+  return dataclasses.replace(settings, **options) if options else settings
+
+
+def measure(model, batch_size: Optional[int] = None,
+            settings: Optional[CalibrationSettings] = None,
+            **options) -> Tuple[List[fit_lib.Sample], Dict]:
+  """Times the model's layers (and the whole model) on this machine.
+
+  The measuring half of `calibrate` (arguments there): the samples it fits,
+  to keep and refit (`fit.fit_profile`) without timing again.
+
+  Returns:
+    (samples, metadata): the measurements above the call overhead, each
+    with its ops and weight, and the settings (metadata of `calibrate`,
+    with 'left_out' listing the measurements at or below the overhead).
+
+  Raises:
+    See `calibrate`.
+  """
+  s = _settings_of('measure', batch_size, settings, options)
+  start = time.time()
+  groups = variants_lib.layer_variants(model, s.batch_size, s.fractions,
+                                       s.layer_rules, s.verbose)
+  if not groups:
+    raise errors.InvalidArgumentError(
+        'Model %r has no layer that runs a costed op (%s), so there is '
+        'nothing to calibrate.' % (model.name,
+                                   ', '.join(latency_profile.OP_KINDS)))
+  variants = [v for group in groups for v in group]
+  wholes = []
+  if s.whole_model:
+    structures = variants_lib.random_structures(
+        channel_model.analyze(model, s.layer_rules), s.model_structures,
+        np.random.RandomState(s.seed))
+    wholes = variants_lib.model_variants(model, s.batch_size, s.fractions,
+                                         s.layer_rules, structures)
+  times, overheads = variants_lib.measure_variants(
+      variants + wholes, s.repeats, s.warmup, verbose=s.verbose,
+      statistic=s.statistic, clock=s.clock)
+  call_overhead = overheads.get((1, 1), min(overheads.values()))
+  # The whole-model samples together weigh whole_model_share of the sum of
+  # squared weights.
+  weight = np.sqrt(s.whole_model_share / (1.0 - s.whole_model_share) *
+                   len(variants) / float(max(len(wholes), 1)))
+  samples, dropped = [], []
+  for variant, latency in zip(variants + wholes, times):
+    sample = fit_lib.Sample(variant.ops, latency, variant.label,
+                            1.0 if variant.layer is not None else weight)
+    (samples if latency > 0 else dropped).append(sample)
+  if dropped:
+    logging.warning('%d measurements at or below the call overhead were '
+                    'left out of the fit: %s', len(dropped),
+                    ', '.join(sample.label for sample in dropped))
+  metadata = {
+      'model': model.name, 'threads': timing.thread_settings(),
+      'repeats': s.repeats, 'warmup': s.warmup,
+      'fractions': list(s.fractions),
+      'statistic': s.statistic, 'clock': s.clock,
+      'layers': len(groups), 'call_overhead_ns': call_overhead,
+      'whole_model_samples': len(wholes),
+      'model_structures': s.model_structures if s.whole_model else 0,
+      'structure_seed': s.seed, 'whole_model_share': s.whole_model_share,
+      'left_out': [sample.label for sample in dropped],
+      'tensorflow': tf.__version__, 'keras': keras.__version__,
+      'seconds': time.time() - start,
+  }
+  return samples, metadata
+
+
+def calibrate(model, batch_size: Optional[int] = None,
+              settings: Optional[CalibrationSettings] = None,
+              **options) -> latency_profile.LatencyProfile:
+  """Measures the model's layers on this machine and fits a profile.
+
+  Pin threads first (`timing.pin_threads`) to calibrate for a
+  given thread count; the profile records the settings it ran with.
+
+      calibrate(model, 8, repeats=5)
+      calibrate(model, settings=CalibrationSettings(batch_size=8, repeats=5))
+
+  Args:
+    model: a built functional or Sequential Keras model with a static input
+      shape (the model the profile will cost, or one with the same layer
+      kinds and sizes).
+    batch_size: the inference batch size to calibrate for (replaces the
+      settings' batch_size; default 1).
+    settings: the calibration settings (default: `CalibrationSettings()`).
+    **options: fields of `CalibrationSettings` (repeats, warmup,
+      fractions, layer_rules, verbose, statistic, whole_model,
+      model_structures, seed, whole_model_share, clock), replacing the
+      settings' values.
+
+  Returns:
+    The fitted LatencyProfile; its metadata holds the settings, the call
+    overhead, the seconds taken and the fit report (every measurement
+    with its prediction).
+
+  Raises:
+    InvalidArgumentError: for a model without static input shapes or with
+      no costed layer, or a share outside (0, 1).
+    InvalidArgumentTypeError: for settings that are not a
+      CalibrationSettings or an unknown keyword argument.
+    UnsupportedModelError: for subclassed models.
+  """
+  start = time.time()
+  settings = _settings_of('calibrate', batch_size, settings, options)
+  samples, metadata = measure(model, settings=settings)
+  profile = fit_lib.fit_profile(samples, settings.batch_size,
+                                timing.describe_device(), metadata)
+  profile.metadata['seconds'] = time.time() - start
+  return profile
+
+
+def save_profile(profile: latency_profile.LatencyProfile, path: str) -> str:
+  """Writes the profile JSON atomically (sorted keys, indent 2)."""
+  atomic_file.write_text_atomically(profile.to_json(), path)
+  return path
+
+
+def summary(profile: latency_profile.LatencyProfile) -> str:
+  """A table of the kinds' parameters and fit errors, one line each."""
+  lines = ['%-14s %12s %12s %12s %8s %10s' % (
+      'kind', 'ns/FLOP', 'ns/byte', 'overhead ns', 'samples', 'rms err')]
+  for kind, p in sorted(profile.kinds.items()):
+    fit = profile.fit(kind) or {}
+    lines.append('%-14s %12.4g %12.4g %12.1f %8s %9.1f%%' % (
+        kind, p.ns_per_flop, p.ns_per_byte, p.overhead_ns,
+        fit.get('samples', '-'),
+        100.0 * fit.get('rms_relative_error', float('nan'))))
+  report = profile.metadata.get('fit', {})
+  if report:
+    lines.append('%d measurements, relative error rms %.1f%%, max %.1f%%' % (
+        report['samples'], 100.0 * report['rms_relative_error'],
+        100.0 * report['max_relative_error']))
+  return '\n'.join(lines)

@@ -1,0 +1,194 @@
+"""Fits a LatencyProfile to measured latencies (least squares, scipy).
+
+A measurement (`Sample`) is the latency of a small program -- one Keras layer
+at some widths, as the calibration runs it -- and the (kind, FLOPs, bytes)
+of every costed op it runs (`profile_resource.op_features`). The model of a
+sample is the profile's prediction summed over its ops,
+
+  t = sum over ops of max(a_k x FLOPs, b_k x bytes) + c_k   (k: the op's kind),
+
+and the fit finds a_k, b_k, c_k >= 0 for every kind that minimise the sum of
+squared relative errors w x (pred - t) / t (w: the sample's weight, 1 by
+default), so a 50 us layer weighs as much as a 5 ms one and the per-op
+overheads c_k are fitted from the small ones. The
+start is the non-negative linear fit of the model with the max replaced by a
+sum (`scipy.optimize.nnls`); `scipy.optimize.least_squares` (trust region
+reflective, bounds >= 0, analytic Jacobian of the piecewise-linear model)
+refines it. Parameters are fitted in units of each kind's median FLOPs and
+bytes so that all are of order one.
+"""
+
+import collections
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from morph_net import errors
+from morph_net.network_regularizers import latency_profile
+
+__all__ = ['Sample', 'fit_profile', 'predict_sample']
+
+# ops: [(kind, FLOPs, bytes)]; latency_ns: the measured time; label: what
+# ran; weight: the factor of its relative residual in the least squares.
+Sample = collections.namedtuple(
+    'Sample', ['ops', 'latency_ns', 'label', 'weight'], defaults=('', 1.0))
+
+
+def predict_sample(profile: latency_profile.LatencyProfile,
+                   sample: Sample) -> float:
+  """The profile's prediction of one sample, in ns."""
+  return sum(profile.predict(kind, flops, num_bytes)
+             for kind, flops, num_bytes in sample.ops)
+
+
+def _check_samples(samples: Sequence[Sample]) -> List[str]:
+  if not samples:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `samples`. Expected at least one '
+        'measurement. Received: samples=%r' % (samples,))
+  kinds = set()
+  for sample in samples:
+    if not sample.ops or not sample.latency_ns > 0 or not sample.weight > 0:
+      raise errors.InvalidArgumentError(
+          'Invalid sample %r: expected ops, a positive latency_ns and a '
+          'positive weight. A measurement at or below the call overhead '
+          'cannot be fitted; measure with more repeats or a larger batch.' %
+          (sample.label,))
+    for kind, _, _ in sample.ops:
+      if kind not in latency_profile.OP_KINDS:
+        raise errors.ProfileError(
+            'Sample %r has an op of kind %r, which is not an op kind. '
+            'Expected kinds among %s.' % (sample.label, kind,
+                                          ', '.join(latency_profile.OP_KINDS)))
+      kinds.add(kind)
+  return sorted(kinds)
+
+
+class _Design(object):
+  """The samples as arrays: per (sample, kind), FLOPs and bytes per op."""
+
+  def __init__(self, samples, kinds):
+    self.kinds = kinds
+    index = {kind: i for i, kind in enumerate(kinds)}
+    flops, num_bytes = [], []
+    for kind in kinds:
+      values = [(f, b) for s in samples for k, f, b in s.ops if k == kind]
+      flops.append(_unit(v[0] for v in values))
+      num_bytes.append(_unit(v[1] for v in values))
+    self.flop_unit = np.array(flops)
+    self.byte_unit = np.array(num_bytes)
+    # One row per op: sample index, kind index, scaled FLOPs and bytes.
+    rows = [(i, index[k], f, b) for i, s in enumerate(samples)
+            for k, f, b in s.ops]
+    self.sample = np.array([r[0] for r in rows], np.int64)
+    self.kind = np.array([r[1] for r in rows], np.int64)
+    self.flops = np.array([r[2] for r in rows]) / self.flop_unit[self.kind]
+    self.bytes = np.array([r[3] for r in rows]) / self.byte_unit[self.kind]
+    self.times = np.array([s.latency_ns for s in samples], np.float64)
+    self.weights = np.array([s.weight for s in samples], np.float64)
+    self.time_unit = float(np.median(self.times))
+    self.num_samples = len(samples)
+
+  def columns(self):
+    """[samples, 3 x kinds] sums of scaled FLOPs, bytes and op counts."""
+    design = np.zeros((self.num_samples, 3 * len(self.kinds)))
+    for part, values in enumerate((self.flops, self.bytes,
+                                   np.ones_like(self.flops))):
+      np.add.at(design, (self.sample, 3 * self.kind + part), values)
+    return design
+
+  def residuals_and_jacobian(self, x):
+    """Relative residuals [samples] and their Jacobian [samples, 3K]."""
+    a, b, c = x[0::3][self.kind], x[1::3][self.kind], x[2::3][self.kind]
+    compute, memory = a * self.flops, b * self.bytes
+    use_compute = compute >= memory
+    per_op = np.where(use_compute, compute, memory) + c
+    prediction = np.bincount(self.sample, per_op, self.num_samples)
+    scaled_times = self.times / self.time_unit
+    residuals = self.weights * (prediction / scaled_times - 1.0)
+    jacobian = np.zeros((self.num_samples, x.size))
+    for part, values in enumerate((np.where(use_compute, self.flops, 0.0),
+                                   np.where(use_compute, 0.0, self.bytes),
+                                   np.ones_like(self.flops))):
+      np.add.at(jacobian, (self.sample, 3 * self.kind + part), values)
+    return residuals, jacobian * (self.weights / scaled_times)[:, None]
+
+
+def _unit(values) -> float:
+  values = [v for v in values if v > 0]
+  return float(np.median(values)) if values else 1.0
+
+
+def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
+                device: str = '', metadata: Optional[Dict] = None
+                ) -> latency_profile.LatencyProfile:
+  """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns) to measurements.
+
+  Args:
+    samples: the measurements; every kind appearing in them is fitted.
+    batch_size: the batch size they were measured at (stored).
+    device: description of the machine (stored).
+    metadata: stored in the profile, with the fit report added under
+      'fit': relative RMS and max error and every sample's residual.
+
+  Returns:
+    A LatencyProfile whose kinds carry a 'fit' entry (samples containing
+    the kind and their relative RMS error).
+
+  Raises:
+    InvalidArgumentError: for no samples, a sample without ops or with a
+      latency <= 0.
+    ProfileError: for an op of an unknown kind.
+  """
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
+  kinds = _check_samples(samples)
+  design = _Design(samples, kinds)
+  scaled = design.columns() * (
+      design.weights / (design.times / design.time_unit))[:, None]
+  start, _ = optimize.nnls(scaled, design.weights)
+  start = np.maximum(start, 1e-6)
+  result = optimize.least_squares(
+      lambda x: design.residuals_and_jacobian(x)[0], start,
+      jac=lambda x: design.residuals_and_jacobian(x)[1],
+      bounds=(0.0, np.inf), method='trf', x_scale='jac', xtol=1e-12,
+      ftol=1e-12, gtol=1e-12, max_nfev=2000)
+  x = result.x if result.cost <= 0.5 * np.sum(
+      design.residuals_and_jacobian(start)[0] ** 2) else start
+  # A rate whose kind never has FLOPs (or bytes) does not change any
+  # prediction; report it as 0 rather than whatever the optimizer left.
+  x = np.where(x < 1e-12, 0.0, x)  # Values at the bound, not denormals.
+  for i in range(len(kinds)):
+    ops = design.kind == i
+    x[3 * i] *= float(np.any(design.flops[ops] > 0))
+    x[3 * i + 1] *= float(np.any(design.bytes[ops] > 0))
+  residuals = design.residuals_and_jacobian(x)[0] / design.weights
+  kinds_out = {}
+  for i, kind in enumerate(kinds):
+    scale = design.time_unit
+    members = sorted(set(design.sample[design.kind == i].tolist()))
+    kinds_out[kind] = {
+        'ns_per_flop': float(x[3 * i] * scale / design.flop_unit[i]),
+        'ns_per_byte': float(x[3 * i + 1] * scale / design.byte_unit[i]),
+        'overhead_ns': float(x[3 * i + 2] * scale),
+        'fit': {'samples': len(members),
+                'rms_relative_error': _rms(residuals[members])},
+    }
+  report = dict(metadata or {})
+  report['fit'] = {
+      'samples': design.num_samples,
+      'rms_relative_error': _rms(residuals),
+      'max_relative_error': float(np.max(np.abs(residuals))),
+      'residuals': [
+          {'label': s.label, 'measured_ns': float(s.latency_ns),
+           'predicted_ns': float(s.latency_ns * (1.0 + r)),
+           'relative_error': float(r)}
+          for s, r in zip(samples, residuals)],
+  }
+  return latency_profile.LatencyProfile(kinds_out, batch_size, device,
+                                        report, source='fitted profile')
+
+
+def _rms(values) -> float:
+  values = np.asarray(values, np.float64)
+  return float(math.sqrt(np.mean(values ** 2))) if values.size else 0.0

@@ -1,0 +1,139 @@
+"""Timing inference on this machine: pinned threads, interleaved medians.
+
+Latency measured on a shared machine is noisy: other processes take cores
+for a while, the CPU changes its clock. Two habits keep measurements
+comparable: the functions compared run interleaved (one call of each, then
+again, `repeats` times), so a slow spell hits all of them alike, and each is
+summarised by its median (or, on a busy machine, its minimum), of the wall
+time or, on a shared machine, of the process's CPU time (`CLOCKS`). Threads are pinned (`pin_threads`) so an op runs
+on a known number of cores and ops run one after another, as the latency
+model assumes (a sum over ops).
+"""
+
+import platform
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from morph_net import errors
+
+__all__ = ['STATISTICS', 'CLOCKS', 'pin_threads', 'thread_settings', 'describe_device',
+           'time_interleaved']
+
+# How the repeats of a call are summarised: the median (the default), or the
+# minimum, the least disturbed run (steadier on a busy machine, where other
+# processes preempt long calls more often than short ones).
+STATISTICS = {'median': np.median, 'min': np.min}
+
+# What a call's time is: 'wall', the elapsed time (the latency a user sees,
+# on a quiet machine), or 'cpu', the CPU time the process spent in the call
+# (all its threads). With one intra-op and one inter-op thread a forward pass
+# runs on one core at a time, so its CPU time is its latency on an idle core
+# without the time other processes held that core: on a shared machine it is
+# much steadier than the wall time (measured here at load 8 on 2 cores:
+# MobileNetV2 wall times 2.6-3x the CPU times, varying 15% from round to
+# round, the CPU times 10%).
+CLOCKS = {'wall': time.perf_counter_ns, 'cpu': time.process_time_ns}
+
+
+def pin_threads(intra_op: int = 1, inter_op: int = 1) -> None:
+  """Sets TensorFlow's intra-op and inter-op thread pools.
+
+  Must run before TensorFlow executes its first op (at program start).
+
+  Args:
+    intra_op: threads one op may use (0: TensorFlow's default, all cores).
+    inter_op: ops that may run at once; 1 runs them one after another.
+
+  Raises:
+    NotReadyError: if TensorFlow's runtime is already initialized with
+      other settings.
+  """
+  if thread_settings() == {'intra_op': intra_op, 'inter_op': inter_op}:
+    return
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+  except RuntimeError as e:
+    raise errors.NotReadyError(
+        'Cannot pin TensorFlow to %d intra-op / %d inter-op threads: the '
+        'runtime already runs (%s). Call pin_threads at program start, '
+        'before any TensorFlow op or Keras model.' % (intra_op, inter_op,
+                                                      e)) from None
+
+
+def thread_settings() -> Dict[str, int]:
+  """{'intra_op': n, 'inter_op': n} as set (0: TensorFlow's default)."""
+  return {
+      'intra_op': tf.config.threading.get_intra_op_parallelism_threads(),
+      'inter_op': tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def describe_device() -> str:
+  """'<cpu model> (<machine>), <n> intra-op / <m> inter-op threads'."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          cpu = line.split(':', 1)[1].strip()
+          break
+  except OSError:
+    pass
+  threads = thread_settings()
+  return '%s (%s), %s intra-op / %s inter-op threads' % (
+      cpu, platform.machine(), threads['intra_op'] or 'default',
+      threads['inter_op'] or 'default')
+
+
+def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
+                     warmup: int = 2,
+                     on_round: Optional[Callable[[int], None]] = None,
+                     statistic: str = 'median',
+                     clock: str = 'wall') -> np.ndarray:
+  """Wall time of each call (median of the repeats), in ns, interleaved.
+
+  Args:
+    calls: functions of no argument (e.g. `lambda: fn(x)`); eager CPU
+      execution is synchronous, so a call's time is its work.
+    repeats: timed rounds; each round calls every function once.
+    warmup: untimed rounds first (tracing, allocator warm-up).
+    on_round: called with the index of each timed round when it ends.
+    statistic: 'median' or 'min' of each call's repeats (see STATISTICS).
+    clock: 'wall' or 'cpu' (see CLOCKS).
+
+  Returns:
+    float64 [len(calls)]: the statistic of each call's times, ns.
+
+  Raises:
+    InvalidArgumentError: for repeats < 1, warmup < 0, an unknown
+      statistic or clock.
+  """
+  if clock not in CLOCKS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `clock`. Expected one of %s. '
+        'Received: clock=%r' % (', '.join(sorted(CLOCKS)), clock))
+  now = CLOCKS[clock]
+  if statistic not in STATISTICS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `statistic`. Expected one of %s. '
+        'Received: statistic=%r' % (', '.join(sorted(STATISTICS)), statistic))
+  if repeats < 1 or warmup < 0:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `repeats` or `warmup`. Expected '
+        'repeats >= 1 and warmup >= 0. Received: repeats=%r, warmup=%r' %
+        (repeats, warmup))
+  for _ in range(warmup):
+    for call in calls:
+      call()
+  times = np.zeros((repeats, len(calls)))
+  for r in range(repeats):
+    for i, call in enumerate(calls):
+      start = now()
+      call()
+      times[r, i] = now() - start
+    if on_round is not None:
+      on_round(r)
+  return STATISTICS[statistic](times, axis=0)
