@@ -124,6 +124,10 @@ _REFERENCE = {
                 'morph_net.surgery.register_layer_rule',
                 'morph_net.surgery.get_layer_rules',
                 'morph_net.surgery.rebuild.rebuild'],
+    'latency': ['morph_net.latency.calibration.CalibrationSettings',
+                'morph_net.latency.calibration.calibrate',
+                'morph_net.latency.calibration.measure',
+                'morph_net.latency.fit.fit_profile'],
     'network_regularizers': [
         'morph_net.network_regularizers.flop_regularizer.'
         'GammaFlopsRegularizer',

@@ -142,7 +142,11 @@ def measure(model, batch_size: Optional[int] = None,
     with 'left_out' listing the measurements at or below the overhead).
 
   Raises:
-    See `calibrate`.
+    InvalidArgumentError: for a model without static input shapes or with
+      no costed layer, or a share outside (0, 1) (as `calibrate`).
+    InvalidArgumentTypeError: for settings that are not a
+      CalibrationSettings or an unknown keyword argument.
+    UnsupportedModelError: for subclassed models.
   """
   s = _settings_of('measure', batch_size, settings, options)
   start = time.time()
