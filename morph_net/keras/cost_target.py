@@ -238,17 +238,27 @@ class CostTargetCallback(_keras.callbacks.Callback):
     smoothing: weight of the newest change in the velocities' moving
       average, in (0, 1].
     update_every: optimizer steps between updates.
+    significance: a value is extrapolated only when its smoothed velocity
+      is larger than `significance` standard errors of that average (the
+      spread of its per-step changes, from a moving average of their
+      squares): under Adam every value jitters by about the learning rate
+      per step, and extrapolating the jitter of the many values parked just
+      above the threshold made the lead predict deaths that never came
+      (the main job's CNN held at 105% of its target, a ResNet at 104-119%,
+      with the brake on). 0 extrapolates every velocity.
     **controller_kwargs: `CostTargetController` arguments (`gain`, `brake`,
       `initial_multiplier`, bounds).
 
   Raises:
     InvalidArgumentError: as `CostTargetController`, or for `update_every`
-      below 1, a negative `lead_steps` or `smoothing` outside (0, 1].
+      below 1, a negative `lead_steps` or `significance`, or `smoothing`
+      outside (0, 1].
   """
 
   def __init__(self, regularizer, target_cost: float,
                lead_steps: float = 50.0, smoothing: float = 0.1,
-               update_every: int = 1, **controller_kwargs):
+               update_every: int = 1, significance: float = 2.0,
+               **controller_kwargs):
     super().__init__()
     if int(update_every) < 1:
       raise errors.InvalidArgumentError(
@@ -257,6 +267,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self.lead_steps = _check_positive('lead_steps', lead_steps,
                                       allow_zero=True)
     self.smoothing = _check_positive('smoothing', smoothing)
+    self.significance = _check_positive('significance', significance,
+                                        allow_zero=True)
     if self.smoothing > 1:
       raise errors.InvalidArgumentError(
           'Invalid value for argument `smoothing`. Expected a number in '
@@ -270,6 +282,7 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._structure_cost = None
     self._values = None  # {layer: regularization vector} at the last update.
     self._velocity = {}  # {layer: its smoothed change per step}.
+    self._square = {}  # {layer: the smoothed square of that change}.
     self._lead_refused = False
 
   @property
@@ -285,6 +298,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
                                posinf=0.0, neginf=0.0) / steps
         velocity = self._velocity.get(name, np.zeros_like(value))
         self._velocity[name] = velocity + self.smoothing * (change - velocity)
+        square = self._square.get(name, np.zeros_like(value))
+        self._square[name] = square + self.smoothing * (change**2 - square)
     self._values = values
 
   def lead_cost(self) -> float:
@@ -307,11 +322,27 @@ class CostTargetCallback(_keras.callbacks.Callback):
     floor = getattr(self.regularizer, 'min_channels', 0)
     counts = {}
     for name, value in self._values.items():
-      ahead = value + self.lead_steps * self._velocity.get(name, 0.0)
+      ahead = value + self.lead_steps * self._significant_velocity(name)
       counts[name] = int(np.sum(ahead > threshold))
       if name in connecting:  # As the regularizer's alive vectors do.
         counts[name] = max(counts[name], min(floor, value.size))
     return self._structure_cost.cost(counts)
+
+  def _significant_velocity(self, name: str):
+    """The smoothed velocity of `name`'s values, 0 where it is noise.
+
+    The per-step changes' variance is the moving average of their squares
+    minus the square of their average; a moving average with weight `a`
+    of independent changes has a standard error of sqrt(a / (2 - a)) times
+    their standard deviation.
+    """
+    velocity = self._velocity.get(name)
+    if velocity is None:
+      return 0.0
+    spread = np.sqrt(np.maximum(self._square[name] - velocity**2, 0.0) *
+                     self.smoothing / (2.0 - self.smoothing))
+    return np.where(np.abs(velocity) > self.significance * spread, velocity,
+                    0.0)
 
   def _safe_lead_cost(self, cost: float) -> Optional[float]:
     """`lead_cost()` (at most `cost`), or None where it cannot be read.
