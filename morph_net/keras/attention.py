@@ -155,8 +155,7 @@ class AttentionCalls(object):
 
   def __init__(self, traced):
     self._traced = traced
-    layers = {l.name: l for l in traced.model._flatten_layers(  # pylint: disable=protected-access
-        include_self=False, recursive=True) if _is_attention(l)}
+    layers = recurrent.layers_of_kind(traced, _is_attention)
     self.calls: List[AttentionCall] = []
     self._settings = None  # recurrent.LayerSourceSettings when pruned.
     self._regularizers = {}  # layer name -> OpRegularizer of its heads.

@@ -71,8 +71,8 @@ from morph_net.surgery import builtin_rules
 from morph_net.surgery import plan as plan_lib
 
 __all__ = ['RecurrentCall', 'RecurrentCalls', 'GATES', 'UnitSourceHandler',
-           'unit_weights', 'layer_scopes', 'scope_outputs', 'variable_tensor',
-           'LayerSourceSettings', 'layer_source_settings',
+           'unit_weights', 'layers_of_kind', 'layer_scopes', 'scope_outputs',
+           'variable_tensor', 'LayerSourceSettings', 'layer_source_settings',
            'layer_source_regularizer', 'is_group_lasso']
 
 GATES = builtin_rules.RECURRENT_GATES
@@ -293,6 +293,13 @@ def _l1_fraction(regularizer_class, regularizer_kwargs) -> float:
   return float(default.default)
 
 
+def layers_of_kind(traced, is_kind) -> Dict[str, object]:
+  """{name: layer} of the model's layers, nested ones included, for which
+  `is_kind(layer)` holds (the layers a layer-level source may prune)."""
+  return {l.name: l for l in traced.model._flatten_layers(  # pylint: disable=protected-access
+      include_self=False, recursive=True) if is_kind(l)}
+
+
 def layer_scopes(traced, layers) -> Dict[tuple, List[tf.Operation]]:
   """{(scope prefix, layer name): forward ops of the scope} of the calls of
   the layers `layers` ({name: layer}) in the trace (one entry per call)."""
@@ -377,8 +384,7 @@ class RecurrentCalls(object):
 
   def __init__(self, traced):
     self._traced = traced
-    layers = {l.name: l for l in traced.model._flatten_layers(  # pylint: disable=protected-access
-        include_self=False, recursive=True) if _is_recurrent(l)}
+    layers = layers_of_kind(traced, _is_recurrent)
     self.calls: List[RecurrentCall] = []
     self._unit_regularizers = {}  # layer name -> OpRegularizer of its units.
     self._unit_settings = None  # LayerSourceSettings under GroupLasso.
