@@ -34,8 +34,11 @@ def test_one_run_trains_evaluates_and_is_cached(tmp_path):
   assert record['rebuilt_cost'] == record['final_cost_reloaded']
   assert record['final_cost_reloaded'] == pytest.approx(record['final_cost'])
   assert 0.0 <= record['rebuilt_accuracy'] <= 1.0
+  assert 0.0 <= record['masked_accuracy'] <= 1.0
+  assert record['threshold'] == 0.01
   table = (tmp_path / 'table.md').read_text()
   assert table.startswith('| architecture | resource | target | seed |')
+  assert '| dead gammas 0 |' in table.splitlines()[0]
   assert '| resnet | size | 0.60 | 3 | 1 |' in table
   assert '1 runs: ' in table
   # A second invocation reuses the stored run.
@@ -43,3 +46,23 @@ def test_one_run_trains_evaluates_and_is_cached(tmp_path):
                           text=True, env=env, timeout=900, check=False)
   assert second.returncode == 0, second.stderr[-3000:]
   assert '| resnet | size | 0.60 | 3 | 1 |' in second.stdout
+
+
+def test_dead_gammas_are_zeroed_in_nested_models_too():
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks import cost_target  # pylint: disable=g-import-not-at-top
+  inner_in = keras.Input((4, 4, 3))
+  inner = keras.Model(inner_in, keras.layers.BatchNormalization(name='bn_in')(
+      keras.layers.Conv2D(3, 1, name='c_in')(inner_in)), name='base')
+  outer_in = keras.Input((4, 4, 3))
+  outer = keras.Model(outer_in, keras.layers.BatchNormalization(
+      name='bn_out')(inner(outer_in)))
+  inner.get_layer('bn_in').gamma.assign([0.005, -0.01, 0.5])
+  outer.get_layer('bn_out').gamma.assign([-0.02, 0.0, 0.01])
+  assert cost_target._zero_dead_gammas(outer, 0.01) == 4  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      inner.get_layer('bn_in').gamma.numpy(), np.float32([0.0, 0.0, 0.5]))
+  np.testing.assert_array_equal(
+      outer.get_layer('bn_out').gamma.numpy(),
+      np.float32([-0.02, 0.0, 0.0]))
