@@ -10,11 +10,13 @@ their primitives (the JIT-compiled kernels) in a per-thread LRU cache of
 front of oneDNN's own primitive cache (`ONEDNN_PRIMITIVE_CACHE_CAPACITY`,
 default 1024, read from the environment when oneDNN first runs). Rounds
 that cycle through more primitives than that re-create every kernel of
-every call: what is timed is kernel creation, not inference (measured here:
-60 programs of 20 small convolutions interleaved re-created all 1,200
-primitives in every round; 30 of them, 600 primitives, none after the first
-rounds -- `tests/latency/test_measurement.py`). A deployed model runs the
-same kernels again and again and never pays that.
+every call: what is timed is kernel creation, not inference. Measured
+here (TF 2.21, oneDNN 3.7): 60 programs of 20 small convolutions
+interleaved re-created all 1,200 primitives in every round
+(`tests/latency/test_measurement.py` counts them in oneDNN's log); 30 of
+them, 600 primitives, re-created none after the first rounds, even with
+oneDNN's own cache at 8 entries. A deployed model runs the same kernels
+again and again and never pays that.
 
 The method (`measure`):
 
