@@ -313,16 +313,25 @@ def preferred_multiple_of(hardware) -> int:
   """The channel multiple latency-targeted widths should round to.
 
   Args:
-    hardware: a LatencyProfile; or anything with a `hardware` attribute
-      (a latency regularizer, its resource function, a `StructureCost`'s
-      regularizer) that is one; or anything else.
+    hardware: a LatencyProfile, or an object holding one through its
+      `hardware`, `network_regularizer` or `resource_function` attributes
+      (a latency regularizer, a `ModelRegularizer`, a `StructureCost`, a
+      latency resource function), or anything else.
 
   Returns:
-    The profile's `preferred_multiple`; 1 for anything that is not (or
+    The profile's `preferred_multiple`; 1 for anything that is not (and
     does not hold) a profile: a FLOP regularizer, a roofline device.
   """
-  for _ in range(3):  # regularizer -> resource function -> profile.
-    if isinstance(hardware, LatencyProfile):
-      return hardware.preferred_multiple
-    hardware = getattr(hardware, 'hardware', None)
+  todo = [hardware]
+  for _ in range(4):  # ModelRegularizer -> regularizer -> function -> profile.
+    found = []
+    for value in todo:
+      if isinstance(value, LatencyProfile):
+        return value.preferred_multiple
+      for attribute in ('hardware', 'network_regularizer',
+                        'resource_function'):
+        inner = getattr(value, attribute, None)
+        if inner is not None and not isinstance(inner, (str, bytes)):
+          found.append(inner)
+    todo = found
   return 1
