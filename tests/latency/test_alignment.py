@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.keras import expansion
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.keras import tracing
@@ -17,8 +18,11 @@ from morph_net.network_regularizers import cost_forms
 from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import latency_regularizer
 from morph_net.network_regularizers import profile_resource
+from morph_net.structure import structure_files
+from morph_net.structure import width_multiplier
 from morph_net.surgery import rebuild
 from morph_net.testing import latency_models
+from morph_net.tools import export_structure
 
 
 @pytest.fixture(autouse=True)
@@ -198,3 +202,61 @@ def test_preferred_multiple_of():
       structure_cost.StructureCost(latency)) == 8
   assert latency_profile.preferred_multiple_of('V100') == 1
   assert latency_profile.preferred_multiple_of(None) == 1
+
+
+def test_round_up():
+  assert width_multiplier.round_up({'a': 9, 'b': 0, 'c': 30, 'd': 16}, 8,
+                                   {'c': 30}) == {'a': 16, 'b': 0, 'c': 30,
+                                                  'd': 16}
+  assert width_multiplier.round_up({'a': 9}, 1) == {'a': 9}
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'`round_to`. Expected an integer >= 1. '
+                     r'Received: round_to=0'):
+    width_multiplier.round_up({'a': 9}, 0)
+
+
+def _latency_regularizer(model, multiple):
+  return model_regularizer.ModelRegularizer(
+      model, latency_regularizer.GammaLatencyRegularizer,
+      gamma_threshold=1e-3, hardware=_aligned_profile(multiple),
+      batch_size=4)
+
+
+def test_exported_and_expanded_structures_round_to_the_profiles_multiple(
+    tmp_path):
+  model = latency_models.padded_mobile_model()
+  _kill(model, 3)
+  aligned = _latency_regularizer(model, 4)
+  assert aligned.alive_counts()['stem'] == 3
+  assert aligned.aligned_counts()['stem'] == 4
+  assert aligned.aligned_counts(8)['stem'] == 8
+  assert aligned.aligned_counts(1) == aligned.alive_counts()
+  # Capped at the layer's width: 8 channels, not 16.
+  assert aligned.aligned_counts(16)['stem'] == 8
+  flops = model_regularizer.ModelRegularizer(
+      model, 'GammaFlopsRegularizer', gamma_threshold=1e-3)
+  assert flops.aligned_counts() == flops.alive_counts()
+  path = aligned.save_alive_counts(str(tmp_path), 7)
+  assert structure_files.read_structure(path)['stem'] == 4
+  output = str(tmp_path / 'exported.json')
+  assert export_structure.export(aligned, output)['stem'] == 4
+  assert structure_files.read_structure(output)['stem'] == 4
+  assert export_structure.export(aligned, output, round_to=1)['stem'] == 3
+  # Expansion rounds to the profile's multiple unless told otherwise:
+  # 4 x 1.5 = 6 channels, rounded to 8 at a multiple of 4.
+  shrunk = str(tmp_path / 'shrunk.json')
+  structure_files.write_structure({'stem': 4, 'project': 4}, shrunk)
+  coster = structure_cost.StructureCost(aligned)
+  expanded = expansion.expand_file(coster, shrunk, output, multiplier=1.5,
+                                   print_fn=lambda _: None)
+  assert expanded == {'stem': 8, 'project': 8}
+  assert expansion.expand_file(coster, shrunk, output, multiplier=1.5,
+                               round_to=1, print_fn=lambda _: None) == {
+                                   'stem': 6, 'project': 6}
+  flops_coster = structure_cost.StructureCost(flops)
+  assert expansion.expand_file(flops_coster, shrunk, output, multiplier=1.5,
+                               print_fn=lambda _: None) == {
+                                   'stem': 6, 'project': 6}
+  widths, _, _ = expansion.expand_to_cost(coster, {'stem': 3, 'project': 3},
+                                          coster({'stem': 6, 'project': 6}))
+  assert widths['stem'] % 4 == 0
