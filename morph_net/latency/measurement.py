@@ -23,10 +23,10 @@ The method (`measure`):
 1. The calls are packed, in order, into groups whose kernel weight
    (`kernel_weight`: about the primitives a call's ops create) stays within
    a budget (`group_by_budget`). The budget is given, or found by measuring
-   (`probe_budget`: a group filled to a candidate budget, timed
+   (`probe_budget`: from the safe default, `default_budget`, half the
+   per-thread cache, a group filled to a candidate budget, timed
    interleaved, must not be slower than its members timed one at a time;
-   the candidate is halved until it is), or the safe default
-   (`default_budget`: half the per-thread cache).
+   the candidate is halved until it is), or the default unprobed.
 2. Within a group, every call runs `warmup` times first (its function
    traced, its kernels built and cached), then each of `repeats` rounds
    calls every member once: interleaved, so a slow spell of a shared
@@ -317,7 +317,7 @@ def probe_budget(calls: Sequence[Callable[[], object]],
                  weights: Sequence[int],
                  settings: Optional[MeasurementSettings] = None,
                  start: Optional[int] = None):
-  """The largest budget (halving from `start`) a group keeps warm.
+  """The largest budget (halving from `start`) whose group stays warm.
 
   For each candidate, the first group of `group_by_budget(weights,
   candidate)` is timed twice: each member alone (`warmup` calls, then
@@ -333,14 +333,16 @@ def probe_budget(calls: Sequence[Callable[[], object]],
     settings: the MeasurementSettings (clock, warmup, probe_repeats,
       slowdown_tolerance).
     start: the first candidate (default: the total weight, at most
-      `TF_PRIMITIVE_CACHE`).
+      `default_budget()`: `kernel_weight` only estimates the primitives,
+      and the probed group may need fewer than the heaviest group, so
+      the probe does not go above half the cache).
 
   Returns:
     (budget, rows): rows are {budget, members, alone_ns, grouped_ns,
     ratio} per candidate tried.
   """
   s = settings or MeasurementSettings()
-  candidate = start or min(max(1, int(sum(weights))), TF_PRIMITIVE_CACHE)
+  candidate = start or min(max(1, int(sum(weights))), default_budget())
   rows = []
   while True:
     group = group_by_budget(weights, candidate)[0]
