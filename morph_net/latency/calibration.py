@@ -10,11 +10,15 @@ Every top-level layer of the model that runs costed ops (convolutions,
 dense layers, batch norm, activations, adds, padding, pooling ...; see
 `latency_profile.OP_KINDS`) is rebuilt alone at several widths, and the
 whole model at the same width fractions; all are traced as `tf.function`s
-at the batch size and timed interleaved (`variants`). Layers with
-the same class, configuration and input shapes are measured once.
-`fit.fit_profile` then fits every op kind's rates and per-op
+at the batch size and timed warm, in groups the kernel caches hold, each
+group interleaved (`variants.time_variants`, `measurement.measure`).
+Layers with the same class, configuration and input shapes are measured
+once. `fit.fit_profile` then fits every op kind's rates and per-op
 overhead to all the measurements (each the sum over the ops of its trace),
-and the profile keeps the fit's residuals.
+at the channel multiple with the least held-out error (the profile's
+`preferred_multiple`), and the profile keeps the fit's residuals and how
+the measurements were timed (metadata 'measurement': the group budget,
+the flagged unstable variants, each one's IQR / median).
 
 The settings of a calibration are one `CalibrationSettings`; `measure` and
 `calibrate` take it (`settings=`), or its fields as keyword arguments, or
@@ -50,8 +54,9 @@ class CalibrationSettings:
 
   Attributes:
     batch_size: the inference batch size to calibrate for.
-    repeats: interleaved timed rounds per layer (medians are used).
-    warmup: untimed rounds per layer.
+    repeats: interleaved timed rounds per group (medians are used).
+    warmup: untimed calls of each variant before its group's rounds (at
+      least one is made).
     fractions: width fractions each layer is measured at (see
       `variants.layer_variants`).
     layer_rules: the layer-rule table (which layers take a width).
@@ -190,7 +195,7 @@ def measure(model, batch_size: Optional[int] = None,
                                          s.layer_rules, structures)
   times, overheads, report = variants_lib.time_variants(
       variants + wholes, s.measurement_settings(), verbose=s.verbose)
-  call_overhead = float(np.median(overheads))
+  call_overhead = float(np.median(overheads))  # Over the variants.
   # The whole-model samples together weigh whole_model_share of the sum of
   # squared weights.
   weight = np.sqrt(s.whole_model_share / (1.0 - s.whole_model_share) *
@@ -293,4 +298,16 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
     lines.append('%d measurements, relative error rms %.1f%%, max %.1f%%' % (
         report['samples'], 100.0 * report['rms_relative_error'],
         100.0 * report['max_relative_error']))
+  alignment = profile.metadata.get('alignment', {})
+  held_out = alignment.get('held_out_rms_relative_error')
+  lines.append('preferred channel multiple %d%s' % (
+      profile.preferred_multiple, '' if not held_out else
+      ' (held-out rms error %s)' % ', '.join(
+          '%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
+              held_out.items(), key=lambda item: int(item[0])))))
+  timed = profile.metadata.get('measurement')
+  if timed:
+    lines.append('timed in %d groups (kernel budget %d, %s); unstable: %s' % (
+        timed['groups'], timed['budget'], timed['budget_source'],
+        ', '.join(timed['flagged']) or 'none'))
   return '\n'.join(lines)

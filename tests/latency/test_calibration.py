@@ -54,6 +54,15 @@ def test_calibrate_smoke(tmp_path):
   path = calibration.save_profile(profile, str(tmp_path / 'd.json'))
   assert latency_profile.LatencyProfile.load(path) == profile
   assert 'kind' in calibration.summary(profile)
+  # Timed warm in groups (the budget checked by measuring), aligned fit.
+  timed = profile.metadata['measurement']
+  assert timed['budget_source'] == 'probed'
+  assert timed['environment']['tf_primitive_cache'] == 1024
+  assert sorted(timed['spread']) == sorted(labels + profile.metadata[
+      'left_out'])
+  assert profile.metadata['alignment']['candidates'] == [1, 4, 8, 16, 32]
+  assert ('preferred channel multiple %d (held-out rms error 1: ' %
+          profile.preferred_multiple) in calibration.summary(profile)
 
 
 def test_calibrate_refuses_models_without_costed_layers():
