@@ -125,6 +125,10 @@ def measurement_settings(args):
 def measure(models, batch_size, size, settings, labels, ops):
   """Each model's forward pass timed warm (`measurement.measure`).
 
+  The first model (the original) is also timed in every group (shared):
+  its spread over the groups shows how much the machine drifted between
+  them.
+
   Returns:
     (ns per model: the statistic, the MeasurementReport).
   """
@@ -138,7 +142,8 @@ def measure(models, batch_size, size, settings, labels, ops):
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
   report = measurement.measure(
-      calls, labels, [measurement.kernel_weight(o) for o in ops], settings)
+      calls, labels, [measurement.kernel_weight(o) for o in ops], settings,
+      shared=calls[:1], shared_labels=['%s (anchor)' % labels[0]])
   return report.values(), report
 
 
@@ -318,6 +323,7 @@ def run_model(spec, args, rng):
   return {'model': name, 'size': size, 'device': device,
           'measured_ms': [m / 1e6 for m in measured],
           'spread': [m.spread for m in report.measurements],
+          'anchor_ms': [group[0].value_ns / 1e6 for group in report.shared],
           'iqr_ms': [(m.q3_ns - m.q1_ns) / 1e6
                      for m in report.measurements],
           'flagged': report.flagged(), 'measurement': report.to_dict(),
@@ -383,7 +389,19 @@ def print_table(result, batch_size):
           '%.1f%%; flagged unstable: %s' % (
               len(spread), 100 * spread[len(spread) // 2], 100 * spread[-1],
               ', '.join(result.get('flagged') or []) or 'none'))
+  anchors = result.get('anchor_ms')
+  if anchors:
+    print('the original timed in each of the %d groups: %.2f-%.2f ms' % (
+        len(anchors), min(anchors), max(anchors)))
   profile = result['predicted_ms']['(c) calibrated profile']
+  if result.get('iqr_ms'):
+    print('%-10s %7s %12s %8s %14s' % ('model', 'FLOPs', 'measured ms',
+                                        'IQR ms', 'profile ms'))
+    for i, (ms, iqr) in enumerate(zip(measured, result['iqr_ms'])):
+      print('%-10s %6.1f%% %12.2f %8.2f %14.2f' % (
+          'original' if i == 0 else 's%d' % (i - 1),
+          100.0 * result['flops'][i] / result['flops'][0], ms, iqr,
+          profile[i]))
   slower = surprises(result['flops'], measured, profile)
   print('rebuilt structures with fewer FLOPs measured slower than the '
         'original, not predicted by the profile: %d%s' % (

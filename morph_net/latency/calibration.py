@@ -299,10 +299,10 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
         report['samples'], 100.0 * report['rms_relative_error'],
         100.0 * report['max_relative_error']))
   alignment = profile.metadata.get('alignment', {})
-  held_out = alignment.get('held_out_rms_relative_error')
+  held_out = alignment.get('held_out_median_relative_error')
   lines.append('preferred channel multiple %d%s' % (
       profile.preferred_multiple, '' if not held_out else
-      ' (held-out rms error %s)' % ', '.join(
+      ' (held-out median error %s)' % ', '.join(
           '%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
               held_out.items(), key=lambda item: int(item[0])))))
   timed = profile.metadata.get('measurement')

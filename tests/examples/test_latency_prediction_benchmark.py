@@ -35,7 +35,8 @@ def test_table_prints_errors_spread_and_surprises(prediction, capsys):
   result = {
       'model': 'MobileNetV2', 'size': 96, 'flops': [100, 50, 60],
       'measured_ms': [10.0, 12.0, 6.0], 'spread': [0.02, 0.05, 0.3],
-      'flagged': ['s1'],
+      'iqr_ms': [0.2, 0.6, 1.8], 'flagged': ['s1'],
+      'anchor_ms': [10.0, 10.4],
       'predicted_ms': {'(c) calibrated profile': [10.5, 9.0, 6.5]},
       'metrics': {'(c) calibrated profile': {
           'mape': 0.2, 'spearman': 0.5, 'original_error': 0.05}},
@@ -48,6 +49,8 @@ def test_table_prints_errors_spread_and_surprises(prediction, capsys):
           '           5.0%') in out
   assert ('spread (IQR / median) of the 3 models: median 5.0%, max 30.0%; '
           'flagged unstable: s1') in out
+  assert 'the original timed in each of the 2 groups: 10.00-10.40 ms' in out
+  assert ('s0           50.0%        12.00     0.60           9.00') in out
   assert ('not predicted by the profile: 1\n  s0: 50.0% of the FLOPs, '
           'measured 12.00 ms (original 10.00), predicted 9.00 ms (original '
           '10.50)') in out

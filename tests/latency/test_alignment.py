@@ -68,12 +68,24 @@ def test_fit_recovers_a_known_step(step):
   alignment = profile.metadata['alignment']
   assert alignment['preferred_multiple'] == step
   assert alignment['candidates'] == [1, 4, 8, 16, 32]
-  held_out = alignment['held_out_rms_relative_error']
+  held_out = alignment['held_out_median_relative_error']
   assert held_out[str(step)] < 1e-3
   assert min(v for k, v in held_out.items() if k != str(step)) > 0.01
   assert profile.metadata['fit']['rms_relative_error'] < 1e-3
   assert fit.predict_sample(profile, samples[0]) == pytest.approx(
       samples[0].latency_ns, rel=1e-3)
+
+
+def test_a_larger_multiple_must_predict_clearly_better():
+  samples = _synthetic_samples(8, ns_per_flop=0.05, overhead_ns=2000.0)
+  held_out = fit.fit_profile(samples).metadata['alignment'][
+      'held_out_median_relative_error']
+  # With the true step 8 at error 0, the multiple 1 at held_out['1'] > 0.01:
+  # within a tolerance above that, the smaller multiple wins.
+  tolerance = held_out['1'] + 1e-6
+  profile = fit.fit_profile(samples, multiple_tolerance=tolerance)
+  assert profile.preferred_multiple == 1
+  assert profile.metadata['alignment']['tolerance'] == tolerance
 
 
 def test_fit_without_alignment_keeps_multiple_1():

@@ -61,7 +61,7 @@ def test_calibrate_smoke(tmp_path):
   assert sorted(timed['spread']) == sorted(labels + profile.metadata[
       'left_out'])
   assert profile.metadata['alignment']['candidates'] == [1, 4, 8, 16, 32]
-  assert ('preferred channel multiple %d (held-out rms error 1: ' %
+  assert ('preferred channel multiple %d (held-out median error 1: ' %
           profile.preferred_multiple) in calibration.summary(profile)
 
 
