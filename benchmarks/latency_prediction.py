@@ -21,9 +21,14 @@ input size), in one process:
    u ~ U(0.75, 1.25) per group, capped at 1). Rebuild each
    (`morph_net.surgery.rebuild`).
 3. Measure the forward pass (`tf.function`, batch `--batch_size`) of the
-   original and every rebuilt model, interleaved: each of `--repeats` rounds
-   calls every model once; medians of the wall time or (`--clock=cpu`) of
-   the process's CPU time.
+   original and every rebuilt model warm, as deployed
+   (`latency.measurement.measure`, the method calibration uses too): in
+   groups small enough for the kernel caches (the budget found by
+   measuring, or `--budget`), each group's models interleaved over
+   `--repeats` rounds after `--warmup` calls each; medians (or min) of the
+   wall time or (`--clock=cpu`) of the process's CPU time, with each
+   model's IQR; a model whose IQR / median is above `--unstable_spread` is
+   measured again, up to `--max_attempts` times, then flagged.
 4. Predict each structure's latency with
    (a) FLOPs x one scale factor, fitted on the original model (its measured
        latency / its FLOPs);
@@ -34,15 +39,18 @@ input size), in one process:
        `get_cost()` of a latency regularizer on the rebuilt model).
    and print the mean absolute percentage error and the Spearman rank
    correlation over the random structures (the original, where (a) and (b)
-   are fitted, is left out).
+   are fitted, is left out), the error on the original, and the rebuilt
+   structures with fewer FLOPs than the original measured slower than it
+   that the profile did not predict slower (`surprises`).
 
 `--output` keeps every measurement (calibration samples with their ops,
 the test structures' ops and times); `--refit` fits (c) again from them
 with another `--whole_model_share`, timing nothing.
 
-Threads are pinned before TensorFlow starts (`--threads` intra-op, 1
-inter-op). On a shared machine, check the load first (`uptime`) or use
-`--clock=cpu`.
+Threads are pinned before TensorFlow starts (`--threads` intra-op,
+`--inter_op_threads` inter-op; the deployment's settings), and printed with
+the CPU's model name. On a shared machine, check the load first (`uptime`)
+or use `--clock=cpu`.
 """
 
 import argparse
@@ -65,7 +73,22 @@ def parse_args(argv=None):
   parser.add_argument('--batch_size', type=int, default=8)
   parser.add_argument('--repeats', type=int, default=15)
   parser.add_argument('--calibration_repeats', type=int, default=15)
-  parser.add_argument('--threads', type=int, default=1)
+  parser.add_argument('--threads', type=int, default=1,
+                      help='Intra-op threads (0: TensorFlow default).')
+  parser.add_argument('--inter_op_threads', type=int, default=1,
+                      help='Inter-op threads (0: TensorFlow default).')
+  parser.add_argument('--warmup', type=int, default=3,
+                      help='Untimed calls of each model before its rounds.')
+  parser.add_argument('--budget', type=int, default=None,
+                      help='Kernel weight per timed group (default: found '
+                      'by measuring).')
+  parser.add_argument('--no_probe', action='store_true',
+                      help='Without --budget, use the default budget '
+                      'instead of measuring it.')
+  parser.add_argument('--unstable_spread', type=float, default=0.1,
+                      help='IQR / median above which a model is measured '
+                      'again.')
+  parser.add_argument('--max_attempts', type=int, default=3)
   parser.add_argument('--statistic', default='median',
                       choices=['median', 'min'],
                       help='Summary of the repeats (min: busy machines).')
@@ -90,18 +113,47 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def measure(models, batch_size, size, repeats, statistic, clock):
-  """ns of each model's forward pass (median or min), interleaved."""
+def measurement_settings(args):
+  """The `measurement.MeasurementSettings` of the flags."""
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
+  return measurement.MeasurementSettings(
+      repeats=args.repeats, warmup=args.warmup, statistic=args.statistic,
+      clock=args.clock, budget=args.budget, probe=not args.no_probe,
+      unstable_spread=args.unstable_spread, max_attempts=args.max_attempts)
+
+
+def measure(models, batch_size, size, settings, labels, ops):
+  """Each model's forward pass timed warm (`measurement.measure`).
+
+  The first model (the original) is also timed in every group (shared):
+  its spread over the groups shows how much the machine drifted between
+  them.
+
+  Returns:
+    (ns per model: the statistic, the MeasurementReport).
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   x = tf.constant(np.random.RandomState(0).rand(
       batch_size, size, size, 3).astype(np.float32))
   calls = []
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
-  return timing.time_interleaved(calls, repeats, warmup=2,
-                                 statistic=statistic, clock=clock)
+  report = measurement.measure(
+      calls, labels, [measurement.kernel_weight(o) for o in ops], settings,
+      shared=calls[:1], shared_labels=['%s (anchor)' % labels[0]])
+  return report.values(), report
+
+
+def surprises(flops, measured, predicted):
+  """Rebuilt structures (index >= 1) with fewer FLOPs than the original
+  (index 0) measured slower than it, that `predicted` does not put above
+  the original."""
+  return [i for i in range(1, len(measured))
+          if flops[i] < flops[0] and measured[i] > measured[0] and
+          not predicted[i] > predicted[0]]
 
 
 def errors_of(predicted, measured):
@@ -130,25 +182,53 @@ def closest_device(traced, structure_cost, resource_function, batch_size,
 
 
 def model_ops(model, batch_size, size):
-  """(kind, FLOPs, bytes) of every costed op of the model's forward pass."""
+  """{multiple: (kind, FLOPs, bytes) of every costed op of the model's
+  forward pass at channels rounded up to it}, for the candidate multiples."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import profile_resource  # pylint: disable=g-import-not-at-top
   graph = tf.function(lambda t: model(t, training=False)).get_concrete_function(
       tf.TensorSpec((batch_size, size, size, 3), tf.float32)).graph
-  return [profile_resource.op_features(op, batch_size)
-          for op in graph.get_operations() if latency_profile.op_kind(op.type)]
+  costed = [op for op in graph.get_operations()
+            if latency_profile.op_kind(op.type)]
+  return {m: [profile_resource.op_features(op, batch_size, m)
+              for op in costed]
+          for m in latency_profile.CANDIDATE_MULTIPLES}
+
+
+def _ops_to_json(ops):
+  return [list(o) for o in ops]
+
+
+def _aligned_from_json(value):
+  """{multiple: ops} from its JSON form (None stays None)."""
+  if not value:
+    return None
+  return {int(m): [tuple(o) for o in ops] for m, ops in value.items()}
 
 
 def samples_to_json(samples):
-  return [{'ops': [list(o) for o in s.ops], 'latency_ns': s.latency_ns,
-           'label': s.label, 'weight': s.weight} for s in samples]
+  return [{'ops': _ops_to_json(s.ops), 'latency_ns': s.latency_ns,
+           'label': s.label, 'weight': s.weight,
+           'aligned': ({str(m): _ops_to_json(o) for m, o in s.aligned.items()}
+                       if s.aligned else None)} for s in samples]
 
 
 def samples_from_json(values):
   from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
   return [fit.Sample([tuple(o) for o in v['ops']], v['latency_ns'],
-                     v['label'], v['weight']) for v in values]
+                     v['label'], v['weight'],
+                     _aligned_from_json(v.get('aligned'))) for v in values]
+
+
+def structure_sample(ops):
+  """A fit.Sample of a structure's saved ops ({multiple: ops}, or the ops
+  of reports written before profiles were aligned)."""
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
+  if isinstance(ops, dict):
+    aligned = _aligned_from_json(ops)
+    return fit.Sample(aligned[1], 1.0, aligned=aligned)
+  return fit.Sample([tuple(o) for o in ops], 1.0)
 
 
 def reweighted(samples, share):
@@ -186,16 +266,24 @@ def run_model(spec, args, rng):
   else:
     samples, metadata = calibration.measure(
         model, args.batch_size, repeats=args.calibration_repeats,
-        statistic=args.statistic, model_structures=args.model_structures,
+        warmup=args.warmup, statistic=args.statistic,
+        model_structures=args.model_structures,
         seed=args.calibration_seed, whole_model_share=args.whole_model_share,
-        clock=args.clock)
+        clock=args.clock, budget=args.budget, probe=not args.no_probe,
+        unstable_spread=args.unstable_spread,
+        max_attempts=args.max_attempts)
     profile = fit.fit_profile(
         samples, args.batch_size, timing.describe_device(), metadata)
     if path:
       calibration.save_profile(profile, path)
-    print('%s: calibrated on %d layers and %d whole models in %.1f s' % (
-        name, profile.metadata['layers'],
-        profile.metadata['whole_model_samples'], metadata['seconds']))
+    timed = metadata['measurement']
+    print('%s: calibrated on %d layers and %d whole models in %.1f s '
+          '(%d groups, budget %d %s; %d flagged unstable); preferred '
+          'multiple %d' % (
+              name, profile.metadata['layers'],
+              profile.metadata['whole_model_samples'], metadata['seconds'],
+              timed['groups'], timed['budget'], timed['budget_source'],
+              len(timed['flagged']), profile.preferred_multiple))
   print(calibration.summary(profile))
   traced = tracing.TracedModel(model)
   flops = structure_cost.StructureCost(traced)
@@ -210,10 +298,15 @@ def run_model(spec, args, rng):
   print('%s: %d structures rebuilt in %.1f s' % (name, len(structures),
                                                    time.time() - start))
   start = time.time()
-  measured = measure(models, args.batch_size, size, args.repeats,
-                     args.statistic, args.clock)
-  print('%s: measured %d models x %d rounds in %.1f s' % (
-      name, len(models), args.repeats, time.time() - start))
+  labels = ['original'] + ['s%d' % i for i in range(len(structures))]
+  structure_ops = [model_ops(m, args.batch_size, size) for m in models]
+  measured, report = measure(models, args.batch_size, size,
+                             measurement_settings(args), labels,
+                             [ops[1] for ops in structure_ops])
+  print('%s: measured %d models x %d rounds in %.1f s (%d groups, budget '
+        '%d %s)' % (name, len(models), args.repeats, time.time() - start,
+                    len(report.groups), report.budget,
+                    report.budget_source))
   device, roofline = closest_device(traced, structure_cost, resource_function,
                                     args.batch_size, measured[0])
   all_structures = [{}] + structures
@@ -229,14 +322,21 @@ def run_model(spec, args, rng):
   }
   return {'model': name, 'size': size, 'device': device,
           'measured_ms': [m / 1e6 for m in measured],
+          'spread': [m.spread for m in report.measurements],
+          'anchor_ms': [group[0].value_ns / 1e6 for group in report.shared],
+          'iqr_ms': [(m.q3_ns - m.q1_ns) / 1e6
+                     for m in report.measurements],
+          'flagged': report.flagged(), 'measurement': report.to_dict(),
+          'preferred_multiple': profile.preferred_multiple,
           'predicted_ms': {k: [v / 1e6 for v in vs]
                            for k, vs in predictions.items()},
           'flops': flop_counts, 'metrics': metrics(predictions, measured),
           'calibration_seconds': profile.metadata.get('seconds'),
           'calibration_samples': (samples_to_json(samples)
                                   if samples is not None else None),
-          'structure_ops': [model_ops(m, args.batch_size, size)
-                            for m in models]}
+          'structure_ops': [{str(m): _ops_to_json(o)
+                             for m, o in ops.items()}
+                            for ops in structure_ops]}
 
 
 def metrics(predictions, measured):
@@ -261,10 +361,12 @@ def refit(result, args):
   predictions = {k: [v * 1e6 for v in vs]
                  for k, vs in result['predicted_ms'].items()}
   predictions['(c) calibrated profile'] = [
-      fit.predict_sample(profile, fit.Sample(
-          [tuple(o) for o in ops], 1.0)) for ops in result['structure_ops']]
+      fit.predict_sample(profile, structure_sample(ops))
+      for ops in result['structure_ops']]
   result = dict(result)
   result['metrics'] = metrics(predictions, measured)
+  result['predicted_ms'] = {k: [v / 1e6 for v in vs]
+                            for k, vs in predictions.items()}
   return result
 
 
@@ -281,6 +383,34 @@ def print_table(result, batch_size):
     print('%-36s %7.1f%% %9.3f %13.1f%%' % (
         label, 100 * row['mape'], row['spearman'],
         100 * row['original_error']))
+  if result.get('spread'):
+    spread = sorted(result['spread'])
+    print('spread (IQR / median) of the %d models: median %.1f%%, max '
+          '%.1f%%; flagged unstable: %s' % (
+              len(spread), 100 * spread[len(spread) // 2], 100 * spread[-1],
+              ', '.join(result.get('flagged') or []) or 'none'))
+  anchors = result.get('anchor_ms')
+  if anchors:
+    print('the original timed in each of the %d groups: %.2f-%.2f ms' % (
+        len(anchors), min(anchors), max(anchors)))
+  profile = result['predicted_ms']['(c) calibrated profile']
+  if result.get('iqr_ms'):
+    print('%-10s %7s %12s %8s %14s' % ('model', 'FLOPs', 'measured ms',
+                                        'IQR ms', 'profile ms'))
+    for i, (ms, iqr) in enumerate(zip(measured, result['iqr_ms'])):
+      print('%-10s %6.1f%% %12.2f %8.2f %14.2f' % (
+          'original' if i == 0 else 's%d' % (i - 1),
+          100.0 * result['flops'][i] / result['flops'][0], ms, iqr,
+          profile[i]))
+  slower = surprises(result['flops'], measured, profile)
+  print('rebuilt structures with fewer FLOPs measured slower than the '
+        'original, not predicted by the profile: %d%s' % (
+            len(slower), ''.join(
+                '\n  s%d: %.1f%% of the FLOPs, measured %.2f ms (original '
+                '%.2f), predicted %.2f ms (original %.2f)' % (
+                    i - 1, 100 * result['flops'][i] / result['flops'][0],
+                    measured[i], measured[0], profile[i], profile[0])
+                for i in slower)))
   sys.stdout.flush()
 
 
@@ -293,13 +423,21 @@ def main(argv=None):
       if result.get('calibration_samples'):
         print_table(refit(result, args), report['args']['batch_size'])
     return
-  timing.pin_threads(args.threads, 1)
+  timing.pin_threads(args.threads, args.inter_op_threads)
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(args.seed)
   start = time.time()
+  print('CPU: %s' % timing.cpu_model())
   print('device: %s; load average %s' % (timing.describe_device(),
                                          ' '.join('%.2f' % v for v in
                                                   os.getloadavg())))
+  print('oneDNN kernels: %s; primitive caches: TensorFlow %d per thread, '
+        'oneDNN %d (ONEDNN_PRIMITIVE_CACHE_CAPACITY)' % (
+            {True: 'on', False: 'off', None: 'unknown'}[
+                measurement.onednn_enabled()],
+            measurement.TF_PRIMITIVE_CACHE,
+            measurement.primitive_cache_capacity()))
   results = []
   for spec in args.models.split(','):
     results.append(run_model(spec, args, rng))
@@ -310,7 +448,7 @@ def main(argv=None):
     from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
     atomic_file.write_json_atomically(
         {'args': vars(args), 'device': timing.describe_device(),
-         'results': results}, args.output)
+         'cpu': timing.cpu_model(), 'results': results}, args.output)
 
 
 if __name__ == '__main__':

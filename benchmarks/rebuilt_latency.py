@@ -6,13 +6,17 @@ The rebuilt structure is the original widths scaled by the one multiplier
 that brings the FLOPs to `flop_ratio` x the original (expansion
 .expand_to_cost, within 1%). The model is traced and analysed once: one
 StructureCost gives the original cost, drives the search and hands its
-channel model to rebuild. Both models run side by side in one process:
-repeats alternate between them, and the medians are compared.
+channel model to rebuild. Both models are timed in one process by the
+measurement method calibration uses (`latency.measurement.measure`): warm
+(`--warmup` calls each first), in groups the kernel caches hold (two
+models fit in one), repeats alternating between them, medians with their
+IQR, unstable ones measured again and flagged. Threads are pinned to
+`--threads` intra-op and `--inter_op_threads` inter-op before TensorFlow
+starts.
 """
 
 import argparse
 import os
-import time
 
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
@@ -22,6 +26,8 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top,wrong-import-position
 from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top,wrong-import-position
+from morph_net.latency import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -38,7 +44,13 @@ def main():
   parser.add_argument('--flop_ratio', type=float, default=0.5)
   parser.add_argument('--repeats', type=int, default=30)
   parser.add_argument('--round_to', type=int, default=8)
+  parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--threads', type=int, default=0,
+                      help='Intra-op threads (0: TensorFlow default).')
+  parser.add_argument('--inter_op_threads', type=int, default=0,
+                      help='Inter-op threads (0: TensorFlow default).')
   args = parser.parse_args()
+  timing.pin_threads(args.threads, args.inter_op_threads)
 
   model = build(args.model, args.size)
   flops = structure_cost.StructureCost(model)
@@ -49,30 +61,27 @@ def main():
   small = rebuild.rebuild(model, structure, channels=flops.channels)
   x = tf.constant(np.random.RandomState(0).rand(
       args.batch, args.size, args.size, 3).astype('float32'))
-  runs = {}
-  for label, m in (('original', model), ('rebuilt', small)):
+  calls = []
+  for m in (model, small):
     f = tf.function(lambda t, m=m: m(t, training=False), jit_compile=False)
-    f(x).numpy()  # Trace and warm up.
-    f(x).numpy()
-    runs[label] = (f, [])
-  for _ in range(args.repeats):
-    for label in ('original', 'rebuilt'):
-      f, times = runs[label]
-      start = time.perf_counter()
-      f(x).numpy()
-      times.append(time.perf_counter() - start)
-  med = {k: float(np.median(v[1])) for k, v in runs.items()}
-  print('model %s %dx%d batch %d, CPU threads %s' % (
-      args.model, args.size, args.size, args.batch,
-      tf.config.threading.get_intra_op_parallelism_threads() or 'default'))
+    calls.append(lambda f=f: f(x).numpy())
+  report = measurement.measure(
+      calls, ['original', 'rebuilt'], settings=measurement.MeasurementSettings(
+          repeats=args.repeats, warmup=args.warmup, probe=False))
+  med = dict(zip(('original', 'rebuilt'), report.values() / 1e9))
+  print('model %s %dx%d batch %d, %s' % (
+      args.model, args.size, args.size, args.batch, timing.describe_device()))
   print('FLOPs original %.4g  rebuilt %.4g  ratio %.3f (target %.2f, '
         'multiplier %.3f, round_to %d)' % (
             original_cost, cost, cost / original_cost, args.flop_ratio,
             multiplier, args.round_to))
   print('median latency original %.2f ms  rebuilt %.2f ms  ratio %.3f '
-        '(%d interleaved repeats)' % (
+        '(%d interleaved repeats; IQR / median %s; flagged: %s)' % (
             1e3 * med['original'], 1e3 * med['rebuilt'],
-            med['rebuilt'] / med['original'], args.repeats))
+            med['rebuilt'] / med['original'], args.repeats,
+            ', '.join('%.1f%%' % (100 * m.spread)
+                      for m in report.measurements),
+            ', '.join(report.flagged()) or 'none'))
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from absl import logging
 
 from morph_net import errors
 from morph_net.keras import structure_cost as structure_cost_lib
+from morph_net.network_regularizers import latency_profile
 from morph_net.structure import structure_files
 from morph_net.structure import width_multiplier
 from morph_net.surgery import channel_model as channel_model_lib
@@ -54,8 +55,15 @@ def _structure_cost(cost, resource, input_shape):
   return structure_cost_lib.StructureCost(cost, resource, input_shape)
 
 
+def _round_to(coster, round_to):
+  """`round_to`, or by default the latency profile's multiple (else 1)."""
+  if round_to is None:
+    return latency_profile.preferred_multiple_of(coster)
+  return round_to
+
+
 def expand_to_cost(cost, structure: Structure, target_cost: float,
-                   round_to: int = 1, tolerance: float = 0.01,
+                   round_to: Optional[int] = None, tolerance: float = 0.01,
                    max_iterations: int = 60, resource=None, input_shape=None,
                    adjust_groups: bool = True
                    ) -> Tuple[Structure, float, float]:
@@ -74,7 +82,9 @@ def expand_to_cost(cost, structure: Structure, target_cost: float,
     structure: {layer name: width}; the groups it names are scaled, the
       other layers keep their widths.
     target_cost: the cost to reach, in the resource's unit.
-    round_to: round every width to a multiple of this.
+    round_to: round every width to a multiple of this; default the
+      latency profile's `preferred_multiple` when the cost is a latency on
+      an aligned profile, else 1.
     tolerance: relative distance to the target that ends the search.
     max_iterations: bisection steps.
     resource: with a model, what to cost (see
@@ -94,6 +104,7 @@ def expand_to_cost(cost, structure: Structure, target_cost: float,
       layers, different widths within a group ...).
   """
   coster = _structure_cost(cost, resource, input_shape)
+  round_to = _round_to(coster, round_to)
   coster.cost(structure)  # Validates names and group consistency.
   channels = coster.channels
   groups = expandable_groups(channels, structure)
@@ -110,7 +121,8 @@ def expand_to_cost(cost, structure: Structure, target_cost: float,
 def expand_file(cost, structure_path: str, output_path: str,
                 multiplier: Optional[float] = None,
                 target_cost: Optional[Union[float, str]] = None,
-                round_to: int = 1, print_fn=print, resource=None
+                round_to: Optional[int] = None, print_fn=print,
+                resource=None
                 ) -> Structure:
   """Reads a structure, scales it, writes it; prints costs before and after.
 
@@ -122,7 +134,8 @@ def expand_file(cost, structure_path: str, output_path: str,
     multiplier: scale every width by this ...
     target_cost: ... or by the one multiplier reaching this cost; the
       string 'original' means the cost of the model itself.
-    round_to: round every width to a multiple of this.
+    round_to: round every width to a multiple of this (default: as
+      `expand_to_cost`).
     print_fn: where the line with the costs goes.
     resource: with a model, what to cost (default FLOPs).
 
@@ -138,6 +151,7 @@ def expand_file(cost, structure_path: str, output_path: str,
         'Pass exactly one of `multiplier` and `target_cost`. Received: '
         'multiplier=%r, target_cost=%r' % (multiplier, target_cost))
   coster = _structure_cost(cost, resource, None)
+  round_to = _round_to(coster, round_to)
   structure = structure_files.read_structure(structure_path)
   before = coster.cost(structure)
   if multiplier is not None:

@@ -38,11 +38,13 @@ from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
 from morph_net.op_handlers import op_handlers
 from morph_net.structure import structure_files
+from morph_net.structure import width_multiplier
 
 __all__ = ['ModelRegularizer', 'model_regularizer', 'model_cost',
            'is_structure_op', 'STRUCTURE_OP_TYPES']
@@ -459,14 +461,47 @@ class ModelRegularizer(object):
     """{layer name: number of alive output channels}, as in the JSON files."""
     return {k: int(np.sum(v)) for k, v in self.alive_vectors().items()}
 
-  def save_alive_counts(self, base_dir: str, step: int) -> str:
+  def aligned_counts(self, round_to: Optional[int] = None
+                     ) -> Dict[str, int]:
+    """`alive_counts()` rounded up to a multiple, capped at the widths.
+
+    A latency profile's kernels run widths in blocks of its
+    `preferred_multiple`: the cost (`cost()`) already counts 9 channels
+    as 16 at a multiple of 8, so the structure to rebuild keeps 16.
+
+    Args:
+      round_to: the multiple; default the latency profile's
+        `preferred_multiple` (`latency_profile.preferred_multiple_of`),
+        1 (the alive counts as they are) for other regularizers.
+
+    Returns:
+      {layer name: width}.
+    """
+    if round_to is None:
+      round_to = latency_profile.preferred_multiple_of(self)
+    vectors = self.alive_vectors()
+    counts = {k: int(np.sum(v)) for k, v in vectors.items()}
+    if round_to == 1:
+      return counts
+    return width_multiplier.round_up(
+        counts, round_to, {k: int(v.size) for k, v in vectors.items()})
+
+  def save_alive_counts(self, base_dir: str, step: int,
+                        round_to: Optional[int] = None) -> str:
     """Writes learned_structure/alive_<step> and learned_structure/alive.
+
+    Args:
+      base_dir: the run's directory.
+      step: the training step.
+      round_to: see `aligned_counts`: by default the widths of a latency
+        regularizer on an aligned profile are rounded up to its multiple,
+        the others are the alive counts.
 
     Returns:
       The path of the step file.
     """
     return structure_files.save_alive_counts_files(
-        self.alive_counts(), base_dir, step)
+        self.aligned_counts(round_to), base_dir, step)
 
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""

@@ -10,11 +10,15 @@ Every top-level layer of the model that runs costed ops (convolutions,
 dense layers, batch norm, activations, adds, padding, pooling ...; see
 `latency_profile.OP_KINDS`) is rebuilt alone at several widths, and the
 whole model at the same width fractions; all are traced as `tf.function`s
-at the batch size and timed interleaved (`variants`). Layers with
-the same class, configuration and input shapes are measured once.
-`fit.fit_profile` then fits every op kind's rates and per-op
+at the batch size and timed warm, in groups the kernel caches hold, each
+group interleaved (`variants.time_variants`, `measurement.measure`).
+Layers with the same class, configuration and input shapes are measured
+once. `fit.fit_profile` then fits every op kind's rates and per-op
 overhead to all the measurements (each the sum over the ops of its trace),
-and the profile keeps the fit's residuals.
+at the channel multiple with the least held-out error (the profile's
+`preferred_multiple`), and the profile keeps the fit's residuals and how
+the measurements were timed (metadata 'measurement': the group budget,
+the flagged unstable variants, each one's IQR / median).
 
 The settings of a calibration are one `CalibrationSettings`; `measure` and
 `calibrate` take it (`settings=`), or its fields as keyword arguments, or
@@ -32,6 +36,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.latency import fit as fit_lib
+from morph_net.latency import measurement
 from morph_net.latency import timing
 from morph_net.latency import variants as variants_lib
 from morph_net.network_regularizers import latency_profile
@@ -49,8 +54,9 @@ class CalibrationSettings:
 
   Attributes:
     batch_size: the inference batch size to calibrate for.
-    repeats: interleaved timed rounds per layer (medians are used).
-    warmup: untimed rounds per layer.
+    repeats: interleaved timed rounds per group (medians are used).
+    warmup: untimed calls of each variant before its group's rounds (at
+      least one is made).
     fractions: width fractions each layer is measured at (see
       `variants.layer_variants`).
     layer_rules: the layer-rule table (which layers take a width).
@@ -74,6 +80,15 @@ class CalibrationSettings:
     clock: 'wall' (default) or 'cpu' (`timing.CLOCKS`: steadier on
       a shared machine, with one intra-op and one inter-op thread); use
       the same when measuring the models the profile predicts.
+    budget: kernel weight per timed group (`measurement.measure`); None
+      finds it by measuring (`probe`) or uses `measurement.default_budget`.
+    probe: find the budget by measuring when none is given.
+    unstable_spread: IQR / median above which a measurement is repeated.
+    max_attempts: measurements of an unstable variant before it is flagged
+      (metadata 'measurement', 'flagged').
+    multiples: channel multiples the fit tries (`fit.fit_profile`); the
+      profile's `preferred_multiple` is the one with the least held-out
+      error. (1,) fits no alignment.
 
   Raises:
     InvalidArgumentError: for a whole_model_share outside (0, 1).
@@ -90,6 +105,19 @@ class CalibrationSettings:
   seed: int = 1
   whole_model_share: float = 0.5
   clock: str = 'wall'
+  budget: Optional[int] = None
+  probe: bool = True
+  unstable_spread: float = 0.1
+  max_attempts: int = 3
+  multiples: Sequence[int] = fit_lib.DEFAULT_MULTIPLES
+
+  def measurement_settings(self) -> measurement.MeasurementSettings:
+    """The `measurement.MeasurementSettings` of these settings."""
+    return measurement.MeasurementSettings(
+        repeats=self.repeats, warmup=self.warmup, statistic=self.statistic,
+        clock=self.clock, budget=self.budget, probe=self.probe,
+        unstable_spread=self.unstable_spread,
+        max_attempts=self.max_attempts)
 
   def __post_init__(self):
     if not 0.0 < self.whole_model_share < 1.0:
@@ -165,10 +193,9 @@ def measure(model, batch_size: Optional[int] = None,
         np.random.RandomState(s.seed))
     wholes = variants_lib.model_variants(model, s.batch_size, s.fractions,
                                          s.layer_rules, structures)
-  times, overheads = variants_lib.measure_variants(
-      variants + wholes, s.repeats, s.warmup, verbose=s.verbose,
-      statistic=s.statistic, clock=s.clock)
-  call_overhead = overheads.get((1, 1), min(overheads.values()))
+  times, overheads, report = variants_lib.time_variants(
+      variants + wholes, s.measurement_settings(), verbose=s.verbose)
+  call_overhead = float(np.median(overheads))  # Over the variants.
   # The whole-model samples together weigh whole_model_share of the sum of
   # squared weights.
   weight = np.sqrt(s.whole_model_share / (1.0 - s.whole_model_share) *
@@ -176,7 +203,8 @@ def measure(model, batch_size: Optional[int] = None,
   samples, dropped = [], []
   for variant, latency in zip(variants + wholes, times):
     sample = fit_lib.Sample(variant.ops, latency, variant.label,
-                            1.0 if variant.layer is not None else weight)
+                            1.0 if variant.layer is not None else weight,
+                            variant.aligned)
     (samples if latency > 0 else dropped).append(sample)
   if dropped:
     logging.warning('%d measurements at or below the call overhead were '
@@ -192,6 +220,11 @@ def measure(model, batch_size: Optional[int] = None,
       'model_structures': s.model_structures if s.whole_model else 0,
       'structure_seed': s.seed, 'whole_model_share': s.whole_model_share,
       'left_out': [sample.label for sample in dropped],
+      'measurement': {
+          'budget': report.budget, 'budget_source': report.budget_source,
+          'groups': len(report.groups), 'probe': report.probe,
+          'flagged': report.flagged(), 'environment': report.environment,
+          'spread': {m.label: m.spread for m in report.measurements}},
       'tensorflow': tf.__version__, 'keras': keras.__version__,
       'seconds': time.time() - start,
   }
@@ -218,8 +251,9 @@ def calibrate(model, batch_size: Optional[int] = None,
     settings: the calibration settings (default: `CalibrationSettings()`).
     **options: fields of `CalibrationSettings` (repeats, warmup,
       fractions, layer_rules, verbose, statistic, whole_model,
-      model_structures, seed, whole_model_share, clock), replacing the
-      settings' values.
+      model_structures, seed, whole_model_share, clock, budget, probe,
+      unstable_spread, max_attempts, multiples), replacing the settings'
+      values.
 
   Returns:
     The fitted LatencyProfile; its metadata holds the settings, the call
@@ -237,7 +271,8 @@ def calibrate(model, batch_size: Optional[int] = None,
   settings = _settings_of('calibrate', batch_size, settings, options)
   samples, metadata = measure(model, settings=settings)
   profile = fit_lib.fit_profile(samples, settings.batch_size,
-                                timing.describe_device(), metadata)
+                                timing.describe_device(), metadata,
+                                multiples=settings.multiples)
   profile.metadata['seconds'] = time.time() - start
   return profile
 
@@ -263,4 +298,16 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
     lines.append('%d measurements, relative error rms %.1f%%, max %.1f%%' % (
         report['samples'], 100.0 * report['rms_relative_error'],
         100.0 * report['max_relative_error']))
+  alignment = profile.metadata.get('alignment', {})
+  held_out = alignment.get('held_out_median_relative_error')
+  lines.append('preferred channel multiple %d%s' % (
+      profile.preferred_multiple, '' if not held_out else
+      ' (held-out median error %s)' % ', '.join(
+          '%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
+              held_out.items(), key=lambda item: int(item[0])))))
+  timed = profile.metadata.get('measurement')
+  if timed:
+    lines.append('timed in %d groups (kernel budget %d, %s); unstable: %s' % (
+        timed['groups'], timed['budget'], timed['budget_source'],
+        ', '.join(timed['flagged']) or 'none'))
   return '\n'.join(lines)

@@ -16,6 +16,17 @@ sum (`scipy.optimize.nnls`); `scipy.optimize.least_squares` (trust region
 reflective, bounds >= 0, analytic Jacobian of the piecewise-linear model)
 refines it. Parameters are fitted in units of each kind's median FLOPs and
 bytes so that all are of order one.
+
+Alignment: a sample may carry its ops' features at channel counts rounded
+up to each of several multiples (`Sample.aligned`, {multiple: ops}). The
+fit then chooses the profile's `preferred_multiple` among `multiples` by
+held-out error: for each candidate, `folds`-fold cross-validation (every
+k-th sample held out in turn) of the fit above on that candidate's
+features; the smallest candidate whose held-out error (the median
+absolute relative error of the held-out samples) is within
+`multiple_tolerance` of the least wins, and the profile is fitted on all
+samples at it. The
+held-out errors are in the report ('alignment').
 """
 
 import collections
@@ -27,22 +38,52 @@ import numpy as np
 from morph_net import errors
 from morph_net.network_regularizers import latency_profile
 
-__all__ = ['Sample', 'fit_profile', 'predict_sample']
+__all__ = ['DEFAULT_MULTIPLES', 'Sample', 'ops_at', 'fit_profile',
+           'predict_sample']
+
+DEFAULT_MULTIPLES = latency_profile.CANDIDATE_MULTIPLES
+# Folds of the cross-validation that chooses the multiple.
+_FOLDS = 5
 
 # ops: [(kind, FLOPs, bytes)]; latency_ns: the measured time; label: what
-# ran; weight: the factor of its relative residual in the least squares.
+# ran; weight: the factor of its relative residual in the least squares;
+# aligned: {multiple: ops at channel counts rounded up to it}, or None.
 Sample = collections.namedtuple(
-    'Sample', ['ops', 'latency_ns', 'label', 'weight'], defaults=('', 1.0))
+    'Sample', ['ops', 'latency_ns', 'label', 'weight', 'aligned'],
+    defaults=('', 1.0, None))
+
+
+def ops_at(sample: Sample, multiple: int):
+  """The sample's ops at channel counts rounded up to `multiple`.
+
+  Raises:
+    InvalidArgumentError: for a multiple above 1 the sample has no
+      features at.
+  """
+  if multiple == 1 and not (sample.aligned and 1 in sample.aligned):
+    return sample.ops
+  if not sample.aligned or multiple not in sample.aligned:
+    raise errors.InvalidArgumentError(
+        'Sample %r has no features at channel multiple %d (Sample.aligned '
+        'holds %s). Trace it with the multiples the profile uses.' % (
+            sample.label, multiple,
+            sorted(sample.aligned) if sample.aligned else 'none'))
+  return sample.aligned[multiple]
 
 
 def predict_sample(profile: latency_profile.LatencyProfile,
                    sample: Sample) -> float:
-  """The profile's prediction of one sample, in ns."""
+  """The profile's prediction of one sample, in ns.
+
+  At the profile's `preferred_multiple` (`ops_at`).
+  """
   return sum(profile.predict(kind, flops, num_bytes)
-             for kind, flops, num_bytes in sample.ops)
+             for kind, flops, num_bytes in ops_at(
+                 sample, profile.preferred_multiple))
 
 
-def _check_samples(samples: Sequence[Sample]) -> List[str]:
+def _check_samples(samples: Sequence[Sample], multiple: int = 1
+                   ) -> List[str]:
   if not samples:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `samples`. Expected at least one '
@@ -55,7 +96,7 @@ def _check_samples(samples: Sequence[Sample]) -> List[str]:
           'positive weight. A measurement at or below the call overhead '
           'cannot be fitted; measure with more repeats or a larger batch.' %
           (sample.label,))
-    for kind, _, _ in sample.ops:
+    for kind, _, _ in ops_at(sample, multiple):
       if kind not in latency_profile.OP_KINDS:
         raise errors.ProfileError(
             'Sample %r has an op of kind %r, which is not an op kind. '
@@ -68,19 +109,21 @@ def _check_samples(samples: Sequence[Sample]) -> List[str]:
 class _Design(object):
   """The samples as arrays: per (sample, kind), FLOPs and bytes per op."""
 
-  def __init__(self, samples, kinds):
+  def __init__(self, samples, kinds, multiple=1):
     self.kinds = kinds
     index = {kind: i for i, kind in enumerate(kinds)}
+    ops = [ops_at(s, multiple) for s in samples]
     flops, num_bytes = [], []
     for kind in kinds:
-      values = [(f, b) for s in samples for k, f, b in s.ops if k == kind]
+      values = [(f, b) for sample_ops in ops for k, f, b in sample_ops
+                if k == kind]
       flops.append(_unit(v[0] for v in values))
       num_bytes.append(_unit(v[1] for v in values))
     self.flop_unit = np.array(flops)
     self.byte_unit = np.array(num_bytes)
     # One row per op: sample index, kind index, scaled FLOPs and bytes.
-    rows = [(i, index[k], f, b) for i, s in enumerate(samples)
-            for k, f, b in s.ops]
+    rows = [(i, index[k], f, b) for i, sample_ops in enumerate(ops)
+            for k, f, b in sample_ops]
     self.sample = np.array([r[0] for r in rows], np.int64)
     self.kind = np.array([r[1] for r in rows], np.int64)
     self.flops = np.array([r[2] for r in rows]) / self.flop_unit[self.kind]
@@ -120,30 +163,9 @@ def _unit(values) -> float:
   return float(np.median(values)) if values else 1.0
 
 
-def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
-                device: str = '', metadata: Optional[Dict] = None
-                ) -> latency_profile.LatencyProfile:
-  """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns) to measurements.
-
-  Args:
-    samples: the measurements; every kind appearing in them is fitted.
-    batch_size: the batch size they were measured at (stored).
-    device: description of the machine (stored).
-    metadata: stored in the profile, with the fit report added under
-      'fit': relative RMS and max error and every sample's residual.
-
-  Returns:
-    A LatencyProfile whose kinds carry a 'fit' entry (samples containing
-    the kind and their relative RMS error).
-
-  Raises:
-    InvalidArgumentError: for no samples, a sample without ops or with a
-      latency <= 0.
-    ProfileError: for an op of an unknown kind.
-  """
+def _solve(design):
+  """The fitted parameters (scaled units) of a _Design."""
   from scipy import optimize  # pylint: disable=g-import-not-at-top
-  kinds = _check_samples(samples)
-  design = _Design(samples, kinds)
   scaled = design.columns() * (
       design.weights / (design.times / design.time_unit))[:, None]
   start, _ = optimize.nnls(scaled, design.weights)
@@ -158,22 +180,116 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
   # A rate whose kind never has FLOPs (or bytes) does not change any
   # prediction; report it as 0 rather than whatever the optimizer left.
   x = np.where(x < 1e-12, 0.0, x)  # Values at the bound, not denormals.
-  for i in range(len(kinds)):
+  for i in range(len(design.kinds)):
     ops = design.kind == i
     x[3 * i] *= float(np.any(design.flops[ops] > 0))
     x[3 * i + 1] *= float(np.any(design.bytes[ops] > 0))
+  return x
+
+
+def _kinds_of(design, x):
+  """{kind: parameters} in ns units from scaled parameters."""
+  scale = design.time_unit
+  return {kind: latency_profile.KindParameters(
+      float(x[3 * i] * scale / design.flop_unit[i]),
+      float(x[3 * i + 1] * scale / design.byte_unit[i]),
+      float(x[3 * i + 2] * scale)) for i, kind in enumerate(design.kinds)}
+
+
+def _held_out_error(samples, multiple, folds):
+  """The median absolute relative error of every sample predicted by a fit
+  without it.
+
+  The median, not the RMS: a kind that only a few samples run is fitted
+  from fewer still when some are held out, and its held-out predictions
+  can be off by orders of magnitude (seen at 500x on a calibration of
+  MobileNetV2 with one repeat), which would decide an RMS alone.
+  """
+  folds = min(folds, len(samples))
+  errors_out = []
+  for fold in range(folds):
+    train = [s for i, s in enumerate(samples) if i % folds != fold]
+    test = [s for i, s in enumerate(samples) if i % folds == fold]
+    if not train or not test:
+      continue
+    kinds = _check_samples(train, multiple)
+    if any(k not in kinds for s in test for k, _, _ in ops_at(s, multiple)):
+      continue  # A kind only the held-out samples run: nothing to test.
+    design = _Design(train, kinds, multiple)
+    profile = latency_profile.LatencyProfile(
+        _kinds_of(design, _solve(design)), preferred_multiple=multiple)
+    errors_out += [abs(predict_sample(profile, s) / s.latency_ns - 1.0)
+                   for s in test]
+  return float(np.median(errors_out)) if errors_out else float('inf')
+
+
+def _candidates(samples, multiples):
+  """The multiples every sample has features at (1 always)."""
+  out = []
+  for multiple in sorted(set(int(m) for m in multiples)):
+    if multiple < 1:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `multiples`. Expected integers >= 1. '
+          'Received: multiples=%r' % (tuple(multiples),))
+    if multiple == 1 or all(s.aligned and multiple in s.aligned
+                            for s in samples):
+      out.append(multiple)
+  return out
+
+
+def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
+                device: str = '', metadata: Optional[Dict] = None,
+                multiples: Sequence[int] = DEFAULT_MULTIPLES,
+                folds: int = _FOLDS, multiple_tolerance: float = 0.01
+                ) -> latency_profile.LatencyProfile:
+  """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns) to measurements.
+
+  Args:
+    samples: the measurements; every kind appearing in them is fitted.
+    batch_size: the batch size they were measured at (stored).
+    device: description of the machine (stored).
+    metadata: stored in the profile, with the fit report added under
+      'fit': relative RMS and max error and every sample's residual, and
+      'alignment': the held-out error of each candidate multiple.
+    multiples: the channel multiples to choose the profile's
+      `preferred_multiple` among; those some sample has no features at
+      (`Sample.aligned`) are skipped, 1 is always a candidate.
+    folds: of the cross-validation choosing the multiple.
+    multiple_tolerance: the smallest candidate whose held-out error is
+      within this (absolute, 0.01: one point of relative error) of the
+      least is chosen: a larger multiple rounds structures up, so it has
+      to predict clearly better.
+
+  Returns:
+    A LatencyProfile whose kinds carry a 'fit' entry (samples containing
+    the kind and their relative RMS error).
+
+  Raises:
+    InvalidArgumentError: for no samples, a sample without ops or with a
+      latency <= 0, a multiple below 1.
+    ProfileError: for an op of an unknown kind.
+  """
+  kinds = _check_samples(samples)
+  candidates = _candidates(samples, multiples)
+  held_out = {}
+  if len(candidates) > 1:
+    held_out = {m: _held_out_error(samples, m, folds) for m in candidates}
+    best = min(held_out.values())
+    multiple = min(m for m in candidates
+                   if held_out[m] <= best + multiple_tolerance)
+  else:
+    multiple = candidates[0]
+  kinds = _check_samples(samples, multiple)
+  design = _Design(samples, kinds, multiple)
+  x = _solve(design)
   residuals = design.residuals_and_jacobian(x)[0] / design.weights
   kinds_out = {}
-  for i, kind in enumerate(kinds):
-    scale = design.time_unit
+  for kind, parameters in _kinds_of(design, x).items():
+    i = kinds.index(kind)
     members = sorted(set(design.sample[design.kind == i].tolist()))
-    kinds_out[kind] = {
-        'ns_per_flop': float(x[3 * i] * scale / design.flop_unit[i]),
-        'ns_per_byte': float(x[3 * i + 1] * scale / design.byte_unit[i]),
-        'overhead_ns': float(x[3 * i + 2] * scale),
-        'fit': {'samples': len(members),
-                'rms_relative_error': _rms(residuals[members])},
-    }
+    kinds_out[kind] = dict(parameters._asdict(), fit={
+        'samples': len(members),
+        'rms_relative_error': _rms(residuals[members])})
   report = dict(metadata or {})
   report['fit'] = {
       'samples': design.num_samples,
@@ -185,8 +301,14 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
            'relative_error': float(r)}
           for s, r in zip(samples, residuals)],
   }
+  report['alignment'] = {
+      'preferred_multiple': multiple, 'candidates': candidates,
+      'folds': folds, 'tolerance': multiple_tolerance,
+      'held_out_median_relative_error': {str(m): e for m, e in
+                                         sorted(held_out.items())}}
   return latency_profile.LatencyProfile(kinds_out, batch_size, device,
-                                        report, source='fitted profile')
+                                        report, source='fitted profile',
+                                        preferred_multiple=multiple)
 
 
 def _rms(values) -> float:

@@ -20,7 +20,7 @@ import tensorflow as tf
 from morph_net import errors
 
 __all__ = ['STATISTICS', 'CLOCKS', 'pin_threads', 'thread_settings', 'describe_device',
-           'time_interleaved']
+           'cpu_model', 'time_rounds', 'time_interleaved']
 
 # How the repeats of a call are summarised: the median (the default), or the
 # minimum, the least disturbed run (steadier on a busy machine, where other
@@ -71,21 +71,77 @@ def thread_settings() -> Dict[str, int]:
       'inter_op': tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-def describe_device() -> str:
-  """'<cpu model> (<machine>), <n> intra-op / <m> inter-op threads'."""
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else `platform`'s processor."""
   cpu = platform.processor() or platform.machine()
   try:
     with open('/proc/cpuinfo') as f:
       for line in f:
         if line.startswith('model name'):
-          cpu = line.split(':', 1)[1].strip()
-          break
+          return line.split(':', 1)[1].strip()
   except OSError:
     pass
+  return cpu
+
+
+def describe_device() -> str:
+  """'<cpu model> (<machine>), <n> intra-op / <m> inter-op threads'."""
   threads = thread_settings()
   return '%s (%s), %s intra-op / %s inter-op threads' % (
-      cpu, platform.machine(), threads['intra_op'] or 'default',
+      cpu_model(), platform.machine(), threads['intra_op'] or 'default',
       threads['inter_op'] or 'default')
+
+
+def _check_clock(clock):
+  if clock not in CLOCKS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `clock`. Expected one of %s. '
+        'Received: clock=%r' % (', '.join(sorted(CLOCKS)), clock))
+
+
+def time_rounds(calls: Sequence[Callable[[], object]], repeats: int,
+                warmup: int = 2,
+                on_round: Optional[Callable[[int], None]] = None,
+                clock: str = 'wall') -> np.ndarray:
+  """Every time of every call, interleaved: [repeats, len(calls)] ns.
+
+  `warmup` untimed rounds, then `repeats` rounds calling every function
+  once, in order. Timing many models this way cycles through all their
+  kernels every round: keep the calls few enough for the kernel caches
+  (`measurement.measure` does).
+
+  Args:
+    calls: functions of no argument.
+    repeats: timed rounds.
+    warmup: untimed rounds first.
+    on_round: called with the index of each timed round when it ends.
+    clock: 'wall' or 'cpu' (see CLOCKS).
+
+  Returns:
+    float64 [repeats, len(calls)].
+
+  Raises:
+    InvalidArgumentError: for repeats < 1, warmup < 0 or an unknown clock.
+  """
+  _check_clock(clock)
+  if repeats < 1 or warmup < 0:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `repeats` or `warmup`. Expected '
+        'repeats >= 1 and warmup >= 0. Received: repeats=%r, warmup=%r' %
+        (repeats, warmup))
+  now = CLOCKS[clock]
+  for _ in range(warmup):
+    for call in calls:
+      call()
+  times = np.zeros((repeats, len(calls)))
+  for r in range(repeats):
+    for i, call in enumerate(calls):
+      start = now()
+      call()
+      times[r, i] = now() - start
+    if on_round is not None:
+      on_round(r)
+  return times
 
 
 def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
@@ -94,6 +150,11 @@ def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
                      statistic: str = 'median',
                      clock: str = 'wall') -> np.ndarray:
   """Wall time of each call (median of the repeats), in ns, interleaved.
+
+  All calls in every round (`time_rounds`): right for a few calls; for
+  many models or layer variants use `measurement.measure`, which times them
+  in groups the kernel caches hold (all interleaved, the rounds re-create
+  the kernels and time that instead of inference).
 
   Args:
     calls: functions of no argument (e.g. `lambda: fn(x)`); eager CPU
@@ -111,29 +172,10 @@ def time_interleaved(calls: Sequence[Callable[[], object]], repeats: int,
     InvalidArgumentError: for repeats < 1, warmup < 0, an unknown
       statistic or clock.
   """
-  if clock not in CLOCKS:
-    raise errors.InvalidArgumentError(
-        'Invalid value for argument `clock`. Expected one of %s. '
-        'Received: clock=%r' % (', '.join(sorted(CLOCKS)), clock))
-  now = CLOCKS[clock]
+  _check_clock(clock)
   if statistic not in STATISTICS:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `statistic`. Expected one of %s. '
         'Received: statistic=%r' % (', '.join(sorted(STATISTICS)), statistic))
-  if repeats < 1 or warmup < 0:
-    raise errors.InvalidArgumentError(
-        'Invalid value for argument `repeats` or `warmup`. Expected '
-        'repeats >= 1 and warmup >= 0. Received: repeats=%r, warmup=%r' %
-        (repeats, warmup))
-  for _ in range(warmup):
-    for call in calls:
-      call()
-  times = np.zeros((repeats, len(calls)))
-  for r in range(repeats):
-    for i, call in enumerate(calls):
-      start = now()
-      call()
-      times[r, i] = now() - start
-    if on_round is not None:
-      on_round(r)
+  times = time_rounds(calls, repeats, warmup, on_round, clock)
   return STATISTICS[statistic](times, axis=0)

@@ -8,10 +8,12 @@ scaled (`model_variants`). Each is traced as a `tf.function` at the batch
 size, as the rebuilt model runs it, and carries the (kind, FLOPs, bytes) of
 the costed ops its trace runs (`profile_resource.op_features`).
 
-`measure_variants` times them all interleaved, one call of each per round,
-so the load of a shared machine varies alike for all: small layers run
-several times per call (`copies_of`), and an identity function with the
-same inputs and outputs gives each call's overhead, which is subtracted.
+`time_variants` times them warm (`measurement.measure`): in groups small
+enough for the kernel caches, each group's members interleaved, one call
+of each per round, so the load of a shared machine varies alike for them;
+small layers run several times per call (`copies_of`), and an identity
+function with the same inputs and outputs, timed in every group, gives
+each call's overhead, which is subtracted.
 """
 
 import collections
@@ -25,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
-from morph_net.latency import timing
+from morph_net.latency import measurement
 from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import profile_resource
 from morph_net.structure import width_multiplier
@@ -35,7 +37,8 @@ from morph_net.surgery import rebuild
 
 __all__ = ['DEFAULT_FRACTIONS', 'TARGET_BYTES', 'MAX_COPIES', 'Variant',
            'progress_bar', 'width_pairs', 'layer_variants', 'random_structures',
-           'model_variants', 'copies_of', 'measure_variants']
+           'model_variants', 'copies_of', 'time_variants',
+           'measure_variants']
 
 # Width fractions every layer is measured at.
 DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
@@ -47,9 +50,12 @@ MAX_COPIES = 16
 # A layer (or the whole model) rebuilt at some widths: its model, the input
 # shapes (with batch), a label, the original layer's name (None for the
 # whole model), the traced forward pass (a concrete function of the inputs)
-# and the (kind, FLOPs, bytes) of every costed op it runs.
+# and the (kind, FLOPs, bytes) of every costed op it runs; `aligned` the
+# same at channel counts rounded up to each of the profile's candidate
+# multiples ({multiple: ops}, `latency_profile.CANDIDATE_MULTIPLES`).
 Variant = collections.namedtuple(
-    'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops'])
+    'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops',
+                'aligned'], defaults=(None,))
 
 
 def progress_bar(target: int, verbose: int, unit_name: str):
@@ -116,10 +122,13 @@ def _traced_variant(model, input_shapes, label, layer, batch_size):
                                            training=False))
   concrete = function.get_concrete_function(
       *[tf.TensorSpec(s, tf.float32) for s in input_shapes])
-  ops = [profile_resource.op_features(op, batch_size)
-         for op in concrete.graph.get_operations()
-         if latency_profile.op_kind(op.type)]
-  return Variant(model, input_shapes, label, layer, concrete, ops)
+  costed = [op for op in concrete.graph.get_operations()
+            if latency_profile.op_kind(op.type)]
+  aligned = {m: [profile_resource.op_features(op, batch_size, m)
+                 for op in costed]
+             for m in latency_profile.CANDIDATE_MULTIPLES}
+  return Variant(model, input_shapes, label, layer, concrete, aligned[1],
+                 aligned)
 
 
 def layer_variants(model, batch_size: int = 1,
@@ -295,30 +304,31 @@ def _identity_function(specs, arity, copies):
                      ).get_concrete_function(*specs)
 
 
-def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
-                     seed: int = 0, verbose: int = 0,
-                     statistic: str = 'median', clock: str = 'wall'
-                     ) -> Tuple[List[float], Dict[Tuple[int, int], float]]:
-  """Times every variant and the call overhead, all interleaved.
+def time_variants(variants: Sequence[Variant],
+                  settings: Optional[measurement.MeasurementSettings] = None,
+                  seed: int = 0, verbose: int = 0
+                  ) -> Tuple[List[float], List[float],
+                             measurement.MeasurementReport]:
+  """Times every variant warm, in cache-sized groups, with its overhead.
 
   Each timed call runs a variant's layer `copies_of(variant)` times; an
   identity function with the same inputs and outputs gives that call's
-  overhead. Each round calls every variant and every identity once, so a
-  slow spell of a shared machine hits all of them alike.
+  overhead. The variants are timed by `measurement.measure`, in groups of
+  `measurement.kernel_weight` within its budget; the identities are timed
+  in every group (shared), and each variant's overhead is the one
+  measured in its own group.
 
   Args:
     variants: the variants to time.
-    repeats: timed rounds.
-    warmup: untimed rounds first.
+    settings: how to time (`measurement.MeasurementSettings`).
     seed: of the random inputs.
-    verbose: 1 shows a progress bar over the rounds.
-    statistic: 'median' or 'min' of the repeats (`timing`).
-    clock: 'wall' or 'cpu' time (`timing.CLOCKS`).
+    verbose: 1 shows a progress bar over the timed rounds.
 
   Returns:
     ([ns of one run of each variant's layer: (call - overhead) / copies],
-    {(inputs per run, copies): call overhead ns}).
+    [the call overhead subtracted from each, ns], the MeasurementReport).
   """
+  settings = settings or measurement.MeasurementSettings()
   rng = np.random.RandomState(seed)
   calls, keys, identities = [], [], {}
   for variant in variants:
@@ -333,13 +343,46 @@ def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
       specs = [tf.TensorSpec(x.shape, x.dtype) for x in xs]
       identities[key] = (_identity_function(specs, *key), xs)
   order = sorted(identities)
-  for key in order:
-    function, xs = identities[key]
-    calls.append(lambda f=function, xs=xs: f(*xs))
-  progress = progress_bar(repeats, verbose, 'round')
-  times = timing.time_interleaved(
-      calls, repeats, warmup, on_round=lambda r: progress.update(r + 1),
-      statistic=statistic, clock=clock)
-  overhead = dict(zip(order, times[len(variants):].tolist()))
-  return ([float(t - overhead[k]) / k[1] for t, k in zip(times, keys)],
-          overhead)
+  shared = [lambda f=identities[k][0], xs=identities[k][1]: f(*xs)
+            for k in order]
+  groups = measurement.group_by_budget(
+      [measurement.kernel_weight(v.ops) for v in variants],
+      settings.budget or measurement.default_budget())
+  progress = progress_bar(len(groups) * settings.repeats, verbose, 'round')
+  report = measurement.measure(
+      calls, [v.label for v in variants],
+      [measurement.kernel_weight(v.ops) for v in variants], settings,
+      shared=shared, shared_labels=['overhead %d x %d' % k for k in order],
+      on_round=lambda r: progress.update(min(r + 1, progress.target)))
+  position = {k: i for i, k in enumerate(order)}
+  overheads = [report.shared[m.group][position[k]].value_ns
+               for m, k in zip(report.measurements, keys)]
+  times = [float(m.value_ns - o) / k[1] for m, o, k in
+           zip(report.measurements, overheads, keys)]
+  return times, overheads, report
+
+
+def measure_variants(variants: Sequence[Variant], repeats: int, warmup: int,
+                     seed: int = 0, verbose: int = 0,
+                     statistic: str = 'median', clock: str = 'wall'
+                     ) -> Tuple[List[float], Dict[Tuple[int, int], float]]:
+  """Times every variant and the call overhead (`time_variants`).
+
+  Kept for its callers: `time_variants` with `repeats`, `warmup`,
+  `statistic` and `clock` and the other settings at their defaults (the
+  group budget found by measuring).
+
+  Returns:
+    ([ns of one run of each variant's layer: (call - overhead) / copies],
+    {(inputs per run, copies): call overhead ns, the median over the
+    groups}).
+  """
+  settings = measurement.MeasurementSettings(
+      repeats=repeats, warmup=warmup, statistic=statistic, clock=clock)
+  times, _, report = time_variants(variants, settings, seed, verbose)
+  overhead = collections.defaultdict(list)
+  for group in report.shared:
+    for m in group:
+      arity, copies = m.label.split()[1::2]
+      overhead[(int(arity), int(copies))].append(m.value_ns)
+  return times, {k: float(np.median(v)) for k, v in overhead.items()}

@@ -25,7 +25,11 @@ rate parts plus the fixed overhead,
   cost = [OUT > 0] x (multilinear parts + overhead),
 
 so an op whose channels all died costs nothing, as in the network rebuilt
-without it. The term keeps the multilinear parts only: the indicator and
+without it. A form whose `multiple` is above 1 is a kernel that runs
+channels in blocks of that many (vector width, register blocking): its
+cost is taken at the alive counts rounded up to the multiple,
+ceil(IN / m) x m and ceil(OUT / m) x m, while its term keeps the counts
+as they are (the rounding is a step, with no gradient). The term keeps the multilinear parts only: the indicator and
 the overhead are constant wherever the term has a gradient (every alive
 count above zero), the overhead is saved only when the last channel dies,
 and the rate parts already drive the channels there. The forms of one op
@@ -51,7 +55,7 @@ from morph_net.network_regularizers import einsum_cost
 from morph_net.network_regularizers import op_types
 
 __all__ = [
-    'Form', 'scale', 'evaluate', 'evaluate_rows', 'is_flop_op',
+    'Form', 'scale', 'aligned', 'evaluate', 'evaluate_rows', 'is_flop_op',
     'matmul_rows_per_example', 'spatial_size', 'flop_coeff',
     'num_weights_coeff', 'flop_forms', 'model_size_forms',
     'activation_count_forms', 'activation_size_forms', 'memory_forms',
@@ -59,8 +63,8 @@ __all__ = [
 ]
 
 Form = collections.namedtuple(
-    'Form', ['bilinear', 'inputs', 'outputs', 'depthwise', 'overhead'],
-    defaults=(None,))
+    'Form', ['bilinear', 'inputs', 'outputs', 'depthwise', 'overhead',
+             'multiple'], defaults=(None, None))
 
 # Inputs that hold no activations: a transposed conv's output shape, batch
 # norm parameters, reduction indices.
@@ -71,8 +75,26 @@ _SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0,
 def scale(form: Form, factor) -> Form:
   """The form times a constant (its overhead too)."""
   overhead = None if form.overhead is None else form.overhead * factor
-  return Form(form.bilinear * factor, form.inputs * factor,
-              form.outputs * factor, form.depthwise, overhead)
+  return form._replace(bilinear=form.bilinear * factor,
+                       inputs=form.inputs * factor,
+                       outputs=form.outputs * factor, overhead=overhead)
+
+
+def aligned(count, multiple):
+  """`count` rounded up to a multiple of `multiple` (None or 1: as is).
+
+  Args:
+    count: a channel count: a number, or a tensor (float).
+    multiple: an integer >= 1, or None.
+
+  Returns:
+    ceil(count / multiple) x multiple, of the count's type.
+  """
+  if not multiple or multiple == 1:
+    return count
+  if _is_number(count):
+    return float(math.ceil(count / multiple - 1e-9) * multiple)
+  return tf.math.ceil(count / multiple) * multiple
 
 
 def _is_number(value):
@@ -82,14 +104,16 @@ def _is_number(value):
 def _cost_and_term(form, num_alive_inputs, num_alive_outputs, reg_inputs,
                    reg_outputs):
   """(cost, term) of one form."""
+  cost_in = aligned(num_alive_inputs, form.multiple)
+  cost_out = aligned(num_alive_outputs, form.multiple)
   if form.depthwise:
-    cost = form.bilinear * num_alive_outputs
+    cost = form.bilinear * cost_out
     term = form.bilinear * (reg_inputs + reg_outputs)
   else:
-    cost = form.bilinear * num_alive_inputs * num_alive_outputs
+    cost = form.bilinear * cost_in * cost_out
     term = form.bilinear * (num_alive_inputs * reg_outputs +
                             num_alive_outputs * reg_inputs)
-  cost += form.inputs * num_alive_inputs + form.outputs * num_alive_outputs
+  cost += form.inputs * cost_in + form.outputs * cost_out
   term += form.inputs * reg_inputs + form.outputs * reg_outputs
   if form.overhead is not None:
     cost = (cost + form.overhead) * _any_alive(num_alive_outputs)
@@ -163,25 +187,30 @@ def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
   depthwise = np.array([bool(f.depthwise) for f in forms])
   launched = np.array([f.overhead is not None for f in forms])
   overhead = np.array([f.overhead or 0.0 for f in forms], np.float64)
+  multiples = np.array([f.multiple or 1 for f in forms], np.float64)
+  cost_in, cost_out = alive_in, alive_out
+  if (multiples > 1).any():  # The cost at counts rounded up (docstring).
+    cost_in = tf.math.ceil(alive_in / multiples) * multiples
+    cost_out = tf.math.ceil(alive_out / multiples) * multiples
   cost, term = None, None
   if bilinear.any():
     if not depthwise.any():
-      cost = bilinear * (alive_in * alive_out)
+      cost = bilinear * (cost_in * cost_out)
       if need_term:
         term = bilinear * (alive_in * reg_out + alive_out * reg_in)
     else:
       dense = (~depthwise).astype(np.float64)
       linear = depthwise.astype(np.float64)
-      cost = bilinear * alive_out * (alive_in * dense + linear)
+      cost = bilinear * cost_out * (cost_in * dense + linear)
       if need_term:
         term = bilinear * (dense * (alive_in * reg_out + alive_out * reg_in) +
                            linear * (reg_in + reg_out))
   if inputs.any():
-    cost = _accumulate(cost, inputs * alive_in)
+    cost = _accumulate(cost, inputs * cost_in)
     if need_term:
       term = _accumulate(term, inputs * reg_in)
   if outputs.any():
-    cost = _accumulate(cost, outputs * alive_out)
+    cost = _accumulate(cost, outputs * cost_out)
     if need_term:
       term = _accumulate(term, outputs * reg_out)
   if launched.any():  # Cost only; see the module docstring.

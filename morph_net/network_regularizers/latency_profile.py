@@ -20,15 +20,24 @@ bias_add, add, mul, activation, pool, pad, concat, batch_norm, reduce. A
 profile lists the kinds it was calibrated for; costing an op of a kind it
 lacks is an error naming the op and the missing field.
 
+Kernels run channels in blocks (a vector register's floats, a blocked
+layout's block): a width costs as if rounded up to the profile's
+`preferred_multiple` m, that is every op's FLOPs and bytes are taken at
+ceil(IN / m) x m input and ceil(OUT / m) x m output channels. The
+calibration's fit chooses m among `CANDIDATE_MULTIPLES` by held-out error
+(`morph_net.latency.fit`); 1 is no alignment. Latency-targeted structures
+round their widths to it (`preferred_multiple_of`).
+
 The JSON file (written by the calibration, read by `LatencyProfile.load`):
 
-  {"format": "morph_net.latency_profile", "version": 1, "batch_size": 8,
-   "device": "x86_64, 1 intra-op thread",
+  {"format": "morph_net.latency_profile", "version": 2, "batch_size": 8,
+   "device": "x86_64, 1 intra-op thread", "preferred_multiple": 8,
    "kinds": {"conv": {"ns_per_flop": 0.05, "ns_per_byte": 0.1,
                       "overhead_ns": 4000.0, "fit": {...}}, ...},
    "metadata": {...}}
 
-`fit` (optional, per kind) and `metadata` are kept as they are. The latency
+`fit` (optional, per kind) and `metadata` are kept as they are. Version 1
+files (no `preferred_multiple`) still load, with a multiple of 1. The latency
 resource function of a profile is in `profile_resource`.
 """
 
@@ -45,12 +54,17 @@ from morph_net import errors
 from morph_net.network_regularizers import op_types
 
 __all__ = [
-    'FORMAT', 'VERSION', 'OP_KINDS', 'PARAMETER_FIELDS', 'KindParameters',
-    'LatencyProfile', 'op_kind', 'get_profile',
+    'FORMAT', 'VERSION', 'READABLE_VERSIONS', 'CANDIDATE_MULTIPLES',
+    'OP_KINDS', 'PARAMETER_FIELDS', 'KindParameters', 'LatencyProfile',
+    'op_kind', 'get_profile', 'preferred_multiple_of',
 ]
 
 FORMAT = 'morph_net.latency_profile'
-VERSION = 1
+VERSION = 2
+# Versions `from_dict` reads: 1 has no `preferred_multiple` (read as 1).
+READABLE_VERSIONS = (1, 2)
+# The channel multiples a calibration's fit chooses among.
+CANDIDATE_MULTIPLES = (1, 4, 8, 16, 32)
 
 OP_KINDS = collections.OrderedDict([
     ('conv', op_types.CONV_OP_TYPES),
@@ -123,15 +137,17 @@ class LatencyProfile(object):
     device: a description of the machine.
     metadata: anything else to keep in the file (threads, timings ...).
     source: where the profile came from, for error messages.
+    preferred_multiple: the channel multiple widths cost as if rounded up
+      to (1: no alignment).
 
   Raises:
-    ProfileError: for an unknown kind, a missing or negative parameter, or
-      a bad batch size; the message names the field.
+    ProfileError: for an unknown kind, a missing or negative parameter, a
+      bad batch size or multiple; the message names the field.
   """
 
   def __init__(self, kinds: Mapping[str, object], batch_size: int = 1,
                device: str = '', metadata: Optional[Dict] = None,
-               source: str = 'profile'):
+               source: str = 'profile', preferred_multiple: int = 1):
     self.source = source
     if not isinstance(kinds, Mapping) or not kinds:
       raise errors.ProfileError(
@@ -143,6 +159,13 @@ class LatencyProfile(object):
       raise errors.ProfileError(
           '%s: field `batch_size` must be a positive integer. Received: %r' %
           (source, batch_size))
+    if (isinstance(preferred_multiple, bool) or
+        not isinstance(preferred_multiple, int) or preferred_multiple < 1):
+      raise errors.ProfileError(
+          '%s: field `preferred_multiple` must be an integer >= 1 (the '
+          'channel multiple widths cost as if rounded up to; 1 for none). '
+          'Received: %r' % (source, preferred_multiple))
+    self.preferred_multiple = preferred_multiple
     self._kinds = collections.OrderedDict()
     self._fits = {}
     for kind in sorted(kinds):
@@ -208,6 +231,7 @@ class LatencyProfile(object):
         kinds[kind]['fit'] = self._fits[kind]
     return {'format': FORMAT, 'version': VERSION, 'batch_size':
             self.batch_size, 'device': self.device, 'kinds': kinds,
+            'preferred_multiple': self.preferred_multiple,
             'metadata': self.metadata}
 
   def to_json(self) -> str:
@@ -220,7 +244,8 @@ class LatencyProfile(object):
 
     Raises:
       ProfileError: for data that is not a profile (field `format`), a
-        newer version, or bad fields (see the class).
+        version not in READABLE_VERSIONS, a version 2 without
+        `preferred_multiple`, or bad fields (see the class).
     """
     if not isinstance(data, Mapping) or data.get('format') != FORMAT:
       found = data.get('format') if isinstance(data, Mapping) else type(
@@ -229,12 +254,19 @@ class LatencyProfile(object):
           '%s is not a MorphNet latency profile: field `format` is %r, '
           'expected %r. Write one with python -m '
           'morph_net.tools.calibrate_latency.' % (source, found, FORMAT))
-    if data.get('version') != VERSION:
+    version = data.get('version')
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
       raise errors.ProfileError(
-          '%s: field `version` is %r; this MorphNet reads version %d.' %
-          (source, data.get('version'), VERSION))
+          '%s: field `version` is %r; this MorphNet reads versions %s.' %
+          (source, version, ', '.join(str(v) for v in READABLE_VERSIONS)))
+    if version >= 2 and 'preferred_multiple' not in data:
+      raise errors.ProfileError(
+          '%s: field `preferred_multiple` is missing: a version %d profile '
+          'records the channel multiple widths cost as if rounded up to (1 '
+          'for none).' % (source, version))
     return cls(data.get('kinds'), data.get('batch_size'),
-               data.get('device', ''), data.get('metadata'), source=source)
+               data.get('device', ''), data.get('metadata'), source=source,
+               preferred_multiple=data.get('preferred_multiple', 1))
 
   @classmethod
   def load(cls, path: str) -> 'LatencyProfile':
@@ -260,8 +292,10 @@ class LatencyProfile(object):
             self.to_dict() == other.to_dict())
 
   def __repr__(self):
-    return 'LatencyProfile(%s, batch_size=%d, kinds=%s)' % (
-        self.source, self.batch_size, ', '.join(self._kinds))
+    multiple = ('' if self.preferred_multiple == 1 else
+                ', preferred_multiple=%d' % self.preferred_multiple)
+    return 'LatencyProfile(%s, batch_size=%d%s, kinds=%s)' % (
+        self.source, self.batch_size, multiple, ', '.join(self._kinds))
 
 
 def get_profile(hardware) -> LatencyProfile:
@@ -273,3 +307,31 @@ def get_profile(hardware) -> LatencyProfile:
   if isinstance(hardware, LatencyProfile):
     return hardware
   return LatencyProfile.load(os.fspath(hardware))
+
+
+def preferred_multiple_of(hardware) -> int:
+  """The channel multiple latency-targeted widths should round to.
+
+  Args:
+    hardware: a LatencyProfile, or an object holding one through its
+      `hardware`, `network_regularizer` or `resource_function` attributes
+      (a latency regularizer, a `ModelRegularizer`, a `StructureCost`, a
+      latency resource function), or anything else.
+
+  Returns:
+    The profile's `preferred_multiple`; 1 for anything that is not (and
+    does not hold) a profile: a FLOP regularizer, a roofline device.
+  """
+  todo = [hardware]
+  for _ in range(4):  # ModelRegularizer -> regularizer -> function -> profile.
+    found = []
+    for value in todo:
+      if isinstance(value, LatencyProfile):
+        return value.preferred_multiple
+      for attribute in ('hardware', 'network_regularizer',
+                        'resource_function'):
+        inner = getattr(value, attribute, None)
+        if inner is not None and not isinstance(inner, (str, bytes)):
+          found.append(inner)
+    todo = found
+  return 1

@@ -6,8 +6,11 @@ or JSON path): per op, [compute form, memory form] scaled by the op kind's
 ns_per_flop and ns_per_byte, each carrying the kind's overhead_ns (see
 `cost_forms` for how a form with an overhead is costed), so the cost
 calculator evaluates a whole network with its usual vector ops.
-`op_features` gives one op's (kind, FLOPs, bytes) with all channels alive:
-the numbers calibration measurements are fitted to.
+`op_features` gives one op's (kind, FLOPs, bytes) with all channels alive
+(at channel counts rounded up to a multiple, for an aligned profile): the
+numbers calibration measurements are fitted to. A profile's
+`preferred_multiple` goes into its forms (`cost_forms.Form.multiple`): an
+op costs as if its alive counts were rounded up to it.
 """
 
 import os
@@ -25,12 +28,13 @@ __all__ = ['op_features', 'profile_forms', 'is_profile_argument',
            'latency_function_factory']
 
 
-def op_features(op: tf.Operation, batch_size: int = 1) -> Tuple[str, float,
-                                                                float]:
+def op_features(op: tf.Operation, batch_size: int = 1,
+                multiple: int = 1) -> Tuple[str, float, float]:
   """(kind, FLOPs, bytes) of `op` with all its channels alive.
 
   The numbers the profile's rates multiply: `cost_forms.flop_forms` and
-  `memory_forms` at the op's static channel counts.
+  `memory_forms` at the op's static channel counts, each rounded up to a
+  multiple of `multiple` (`cost_forms.aligned`; 1: as they are).
 
   Raises:
     ProfileError: for an op of no kind.
@@ -46,6 +50,8 @@ def op_features(op: tf.Operation, batch_size: int = 1) -> Tuple[str, float,
     in_channels = _channels(op_types.get_input_activation(op), op)
   else:
     in_channels = out_channels
+  in_channels = cost_forms.aligned(in_channels, multiple)
+  out_channels = cost_forms.aligned(out_channels, multiple)
   values = []
   with op.graph.as_default():  # Unknown sizes make tf.shape ops there.
     for forms in (cost_forms.flop_forms(op, batch_size),
@@ -74,6 +80,8 @@ def profile_forms(op: tf.Operation, profile: latency_profile.LatencyProfile,
                   batch_size: int = 1):
   """[compute form, memory form] of `op` in ns, each with the overhead.
 
+  Both forms carry the profile's `preferred_multiple` (None for 1).
+
   Returns:
     [] for ops of no kind.
 
@@ -90,7 +98,10 @@ def profile_forms(op: tf.Operation, profile: latency_profile.LatencyProfile,
   forms = [cost_forms.scale(compute[0], p.ns_per_flop)]
   forms += [cost_forms.scale(f, p.ns_per_byte)
             for f in cost_forms.memory_forms(op, batch_size)]
-  return [f._replace(overhead=p.overhead_ns) for f in forms]
+  multiple = (profile.preferred_multiple
+              if profile.preferred_multiple > 1 else None)
+  return [f._replace(overhead=p.overhead_ns, multiple=multiple)
+          for f in forms]
 
 
 def is_profile_argument(hardware) -> bool:

@@ -21,7 +21,8 @@ from absl import logging
 from morph_net import errors
 from morph_net.structure import cost_fitting
 
-__all__ = ['scale_width', 'multiply', 'scale_groups', 'expand_to_cost']
+__all__ = ['scale_width', 'multiply', 'round_up', 'scale_groups',
+           'expand_to_cost']
 
 Structure = Dict[str, int]
 
@@ -64,6 +65,40 @@ def multiply(structure: Structure, multiplier: float,
   """
   return {name: scale_width(int(width), multiplier, round_to)
           for name, width in structure.items()}
+
+
+def round_up(structure: Structure, round_to: int,
+             widest: Optional[Dict[str, int]] = None) -> Structure:
+  """Every width rounded up to a multiple of `round_to`, capped at `widest`.
+
+  For widths a device runs in blocks (a latency profile's
+  `preferred_multiple`): a width costs as much as the next multiple, so
+  rounding up adds channels at no latency. 0 stays 0.
+
+  Args:
+    structure: {name: width}.
+    round_to: the multiple (>= 1).
+    widest: {name: the most channels the name may have} (its original
+      width); names not in it are not capped.
+
+  Returns:
+    The rounded structure.
+
+  Raises:
+    InvalidArgumentError: for round_to below 1.
+  """
+  if isinstance(round_to, bool) or not isinstance(round_to, int) or (
+      round_to < 1):
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `round_to`. Expected an integer >= 1. '
+        'Received: round_to=%r' % (round_to,))
+  widest = widest or {}
+  rounded = {}
+  for name, width in structure.items():
+    width = int(width)
+    up = round_to * int(math.ceil(width / round_to)) if width else 0
+    rounded[name] = min(up, widest[name]) if name in widest else up
+  return rounded
 
 
 def scale_groups(structure: Structure, groups: Sequence[Sequence[str]],

@@ -4,13 +4,17 @@ r"""Command line: measure a latency profile of this machine on a model's layers.
       --output=device.json [--batch_size=8] [--repeats=15] [--warmup=2] \
       [--threads=1] [--inter_op_threads=1] [--fractions=1,0.6,0.3] \
       [--statistic=median|min] [--clock=wall|cpu] [--model_structures=8] \
-      [--whole_model_share=0.5] [--nowhole_model]
+      [--whole_model_share=0.5] [--nowhole_model] [--budget=N] [--noprobe] \
+      [--unstable_spread=0.1] [--max_attempts=3] [--multiples=1,4,8,16,32]
 
 Times every costed layer of the model alone at several widths, and the
-whole model at the same width fractions (interleaved repeats, medians, a
-progress bar), fits per op kind
-latency = max(ns_per_flop x FLOPs, ns_per_byte x bytes) + overhead_ns, and
-writes the profile JSON atomically with the fit's residuals. Use it with
+whole model at the same width fractions (warm, in groups the kernel caches
+hold, interleaved repeats, medians with their IQR, unstable ones measured
+again then flagged, a progress bar: `latency.measurement`), fits per op
+kind latency = max(ns_per_flop x FLOPs, ns_per_byte x bytes) + overhead_ns
+at channel counts rounded up to the profile's preferred multiple (chosen
+among --multiples by held-out error), and writes the profile JSON
+atomically with the fit's residuals. Use it with
 `GammaLatencyRegularizer(..., hardware='device.json', batch_size=8)` (or any
 latency regularizer, `StructureCost`, `expansion.expand_to_cost`). Threads are
 pinned before TensorFlow starts; calibrate with the thread counts you deploy
@@ -53,6 +57,16 @@ def define_flags():
                      'the whole-model timings carry, in (0, 1).')
   flags.DEFINE_string('input_shape', None, 'Input shape without batch, e.g. '
                       '96,96,3, for a model saved without a static one.')
+  flags.DEFINE_integer('budget', None, 'Kernel weight per timed group '
+                       '(default: checked by measuring).', lower_bound=1)
+  flags.DEFINE_boolean('probe', True, 'Without --budget, check the default '
+                       'budget by measuring (--noprobe: take it).')
+  flags.DEFINE_float('unstable_spread', 0.1, 'IQR / median above which a '
+                     'measurement is repeated.', lower_bound=0.0)
+  flags.DEFINE_integer('max_attempts', 3, 'Measurements of an unstable '
+                       'variant before it is flagged.', lower_bound=1)
+  flags.DEFINE_list('multiples', ['1', '4', '8', '16', '32'], 'Channel '
+                    'multiples the fit chooses the preferred one among.')
   flags.mark_flags_as_required(['model', 'output'])
 
 
@@ -67,9 +81,21 @@ def _fractions(values):
   return fractions
 
 
+def _multiples(values):
+  try:
+    multiples = [int(v) for v in values]
+  except ValueError:
+    multiples = []
+  if not multiples or not all(m >= 1 for m in multiples):
+    raise app.UsageError('--multiples must be integers >= 1; got %s.' %
+                         ','.join(values))
+  return tuple(multiples)
+
+
 def main(argv):
   del argv
   fractions = _fractions(FLAGS.fractions)
+  multiples = _multiples(FLAGS.multiples)
   if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
     raise app.UsageError('--batch_size and --repeats must be >= 1.')
   if FLAGS.model_structures < 0 or not 0 < FLAGS.whole_model_share < 1:
@@ -89,7 +115,9 @@ def main(argv):
       warmup=FLAGS.warmup, fractions=fractions, statistic=FLAGS.statistic,
       whole_model=FLAGS.whole_model, clock=FLAGS.clock,
       model_structures=FLAGS.model_structures,
-      whole_model_share=FLAGS.whole_model_share)
+      whole_model_share=FLAGS.whole_model_share, budget=FLAGS.budget,
+      probe=FLAGS.probe, unstable_spread=FLAGS.unstable_spread,
+      max_attempts=FLAGS.max_attempts, multiples=multiples)
   calibration.save_profile(profile, FLAGS.output)
   print(calibration.summary(profile))
   print('%s: %d layers of %s calibrated in %.1f s on %s' % (

@@ -76,7 +76,9 @@ def define_flags(flag_values=FLAGS):
                       'own cost.', **kwargs)
   flags.register_validator('target_cost', _valid_target_cost,
                            flag_values=flag_values)
-  flags.DEFINE_integer('round_to', 1, 'Round widths to a multiple of this.',
+  flags.DEFINE_integer('round_to', None, 'Round widths to a multiple of '
+                       "this (default: a latency profile's preferred_multiple "
+                       'with --hardware=<profile.json>, else 1).',
                        lower_bound=1, **kwargs)
   flags.mark_flags_as_required(['structure', 'output'],
                                flag_values=flag_values)
@@ -95,7 +97,7 @@ def main(argv):
     structure = structure_files.read_structure(FLAGS.structure)
     structure_files.write_structure(
         width_multiplier.multiply(structure, FLAGS.multiplier,
-                                  FLAGS.round_to), FLAGS.output)
+                                  FLAGS.round_to or 1), FLAGS.output)
     return
   model = cli_common.model_from_flags()
   regularizer = cli_common.regularizer_from_flags(model)

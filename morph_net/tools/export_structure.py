@@ -16,7 +16,10 @@ checkpoint:
         --checkpoint=/train/ckpt.weights.h5 --output=structure.json
 
 Latency regularizers also take --hardware (a device name such as V100, or a
-device profile path) and --batch_size.
+device profile path) and --batch_size. With a profile whose
+`preferred_multiple` is above 1, the widths are rounded up to it (capped at
+the layer's width; the profile costs them so anyway); --round_to sets
+another multiple (1: the alive counts as they are).
 
 The JSON is the structure exporter's ({Keras layer name: alive count},
 sorted keys, indent 2), written atomically. A channel is alive when its
@@ -63,9 +66,15 @@ def define_flags(flag_values=FLAGS):
   cli_common.define_regularizer_flags(module, flag_values)
   flags.DEFINE_string('output', None, 'Structure JSON to write.',
                       flag_values=flag_values, module_name=module)
+  flags.DEFINE_integer('round_to', None, 'Round widths up to a multiple of '
+                       "this (default: a latency profile's preferred_multiple "
+                       'with --hardware=<profile.json>, else 1).',
+                       lower_bound=1, flag_values=flag_values,
+                       module_name=module)
 
 
-def export(model, output, regularizer_class=None, threshold=1e-3):
+def export(model, output, regularizer_class=None, threshold=1e-3,
+           round_to=None):
   """Writes the alive counts of a model's regularizer as a structure JSON.
 
   Args:
@@ -75,15 +84,18 @@ def export(model, output, regularizer_class=None, threshold=1e-3):
     regularizer_class: with a model, the network regularizer class
       (default GammaFlopsRegularizer).
     threshold: with a model, the regularizer's alive threshold.
+    round_to: round the counts up to a multiple of this, capped at the
+      layers' widths (`ModelRegularizer.aligned_counts`); default a latency
+      profile's `preferred_multiple`, else 1.
 
   Returns:
-    {layer name: alive count}.
+    {layer name: alive count (rounded)}.
   """
   regularizer = (model if isinstance(model,
                                      model_regularizer_lib.ModelRegularizer)
                  else model_regularizer_lib.model_regularizer(
                      model, regularizer_class, threshold))
-  counts = regularizer.alive_counts()
+  counts = regularizer.aligned_counts(round_to)
   structure_files.write_structure(counts, output)
   return counts
 
@@ -95,7 +107,7 @@ def main(argv):
   cli_common.check_model_flags(required=True)
   model = cli_common.model_from_flags()
   regularizer = cli_common.regularizer_from_flags(model)
-  counts = export(regularizer, FLAGS.output)
+  counts = export(regularizer, FLAGS.output, round_to=FLAGS.round_to)
   print('Wrote %d layers to %s.' % (len(counts), FLAGS.output))
 
 

@@ -54,6 +54,15 @@ def test_calibrate_smoke(tmp_path):
   path = calibration.save_profile(profile, str(tmp_path / 'd.json'))
   assert latency_profile.LatencyProfile.load(path) == profile
   assert 'kind' in calibration.summary(profile)
+  # Timed warm in groups (the budget checked by measuring), aligned fit.
+  timed = profile.metadata['measurement']
+  assert timed['budget_source'] == 'probed'
+  assert timed['environment']['tf_primitive_cache'] == 1024
+  assert sorted(timed['spread']) == sorted(labels + profile.metadata[
+      'left_out'])
+  assert profile.metadata['alignment']['candidates'] == [1, 4, 8, 16, 32]
+  assert ('preferred channel multiple %d (held-out median error 1: ' %
+          profile.preferred_multiple) in calibration.summary(profile)
 
 
 def test_calibrate_refuses_models_without_costed_layers():
@@ -77,7 +86,8 @@ def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
       calibration.CalibrationSettings)] == [
           'batch_size', 'repeats', 'warmup', 'fractions', 'layer_rules',
           'verbose', 'statistic', 'whole_model', 'model_structures', 'seed',
-          'whole_model_share', 'clock']
+          'whole_model_share', 'clock', 'budget', 'probe', 'unstable_spread',
+          'max_attempts', 'multiples']
   for function in (calibration.measure, calibration.calibrate):
     assert list(inspect.signature(function).parameters) == [
         'model', 'batch_size', 'settings', 'options']

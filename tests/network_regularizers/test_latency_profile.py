@@ -1,6 +1,7 @@
 """Measured latency profiles: JSON form, validation, costs of a two-conv net."""
 
 import json
+import re
 
 import pytest
 import tensorflow as tf
@@ -116,8 +117,30 @@ class TestJson(object):
     assert loaded.metadata == {'threads': {'intra_op': 1}}
     data = json.loads(path.read_text())
     assert data['format'] == 'morph_net.latency_profile'
-    assert data['version'] == 1
+    assert data['version'] == 2
+    assert data['preferred_multiple'] == 1
     assert sorted(data['kinds']) == ['add', 'conv']
+
+  def test_round_trip_keeps_the_preferred_multiple(self, tmp_path):
+    profile = latency_profile.LatencyProfile(
+        _KINDS, batch_size=2, device='cpu', preferred_multiple=8)
+    path = tmp_path / 'aligned.json'
+    path.write_text(profile.to_json())
+    loaded = latency_profile.LatencyProfile.load(str(path))
+    assert loaded == profile
+    assert loaded.preferred_multiple == 8
+    assert json.loads(path.read_text())['preferred_multiple'] == 8
+    assert 'preferred_multiple=8' in repr(loaded)
+
+  def test_version_1_loads_with_multiple_1(self, tmp_path):
+    data = _data(version=1)
+    del data['preferred_multiple']
+    path = tmp_path / 'old.json'
+    path.write_text(json.dumps(data))
+    loaded = latency_profile.LatencyProfile.load(str(path))
+    assert loaded.preferred_multiple == 1
+    assert loaded.kinds == _profile().kinds
+    assert loaded.to_dict()['version'] == 2
 
   def test_predict(self):
     profile = _profile()
@@ -184,9 +207,26 @@ class TestBadProfiles(object):
 
   def test_version(self):
     with pytest.raises(errors.ProfileError,
-                       match=r'field `version` is 2; this MorphNet reads '
-                       r'version 1'):
-      latency_profile.LatencyProfile.from_dict(_data(version=2))
+                       match=r'field `version` is 3; this MorphNet reads '
+                       r'versions 1, 2'):
+      latency_profile.LatencyProfile.from_dict(_data(version=3))
+
+  def test_version_2_needs_the_preferred_multiple(self):
+    data = _data()
+    del data['preferred_multiple']
+    with pytest.raises(errors.ProfileError,
+                       match=r'profile: field `preferred_multiple` is '
+                       r'missing: a version 2 profile records the channel '
+                       r'multiple'):
+      latency_profile.LatencyProfile.from_dict(data)
+
+  @pytest.mark.parametrize('value', [0, 2.5, True, '8'])
+  def test_bad_preferred_multiple(self, value):
+    with pytest.raises(errors.ProfileError,
+                       match=r'profile: field `preferred_multiple` must be an '
+                       r'integer >= 1 .*Received: %s' % re.escape(repr(value))):
+      latency_profile.LatencyProfile.from_dict(
+          _data(preferred_multiple=value))
 
   def test_check_kinds(self):
     with pytest.raises(errors.ProfileError,

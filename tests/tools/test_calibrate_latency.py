@@ -25,7 +25,8 @@ def test_command_line(tmp_path):
   output = str(tmp_path / 'profiles' / 'device.json')
   proc = _run('--model=' + model_path, '--output=' + output,
               '--batch_size=2', '--repeats=2', '--warmup=1',
-              '--fractions=1,0.5', '--clock=cpu', '--model_structures=1')
+              '--fractions=1,0.5', '--clock=cpu', '--model_structures=1',
+              '--budget=64', '--multiples=1,8', '--max_attempts=2')
   assert proc.returncode == 0, proc.stderr[-3000:]
   profile = latency_profile.LatencyProfile.load(output)
   assert profile.batch_size == 2
@@ -35,7 +36,14 @@ def test_command_line(tmp_path):
   assert profile.metadata['clock'] == 'cpu'
   # x1, x0.5 and one random structure.
   assert profile.metadata['whole_model_samples'] == 3
+  assert profile.metadata['measurement']['budget'] == 64
+  assert profile.metadata['measurement']['budget_source'] == 'given'
+  assert profile.metadata['alignment']['candidates'] == [1, 8]
+  assert profile.preferred_multiple in (1, 8)
   assert 'ns/FLOP' in proc.stdout
+  assert 'preferred channel multiple' in proc.stdout
+  assert 'timed in ' in proc.stdout and '(kernel budget 64, given)' in (
+      proc.stdout)
   assert '9 layers of padded_mobile calibrated in' in proc.stdout
 
 
@@ -44,6 +52,7 @@ def test_command_line(tmp_path):
     (['--batch_size=0'], '--batch_size and --repeats must be >= 1.'),
     (['--whole_model_share=1'], '--model_structures must be >= 0 and '
      '--whole_model_share in (0, 1).'),
+    (['--multiples=1,0'], '--multiples must be integers >= 1; got 1,0.'),
 ])
 def test_usage_errors(args, message):
   proc = _run('--model=m.keras', '--output=o.json', *args)
