@@ -127,7 +127,9 @@ _REFERENCE = {
     'latency': ['morph_net.latency.calibration.CalibrationSettings',
                 'morph_net.latency.calibration.calibrate',
                 'morph_net.latency.calibration.measure',
-                'morph_net.latency.fit.fit_profile'],
+                'morph_net.latency.fit.fit_profile',
+                'morph_net.latency.measurement.MeasurementSettings',
+                'morph_net.latency.measurement.measure'],
     'network_regularizers': [
         'morph_net.network_regularizers.flop_regularizer.'
         'GammaFlopsRegularizer',
