@@ -119,8 +119,9 @@ def _plot(table_rows, path) -> bool:
         ax.errorbar([t for t, _ in points], [v['mean'] for _, v in points],
                     yerr=[v['half_width'] or 0.0 for _, v in points],
                     marker='o', capsize=3, label=method)
-      ax.set_title('%s, %s' % (network, stage))
-      ax.set_xlabel('FLOPs target (fraction)')
+      ax.set_title('%s, %s%s' % (network, stage, ', at the original FLOPs'
+                                  if stage.startswith('expand') else ''))
+      ax.set_xlabel('shrink target (fraction of the original FLOPs)')
       ax.set_ylabel('test accuracy (%), 95% CI')
       ax.legend(fontsize='small')
   from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top

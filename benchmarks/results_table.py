@@ -30,6 +30,7 @@ difference to uniform by seed; the FLOPs check; what each cell cost),
 """
 
 import collections
+import dataclasses
 import json
 import os
 import sys
@@ -111,6 +112,21 @@ def matches(cell: Cell, only) -> bool:
     elif str(value) not in values:
       return False
   return True
+
+
+def check_choices(flag: str, values, allowed) -> None:
+  """Raises unless every value is one of `allowed`.
+
+  Raises:
+    InvalidArgumentError: naming the flag, the allowed values and the
+      value received.
+  """
+  from morph_net import errors  # pylint: disable=g-import-not-at-top
+  unknown = [v for v in values if v not in allowed]
+  if unknown:
+    raise errors.InvalidArgumentError(
+        'Invalid value for flag `--%s`. Expected values of %s. Received: %s'
+        % (flag, ', '.join(allowed), ','.join(unknown)))
 
 
 def requested_cells(networks, methods, targets, seeds, stages):
@@ -240,7 +256,8 @@ def make(bench, store: Store, cell: Cell, tolerance: float, made=None,
   record = run_stage(bench, store, cell)
   record.update(cell._asdict())
   record.update(seconds=time.time() - start,
-                original_flops=bench.original_flops, dataset=dataset)
+                original_flops=bench.original_flops, dataset=dataset,
+                budget=dataclasses.asdict(bench.budget))
   record['flops_distance'] = methods_lib.check_equal_cost(
       cell_key(cell), record['flops'], target_flops(record), tolerance)
   store.put(cell, record)
@@ -262,6 +279,10 @@ def budget_from_flags() -> methods_lib.Budget:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Unexpected arguments: %s' % argv[1:])
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
+  check_choices('networks', FLAGS.networks, networks.ARCHITECTURES)
+  check_choices('methods', FLAGS.methods, methods_lib.METHODS)
+  check_choices('stages', FLAGS.stages, methods_lib.STAGES[1:])
   only = parse_only(FLAGS.only)
   budget = budget_from_flags()
   store = Store(os.path.join(FLAGS.output_dir, FLAGS.dataset, 'cells'))
@@ -279,6 +300,11 @@ def main(argv):
     make(benches[cell.network], store, cell, budget.tolerance, made,
          FLAGS.dataset)
   print('%d cells made, %d already stored.' % (len(made), skipped))
+  other = [r for r in store.all()
+           if r.get('budget') != dataclasses.asdict(budget)]
+  if other:
+    print('Warning: %d stored cells were made with another budget (their '
+          '"budget" field); the table mixes them.' % len(other))
   text = results_report.write(store.all(), os.path.dirname(store.directory),
                               budget.tolerance)
   print(text)

@@ -1,5 +1,6 @@
 """benchmarks/results_table.py: cells, cache, equal FLOPs, outputs, a smoke run."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -61,6 +62,17 @@ def test_only_filters_and_their_errors():
       "field of network, method, target, seed, stage. Received: 'net=vgg'")
 
 
+def test_unknown_flag_values_are_named():
+  results_table.check_choices('stages', ['prune', 'scratch'], ('prune',
+                                                               'scratch'))
+  with pytest.raises(errors.InvalidArgumentError) as raised:
+    results_table.check_choices('stages', ['prune', 'original', 'x'],
+                                ('prune', 'scratch'))
+  assert str(raised.value) == (
+      'Invalid value for flag `--stages`. Expected values of prune, scratch. '
+      'Received: original,x')
+
+
 def test_grid_and_dependencies():
   cells = results_table.requested_cells(['vgg'], ['gamma', 'uniform'], [0.5],
                                         [0], ['prune', 'reprune', 'expand2'])
@@ -110,6 +122,7 @@ def test_a_stored_cell_is_skipped_and_a_new_one_stored(tmp_path):
   assert made == [scratch._replace(stage='prune'), scratch]
   assert record['accuracy'] == 0.75 and record['stage'] == 'scratch'
   assert record['flops_distance'] == 0.0
+  assert record['budget'] == dataclasses.asdict(results_methods.Budget())
   assert sorted(os.listdir(tmp_path)) == ['vgg_uniform_0.5_2_prune.json',
                                           'vgg_uniform_0.5_2_scratch.json']
   assert store.get(scratch) == record
