@@ -138,6 +138,24 @@ def test_a_cell_off_its_flops_target_is_not_stored(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
+def test_fill_goes_on_after_a_cell_off_its_target(tmp_path):
+  store = results_table.Store(str(tmp_path))
+  cells = [Cell('vgg', 'uniform', 0.5, 0, 'prune'),
+           Cell('vgg', 'uniform', 0.25, 0, 'prune')]
+  benches = {'vgg': _FakeBench(flops_fraction=1.02)}
+  made, skipped, missed = results_table.fill(cells, store, benches.get, 0.01,
+                                             'fashion_mnist')
+  assert (made, skipped) == ([], 0)
+  assert [m.split(':')[0] for m in missed] == [
+      'Cell vgg_uniform_0.5_0_prune', 'Cell vgg_uniform_0.25_0_prune']
+  benches['vgg'] = _FakeBench()
+  made, skipped, missed = results_table.fill(cells, store, benches.get, 0.01,
+                                             'fashion_mnist')
+  assert (made, skipped, missed) == (cells, 0, [])
+  assert results_table.fill(cells, store, benches.get, 0.01,
+                            'fashion_mnist') == ([], 2, [])
+
+
 # ------------------------------------------------------------ methods.
 
 
