@@ -100,6 +100,15 @@ def parse_only(filters):
           'Invalid value for flag `--only`. Expected field=value[+value] '
           'with a field of %s. Received: %r' % (', '.join(_FIELDS), item))
     parsed[field] = set(values.split('+'))
+    number = {'target': float, 'seed': int}.get(field)
+    for value in parsed[field] if number else ():
+      try:
+        number(value)
+      except ValueError:
+        raise errors.InvalidArgumentError(  # pylint: disable=raise-missing-from
+            'Invalid value for flag `--only`: %s takes %s values. Received: '
+            '%r' % (field, 'number' if number is float else 'integer',
+                    item))
   return parsed
 
 

@@ -60,6 +60,11 @@ def test_only_filters_and_their_errors():
   assert str(raised.value) == (
       'Invalid value for flag `--only`. Expected field=value[+value] with a '
       "field of network, method, target, seed, stage. Received: 'net=vgg'")
+  with pytest.raises(errors.InvalidArgumentError) as raised:
+    results_table.parse_only(['seed=0+x'])
+  assert str(raised.value) == (
+      "Invalid value for flag `--only`: seed takes integer values. Received: "
+      "'seed=0+x'")
 
 
 def test_unknown_flag_values_are_named():
