@@ -50,7 +50,7 @@ import numpy as np
 
 FLAGS = flags.FLAGS
 
-ARCHITECTURES = ('mobilenet_v2', 'vgg', 'resnet')
+ARCHITECTURES = ('mobilenet_v2', 'vgg', 'resnet')  # networks.ARCHITECTURES
 RESOURCES = {'flops': 'GammaFlopsRegularizer',
              'size': 'GammaModelSizeRegularizer'}
 
@@ -90,36 +90,9 @@ def define_flags():
 
 
 def build_model(architecture: str):
-  """The benchmark's model `architecture` and its input shape."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from examples.experiment import models  # pylint: disable=g-import-not-at-top
-  if architecture == 'mobilenet_v2':
-    base = keras.applications.MobileNetV2(
-        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
-    inputs = keras.Input((32, 32, 3), name='image')
-    x = base(inputs)
-    x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
-    outputs = keras.layers.Dense(10, name='logits')(x)
-    return keras.Model(inputs, outputs, name='nested_mobilenet_v2')
-  if architecture == 'vgg':
-    inputs = keras.Input((28, 28, 1), name='image')
-    x = inputs
-    for stage, width in enumerate((16, 32, 64, 128)):
-      for conv in range(2 if stage else 1):
-        name = 'conv%d_%d' % (stage + 1, conv + 1)
-        x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
-                                name=name)(x)
-        x = keras.layers.BatchNormalization(name=name + '_bn')(x)
-        x = keras.layers.ReLU(name=name + '_relu')(x)
-      if stage < 3:
-        x = keras.layers.MaxPooling2D(2, name='pool%d' % (stage + 1))(x)
-    x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
-    outputs = keras.layers.Dense(10, name='logits')(x)
-    return keras.Model(inputs, outputs, name='vgg')
-  if architecture == 'resnet':
-    return models.small_resnet(widths=(16, 32, 64), stem_width=16)
-  raise ValueError('Unknown architecture %r; expected one of %s.' %
-                   (architecture, ', '.join(ARCHITECTURES)))
+  """The benchmark's model `architecture` (`networks.build_model`)."""
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
+  return networks.build_model(architecture)
 
 
 def load_data(architecture: str, train_examples: int):

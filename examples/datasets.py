@@ -70,7 +70,12 @@ def load_dataset(name: str = 'fashion_mnist',
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   splits = []
   for split in ('train', 'test'):
-    images, labels = tfds.as_numpy(
-        tfds.load(name, split=split, batch_size=-1, as_supervised=True))
+    # Batches joined here rather than batch_size=-1: one batch of a whole
+    # split aborts TensorFlow on a dataset of unknown size (as
+    # tfds.testing.mock_data makes).
+    batches = list(tfds.as_numpy(
+        tfds.load(name, split=split, batch_size=4096, as_supervised=True)))
+    images = np.concatenate([images for images, _ in batches])
+    labels = np.concatenate([labels for _, labels in batches])
     splits.append((images.astype(np.float32) / 255.0, labels.astype(np.int64)))
   return splits[0], splits[1]

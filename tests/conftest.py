@@ -48,6 +48,11 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'examples/test_main_job_logs.py': {
         '': (_P, _S),
     },
+    'examples/test_results_table.py': {
+        'test_smoke_every_stage_of_every_method_then_cached': (_P, _S),
+        'test_fashion_mnist_is_resized_for_mobilenet_only': (_S,),
+        'test_report_tables_and_plot_data': (_S,),
+    },
     'examples/test_run_cycle.py': {
         'test_a_stage_runs_alone': (_P, _S),
         'test_a_stage_without_its_inputs_says_which_to_run': (_P, _S),

@@ -5,5 +5,6 @@
 
 Modules: `data` (datasets), `models` (model families), `training` (fit with
 or without a MorphNet regularizer), `cycle` (the stages), `report` (table
-and plot), `run_cycle` (the absl/gin entry point).
+and plot), `run_cycle` (the absl/gin entry point), `stats` (means, t
+intervals and paired differences over seeds).
 """
