@@ -159,6 +159,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'latency/test_calibration.py': {
         'test_calibrate_smoke': (_S,),
     },
+    'latency/test_measurement.py': {
+        'test_old_interleaving_recreates_kernels_and_groups_do_not': (_P, _S),
+    },
     'latency/test_variants.py': {
         'test_model_variants_and_copies': (_S,),
     },
