@@ -311,8 +311,6 @@ class HiddenGroups(object):
     op_names = list(excluded.op_names)
     for op in self._traced.forward_ops():
       name = self._traced.known_layer_name(op, channels.layers)
-      if name is None:
-        name = self._traced.scope_layer_name(op, channels.layers)
       if name is not None and name in layers and (
           name not in excluded.layers):
         op_names.append(op.name)
