@@ -142,6 +142,8 @@ def _example(cls):
     return cls(2, 3), (5, 4), 1  # Self-attention: called on (x, x).
   if cls is L.Dense:
     return cls(3), (4,), 1
+  if cls is L.Embedding:
+    return cls(20, 3), (6,), 1  # Token ids (int32 inputs).
   if name.startswith(('Conv', 'SeparableConv')):
     return cls(3, 3, padding='same'), shape, 1
   if name.startswith('DepthwiseConv'):
@@ -163,7 +165,8 @@ def _example(cls):
 
 def _traced_op_types(layer, shape, inputs):
   keras.backend.clear_session()
-  tensors = [keras.Input(shape) for _ in range(inputs)]
+  dtype = 'int32' if isinstance(layer, L.Embedding) else None
+  tensors = [keras.Input(shape, dtype=dtype) for _ in range(inputs)]
   if isinstance(layer, L.MultiHeadAttention):
     output = layer(tensors[0], tensors[0])
   else:
