@@ -19,7 +19,8 @@ cost is counted from config with H alive heads:
   weights = H x (dq K + dk K + dv V + V out)
 
 Tq, Tk: query and key steps; dq, dk, dv: the alive channels of the query,
-key and value inputs; K, V: key_dim, value_dim; out: the output channels.
+key and value inputs; K, V: key_dim, value_dim; out: the alive output
+channels.
 Biases are not counted (as for dense layers); with every head alive these
 are the numbers the graph analysis counts for the layer's ops. The
 regularization term is MorphNet's bilinear form of that cost: each product
@@ -39,7 +40,10 @@ its own. One warning names those layers; their ops stay in the graph
 analysis, costed as before.
 
 The layer's input and output channels (the hidden size of a transformer)
-keep their width.
+are channel groups of the model: under the same regularizers the output
+op of a pruned call is a source of the hidden size (`hidden_ops`, see
+`morph_net.keras.hidden_size`), `dq`, `dk`, `dv` and `out` are the alive
+channels of those groups, and the term reads their regularization sums.
 """
 
 import dataclasses

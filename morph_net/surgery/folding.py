@@ -24,7 +24,12 @@ One mechanism for every layer kind:
    (`RebuildPlan.indices`, which knows groups, concat slices, Flatten).
    delta read at the centre position of the first input is a constant per
    output channel: the removed channels' contribution, and that of vanished
-   branches (a dead residual branch's beta added to its skip).
+   branches (a dead residual branch's beta added to its skip). (Integer
+   inputs, token ids, get random ids below the smallest Embedding
+   vocabulary.) A delta that does not bring L's outputs on the random
+   input closer on average is not folded: it is no constant but a
+   difference varying with the input (after a layer normalization that
+   lost channels, see `builtin_rules.ChannelNormRule`).
 3. delta goes into L's bias if it has one, else into the moving mean of a
    BatchNormalization that alone consumes L's output (mean -= delta), else
    a warning names L (its constant is lost).

@@ -428,3 +428,40 @@ def test_a_latency_regularizer_keeps_the_heads(caplog):
       'the FLOPs and model size of attention heads are costed from their '
       'number), so they keep every head.']
   assert 'mha' not in regularizer.alive_counts()
+
+
+def test_rebuild_keeps_the_regularizers_own_heads():
+  # Heads 0 and 2 dead (not the last ones): heads 1 and 3 are kept.
+  model = _encoder(heads_dead=(0, 2))
+  regularizer = _group_lasso(model)
+  assert regularizer.alive_vectors()['mha'].tolist() == [False, True, False,
+                                                         True]
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  mha, old = rebuilt.get_layer('mha'), model.get_layer('mha')
+  assert mha.num_heads == 2
+  for new_dense, old_dense in ((mha._query_dense, old._query_dense),
+                               (mha._value_dense, old._value_dense)):
+    np.testing.assert_array_equal(new_dense.kernel.numpy(),
+                                  old_dense.kernel.numpy()[:, [1, 3]])
+  np.testing.assert_array_equal(mha._output_dense.kernel.numpy(),
+                                old._output_dense.kernel.numpy()[[1, 3]])
+  np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
+                             model.predict(TOKENS, verbose=0), atol=1e-5)
+  assert float(_group_lasso(rebuilt).cost()) == float(regularizer.cost())
+
+
+def test_alive_masks_choose_the_heads():
+  # Every head alive; the masks keep heads 0 and 2, whatever their norms.
+  model = _encoder(heads_dead=())
+  layer = model.get_layer('mha')
+  scores = builtin_rules.AttentionRule().channel_scores(layer)
+  assert sorted(np.argsort(-scores)[:2].tolist()) != [0, 2]
+  rebuilt = rebuild.rebuild(model, {'mha': 2}, transfer_weights=True,
+                            alive_masks={'mha': [True, False, True, False]})
+  mha = rebuilt.get_layer('mha')
+  np.testing.assert_array_equal(mha._key_dense.kernel.numpy(),
+                                layer._key_dense.kernel.numpy()[:, [0, 2]])
+  np.testing.assert_array_equal(mha._key_dense.bias.numpy(),
+                                layer._key_dense.bias.numpy()[[0, 2]])
+  np.testing.assert_array_equal(mha._output_dense.kernel.numpy(),
+                                layer._output_dense.kernel.numpy()[[0, 2]])
