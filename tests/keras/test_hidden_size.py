@@ -8,7 +8,9 @@ Dense columns and bias, and the head's rows. Costs are counted by hand:
 per alive head of a MultiHeadAttention with key_dim K, value_dim V on T
 steps of d alive hidden channels
 
-  FLOPs   = 3 x 2 T d K ... = 2Td K + 2Td K + 2Td V + 2TT K + 2TT V + 2TV d
+  FLOPs   = 2 T d K + 2 T d K + 2 T d V   (query, key, value)
+          + 2 T T K + 2 T T V             (QK^T, attention x V)
+          + 2 T V d                       (output projection)
   weights = d K + d K + d V + V d
 
 and 2 x in x out per position (FLOPs) or in x out (weights) for a Dense;
@@ -22,6 +24,7 @@ import keras
 import numpy as np
 import pytest
 
+from morph_net import errors
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
@@ -336,3 +339,18 @@ def test_embedding_output_width(reader):
   np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
                              model.predict(TOKENS, verbose=0), atol=1e-5)
   assert float(_group_lasso(rebuilt).cost()) == flops
+
+
+def test_logistic_sigmoid_keeps_the_hidden_size(caplog):
+  # No gates in this model: no source; the hidden size was planned before.
+  with caplog.at_level(logging.WARNING), pytest.raises(
+      errors.NoSourceOpsError):
+    model_regularizer.ModelRegularizer(
+        _encoder(), flop_regularizer.LogisticSigmoidFlopsRegularizer,
+        alive_threshold=0.1)
+  assert [r.getMessage() for r in caplog.records
+          if r.getMessage().startswith('Hidden size')] == [
+              "Hidden size: layer(s) 'embed' (Embedding), 'ffn2_0' (Dense) "
+              'keep their width: LogisticSigmoidFlopsRegularizer regularizes '
+              'no hidden size (a hidden channel has no batch-norm scale or '
+              'gate of its own; only GroupLasso regularizers prune it).']
