@@ -286,7 +286,7 @@ class HiddenGroups(object):
     for call in self._attention.pruned_calls():
       pruned_calls.setdefault(call.name, []).append(call)
     forward = set(self._traced.forward_ops())
-    kept = []
+    kept, candidates = [], []
     for group in self.groups.values():
       if (channels.table.frozen_reasons(group.root) or
           group.root in outputs):
@@ -294,6 +294,22 @@ class HiddenGroups(object):
       attention_ok = all(n in pruned_calls for n in group.attention)
       if not recurrent.is_group_lasso(regularizer_class) or (
           not attention_ok):
+        kept.append(group)
+      else:
+        candidates.append(group)
+    if candidates:
+      self._settings = recurrent.layer_source_settings(
+          regularizer_class, regularizer_kwargs, channels, min_channels)
+    graph = self._traced.graph
+    for group in candidates:
+      with graph.as_default():
+        weights = hidden_weights(
+            channels, group.root, lambda v: recurrent.variable_tensor(graph, v))
+      if weights is None:
+        logging.warning(
+            'Hidden size of layer(s) %s keeps its width: a weight of its '
+            'layers is not read in the trace.', ', '.join(
+                repr(n) for n in group.layers or group.members))
         kept.append(group)
         continue
       group.pruned = True
@@ -306,9 +322,6 @@ class HiddenGroups(object):
           call.hidden_ops = recurrent.scope_outputs(
               call.ops, self._traced.output_ops, forward)
           group.source_ops.extend(call.hidden_ops)
-    if any(g.pruned for g in self.groups.values()):
-      self._settings = recurrent.layer_source_settings(
-          regularizer_class, regularizer_kwargs, channels, min_channels)
     if kept:
       excluded = self._keep(kept, regularizer_class, excluded)
     return excluded
@@ -359,9 +372,10 @@ class HiddenGroups(object):
     first use."""
     if group.root not in self._regularizers:
       graph = self._traced.graph
-      weights = hidden_weights(self._channels, group.root,
-                               lambda v: recurrent.variable_tensor(graph, v))
       with graph.as_default():
+        weights = hidden_weights(
+            self._channels, group.root,
+            lambda v: recurrent.variable_tensor(graph, v))
         self._regularizers[group.root] = (
             group_lasso_regularizer.GroupLassoRegularizer(
                 weight_tensor=weights, reduce_dims=[0],

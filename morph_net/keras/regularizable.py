@@ -328,8 +328,10 @@ def _other_normalizations_hint(model) -> Optional[str]:
   not Gamma sources, or None if it has none with a scale."""
   found = []
   for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    # `scale` is a flag of LayerNormalization, the weight itself of
+    # RMSNormalization (a Keras variable has no truth value).
     if (type(layer).__name__ in _OTHER_NORMALIZATIONS and
-        getattr(layer, 'scale', True)):
+        getattr(layer, 'scale', True) is not False):
       found.append('%r (%s)' % (layer.name, type(layer).__name__))
   if not found:
     return None

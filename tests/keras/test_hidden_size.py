@@ -343,8 +343,11 @@ def test_embedding_output_width(reader):
 
 def test_logistic_sigmoid_keeps_the_hidden_size(caplog):
   # No gates in this model: no source; the hidden size was planned before.
+  # The error's hint names the RMS norms (whose `scale` is a weight).
   with caplog.at_level(logging.WARNING), pytest.raises(
-      errors.NoSourceOpsError):
+      errors.NoSourceOpsError, match=(
+          r"The learned scales of 'ln1_0' \(RMSNormalization\), 'ln2_0' "
+          r'\(RMSNormalization\) do not count')):
     model_regularizer.ModelRegularizer(
         _encoder(), flop_regularizer.LogisticSigmoidFlopsRegularizer,
         alive_threshold=0.1)
@@ -354,3 +357,18 @@ def test_logistic_sigmoid_keeps_the_hidden_size(caplog):
               'keep their width: LogisticSigmoidFlopsRegularizer regularizes '
               'no hidden size (a hidden channel has no batch-norm scale or '
               'gate of its own; only GroupLasso regularizers prune it).']
+
+
+def test_unreadable_weights_keep_the_hidden_size(caplog, monkeypatch):
+  from morph_net.keras import recurrent  # pylint: disable=g-import-not-at-top
+  x = keras.Input((6,), dtype='int32')
+  y = L.Embedding(20, 5, name='embedding')(x)
+  y = L.GlobalMaxPooling1D()(L.Conv1D(4, 3, name='conv')(y))
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  monkeypatch.setattr(recurrent, 'variable_tensor', lambda graph, v: None)
+  with caplog.at_level(logging.WARNING):
+    regularizer = _group_lasso(model)
+  messages = [r.getMessage() for r in caplog.records]
+  assert ("Hidden size of layer(s) 'embedding' keeps its width: a weight of "
+          'its layers is not read in the trace.') in messages
+  assert regularizer.alive_counts() == {'conv': 4, 'logits': 2}
