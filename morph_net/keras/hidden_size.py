@@ -75,9 +75,9 @@ import dataclasses
 import logging
 from typing import Dict, List, Optional
 
-import numpy as np
 import tensorflow as tf
 
+from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import minimum_alive_regularizer
 from morph_net.keras import recurrent
 from morph_net.op_handlers import op_handlers
@@ -174,7 +174,7 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
 
   Returns:
     A [weights per channel, channels] float32 tensor, or None when a
-    variable cannot be read.
+    variable cannot be read (or the group holds none).
   """
   size = channels.table.size(root)
   parts, seen = [], set()
@@ -191,7 +191,7 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
     axis = axis % rank
     perm = [a for a in range(rank) if a != axis] + [axis]
     parts.append(tf.reshape(tf.transpose(value, perm), [-1, size]))
-  return tf.concat(parts, axis=0)
+  return tf.concat(parts, axis=0) if parts else None
 
 
 class HiddenGroups(object):
@@ -385,7 +385,6 @@ class HiddenGroups(object):
 
   def _source(self, group):
     """callable(op_slice) -> OpRegularizer of a source op of `group`."""
-    from morph_net.framework import concat_and_slice_regularizers  # pylint: disable=g-import-not-at-top
     def create(op_slice):
       whole = self._regularizer(group)
       start, size = op_slice.slice.start_index, op_slice.slice.size
