@@ -97,6 +97,12 @@ LAYER_KINDS = (
           # Reshapes: a Dense on rank >= 3 (Tensordot).
           ['MatMul'] + _BIAS_AND_RESHAPES,
           cost=['BiasAdd', 'MatMul'], latency=['bias_add', 'matmul']),
+    _kind('einsum_dense', [L.EinsumDense], builtin_rules.EinsumDenseRule,
+          # Over the last axis a (batch) matmul by the kernel; other
+          # equations reshape the kernel or run an Einsum.
+          ['BatchMatMulV2', 'BiasAdd', 'Einsum', 'MatMul', 'Reshape'],
+          cost=['BatchMatMulV2', 'BiasAdd', 'Einsum', 'MatMul'],
+          latency=['bias_add', 'matmul']),
     _kind('depthwise_conv', [L.DepthwiseConv1D, L.DepthwiseConv2D],
           builtin_rules.DepthwiseRule,
           ['DepthwiseConv2dNative'] + _BIAS_AND_RESHAPES,

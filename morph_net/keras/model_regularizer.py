@@ -42,6 +42,7 @@ from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
+from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.op_handlers import op_handlers
 from morph_net.structure import structure_files
 
@@ -56,11 +57,18 @@ STRUCTURE_OP_TYPES = (op_types.CONV_OP_TYPES |
                       frozenset(['MatMul']))
 
 
+_BATCH_MATMUL_SOURCE = matmul_source_op_handler.BatchMatMulSourceOpHandler(
+    0.0)
+
+
 def is_structure_op(op: tf.Operation) -> bool:
   """Whether `op`'s output channels are part of a structure: a conv,
   transposed conv or matmul, or a function call whose body is one (Keras 3
-  compiles grouped convs into a call; see `op_types.costed_op`)."""
-  return op_types.costed_op(op).type in STRUCTURE_OP_TYPES
+  compiles grouped convs into a call; see `op_types.costed_op`), or a
+  batch matmul by a 2-D kernel (an EinsumDense over the last axis)."""
+  return (op_types.costed_op(op).type in STRUCTURE_OP_TYPES or (
+      op.type in op_types.MATMUL_OP_TYPES and
+      _BATCH_MATMUL_SOURCE.is_source(op)))
 
 
 class ModelRegularizer(object):

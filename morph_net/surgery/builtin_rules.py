@@ -24,6 +24,7 @@ __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'RecurrentRule', 'RECURRENT_GATES', 'recurrent_directions',
            'AttentionRule', 'attention_heads', 'attention_head_axes',
            'attention_input_positions', 'EmbeddingRule', 'ChannelNormRule',
+           'EinsumDenseRule', 'einsum_dense_supported',
            'recurrent_units', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
@@ -569,6 +570,45 @@ class AttentionRule(layer_rule.LayerRule):
     return np.sqrt(squares / max(count, 1))
 
 
+def einsum_dense_supported(layer) -> bool:
+  """Whether an EinsumDense layer is a Dense over the last axis: equation
+  '<x>c,cd-><x>d' (2-D kernel, input channels contracted with its rows,
+  output channels its columns) and a bias on d or none."""
+  equation = str(getattr(layer, 'equation', '')).replace(' ', '')
+  if '->' not in equation or equation.count(',') != 1:
+    return False
+  inputs, output = equation.split('->')
+  source, kernel = inputs.split(',')
+  if len(kernel) != 2 or not source or not output or '.' in equation:
+    return False
+  c, d = kernel
+  bias = getattr(layer, 'bias_axes', None)
+  return (source[-1] == c and output[-1] == d and c not in output and
+          d not in source and source[:-1] == output[:-1] and
+          bias in (None, '', d))
+
+
+class EinsumDenseRule(WidthRule):
+  """EinsumDense over the last axis ('abc,cd->abd', see
+  `einsum_dense_supported`): a Dense whose width is the last entry of
+  `output_shape`. Other equations are opaque."""
+
+  def __init__(self):
+    super().__init__('output_shape', input_axis=-2, output_axis=-1)
+
+  def output_space(self, node):
+    if not einsum_dense_supported(node.layer) or not _single_input(node):
+      return node.opaque(UNKNOWN)
+    return super().output_space(node)
+
+  def clone_config(self, layer, config):
+    width = config.get('output_shape')
+    original = layer.get_config().get('output_shape')
+    if isinstance(width, int) and isinstance(original, (list, tuple)):
+      config = dict(config, output_shape=tuple(original[:-1]) + (width,))
+    return config
+
+
 class EmbeddingRule(layer_rule.LayerRule):
   """Embedding: a structure sets its output width (`output_dim`).
 
@@ -870,6 +910,7 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
   for cls in (L.SeparableConv1D, L.SeparableConv2D):
     table[cls] = SeparableConvRule('filters')
   table[L.Dense] = WidthRule('units')
+  table[L.EinsumDense] = EinsumDenseRule()
   for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
     table[cls] = DepthwiseRule()
   table[L.BatchNormalization] = NormalizerRule()

@@ -142,6 +142,8 @@ def _example(cls):
     return cls(2, 3), (5, 4), 1  # Self-attention: called on (x, x).
   if cls is L.Dense:
     return cls(3), (4,), 1
+  if cls is L.EinsumDense:
+    return cls('abc,cd->abd', output_shape=(None, 3), bias_axes='d'), (5, 4), 1
   if cls is L.Embedding:
     return cls(20, 3), (6,), 1  # Token ids (int32 inputs).
   if name.startswith(('Conv', 'SeparableConv')):
