@@ -221,9 +221,10 @@ KNOWN_GAPS = {
                                'calls',
     'PartitionedCall': 'costed as the conv it calls; a latency profile has '
                        'no kind for calls',
-    'Einsum': 'the attention products of MultiHeadAttention are costed '
-              '(FLOPs, weights: einsum_cost); a latency profile has no kind '
-              'for two-operand contractions',
+    'Einsum': 'the attention products of MultiHeadAttention and the '
+              'EinsumDense equations that are no matmul are costed (FLOPs, '
+              'weights: einsum_cost); a latency profile has no kind for '
+              'two-operand contractions',
 }
 
 

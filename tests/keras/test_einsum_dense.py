@@ -13,7 +13,9 @@ import pytest
 
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
+from morph_net.keras import tracing
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.surgery import builtin_rules
 from morph_net.surgery import rebuild
 
@@ -84,3 +86,17 @@ def test_other_equations_keep_their_width(caplog):
   assert ("'proj': it feeds layer 'ed' (EinsumDense), whose channel handling "
           'is unknown to rebuild') in messages
   assert 'ed' not in regularizer.alive_counts()
+
+
+def test_only_batch_matmuls_by_a_kernel_read_are_sources():
+  x = keras.Input((6, 8))
+  y = L.EinsumDense('abc,cd->abd', output_shape=(None, 8), name='ed')(x)
+  y = L.MultiHeadAttention(2, 4, name='mha')(y, y)
+  traced = tracing.TracedModel(keras.Model(x, y))
+  handler = matmul_source_op_handler.BatchMatMulSourceOpHandler(1e-3)
+  sources = sorted(op.name for op in traced.forward_ops()
+                   if op.type == 'BatchMatMulV2' and handler.is_source(op))
+  # The attention's projections multiply by a reshaped kernel, its
+  # products two activations: none is a source.
+  assert [name.split('/')[-2] for name in sources] == ['ed_1']
+  assert sum(op.type == 'BatchMatMulV2' for op in traced.forward_ops()) > 1

@@ -93,13 +93,16 @@ def test_latency_kinds_that_disagree_fail():
 
 
 def test_a_cost_form_without_a_latency_kind_fails(monkeypatch):
-  # Einsum's gap is known (the attention kind's products); without the
-  # entry, every kind with Einsum is reported.
+  # Einsum's gap is known (the attention kind's products, EinsumDense's
+  # other equations); without the entry, every kind with Einsum is
+  # reported.
   monkeypatch.delitem(layer_kinds.KNOWN_GAPS, 'Einsum')
   kinds = _replace('merge', op_types=frozenset(['Einsum', 'Sub']),
                    cost_op_types=frozenset(['Einsum', 'Sub']),
                    latency_kinds=frozenset(['add']))
   assert layer_kinds.check_layer_kinds(kinds) == [
+      "Kind 'einsum_dense': op type Einsum has a cost form but no latency "
+      'kind in latency_profile.OP_KINDS.',
       "Kind 'attention': op type Einsum has a cost form but no latency kind "
       'in latency_profile.OP_KINDS.',
       "Kind 'merge': op type Einsum has a cost form but no latency kind in "
