@@ -19,7 +19,8 @@ cost is counted from config with H alive heads:
   weights = H x (dq K + dk K + dv V + V out)
 
 Tq, Tk: query and key steps; dq, dk, dv: the alive channels of the query,
-key and value inputs; K, V: key_dim, value_dim; out: the output channels.
+key and value inputs; K, V: key_dim, value_dim; out: the alive output
+channels.
 Biases are not counted (as for dense layers); with every head alive these
 are the numbers the graph analysis counts for the layer's ops. The
 regularization term is MorphNet's bilinear form of that cost: each product
@@ -39,7 +40,10 @@ its own. One warning names those layers; their ops stay in the graph
 analysis, costed as before.
 
 The layer's input and output channels (the hidden size of a transformer)
-keep their width.
+are channel groups of the model: under the same regularizers the output
+op of a pruned call is a source of the hidden size (`hidden_ops`, see
+`morph_net.keras.hidden_size`), `dq`, `dk`, `dv` and `out` are the alive
+channels of those groups, and the term reads their regularization sums.
 """
 
 import dataclasses
@@ -106,6 +110,8 @@ class AttentionCall:
       steps, channels).
     ops: every op of its scope.
     pruned: whether its heads are pruned (see `AttentionCalls.plan_heads`).
+    hidden_ops: its output ops made sources of the hidden size (see
+      `morph_net.keras.hidden_size`; analysed, not cut out).
   """
   layer: object
   query: tf.Tensor
@@ -113,27 +119,34 @@ class AttentionCall:
   value: tf.Tensor
   ops: List[tf.Operation]
   pruned: bool = False
+  hidden_ops: List[tf.Operation] = dataclasses.field(default_factory=list)
 
   @property
   def name(self) -> str:
     return self.layer.name
 
-  def per_head(self, resource_function, dq, dk, dv) -> Optional[float]:
-    """The cost of one head at input widths dq, dk, dv (numbers or float32
-    tensors), or None for a resource not costed from config."""
+  @property
+  def output_channels(self) -> int:
+    return int(self.layer._output_dense.kernel.shape[-1])  # pylint: disable=protected-access
+
+  def per_head(self, resource_function, dq, dk, dv,
+               out=None) -> Optional[float]:
+    """The cost of one head at input widths dq, dk, dv and output width
+    `out` (numbers or float32 tensors; default: the layer's output
+    channels), or None for a resource not costed from config."""
     if resource_function not in _RESOURCES:
       return None
     layer = self.layer
     key_dim, value_dim = int(layer.key_dim), int(layer.value_dim)
-    out = int(layer._output_dense.kernel.shape[-1])  # pylint: disable=protected-access
+    if out is None:
+      out = float(self.output_channels)
     if not _RESOURCES[resource_function]:
       return (dq * key_dim + dk * key_dim + dv * value_dim +
-              float(value_dim * out))
+              value_dim * out)
     tq, tk = int(self.query.shape[1]), int(self.key.shape[1])
     return (2 * tq * key_dim * dq + 2 * tk * key_dim * dk +
-            2 * tk * value_dim * dv + float(2 * tq * tk * key_dim +
-                                            2 * tq * tk * value_dim +
-                                            2 * tq * value_dim * out))
+            2 * tk * value_dim * dv + 2 * tq * value_dim * out +
+            float(2 * tq * tk * key_dim + 2 * tq * tk * value_dim))
 
 
 def _role(op_name: str, prefix: str) -> Optional[str]:
@@ -266,8 +279,14 @@ class AttentionCalls(object):
             for t in (call.query, call.key, call.value)]
 
   def ops(self) -> List[tf.Operation]:
-    """Every op of the pruned calls (extra input boundary; costed here)."""
+    """Every op of the pruned calls (costed here)."""
     return [op for call in self.pruned_calls() for op in call.ops]
+
+  def boundary_ops(self) -> List[tf.Operation]:
+    """The pruned calls' ops but the hidden-size sources (extra input
+    boundary)."""
+    return [op for call in self.pruned_calls() for op in call.ops
+            if op not in call.hidden_ops]
 
   def connecting_layers(self) -> List[str]:
     """The layers with pruned heads that keep `min_channels` alive."""
@@ -313,6 +332,14 @@ class AttentionCalls(object):
     return alive, tf.reduce_sum(tf.cast(regularizer.regularization_vector,
                                         tf.float32))
 
+  def _output(self, manager, call):
+    """(alive count, regularization sum) of a call's output channels: the
+    hidden size's when its output op is a source of it, else every
+    channel with sum 0."""
+    if call.hidden_ops:
+      return self._input(manager, call.hidden_ops[0].outputs[0])
+    return tf.constant(float(call.output_channels)), 0.0
+
   def _sum(self, manager, resource_function, per_call) -> tf.Tensor:
     total = tf.constant(0.0)
     counted = set()
@@ -330,6 +357,7 @@ class AttentionCalls(object):
                                        tf.float32))
       inputs = [self._input(manager, t)
                 for t in (call.query, call.key, call.value)]
+      inputs.append(self._output(manager, call))
       total += per_call(call, resource_function, alive, head_sum, inputs)
     return total
 
@@ -337,22 +365,24 @@ class AttentionCalls(object):
     """The pruned attention layers' cost (float32 scalar), traced graph."""
     def per_call(call, function, alive, head_sum, inputs):
       del head_sum
-      (dq, _), (dk, _), (dv, _) = inputs
-      return alive * call.per_head(function, dq, dk, dv)
+      (dq, _), (dk, _), (dv, _), (out, _) = inputs
+      return alive * call.per_head(function, dq, dk, dv, out)
     return self._sum(manager, resource_function, per_call)
 
   def term(self, manager, resource_function) -> tf.Tensor:
     """Their regularization term (float32 scalar): the bilinear form."""
     def per_call(call, function, alive, head_sum, inputs):
-      (dq, rq), (dk, rk), (dv, rv) = inputs
-      # The cost is linear in each input width: its part per input channel
-      # is per_head at that width 1 minus per_head at 0.
-      base = call.per_head(function, 0, 0, 0)
-      slopes = [call.per_head(function, 1, 0, 0) - base,
-                call.per_head(function, 0, 1, 0) - base,
-                call.per_head(function, 0, 0, 1) - base]
-      return (head_sum * call.per_head(function, dq, dk, dv) +
-              alive * (slopes[0] * rq + slopes[1] * rk + slopes[2] * rv))
+      (dq, rq), (dk, rk), (dv, rv), (out, ro) = inputs
+      # The cost is linear in each width: its part per channel is
+      # per_head at that width 1 minus per_head at 0.
+      base = call.per_head(function, 0, 0, 0, 0)
+      slopes = [call.per_head(function, 1, 0, 0, 0) - base,
+                call.per_head(function, 0, 1, 0, 0) - base,
+                call.per_head(function, 0, 0, 1, 0) - base,
+                call.per_head(function, 0, 0, 0, 1) - base]
+      return (head_sum * call.per_head(function, dq, dk, dv, out) +
+              alive * (slopes[0] * rq + slopes[1] * rk + slopes[2] * rv +
+                       slopes[3] * ro))
     return self._sum(manager, resource_function, per_call)
 
   def structure_cost(self, resource_function, widths) -> Optional[float]:
@@ -360,8 +390,8 @@ class AttentionCalls(object):
 
     Args:
       resource_function: the resource costed.
-      widths: callable(call) -> (heads, dq, dk, dv) in the rebuilt model,
-        or None for a layer that vanished.
+      widths: callable(call) -> (heads, dq, dk, dv, out) in the rebuilt
+        model, or None for a layer that vanished.
 
     Returns:
       The cost of every call whose layer has a head group (pruned or not),
@@ -378,8 +408,8 @@ class AttentionCalls(object):
       rebuilt = widths(call)
       if rebuilt is None:
         continue
-      heads, dq, dk, dv = rebuilt
-      total += heads * call.per_head(resource_function, dq, dk, dv)
+      heads, dq, dk, dv, out = rebuilt
+      total += heads * call.per_head(resource_function, dq, dk, dv, out)
     return total
 
 

@@ -97,6 +97,12 @@ LAYER_KINDS = (
           # Reshapes: a Dense on rank >= 3 (Tensordot).
           ['MatMul'] + _BIAS_AND_RESHAPES,
           cost=['BiasAdd', 'MatMul'], latency=['bias_add', 'matmul']),
+    _kind('einsum_dense', [L.EinsumDense], builtin_rules.EinsumDenseRule,
+          # Over the last axis a (batch) matmul by the kernel; other
+          # equations reshape the kernel or run an Einsum.
+          ['BatchMatMulV2', 'BiasAdd', 'Einsum', 'MatMul', 'Reshape'],
+          cost=['BatchMatMulV2', 'BiasAdd', 'Einsum', 'MatMul'],
+          latency=['bias_add', 'matmul']),
     _kind('depthwise_conv', [L.DepthwiseConv1D, L.DepthwiseConv2D],
           builtin_rules.DepthwiseRule,
           ['DepthwiseConv2dNative'] + _BIAS_AND_RESHAPES,
@@ -109,11 +115,17 @@ LAYER_KINDS = (
           cost=['AddV2', 'Mul', 'Sub'] +
           sorted(op_vocabulary.FUSED_BATCH_NORM_OP_TYPES),
           latency=['add', 'batch_norm', 'mul']),
-    _kind('channel_mixing', [L.LayerNormalization, L.Softmax],
-          builtin_rules.ChannelMixingRule,
-          ['AddV2', 'Mean', 'Mul', 'Neg', 'Reshape', 'Rsqrt',
-           'SquaredDifference', 'StopGradient', 'Softmax'],
+    _kind('channel_mixing', [L.Softmax], builtin_rules.ChannelMixingRule,
+          ['Softmax']),
+    _kind('channel_norm', [L.LayerNormalization, L.RMSNormalization],
+          builtin_rules.ChannelNormRule,
+          ['AddV2', 'Mean', 'Mul', 'Neg', 'Reshape', 'Rsqrt', 'Square',
+           'SquaredDifference', 'StopGradient'],
           cost=['AddV2', 'Mul'], latency=['add', 'mul', 'reduce']),
+    _kind('embedding', [L.Embedding], builtin_rules.EmbeddingRule,
+          # The lookup (a gather) and the wrap of negative ids.
+          ['AddV2', 'GatherV2', 'Less', 'SelectV2'] + _SHAPE_READS,
+          cost=['AddV2'], latency=['add']),
     _kind('activation',
           [L.Activation, L.ReLU, L.LeakyReLU, L.PReLU, L.ELU],
           builtin_rules.PassThroughRule,
@@ -209,9 +221,10 @@ KNOWN_GAPS = {
                                'calls',
     'PartitionedCall': 'costed as the conv it calls; a latency profile has '
                        'no kind for calls',
-    'Einsum': 'the attention products of MultiHeadAttention are costed '
-              '(FLOPs, weights: einsum_cost); a latency profile has no kind '
-              'for two-operand contractions',
+    'Einsum': 'the attention products of MultiHeadAttention and the '
+              'EinsumDense equations that are no matmul are costed (FLOPs, '
+              'weights: einsum_cost); a latency profile has no kind for '
+              'two-operand contractions',
 }
 
 

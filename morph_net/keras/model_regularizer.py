@@ -32,6 +32,7 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net.keras import attention
 from morph_net.keras import compile_parts
+from morph_net.keras import hidden_size
 from morph_net.keras import losses
 from morph_net.keras import metrics as metrics_lib
 from morph_net.keras import recurrent
@@ -42,6 +43,7 @@ from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import registry
 from morph_net.network_regularizers import resource_function
+from morph_net.op_handlers import matmul_source_op_handler
 from morph_net.op_handlers import op_handlers
 from morph_net.structure import structure_files
 from morph_net.structure import width_multiplier
@@ -57,11 +59,18 @@ STRUCTURE_OP_TYPES = (op_types.CONV_OP_TYPES |
                       frozenset(['MatMul']))
 
 
+_BATCH_MATMUL_SOURCE = matmul_source_op_handler.BatchMatMulSourceOpHandler(
+    0.0)
+
+
 def is_structure_op(op: tf.Operation) -> bool:
   """Whether `op`'s output channels are part of a structure: a conv,
   transposed conv or matmul, or a function call whose body is one (Keras 3
-  compiles grouped convs into a call; see `op_types.costed_op`)."""
-  return op_types.costed_op(op).type in STRUCTURE_OP_TYPES
+  compiles grouped convs into a call; see `op_types.costed_op`), or a
+  batch matmul by a 2-D kernel (an EinsumDense over the last axis)."""
+  return (op_types.costed_op(op).type in STRUCTURE_OP_TYPES or (
+      op.type in op_types.MATMUL_OP_TYPES and
+      _BATCH_MATMUL_SOURCE.is_source(op)))
 
 
 class ModelRegularizer(object):
@@ -132,6 +141,12 @@ class ModelRegularizer(object):
     self._attention = attention.AttentionCalls(self._traced)
     excluded = self._attention.plan_heads(
         regularizer_class, regularizer_kwargs, excluded, min_channels)
+    # The hidden size (a transformer's residual stream, an embedding's
+    # output): sources made of its embeddings and attention outputs.
+    self._hidden = hidden_size.HiddenGroups(self._traced, excluded.channels,
+                                            self._attention)
+    excluded = self._hidden.plan(regularizer_class, regularizer_kwargs,
+                                 excluded, min_channels)
     excluded.warn()
     self._kept_layers = frozenset(excluded.layers)
     # The names a structure may hold: the channel model's width-taking
@@ -144,20 +159,22 @@ class ModelRegularizer(object):
         self._traced, self._recurrent.ops() + self._attention.ops())
     custom_handlers = op_handler_dict or {}
     with op_handlers.custom_handler_scope(custom_handlers):
-      with self._recurrent.unit_sources():
+      with self._recurrent.unit_sources(), self._hidden.sources():
         self._network_regularizer = regularizable.build_regularizer(
             self._traced, regularizer_class, excluded, regularizer_kwargs,
             extra_output_ops=(self._recurrent.input_ops() +
                               self._attention.input_ops()),
             extra_input_ops=(self._recurrent.output_ops() +
-                             self._attention.ops()))
+                             self._attention.boundary_ops()))
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
+    self._hidden.override(self.op_regularizer_manager)
     self._min_channels = max(int(min_channels), 0)
     self._connecting_layers = sorted(set(regularizable.keep_connected(
         self.op_regularizer_manager, self._traced, excluded.channels,
         self._min_channels)) | set(self._recurrent.connecting_layers()) |
-        set(self._attention.connecting_layers()))
+        set(self._attention.connecting_layers()) |
+        set(self._hidden.connecting_layers()))
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -406,7 +423,17 @@ class ModelRegularizer(object):
     """
     manager = self.op_regularizer_manager
     by_layer = {}
+    embedding_ops = {op: name for name, ops in
+                     self._hidden.embedding_ops().items() for op in ops}
     for op in manager.ops:
+      if op in embedding_ops:
+        regularizer = manager.get_regularizer(op)
+        if regularizer is not None:
+          name = embedding_ops[op]
+          value = read(regularizer)
+          by_layer[name] = (_combine(by_layer[name], value)
+                            if name in by_layer else value)
+        continue
       if not is_structure_op(op):
         continue
       regularizer = manager.get_regularizer(op)

@@ -34,6 +34,7 @@ from morph_net import errors
 from morph_net.framework import minimum_alive_regularizer
 from morph_net.framework import op_vocabulary
 from morph_net.network_regularizers import op_types
+from morph_net.surgery import builtin_rules
 from morph_net.surgery import channel_model
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import layer_rule
@@ -221,6 +222,14 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
     layers[name] = fixed[name]
     if fixed[name] != OUTPUT_REASON and channels.rule(name).width_attribute:
       warned.add(name)
+  for name, reason in fixed.items():
+    # An Embedding reads its table with a gather (input 0), which
+    # `known_layer_name` does not map: named from the channel model.
+    if isinstance(channels.rule(name), builtin_rules.EmbeddingRule) and (
+        reason != OUTPUT_REASON or keep_output_widths):
+      layers[name] = reason
+      if reason != OUTPUT_REASON:
+        warned.add(name)
   return ExcludedOps(op_names, layers, sorted(warned), channels)
 
 
@@ -319,8 +328,10 @@ def _other_normalizations_hint(model) -> Optional[str]:
   not Gamma sources, or None if it has none with a scale."""
   found = []
   for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    # `scale` is a flag of LayerNormalization, the weight itself of
+    # RMSNormalization (a Keras variable has no truth value).
     if (type(layer).__name__ in _OTHER_NORMALIZATIONS and
-        getattr(layer, 'scale', True)):
+        getattr(layer, 'scale', True) is not False):
       found.append('%r (%s)' % (layer.name, type(layer).__name__))
   if not found:
     return None

@@ -29,6 +29,7 @@ from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import resource_function as rf
+from morph_net.surgery import builtin_rules
 from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import plan as plan_lib
@@ -203,13 +204,21 @@ class StructureCost(object):
         lambda call: self._recurrent_widths(plan, call))
 
   def _attention_widths(self, plan, call):
-    """(heads, query, key and value widths) of an attention layer call in
-    the rebuilt model, or None if it vanished. Its inputs keep their width
-    (the channel model freezes them)."""
+    """(heads, query, key, value and output widths) of an attention layer
+    call in the rebuilt model, or None if it vanished (the widths of its
+    layer's first call in the channel model)."""
     if call.name in plan.vanished:
       return None
-    return (plan.widths[call.name],) + tuple(
-        int(t.shape[-1]) for t in (call.query, call.key, call.value))
+    positions = builtin_rules.attention_input_positions(call.layer)
+    if positions is None:
+      widths = [int(t.shape[-1]) for t in (call.query, call.key, call.value)]
+      out = call.output_channels
+    else:
+      query, value, key = (plan.width(plan.eff_in[call.name][p])
+                           for p in positions)
+      widths = [query, key, value]
+      out = plan.output_width(call.name)
+    return (plan.widths[call.name],) + tuple(widths) + (out,)
 
   def _recurrent_widths(self, plan, call):
     """(input width, units or None: unchanged) of a recurrent layer call in

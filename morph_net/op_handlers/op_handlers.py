@@ -269,6 +269,11 @@ def get_group_lasso_op_handler_dict(threshold: float = 1e-3,
   handlers.update({'Conv2D': conv, 'Conv3D': conv,
                    'Conv2DBackpropInput': transpose,
                    'Conv3DBackpropInputV2': transpose, 'MatMul': matmul})
+  # EinsumDense ('abc,cd->abd') runs a batch matmul by its 2-D kernel.
+  batch_matmul = matmul_source_op_handler.BatchMatMulSourceOpHandler(
+      threshold, l1_fraction)
+  handlers.update((t, batch_matmul) for t in sorted(
+      op_vocabulary.MATMUL_OP_TYPES - {'MatMul'}))
   call = function_call_op_handler.FunctionCallOpHandler(threshold,
                                                         l1_fraction)
   handlers.update((t, call) for t in op_vocabulary.CALL_OP_TYPES)

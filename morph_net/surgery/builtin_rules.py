@@ -10,7 +10,7 @@ cost form and a latency kind: `morph_net.keras.layer_kinds` declares all
 four for every class of the table, and its test fails when they disagree.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -23,6 +23,8 @@ from morph_net.surgery import spaces
 __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'RecurrentRule', 'RECURRENT_GATES', 'recurrent_directions',
            'AttentionRule', 'attention_heads', 'attention_head_axes',
+           'attention_input_positions', 'EmbeddingRule', 'ChannelNormRule',
+           'EinsumDenseRule', 'einsum_dense_supported',
            'recurrent_units', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
@@ -397,23 +399,68 @@ def attention_head_axes(layer) -> list:
   return result
 
 
+def attention_input_positions(layer, inputs=None, args=None,
+                              kwargs=None) -> Optional[Tuple[int, int, int]]:
+  """Where the query, value and key of a MultiHeadAttention call are.
+
+  Args:
+    layer: the MultiHeadAttention layer.
+    inputs: the call's input tensors, flattened as its node holds them
+      (default: those of the layer's first call).
+    args, kwargs: the call's arguments (default: the first call's).
+
+  Returns:
+    (query, value, key) positions in `inputs` (the key is the value when
+    not given), or None when they are not found.
+  """
+  if inputs is None:
+    nodes = getattr(layer, '_inbound_nodes', None) or []
+    if not nodes:
+      return None
+    node = nodes[0]
+    inputs = list(node.input_tensors)
+    arguments = getattr(node, 'arguments', None)
+    args = tuple(getattr(arguments, 'args', ()) or ())
+    kwargs = dict(getattr(arguments, 'kwargs', {}) or {})
+  args, kwargs = tuple(args or ()), dict(kwargs or {})
+  named = dict(zip(('query', 'value', 'key'), args))
+  for role in ('query', 'value', 'key'):
+    if role in kwargs:
+      named[role] = kwargs[role]
+  if named.get('key') is None:
+    named['key'] = named.get('value')
+  positions = []
+  for role in ('query', 'value', 'key'):
+    found = [i for i, t in enumerate(inputs) if t is named.get(role)]
+    if not found:
+      return None
+    positions.append(found[0])
+  return tuple(positions)
+
+
 class AttentionRule(layer_rule.LayerRule):
   """MultiHeadAttention: a structure sets its number of heads.
 
   The heads are the layer's own group (`num_heads` is its width); head h is
   its query, key and value kernel columns and biases and its rows of the
   output projection. They are not channels of the layer's output, which
-  the output projection mixes: the input and output channels (the hidden
-  size) keep their width, frozen as for a layer rebuild does not
-  understand. Rebuild keeps `key_dim`, `value_dim` and the output width and
-  slices the weights of the surviving heads: those with the largest
-  group-lasso norm (`channel_scores`), which under a GroupLasso regularizer
-  are its alive heads. A head whose value kernel and bias are zero adds 0
-  to the output (its attention-weighted values are 0 whatever the
-  softmax), so removing a dead head keeps the outputs.
+  the output projection mixes. The query, key and value projections read
+  their inputs' channels (kernel rows), so those inputs keep their groups;
+  with the default `output_shape` the output projection writes as many
+  channels as the query has, and its columns (and bias) are the query's
+  group: a transformer's hidden size narrows the attention with it.
+  Rebuild keeps `key_dim`, `value_dim` and slices the weights of the
+  surviving heads (`ChannelSelection.layer_indices`: the alive heads of a
+  regularizer or of `alive_masks`; else those with the largest group-lasso
+  norm, `channel_scores`), the kernel rows of the surviving input channels
+  and the output columns of the surviving query channels. A head whose
+  value kernel and bias are zero adds 0 to the output (its
+  attention-weighted values are 0 whatever the softmax), so removing a
+  dead head keeps the outputs; so does removing an input channel that is
+  zero, and an output channel whose kernel column and bias are zero.
 
   A layer with a gate, another output shape, attention over other axes or
-  inputs of another rank is opaque: it keeps its heads.
+  inputs of another rank is opaque: it keeps its heads and its channels.
   """
 
   width_attribute = 'num_heads'
@@ -421,17 +468,40 @@ class AttentionRule(layer_rule.LayerRule):
 
   def output_space(self, node):
     heads = attention_heads(node.layer)
-    if heads is None or any(len(t.shape) != 3 for t in node.inputs):
+    positions = attention_input_positions(node.layer, node.inputs,
+                                          node.args, node.kwargs)
+    if (heads is None or positions is None or
+        any(len(t.shape) != 3 for t in node.inputs)):
       return node.opaque(UNKNOWN)
     node.share_group(node.new_group(heads))
-    return node.opaque(UNKNOWN)
+    roles = [node.inputs[p] for p in positions]
+    for tensor, space in zip(node.inputs, node.input_spaces):
+      if not any(tensor is role for role in roles):
+        node.freeze(space, 'it is the attention mask of layer %s' %
+                    node.describe())
+    query = node.input_spaces[positions[0]]
+    if node.output_channels() != layer_rule.num_channels(
+        node.inputs[positions[0]]):
+      return node.opaque(UNKNOWN)
+    return query
 
   def _kept_heads(self, layer, heads: int) -> np.ndarray:
     order = np.argsort(-self.channel_scores(layer), kind='stable')
     return np.sort(order[:heads])
 
+  def _input_indices(self, layer, selection):
+    """{id(projection kernel): surviving rows} of the query, key and
+    value projections (empty when the inputs are not known: they keep
+    their width)."""
+    positions = attention_input_positions(layer)
+    if positions is None or selection.inputs_indices is None:
+      return {}
+    query, value, key = positions
+    dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
+    return {id(d.kernel): selection.inputs_indices[p]
+            for d, p in zip(dense, (query, value, key))}
+
   def transfer_weights(self, layer, weights, new_shapes, selection):
-    del selection  # The input and output channels keep their width.
     axes = {id(v): axis for v, axis in attention_head_axes(layer)}
     heads = None
     for variable, shape in zip(layer.weights, new_shapes):
@@ -445,19 +515,46 @@ class AttentionRule(layer_rule.LayerRule):
           'it with transfer_weights=False, or with at most %d heads.' % (
               layer_rule.describe_layer(layer), int(layer.num_heads), heads,
               int(layer.num_heads)))
-    kept = self._kept_heads(layer, heads)
+    kept = None
+    if selection is not None and selection.layer_indices is not None:
+      kept = np.asarray(selection.layer_indices)
+    if kept is None or len(kept) != heads:
+      kept = self._kept_heads(layer, heads)
+    rows = {} if selection is None else self._input_indices(layer, selection)
+    output = layer._output_dense  # pylint: disable=protected-access
+    columns = {id(output.kernel)}
+    if output.bias is not None:
+      columns.add(id(output.bias))
     values = []
     for variable, weight, shape in zip(layer.weights, weights, new_shapes):
       if id(variable) in axes:
         weight = np.take(weight, kept, axis=axes[id(variable)])
+      if id(variable) in rows:
+        weight = np.take(weight, rows[id(variable)], axis=0)
+      if (id(variable) in columns and selection is not None and
+          selection.output_indices is not None and
+          weight.shape[-1] != shape[-1]):
+        weight = np.take(weight, selection.output_indices, axis=-1)
       if tuple(weight.shape) != tuple(shape):
         raise errors.WeightTransferError(
             'Cannot transfer weight %r of attention layer %s: shape %s, '
-            'rebuilt %s; only the number of heads may change.' % (
+            'rebuilt %s; only the number of heads, the input channels and '
+            'the output channels may change.' % (
                 variable.path, layer_rule.describe_layer(layer),
                 tuple(np.shape(weight)), tuple(shape)))
       values.append(weight)
     return values
+
+  def constant_channels(self, layer, weights, removed):
+    """Zeroes the output projection's removed columns; the bias stays."""
+    weights = list(weights)
+    output = layer._output_dense.kernel  # pylint: disable=protected-access
+    for i, variable in enumerate(layer.weights):
+      if variable is output:
+        kernel = np.array(weights[i])
+        kernel[..., removed] = 0
+        weights[i] = kernel
+    return weights
 
   def channel_scores(self, layer):
     """Per head, the root mean square of its weights (the head's
@@ -471,6 +568,81 @@ class AttentionRule(layer_rule.LayerRule):
       squares += (value ** 2).sum(axis=1)
       count += value.shape[1]
     return np.sqrt(squares / max(count, 1))
+
+
+def einsum_dense_supported(layer) -> bool:
+  """Whether an EinsumDense layer is a Dense over the last axis: equation
+  '<x>c,cd-><x>d' (2-D kernel, input channels contracted with its rows,
+  output channels its columns) and a bias on d or none."""
+  equation = str(getattr(layer, 'equation', '')).replace(' ', '')
+  if '->' not in equation or equation.count(',') != 1:
+    return False
+  inputs, output = equation.split('->')
+  source, kernel = inputs.split(',')
+  if len(kernel) != 2 or not source or not output or '.' in equation:
+    return False
+  c, d = kernel
+  bias = getattr(layer, 'bias_axes', None)
+  return (source[-1] == c and output[-1] == d and c not in output and
+          d not in source and source[:-1] == output[:-1] and
+          bias in (None, '', d))
+
+
+class EinsumDenseRule(WidthRule):
+  """EinsumDense over the last axis ('abc,cd->abd', see
+  `einsum_dense_supported`): a Dense whose width is the last entry of
+  `output_shape`. Other equations are opaque."""
+
+  def __init__(self):
+    super().__init__('output_shape', input_axis=-2, output_axis=-1)
+
+  def output_space(self, node):
+    if not einsum_dense_supported(node.layer) or not _single_input(node):
+      return node.opaque(UNKNOWN)
+    return super().output_space(node)
+
+  def clone_config(self, layer, config):
+    width = config.get('output_shape')
+    original = layer.get_config().get('output_shape')
+    if isinstance(width, int) and isinstance(original, (list, tuple)):
+      config = dict(config, output_shape=tuple(original[:-1]) + (width,))
+    return config
+
+
+class EmbeddingRule(layer_rule.LayerRule):
+  """Embedding: a structure sets its output width (`output_dim`).
+
+  The token ids it reads are not channels; its output channels are the
+  layer's own group, the columns of the embedding matrix (which rebuild
+  slices). In a transformer that group is the hidden size: the residual
+  adds, layer norms and projections reading and writing the stream share
+  it.
+  """
+
+  width_attribute = 'output_dim'
+  channelwise = False
+
+  def output_space(self, node):
+    if not _single_input(node):
+      return node.opaque(UNKNOWN)
+    return node.layer_group()
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    del layer, new_shapes
+    return [np.take(w, selection.output_indices, axis=-1) for w in weights]
+
+  def constant_channels(self, layer, weights, removed):
+    """Zeroes the removed columns: those channels output 0."""
+    del layer
+    weights = list(weights)
+    table = np.array(weights[0])
+    table[..., removed] = 0
+    weights[0] = table
+    return weights
+
+  def channel_scores(self, layer):
+    table = _to_numpy(layer.embeddings).astype(np.float64)
+    return np.sqrt((table ** 2).sum(axis=0))
 
 
 def reshape_space(node: layer_rule.LayerNode) -> spaces.ChannelSpace:
@@ -535,6 +707,8 @@ class PassThroughRule(layer_rule.LayerRule):
       return node.opaque(UNKNOWN)
     layer = node.layer
     axis = getattr(layer, 'axis', -1)
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+      axis = axis[0]  # RMSNormalization keeps its axis as a list.
     rank = node.input_rank()
     if (isinstance(axis, int) and axis not in (-1, rank - 1)) or (
         node.output_channels() != layer_rule.num_channels(node.inputs[0])):
@@ -564,10 +738,67 @@ class NormalizerRule(PassThroughRule):
 
 
 class ChannelMixingRule(PassThroughRule):
-  """LayerNormalization, Softmax: pass-through over the last axis, whose
-  outputs depend on all channels (narrowing changes them)."""
+  """Softmax (and the base of the normalizations over channels):
+  pass-through over the last axis, whose outputs depend on all channels
+  (narrowing changes them)."""
 
   channelwise = False
+  # Whether removing input channels that are zero keeps the outputs of
+  # the other channels exactly (after `transfer_weights`).
+  narrows_exactly = False
+
+
+def _original_channels(layer) -> Optional[int]:
+  """The channels of the (first) input of a called layer, or None."""
+  nodes = getattr(layer, '_inbound_nodes', None) or []
+  if not nodes or not nodes[0].input_tensors:
+    return None
+  return layer_rule.num_channels(nodes[0].input_tensors[0])
+
+
+class ChannelNormRule(ChannelMixingRule):
+  """LayerNormalization and RMSNormalization over the last axis.
+
+  A channel whose input is zero still counts in the statistics over d
+  channels: removing it leaves d' channels, whose mean square is d / d'
+  times the old one. Rebuild keeps the statistics per channel: the
+  rebuilt layer's epsilon is epsilon x d / d' (`sized_config`) and its
+  scale is gamma x sqrt(d / d') (`transfer_weights`), so that
+
+    x / sqrt(S / d' + eps d / d') x gamma sqrt(d / d')
+      = x / sqrt(S / d + eps) x gamma
+
+  for a sum of squares S. For RMSNormalization (mean of squares) that is
+  exact (`narrows_exactly`). LayerNormalization subtracts the mean (its
+  deprecated `rms_scaling=True` divides by the centred variance): the
+  mean over d' channels is d / d' times the mean over d, so the outputs
+  change by terms of the order of the mean over the channels, removed
+  channels zero or not; with zero-mean inputs the same correction is
+  exact.
+  """
+
+  def __init__(self, scale_names=('gamma', 'scale'), exact: bool = False):
+    self._scale_names = tuple(scale_names)
+    self.narrows_exactly = exact
+
+  def sized_config(self, layer, config, output_width):
+    original = _original_channels(layer)
+    if ('epsilon' not in config or original is None or not output_width or
+        output_width == original):
+      return config
+    return dict(config, epsilon=float(config['epsilon']) * original /
+                output_width)
+
+  def transfer_weights(self, layer, weights, new_shapes, selection):
+    values = super().transfer_weights(layer, weights, new_shapes, selection)
+    kept = len(selection.output_indices)
+    if not kept or kept == selection.output_channels:
+      return values
+    factor = np.sqrt(selection.output_channels / kept)
+    return [value * np.asarray(factor, value.dtype)
+            if variable.path.rsplit('/', 1)[-1] in self._scale_names
+            else value
+            for variable, value in zip(layer.weights, values)]
 
 
 class FlattenRule(layer_rule.LayerRule):
@@ -679,13 +910,15 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
   for cls in (L.SeparableConv1D, L.SeparableConv2D):
     table[cls] = SeparableConvRule('filters')
   table[L.Dense] = WidthRule('units')
+  table[L.EinsumDense] = EinsumDenseRule()
   for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
     table[cls] = DepthwiseRule()
   table[L.BatchNormalization] = NormalizerRule()
   pass_through = PassThroughRule()
-  mixing = ChannelMixingRule()
-  for cls in (L.LayerNormalization, L.Softmax):
-    table[cls] = mixing
+  table[L.Softmax] = ChannelMixingRule()
+  table[L.LayerNormalization] = ChannelNormRule()
+  table[L.RMSNormalization] = ChannelNormRule(exact=True)
+  table[L.Embedding] = EmbeddingRule()
   for cls in (
       L.Activation, L.ReLU, L.LeakyReLU, L.PReLU,
       L.ELU, L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D,

@@ -204,6 +204,10 @@ class ChannelModel(object):
     for layer_name, frozen, reason in self._freezes:
       if self.table.find(frozen) == root:
         freezers.setdefault(layer_name, reason)
+        if layer_name == name and reason.startswith('it is the output of'):
+          # The named layer froze its own output: say that, not that the
+          # group feeds it.
+          freezers[layer_name] = reason
     producer, consumers = self._tensor_links()
     frontier = [i for i, (layer, _, _) in enumerate(self.nodes)
                 if layer.name == name]

@@ -24,7 +24,12 @@ One mechanism for every layer kind:
    (`RebuildPlan.indices`, which knows groups, concat slices, Flatten).
    delta read at the centre position of the first input is a constant per
    output channel: the removed channels' contribution, and that of vanished
-   branches (a dead residual branch's beta added to its skip).
+   branches (a dead residual branch's beta added to its skip). (Integer
+   inputs, token ids, get random ids below the smallest Embedding
+   vocabulary.) A delta that does not bring L's outputs on the random
+   input closer on average is not folded: it is no constant but a
+   difference varying with the input (after a layer normalization that
+   lost channels, see `builtin_rules.ChannelNormRule`).
 3. delta goes into L's bias if it has one, else into the moving mean of a
    BatchNormalization that alone consumes L's output (mean -= delta), else
    a warning names L (its constant is lost).
@@ -99,8 +104,17 @@ def probe_model(plan: plan_lib.RebuildPlan, kept: Dict[int, np.ndarray]):
   return probe
 
 
+def _token_bound(model) -> int:
+  """Integer inputs are drawn below this: the smallest vocabulary of the
+  model's Embedding layers (2 without one)."""
+  sizes = [int(l.input_dim) for l in model.layers
+           if isinstance(l, keras.layers.Embedding)]
+  return max(min(sizes), 1) if sizes else 2
+
+
 def _samples(model) -> List[np.ndarray]:
-  """Zeros and a fixed random sample (batch 2) for every model input."""
+  """Zeros and a fixed random sample (batch 2) for every model input
+  (random token ids for an integer input)."""
   rng = np.random.default_rng(0)
   samples = []
   for tensor in model.inputs:
@@ -110,6 +124,8 @@ def _samples(model) -> List[np.ndarray]:
     data = np.zeros([2] + shape, dtype)
     if 'float' in dtype:
       data[1] = rng.normal(size=shape)
+    elif 'int' in dtype:
+      data[1] = rng.integers(0, _token_bound(model), size=shape)
     samples.append(data)
   return samples
 
@@ -175,8 +191,13 @@ class _Folder(object):
       return self.new_layers[readers[0].name]
     return None
 
-  def delta(self, name, x_probe, x_new) -> Tuple[np.ndarray, float]:
-    """The constant to fold for layer `name` and how far from constant."""
+  def delta(self, name, x_probe, x_new) -> Tuple[np.ndarray, float, bool]:
+    """The constant to fold for layer `name`, how far from constant, and
+    whether folding it brings the layer's outputs closer on average (the
+    mean absolute difference over the random input's positions drops):
+    a difference that varies from input to input (after a normalization
+    over channels that lost some, see `builtin_rules.ChannelNormRule`) is
+    no constant, and folding one sample's value would add noise."""
     old = self.ch.layers[name]
     in_idx = self.plan.indices(self.plan.eff_in[name][0], self.kept)
     out_idx = self.plan.indices(self.plan.eff_out[name], self.kept)
@@ -188,7 +209,11 @@ class _Folder(object):
     full = full[..., out_idx]
     delta = _centre(full)
     deviation = float(np.max(np.abs(full - delta))) if full.size else 0.0
-    return delta, deviation
+    # Judged on the random input (the zeros gave `delta`).
+    helps = (not full.size or
+             float(np.mean(np.abs(full[-1] - delta))) <
+             float(np.mean(np.abs(full[-1]))))
+    return delta, deviation, helps
 
   def fold(self, name, delta) -> None:
     new = self.new_layers[name]
@@ -269,12 +294,13 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
         x_probe[name], x_new[name],
         plan.indices(plan.eff_in[name][0], kept), tolerance=0.0):
       continue  # Its input is the probe's: nothing to fold.
-    delta, deviation = folder.delta(name, x_probe[name], x_new[name])
+    delta, deviation, helps = folder.delta(name, x_probe[name],
+                                           x_new[name])
     scale = 1.0 + float(np.max(np.abs(delta))) if delta.size else 1.0
     if deviation > _RELATIVE_TOLERANCE * scale:
       folder.approximate.append(
           (layer_rule.describe_layer(plan.channels.layers[name]), deviation))
-    if not delta.size or not np.any(np.abs(delta) > 0):
+    if not delta.size or not np.any(np.abs(delta) > 0) or not helps:
       continue
     folder.fold(name, delta)
     folded.append(name)
@@ -284,8 +310,9 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
     indices = plan.indices(plan.eff_in[name][0], kept)
     # A normalization over channels changes with their number, even when
     # the removed ones are zeros; other layers with removed nonzero inputs.
-    counted = isinstance(plan.channels.rule(name),
-                         builtin_rules.ChannelMixingRule)
+    rule = plan.channels.rule(name)
+    counted = (isinstance(rule, builtin_rules.ChannelMixingRule) and
+               not rule.narrows_exactly)
     if name in x_probe and name in x_new and (
         (counted and len(indices) < x_probe[name].shape[-1]) or
         _differs(x_probe[name], x_new[name], indices)):

@@ -52,10 +52,15 @@ UNKNOWN = 'whose channel handling is unknown to rebuild'
 
 # The surviving channels of one layer, as original indices: `input_indices`
 # of its first input (None for a layer without inputs), `output_indices` of
-# its output, which had `output_channels` channels in the original model.
+# its output, which had `output_channels` channels in the original model;
+# `inputs_indices` of each of its inputs, in the order of the call's input
+# tensors (None when unknown); `layer_indices` of the layer's own group
+# when it is not its output's (the heads of a MultiHeadAttention; None
+# otherwise or when unknown).
 ChannelSelection = collections.namedtuple(
     'ChannelSelection', ['input_indices', 'output_indices',
-                         'output_channels'])
+                         'output_channels', 'inputs_indices',
+                         'layer_indices'], defaults=(None, None))
 
 
 def describe_layer(layer) -> str:

@@ -175,6 +175,16 @@ def _paste_leading(fresh: np.ndarray, old: np.ndarray) -> np.ndarray:
   return value
 
 
+def _layer_indices(plan, name, kept) -> Optional[np.ndarray]:
+  """The surviving channels of the own group of width-taking layer
+  `name` (the heads of a MultiHeadAttention, which are not channels of
+  its output), or None for a layer without one."""
+  ch = plan.channels
+  if name not in plan.widths:
+    return None
+  return plan.indices(spaces.Group(ch.group_of(name)), kept)
+
+
 def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
                      kept: Dict[int, np.ndarray],
                      grown: Optional[Dict[int, int]] = None) -> None:
@@ -217,7 +227,9 @@ def transfer_weights(model, new_model, plan: plan_lib.RebuildPlan,
         input_indices=(None if in_space is None else
                        plan.indices(in_space, kept)),
         output_indices=plan.indices(plan.eff_out[name], kept),
-        output_channels=ch.space_size(ch.layer_out[name]))
+        output_channels=ch.space_size(ch.layer_out[name]),
+        inputs_indices=[plan.indices(s, kept) for s in plan.eff_in[name]],
+        layer_indices=_layer_indices(plan, name, kept))
     new_shapes = [tuple(w.shape) for w in new_layer.weights]
     old_values = [keras.ops.convert_to_numpy(w) for w in old.weights]
     if growing:

@@ -93,13 +93,16 @@ def test_latency_kinds_that_disagree_fail():
 
 
 def test_a_cost_form_without_a_latency_kind_fails(monkeypatch):
-  # Einsum's gap is known (the attention kind's products); without the
-  # entry, every kind with Einsum is reported.
+  # Einsum's gap is known (the attention kind's products, EinsumDense's
+  # other equations); without the entry, every kind with Einsum is
+  # reported.
   monkeypatch.delitem(layer_kinds.KNOWN_GAPS, 'Einsum')
   kinds = _replace('merge', op_types=frozenset(['Einsum', 'Sub']),
                    cost_op_types=frozenset(['Einsum', 'Sub']),
                    latency_kinds=frozenset(['add']))
   assert layer_kinds.check_layer_kinds(kinds) == [
+      "Kind 'einsum_dense': op type Einsum has a cost form but no latency "
+      'kind in latency_profile.OP_KINDS.',
       "Kind 'attention': op type Einsum has a cost form but no latency kind "
       'in latency_profile.OP_KINDS.',
       "Kind 'merge': op type Einsum has a cost form but no latency kind in "
@@ -142,6 +145,10 @@ def _example(cls):
     return cls(2, 3), (5, 4), 1  # Self-attention: called on (x, x).
   if cls is L.Dense:
     return cls(3), (4,), 1
+  if cls is L.EinsumDense:
+    return cls('abc,cd->abd', output_shape=(None, 3), bias_axes='d'), (5, 4), 1
+  if cls is L.Embedding:
+    return cls(20, 3), (6,), 1  # Token ids (int32 inputs).
   if name.startswith(('Conv', 'SeparableConv')):
     return cls(3, 3, padding='same'), shape, 1
   if name.startswith('DepthwiseConv'):
@@ -163,7 +170,8 @@ def _example(cls):
 
 def _traced_op_types(layer, shape, inputs):
   keras.backend.clear_session()
-  tensors = [keras.Input(shape) for _ in range(inputs)]
+  dtype = 'int32' if isinstance(layer, L.Embedding) else None
+  tensors = [keras.Input(shape, dtype=dtype) for _ in range(inputs)]
   if isinstance(layer, L.MultiHeadAttention):
     output = layer(tensors[0], tensors[0])
   else:

@@ -208,8 +208,9 @@ def test_conv1d_reads_the_alive_units():
   model = keras.Model(x, L.Dense(2, name='logits')(y))
   _kill_units(model.get_layer('lstm'), [1])
   regularizer = _group_lasso(model)
-  assert regularizer.alive_counts() == {'conv': 4, 'lstm': 2, 'conv2': 2,
-                                        'logits': 2}
+  # The embedding's output width is a group of its own (all alive).
+  assert regularizer.alive_counts() == {'embedding': 5, 'conv': 4, 'lstm': 2,
+                                        'conv2': 2, 'logits': 2}
   # conv 2*6*3*5*4; lstm 2*6*4*2*(4+2); conv2 2*4*3*2*2; logits 2*2*2.
   flops = 720 + 576 + 96 + 8
   assert float(regularizer.cost()) == flops

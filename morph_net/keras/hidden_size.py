@@ -1,0 +1,471 @@
+"""The hidden size of a traced Keras model: one channel group, pruned.
+
+The residual stream of a transformer encoder is one channel group of
+surgery's channel model: the Embedding output (or the input projection),
+every residual Add, the LayerNormalization / RMSNormalization layers, the
+rows of the MultiHeadAttention query, key and value projections and the
+columns of its output projection (default `output_shape`: as many
+channels as the query), the first FFN Dense's rows and the second one's
+columns, the pooling and the head's rows. Without a transformer, an
+Embedding's output width is such a group too, with the rows of the layer
+reading it (a Conv1D, a Dense).
+
+The graph analysis cannot give that group a source by itself: an
+Embedding is a gather (a leaf op) and the attention layer is cut out of
+the analysis when its heads are pruned (`morph_net.keras.attention`). So
+under GroupLasso regularizers (of FLOPs or model size when the group holds
+an attention layer, whose cost is counted from config) the bridge makes
+the embedding's gather and the attention layer's output op sources of the
+group (through `op_handlers.custom_handler_scope`, as the units of a
+recurrent layer), and after the analysis gives every op group of the
+stream one regularizer (`HiddenGroups.override`): the group lasso of all
+the weights that hold a hidden channel, written like the heads' and the
+units' (root mean square, plus an L1 part with `l1_fraction`): the
+writers' columns and biases (embedding, Dense, the attention output
+projection), the normalizations' scales and offsets (a centred layer norm
+outputs -mean x gamma / sigma + beta on a channel whose input is zero, so
+a channel is removable only when its gamma and beta are zero too) and the
+readers' rows (Dense kernels, the attention projections). A channel is
+alive above the threshold. `alive_counts()` lists every width-taking
+member with the group's alive count (the Embedding under its name, as the
+Dense layers of an Add group are listed today); rebuild narrows every
+member (`builtin_rules.EmbeddingRule`, `AttentionRule`, `ChannelNormRule`).
+
+The cost needs nothing new: the Dense layers reading and writing the
+stream are costed by the graph analysis from the group's alive count, the
+attention layers from config with the alive query, key, value and output
+channels (`attention.AttentionCall.per_head`), and the embedding lookup is
+not costed (a gather holds no FLOPs; a model size does not count the
+embedding table, as before).
+
+Normalizations over the channels and narrowing: a channel whose input is
+zero still counts in the statistics over d channels. Rebuild keeps them
+per channel (epsilon x d / d', scale x sqrt(d / d'), see
+`builtin_rules.ChannelNormRule`):
+
+* `RMSNormalization` (mean of squares): exact, up to float rounding
+  (measured: below 1e-6 on the outputs of one- and two-block encoders;
+  the tests assert 1e-5).
+* `LayerNormalization` subtracts the mean over the channels (and its
+  variance holds the squared mean); `rms_scaling=True`, deprecated in
+  Keras 3, divides by that centred variance too. With s^2 and m' the
+  variance and the mean of the d' channels left at one position, the
+  original divides by (d'/d) s^2 + (d'/d)(1 - d'/d) m'^2 and subtracts
+  (d'/d) m'; no per-channel scale or epsilon gives both. The correction
+  is exact when m' = 0 at every position, and otherwise leaves errors of
+  the order of m' / s: on the tests' encoders (2 of 8 channels removed)
+  at most 0.156 (one block, outputs up to 1.58) and 0.366 (two blocks,
+  outputs up to 1.09), against 0.207 and 0.325 for gamma and beta only
+  sliced. The cost is exact either way; the folding warning names each
+  layer norm that lost channels. A model that must rebuild exactly
+  should use RMSNormalization, or fine-tune after rebuilding.
+
+Folding (`morph_net.surgery.folding`) does not fold a layer norm's error
+into the next Dense: that error varies with the input (a folded constant
+measured on one sample made the encoders' outputs worse).
+
+Other families (Gamma, LogisticSigmoid) and GroupLasso regularizers of
+other resources keep the hidden size at its width (a hidden channel has no
+batch-norm scale or gate of its own): one warning names the layers, and
+their channel groups are not regularized.
+"""
+
+import contextlib
+import dataclasses
+import logging
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+
+from morph_net.framework import concat_and_slice_regularizers
+from morph_net.framework import minimum_alive_regularizer
+from morph_net.keras import recurrent
+from morph_net.op_handlers import op_handlers
+from morph_net.op_regularizers import group_lasso_regularizer
+from morph_net.surgery import builtin_rules
+from morph_net.surgery import spaces
+
+__all__ = ['HiddenGroup', 'HiddenGroups', 'hidden_weights']
+
+
+@dataclasses.dataclass
+class HiddenGroup:
+  """One hidden-size channel group of the channel model.
+
+  Attributes:
+    root: its group root in the channel model.
+    size: its channels.
+    layers: the width-taking layers of the group (those a structure
+      names), in run order.
+    members: every layer writing, normalizing or reading the group.
+    embeddings: the Embedding layers writing it.
+    attention: the MultiHeadAttention layers reading or writing it.
+    source_ops: the ops made sources of the group (embedding gathers,
+      attention output ops).
+    pruned: whether it is pruned (see `HiddenGroups.plan`).
+  """
+  root: int
+  size: int
+  layers: List[str]
+  members: List[str]
+  embeddings: List[str]
+  attention: List[str]
+  source_ops: List[tf.Operation] = dataclasses.field(default_factory=list)
+  pruned: bool = False
+
+
+def _is_group(space, root, table) -> bool:
+  return isinstance(space, spaces.Group) and table.find(space.gid) == root
+
+
+def _member_weights(channels, root):
+  """[(variable, channel axis)] of the weights holding the channels of
+  group `root`: writers' columns and biases, normalizations' trainable
+  per-channel weights, readers' rows."""
+  table = channels.table
+  size = table.size(root)
+  found = []
+  for name, layer in channels.layers.items():
+    rule = channels.rule(layer)
+    out = channels.layer_out.get(name)
+    ins = channels.layer_in.get(name) or []
+    if isinstance(rule, builtin_rules.AttentionRule):
+      positions = builtin_rules.attention_input_positions(layer)
+      if positions is None:
+        continue
+      dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
+      for d, p in zip(dense, positions):
+        if _is_group(ins[p], root, table):
+          found.append((d.kernel, 0))
+      if _is_group(out, root, table):
+        output = layer._output_dense  # pylint: disable=protected-access
+        found.append((output.kernel, -1))
+        if output.bias is not None:
+          found.append((output.bias, -1))
+      continue
+    if isinstance(rule, builtin_rules.EmbeddingRule):
+      if _is_group(out, root, table):
+        found.append((layer.embeddings, -1))
+      continue
+    if isinstance(rule, builtin_rules.WidthRule) and type(rule) is (  # pylint: disable=unidiomatic-typecheck
+        builtin_rules.WidthRule) and getattr(layer, 'groups', 1) == 1:
+      if _is_group(out, root, table):
+        found.append((layer.kernel, rule._output_axis))  # pylint: disable=protected-access
+        if getattr(layer, 'bias', None) is not None:
+          found.append((layer.bias, -1))
+      if ins and _is_group(ins[0], root, table):
+        found.append((layer.kernel, rule._input_axis))  # pylint: disable=protected-access
+      continue
+    if rule.width_attribute is None and _is_group(out, root, table) and (
+        len(ins) == 1 and _is_group(ins[0], root, table)):
+      # A pass-through layer (a normalization): its per-channel weights.
+      found.extend((v, -1) for v in layer.trainable_weights
+                   if len(v.shape) >= 1 and int(v.shape[-1]) == size)
+  return found
+
+
+def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
+  """The weights holding each channel of a hidden group, one column each.
+
+  Args:
+    channels: the channel model.
+    root: the group root.
+    read: maps a Keras variable to a tensor of its value (or None).
+
+  Returns:
+    A [weights per channel, channels] float32 tensor, or None when a
+    variable cannot be read (or the group holds none).
+  """
+  size = channels.table.size(root)
+  parts, seen = [], set()
+  for variable, axis in _member_weights(channels, root):
+    key = (id(variable), axis)
+    if key in seen:
+      continue
+    seen.add(key)
+    value = read(variable)
+    if value is None:
+      return None
+    value = tf.cast(value, tf.float32)
+    rank = value.shape.rank
+    axis = axis % rank
+    perm = [a for a in range(rank) if a != axis] + [axis]
+    parts.append(tf.reshape(tf.transpose(value, perm), [-1, size]))
+  return tf.concat(parts, axis=0) if parts else None
+
+
+class HiddenGroups(object):
+  """The hidden-size groups of a traced model.
+
+  Args:
+    traced: a `tracing.TracedModel`.
+    channels: its channel model (None: nothing to do).
+    attention_calls: its `attention.AttentionCalls`.
+  """
+
+  def __init__(self, traced, channels, attention_calls):
+    self._traced = traced
+    self._channels = channels
+    self._attention = attention_calls
+    self._settings = None
+    self._regularizers = {}  # root -> OpRegularizer.
+    self.groups: Dict[int, HiddenGroup] = {}
+    if channels is None:
+      return
+    table = channels.table
+    roots = {}
+    for name, layer in channels.layers.items():
+      rule = channels.rule(layer)
+      if isinstance(rule, builtin_rules.EmbeddingRule):
+        for gid in channels.layer_out[name].group_ids(table):
+          roots.setdefault(gid, set())
+      elif isinstance(rule, builtin_rules.AttentionRule) and (
+          name in channels.source_layers()):
+        for space in [channels.layer_out[name]] + list(
+            channels.layer_in.get(name) or []):
+          for gid in space.group_ids(table):
+            roots.setdefault(gid, set()).add(name)
+    sources = set(channels.source_layers())
+    for root in sorted(roots):
+      members, width_layers, embeddings = [], [], []
+      for name in channels.layers:
+        spaces_of = [channels.layer_out.get(name)] + list(
+            channels.layer_in.get(name) or [])
+        if not any(s is not None and _is_group(s, root, table)
+                   for s in spaces_of):
+          continue
+        members.append(name)
+        if isinstance(channels.rule(name), builtin_rules.EmbeddingRule):
+          embeddings.append(name)
+        if (name in sources and not isinstance(
+            channels.rule(name), builtin_rules.AttentionRule) and
+            _is_group(channels.layer_out[name], root, table)):
+          width_layers.append(name)
+      self.groups[root] = HiddenGroup(root, table.size(root), width_layers,
+                                      members, embeddings,
+                                      sorted(roots[root]))
+
+  def _embedding_ops(self, names) -> List[tf.Operation]:
+    """The output ops of the calls of the Embedding layers `names`."""
+    if not names:
+      return []
+    layers = {n: self._channels.layers[n] for n in names}
+    forward = set(self._traced.forward_ops())
+    ops = []
+    for _, scope_ops in recurrent.layer_scopes(self._traced,
+                                               layers).items():
+      ops.extend(recurrent.scope_outputs(scope_ops, self._traced.output_ops,
+                                         forward))
+    return ops
+
+  def plan(self, regularizer_class, regularizer_kwargs, excluded,
+           min_channels: int = 1):
+    """Decides which hidden groups are pruned, before the analysis.
+
+    A group is pruned under GroupLasso regularizers when every attention
+    layer reading or writing it has its heads pruned (FLOPs and model
+    size), and it can change width (not frozen, no model output). Other
+    groups with a width keep it: one warning names their layers, and their
+    ops join the excluded ops.
+
+    Args:
+      regularizer_class: the network regularizer class.
+      regularizer_kwargs: its arguments (threshold, l1_fraction ...).
+      excluded: the `regularizable.ExcludedOps` of the model.
+      min_channels: channels kept alive in a group whose removal would
+        disconnect a model output.
+
+    Returns:
+      The excluded ops, extended for the groups keeping their width.
+    """
+    channels = self._channels
+    if channels is None or not self.groups:
+      return excluded
+    outputs = channels.output_groups()
+    pruned_calls = {}
+    for call in self._attention.pruned_calls():
+      pruned_calls.setdefault(call.name, []).append(call)
+    forward = set(self._traced.forward_ops())
+    kept, candidates = [], []
+    for group in self.groups.values():
+      if (channels.table.frozen_reasons(group.root) or
+          group.root in outputs):
+        continue  # Excluded already (`regularizable.fixed_width_layers`).
+      attention_ok = all(n in pruned_calls for n in group.attention)
+      if not recurrent.is_group_lasso(regularizer_class) or (
+          not attention_ok):
+        kept.append(group)
+      else:
+        candidates.append(group)
+    if candidates:
+      self._settings = recurrent.layer_source_settings(
+          regularizer_class, regularizer_kwargs, channels, min_channels)
+    graph = self._traced.graph
+    for group in candidates:
+      with graph.as_default():
+        weights = hidden_weights(
+            channels, group.root, lambda v: recurrent.variable_tensor(graph, v))
+      if weights is None:
+        logging.warning(
+            'Hidden size of layer(s) %s keeps its width: a weight of its '
+            'layers is not read in the trace.', ', '.join(
+                repr(n) for n in group.layers or group.members))
+        kept.append(group)
+        continue
+      group.pruned = True
+      group.source_ops = self._embedding_ops(group.embeddings)
+      for name in group.attention:
+        if not _is_group(channels.layer_out[name], group.root,
+                         channels.table):
+          continue
+        for call in pruned_calls[name]:  # Every call of a shared layer.
+          call.hidden_ops = recurrent.scope_outputs(
+              call.ops, self._traced.output_ops, forward)
+          group.source_ops.extend(call.hidden_ops)
+    if kept:
+      excluded = self._keep(kept, regularizer_class, excluded)
+    return excluded
+
+  def _keep(self, groups, regularizer_class, excluded):
+    """The excluded ops extended with the ops of `groups`' layers."""
+    from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
+    channels = excluded.channels
+    family = getattr(regularizer_class, '__name__', regularizer_class)
+    layers = dict(excluded.layers)
+    named = []
+    for group in groups:
+      for name in group.members:
+        out = channels.layer_out.get(name)
+        if out is None or not _is_group(out, group.root, channels.table):
+          continue
+        layers.setdefault(name, (
+            'it is in the hidden size of a transformer or an embedding '
+            'output, which keeps its width under %s' % family))
+        if name in group.layers:
+          named.append(name)
+    op_names = list(excluded.op_names)
+    for op in self._traced.forward_ops():
+      name = self._traced.known_layer_name(op, channels.layers)
+      if name is not None and name in layers and (
+          name not in excluded.layers):
+        op_names.append(op.name)
+    why = ('a hidden channel has no batch-norm scale or gate of its own; '
+           'only GroupLasso regularizers prune it'
+           if not recurrent.is_group_lasso(regularizer_class) else
+           'its attention layers keep their heads: only GroupLasso '
+           'regularizers of FLOPs or model size prune them')
+    names = [n for n in channels.layers if n in set(named)]
+    if names:
+      logging.warning(
+          'Hidden size: layer(s) %s keep their width: %s regularizes no '
+          'hidden size (%s).',
+          ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
+                    for n in names), family, why)
+    return regularizable.ExcludedOps(op_names, layers, excluded.warned,
+                                     channels)
+
+  def pruned_groups(self) -> List[HiddenGroup]:
+    return [g for g in self.groups.values() if g.pruned]
+
+  def _regularizer(self, group):
+    """The OpRegularizer of a pruned group, made in the traced graph on
+    first use."""
+    if group.root not in self._regularizers:
+      graph = self._traced.graph
+      with graph.as_default():
+        weights = hidden_weights(
+            self._channels, group.root,
+            lambda v: recurrent.variable_tensor(graph, v))
+        self._regularizers[group.root] = (
+            group_lasso_regularizer.GroupLassoRegularizer(
+                weight_tensor=weights, reduce_dims=[0],
+                threshold=self._settings.threshold,
+                l1_fraction=self._settings.l1_fraction))
+    return self._regularizers[group.root]
+
+  def _source(self, group):
+    """callable(op_slice) -> OpRegularizer of a source op of `group`."""
+    def create(op_slice):
+      whole = self._regularizer(group)
+      start, size = op_slice.slice.start_index, op_slice.slice.size
+      if start == 0 and size == group.size:
+        return whole
+      return concat_and_slice_regularizers.SlicingReferenceRegularizer(
+          lambda: whole, start, size)
+    return create
+
+  def source_ops(self) -> List[tf.Operation]:
+    return [op for g in self.pruned_groups() for op in g.source_ops]
+
+  def embedding_ops(self) -> Dict[str, List[tf.Operation]]:
+    """{Embedding layer name: its source ops} of the pruned groups (the
+    ops `alive_counts()` reads the Embedding's channels from)."""
+    result = {}
+    embedding_layers = {n for g in self.pruned_groups()
+                        for n in g.embeddings}
+    for group in self.pruned_groups():
+      for op in group.source_ops:
+        name = recurrent._scope_of(op.name, embedding_layers)  # pylint: disable=protected-access
+        if name is not None:
+          result.setdefault(name[1], []).append(op)
+    return result
+
+  @contextlib.contextmanager
+  def sources(self):
+    """A scope in which the op handler registries make the pruned groups'
+    source ops sources (`recurrent.UnitSourceHandler` over the handlers
+    of their op types, those of an enclosing scope included).
+
+    Yields:
+      None.
+    """
+    groups = self.pruned_groups()
+    sources = {op: self._source(g) for g in groups for op in g.source_ops}
+    if not sources:
+      yield
+      return
+    defaults = op_handlers.get_group_lasso_op_handler_dict(
+        *self._settings[:2])
+    handlers = {op_type: recurrent.UnitSourceHandler(defaults[op_type],
+                                                     sources)
+                for op_type in sorted({op.type for op in sources})}
+    with op_handlers.custom_handler_scope(handlers):
+      yield
+
+  def override(self, manager) -> None:
+    """Gives every op group holding a pruned group's channels the group's
+    regularizer (the analysis combined its sources' own)."""
+    for group in self.pruned_groups():
+      regularizer = None
+      for op in self._group_ops(manager, group):
+        for op_slice in manager.get_op_slices(op):
+          op_group = manager.get_op_group(op_slice)
+          if op_group is None or op_slice.slice.size != group.size:
+            continue
+          if regularizer is None:
+            with self._traced.graph.as_default():
+              regularizer = self._regularizer(group)
+              if self._connects(group):
+                regularizer = (
+                    minimum_alive_regularizer.MinimumAliveRegularizer(
+                        regularizer, self._settings.minimum))
+          manager.set_group_regularizer(op_group, regularizer)
+
+  def _connects(self, group) -> bool:
+    return bool(set(group.layers) & self._settings.connecting)
+
+  def connecting_layers(self) -> List[str]:
+    """The width-taking layers of pruned groups that keep `min_channels`
+    alive (their removal would disconnect a model output)."""
+    return sorted({n for g in self.pruned_groups() if self._connects(g)
+                   for n in g.layers})
+
+  def _group_ops(self, manager, group) -> List[tf.Operation]:
+    """The source ops of `group` and the weight ops of its width-taking
+    layers in the analysis."""
+    ops = list(group.source_ops)
+    names = set(group.layers)
+    for op in manager.ops:
+      if self._traced.known_layer_name(op, self._channels.layers) in names:
+        ops.append(op)
+    return ops
