@@ -156,3 +156,34 @@ def test_structure_the_model_cannot_take_is_refused():
   # The dead branch vanishes; its Add keeps the skip connection.
   assert cost.plan({'b1_conv1': 0}).vanished == {
       'b1_conv1', 'b1_conv1_bn', 'b1_conv1_relu', 'b1_conv2', 'b1_conv2_bn'}
+
+
+def test_attention_keeping_its_heads_is_costed_at_its_inner_widths():
+  # Found by tests/property/test_random_models.py: a MultiHeadAttention
+  # whose heads rebuild cannot remove (here: another output shape) was
+  # costed by StructureCost at the layer's widths (4 -> 4) instead of its
+  # projections' (4 -> 6, 6 -> 4) and its products' own.
+  layers = keras.layers
+  x = keras.Input((4, 4))
+  a = layers.MultiHeadAttention(2, 3, output_shape=(4,), name='mha')(x, x)
+  y = layers.Dense(5, name='ffn')(a)
+  model = keras.Model(x, layers.Dense(2, name='logits')(y))
+  ffn = model.get_layer('ffn')
+  kernel, bias = ffn.kernel.numpy(), ffn.bias.numpy()
+  kernel[:, [1, 3]] = 0.0
+  bias[[1, 3]] = 0.0
+  ffn.kernel.assign(kernel)
+  ffn.bias.assign(bias)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  alive = regularizer.alive_counts()
+  assert alive == {'ffn': 3, 'logits': 2}
+  # Per head (T 4, d 4, key_dim = value_dim 3): query, key, value 3 x
+  # 2*4*4*3, QK^T and attention x V 2 x 2*4*4*3, output 2*4*3*4: 576.
+  mha = 2 * 576
+  # ffn 2*4*4*3 (alive) or 2*4*4*5; logits 2*4*3*2 or 2*4*5*2.
+  assert float(regularizer.cost()) == mha + 96 + 48 == 1296
+  cost = structure_cost.StructureCost(regularizer)
+  assert cost(alive) == 1296
+  assert cost({}) == mha + 160 + 80 == 1392
+  assert cost({'ffn': 1}) == mha + 32 + 16
