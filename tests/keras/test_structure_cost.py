@@ -76,6 +76,53 @@ def test_placeholders_map_to_given_layers():
   assert set(top_level.values()) == {'inner'}
 
 
+def test_placeholders_map_to_every_owner_innermost_first():
+  x = keras.Input((3, 2))
+  y = keras.layers.Bidirectional(keras.layers.GRU(2, name='gru'),
+                                 name='bi')(x)
+  inner = keras.Model(x, y, name='inner')
+  z = keras.Input((3, 2))
+  model = keras.Model(z, inner(z), name='outer')
+  function = tracing.trace_model(model, tracing.get_input_signature(model))
+  owners = tracing.map_placeholders_to_owners(model, function.graph)
+  assert len(owners) == 6  # Kernel, recurrent kernel, bias per direction.
+  assert sorted(tuple(names[-2:]) for names in owners.values()) == (
+      [('bi', 'inner')] * 6)
+  assert sorted(names[1] for names in owners.values()) == (
+      ['backward_gru'] * 3 + ['forward_gru'] * 3)
+
+
+def test_frozen_recurrent_layer_of_a_nested_model_keeps_its_units():
+  # Found by tests/property/test_random_models.py: the ops of layers that
+  # hold their weights in sublayers (a GRU's cell, an attention layer's
+  # projections) inside a nested model were mapped to no layer of the
+  # channel model, so a GRU feeding an attention layer rebuild cannot read
+  # was regularized, and alive_counts() listed a width rebuild refuses.
+  layers = keras.layers
+  x = keras.Input((10, 4))
+  y = layers.GRU(5, return_sequences=True, name='n_gru')(x)
+  y = layers.MultiHeadAttention(1, 2, value_dim=2, output_shape=(4,),
+                                name='n_mha')(y, y)
+  nested = keras.Model(x, y, name='n')
+  z = keras.Input((10, 4))
+  model = keras.Model(z, layers.Dense(2, name='logits')(nested(z)))
+  gru = model.get_layer('n').get_layer('n_gru')
+  for variable in gru.weights:
+    values = variable.numpy()
+    values[..., [g * 5 + u for g in range(3) for u in (0, 1, 2, 3)]] = 0.0
+    variable.assign(values)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  assert regularizer.alive_counts() == {'logits': 2}
+  # GRU 2*10*3*5*(4+5); attention (T 10, d 5, key_dim = value_dim 2, out
+  # 4): 3 x 2*10*5*2 + 2 x 2*10*10*2 + 2*10*2*4; logits 2*10*4*2.
+  flops = 2700 + 1560 + 160
+  assert float(regularizer.cost()) == flops
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == flops
+  rebuild.rebuild(model, regularizer)
+
+
 def _kill_channels(model):
   """Zeroes the batch-norm gammas of the channels _ALIVE removes."""
   tm.randomize_batch_norms(model)
