@@ -720,6 +720,7 @@ def kill(model, case: RandomCase) -> Dict[str, List[int]]:
   """
   rng = np.random.default_rng(case.seed)
   _randomize_batch_norms(model, rng)
+  may_vanish = _layers_that_may_vanish(model)
   killed = {}
   for layer in _layers(model):
     if case.family == 'gamma':
@@ -737,7 +738,8 @@ def kill(model, case: RandomCase) -> Dict[str, List[int]]:
       continue
     if rng.random() < 0.2:
       continue
-    dead = _choose(rng, size, case.max_fraction, case.allow_all)
+    dead = _choose(rng, size, case.max_fraction,
+                   case.allow_all and layer.name in may_vanish)
     if not dead.size:
       continue
     killed[layer.name] = dead.tolist()
@@ -752,6 +754,48 @@ def kill(model, case: RandomCase) -> Dict[str, List[int]]:
   if case.family == 'group_lasso' and not case.constant:
     _silence_batch_norms_after(model, killed)
   return killed
+
+
+def _layers_that_may_vanish(model) -> set:
+  """Names of the layers that may lose every channel: those reading a
+  model input or a tensor that other layers read too.
+
+  Skipped combination: a layer that alone reads the output of another
+  (a chain conv -> conv) and loses every channel leaves that producer a
+  dead end, which rebuild drops but `get_cost()` and `StructureCost` still
+  count (reachability of a model output is not part of the regularizer's
+  cost); see docs/analysis.md, "Random models".
+  """
+  readers, producers, inputs, names = {}, {}, set(), set()
+
+  def visit(functional, top):
+    for depth in functional._nodes_by_depth:  # pylint: disable=protected-access
+      for node in functional._nodes_by_depth[depth]:  # pylint: disable=protected-access
+        if node.is_input:
+          if top:
+            inputs.update(id(t) for t in node.outputs)
+          continue
+        if isinstance(node.operation, keras.Model):
+          visit(getattr(node.operation, '_functional', None) or
+                node.operation, False)
+        for tensor in node.input_tensors:
+          readers.setdefault(id(tensor), []).append(node.operation)
+        for tensor in node.outputs:
+          producers[id(tensor)] = node.operation
+
+  visit(getattr(model, '_functional', None) or model, True)
+  for tensor_id, layers in readers.items():
+    for layer in layers:
+      if tensor_id in inputs or len(layers) > 1:
+        names.add(layer.name)
+  # A batch norm dies with the layer before it (under Gamma regularizers).
+  for tensor_id, layers in readers.items():
+    producer = producers.get(tensor_id)
+    for layer in layers:
+      if (isinstance(layer, L.BatchNormalization) and producer is not None
+          and producer.name in names):
+        names.add(layer.name)
+  return names
 
 
 def _silence_batch_norms_after(model, killed) -> None:

@@ -52,7 +52,7 @@ from morph_net.testing import random_models
 L = keras.layers
 
 # Fits about two minutes of CI on a loaded two-core machine.
-CI_EXAMPLES = 12
+CI_EXAMPLES = 20
 _FLAG = 'MORPHNET_RANDOM_MODELS'
 _KEEP_GOING = 'MORPHNET_RANDOM_MODELS_KEEP_GOING'
 _CLASSES = {
@@ -132,7 +132,18 @@ def check_case(case: random_models.RandomCase) -> None:
   for kind in sorted(set(re.findall(r'(?:L|ops)\.(\w+)\(', case.code))):
     event(kind)
   event('family: %s' % case.family)
-  regularizer = _regularizer(model, case.family)
+  try:
+    regularizer = _regularizer(model, case.family)
+  except errors.NoSourceOpsError:
+    if 'L.MultiHeadAttention(' not in case.code:
+      raise
+    # Skipped combination (docs/analysis.md, "Random models"): when the
+    # only groups GroupLasso regularizes are attention heads (cut out of the
+    # graph analysis) and the graph still holds weighted ops that are no
+    # source (an attention layer keeping its heads), the graph's
+    # no-source check raises.
+    event('skipped: attention heads are the only sources')
+    return
   cost = float(regularizer.cost())
   alive = regularizer.alive_counts()
   note('alive_counts(): %s, cost %s' % (alive, cost))
