@@ -23,8 +23,11 @@ setuptools.setup(
         'slim': ['tf-slim>=1.1', 'tf-keras>=2.21,<2.22'],
         # mkdocs, mkdocstrings: tests/test_docs.py builds the documentation
         # site and its API reference (mkdocs.yml) with `mkdocs build --strict`.
-        'test': ['pytest', 'pytest-xdist', 'tf-keras>=2.21,<2.22',
-                 'tf-slim>=1.1', 'tensorflow-datasets', 'matplotlib',
+        # hypothesis: tests/property/test_random_models.py generates random
+        # models with it (morph_net.testing.random_models).
+        'test': ['pytest', 'pytest-xdist', 'hypothesis',
+                 'tf-keras>=2.21,<2.22', 'tf-slim>=1.1',
+                 'tensorflow-datasets', 'matplotlib',
                  'mkdocs', 'mkdocstrings[python]'],
     },
 )

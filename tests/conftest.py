@@ -174,6 +174,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'probabilistic_gating/test_activation_gating.py': {
         'test_tf_keras_legacy_mode': (_P, _S),
     },
+    'property/test_random_models.py': {
+        'test_random_models': (_S,),
+    },
     'surgery/test_nesting.py': {
         'test_a_nested_base_stays_nested': (_S,),
     },

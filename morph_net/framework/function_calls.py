@@ -21,7 +21,6 @@ from typing import Optional
 
 import tensorflow as tf
 
-from morph_net.framework import graph_util
 from morph_net.framework import op_vocabulary
 
 __all__ = ['CALL_OP_TYPES', 'WEIGHTED_BODY_OP_TYPES', 'CalledOp',
@@ -86,6 +85,29 @@ def body_has_weighted_ops(op: tf.Operation, attr: str = 'f') -> bool:
       o.type in WEIGHTED_BODY_OP_TYPES for o in body.get_operations())
 
 
+# Rank changes of a Conv1D's lowering (ExpandDims before a Conv2D, Squeeze
+# after it), which keep the channels on the last axis.
+_RANK_OP_TYPES = frozenset(['ExpandDims', 'Squeeze'])
+
+
+def _keeps_channels(tensor) -> bool:
+  """Whether `tensor` is a rank change keeping its input's last axis."""
+  op = tensor.op
+  if op.type not in _RANK_OP_TYPES:
+    return False
+  before, after = op.inputs[0].shape, tensor.shape
+  if before.rank is None or after.rank is None or not before.rank:
+    return False
+  return (after.rank and tf.compat.dimension_value(after[-1]) ==
+          tf.compat.dimension_value(before[-1]))
+
+
+def _skip(tensor):
+  """Through forwarding ops and the rank changes that keep the channels."""
+  return op_vocabulary.walk_back(tensor, through_reshapes=True,
+                                 reshape_filter=_keeps_channels)
+
+
 def _outer_input(op, body, tensor):
   """The call's input feeding body placeholder `tensor`, or None."""
   for index, placeholder in enumerate(body.inputs):
@@ -96,7 +118,7 @@ def _outer_input(op, body, tensor):
 
 def _weights_source(tensor):
   """The body tensor a kernel input is read from (a placeholder), or None."""
-  tensor = graph_util.skip_forwarding_ops(tensor)
+  tensor = _skip(tensor)
   if tensor.op.type == 'ReadVariableOp':
     tensor = tensor.op.inputs[0]
   return tensor if tensor.op.type == 'Placeholder' else None
@@ -104,6 +126,10 @@ def _weights_source(tensor):
 
 def called_op(op: tf.Operation) -> Optional[CalledOp]:
   """The conv or matmul a call op runs, if its body is just that op.
+
+  The op's activation, kernel and result may pass rank changes that keep
+  the channels last (a grouped Conv1D runs as ExpandDims, Conv2D,
+  Squeeze).
 
   Args:
     op: a tf.Operation (anything but a call op gives None).
@@ -120,8 +146,7 @@ def called_op(op: tf.Operation) -> Optional[CalledOp]:
   if len(weighted) != 1:
     return None
   inner = weighted[0]
-  activation = graph_util.skip_forwarding_ops(
-      inner.inputs[_ACTIVATION_INDEX.get(inner.type, 0)])
+  activation = _skip(inner.inputs[_ACTIVATION_INDEX.get(inner.type, 0)])
   weights = _weights_source(inner.inputs[_KERNEL_INDEX.get(inner.type, 1)])
   outer_activation = (_outer_input(op, body, activation)
                       if activation.op.type == 'Placeholder' else None)
@@ -130,7 +155,7 @@ def called_op(op: tf.Operation) -> Optional[CalledOp]:
   output = None
   for index, result in enumerate(body.outputs):
     if (index < len(op.outputs) and
-        graph_util.skip_forwarding_ops(result) is inner.outputs[0]):
+        _skip(result) is inner.outputs[0]):
       output = op.outputs[index]
       break
   if outer_activation is None or outer_weights is None or output is None:

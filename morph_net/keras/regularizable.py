@@ -87,7 +87,8 @@ def fixed_width_layers(channels: channel_model.ChannelModel
 # Ops whose first input and output hold the channels they read and write.
 _CHANNEL_OP_TYPES = (op_types.CONV_OP_TYPES |
                      op_types.DEPTHWISE_OP_TYPES |
-                     frozenset(['MatMul']))
+                     op_types.MATMUL_OP_TYPES |
+                     op_types.EINSUM_OP_TYPES)
 
 
 def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
@@ -110,14 +111,18 @@ def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
   Returns:
     (input count or None, output count or None): the original count of
     each side that stays fixed, None for a side that follows the layer
-    (always (None, None) for width-taking layers and for op types whose
-    channels are not read from their first input and output).
+    (always (None, None) for layers whose width a structure sets and for
+    op types whose channels are not read from their first input and
+    output). A layer whose rule takes a width but that has no channels of
+    its own in the channel model (a MultiHeadAttention whose heads rebuild
+    cannot remove) is treated as one that takes no width: the projections
+    and attention products inside it keep their counts.
   """
   layer = channels.layers.get(name)
   if layer is None or op.type not in _CHANNEL_OP_TYPES:
     return None, None
   rule = channels.rule(layer)
-  if rule.width_attribute:
+  if rule.width_attribute and name in channels.source_layers():
     return None, None
   output = channels.space_size(channels.layer_out[name])
   inputs = channels.layer_in.get(name)

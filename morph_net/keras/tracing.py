@@ -24,7 +24,8 @@ from morph_net.framework import op_vocabulary
 from morph_net.keras import graph_functions
 
 __all__ = ['TracedModel', 'check_model', 'get_input_signature',
-           'trace_model', 'map_placeholders_to_layers']
+           'trace_model', 'map_placeholders_to_layers',
+           'map_placeholders_to_owners']
 
 _SCOPE_SUFFIX = re.compile(r'_\d+$')  # Keras uniquifies scopes: conv_1.
 
@@ -191,6 +192,42 @@ def map_placeholders_to_layers(model, graph, layers: Optional[Iterable] = None
   return result
 
 
+def map_placeholders_to_owners(model, graph) -> Dict[Any, List[str]]:
+  """Maps the graph placeholders of captured variables to every layer
+  owning them, innermost first (a recurrent cell, its RNN layer, a
+  Bidirectional wrapper, a nested model ...).
+
+  Args:
+    model: the traced Keras model.
+    graph: the graph of `trace_model(model, ...)`.
+
+  Returns:
+    {internal placeholder tensor reference: [layer names]}.
+  """
+  depth = {}
+
+  def visit(layer, level):
+    for child in layer._flatten_layers(include_self=False, recursive=False):  # pylint: disable=protected-access
+      if id(child) not in depth:
+        depth[id(child)] = (level, child)
+        visit(child, level + 1)
+
+  visit(model, 0)
+  owners = {}
+  for level, layer in sorted(depth.values(), key=lambda item: -item[0]):
+    for variable in layer.weights:
+      for handle in _variable_handles(variable):
+        names = owners.setdefault(id(handle), [])
+        if layer.name not in names:
+          names.append(layer.name)
+  result = {}
+  for external, internal in graph.captures:
+    names = owners.get(id(external))
+    if names:
+      result[internal.ref()] = names
+  return result
+
+
 def _variable_placeholder(tensor: tf.Tensor) -> Optional[tf.Tensor]:
   """The captured resource placeholder a variable read comes from, or None.
 
@@ -262,6 +299,7 @@ class TracedModel(object):
     # Regularizers built on the trace add their own ops to the graph later.
     self._forward_op_count = len(self.graph.get_operations())
     self._placeholder_layers = {}  # top_level -> {placeholder ref: name}
+    self._placeholder_owners = None  # {placeholder ref: [names]}
 
   def forward_ops(self) -> List[tf.Operation]:
     """The ops of the model's forward pass, in creation order (not the ops
@@ -319,13 +357,20 @@ class TracedModel(object):
                        layer_names: Collection[str]) -> Optional[str]:
     """The layer among `layer_names` whose weights `op` reads, or None.
 
-    The innermost layer if it is among them (a layer of a nested model,
-    which surgery's flat view knows), else the top-level one (a wrapper
-    such as Bidirectional).
+    The innermost layer owning the weights that is among them: a layer of
+    a nested model (which surgery's flat view knows), or a layer holding
+    the weights in sublayers (a recurrent layer or a Bidirectional wrapper
+    of its cells, a MultiHeadAttention of its projections), at any depth of
+    nesting.
     """
-    for top_level in (False, True):
-      name = self.layer_name(op, top_level=top_level)
-      if name is not None and name in layer_names:
+    placeholder = self.kernel_placeholder(op)
+    if placeholder is None:
+      return None
+    if self._placeholder_owners is None:
+      self._placeholder_owners = map_placeholders_to_owners(self.model,
+                                                            self.graph)
+    for name in self._placeholder_owners.get(placeholder.ref(), ()):
+      if name in layer_names:
         return name
     return None
 

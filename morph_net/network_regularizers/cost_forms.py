@@ -372,7 +372,8 @@ def flop_coeff(op: tf.Operation):
 
   Returns:
     2 x output spatial size x kernel size for Conv2D / Conv3D (divided by the
-    groups of a grouped conv); 2 x input spatial size x kernel size for
+    groups of a grouped conv; the size of the layer's output for convs run
+    on space-to-batch blocks, see `_dilated_output`); 2 x input spatial size x kernel size for
     transposed convs (their input is the small side); 2 x output spatial size
     x kernel size per output channel for depthwise convs; 2 x rows per
     example for matmuls (`matmul_rows_per_example`; for batched matmuls the
@@ -394,8 +395,29 @@ def flop_coeff(op: tf.Operation):
   if inner.type in op_types.CONV_TRANSPOSE_OP_TYPES:
     spatial = spatial_size(op_types.get_input_activation(op))
   else:
-    spatial = spatial_size(output)
+    spatial = spatial_size(_dilated_output(output))
   return 2.0 * spatial * _kernel_size(inner) / _group_count(inner)
+
+
+def _dilated_output(tensor: tf.Tensor) -> tf.Tensor:
+  """The result of a dilated conv that TF runs on space-to-batch blocks.
+
+  `tf.nn.depthwise_conv2d` with a rate (DepthwiseConv and SeparableConv
+  layers with a dilation rate) runs the conv on SpaceToBatchND blocks of the
+  input, each with a fraction of the positions in the batch axis, and puts
+  them back with BatchToSpaceND: the layer's output positions are those of
+  the BatchToSpaceND's output.
+
+  Args:
+    tensor: a conv's output.
+
+  Returns:
+    The BatchToSpaceND output it alone feeds, else `tensor`.
+  """
+  consumers = tensor.consumers()
+  if len(consumers) == 1 and consumers[0].type == 'BatchToSpaceND':
+    return consumers[0].outputs[0]
+  return tensor
 
 
 def _call_output(op):

@@ -10,9 +10,11 @@ One mechanism for every layer kind:
 
 1. A *probe* is a copy of the model (its flat functional view; the user's
    model is only read) in which every removed channel is exactly constant,
-   as the regularizer calls it dead: batch-norm gammas of removed channels
-   are 0, and so are the removed output columns of the width-taking layers'
-   kernels (their biases stay), through `LayerRule.constant_channels`.
+   as the regularizer calls it dead: the removed output columns of the
+   width-taking layers' kernels are 0 (their biases stay), and so are the
+   batch-norm gammas of removed channels, but where a batch norm reads a
+   filter that is zero in the model (it maps that constant as the model
+   does), through `LayerRule.constant_channels`.
 2. The probe and the rebuilt model run on two inputs (zeros and a fixed
    random sample, batch 2). For every *affine* layer L of the rebuilt
    model (conv, dense, transposed and separable convs, depthwise convs;
@@ -83,8 +85,10 @@ def probe_model(plan: plan_lib.RebuildPlan, kept: Dict[int, np.ndarray]):
 
   Returns:
     A functional model (a clone of the channel model's flat view, with the
-    same layer names) whose batch norms have gamma 0 and whose width-taking
-    layers have zero kernel columns on the removed channels.
+    same layer names) whose width-taking layers have zero kernel columns
+    on the removed channels, and whose batch norms have gamma 0 there
+    unless they read a filter that is zero in the model (see
+    `_zero_filters_read`).
   """
   ch = plan.channels
   probe = keras.models.clone_model(ch.functional)
@@ -98,6 +102,8 @@ def probe_model(plan: plan_lib.RebuildPlan, kept: Dict[int, np.ndarray]):
     removed = (_removed(plan, ch.layer_out[layer.name], kept)
                if layer.name in ch.layer_out else np.zeros([0], int))
     if removed.size:
+      removed = np.setdiff1d(removed, _zero_filters_read(ch, old))
+    if removed.size:
       weights = ch.rule(old).constant_channels(old, weights, removed) or (
           weights)
     layer.set_weights(weights)
@@ -110,6 +116,31 @@ def _token_bound(model) -> int:
   sizes = [int(l.input_dim) for l in model.layers
            if isinstance(l, keras.layers.Embedding)]
   return max(min(sizes), 1) if sizes else 2
+
+
+def _zero_filters_read(ch, layer) -> np.ndarray:
+  """The channels of a pass-through `layer` (a batch norm) that it reads
+  from a width-taking layer whose kernel columns are zero there.
+
+  Those channels died by their filters (as a GroupLasso regularizer
+  kills them) and are constant already (the producer's bias): `layer`
+  keeps its weights there, so that it maps them as the model does. A batch
+  norm after such a filter outputs beta + gamma (bias - mean) /
+  sqrt(variance + epsilon), not beta.
+  """
+  none = np.zeros([0], int)
+  if ch.rule(layer).width_attribute:
+    return none
+  inputs = [inputs for source, inputs, _ in ch.nodes if source is layer]
+  if len(inputs) != 1 or len(inputs[0]) != 1:
+    return none
+  producer = [source for source, _, outputs in ch.nodes
+              if any(t is inputs[0][0] for t in outputs)]
+  if (len(producer) != 1 or not ch.rule(producer[0]).width_attribute or
+      ch.layer_out.get(producer[0].name) is not ch.layer_in[layer.name][0]):
+    return none
+  scores = ch.rule(producer[0]).channel_scores(producer[0])
+  return none if scores is None else np.flatnonzero(np.asarray(scores) == 0)
 
 
 def _samples(model) -> List[np.ndarray]:

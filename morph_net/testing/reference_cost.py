@@ -15,7 +15,12 @@ trace hides the arithmetic or TensorFlow's formula is not the exact one:
   filters (TF's statistic for Conv2DBackpropInput divides the output size by
   the squared stride, which is exact only for 'same' padding);
 - the attention products of MultiHeadAttention (einsums of two activations):
-  2 x heads x query length x key length x (key_dim + value_dim).
+  2 x heads x query length x key length x (key_dim + value_dim);
+- depthwise and separable convolutions with a dilation rate, which TF runs
+  on SpaceToBatchND blocks padded to a multiple of the rate (its statistic
+  counts the padding): 2 x output positions x kernel size x inputs x depth
+  multiplier (+ 2 x output positions x inputs x multiplier x filters for
+  the pointwise part of a separable conv).
 
 The FLOP convention is MorphNet's: a multiply-add is 2 FLOPs and only
 convolution and matrix-product arithmetic counts. Weights are the kernels of
@@ -94,6 +99,25 @@ def _is_recurrent(layer) -> bool:
           type(layer).__name__ in _RNN_GATES)
 
 
+_DILATED_KINDS = (L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D,
+                  L.SeparableConv2D)
+
+
+def _is_dilated(layer) -> bool:
+  return (isinstance(layer, _DILATED_KINDS) and
+          max(np.ravel(layer.dilation_rate)) > 1)
+
+
+def _dilated_flops(layer, input_shape) -> int:
+  output_shape = layer.compute_output_shape(input_shape)
+  positions = int(np.prod(output_shape[1:-1]))
+  depth = int(input_shape[-1]) * int(layer.depth_multiplier)
+  total = 2 * positions * int(np.prod(layer.kernel_size)) * depth
+  if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+    total += 2 * positions * depth * int(layer.filters)
+  return total
+
+
 def _config_flops(layer, input_shapes) -> int:
   """FLOPs of one example for the layers counted from their config.
 
@@ -102,6 +126,8 @@ def _config_flops(layer, input_shapes) -> int:
   """
   if _is_recurrent(layer):
     return _rnn_flops(layer, input_shapes[0])
+  if _is_dilated(layer):
+    return _dilated_flops(layer, input_shapes[0])
   if isinstance(layer, _TRANSPOSED):
     shape = input_shapes[0]
     positions = int(np.prod(shape[1:-1]))
@@ -123,7 +149,7 @@ def _config_flops(layer, input_shapes) -> int:
 def _is_config_counted(layer) -> bool:
   if isinstance(layer, (L.MultiHeadAttention,) + _TRANSPOSED):
     return True
-  if _is_recurrent(layer):
+  if _is_recurrent(layer) or _is_dilated(layer):
     return True
   return int(getattr(layer, 'groups', 1) or 1) > 1
 
@@ -146,8 +172,10 @@ def reference_flops(model) -> int:
   """
   calls = [(layer, shapes) for layer, shapes in _called_layers(model)
            if _is_config_counted(layer)]
-  # Recurrent layers peel one step out of their loop, for shapes: skip it.
-  recurrent_names = {layer.name for layer, _ in calls if _is_recurrent(layer)}
+  # Recurrent layers peel one step out of their loop, for shapes: skip it
+  # (and the ops of dilated convs, counted from their configs).
+  recurrent_names = {layer.name for layer, _ in calls
+                     if _is_recurrent(layer) or _is_dilated(layer)}
   graph = _trace_at_batch_one(model)
   total = 0
   for op in graph.get_operations():

@@ -228,3 +228,28 @@ def test_group_lasso_trains_without_nan_at_zero_groups():
     term = regularizer.term()
   gradients = tape.gradient(term, [kernel])
   assert np.all(np.isfinite(gradients[0].numpy()))
+
+
+def test_dilated_depthwise_and_separable_convs_cost_their_output_positions():
+  # Found by tests/property/test_random_models.py: TF runs a depthwise conv
+  # with a rate on SpaceToBatchND blocks, and the cost read the positions
+  # of one block (3 of the layer's 5 below: 96 FLOPs, not 160).
+  x = keras.Input((3, 7, 2))
+  y = L.DepthwiseConv2D(2, dilation_rate=2, depth_multiplier=2, name='dw')(x)
+  model = keras.Model(x, L.Dense(4, name='logits')(y))
+  cost = float(morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer,
+      threshold=1e-3).cost())
+  # dw: output 1 x 5 positions, 2 x 4 (kernel) x 2 x 2 (multiplier) x 5;
+  # logits 2 x 4 x 4 x 5.
+  assert cost == 160 + 160 == reference_cost.reference_flops(model)
+  keras.backend.clear_session()
+  x = keras.Input((5, 4))
+  y = L.SeparableConv1D(4, 3, dilation_rate=2, padding='same', name='sep')(x)
+  model = keras.Model(x, L.Dense(3, name='logits')(y))
+  cost = float(morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer,
+      threshold=1e-3).cost())
+  # sep: 5 positions, depthwise 2 x 3 x 4 x 5, pointwise 2 x 4 x 4 x 5;
+  # logits 2 x 4 x 3 x 5.
+  assert cost == 120 + 160 + 120 == reference_cost.reference_flops(model)

@@ -76,6 +76,53 @@ def test_placeholders_map_to_given_layers():
   assert set(top_level.values()) == {'inner'}
 
 
+def test_placeholders_map_to_every_owner_innermost_first():
+  x = keras.Input((3, 2))
+  y = keras.layers.Bidirectional(keras.layers.GRU(2, name='gru'),
+                                 name='bi')(x)
+  inner = keras.Model(x, y, name='inner')
+  z = keras.Input((3, 2))
+  model = keras.Model(z, inner(z), name='outer')
+  function = tracing.trace_model(model, tracing.get_input_signature(model))
+  owners = tracing.map_placeholders_to_owners(model, function.graph)
+  assert len(owners) == 6  # Kernel, recurrent kernel, bias per direction.
+  assert sorted(tuple(names[-2:]) for names in owners.values()) == (
+      [('bi', 'inner')] * 6)
+  assert sorted(names[1] for names in owners.values()) == (
+      ['backward_gru'] * 3 + ['forward_gru'] * 3)
+
+
+def test_frozen_recurrent_layer_of_a_nested_model_keeps_its_units():
+  # Found by tests/property/test_random_models.py: the ops of layers that
+  # hold their weights in sublayers (a GRU's cell, an attention layer's
+  # projections) inside a nested model were mapped to no layer of the
+  # channel model, so a GRU feeding an attention layer rebuild cannot read
+  # was regularized, and alive_counts() listed a width rebuild refuses.
+  layers = keras.layers
+  x = keras.Input((10, 4))
+  y = layers.GRU(5, return_sequences=True, name='n_gru')(x)
+  y = layers.MultiHeadAttention(1, 2, value_dim=2, output_shape=(4,),
+                                name='n_mha')(y, y)
+  nested = keras.Model(x, y, name='n')
+  z = keras.Input((10, 4))
+  model = keras.Model(z, layers.Dense(2, name='logits')(nested(z)))
+  gru = model.get_layer('n').get_layer('n_gru')
+  for variable in gru.weights:
+    values = variable.numpy()
+    values[..., [g * 5 + u for g in range(3) for u in (0, 1, 2, 3)]] = 0.0
+    variable.assign(values)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  assert regularizer.alive_counts() == {'logits': 2}
+  # GRU 2*10*3*5*(4+5); attention (T 10, d 5, key_dim = value_dim 2, out
+  # 4): 3 x 2*10*5*2 + 2 x 2*10*10*2 + 2*10*2*4; logits 2*10*4*2.
+  flops = 2700 + 1560 + 160
+  assert float(regularizer.cost()) == flops
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == flops
+  rebuild.rebuild(model, regularizer)
+
+
 def _kill_channels(model):
   """Zeroes the batch-norm gammas of the channels _ALIVE removes."""
   tm.randomize_batch_norms(model)
@@ -156,3 +203,34 @@ def test_structure_the_model_cannot_take_is_refused():
   # The dead branch vanishes; its Add keeps the skip connection.
   assert cost.plan({'b1_conv1': 0}).vanished == {
       'b1_conv1', 'b1_conv1_bn', 'b1_conv1_relu', 'b1_conv2', 'b1_conv2_bn'}
+
+
+def test_attention_keeping_its_heads_is_costed_at_its_inner_widths():
+  # Found by tests/property/test_random_models.py: a MultiHeadAttention
+  # whose heads rebuild cannot remove (here: another output shape) was
+  # costed by StructureCost at the layer's widths (4 -> 4) instead of its
+  # projections' (4 -> 6, 6 -> 4) and its products' own.
+  layers = keras.layers
+  x = keras.Input((4, 4))
+  a = layers.MultiHeadAttention(2, 3, output_shape=(4,), name='mha')(x, x)
+  y = layers.Dense(5, name='ffn')(a)
+  model = keras.Model(x, layers.Dense(2, name='logits')(y))
+  ffn = model.get_layer('ffn')
+  kernel, bias = ffn.kernel.numpy(), ffn.bias.numpy()
+  kernel[:, [1, 3]] = 0.0
+  bias[[1, 3]] = 0.0
+  ffn.kernel.assign(kernel)
+  ffn.bias.assign(bias)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  alive = regularizer.alive_counts()
+  assert alive == {'ffn': 3, 'logits': 2}
+  # Per head (T 4, d 4, key_dim = value_dim 3): query, key, value 3 x
+  # 2*4*4*3, QK^T and attention x V 2 x 2*4*4*3, output 2*4*3*4: 576.
+  mha = 2 * 576
+  # ffn 2*4*4*3 (alive) or 2*4*4*5; logits 2*4*3*2 or 2*4*5*2.
+  assert float(regularizer.cost()) == mha + 96 + 48 == 1296
+  cost = structure_cost.StructureCost(regularizer)
+  assert cost(alive) == 1296
+  assert cost({}) == mha + 160 + 80 == 1392
+  assert cost({'ffn': 1}) == mha + 32 + 16

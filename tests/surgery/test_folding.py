@@ -158,3 +158,36 @@ def test_a_layer_mixing_channels_is_named(caplog):
   assert ("Cannot fold the constant output of removed channels into layer "
           "'ln' (LayerNormalization) of 'functional': it mixes channels in "
           'a way that is not affine') in caplog.text
+
+
+def test_a_batch_norm_after_a_dead_filter_folds_its_normalized_constant():
+  # Found by tests/property/test_random_models.py: under GroupLasso a
+  # filter dies by its kernel, and the live batch norm after it outputs
+  # beta - gamma * mean / sqrt(variance + epsilon) on that channel; the
+  # probe zeroed the batch norm's gamma, so beta alone was folded.
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import flop_regularizer  # pylint: disable=g-import-not-at-top
+  x = keras.Input((2, 2, 3))
+  y = L.Dense(2, use_bias=False, name='d')(x)
+  y = L.BatchNormalization(epsilon=0.001, name='bn')(y)
+  model = keras.Model(x, L.Dense(1, name='logits')(y))
+  d = model.get_layer('d')
+  d.kernel.assign(np.array([[0.0, 1.0], [0.0, -1.0], [0.0, 2.0]],
+                           'float32'))  # Filter 0 is dead.
+  bn = model.get_layer('bn')
+  for variable, value in ((bn.gamma, [2.0, 1.0]), (bn.beta, [0.5, 0.0]),
+                          (bn.moving_mean, [1.0, 0.0]),
+                          (bn.moving_variance, [0.999, 0.999])):
+    variable.assign(np.array(value, 'float32'))
+  model.get_layer('logits').kernel.assign(np.array([[3.0], [1.0]],
+                                                   'float32'))
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  assert regularizer.alive_counts() == {'d': 1, 'logits': 1}
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  # Channel 0 outputs 0.5 - 2 * 1 / sqrt(0.999 + 0.001) = -1.5, times 3.
+  np.testing.assert_allclose(rebuilt.get_layer('logits').bias.numpy(),
+                             [-4.5], rtol=1e-6)
+  data = np.random.default_rng(0).normal(size=(2, 2, 2, 3))
+  np.testing.assert_allclose(rebuilt(data), model(data), rtol=1e-5,
+                             atol=1e-5)

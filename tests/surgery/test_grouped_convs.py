@@ -64,3 +64,28 @@ def test_channelwise_conv_is_narrowed_with_its_input():
                              narrow(_inputs((6, 6, 3))), atol=1e-5)
   # c 2*36*3*5 + cw 2*36*9*5 (per channel) + logits 2*5*2.
   assert reference_cost.reference_flops(narrow) == 1080 + 3240 + 20
+
+
+def test_grouped_conv1d_is_costed():
+  # Found by tests/property/test_random_models.py: Keras 3 runs a grouped
+  # Conv1D as a function call whose body is ExpandDims -> Conv2D ->
+  # Squeeze, which the cost did not read (its FLOPs were left out, with a
+  # warning "is not costed").
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  from morph_net.framework import function_calls  # pylint: disable=g-import-not-at-top
+  from morph_net.network_regularizers import flop_regularizer  # pylint: disable=g-import-not-at-top
+  x = keras.Input((2, 1))
+  y = L.Conv1D(4, 2, padding='same', use_bias=False, name='c0')(x)
+  y = L.Conv1D(4, 1, groups=2, use_bias=False, name='g')(y)
+  model = keras.Model(x, L.Dense(3, name='d')(y))
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  # c0 2*2*(2*1)*4, g 2*2*1*(4/2)*4, d 2*2*4*3.
+  assert float(regularizer.cost()) == 32 + 32 + 48 == 112
+  call = [op for op in regularizer.traced.graph.get_operations()
+          if op.type in function_calls.CALL_OP_TYPES][0]
+  called = function_calls.called_op(call)
+  assert called.op.type == 'Conv2D'
+  assert called.activation.shape.as_list() == [None, 2, 4]
+  assert called.output is call.outputs[0]
+  assert reference_cost.reference_flops(model) == 112
