@@ -328,7 +328,6 @@ class HiddenGroups(object):
 
   def _keep(self, groups, regularizer_class, excluded):
     """The excluded ops extended with the ops of `groups`' layers."""
-    from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
     channels = excluded.channels
     family = getattr(regularizer_class, '__name__', regularizer_class)
     layers = dict(excluded.layers)
@@ -343,12 +342,6 @@ class HiddenGroups(object):
             'output, which keeps its width under %s' % family))
         if name in group.layers:
           named.append(name)
-    op_names = list(excluded.op_names)
-    for op in self._traced.forward_ops():
-      name = self._traced.known_layer_name(op, channels.layers)
-      if name is not None and name in layers and (
-          name not in excluded.layers):
-        op_names.append(op.name)
     why = ('a hidden channel has no batch-norm scale or gate of its own; '
            'only GroupLasso regularizers prune it'
            if not recurrent.is_group_lasso(regularizer_class) else
@@ -361,8 +354,7 @@ class HiddenGroups(object):
           'hidden size (%s).',
           ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
                     for n in names), family, why)
-    return regularizable.ExcludedOps(op_names, layers, excluded.warned,
-                                     channels)
+    return recurrent.keep_layers(self._traced, excluded, layers, channels)
 
   def pruned_groups(self) -> List[HiddenGroup]:
     return [g for g in self.groups.values() if g.pruned]

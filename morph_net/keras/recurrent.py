@@ -293,6 +293,30 @@ def _l1_fraction(regularizer_class, regularizer_kwargs) -> float:
   return float(default.default)
 
 
+def keep_layers(traced, excluded, layers: Dict[str, str], channels):
+  """`excluded` extended by `layers` that keep their width.
+
+  Args:
+    traced: the `TracedModel`.
+    excluded: the model's `regularizable.ExcludedOps` so far.
+    layers: {layer name: why it keeps its width}, including the layers of
+      `excluded`.
+    channels: surgery's channel model of the model.
+
+  Returns:
+    A `regularizable.ExcludedOps` whose op names add the forward ops of the
+    new layers (those not in `excluded.layers`).
+  """
+  from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
+  op_names = list(excluded.op_names)
+  for op in traced.forward_ops():
+    name = traced.known_layer_name(op, channels.layers)
+    if name is not None and name in layers and name not in excluded.layers:
+      op_names.append(op.name)
+  return regularizable.ExcludedOps(op_names, layers, excluded.warned,
+                                   channels)
+
+
 def layers_of_kind(traced, is_kind) -> Dict[str, object]:
   """{name: layer} of the model's layers, nested ones included, for which
   `is_kind(layer)` holds (the layers a layer-level source may prune)."""
@@ -463,7 +487,6 @@ class RecurrentCalls(object):
 
   def _keep_units(self, calls, regularizer_class, excluded):
     """The excluded ops extended with the groups of `calls`' units."""
-    from morph_net.keras import regularizable  # pylint: disable=g-import-not-at-top
     channels = excluded.channels
     family = getattr(regularizer_class, '__name__', regularizer_class)
     owners = {channels.group_of(call.layer.name): call.layer.name
@@ -482,12 +505,6 @@ class RecurrentCalls(object):
             'its channels are the units of recurrent layer %r, which keep '
             'their width under %s' % (owner, family)))
         break
-    op_names = list(excluded.op_names)
-    for op in self._traced.forward_ops():
-      name = self._traced.known_layer_name(op, channels.layers)
-      if name is not None and name in layers and (
-          name not in excluded.layers):
-        op_names.append(op.name)
     logging.warning(
         'Recurrent layer(s) %s: %s regularizes no recurrent units (a unit '
         'has no batch-norm scale of its own; only GroupLasso regularizers '
@@ -495,8 +512,7 @@ class RecurrentCalls(object):
         'with their outputs keep their width.',
         ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
                   for n in names), family)
-    return regularizable.ExcludedOps(op_names, layers, excluded.warned,
-                                     channels)
+    return keep_layers(self._traced, excluded, layers, channels)
 
   def _unit_regularizer(self, call):
     """The OpRegularizer of `call`'s units (one per layer), made in the
