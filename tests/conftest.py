@@ -58,6 +58,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_a_stage_without_its_inputs_says_which_to_run': (_P, _S),
         'test_smoke_cycle_writes_every_file': (_P, _S),
     },
+    'examples/test_vit_budget.py': {
+        'test_one_run_trains_rebuilds_and_is_cached': (_P, _S),
+    },
     'framework/test_manager_api.py': {
         'SlimNetsHelperTest::test_failing_subprocess': (_P, _S),
     },

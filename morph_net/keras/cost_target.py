@@ -294,8 +294,11 @@ class CostTargetCallback(_keras.callbacks.Callback):
     values = self.regularizer.regularization_vectors()
     if self._values is not None:
       for name, value in values.items():
-        change = np.nan_to_num(value - self._values[name], nan=0.0,
-                               posinf=0.0, neginf=0.0) / steps
+        # A kept layer's values are inf: inf - inf is nan, counted as no
+        # change (without numpy's RuntimeWarning at every update).
+        with np.errstate(invalid='ignore'):
+          change = np.nan_to_num(value - self._values[name], nan=0.0,
+                                 posinf=0.0, neginf=0.0) / steps
         velocity = self._velocity.get(name, np.zeros_like(value))
         self._velocity[name] = velocity + self.smoothing * (change - velocity)
         square = self._square.get(name, np.zeros_like(value))

@@ -1,6 +1,7 @@
 """CostTargetController / CostTargetCallback: a budget instead of a strength."""
 
 import math
+import warnings
 
 import gin
 import keras
@@ -314,6 +315,25 @@ def test_lead_cost_extrapolates_falling_values():
   assert regularizer.alive_counts()['c0'] == 16
   assert callback.lead_cost() == cost({'c0': 8, 'c1': 16})
   assert callback.lead_cost() == 2 * 64 * 9 * (8 + 8 * 16) + 2 * 16 * 2
+
+
+def test_kept_layers_infinite_values_have_no_velocity(monkeypatch):
+  model = _tiny_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=0.05)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, smoothing=1.0)
+  inf = float('inf')
+  vectors = iter([{'c0': np.float32([inf, 1.0])},
+                  {'c0': np.float32([inf, 0.5])}])
+  monkeypatch.setattr(regularizer, 'regularization_vectors',
+                      lambda: next(vectors))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')  # No RuntimeWarning from inf - inf.
+    callback._observe(1)  # pylint: disable=protected-access
+    callback._observe(2)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(callback._velocity['c0'],  # pylint: disable=protected-access
+                                np.float32([0.0, -0.25]))
 
 
 def test_a_velocity_within_its_noise_is_not_extrapolated():

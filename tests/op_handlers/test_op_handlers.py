@@ -64,6 +64,51 @@ class RegistryTest(tf.test.TestCase):
     self.assertTrue(handlers['Conv2DBackpropInput'].is_source_op)
     self.assertFalse(handlers['FusedBatchNormV3'].is_source_op)
 
+  def test_keras_unary_ops_and_activations_are_registered(self):
+    # Every op type a Keras 3 unary elementwise op or activation lowers to
+    # has a handler: none falls to the default (with a warning), except
+    # Atan (`ops.arctan`), which the tests keep as their example of an
+    # unregistered op type. Sparsemax (a cumulative sum over the channels)
+    # is not called.
+    import keras  # pylint: disable=g-import-not-at-top
+    from keras.src import ops as keras_ops  # pylint: disable=g-import-not-at-top
+    from morph_net.surgery import op_rules  # pylint: disable=g-import-not-at-top
+    calls = {'gelu_exact': lambda x: keras.activations.gelu(
+        x, approximate=False)}
+    for module, names in op_rules.UNARY_OPS.items():
+      functions = {name.replace('_', '').lower(): value for name, value in
+                   vars(getattr(keras_ops, module)).items()
+                   if callable(value) and not isinstance(value, type)}
+      for name in names:
+        function = functions.get(name.lower())
+        if function is None:
+          continue  # Not defined in this Keras version.
+        if name == 'Clip':
+          calls[name] = lambda x, f=function: f(x, 0.0, 1.0)
+        elif name == 'Cast':
+          calls[name] = lambda x, f=function: f(x, 'float16')
+        else:
+          calls[name] = function
+    for name in ('celu', 'elu', 'gelu', 'hard_sigmoid', 'hard_silu',
+                 'leaky_relu', 'linear', 'log_sigmoid', 'mish', 'relu',
+                 'relu6', 'selu', 'sigmoid', 'silu', 'softplus', 'softsign',
+                 'tanh'):
+      calls['activations.' + name] = getattr(keras.activations, name)
+    handlers = op_handlers.get_group_lasso_op_handler_dict()
+    unregistered = {}
+    for name, call in calls.items():
+      graph = tf.Graph()
+      with graph.as_default():
+        call(_v1.placeholder(tf.float32, (2, 5, 8)))
+      for op in graph.get_operations():
+        if op.type not in dict.keys(handlers):
+          unregistered.setdefault(op.type, []).append(name)
+    self.assertEqual(unregistered, {'Atan': ['Arctan']})
+    self.assertGreaterEqual(len(calls), 60)
+    for op_type in ('Erfc', 'Expm1', 'Tan', 'IsNan'):
+      self.assertIsInstance(handlers[op_type],
+                            grouping_op_handler.GroupingOpHandler)
+
 
 class GroupingBehaviourTest(tf.test.TestCase):
 
