@@ -230,8 +230,10 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   for name, reason in fixed.items():
     # An Embedding reads its table with a gather (input 0), which
     # `known_layer_name` does not map: named from the channel model.
-    if isinstance(channels.rule(name), builtin_rules.EmbeddingRule) and (
-        reason != OUTPUT_REASON or keep_output_widths):
+    # (`fixed` may name operation nodes the channel model lists elsewhere.)
+    if name in channels.layers and isinstance(
+        channels.rule(name), builtin_rules.EmbeddingRule) and (
+            reason != OUTPUT_REASON or keep_output_widths):
       layers[name] = reason
       if reason != OUTPUT_REASON:
         warned.add(name)
