@@ -97,16 +97,13 @@ def build_model(architecture: str):
 
 def load_data(architecture: str, train_examples: int):
   """Fashion-MNIST in [0, 1]; 32x32x3 (padded, repeated) for MobileNetV2."""
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
   from examples import datasets  # pylint: disable=g-import-not-at-top
   (x_train, y_train), (x_test, y_test) = datasets.load_dataset(
       'fashion_mnist', datasets.FASHION_MNIST_DIR)
 
   def prepare(images):
-    images = images.astype('float32')
-    if images.ndim == 3:
-      images = images[..., None]
-    if images.max() > 1.0:
-      images /= 255.0
+    images = networks.unit_images(images)
     if architecture == 'mobilenet_v2':
       images = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
       images = np.repeat(images, 3, axis=-1)

@@ -23,6 +23,23 @@ __all__ = ['ARCHITECTURES', 'build_model', 'gate_after_batch_norm']
 ARCHITECTURES = ('mobilenet_v2', 'vgg', 'resnet')
 
 
+def unit_images(images):
+  """Fashion-MNIST images as float32 in [0, 1] with a channel axis.
+
+  Args:
+    images: uint8 or float images, (N, H, W) or (N, H, W, C).
+
+  Returns:
+    float32 images (N, H, W, C), divided by 255 when above 1.
+  """
+  images = images.astype('float32')
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.max() > 1.0:
+    images /= 255.0
+  return images
+
+
 def gate_after_batch_norm(model):
   """A copy of `model` with a LogisticSigmoidGating after every batch norm.
 

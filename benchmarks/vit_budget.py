@@ -116,16 +116,13 @@ def _model():
 
 def load_data(train_examples: int, test_examples: int):
   """Fashion-MNIST in [0, 1] with the position ids as a second input."""
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
   from examples import datasets  # pylint: disable=g-import-not-at-top
   (x_train, y_train), (x_test, y_test) = datasets.load_dataset(
       'fashion_mnist', datasets.FASHION_MNIST_DIR)
 
   def prepare(images):
-    images = images.astype('float32')
-    if images.ndim == 3:
-      images = images[..., None]
-    if images.max() > 1.0:
-      images /= 255.0
+    images = networks.unit_images(images)
     positions = np.tile(np.arange(TOKENS, dtype='int32'), (len(images), 1))
     return [images, positions]
 
