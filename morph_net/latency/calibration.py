@@ -204,7 +204,9 @@ def measure(model, batch_size: Optional[int] = None,
   for variant, latency in zip(variants + wholes, times):
     sample = fit_lib.Sample(variant.ops, latency, variant.label,
                             1.0 if variant.layer is not None else weight,
-                            variant.aligned)
+                            variant.aligned,
+                            whole_model=variant.layer is None,
+                            anchor=variant.model is model)
     (samples if latency > 0 else dropped).append(sample)
   if dropped:
     logging.warning('%d measurements at or below the call overhead were '

@@ -89,3 +89,73 @@ def test_bad_samples():
                      r'not an op kind'):
     fit.fit_profile([fit.Sample([('gemm', 1.0, 1.0)], 1.0,
                                 'x')])
+
+
+def test_whole_model_correction_recovers_a_known_scale_and_per_op_cost():
+  """Layers timed alone follow _TRUE; whole models run them at 0.8x plus
+  500 ns an op (what an isolated layer hides). The per-kind fit, which
+  sees both, is a compromise between them; the correction brings the
+  whole models within 1% and reports its factors."""
+  samples = _synthetic_samples()
+  truth = latency_profile.LatencyProfile(_TRUE)
+  models = []
+  for width in (1.0, 0.6, 0.3):
+    ops = ([('conv', 40 * width**2 * 1e5, width * 1e5)] * 6 +
+           [('depthwise', 20 * width * 1e5, width * 1e5)] * 4 +
+           [('add', 0.0, width * 1e5)] * 3)
+    layers = fit.predict_sample(truth, fit.Sample(ops, 1.0))
+    models.append(fit.Sample(ops, 0.8 * layers + 500.0 * len(ops),
+                             'model x%g' % width, 1.0, None,
+                             whole_model=True))
+  profile = fit.fit_profile(samples + models)
+  report = profile.metadata['whole_model_correction']
+  assert report['whole_models'] == 3
+  assert report['scale'] == pytest.approx(0.8, rel=0.1)
+  assert report['per_op_ns'] > 0.0
+  assert report['rms_relative_error_after'] < 0.01
+  assert report['rms_relative_error_before'] > 0.05
+  for model in models:
+    assert fit.predict_sample(profile, model) == pytest.approx(
+        model.latency_ns, rel=0.01)
+  # Every kind carries the factor and the per-op cost.
+  conv = profile.kinds['conv']
+  raw = fit.fit_profile(samples + models, whole_model_correction=False)
+  assert conv.ns_per_flop == pytest.approx(
+      report['scale'] * raw.kinds['conv'].ns_per_flop, rel=1e-9)
+  assert conv.overhead_ns == pytest.approx(
+      report['scale'] * raw.kinds['conv'].overhead_ns +
+      report['per_op_ns'], rel=1e-9)
+  assert 'whole_model_correction' not in raw.metadata
+  # Without two whole models there is nothing to correct to.
+  single = fit.fit_profile(samples + models[:1])
+  assert 'whole_model_correction' not in single.metadata
+
+
+def test_whole_model_correction_passes_through_the_anchor():
+  """The original (anchor) runs 10% slower than the line the narrower
+  models lie on: the corrected profile predicts it exactly and fits the
+  others as well as a line through it can."""
+  samples = _synthetic_samples()
+  truth = latency_profile.LatencyProfile(_TRUE)
+  models = []
+  for width in (1.0, 0.8, 0.6, 0.3):
+    ops = [('conv', 40 * width**2 * 1e5, width * 1e5)] * 6
+    layers = fit.predict_sample(truth, fit.Sample(ops, 1.0))
+    slow = 1.1 if width == 1.0 else 1.0
+    models.append(fit.Sample(ops, slow * (0.8 * layers + 500.0 * len(ops)),
+                             'model x%g' % width, 1.0, None,
+                             whole_model=True, anchor=width == 1.0))
+  profile = fit.fit_profile(samples + models)
+  report = profile.metadata['whole_model_correction']
+  assert report['anchor'] == 'model x1'
+  assert fit.predict_sample(profile, models[0]) == pytest.approx(
+      models[0].latency_ns, rel=1e-9)
+  # Through the anchor, one parameter is free; the per-op cost stays >= 0.
+  assert report['per_op_ns'] >= 0.0
+  errors_after = [fit.predict_sample(profile, m) / m.latency_ns - 1.0
+                  for m in models[1:]]
+  assert max(abs(e) for e in errors_after) < 0.1
+  # The anchor alone is enough to scale to.
+  alone = fit.fit_profile(samples + models[:1])
+  assert fit.predict_sample(alone, models[0]) == pytest.approx(
+      models[0].latency_ns, rel=1e-9)
