@@ -184,6 +184,13 @@ class ModelRegularizer(object):
     self._strength = tf.Variable(strength, trainable=False,
                                  dtype=tf.float32,
                                  name='morph_net_strength')
+    # The rescue term (see `rescue_term`): 0 unless a cost target sets it.
+    self._rescue_strength = tf.Variable(0.0, trainable=False,
+                                        dtype=tf.float32,
+                                        name='morph_net_rescue_strength')
+    self._rescue_band = tf.Variable(2.0 * self.alive_threshold,
+                                    trainable=False, dtype=tf.float32,
+                                    name='morph_net_rescue_band')
     self._initial_cost = None
 
   # --------------------------------------------------------------- the loss.
@@ -321,8 +328,49 @@ class ModelRegularizer(object):
     """The cost with dead channels removed, a float32 scalar."""
     return self._cost_function()()
 
+  @property
+  def rescue_strength(self) -> tf.Variable:
+    """The non-trainable multiplier of `rescue_term` in `loss()` (0 unless
+    `CostTargetCallback` sets it)."""
+    return self._rescue_strength
+
+  @property
+  def rescue_band(self) -> tf.Variable:
+    """The non-trainable upper edge of `rescue_term`'s band (initially
+    twice the alive threshold)."""
+    return self._rescue_band
+
+  def rescue_term(self) -> tf.Tensor:
+    """The alive channels' distance under the rescue band, summed.
+
+    `sum(band - v)` over the regularization values `v` (those of
+    `regularization_vectors()`) with `alive_threshold < v < band`: its
+    gradient pushes every alive channel near the alive threshold away from
+    it, with a force of 1 per channel, and is 0 for the dead channels and
+    for the channels above the band. Below a cost target it is the
+    negative side of the constraint's multiplier (an equality constraint's
+    multiplier has no sign): the network's data loss keeps moving values
+    across the threshold after the strength stopped pushing, and no
+    positive strength stops them (see `CostTargetController`).
+
+    Returns:
+      A float32 scalar >= 0, differentiable in the regularized variables.
+    """
+    if self._regularization is None:
+      self._regularization = self._function_of(self._regularization_tensors)
+    threshold = float(self.alive_threshold)
+    band = tf.cast(self._rescue_band, tf.float32)
+    total = tf.constant(0.0, tf.float32)
+    for value in self._regularization().values():
+      inside = tf.logical_and(value > threshold, value < band)
+      total += tf.reduce_sum(tf.where(inside, band - value,
+                                      tf.zeros_like(value)))
+    return total
+
   def loss(self) -> tf.Tensor:
-    """strength * term: what is added to the training loss.
+    """strength * term + rescue_strength * rescue_term: what is added to
+    the training loss (the original's `strength * term` while the rescue
+    strength is 0, as it is unless a cost target sets it).
 
     Inside a replica context with several replicas, the traced graph reads
     the first replica's variables, so only the first replica's gradient
@@ -331,6 +379,7 @@ class ModelRegularizer(object):
     device's.
     """
     value = tf.cast(self._strength, tf.float32) * self.term()
+    value += tf.cast(self._rescue_strength, tf.float32) * self.rescue_term()
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context is not None else 1
     if replicas > 1:
