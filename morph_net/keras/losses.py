@@ -32,7 +32,8 @@ class MorphNetLoss(_keras.losses.Loss):
   """Per example: the data loss plus the regularizer's `loss()`.
 
   Keras reduces the per-example values over the batch (by default their
-  mean), which adds `regularizer.loss()` (strength x term) once per batch.
+  mean), which adds `regularizer.loss()` (strength x term, plus the rescue
+  term under a cost target) once per batch.
   With sample weights the term is weighted by the mean sample weight, as
   every per-example value is.
 
