@@ -21,6 +21,7 @@ from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.framework import function_calls
 from morph_net.framework import op_vocabulary
+from morph_net.framework import static_shapes
 from morph_net.keras import graph_functions
 
 __all__ = ['TracedModel', 'check_model', 'get_input_signature',
@@ -298,6 +299,12 @@ class TracedModel(object):
                        tf.nest.flatten(self.graph.structured_outputs)]
     # Regularizers built on the trace add their own ops to the graph later.
     self._forward_op_count = len(self.graph.get_operations())
+    # Reshapes whose static shape misses what their shape input proves (a
+    # Dense on a rank >= 3 input, traced with an unknown batch): refined
+    # here, so every reader of the trace -- not only a regularizer's
+    # manager -- sees the rows a MatMul multiplies per example.
+    for op in self.forward_ops():
+      static_shapes.refine_reshape_shape(op)
     self._placeholder_layers = {}  # top_level -> {placeholder ref: name}
     self._placeholder_owners = None  # {placeholder ref: [names]}
 

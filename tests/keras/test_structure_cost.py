@@ -234,3 +234,22 @@ def test_attention_keeping_its_heads_is_costed_at_its_inner_widths():
   assert cost(alive) == 1296
   assert cost({}) == mha + 160 + 80 == 1392
   assert cost({'ffn': 1}) == mha + 32 + 16
+
+
+def test_a_plain_model_costs_a_dense_on_every_position_like_the_regularizer():
+  """A Dense on a [batch, 6, 8] input runs its 8 x 16 MatMul on 6 rows per
+  example. StructureCost built from the model alone (no regularizer, whose
+  manager used to be the only reader refining Tensordot's reshape) costed
+  one row: 352 FLOPs instead of 1,632."""
+  inputs = keras.Input((6, 8))
+  x = keras.layers.Dense(16, name='d')(inputs)
+  x = keras.layers.GlobalAveragePooling1D()(x)
+  model = keras.Model(inputs, keras.layers.Dense(3, name='o')(x))
+  expected = 2 * 6 * 8 * 16 + 2 * 16 * 3
+  assert expected == 1632
+  assert structure_cost.StructureCost(model)({}) == expected
+  assert structure_cost.StructureCost(model)({'d': 4}) == (
+      2 * 6 * 8 * 4 + 2 * 4 * 3)
+  regularizer = model_regularizer.ModelRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=1e-3)
+  assert float(regularizer.cost()) == expected
