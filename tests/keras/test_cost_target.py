@@ -512,3 +512,28 @@ def test_callback_sets_the_rescue_strength_in_the_terms_units():
   model.get_layer('b0').gamma.assign(np.ones(16, 'float32'))
   callback.on_train_batch_end(2, {})  # Above again: off.
   assert float(regularizer.rescue_strength.numpy()) == 0.0
+
+
+@pytest.mark.parametrize('name', [
+    'GammaFlopsRegularizer', 'GroupLassoFlopsRegularizer',
+    'LogisticSigmoidFlopsRegularizer'])
+def test_every_family_has_a_finite_rescue_gradient(name):
+  if name.startswith('LogisticSigmoid'):
+    model = gating_models.gated_chain()
+  else:
+    model = _tiny_model()
+  threshold = 1e-3 if name.startswith('GroupLasso') else 0.05
+  regularizer = morph_keras.model_regularizer.model_regularizer(
+      model, name, threshold=threshold)
+  # Every value just above the threshold, inside the band.
+  values = np.concatenate(list(regularizer.regularization_vectors().values()))
+  regularizer.rescue_band.assign(2.0 * float(np.max(
+      values[np.isfinite(values)])))
+  regularizer.rescue_strength.assign(1.0)
+  with tf.GradientTape() as tape:
+    loss = regularizer.loss()
+  assert float(loss) > 0.0
+  gradients = tape.gradient(loss, model.trainable_variables)
+  pushed = [g for g in gradients if g is not None]
+  assert pushed and all(np.all(np.isfinite(g.numpy())) for g in pushed)
+  assert any(np.any(g.numpy() != 0.0) for g in pushed)
