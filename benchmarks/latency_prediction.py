@@ -122,12 +122,20 @@ def measurement_settings(args):
       unstable_spread=args.unstable_spread, max_attempts=args.max_attempts)
 
 
+def input_shape(size):
+  """The input shape without batch: (size, size, 3) for an image size (an
+  int), else the given dimensions as a tuple (e.g. (28, 28, 1))."""
+  if isinstance(size, int):
+    return (size, size, 3)
+  return tuple(int(d) for d in size)
+
+
 def measure(models, batch_size, size, settings, labels, ops):
   """Each model's forward pass timed warm (`measurement.measure`).
 
   The first model (the original) is also timed in every group (shared):
   its spread over the groups shows how much the machine drifted between
-  them.
+  them. `size` is the image size (RGB) or the input shape (`input_shape`).
 
   Returns:
     (ns per model: the statistic, the MeasurementReport).
@@ -136,7 +144,7 @@ def measure(models, batch_size, size, settings, labels, ops):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   x = tf.constant(np.random.RandomState(0).rand(
-      batch_size, size, size, 3).astype(np.float32))
+      batch_size, *input_shape(size)).astype(np.float32))
   calls = []
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
@@ -183,12 +191,13 @@ def closest_device(traced, structure_cost, resource_function, batch_size,
 
 def model_ops(model, batch_size, size):
   """{multiple: (kind, FLOPs, bytes) of every costed op of the model's
-  forward pass at channels rounded up to it}, for the candidate multiples."""
+  forward pass at channels rounded up to it}, for the candidate multiples.
+  `size` as in `measure`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import profile_resource  # pylint: disable=g-import-not-at-top
   graph = tf.function(lambda t: model(t, training=False)).get_concrete_function(
-      tf.TensorSpec((batch_size, size, size, 3), tf.float32)).graph
+      tf.TensorSpec((batch_size,) + input_shape(size), tf.float32)).graph
   costed = [op for op in graph.get_operations()
             if latency_profile.op_kind(op.type)]
   return {m: [profile_resource.op_features(op, batch_size, m)
