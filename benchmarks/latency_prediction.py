@@ -65,14 +65,15 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from morph_net.latency import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--models', default='MobileNetV2:96,ResNet50:64',
-                      help='Comma-separated keras.applications name:size.')
-  parser.add_argument('--structures', type=int, default=20)
-  parser.add_argument('--batch_size', type=int, default=8)
-  parser.add_argument('--repeats', type=int, default=15)
-  parser.add_argument('--calibration_repeats', type=int, default=15)
+def add_measurement_arguments(parser):
+  """Adds the flags of how models are timed to an argparse parser.
+
+  The threads (`--threads`, `--inter_op_threads`) and the flags
+  `measurement_settings` reads but `--repeats`.
+
+  Args:
+    parser: an `argparse.ArgumentParser`.
+  """
   parser.add_argument('--threads', type=int, default=1,
                       help='Intra-op threads (0: TensorFlow default).')
   parser.add_argument('--inter_op_threads', type=int, default=1,
@@ -95,6 +96,17 @@ def parse_args(argv=None):
   parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
                       help='Wall time, or the CPU time of the process '
                       '(with --threads=1: steadier on a shared machine).')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--models', default='MobileNetV2:96,ResNet50:64',
+                      help='Comma-separated keras.applications name:size.')
+  parser.add_argument('--structures', type=int, default=20)
+  parser.add_argument('--batch_size', type=int, default=8)
+  parser.add_argument('--repeats', type=int, default=15)
+  parser.add_argument('--calibration_repeats', type=int, default=15)
+  add_measurement_arguments(parser)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--profile_dir', default=None,
                       help='Reuse <dir>/<model>_<size>.json if present, '

@@ -80,7 +80,7 @@ DIFFERENCES = (('latency', 'flops'), ('latency', 'uniform'),
 STAGES = ('all', 'calibrate', 'measure')
 # The flags the cached profiles and cells depend on (`check_settings`).
 SETTINGS = ('target', 'batch_size', 'threads', 'inter_op_threads',
-            'calibration_repeats', 'model_structures', 'train_examples',
+            'statistic', 'clock', 'calibration_repeats', 'model_structures', 'train_examples',
             'test_examples', 'train_batch_size', 'learning_rate',
             'threshold', 'tolerance', 'hold', 'max_epochs',
             'retrain_epochs')
@@ -93,6 +93,7 @@ SMOKE = {'seeds': '0,1', 'train_examples': 256, 'test_examples': 200,
 
 def parse_args(argv=None):
   """The command line; --smoke replaces the budget flags by `SMOKE`."""
+  from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--output_dir', default='/tmp/morph_net_latency_speedup')
   parser.add_argument('--networks', default=','.join(NETWORKS),
@@ -104,19 +105,14 @@ def parse_args(argv=None):
   parser.add_argument('--batch_size', type=int, default=64,
                       help='Inference batch size of the profile and the '
                       'measurement.')
-  parser.add_argument('--threads', type=int, default=1,
-                      help='Intra-op threads of calibration and measurement '
-                      '(0: TensorFlow default); training uses the default.')
-  parser.add_argument('--inter_op_threads', type=int, default=1)
   parser.add_argument('--calibration_repeats', type=int, default=15)
   parser.add_argument('--model_structures', type=int, default=8,
                       help='Random whole-model structures in calibration.')
   parser.add_argument('--repeats', type=int, default=30,
                       help='Timed rounds of the measurement.')
-  parser.add_argument('--warmup', type=int, default=3)
-  parser.add_argument('--max_attempts', type=int, default=3,
-                      help='Measurements of an unstable model before it is '
-                      'flagged.')
+  # --threads, --inter_op_threads (calibration and measurement; training
+  # keeps TensorFlow's defaults), --warmup, --clock, --statistic ...
+  latency_prediction.add_measurement_arguments(parser)
   parser.add_argument('--train_examples', type=int, default=6000)
   parser.add_argument('--test_examples', type=int, default=0,
                       help='Test images (0: all 10,000).')
@@ -240,6 +236,8 @@ def calibrate(args, network):
   profile = calibration.calibrate(
       model, args.batch_size, repeats=args.calibration_repeats,
       warmup=args.warmup, model_structures=args.model_structures,
+      statistic=args.statistic, clock=args.clock, budget=args.budget,
+      probe=not args.no_probe, unstable_spread=args.unstable_spread,
       max_attempts=args.max_attempts, verbose=1)
   calibration.save_profile(profile, profile_path(args, network))
   print(calibration.summary(profile), flush=True)
@@ -260,7 +258,6 @@ def measure(args, network):
   """Times the original and every structure rebuilt, in one run."""
   from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
   from benchmarks import networks  # pylint: disable=g-import-not-at-top
-  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import channel_model  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import rebuild  # pylint: disable=g-import-not-at-top
@@ -273,9 +270,7 @@ def measure(args, network):
   shape = input_shape_of(network)
   ops = [latency_prediction.model_ops(m, args.batch_size, shape)[1]
          for m in models]
-  settings = measurement.MeasurementSettings(
-      repeats=args.repeats, warmup=args.warmup,
-      max_attempts=args.max_attempts)
+  settings = latency_prediction.measurement_settings(args)
   load = os.getloadavg()
   values, report = latency_prediction.measure(
       models, args.batch_size, shape, settings, labels, ops)
