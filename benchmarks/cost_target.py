@@ -129,10 +129,62 @@ def _accuracy(model, x_train, x_test, y_test) -> float:
   return float((predictions.argmax(-1) == y_test).mean())
 
 
+def train_to_target(model, regularizer, target_cost, x_train, y_train,
+                    batch_size, learning_rate, max_epochs, tolerance, hold,
+                    knobs=None, key=''):
+  """Trains `model` under `regularizer` until its cost holds at the target.
+
+  `CostTargetCallback(regularizer, target_cost, **knobs)` sets the strength;
+  the model is compiled with Adam at `learning_rate` and the regularizer's
+  loss, then trained epoch by epoch until the cost (dead channels removed)
+  has been within `tolerance` of the target at the end of `hold`
+  consecutive epochs, or `max_epochs`.
+
+  Args:
+    model: the Keras model `regularizer` was built on.
+    regularizer: a `morph_net.keras.ModelRegularizer`.
+    target_cost: the cost to reach, in the regularizer's unit.
+    x_train: training images.
+    y_train: their labels.
+    batch_size: batch size.
+    learning_rate: Adam learning rate.
+    max_epochs: epochs at most.
+    tolerance: relative distance to the target counted as reached.
+    hold: consecutive epoch ends within the tolerance that end training.
+    knobs: CostTargetCallback keyword arguments (brake, lead_steps ...).
+    key: the run's name in the log lines.
+
+  Returns:
+    {'epoch_costs', 'epochs', 'reached', 'final_cost', 'train_seconds'}.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  callback = morph_keras.CostTargetCallback(regularizer, target_cost,
+                                            **(knobs or {}))
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                loss=regularizer.wrap_loss(
+                    keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True)))
+  costs, held, start = [], 0, time.time()
+  for epoch in range(max_epochs):
+    model.fit(x_train, y_train, batch_size=batch_size,
+              epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+              callbacks=[callback])
+    costs.append(float(regularizer.cost()))
+    within = abs(costs[-1] / target_cost - 1) <= tolerance
+    held = held + 1 if within else 0
+    logging.info('%s epoch %d: %.1f%% of target, strength %.3g', key,
+                 epoch + 1, 100 * costs[-1] / target_cost,
+                 callback.controller.strength)
+    if held >= hold:
+      break
+  return {'epoch_costs': costs, 'epochs': len(costs), 'reached': held >= hold,
+          'final_cost': costs[-1], 'train_seconds': time.time() - start}
+
+
 def train(key, architecture, resource, target, seed, data, paths):
   """Trains one run to its target; returns its training record."""
   import keras  # pylint: disable=g-import-not-at-top
-  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
   (x_train, y_train), _ = data
   keras.utils.set_random_seed(seed)
   model = build_model(architecture)
@@ -142,32 +194,18 @@ def train(key, architecture, resource, target, seed, data, paths):
   knobs = {name: getattr(FLAGS, name) for name in ('brake', 'lead_steps',
                                                    'lead_margin')
            if getattr(FLAGS, name) is not None}
-  callback = morph_keras.CostTargetCallback(regularizer, target * initial,
-                                            **knobs)
-  model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
-                loss=regularizer.wrap_loss(
-                    keras.losses.SparseCategoricalCrossentropy(
-                        from_logits=True)))
-  costs, held, start = [], 0, time.time()
-  for epoch in range(FLAGS.max_epochs):
-    model.fit(x_train, y_train, batch_size=FLAGS.batch_size,
-              epochs=epoch + 1, initial_epoch=epoch, verbose=0,
-              callbacks=[callback])
-    costs.append(float(regularizer.cost()))
-    within = abs(costs[-1] / (target * initial) - 1) <= FLAGS.tolerance
-    held = held + 1 if within else 0
-    logging.info('%s epoch %d: %.1f%% of target, strength %.3g', key,
-                 epoch + 1, 100 * costs[-1] / (target * initial),
-                 callback.controller.strength)
-    if held >= FLAGS.hold:
-      break
+  trained = train_to_target(
+      model, regularizer, target * initial, x_train, y_train,
+      FLAGS.batch_size, FLAGS.learning_rate, FLAGS.max_epochs,
+      FLAGS.tolerance, FLAGS.hold, knobs, key)
   model.save_weights(paths['weights'])
   return {'architecture': architecture, 'resource': resource,
           'target': target, 'seed': seed, 'initial_cost': initial,
-          'target_cost': target * initial, 'epoch_costs': costs,
-          'epochs': len(costs), 'reached': held >= FLAGS.hold,
-          'threshold': FLAGS.threshold,
-          'final_cost': costs[-1], 'train_seconds': time.time() - start,
+          'target_cost': target * initial,
+          'epoch_costs': trained['epoch_costs'], 'epochs': trained['epochs'],
+          'reached': trained['reached'], 'threshold': FLAGS.threshold,
+          'final_cost': trained['final_cost'],
+          'train_seconds': trained['train_seconds'],
           'alive': regularizer.alive_counts()}
 
 

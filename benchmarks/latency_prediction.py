@@ -65,14 +65,15 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from morph_net.latency import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--models', default='MobileNetV2:96,ResNet50:64',
-                      help='Comma-separated keras.applications name:size.')
-  parser.add_argument('--structures', type=int, default=20)
-  parser.add_argument('--batch_size', type=int, default=8)
-  parser.add_argument('--repeats', type=int, default=15)
-  parser.add_argument('--calibration_repeats', type=int, default=15)
+def add_measurement_arguments(parser):
+  """Adds the flags of how models are timed to an argparse parser.
+
+  The threads (`--threads`, `--inter_op_threads`) and the flags
+  `measurement_settings` reads but `--repeats`.
+
+  Args:
+    parser: an `argparse.ArgumentParser`.
+  """
   parser.add_argument('--threads', type=int, default=1,
                       help='Intra-op threads (0: TensorFlow default).')
   parser.add_argument('--inter_op_threads', type=int, default=1,
@@ -95,6 +96,17 @@ def parse_args(argv=None):
   parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
                       help='Wall time, or the CPU time of the process '
                       '(with --threads=1: steadier on a shared machine).')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--models', default='MobileNetV2:96,ResNet50:64',
+                      help='Comma-separated keras.applications name:size.')
+  parser.add_argument('--structures', type=int, default=20)
+  parser.add_argument('--batch_size', type=int, default=8)
+  parser.add_argument('--repeats', type=int, default=15)
+  parser.add_argument('--calibration_repeats', type=int, default=15)
+  add_measurement_arguments(parser)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--profile_dir', default=None,
                       help='Reuse <dir>/<model>_<size>.json if present, '
@@ -122,12 +134,20 @@ def measurement_settings(args):
       unstable_spread=args.unstable_spread, max_attempts=args.max_attempts)
 
 
+def input_shape(size):
+  """The input shape without batch: (size, size, 3) for an image size (an
+  int), else the given dimensions as a tuple (e.g. (28, 28, 1))."""
+  if isinstance(size, int):
+    return (size, size, 3)
+  return tuple(int(d) for d in size)
+
+
 def measure(models, batch_size, size, settings, labels, ops):
   """Each model's forward pass timed warm (`measurement.measure`).
 
   The first model (the original) is also timed in every group (shared):
   its spread over the groups shows how much the machine drifted between
-  them.
+  them. `size` is the image size (RGB) or the input shape (`input_shape`).
 
   Returns:
     (ns per model: the statistic, the MeasurementReport).
@@ -136,7 +156,7 @@ def measure(models, batch_size, size, settings, labels, ops):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   x = tf.constant(np.random.RandomState(0).rand(
-      batch_size, size, size, 3).astype(np.float32))
+      batch_size, *input_shape(size)).astype(np.float32))
   calls = []
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
@@ -183,12 +203,13 @@ def closest_device(traced, structure_cost, resource_function, batch_size,
 
 def model_ops(model, batch_size, size):
   """{multiple: (kind, FLOPs, bytes) of every costed op of the model's
-  forward pass at channels rounded up to it}, for the candidate multiples."""
+  forward pass at channels rounded up to it}, for the candidate multiples.
+  `size` as in `measure`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import latency_profile  # pylint: disable=g-import-not-at-top
   from morph_net.network_regularizers import profile_resource  # pylint: disable=g-import-not-at-top
   graph = tf.function(lambda t: model(t, training=False)).get_concrete_function(
-      tf.TensorSpec((batch_size, size, size, 3), tf.float32)).graph
+      tf.TensorSpec((batch_size,) + input_shape(size), tf.float32)).graph
   costed = [op for op in graph.get_operations()
             if latency_profile.op_kind(op.type)]
   return {m: [profile_resource.op_features(op, batch_size, m)

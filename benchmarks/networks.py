@@ -1,7 +1,7 @@
 """The benchmarks' networks: nested MobileNetV2, a VGG-style net, a small ResNet.
 
-Shared by `cost_target.py` and `results_table.py`. None was designed for the
-benchmarks:
+Shared by `cost_target.py`, `results_table.py` and `latency_speedup.py`.
+None was designed for the benchmarks:
 
 - `mobilenet_v2`: keras.applications MobileNetV2 (alpha 0.35, 32x32x3,
   random weights) nested as one layer under a new head (pool, `logits`).
@@ -9,6 +9,12 @@ benchmarks:
   late layers of VGG); conv-bn-relu, one conv in the first stage and two in
   the others, max pooling between stages.
 - `resnet`: the examples' small ResNet (16-32-64, one block per stage).
+- `main_job_cnn` (`MAIN_JOB`, not in `ARCHITECTURES`, the grid of
+  `cost_target.py` and `results_table.py`): the README main job's CNN
+  (`examples/fashion_mnist_keras.build_model`, conv-bn-relu 32-64-128,
+  28x28x1, 10 classes). Building it imports that script, which defines its
+  absl flags (`--seed`, `--batch_size` ...): build it in programs whose
+  own flags are not absl flags of those names.
 
 `gated=True` puts a `LogisticSigmoidGating` layer after every batch norm
 (for the LogisticSigmoid regularizers); the gated and plain networks have
@@ -18,9 +24,11 @@ the other.
 
 from typing import Optional, Sequence
 
-__all__ = ['ARCHITECTURES', 'build_model', 'gate_after_batch_norm']
+__all__ = ['ARCHITECTURES', 'MAIN_JOB', 'build_model',
+           'gate_after_batch_norm']
 
 ARCHITECTURES = ('mobilenet_v2', 'vgg', 'resnet')
+MAIN_JOB = 'main_job_cnn'
 
 
 def unit_images(images):
@@ -84,14 +92,31 @@ def _vgg(input_shape: Sequence[int], gated: bool, num_classes: int):
   return keras.Model(inputs, outputs, name='vgg')
 
 
+def _main_job_cnn(input_shape, gated: bool, num_classes: int):
+  """The README main job's CNN (`examples/fashion_mnist_keras.build_model`;
+  `gated`: its gates after each block)."""
+  from morph_net import errors  # pylint: disable=g-import-not-at-top
+  if (input_shape is not None and tuple(input_shape) != (28, 28, 1)) or (
+      num_classes != 10):
+    raise errors.InvalidArgumentError(
+        'Invalid arguments for architecture %r (the main job\'s CNN is built '
+        'for Fashion-MNIST only). Expected input_shape=(28, 28, 1) or None '
+        'and num_classes=10. Received: input_shape=%r, num_classes=%r' % (
+            MAIN_JOB, input_shape, num_classes))
+  import keras  # pylint: disable=g-import-not-at-top
+  from examples import fashion_mnist_keras  # pylint: disable=g-import-not-at-top
+  return fashion_mnist_keras.build_model(keras, gated=gated)
+
+
 def build_model(architecture: str, input_shape: Optional[Sequence[int]] = None,
                 gated: bool = False, num_classes: int = 10):
   """The benchmark network `architecture` (see the module docstring).
 
   Args:
-    architecture: one of `ARCHITECTURES`.
+    architecture: one of `ARCHITECTURES`, or `MAIN_JOB`.
     input_shape: image shape (H, W, C); None: (32, 32, 3) for MobileNetV2,
-      (28, 28, 1) for the others (Fashion-MNIST).
+      (28, 28, 1) for the others (Fashion-MNIST; the only one `MAIN_JOB`
+      takes).
     gated: a LogisticSigmoidGating layer after every batch norm.
     num_classes: width of the `logits` layer.
 
@@ -100,6 +125,8 @@ def build_model(architecture: str, input_shape: Optional[Sequence[int]] = None,
 
   Raises:
     ValueError: for an unknown architecture.
+    InvalidArgumentError: for `MAIN_JOB` with another input shape or
+      class count.
   """
   import keras  # pylint: disable=g-import-not-at-top
   from examples.experiment import models  # pylint: disable=g-import-not-at-top
@@ -120,5 +147,7 @@ def build_model(architecture: str, input_shape: Optional[Sequence[int]] = None,
     return models.small_resnet(
         input_shape=tuple(input_shape or (28, 28, 1)), widths=(16, 32, 64),
         stem_width=16, gated=gated, num_classes=num_classes)
+  if architecture == MAIN_JOB:
+    return _main_job_cnn(input_shape, gated, num_classes)
   raise ValueError('Unknown architecture %r; expected one of %s.' %
-                   (architecture, ', '.join(ARCHITECTURES)))
+                   (architecture, ', '.join(ARCHITECTURES + (MAIN_JOB,))))

@@ -45,6 +45,9 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     'examples/test_latency_target.py': {
         '': (_P, _S),
     },
+    'examples/test_latency_speedup.py': {
+        'test_smoke_runs_every_stage_then_reuses_the_cells': (_P, _S),
+    },
     'examples/test_main_job_logs.py': {
         '': (_P, _S),
     },

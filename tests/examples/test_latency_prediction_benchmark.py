@@ -70,3 +70,22 @@ def test_saved_samples_keep_their_aligned_features(prediction):
       {'1': [['conv', 10.0, 4.0]], '8': [['conv', 16.0, 8.0]]}).aligned == (
           aligned)
   assert prediction.structure_sample([['conv', 10.0, 4.0]]).ops == aligned[1]
+
+
+def test_input_shape_of_an_image_size_or_a_shape(prediction):
+  assert prediction.input_shape(96) == (96, 96, 3)
+  assert prediction.input_shape([28, 28, 1]) == (28, 28, 1)
+
+
+def test_measurement_arguments_give_the_measurement_settings(prediction):
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--repeats', type=int, default=15)
+  prediction.add_measurement_arguments(parser)
+  args = parser.parse_args(['--clock=cpu', '--budget=64', '--warmup=2'])
+  assert (args.threads, args.inter_op_threads) == (1, 1)
+  settings = prediction.measurement_settings(args)
+  assert (settings.repeats, settings.warmup, settings.clock, settings.budget,
+          settings.probe, settings.statistic, settings.max_attempts,
+          settings.unstable_spread) == (15, 2, 'cpu', 64, True, 'median', 3,
+                                        0.1)
