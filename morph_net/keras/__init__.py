@@ -18,8 +18,10 @@ Expansion to a target cost: `morph_net.keras.expansion`.
 On a Keras backend other than TensorFlow (KERAS_BACKEND=jax or torch),
 importing this package does not import TensorFlow: `ModelRegularizer` is
 the layer-level engine (`layer_regularizer.LayerRegularizer`, same API,
-Gamma FLOPs and model size), and the names that need the TensorFlow graph
-engine raise `morph_net.errors.MissingDependencyError` when imported.
+Gamma FLOPs and model size), `CostTargetCallback` and
+`CostTargetController` work with it, and the names that need the
+TensorFlow graph engine raise `morph_net.errors.MissingDependencyError`
+when imported.
 """
 
 import keras as _keras
@@ -34,9 +36,14 @@ __all__ = ['TracedModel', 'ModelRegularizer', 'StructureCost',
 if _keras.backend.backend() != 'tensorflow':
   # The layer-level engine; the other names raise on access (see the
   # module docstring).
-  from morph_net.keras.layer_regularizer import LayerRegularizer as ModelRegularizer  # pylint: disable=g-import-not-at-top,line-too-long
+  # pylint: disable=g-import-not-at-top,line-too-long
+  from morph_net.keras.cost_target import CostTargetCallback
+  from morph_net.keras.cost_target import CostTargetController
+  from morph_net.keras.layer_regularizer import LayerRegularizer as ModelRegularizer
+  # pylint: enable=g-import-not-at-top,line-too-long
 
-  _GRAPH_ENGINE_ONLY = frozenset(__all__) - {'ModelRegularizer'}
+  _GRAPH_ENGINE_ONLY = frozenset(__all__) - {
+      'ModelRegularizer', 'CostTargetCallback', 'CostTargetController'}
 
   def __getattr__(name):
     if name in _GRAPH_ENGINE_ONLY:

@@ -126,6 +126,24 @@ def combine_max(a, b):
   return ops.where(a >= b, a, b)
 
 
+class _StrengthVariable(keras.Variable):
+  """The strength; `on_assign` runs after every assignment.
+
+  On JAX a compiled train step holds the strength it was traced with; the
+  regularizer's `on_assign` retraces the model's compiled steps so that a
+  new strength (`set_strength`, `CostTargetCallback`) takes effect at the
+  next step, inside `fit` too.
+  """
+
+  on_assign = None
+
+  def assign(self, value):
+    result = super().assign(value)
+    if self.on_assign is not None:
+      self.on_assign()  # pylint: disable=not-callable
+    return result
+
+
 class _CostedCall(object):
   """One costed op of one layer call: its forms and its channel counts."""
 
@@ -191,9 +209,10 @@ class LayerRegularizer(object):
     self._layout()
     self._find_sources(keep_output_widths)
     self._calls = self._costed_calls()
-    self._strength = keras.Variable(
+    self._strength = _StrengthVariable(
         errors.check_number('strength', strength), trainable=False,
         dtype='float32', name='morph_net_strength')
+    self._strength.on_assign = self._strength_changed
     self._initial_cost = None
 
   # ---------------------------------------------------------- the analysis.
@@ -320,13 +339,32 @@ class LayerRegularizer(object):
   def strength(self):
     """The strength, a non-trainable keras.Variable.
 
-    On JAX a compiled train step reads it when it is traced: set it before
-    `fit` (a change later needs `model.make_train_function(force=True)`).
+    On JAX a compiled train step holds the strength it was traced with:
+    assigning the variable retraces the model's compiled train and test
+    steps, so the new value applies from the next step (inside `fit`
+    too).
     """
     return self._strength
 
   def set_strength(self, value: float) -> None:
     self._strength.assign(errors.check_number('strength', value))
+
+  def _strength_changed(self) -> None:
+    if keras.backend.backend() != 'jax':
+      return  # TensorFlow and PyTorch steps read the variable.
+    model = self._model
+    if getattr(model, 'train_function', None) is not None:
+      model.make_train_function(force=True)
+    if getattr(model, 'test_function', None) is not None:
+      model.make_test_function(force=True)
+
+  def _sync(self) -> None:
+    """Inside a JAX `fit` the weights live in the loop's state: puts them
+    back in the model's variables before they are read (the hook Keras
+    gives callbacks)."""
+    sync = getattr(self._model, 'jax_state_sync', None)
+    if sync is not None:
+      sync()
 
   @property
   def initial_cost(self) -> float:
@@ -406,6 +444,7 @@ class LayerRegularizer(object):
 
   def cost(self):
     """The cost with dead channels removed, a float32 scalar."""
+    self._sync()
     return self._total_of(False)
 
   def loss(self):
@@ -450,6 +489,7 @@ class LayerRegularizer(object):
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""
+    self._sync()
     _, alive = self._group_vectors()
     alive = keras.ops.convert_to_numpy(alive) > 0.5
     return self._per_layer(alive, lambda n: np.ones([n], bool))
@@ -457,6 +497,7 @@ class LayerRegularizer(object):
   def regularization_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: float32 |gamma| (max over the group's batch norms)};
     `inf` for a layer kept from regularization."""
+    self._sync()
     reg, _ = self._group_vectors()
     reg = keras.ops.convert_to_numpy(reg).astype(np.float32)
     return self._per_layer(reg, lambda n: np.full([n], np.inf, np.float32))

@@ -330,3 +330,50 @@ def test_fit_in_two_processes_on_localhost():
   assert [out.strip().splitlines()[-1] for out, _ in outputs] == [
       'process 0 of 2, devices 2 gammas ok',
       'process 1 of 2, devices 2 gammas ok']
+
+
+class _AssignAfterFirstStep(keras.callbacks.Callback):
+
+  def __init__(self, regularizer, strength):
+    super().__init__()
+    self.regularizer, self.value = regularizer, strength
+
+  def on_train_batch_end(self, batch, logs=None):
+    if batch == 0:
+      self.regularizer.strength.assign(self.value)
+
+
+def test_a_strength_assigned_during_fit_applies_from_the_next_step():
+  keras.utils.set_random_seed(0)
+  model = layer_models.residual_cnn()
+  regularizer = _regularizer(model, strength=1e-4)
+  model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                loss=regularizer.wrap_loss(
+                    lambda y_true, y_pred: ops.zeros_like(y_pred[:, 0])))
+  model.fit(np.ones((8, 8, 8, 3), np.float32), np.zeros((8, 4), np.float32),
+            batch_size=4, epochs=1, verbose=0,
+            callbacks=[_AssignAfterFirstStep(regularizer, 2e-4)])
+  # Step 1 at 1e-4 moves stem_bn (first of the tie); step 2 at 2e-4 moves
+  # res_bn, now the group's max (see expected_gammas_after_one_step).
+  want = {'stem_bn': 1.0 - 0.1 * 1e-4 * 23616,
+          'res_bn': 1.0 - 0.1 * 2e-4 * 23616,
+          'down_bn': 1.0 - 0.1 * 1e-4 * 2312 - 0.1 * 2e-4 * 2312}
+  for name, value in want.items():
+    gamma = keras.ops.convert_to_numpy(model.get_layer(name).gamma)
+    np.testing.assert_allclose(gamma, np.full([gamma.size], value),
+                               rtol=1e-6)
+
+
+def test_cost_target_callback_sets_the_strength_in_fit():
+  from morph_net.keras import cost_target  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = layer_models.residual_cnn()
+  regularizer = _regularizer(model)
+  callback = cost_target.CostTargetCallback(
+      regularizer, target_cost=0.5 * regularizer.initial_cost, lead_steps=0)
+  model.compile(optimizer='sgd', loss=regularizer.wrap_loss('mse'))
+  model.fit(np.ones((8, 8, 8, 3), np.float32), np.zeros((8, 4), np.float32),
+            batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+  strength = float(keras.ops.convert_to_numpy(regularizer.strength))
+  assert strength == np.float32(callback.controller.strength)
+  assert strength > 0.1 / regularizer.initial_cost  # Raised from the start.
