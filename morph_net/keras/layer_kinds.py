@@ -238,7 +238,6 @@ KNOWN_GAPS = {
 # Kinds that multiply channels and whose rule has no cost hook yet: the
 # layer-level regularizer (other Keras backends) refuses their layers.
 LAYER_LEVEL_GAPS = {
-    'einsum_dense': 'its equations are not costed from the config yet',
     'attention': 'heads and products are not costed from the config by a '
                  'cost hook yet',
 }

@@ -38,7 +38,8 @@ Supported today: `GammaFlopsRegularizer` and `GammaModelSizeRegularizer`
 (by class or by name: the classes themselves import TensorFlow); conv
 (grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
 recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
-their width). Attention and EinsumDense layers are refused.
+their width) and EinsumDense over the last axis. MultiHeadAttention and
+other EinsumDense equations are refused.
 """
 
 from typing import Dict, List, Optional

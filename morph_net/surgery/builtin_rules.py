@@ -710,9 +710,18 @@ class EinsumDenseRule(WidthRule):
       config = dict(config, output_shape=tuple(original[:-1]) + (width,))
     return config
 
-  # No cost hook yet (layer_kinds.LAYER_LEVEL_GAPS): the default, which
-  # calls the arithmetic of an EinsumDense unknown.
-  costed_ops = layer_rule.LayerRule.costed_ops
+  def costed_ops(self, call):
+    """A Dense over the last axis: 2 x rows per example (the positions of
+    a rank >= 3 input) FLOPs and 1 weight per channel pair; other
+    equations are unknown."""
+    single = layer_cost.first_input(call)
+    if single is None or not einsum_dense_supported(call.layer):
+      return None
+    tensor, space = single
+    rows = (layer_cost.positions(tensor, call.layer)
+            if len(tensor.shape) >= 3 else 1)
+    return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                2.0 * rows, 1.0, False)]
 
 
 class EmbeddingRule(layer_rule.LayerRule):

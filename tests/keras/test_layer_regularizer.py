@@ -152,13 +152,13 @@ def test_tie_gradient_goes_to_the_first_argument():
 def test_a_layer_with_flops_but_no_cost_hook_is_refused():
   x = keras.Input((5, 3))
   y = L.BatchNormalization(name='bn')(L.Dense(6, name='fc')(x))
-  y = L.EinsumDense('abc,cd->abd', output_shape=(5, 4), name='proj')(y)
+  y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
   model = keras.Model(x, L.Dense(2, name='logits')(y))
   with pytest.raises(errors.UnsupportedModelError) as e:
     _regularizer(model)
   assert str(e.value) == (
-      "Layer 'proj' (EinsumDense) multiplies channels, but its layer "
-      'rule EinsumDenseRule has no cost hook, so the layer-level regularizer '
+      "Layer 'mha' (MultiHeadAttention) multiplies channels, but its layer "
+      'rule AttentionRule has no cost hook, so the layer-level regularizer '
       "(Keras backend %r) cannot cost it and will not leave it out "
       'silently. Give the rule a `costed_ops` method (see '
       'morph_net.surgery.layer_cost) and register it with '
@@ -183,6 +183,19 @@ def test_a_bidirectional_lstm_is_costed_from_its_config():
   _zero(model.get_layer('bn'), [0, 1])
   assert regularizer.alive_counts() == {'conv': 4}
   assert float(regularizer.cost()) == 120 + 2 * 1280 + 32
+
+
+def test_an_einsum_dense_over_the_last_axis_is_a_dense():
+  x = keras.Input((5, 3))
+  y = L.EinsumDense('abc,cd->abd', output_shape=(5, 6), name='proj')(x)
+  y = L.BatchNormalization(name='bn')(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(L.Flatten()(y)))
+  regularizer = _regularizer(model)
+  # proj 2*5*3*6; logits 2*(5*6)*2 (the flatten repeats the group 5 times).
+  assert float(regularizer.cost()) == 180 + 120
+  _zero(model.get_layer('bn'), [0, 1, 2])
+  assert regularizer.alive_counts() == {'proj': 3}
+  assert float(regularizer.cost()) == 90 + 60
 
 
 def test_unsupported_regularizer_and_arguments_are_refused():

@@ -172,3 +172,24 @@ def test_graph_engine_keeps_every_channel_feeding_a_depthwise_multiplier(
       model, flop_regularizer.GammaFlopsRegularizer,
       gamma_threshold=_THRESHOLD)
   assert levels.alive_counts()[layer] == 1  # min_channels.
+
+
+def test_an_einsum_dense_model_equals_the_graph_engine():
+  keras.backend.clear_session()
+  x = keras.Input((5, 3))
+  y = keras.layers.EinsumDense('abc,cd->abd', output_shape=(5, 6),
+                               name='proj')(x)
+  y = keras.layers.ReLU()(keras.layers.BatchNormalization(name='bn')(y))
+  y = keras.layers.Flatten()(y)
+  model = keras.Model(x, keras.layers.Dense(2, name='logits')(y))
+  graph = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  layer = layer_regularizer.LayerRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  batch_norm = model.get_layer('bn')
+  batch_norm.gamma.assign(np.array([0, 1, 0, 1, 1, 0], np.float32))
+  assert layer.alive_counts() == graph.alive_counts() == {'proj': 3}
+  assert float(layer.cost()) == float(graph.cost())
+  assert float(layer.term()) == pytest.approx(float(graph.term()), rel=1e-6)
