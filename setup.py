@@ -21,6 +21,12 @@ setuptools.setup(
         'examples': ['tensorflow-datasets', 'matplotlib'],
         'legacy_keras': ['tf-keras>=2.21,<2.22'],
         'slim': ['tf-slim>=1.1', 'tf-keras>=2.21,<2.22'],
+        # A virtual environment WITHOUT TensorFlow for the layer-level engine
+        # on KERAS_BACKEND=jax (docs/guides/backends.md). Not installed with
+        # this package (its install_requires pull TensorFlow): `scripts/
+        # install.sh jax` installs exactly these into its own venv.
+        'jax': ['keras>=3.10', 'jax[cpu]', 'numpy', 'scipy', 'gin-config',
+                'absl-py', 'pytest', 'hypothesis'],
         # mkdocs, mkdocstrings: tests/test_docs.py builds the documentation
         # site and its API reference (mkdocs.yml) with `mkdocs build --strict`.
         # hypothesis: tests/property/test_random_models.py generates random

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Project installer: Debian packages + the Python package (editable).
 #
-#   scripts/install.sh [main|test|bazel]
+#   scripts/install.sh [main|test|bazel|jax]
 #
 #   main   dataset-fashion-mnist + `pip install -e ".[examples]"`   (default)
 #   test   dataset-fashion-mnist + `pip install -e ".[test]"`
 #   bazel  dataset-fashion-mnist + bazel-bootstrap bazel-rules-java
 #          bazel-platforms + `pip install -e ".[test]"` (Bazel runs the tests)
+#   jax    dataset-fashion-mnist + a virtual environment $JAX_VENV (default
+#          /work/venvs/jax) WITHOUT TensorFlow: setup.py's extra `jax`
+#          and this checkout on its path (KERAS_BACKEND=jax tests)
 #
 # Idempotent: apt is skipped when every wanted Debian package is already
 # installed (checked with `dpkg -s`), so reruns are fast.  Needs root (or
@@ -16,13 +19,14 @@
 #   PYTHON          interpreter to install into (default: python3)
 #   SKIP_APT=1      never call apt-get (packages must already be present)
 #   SKIP_PIP=1      skip the pip step
+#   JAX_VENV        the virtual environment of `jax` (default /work/venvs/jax)
 set -euo pipefail
 
 mode="${1:-main}"
 case "$mode" in
-  main|test|bazel) ;;
-  -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-  *) echo "usage: $0 [main|test|bazel]" >&2; exit 2 ;;
+  main|test|bazel|jax) ;;
+  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [main|test|bazel|jax]" >&2; exit 2 ;;
 esac
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,6 +62,36 @@ else
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- jax: a virtual environment without TensorFlow -------------------------
+# The layer-level engine on KERAS_BACKEND=jax (docs/guides/backends.md). The
+# package is not pip-installed there (its install_requires pull TensorFlow):
+# the venv gets setup.py's extra `jax` and a .pth file putting this checkout
+# on its path.
+if [[ "$mode" == jax ]]; then
+  cd "$repo_root"
+  venv="${JAX_VENV:-/work/venvs/jax}"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    echo "install.sh: $PYTHON -m venv $venv"
+    "$PYTHON" -m venv "$venv"
+  fi
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  # setup.py's extras_require['jax'], read without running setup.py.
+  mapfile -t jax_requirements < <("$venv/bin/python" -c 'import ast
+for node in ast.walk(ast.parse(open("setup.py").read())):
+  if isinstance(node, ast.keyword) and node.arg == "extras_require":
+    print("\n".join(ast.literal_eval(node.value)["jax"]))')
+  if [[ "${SKIP_PIP:-0}" == 1 ]]; then
+    echo "install.sh: SKIP_PIP=1, not installing into $venv"
+  else
+    echo "install.sh: $venv/bin/python -m pip install ${jax_requirements[*]}"
+    "$venv/bin/python" -m pip install -q "${jax_requirements[@]}"
+  fi
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+  echo "$repo_root" > "$site/morph_net_checkout.pth"
+  echo "install.sh: run the layer-level tests with: KERAS_BACKEND=jax $venv/bin/python -m pytest tests/keras/test_layer_regularizer.py tests/surgery/test_layer_cost.py"
+  exit 0
 fi
 
 # --- Python package ---------------------------------------------------------

@@ -14,20 +14,57 @@ Public API:
     package registers them, so a model compiled with them loads with
     `keras.models.load_model`.
 Expansion to a target cost: `morph_net.keras.expansion`.
+
+On a Keras backend other than TensorFlow (KERAS_BACKEND=jax or torch),
+importing this package does not import TensorFlow: `ModelRegularizer` is
+the layer-level engine (`layer_regularizer.LayerRegularizer`, same API,
+Gamma FLOPs and model size), `CostTargetCallback` and
+`CostTargetController` work with it, and the names that need the
+TensorFlow graph engine raise `morph_net.errors.MissingDependencyError`
+when imported.
 """
 
-from morph_net.keras.callbacks import CostSummaryCallback
-from morph_net.keras.callbacks import StructureExportCallback
-from morph_net.keras.callbacks import is_chief
-from morph_net.keras.cost_target import CostTargetCallback
-from morph_net.keras.cost_target import CostTargetController
-from morph_net.keras.losses import MorphNetLoss
-from morph_net.keras.metrics import MorphNetMetric
-from morph_net.keras.model_regularizer import ModelRegularizer
-from morph_net.keras.structure_cost import StructureCost
-from morph_net.keras.tracing import TracedModel
+import keras as _keras
+
+from morph_net import errors as _errors
 
 __all__ = ['TracedModel', 'ModelRegularizer', 'StructureCost',
            'StructureExportCallback', 'CostSummaryCallback',
            'CostTargetCallback', 'CostTargetController', 'MorphNetLoss',
            'MorphNetMetric', 'is_chief']
+
+if _keras.backend.backend() != 'tensorflow':
+  # The layer-level engine; the other names raise on access (see the
+  # module docstring).
+  # pylint: disable=g-import-not-at-top,line-too-long
+  from morph_net.keras.cost_target import CostTargetCallback
+  from morph_net.keras.cost_target import CostTargetController
+  from morph_net.keras.layer_regularizer import LayerRegularizer as ModelRegularizer
+  # pylint: enable=g-import-not-at-top,line-too-long
+
+  _GRAPH_ENGINE_ONLY = frozenset(__all__) - {
+      'ModelRegularizer', 'CostTargetCallback', 'CostTargetController'}
+
+  def __getattr__(name):
+    if name in _GRAPH_ENGINE_ONLY:
+      raise _errors.MissingDependencyError(
+          'morph_net.keras.%s needs the TensorFlow graph engine, and the '
+          'Keras backend is %r. On this backend use '
+          'morph_net.keras.ModelRegularizer (the layer-level engine) and '
+          'morph_net.surgery.rebuild; or set KERAS_BACKEND=tensorflow (with '
+          'TensorFlow installed) for %s.' % (name, _keras.backend.backend(),
+                                             name))
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
+else:
+  # pylint: disable=g-import-not-at-top
+  from morph_net.keras.callbacks import CostSummaryCallback
+  from morph_net.keras.callbacks import StructureExportCallback
+  from morph_net.keras.callbacks import is_chief
+  from morph_net.keras.cost_target import CostTargetCallback
+  from morph_net.keras.cost_target import CostTargetController
+  from morph_net.keras.losses import MorphNetLoss
+  from morph_net.keras.metrics import MorphNetMetric
+  from morph_net.keras.model_regularizer import ModelRegularizer
+  from morph_net.keras.structure_cost import StructureCost
+  from morph_net.keras.tracing import TracedModel
+  # pylint: enable=g-import-not-at-top

@@ -412,7 +412,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
       self._observe(self._since_update)
       return min(cost, self.lead_cost())
     except (errors.UnsupportedModelError, errors.InvalidArgumentError,
-            errors.StructureError) as e:
+            errors.StructureError, ImportError) as e:
+      # ImportError: StructureCost needs TensorFlow (other Keras backends).
       self._lead_refused = True
       logging.warning(
           'CostTargetCallback: no lead cost for model %r (%s: %s); the '

@@ -4,7 +4,7 @@ MorphNet reads a Keras model twice: the graph analysis reads the ops the
 model traces to (op handlers group their channels, resource functions cost
 them, a measured latency profile times them by op kind), and model surgery
 reads the layers (a layer rule rebuilds each one). A layer kind is
-supported when the four agree:
+supported when the four agree (and, for the other Keras backends, a fifth):
 
 * **op handlers** -- every op type its layers trace to has a handler
   registered in the default registries (`op_handlers.get_*_op_handler_dict`),
@@ -19,6 +19,11 @@ supported when the four agree:
   exactly the declared `latency_kinds`, and every op type with a cost form
   has a latency kind and back, except the op types of `KNOWN_GAPS`, which
   say why not.
+* **cost hook** -- a kind that multiplies channels has a rule with a cost
+  hook (`LayerRule.costed_ops`), which the layer-level regularizer of the
+  other Keras backends reads, or an entry of `LAYER_LEVEL_GAPS` saying why
+  not (the layer-level regularizer refuses those layers);
+  `check_cost_hooks()` lists the disagreements.
 
 `LAYER_KINDS` declares every built-in kind; `check_layer_kinds()` lists the
 disagreements, and the test suite fails on any (it also traces every layer
@@ -38,9 +43,11 @@ from morph_net.network_regularizers import op_types
 from morph_net.op_handlers import op_handlers
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.surgery import builtin_rules
+from morph_net.surgery import layer_rule
 
-__all__ = ['LayerKind', 'LAYER_KINDS', 'KNOWN_GAPS', 'layer_kind',
-           'default_registries', 'check_layer_kinds']
+__all__ = ['LayerKind', 'LAYER_KINDS', 'KNOWN_GAPS', 'LAYER_LEVEL_GAPS',
+           'layer_kind', 'default_registries', 'check_layer_kinds',
+           'check_cost_hooks']
 
 L = keras.layers
 
@@ -228,6 +235,14 @@ KNOWN_GAPS = {
 }
 
 
+# Kinds that multiply channels and whose rule has no cost hook yet: the
+# layer-level regularizer (other Keras backends) refuses their layers.
+LAYER_LEVEL_GAPS = {
+    'attention': 'heads and products are not costed from the config by a '
+                 'cost hook yet',
+}
+
+
 def layer_kind(layer_class: type) -> Optional[LayerKind]:
   """The kind of a Keras layer class (exact class), or None."""
   for kind in LAYER_KINDS:
@@ -305,6 +320,42 @@ def _check_costs(kind, rule_table) -> List[str]:
         'form: none of %s is in op_types.WEIGHTED_OP_TYPES.' % (
             kind.name, kind.rule.__name__, _names(kind.op_types)))
   return problems
+
+
+def check_cost_hooks(kinds=LAYER_KINDS) -> List[str]:
+  """The kinds that multiply channels without a cost hook, and back.
+
+  A kind with a weighted cost form (it multiplies channels) needs a rule
+  whose cost hook (`LayerRule.costed_ops`) the layer-level regularizer
+  reads, unless `LAYER_LEVEL_GAPS` says why not; a kind listed there must
+  still need the entry.
+
+  Args:
+    kinds: the layer kinds to check (default `LAYER_KINDS`).
+
+  Returns:
+    One sentence per disagreement; empty when everything agrees.
+  """
+  problems = []
+  for kind in kinds:
+    problems += _check_cost_hook(kind)
+  return problems
+
+
+def _check_cost_hook(kind) -> List[str]:
+  weighted = kind.cost_op_types & op_types.WEIGHTED_OP_TYPES
+  hooked = kind.rule.costed_ops is not layer_rule.LayerRule.costed_ops
+  if weighted and not hooked and kind.name not in LAYER_LEVEL_GAPS:
+    return [
+        'Kind %r multiplies channels (%s) but its rule %s has no cost hook: '
+        'give it a costed_ops method (morph_net.surgery.layer_cost) or say '
+        'why not in layer_kinds.LAYER_LEVEL_GAPS.' % (
+            kind.name, _names(weighted), kind.rule.__name__)]
+  if kind.name in LAYER_LEVEL_GAPS and (hooked or not weighted):
+    return ['Kind %r is in layer_kinds.LAYER_LEVEL_GAPS but its rule %s '
+            'costs it (or it multiplies nothing): remove the entry.' % (
+                kind.name, kind.rule.__name__)]
+  return []
 
 
 def _check_latency(kind) -> List[str]:

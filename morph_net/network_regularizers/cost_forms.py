@@ -41,7 +41,6 @@ same coefficients. Coefficients are Python floats when the shapes are static,
 float32 tensors when a spatial size is only known at run time.
 """
 
-import collections
 import math
 
 import numpy as np
@@ -52,6 +51,7 @@ from morph_net.framework import function_calls
 from morph_net.framework import graph_util
 from morph_net.framework import op_vocabulary
 from morph_net.network_regularizers import einsum_cost
+from morph_net.network_regularizers import form_algebra
 from morph_net.network_regularizers import op_types
 
 __all__ = [
@@ -62,22 +62,15 @@ __all__ = [
     'latency_forms',
 ]
 
-Form = collections.namedtuple(
-    'Form', ['bilinear', 'inputs', 'outputs', 'depthwise', 'overhead',
-             'multiple'], defaults=(None, None))
+# The forms and their evaluation are shared with the layer-level engine
+# (`form_algebra`, which needs no TensorFlow); here they run on tf.Tensors.
+Form = form_algebra.Form
+scale = form_algebra.scale
 
 # Inputs that hold no activations: a transposed conv's output shape, batch
 # norm parameters, reduction indices.
 _SHAPE_INPUT = {'Conv2DBackpropInput': 0, 'Conv3DBackpropInputV2': 0,
                 'Pad': 1, 'PadV2': 1, 'MirrorPad': 1}
-
-
-def scale(form: Form, factor) -> Form:
-  """The form times a constant (its overhead too)."""
-  overhead = None if form.overhead is None else form.overhead * factor
-  return form._replace(bilinear=form.bilinear * factor,
-                       inputs=form.inputs * factor,
-                       outputs=form.outputs * factor, overhead=overhead)
 
 
 def aligned(count, multiple):
@@ -90,34 +83,11 @@ def aligned(count, multiple):
   Returns:
     ceil(count / multiple) x multiple, of the count's type.
   """
-  if not multiple or multiple == 1:
-    return count
-  if _is_number(count):
-    return float(math.ceil(count / multiple - 1e-9) * multiple)
-  return tf.math.ceil(count / multiple) * multiple
+  return form_algebra.aligned(count, multiple, TF_MATH)
 
 
 def _is_number(value):
   return isinstance(value, (int, float))
-
-
-def _cost_and_term(form, num_alive_inputs, num_alive_outputs, reg_inputs,
-                   reg_outputs):
-  """(cost, term) of one form."""
-  cost_in = aligned(num_alive_inputs, form.multiple)
-  cost_out = aligned(num_alive_outputs, form.multiple)
-  if form.depthwise:
-    cost = form.bilinear * cost_out
-    term = form.bilinear * (reg_inputs + reg_outputs)
-  else:
-    cost = form.bilinear * cost_in * cost_out
-    term = form.bilinear * (num_alive_inputs * reg_outputs +
-                            num_alive_outputs * reg_inputs)
-  cost += form.inputs * cost_in + form.outputs * cost_out
-  term += form.inputs * reg_inputs + form.outputs * reg_outputs
-  if form.overhead is not None:
-    cost = (cost + form.overhead) * _any_alive(num_alive_outputs)
-  return cost, term
 
 
 def _any_alive(num_alive):
@@ -129,6 +99,12 @@ def _any_alive(num_alive):
 
 def _float32(value):
   return tf.cast(tf.convert_to_tensor(value), tf.float32)
+
+
+# The tensor operations of the shared algebra, on tf.Tensors.
+TF_MATH = form_algebra.Math(ceil=tf.math.ceil, to_float32=_float32,
+                            where=tf.where, maximum=tf.maximum,
+                            any_alive=_any_alive)
 
 
 def evaluate(forms, is_regularization, num_alive_inputs, num_alive_outputs,
@@ -145,23 +121,9 @@ def evaluate(forms, is_regularization, num_alive_inputs, num_alive_outputs,
     0.0 for no forms; a Python number when everything is a number; else a
     float32 scalar tensor.
   """
-  best_cost, best_term = None, 0.0
-  for form in forms:
-    cost, term = _cost_and_term(form, num_alive_inputs, num_alive_outputs,
-                                reg_inputs, reg_outputs)
-    if best_cost is None:
-      best_cost, best_term = cost, term
-    elif _is_number(cost) and _is_number(best_cost):
-      if cost > best_cost:
-        best_cost, best_term = cost, term
-    else:
-      cost, best_cost = _float32(cost), _float32(best_cost)
-      best_term = tf.where(cost > best_cost, _float32(term),
-                           _float32(best_term))
-      best_cost = tf.maximum(cost, best_cost)
-  if best_cost is None:
-    return 0.0
-  return best_term if is_regularization else best_cost
+  return form_algebra.evaluate(forms, is_regularization, num_alive_inputs,
+                               num_alive_outputs, reg_inputs, reg_outputs,
+                               TF_MATH)
 
 
 def _accumulate(total, value):

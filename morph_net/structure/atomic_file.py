@@ -10,8 +10,6 @@ import os
 import tempfile
 from typing import Any, Iterator, IO
 
-import tensorflow as tf
-
 __all__ = ['atomic_write', 'atomic_path', 'write_text_atomically',
            'write_json_atomically', 'save_figure']
 
@@ -27,7 +25,7 @@ def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
   """Opens a temp file next to `path`; renames it onto `path` on success.
 
   Remote paths (`scheme://...`) go through `tf.io.gfile` (write, then
-  rename with overwrite). On an exception the temp file is removed and
+  rename with overwrite); local paths need no TensorFlow. On an exception the temp file is removed and
   `path` is left untouched.
 
   Args:
@@ -39,6 +37,7 @@ def atomic_write(path: str, binary: bool = False) -> Iterator[IO]:
   """
   directory = os.path.dirname(path) or '.'
   if '://' in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.io.gfile.makedirs(directory)
     tmp_path = path + '.tmp'
     try:

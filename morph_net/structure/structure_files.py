@@ -11,8 +11,6 @@ import json
 import os
 from typing import Dict
 
-import tensorflow as tf
-
 from morph_net import errors
 from morph_net.structure import atomic_file
 
@@ -21,6 +19,20 @@ __all__ = ['ALIVE_FILENAME', 'STRUCTURE_DIRNAME', 'read_structure',
 
 ALIVE_FILENAME = 'alive'
 STRUCTURE_DIRNAME = 'learned_structure'
+
+
+def _open(path: str):
+  """`tf.io.gfile.GFile(path)`, or `open(path)` without TensorFlow (local
+  paths; the other Keras backends)."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    if '://' in path:
+      raise errors.MissingDependencyError(
+          'Reading %s needs TensorFlow (tf.io.gfile reads remote paths); '
+          'install it, or copy the file to a local path.' % path) from None
+    return open(path)
+  return tf.io.gfile.GFile(path)
 
 
 def read_structure(path: str) -> Dict[str, int]:
@@ -36,7 +48,7 @@ def read_structure(path: str) -> Dict[str, int]:
     InvalidArgumentError: when the file is not JSON, or not an object of
       integers.
   """
-  with tf.io.gfile.GFile(path) as f:
+  with _open(path) as f:
     try:
       data = json.load(f)
     except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError.

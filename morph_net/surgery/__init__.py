@@ -2,6 +2,9 @@
 
 Modules, low to high:
   spaces: channel groups (a union-find) and channel spaces (small values).
+  layer_cost: the cost hook of a rule (`LayerRule.costed_ops`): the
+    multiply-adds of a layer call from its config, for the layer-level
+    regularizer that runs on every Keras backend.
   layer_rule: the LayerRule protocol a layer kind implements.
   builtin_rules, layer_rules: rules of the Keras layers; the registry
     (`get_layer_rules`, `register_layer_rule`) for custom layers.

@@ -10,13 +10,14 @@ cost form and a latency kind: `morph_net.keras.layer_kinds` declares all
 four for every class of the table, and its test fails when they disagree.
 """
 
+import importlib
 from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
 
 from morph_net import errors
-from morph_net.probabilistic_gating import activation_gating
+from morph_net.surgery import layer_cost
 from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
@@ -28,7 +29,9 @@ __all__ = ['OpaqueRule', 'WidthRule', 'SeparableConvRule', 'DepthwiseRule',
            'recurrent_units', 'ReshapeRule', 'PassThroughRule', 'NormalizerRule',
            'ChannelMixingRule',
            'FlattenRule', 'ConcatenateRule', 'MergeRule', 'AddRule',
-           'builtin_rule_table', 'reshape_space', 'sized_shape',
+           'builtin_rule_table', 'keras_rule_table', 'named_rule_table',
+           'qualified_name',
+           'reshape_space', 'sized_shape',
            'concat_space', 'output_rank']
 
 L = keras.layers
@@ -145,6 +148,42 @@ class WidthRule(layer_rule.LayerRule):
     kernel = kernel.reshape([-1, kernel.shape[-1]])
     return np.sqrt((kernel ** 2).sum(axis=0))
 
+  def costed_ops(self, call):
+    """One op: a conv (grouped, channelwise), a transposed conv or a Dense.
+
+    FLOPs per channel pair: 2 x output positions x kernel size / groups
+    for convs (a channelwise conv: per output channel), 2 x input
+    positions x kernel size for transposed convs (their input is the small
+    side), 2 x rows per example for a Dense (the positions of a rank >= 3
+    input); weights: the kernel size / groups, 1 for a Dense.
+    """
+    single = layer_cost.first_input(call)
+    layer = call.layer
+    if (single is None or not layer_cost.channels_last(layer) or
+        self.width_attribute not in ('filters', 'units')):
+      return None
+    tensor, space = single
+    if self.width_attribute == 'units':
+      rows = (layer_cost.positions(tensor, layer)
+              if len(tensor.shape) >= 3 else 1)
+      return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                  2.0 * rows, 1.0, False)]
+    if not hasattr(layer, 'kernel_size'):  # A custom layer with this rule.
+      return None
+    kernel = float(layer_cost.kernel_positions(layer.kernel_size))
+    if self._input_axis == -1:  # A transposed conv.
+      spatial = layer_cost.positions(tensor, layer)
+      return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                  2.0 * spatial * kernel, kernel, False)]
+    spatial = layer_cost.positions(call.outputs[0], layer)
+    groups = int(getattr(layer, 'groups', 1))
+    if _is_channelwise(layer):
+      return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                  2.0 * spatial * kernel, kernel, True)]
+    return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                2.0 * spatial * kernel / groups,
+                                kernel / groups, False)]
+
 
 class SeparableConvRule(WidthRule):
   """SeparableConv1D/2D: a depthwise conv (multiplier k) then a pointwise one.
@@ -180,6 +219,23 @@ class SeparableConvRule(WidthRule):
       return input_width, input_width * factor
     return input_width * factor, output_width
 
+  def costed_ops(self, call):
+    """Two ops: the depthwise conv (2 x output positions x kernel size
+    FLOPs per output channel, of input x multiplier channels) and the
+    pointwise conv (2 x output positions per channel pair)."""
+    single = layer_cost.first_input(call)
+    layer = call.layer
+    if single is None or not layer_cost.channels_last(layer):
+      return None
+    _, space = single
+    kernel = float(layer_cost.kernel_positions(layer.kernel_size))
+    spatial = layer_cost.positions(call.outputs[0], layer)
+    middle = layer_cost.repeated(space, int(layer.depth_multiplier))
+    return [layer_cost.CostedOp('depthwise', space, middle,
+                                2.0 * spatial * kernel, kernel, True),
+            layer_cost.CostedOp('pointwise', middle, call.output_space,
+                                2.0 * spatial, 1.0, False)]
+
 
 class DepthwiseRule(layer_rule.LayerRule):
   """DepthwiseConv1D/2D: output channel c * k + j comes from input c."""
@@ -199,6 +255,18 @@ class DepthwiseRule(layer_rule.LayerRule):
     return ([np.take(weights[0], selection.input_indices, axis=-2)] +
             [np.take(w, selection.output_indices, axis=-1)
              for w in weights[1:]])
+
+  def costed_ops(self, call):
+    """One depthwise op: 2 x output positions x kernel size FLOPs per
+    output channel."""
+    single = layer_cost.first_input(call)
+    layer = call.layer
+    if single is None or not layer_cost.channels_last(layer):
+      return None
+    kernel = float(layer_cost.kernel_positions(layer.kernel_size))
+    spatial = layer_cost.positions(call.outputs[0], layer)
+    return [layer_cost.CostedOp('depthwise', single[1], call.output_space,
+                                2.0 * spatial * kernel, kernel, True)]
 
 
 # Gates of the recurrent cells whose units rebuild narrows; Keras lays each
@@ -290,6 +358,40 @@ class RecurrentRule(layer_rule.LayerRule):
           node.describe())
     group = node.share_group(node.new_group(units))
     return group if copies == 1 else spaces.Concat((group, group))
+
+  def costed_ops(self, call):
+    """Per direction, the input kernel (inputs x gates x units) and the
+    recurrent kernel (units x gates x units), each 2 x steps FLOPs per
+    channel pair and gate (the graph engine's `keras/recurrent.py`
+    formula).
+
+    Both ops write the layer's output space, which holds each unit once
+    or twice (a Bidirectional concatenation): their coefficients are
+    divided by the copies, so the cost and term are those of the units.
+    """
+    single = layer_cost.first_input(call)
+    if single is None:
+      return None
+    tensor, space = single
+    steps = layer_cost.positions(tensor, call.layer)
+    out_channels = int(call.outputs[0].shape[-1])
+    ops = []
+    for rnn in recurrent_directions(call.layer):
+      gates = RECURRENT_GATES.get(type(rnn).__name__)
+      units = int(getattr(rnn, 'units', 0) or 0)
+      if gates is None or not units or out_channels % units:
+        return None
+      copies = out_channels // units
+      if copies not in (1, 2):
+        return None
+      ops.append(layer_cost.CostedOp(
+          'kernel', space, call.output_space,
+          2.0 * steps * gates / copies, float(gates) / copies, False))
+      ops.append(layer_cost.CostedOp(
+          'recurrent_kernel', call.output_space, call.output_space,
+          2.0 * steps * gates / copies ** 2, float(gates) / copies ** 2,
+          False))
+    return ops
 
   def clone_config(self, layer, config):
     """Moves a wrapper's `units` (set by rebuild; Bidirectional has none)
@@ -608,6 +710,19 @@ class EinsumDenseRule(WidthRule):
       config = dict(config, output_shape=tuple(original[:-1]) + (width,))
     return config
 
+  def costed_ops(self, call):
+    """A Dense over the last axis: 2 x rows per example (the positions of
+    a rank >= 3 input) FLOPs and 1 weight per channel pair; other
+    equations are unknown."""
+    single = layer_cost.first_input(call)
+    if single is None or not einsum_dense_supported(call.layer):
+      return None
+    tensor, space = single
+    rows = (layer_cost.positions(tensor, call.layer)
+            if len(tensor.shape) >= 3 else 1)
+    return [layer_cost.CostedOp('kernel', space, call.output_space,
+                                2.0 * rows, 1.0, False)]
+
 
 class EmbeddingRule(layer_rule.LayerRule):
   """Embedding: a structure sets its output width (`output_dim`).
@@ -643,6 +758,12 @@ class EmbeddingRule(layer_rule.LayerRule):
   def channel_scores(self, layer):
     table = _to_numpy(layer.embeddings).astype(np.float64)
     return np.sqrt((table ** 2).sum(axis=0))
+
+  def costed_ops(self, call):
+    """[]: a table lookup multiplies nothing (the graph engine does not
+    cost its gather either)."""
+    del call
+    return []
 
 
 def reshape_space(node: layer_rule.LayerNode) -> spaces.ChannelSpace:
@@ -900,8 +1021,53 @@ class AddRule(MergeRule):
     return output_space
 
 
+def named_rule_table() -> Dict[str, layer_rule.LayerRule]:
+  """{qualified class name: rule} of MorphNet's own layers.
+
+  Their modules import TensorFlow, which model surgery does not need: a
+  `LayerRules` table finds them by the qualified name of a layer's class
+  (`qualified_name`), without importing them.
+  """
+  # MorphNet's own gate multiplies each channel by its gate.
+  return {_GATING: PassThroughRule()}
+
+
+_GATING = ('morph_net.probabilistic_gating.activation_gating.'
+           'LogisticSigmoidGating')
+
+
+def qualified_name(layer_class: type) -> str:
+  """'module.QualifiedName' of a class, as `named_rule_table` keys it."""
+  return '%s.%s' % (layer_class.__module__, layer_class.__qualname__)
+
+
+def _resolve(name: str) -> Optional[type]:
+  """The class of a qualified name, or None if its module cannot be
+  imported here (e.g. it needs TensorFlow and TensorFlow is missing)."""
+  module_name, class_name = name.rsplit('.', 1)
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError:
+    return None
+  return getattr(module, class_name)
+
+
 def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
-  """{Keras layer class: rule} for the built-in layers surgery understands."""
+  """{Keras layer class: rule} for the built-in layers surgery understands.
+
+  MorphNet's own layers (`named_rule_table`) are included when their
+  modules import here (this imports them; `LayerRules` does not).
+  """
+  table = keras_rule_table()
+  for name, rule in named_rule_table().items():
+    layer_class = _resolve(name)
+    if layer_class is not None:
+      table[layer_class] = rule
+  return table
+
+
+def keras_rule_table() -> Dict[type, layer_rule.LayerRule]:
+  """{Keras layer class: rule} of the Keras 3 built-in layers."""
   table = {}
   for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
     table[cls] = WidthRule('filters')
@@ -932,8 +1098,6 @@ def builtin_rule_table() -> Dict[type, layer_rule.LayerRule]:
       L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Identity,
       L.ActivityRegularization):
     table[cls] = pass_through
-  # MorphNet's own gate multiplies each channel by its gate.
-  table[activation_gating.LogisticSigmoidGating] = pass_through
   recurrent = RecurrentRule()
   for cls in (L.SimpleRNN, L.GRU, L.LSTM, L.Bidirectional):
     table[cls] = recurrent

@@ -20,6 +20,8 @@ rebuild plan, the weight transfer and structure costing:
 * `channel_scores` / `normalizer_scores`: how important each output channel
   is, to choose which channels survive.
 * `op_widths`: the channel counts of the graph ops the layer traces to.
+* `costed_ops`: the cost hook, the multiply-add ops of one call of the
+  layer from its config, for the layer-level regularizer (`layer_cost`).
 * `affine`, `channelwise` and `constant_channels`: what constant folding
   (`folding`) needs: whether the layer is an affine map of its input (then
   activation), whether each output channel depends on its own input
@@ -42,6 +44,7 @@ import keras
 import numpy as np
 
 from morph_net import errors
+from morph_net.surgery import layer_cost
 from morph_net.surgery import spaces
 
 __all__ = ['LayerRule', 'LayerNode', 'ChannelSelection', 'describe_layer',
@@ -387,3 +390,23 @@ class LayerRule(object):
     """
     del layer, depthwise_op
     return input_width, output_width
+
+  def costed_ops(self, call) -> Optional[List]:
+    """The multiply-add ops of one call of the layer (the cost hook).
+
+    The layer-level regularizer, which runs on every Keras backend, costs a
+    model from these (see `layer_cost`). The default says a layer without
+    arithmetic (`layer_cost.holds_arithmetic`) has no ops, and that the
+    ops of any other layer are unknown.
+
+    Args:
+      call: a `layer_cost.LayerCall`.
+
+    Returns:
+      A list of `layer_cost.CostedOp` ([] for a layer without arithmetic),
+      or None when this rule does not know the layer's arithmetic (the
+      layer-level regularizer then refuses the model, naming the layer).
+    """
+    if layer_cost.holds_arithmetic(call.layer):
+      return None
+    return []

@@ -39,10 +39,14 @@ class LayerRules(object):
     InvalidArgumentError: for an entry that is not a class and a LayerRule.
   """
 
-  def __init__(self, rules: Optional[Dict[type, layer_rule.LayerRule]] = None):
+  def __init__(self, rules: Optional[Dict[type, layer_rule.LayerRule]] = None,
+               named_rules: Optional[Dict[str, layer_rule.LayerRule]] = None):
     self._rules = {}
+    self._named = {}
     for layer_class, rule in (rules or {}).items():
       self.register(layer_class, rule)
+    for name, rule in (named_rules or {}).items():
+      self.register_by_name(name, rule)
 
   def register(self, layer_class: type, rule: layer_rule.LayerRule) -> None:
     """Makes `rule` the rule of `layer_class` (and of its subclasses).
@@ -67,11 +71,42 @@ class LayerRules(object):
           'rule=%r (%s)' % (layer_class.__name__, rule, type(rule).__name__))
     self._rules[layer_class] = rule
 
+  def register_by_name(self, qualified_name: str,
+                       rule: layer_rule.LayerRule) -> None:
+    """Makes `rule` the rule of the class called `qualified_name`.
+
+    The class's module is not imported: a layer whose class (or an
+    ancestor) has that `builtin_rules.qualified_name` gets the rule. A rule
+    registered by class wins over one registered by name for the same
+    class.
+
+    Args:
+      qualified_name: 'module.ClassName'.
+      rule: a `LayerRule` instance.
+
+    Raises:
+      InvalidArgumentError: if `qualified_name` is not a dotted string or
+        `rule` is not a LayerRule.
+    """
+    if not isinstance(qualified_name, str) or '.' not in qualified_name:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `qualified_name`. Expected '
+          "'module.ClassName' of a Keras layer class. Received: "
+          'qualified_name=%r' % (qualified_name,))
+    if not isinstance(rule, layer_rule.LayerRule):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `rule` of layer class %s. Expected an '
+          'instance of morph_net.surgery.layer_rule.LayerRule. Received: '
+          'rule=%r (%s)' % (qualified_name, rule, type(rule).__name__))
+    self._named[qualified_name] = rule
+
   def find(self, layer) -> Optional[layer_rule.LayerRule]:
     """The registered rule of a layer (or layer class), or None."""
     layer_class = layer if isinstance(layer, type) else type(layer)
     for cls in layer_class.__mro__:
       rule = self._rules.get(cls)
+      if rule is None and self._named:
+        rule = self._named.get(builtin_rules.qualified_name(cls))
       if rule is not None:
         return rule
     return None
@@ -83,16 +118,23 @@ class LayerRules(object):
 
   def copy(self) -> 'LayerRules':
     """An independent copy: registering in it leaves this table unchanged."""
-    return LayerRules(self._rules)
+    return LayerRules(self._rules, self._named)
 
   def width_layer_names(self) -> List[str]:
     """Sorted class names of the layers whose width a structure chooses."""
     return sorted(set(cls.__name__ for cls, rule in self._rules.items()
+                      if rule.width_attribute) |
+                  set(name.rsplit('.', 1)[-1]
+                      for name, rule in self._named.items()
                       if rule.width_attribute))
 
 
-_DEFAULT_RULES = LayerRules({**builtin_rules.builtin_rule_table(),
-                             **op_rules.op_rule_table()})
+# MorphNet's own layers by name: surgery does not import their modules
+# (which need TensorFlow).
+_DEFAULT_RULES = LayerRules(
+    {**builtin_rules.keras_rule_table(),
+     **op_rules.op_rule_table()},
+    builtin_rules.named_rule_table())
 
 
 def get_layer_rules() -> LayerRules:

@@ -1,0 +1,570 @@
+"""LayerRegularizer: MorphNet on the layers of a Keras 3 model, any backend.
+
+The graph engine (`model_regularizer.ModelRegularizer`) traces a model to a
+TensorFlow graph and analyses its ops. This engine reads the model's layers
+instead, so it runs on JAX, PyTorch and TensorFlow alike, without
+TensorFlow installed:
+
+* channel groups and spaces come from model surgery's channel model
+  (`surgery.channel_model`), the same one `rebuild` uses;
+* the sources of a group are the batch-norm gammas on its channels
+  (Gamma family); a group's regularization vector is their element-wise
+  maximum (as the graph engine's `MaxGroupingRegularizer`), and a channel
+  is alive when it exceeds the threshold;
+* each layer call's arithmetic comes from its layer rule's cost hook
+  (`LayerRule.costed_ops`, see `surgery.layer_cost`), and its cost and term
+  from the graph engine's own algebra (`network_regularizers.form_algebra`)
+  evaluated with `keras.ops`;
+* groups the graph engine does not regularize are not regularized here
+  either: groups that reach a model output (with `keep_output_widths`) and
+  groups surgery freezes; groups whose removal would disconnect an output
+  keep `min_channels` alive.
+
+A layer that multiplies channels and whose rule has no cost hook is refused
+with an `UnsupportedModelError` naming it: nothing is left out of the cost
+silently. On TensorFlow, the graph engine stays the reference; the
+differential test (`tests/keras/test_layer_regularizer_corpus.py`) checks
+that both give the same cost, term and alive counts on the test corpus.
+
+    regularizer = LayerRegularizer(model, 'GammaFlopsRegularizer',
+                                   gamma_threshold=1e-3)
+    regularizer.set_strength_relative_to_cost(1.0)
+    model.compile('adam', loss=regularizer.wrap_loss(
+        'sparse_categorical_crossentropy'))
+    model.fit(...)
+    rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+
+Supported today: `GammaFlopsRegularizer` and `GammaModelSizeRegularizer`
+(by class or by name: the classes themselves import TensorFlow); conv
+(grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
+recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
+their width) and EinsumDense over the last axis. MultiHeadAttention and
+other EinsumDense equations are refused.
+"""
+
+from typing import Dict, List, Optional
+
+import keras
+from keras import ops
+import numpy as np
+
+from morph_net import errors
+from morph_net.network_regularizers import form_algebra
+from morph_net.structure import structure_files
+from morph_net.surgery import builtin_rules
+from morph_net.surgery import channel_model as channel_model_lib
+from morph_net.surgery import layer_cost
+from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import plan as plan_lib
+from morph_net.surgery import spaces
+
+__all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
+           'channel_map', 'combine_max']
+
+# Regularizer class name -> (resource, name, cost_name), the names the graph
+# engine's classes carry.
+SUPPORTED_REGULARIZERS = {
+    'GammaFlopsRegularizer': ('flops', 'GammaFlops', 'FLOPs'),
+    'GammaModelSizeRegularizer': ('model_size', 'GammaModelSize',
+                                  'ModelSize'),
+}
+
+
+def _regularizer_name(regularizer_class) -> str:
+  name = (regularizer_class if isinstance(regularizer_class, str) else
+          getattr(regularizer_class, '__name__', None))
+  if name not in SUPPORTED_REGULARIZERS:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `regularizer_class` of the layer-level '
+        'regularizer (Keras backend %r). Expected one of %s (a class or its '
+        'name). Received: regularizer_class=%r. Other families and resources '
+        'need the TensorFlow backend, whose graph engine supports them.' % (
+            keras.backend.backend(),
+            ', '.join(sorted(SUPPORTED_REGULARIZERS)), regularizer_class))
+  return name
+
+
+def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
+                offsets: Dict[int, int]) -> np.ndarray:
+  """For each channel of `space`, its index in the concatenation of groups.
+
+  Args:
+    space: a channel space of the channel model.
+    table: its group table.
+    offsets: {group root: offset of its first channel}.
+
+  Returns:
+    An int array of the space's size.
+
+  Raises:
+    UnsupportedModelError: for a space of another kind (vanished channels).
+  """
+  if isinstance(space, spaces.Group):
+    root = table.find(space.gid)
+    return offsets[root] + np.arange(table.size(root))
+  if isinstance(space, spaces.Concat):
+    parts = [channel_map(p, table, offsets) for p in space.parts]
+    return np.concatenate(parts) if parts else np.zeros([0], np.int64)
+  if isinstance(space, spaces.Repeat):  # Channel c * k + j is c's.
+    return np.repeat(channel_map(space.inner, table, offsets), space.factor)
+  if isinstance(space, spaces.Flattened):  # Channel p * C + c is c's.
+    return np.tile(channel_map(space.inner, table, offsets), space.factor)
+  raise errors.UnsupportedModelError(
+      'The layer-level regularizer cannot map channel space %r (%s) to '
+      'channel groups. Use the TensorFlow backend, whose graph engine reads '
+      'the traced ops.' % (space, type(space).__name__))
+
+
+def _counts(index: np.ndarray, total: int) -> np.ndarray:
+  """How often each of `total` channels appears in `index` (float32)."""
+  return np.bincount(index, minlength=total).astype(np.float32)
+
+
+def combine_max(a, b):
+  """Element-wise max whose gradient at a tie goes to `a` on every backend
+  (`where(a >= b, a, b)`, as TensorFlow's maximum; see
+  `form_algebra.keras_math`)."""
+  return ops.where(a >= b, a, b)
+
+
+class _StrengthVariable(keras.Variable):
+  """The strength; `on_assign` runs after every assignment.
+
+  On JAX a compiled train step holds the strength it was traced with; the
+  regularizer's `on_assign` retraces the model's compiled steps so that a
+  new strength (`set_strength`, `CostTargetCallback`) takes effect at the
+  next step, inside `fit` too.
+  """
+
+  on_assign = None
+
+  def assign(self, value):
+    result = super().assign(value)
+    if self.on_assign is not None:
+      self.on_assign()  # pylint: disable=not-callable
+    return result
+
+
+class _CostedCall(object):
+  """One costed op of one layer call: its forms and its channel counts."""
+
+  def __init__(self, layer_name, op, forms, in_counts, out_counts):
+    self.layer_name = layer_name
+    self.op = op
+    self.forms = forms
+    self.in_counts = in_counts    # [total] multiplicities of its inputs.
+    self.out_counts = out_counts  # [total] multiplicities of its outputs.
+
+
+class LayerRegularizer(object):
+  """A MorphNet regularizer computed from a Keras 3 model's layers.
+
+  The public API is `ModelRegularizer`'s (the graph engine's): on a
+  backend other than TensorFlow, `morph_net.keras.ModelRegularizer` is this
+  class.
+
+  Args:
+    model: a built functional or Sequential Keras 3 model with static
+      input shapes.
+    regularizer_class: a class of `SUPPORTED_REGULARIZERS` or its name.
+    strength: initial regularization strength (the term's multiplier).
+    input_shape: not used (the layer calls' shapes are static); accepted
+      for the graph engine's signature.
+    keep_output_widths: do not regularize channel groups reaching a model
+      output.
+    min_channels: channels kept alive in every group whose removal would
+      disconnect a model output (see `plan.connecting_groups`).
+    layer_rules: the surgery layer-rule table (default: the global one).
+    **regularizer_kwargs: `gamma_threshold` (required): channels whose
+      |gamma| is at or below it are dead.
+
+  Raises:
+    InvalidArgumentError: for an unsupported regularizer, unknown or
+      missing arguments, or a negative strength or threshold.
+    NoSourceOpsError: when no group has a batch-norm gamma to regularize.
+    UnsupportedModelError: for subclassed models, and for a layer that
+      multiplies channels but whose rule has no cost hook.
+  """
+
+  def __init__(self, model, regularizer_class, strength: float = 0.0,
+               input_shape=None, keep_output_widths: bool = True,
+               min_channels: int = 1,
+               layer_rules: Optional[layer_rules_lib.LayerRules] = None,
+               **regularizer_kwargs):
+    del input_shape  # Shapes come from the layer calls.
+    self._class_name = _regularizer_name(regularizer_class)
+    self._resource, self._name, self._cost_name = (
+        SUPPORTED_REGULARIZERS[self._class_name])
+    unknown = sorted(set(regularizer_kwargs) - {'gamma_threshold'})
+    if unknown or 'gamma_threshold' not in regularizer_kwargs:
+      raise errors.InvalidArgumentError(
+          'Invalid arguments for %s in the layer-level regularizer: it takes '
+          'gamma_threshold (required). Received: %s' % (
+              self._class_name, sorted(regularizer_kwargs)))
+    self._threshold = errors.check_number(
+        'gamma_threshold', regularizer_kwargs['gamma_threshold'])
+    self._model = model
+    self._channels = channel_model_lib.analyze(model, layer_rules)
+    self._min_channels = max(int(min_channels), 0)
+    self._math = form_algebra.keras_math()
+    self._layout()
+    self._find_sources(keep_output_widths)
+    self._calls = self._costed_calls()
+    self._strength = _StrengthVariable(
+        errors.check_number('strength', strength), trainable=False,
+        dtype='float32', name='morph_net_strength')
+    self._strength.on_assign = self._strength_changed
+    self._initial_cost = None
+
+  # ---------------------------------------------------------- the analysis.
+
+  def _layout(self):
+    """Offsets of every group's channels in one vector of all channels."""
+    table = self._channels.table
+    self._roots = sorted(self._channels.all_groups())
+    self._offsets, total = {}, 0
+    for root in self._roots:
+      self._offsets[root] = total
+      total += table.size(root)
+    self._total = total
+
+  def _map(self, space) -> np.ndarray:
+    return channel_map(space, self._channels.table, self._offsets)
+
+  def _find_sources(self, keep_output_widths):
+    """{group root: [(batch norm, its gamma entry of each group channel)]}
+    and the roots that are regularized."""
+    channels = self._channels
+    table = channels.table
+    self._sources = {}
+    seen = set()
+    for layer, inputs, _ in channels.nodes:
+      if (not isinstance(layer, keras.layers.BatchNormalization) or
+          layer.gamma is None or layer.name in seen or len(inputs) != 1 or
+          layer.axis not in (-1, len(inputs[0].shape) - 1, [-1],
+                             [len(inputs[0].shape) - 1])):
+        continue
+      seen.add(layer.name)
+      index = self._map(channels.space[id(inputs[0])])
+      for root in sorted(set(table.find(g) for g in
+                             channels.space[id(inputs[0])].group_ids(table))):
+        offset, size = self._offsets[root], table.size(root)
+        # Each copy of the group in the space (a depthwise multiplier's, a
+        # flatten's) is a source: the group takes the max over all.
+        where = [np.flatnonzero(index == offset + k) for k in range(size)]
+        for copy in range(min(len(w) for w in where)):
+          positions = np.array([w[copy] for w in where])
+          self._sources.setdefault(root, []).append((layer, positions))
+    outputs = channels.output_groups() if keep_output_widths else set()
+    # A recurrent layer's units have no batch norm of their own: Gamma
+    # regularizers keep them (as the graph engine, `keras/recurrent.py`).
+    units = {channels.group_of(name) for name in channels.source_layers()
+             if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
+    self._regularized = [
+        root for root in self._roots if root in self._sources and
+        not channels.is_frozen_group(root) and root not in outputs and
+        root not in units]
+    if not self._regularized:
+      raise errors.NoSourceOpsError(
+          'Model %r has no channel group the layer-level %s can regularize: '
+          'it needs a BatchNormalization (with scale=True) on channels that '
+          'rebuild can narrow. Add batch norms after the convolutions.' % (
+              self._model.name, self._class_name))
+    connecting = set()
+    if self._min_channels:
+      connecting = {channels.group_of(group[0]) for group in
+                    plan_lib.connecting_groups(channels)}
+    self._connecting = connecting & set(self._regularized)
+    self._connecting_layers = sorted(
+        name for name in channels.source_layers()
+        if channels.group_of(name) in self._connecting)
+
+  def _costed_calls(self) -> List[_CostedCall]:
+    """Every costed op of every layer call (of each layer's first call
+    only for a model size: a shared kernel is counted once)."""
+    channels = self._channels
+    calls, seen = [], set()
+    for layer, inputs, outputs in channels.nodes:
+      if self._resource == 'model_size' and layer.name in seen:
+        continue
+      seen.add(layer.name)
+      rule = channels.rule(layer)
+      call = layer_cost.LayerCall(
+          layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
+          channels.space[id(outputs[0])])
+      costed = rule.costed_ops(call)
+      if costed is None:
+        raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+      for op in costed:
+        coeff = op.flops if self._resource == 'flops' else op.weights
+        calls.append(_CostedCall(
+            layer.name, op,
+            [form_algebra.Form(float(coeff), 0.0, 0.0, bool(op.depthwise))],
+            _counts(self._map(op.input_space), self._total),
+            _counts(self._map(op.output_space), self._total)))
+    return calls
+
+  # ------------------------------------------------------------ properties.
+
+  @property
+  def model(self):
+    return self._model
+
+  @property
+  def channel_model(self) -> channel_model_lib.ChannelModel:
+    """Surgery's channel model of the model (groups and spaces)."""
+    return self._channels
+
+  @property
+  def name(self) -> str:
+    return self._name
+
+  @property
+  def cost_name(self) -> str:
+    return self._cost_name
+
+  @property
+  def alive_threshold(self) -> float:
+    return self._threshold
+
+  @property
+  def min_channels(self) -> int:
+    return self._min_channels
+
+  @property
+  def connecting_layers(self) -> List[str]:
+    """Width-taking layers whose group keeps `min_channels` alive."""
+    return list(self._connecting_layers)
+
+  @property
+  def strength(self):
+    """The strength, a non-trainable keras.Variable.
+
+    On JAX a compiled train step holds the strength it was traced with:
+    assigning the variable retraces the model's compiled train and test
+    steps, so the new value applies from the next step (inside `fit`
+    too).
+    """
+    return self._strength
+
+  def set_strength(self, value: float) -> None:
+    self._strength.assign(errors.check_number('strength', value))
+
+  def _strength_changed(self) -> None:
+    if keras.backend.backend() != 'jax':
+      return  # TensorFlow and PyTorch steps read the variable.
+    model = self._model
+    if getattr(model, 'train_function', None) is not None:
+      model.make_train_function(force=True)
+    if getattr(model, 'test_function', None) is not None:
+      model.make_test_function(force=True)
+
+  def _sync(self) -> None:
+    """Inside a JAX `fit` the weights live in the loop's state: puts them
+    back in the model's variables before they are read (the hook Keras
+    gives callbacks)."""
+    sync = getattr(self._model, 'jax_state_sync', None)
+    if sync is not None:
+      sync()
+
+  @property
+  def initial_cost(self) -> float:
+    if self._initial_cost is None:
+      self._initial_cost = float(self.cost())
+    return self._initial_cost
+
+  def set_strength_relative_to_cost(self, multiplier: float) -> float:
+    """Sets strength = multiplier / initial cost; returns it."""
+    cost = self.initial_cost
+    if cost <= 0:
+      raise errors.InvalidArgumentError(
+          'The initial %s is %r; cannot scale the strength by it.' %
+          (self.cost_name, cost))
+    strength = float(multiplier) / cost
+    self.set_strength(strength)
+    return strength
+
+  # ---------------------------------------------------- vectors and totals.
+
+  def _group_vectors(self):
+    """(regularization, alive) float32 vectors over all channels, read from
+    the live variables (inside a train step, from its traced values)."""
+    table = self._channels.table
+    regularized = set(self._regularized)
+    regs, alives = [], []
+    for root in self._roots:
+      size = table.size(root)
+      if root not in regularized:
+        regs.append(ops.zeros([size], 'float32'))
+        alives.append(ops.ones([size], 'float32'))
+        continue
+      values = None
+      for layer, positions in self._sources[root]:
+        gamma = ops.abs(ops.convert_to_tensor(layer.gamma))
+        if not np.array_equal(positions, np.arange(gamma.shape[0])):
+          gamma = ops.take(gamma, positions)
+        gamma = ops.cast(gamma, 'float32')
+        values = gamma if values is None else combine_max(values, gamma)
+      alive = values > self._threshold
+      if root in self._connecting:
+        alive = self._keep_minimum(values, alive, size)
+      regs.append(values)
+      alives.append(ops.cast(alive, 'float32'))
+    return ops.concatenate(regs), ops.concatenate(alives)
+
+  def _keep_minimum(self, values, alive, size):
+    """`alive`, with the `min_channels` largest values alive when fewer are
+    (as the graph engine's `MinimumAliveRegularizer`)."""
+    keep = min(self._min_channels, size)
+    top = ops.top_k(values, k=keep)[1]
+    strongest = ops.sum(ops.one_hot(top, size), axis=0) > 0
+    enough = ops.sum(ops.cast(alive, 'int32')) >= keep
+    return ops.where(enough, alive, ops.logical_or(alive, strongest))
+
+  def _total_of(self, is_regularization: bool):
+    reg, alive = self._group_vectors()
+    if not self._calls:
+      return ops.zeros([], 'float32')
+    in_counts = np.stack([c.in_counts for c in self._calls])
+    out_counts = np.stack([c.out_counts for c in self._calls])
+    alive_in = ops.matmul(in_counts, alive)
+    alive_out = ops.matmul(out_counts, alive)
+    reg_in = ops.matmul(in_counts, reg)
+    reg_out = ops.matmul(out_counts, reg)
+    total = None
+    for i, call in enumerate(self._calls):
+      value = form_algebra.evaluate(call.forms, is_regularization,
+                                    alive_in[i], alive_out[i], reg_in[i],
+                                    reg_out[i], self._math)
+      total = value if total is None else total + value
+    return ops.cast(total, 'float32')
+
+  def term(self):
+    """The regularization term (without strength), a float32 scalar."""
+    return self._total_of(True)
+
+  def cost(self):
+    """The cost with dead channels removed, a float32 scalar."""
+    self._sync()
+    return self._total_of(False)
+
+  def loss(self):
+    """strength * term: what is added to the training loss."""
+    return ops.cast(self._strength, 'float32') * self.term()
+
+  def wrap_loss(self, loss) -> 'LayerMorphNetLoss':
+    """A loss for `compile`: the data loss plus `self.loss()`.
+
+    Args:
+      loss: the data loss: a loss name, function or Loss instance.
+
+    Returns:
+      A `LayerMorphNetLoss`.
+    """
+    return LayerMorphNetLoss(loss, regularizer=self)
+
+  # -------------------------------------------------------------- structure.
+
+  def _per_layer(self, vector, kept_value) -> Dict[str, np.ndarray]:
+    """{layer name: its output group's entries of `vector`} for the
+    width-taking layers whose group has a source (kept groups:
+    `kept_value(size)`), as the graph engine lists them."""
+    channels = self._channels
+    regularized = set(self._regularized)
+    result = {}
+    for name in channels.source_layers():
+      layer = channels.layers.get(name)
+      if layer is None or not isinstance(channels.rule(layer),
+                                         builtin_rules.WidthRule):
+        continue
+      root = channels.group_of(name)
+      if root not in self._sources:
+        continue
+      size = channels.table.size(root)
+      if root in regularized:
+        start = self._offsets[root]
+        result[name] = vector[start:start + size]
+      else:
+        result[name] = kept_value(size)
+    return result
+
+  def alive_vectors(self) -> Dict[str, np.ndarray]:
+    """{layer name: numpy bool vector of alive output channels}."""
+    self._sync()
+    _, alive = self._group_vectors()
+    alive = keras.ops.convert_to_numpy(alive) > 0.5
+    return self._per_layer(alive, lambda n: np.ones([n], bool))
+
+  def regularization_vectors(self) -> Dict[str, np.ndarray]:
+    """{layer name: float32 |gamma| (max over the group's batch norms)};
+    `inf` for a layer kept from regularization."""
+    self._sync()
+    reg, _ = self._group_vectors()
+    reg = keras.ops.convert_to_numpy(reg).astype(np.float32)
+    return self._per_layer(reg, lambda n: np.full([n], np.inf, np.float32))
+
+  def alive_counts(self) -> Dict[str, int]:
+    """{layer name: number of alive output channels}."""
+    return {k: int(np.sum(v)) for k, v in self.alive_vectors().items()}
+
+  def save_alive_counts(self, base_dir: str, step: int) -> str:
+    """Writes learned_structure/alive_<step> and learned_structure/alive
+    (local paths need no TensorFlow).
+
+    Returns:
+      The path of the step file.
+    """
+    return structure_files.save_alive_counts_files(self.alive_counts(),
+                                                   base_dir, step)
+
+  def metrics(self):
+    """Not on the layer-level engine: a compiled metric would read the
+    variables as they were when the step was traced.
+
+    Raises:
+      MissingDependencyError: always; log `cost()` from a callback instead.
+    """
+    raise errors.MissingDependencyError(
+        'ModelRegularizer.metrics() needs the TensorFlow graph engine (Keras '
+        'backend %r): a metric compiled on this backend would read the '
+        'weights as they were when the train step was traced. Log '
+        'float(regularizer.cost()) from a callback instead, or use '
+        'KERAS_BACKEND=tensorflow.' % keras.backend.backend())
+
+
+@keras.saving.register_keras_serializable(package='morph_net')
+class LayerMorphNetLoss(keras.losses.Loss):
+  """The data loss plus a `LayerRegularizer`'s `loss()`.
+
+  Per example, the data loss plus the regularization loss; Keras averages
+  over the batch, which adds the regularization once. Without a regularizer
+  (a loaded model) it is the data loss alone.
+
+  Args:
+    loss: the data loss (a name, function or Loss instance).
+    regularizer: the `LayerRegularizer`, or None.
+    name: the loss name.
+  """
+
+  def __init__(self, loss, regularizer=None, name='morph_net_loss',
+               **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.data_loss = keras.losses.get(loss)
+    self.regularizer = regularizer
+
+  def call(self, y_true, y_pred):
+    data = self.data_loss(y_true, y_pred)
+    if self.regularizer is None:
+      return data
+    return data + self.regularizer.loss()
+
+  def get_config(self):
+    config = super().get_config()
+    config['loss'] = keras.losses.serialize(self.data_loss)
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config['loss'] = keras.losses.deserialize(config['loss'])
+    return cls(**config)

@@ -1,0 +1,195 @@
+"""Differential test: the layer-level regularizer equals the graph engine.
+
+On TensorFlow the graph engine (`morph_net.keras.ModelRegularizer`, which
+traces the model) is the reference. For every model of
+`morph_net.testing.keras_corpus` and seeded dead-channel patterns
+(`dead_channels.zero_gammas`), the layer-level engine
+(`layer_regularizer.LayerRegularizer`, which reads the layers and runs on
+every Keras backend) must report the same cost, term and alive counts, for
+FLOPs and model size, and cost the same layers. A model one engine refuses
+is listed in `REFUSED` with the error it gets; nothing is skipped silently.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from morph_net import errors
+from morph_net import keras as morph_keras
+from morph_net.keras import layer_regularizer
+from morph_net.keras import structure_cost
+from morph_net.keras import tracing
+from morph_net.network_regularizers import cost_forms
+from morph_net.network_regularizers import flop_regularizer
+from morph_net.network_regularizers import model_size_regularizer
+from morph_net.testing import dead_channels
+from morph_net.testing import keras_corpus
+
+_SEEDS = (1, 3, 5)
+_THRESHOLD = 1e-6
+_CLASSES = (flop_regularizer.GammaFlopsRegularizer,
+            model_size_regularizer.GammaModelSizeRegularizer)
+
+# Models the layer-level engine refuses (the graph engine costs them): the
+# layer its error names (a layer that multiplies channels whose rule has no
+# cost hook yet).
+REFUSED = {'squeeze_excite_layer': ('se2', 'SqueezeExcite')}
+
+# Models without a batch norm: both engines raise NoSourceOpsError.
+NO_SOURCES = {'activations', 'attention_block', 'dense_on_tokens',
+              'gru_sequences', 'layer_norm_conv', 'lstm_sequences',
+              'permute_and_dense', 'simple_rnn'}
+
+# Models on which the graph engine keeps a group alive that the layer-level
+# engine may prune, and why; on them the engines are compared with
+# min_channels=0, and the graph engine's difference is checked.
+# The graph engine cuts the group feeding a depthwise conv with a depth
+# multiplier above 1 into one op group per channel, and keep_connected
+# then keeps one channel of each alive: every channel of the group.
+KEEPS_DEPTHWISE_INPUTS = {'separable_2d': 'stem', 'depthwise_2d': 'expand'}
+
+
+def _graph_flop_layers(traced, regularizer):
+  """Layers whose traced ops the graph engine costs with FLOPs."""
+  cost = structure_cost.StructureCost(traced)
+  names = {name for op, name, _ in cost.costed_ops()
+           if cost_forms.is_flop_op(op)}
+  # Recurrent and attention layers are costed from their configs.
+  names |= {call.layer.name for call in regularizer._recurrent.calls}  # pylint: disable=protected-access
+  names |= {call.name for call in regularizer._attention.calls}  # pylint: disable=protected-access
+  return names
+
+
+def _layer_flop_layers(regularizer):
+  return {call.layer_name for call in regularizer._calls  # pylint: disable=protected-access
+          if call.op.flops > 0}
+
+
+def corpus_differences(name, min_channels=1):
+  """The differences between the engines on corpus model `name`.
+
+  Args:
+    name: a corpus model.
+    min_channels: both engines' `min_channels`.
+
+  Returns:
+    ('refused', message), ('no sources', None) or ('compared', [problems]).
+  """
+  keras.backend.clear_session()
+  model = keras_corpus.get(name).build()
+  initial = model.get_weights()
+  traced = tracing.TracedModel(model)
+  pairs = []
+  for cls in _CLASSES:
+    try:
+      graph = morph_keras.ModelRegularizer(traced, cls,
+                                           gamma_threshold=_THRESHOLD,
+                                           min_channels=min_channels)
+    except errors.NoSourceOpsError:
+      with pytest.raises(errors.NoSourceOpsError):
+        layer_regularizer.LayerRegularizer(model, cls,
+                                           gamma_threshold=_THRESHOLD)
+      return 'no sources', None
+    try:
+      layer = layer_regularizer.LayerRegularizer(
+          model, cls, gamma_threshold=_THRESHOLD, min_channels=min_channels)
+    except errors.UnsupportedModelError as e:
+      return 'refused', str(e)
+    pairs.append((cls.__name__, graph, layer))
+  problems = []
+  graph_layers = _graph_flop_layers(traced, pairs[0][1])
+  layer_layers = _layer_flop_layers(pairs[0][2])
+  if graph_layers != layer_layers:
+    problems.append('FLOP layers differ: graph only %s, layer-level only %s'
+                    % (sorted(graph_layers - layer_layers),
+                       sorted(layer_layers - graph_layers)))
+  for seed in (None,) + _SEEDS:
+    model.set_weights(initial)
+    if seed is not None:
+      dead_channels.zero_gammas(model, seed=seed)
+    for cls_name, graph, layer in pairs:
+      got = (float(layer.cost()), float(layer.term()), layer.alive_counts())
+      want = (float(graph.cost()), float(graph.term()), graph.alive_counts())
+      if (got[0] != want[0] or not np.isclose(got[1], want[1], rtol=1e-6) or
+          got[2] != want[2]):
+        problems.append('seed %s, %s: layer-level (cost, term, alive) %s, '
+                        'graph engine %s' % (seed, cls_name, got, want))
+  return 'compared', problems
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_layer_level_equals_graph_engine(name):
+  outcome, detail = corpus_differences(name)
+  if name in REFUSED:
+    assert outcome == 'refused', (outcome, detail)
+    assert detail.startswith('Layer %r (%s) multiplies channels' %
+                             REFUSED[name]), detail
+  elif name in NO_SOURCES:
+    assert outcome == 'no sources', (outcome, detail)
+  elif name in KEEPS_DEPTHWISE_INPUTS:
+    assert outcome == 'compared'
+    assert detail, 'the engines agree now: leave KEEPS_DEPTHWISE_INPUTS'
+    outcome, detail = corpus_differences(name, min_channels=0)
+    assert outcome == 'compared'
+    assert not detail, '\n'.join(detail)
+  else:
+    assert outcome == 'compared', detail
+    assert not detail, '\n'.join(detail)
+
+
+def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
+  from morph_net.keras import layer_kinds  # pylint: disable=g-import-not-at-top
+  from morph_net.surgery import builtin_rules  # pylint: disable=g-import-not-at-top
+  assert layer_kinds.check_cost_hooks() == []
+  dense = layer_kinds.layer_kind(keras.layers.Dense)
+  assert layer_kinds.check_cost_hooks(
+      [dense._replace(rule=builtin_rules.OpaqueRule)]) == [
+          "Kind 'dense' multiplies channels (MatMul) but its rule OpaqueRule "
+          'has no cost hook: give it a costed_ops method '
+          '(morph_net.surgery.layer_cost) or say why not in '
+          'layer_kinds.LAYER_LEVEL_GAPS.']
+  attention = layer_kinds.layer_kind(keras.layers.MultiHeadAttention)
+  assert layer_kinds.check_cost_hooks(
+      [attention._replace(rule=builtin_rules.WidthRule)]) == [
+          "Kind 'attention' is in layer_kinds.LAYER_LEVEL_GAPS but its rule "
+          'WidthRule costs it (or it multiplies nothing): remove the entry.']
+
+
+@pytest.mark.parametrize('name, layer', sorted(KEEPS_DEPTHWISE_INPUTS.items()))
+def test_graph_engine_keeps_every_channel_feeding_a_depthwise_multiplier(
+    name, layer):
+  keras.backend.clear_session()
+  model = keras_corpus.get(name).build()
+  graph = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  for batch_norm in model.layers:  # Every channel dies.
+    if isinstance(batch_norm, keras.layers.BatchNormalization):
+      batch_norm.gamma.assign(np.zeros(batch_norm.gamma.shape, np.float32))
+  size = model.get_layer(layer).filters
+  assert graph.alive_counts()[layer] == size
+  levels = layer_regularizer.LayerRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  assert levels.alive_counts()[layer] == 1  # min_channels.
+
+
+def test_an_einsum_dense_model_equals_the_graph_engine():
+  keras.backend.clear_session()
+  x = keras.Input((5, 3))
+  y = keras.layers.EinsumDense('abc,cd->abd', output_shape=(5, 6),
+                               name='proj')(x)
+  y = keras.layers.ReLU()(keras.layers.BatchNormalization(name='bn')(y))
+  y = keras.layers.Flatten()(y)
+  model = keras.Model(x, keras.layers.Dense(2, name='logits')(y))
+  graph = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  layer = layer_regularizer.LayerRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer,
+      gamma_threshold=_THRESHOLD)
+  batch_norm = model.get_layer('bn')
+  batch_norm.gamma.assign(np.array([0, 1, 0, 1, 1, 0], np.float32))
+  assert layer.alive_counts() == graph.alive_counts() == {'proj': 3}
+  assert float(layer.cost()) == float(graph.cost())
+  assert float(layer.term()) == pytest.approx(float(graph.term()), rel=1e-6)
