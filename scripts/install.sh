@@ -8,7 +8,7 @@
 #   bazel  dataset-fashion-mnist + bazel-bootstrap bazel-rules-java
 #          bazel-platforms + `pip install -e ".[test]"` (Bazel runs the tests)
 #   jax    dataset-fashion-mnist + a virtual environment $JAX_VENV (default
-#          /work/venvs/jax) WITHOUT TensorFlow: setup.py's extra `jax`
+#          ~/.cache/morph_net/venv-jax) WITHOUT TensorFlow: setup.py's extra `jax`
 #          and this checkout on its path (KERAS_BACKEND=jax tests)
 #
 # Idempotent: apt is skipped when every wanted Debian package is already
@@ -19,7 +19,7 @@
 #   PYTHON          interpreter to install into (default: python3)
 #   SKIP_APT=1      never call apt-get (packages must already be present)
 #   SKIP_PIP=1      skip the pip step
-#   JAX_VENV        the virtual environment of `jax` (default /work/venvs/jax)
+#   JAX_VENV        the virtual environment of `jax` (default ~/.cache/morph_net/venv-jax)
 set -euo pipefail
 
 mode="${1:-main}"
@@ -71,7 +71,7 @@ fi
 # on its path.
 if [[ "$mode" == jax ]]; then
   cd "$repo_root"
-  venv="${JAX_VENV:-/work/venvs/jax}"
+  venv="${JAX_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/morph_net/venv-jax}"
   if [[ ! -x "$venv/bin/python" ]]; then
     echo "install.sh: $PYTHON -m venv $venv"
     "$PYTHON" -m venv "$venv"
