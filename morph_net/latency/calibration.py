@@ -328,6 +328,19 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
       ' (held-out median error %s)' % ', '.join(
           '%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
               held_out.items(), key=lambda item: int(item[0])))))
+  wholes = alignment.get('whole_model_held_out_median_relative_error')
+  if wholes:
+    lines.append('  chosen by the whole models\' held-out median error %s' %
+                 ', '.join('%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
+                     wholes.items(), key=lambda item: int(item[0]))))
+  correction = profile.metadata.get('whole_model_correction')
+  if correction:
+    lines.append('whole-model correction: scale %.3f, %.0f ns per op, extra '
+                 'misalignment %.1f%%; rms error %.1f%% -> %.1f%%' % (
+                     correction['scale'], correction['per_op_ns'],
+                     100.0 * correction.get('misalignment', 0.0),
+                     100.0 * correction['rms_relative_error_before'],
+                     100.0 * correction['rms_relative_error_after']))
   timed = profile.metadata.get('measurement')
   if timed:
     lines.append('timed in %d groups (kernel budget %d, %s); unstable: %s' % (

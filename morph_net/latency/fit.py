@@ -65,10 +65,28 @@ the original) is predicted exactly: the fit passes through it and
 minimises the others' errors, as FLOPs or a roofline scaled to the
 original are exact there (on ResNet50 at 64x64 the original runs slower
 per FLOP than any narrower structure, and the free fit left it 14% under).
-Both stay in the profile's format (rates and
-per-op overheads), so every cost built on it, the regularizers' included,
-predicts whole models. The factors and the errors before and after are in
-the report ('whole_model_correction').
+At a multiple above 1 (misalignment not 'none') the correction also fits
+an extra factor q >= 0 on the misaligned ops' rate parts M,
+
+  t_model = s x (P + q x M) + g x ops,
+
+when the whole models run misaligned ops and at least two besides the
+anchor (three without one) are free to fit it: a layer timed alone at a
+width one narrower need not pay what the same layer pays inside a model.
+Every kind's misalignment p then becomes (1 + p)(1 + q) - 1.
+All stay in the profile's format (rates, per-op overheads and
+misalignment factors), so every cost built on it, the regularizers'
+included, predicts whole models. The factors and the errors before and
+after are in the report ('whole_model_correction').
+
+With at least three whole models besides the anchor (four without one),
+the multiple is chosen by their held-out error instead: for each
+candidate, the per-kind fit on all samples, then every free whole model
+predicted by the correction fitted without it (median absolute relative
+error; smallest candidate within `multiple_tolerance` of the least), as a
+profile is meant to predict whole models and the layers' median can hide
+what a model pays for its misaligned widths. Both errors are in the report
+('alignment', 'chosen_by').
 """
 
 import collections
@@ -88,6 +106,11 @@ DEFAULT_MULTIPLES = latency_profile.CANDIDATE_MULTIPLES
 MISALIGNMENT_MODES = ('kind', 'shared', 'none')
 # The start of a fitted misalignment factor.
 _START_MISALIGNMENT = 0.01
+# The largest extra misalignment factor the whole-model correction tries.
+_MAX_EXTRA_MISALIGNMENT = 4.0
+# Whole models besides the anchor (or in all, without one) that let the
+# whole-model held-out error choose the multiple.
+_MIN_HELD_OUT_WHOLES = 3
 
 # Folds of the cross-validation that chooses the multiple.
 _FOLDS = 5
@@ -375,7 +398,8 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
       least is chosen: a larger multiple rounds structures up, so it has
       to predict clearly better.
     whole_model_correction: correct the fit to the whole-model samples
-      (see the module's docstring) when there are at least two.
+      (see the module's docstring) when there are at least two, and
+      choose the multiple by their held-out error when there are enough.
     misalignment: how a width that is not a multiple costs (module
       docstring): 'kind' (a factor per kind), 'shared' (one for every
       kind) or 'none' (as the multiple above it).
@@ -396,20 +420,33 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
                                         misalignment))
   kinds = _check_samples(samples)
   candidates = _candidates(samples, multiples)
-  held_out = {}
+  held_out, whole_held_out, fits = {}, {}, {}
   if len(candidates) > 1:
     held_out = {m: _held_out_error(samples, m, folds, misalignment)
                 for m in candidates}
-    best = min(held_out.values())
+    if whole_model_correction and _enough_wholes(samples):
+      for m in candidates:
+        design = _Design(samples, _check_samples(samples, m), m,
+                         misalignment)
+        fits[m] = (design, _kinds_of(design, _solve(design)))
+        whole_held_out[m] = _whole_model_held_out(fits[m][1], samples, m,
+                                                  misalignment)
+      if any(e is None for e in whole_held_out.values()):
+        whole_held_out = {}
+    criterion = whole_held_out or held_out
+    best = min(criterion.values())
     multiple = min(m for m in candidates
-                   if held_out[m] <= best + multiple_tolerance)
+                   if criterion[m] <= best + multiple_tolerance)
   else:
     multiple = candidates[0]
   kinds = _check_samples(samples, multiple)
-  design = _Design(samples, kinds, multiple, misalignment)
-  fitted = _kinds_of(design, _solve(design))
-  fitted, correction = _whole_model_correction(fitted, samples, multiple,
-                                                whole_model_correction)
+  if multiple in fits:
+    design, fitted = fits[multiple]
+  else:
+    design = _Design(samples, kinds, multiple, misalignment)
+    fitted = _kinds_of(design, _solve(design))
+  fitted, correction = _whole_model_correction(
+      fitted, samples, multiple, whole_model_correction, misalignment)
   profile = latency_profile.LatencyProfile(fitted,
                                            preferred_multiple=multiple)
   residuals = np.array([predict_sample(profile, sample) / sample.latency_ns
@@ -441,53 +478,158 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
       'misaligned_kinds': sorted(kind for kind, p in fitted.items()
                                 if p.misalignment > 0),
       'held_out_median_relative_error': {str(m): e for m, e in
-                                         sorted(held_out.items())}}
+                                         sorted(held_out.items())},
+      'chosen_by': ('whole models' if whole_held_out else
+                    'samples' if held_out else 'only candidate'),
+      'whole_model_held_out_median_relative_error': {
+          str(m): e for m, e in sorted(whole_held_out.items())}}
   return latency_profile.LatencyProfile(kinds_out, batch_size, device,
                                         report, source='fitted profile',
                                         preferred_multiple=multiple)
 
 
-def _whole_model_correction(kinds, samples, multiple, enabled):
+def _whole_model_arrays(kinds, samples, multiple):
+  """(whole-model samples, index of the anchor or None, [times],
+  [predictions], [misaligned rate parts], [op counts]) of the profile of
+  `kinds` at `multiple`."""
+  wholes = [sample for sample in samples if sample.whole_model]
+  anchors = [i for i, sample in enumerate(wholes) if sample.anchor]
+  profile = latency_profile.LatencyProfile(kinds,
+                                           preferred_multiple=multiple)
+  times = np.array([sample.latency_ns for sample in wholes], np.float64)
+  predicted = np.array([predict_sample(profile, sample) for sample in wholes])
+  off = np.zeros_like(times)
+  if multiple > 1:
+    for i, sample in enumerate(wholes):
+      for (kind, flops, num_bytes), flag in zip(
+          ops_at(sample, multiple), misaligned(sample, multiple)):
+        if flag:
+          off[i] += profile.predict(kind, flops, num_bytes, True) - (
+              profile.parameters(kind).overhead_ns)
+  counts = np.array([len(ops_at(sample, multiple)) for sample in wholes],
+                    np.float64)
+  return (wholes, anchors[0] if anchors else None, times, predicted, off,
+          counts)
+
+
+def _correction_factors(times, predicted, off, counts, anchor, fit_q):
+  """(s, q, g) >= 0 of t = s x (P + q x M) + g x N (M: the misaligned ops'
+  rate parts), exact at `anchor` when it is not None; q = 0 unless
+  `fit_q`."""
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
+  if anchor is None:
+    columns = [predicted / times] + ([off / times] if fit_q else []) + [
+        counts / times]
+    solution, _ = optimize.nnls(np.stack(columns, axis=1),
+                                np.ones_like(times))
+    scale, per_op = float(solution[0]), float(solution[-1])
+    extra = float(solution[1]) / scale if fit_q and scale > 0 else 0.0
+    return scale, extra, per_op
+  if not fit_q:
+    scale, per_op = _through_anchor(times, predicted, counts, anchor)
+    return scale, 0.0, per_op
+  others = np.arange(times.size) != anchor
+
+  def error(q):
+    scale, per_op = _through_anchor(times, predicted + q * off, counts,
+                                    anchor)
+    after = scale * (predicted + q * off) + per_op * counts
+    return float(np.sum((after / times - 1.0)[others] ** 2))
+
+  grid = np.linspace(0.0, _MAX_EXTRA_MISALIGNMENT, 401)
+  best = float(grid[int(np.argmin([error(q) for q in grid]))])
+  step = grid[1] - grid[0]
+  refined = optimize.minimize_scalar(
+      error, bounds=(max(0.0, best - step), best + step), method='bounded',
+      options={'xatol': 1e-6})
+  q = float(refined.x) if refined.fun <= error(best) else best
+  scale, per_op = _through_anchor(times, predicted + q * off, counts, anchor)
+  return scale, q, per_op
+
+
+def _can_fit_extra(off, anchor, multiple, misalignment):
+  """Whether the whole models can tell an extra misalignment factor: some
+  run misaligned ops, and enough are free (2 besides the anchor, else 3)."""
+  free = off.size - (anchor is not None)
+  return (multiple > 1 and misalignment != 'none' and bool(np.any(off > 0))
+          and free >= (2 if anchor is not None else 3))
+
+
+def _whole_model_correction(kinds, samples, multiple, enabled,
+                            misalignment='kind'):
   """(kinds corrected to the whole-model samples, the report), or
   (kinds, None) when disabled or with nothing to correct to.
 
-  Fits t = s x P + g x N on the whole models (P: the profile's prediction,
-  N: the number of ops) by non-negative least squares on relative errors,
-  through the anchor when there is one (then one whole model suffices;
-  else two are needed); returns the kinds with every rate and overhead
-  times s, plus g on every overhead (the misalignment factors, relative,
-  stay).
+  Fits t = s x (P + q x M) + g x N on the whole models (P: the profile's
+  prediction, M: the part of it of misaligned ops' rates, N: the number
+  of ops) on relative errors, s, q, g >= 0, through the anchor when there
+  is one (then one whole model suffices; else two are needed). q, the
+  extra cost of a misaligned op inside a whole model, is fitted at a
+  multiple above 1 with misalignment on, when the whole models run
+  misaligned ops and at least two besides the anchor (three without one)
+  are free; else 0. Returns the kinds with every rate and overhead times
+  s, plus g on every overhead, and every misalignment factor p turned into
+  (1 + p)(1 + q) - 1.
   """
   wholes = [sample for sample in samples if sample.whole_model]
   anchors = [i for i, sample in enumerate(wholes) if sample.anchor]
   if not enabled or not wholes or (not anchors and len(wholes) < 2):
     return kinds, None
-  profile = latency_profile.LatencyProfile(kinds,
-                                           preferred_multiple=multiple)
-  times = np.array([sample.latency_ns for sample in wholes], np.float64)
-  predicted = np.array([predict_sample(profile, sample) for sample in wholes])
-  counts = np.array([len(ops_at(sample, multiple)) for sample in wholes],
-                    np.float64)
-  if anchors:
-    scale, per_op = _through_anchor(times, predicted, counts, anchors[0])
-  else:
-    from scipy import optimize  # pylint: disable=g-import-not-at-top
-    (scale, per_op), _ = optimize.nnls(
-        np.stack([predicted / times, counts / times], axis=1),
-        np.ones_like(times))
+  wholes, anchor, times, predicted, off, counts = _whole_model_arrays(
+      kinds, samples, multiple)
+  fit_q = _can_fit_extra(off, anchor, multiple, misalignment)
+  scale, extra, per_op = _correction_factors(times, predicted, off, counts,
+                                             anchor, fit_q)
   if scale <= 0:  # Overheads alone cannot tell structures apart.
     return kinds, None
   corrected = {kind: latency_profile.KindParameters(
       scale * p.ns_per_flop, scale * p.ns_per_byte,
-      scale * p.overhead_ns + per_op, p.misalignment)
+      scale * p.overhead_ns + per_op,
+      (1.0 + p.misalignment) * (1.0 + extra) - 1.0 if extra > 0 else
+      p.misalignment)
                for kind, p in kinds.items()}
-  after = scale * predicted + per_op * counts
+  after = scale * (predicted + extra * off) + per_op * counts
   return corrected, {
       'scale': float(scale), 'per_op_ns': float(per_op),
+      'misalignment': float(extra), 'misalignment_fitted': fit_q,
       'whole_models': len(wholes),
-      'anchor': wholes[anchors[0]].label if anchors else None,
+      'anchor': wholes[anchor].label if anchor is not None else None,
       'rms_relative_error_before': _rms(predicted / times - 1.0),
       'rms_relative_error_after': _rms(after / times - 1.0)}
+
+
+def _enough_wholes(samples):
+  """Whether the whole models can choose the multiple: _MIN_HELD_OUT_WHOLES
+  besides the anchor, or one more without one."""
+  wholes = [sample for sample in samples if sample.whole_model]
+  anchored = any(sample.anchor for sample in wholes)
+  return len(wholes) - anchored >= _MIN_HELD_OUT_WHOLES + (not anchored)
+
+
+def _whole_model_held_out(kinds, samples, multiple, misalignment):
+  """The median absolute relative error of every whole model but the
+  anchor, predicted by the correction fitted without it (the per-kind fit
+  `kinds` is shared); None with too few whole models (`_enough_wholes`)."""
+  wholes, anchor, times, predicted, off, counts = _whole_model_arrays(
+      kinds, samples, multiple)
+  free = [i for i in range(len(wholes)) if i != anchor]
+  if not _enough_wholes(samples):
+    return None
+  errors_out = []
+  for held in free:
+    keep = np.arange(len(wholes)) != held
+    train_anchor = (None if anchor is None else
+                    int(np.sum(keep[:anchor])))
+    fit_q = _can_fit_extra(off[keep], train_anchor, multiple, misalignment)
+    scale, extra, per_op = _correction_factors(
+        times[keep], predicted[keep], off[keep], counts[keep], train_anchor,
+        fit_q)
+    if scale <= 0:
+      return None
+    after = scale * (predicted[held] + extra * off[held]) + (
+        per_op * counts[held])
+    errors_out.append(abs(after / times[held] - 1.0))
+  return float(np.median(errors_out))
 
 
 def _through_anchor(times, predicted, counts, anchor):

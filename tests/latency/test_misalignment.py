@@ -197,6 +197,50 @@ def test_whole_model_correction_keeps_the_factors():
         whole.latency_ns, rel=1e-4)
 
 
+def test_whole_models_paying_more_for_misalignment_fit_an_extra_factor():
+  samples = _samples()
+  # Inside a model a misaligned op pays 20% more than its layer alone:
+  # conv (1.25)(1.2) - 1 = 0.5, add (1.1)(1.2) - 1 = 0.32.
+  inside = latency_profile.LatencyProfile(
+      {'conv': _CONV._replace(misalignment=0.5),
+       'add': _ADD._replace(misalignment=0.32)}, preferred_multiple=8)
+  wholes = []
+  # Most at multiples of 4 that are not multiples of 8.
+  for index, (i, o) in enumerate(((64, 64), (63, 63), (44, 20), (36, 28),
+                                  (52, 12), (28, 44), (20, 36), (48, 16))):
+    aligned = {m: _conv_ops(i, o, m) * 4
+               for m in latency_profile.CANDIDATE_MULTIPLES}
+    whole = fit.Sample(aligned[1], 1.0, 'model %d' % index, 1e-3, aligned,
+                       whole_model=True, anchor=index == 0)
+    wholes.append(whole._replace(
+        latency_ns=fit.predict_sample(inside, whole)))
+  profile = fit.fit_profile(samples + wholes)
+  correction = profile.metadata['whole_model_correction']
+  assert correction['misalignment_fitted'] is True
+  assert correction['misalignment'] == pytest.approx(0.2, rel=1e-4)
+  assert correction['scale'] == pytest.approx(1.0, rel=1e-4)
+  assert correction['rms_relative_error_after'] < 1e-4
+  assert profile.kinds['conv'].misalignment == pytest.approx(0.5, rel=1e-4)
+  assert profile.kinds['add'].misalignment == pytest.approx(0.32, rel=1e-4)
+  # Seven free whole models: they chose the multiple.
+  alignment = profile.metadata['alignment']
+  assert alignment['chosen_by'] == 'whole models'
+  assert profile.preferred_multiple == 8
+  whole_errors = alignment['whole_model_held_out_median_relative_error']
+  assert sorted(whole_errors) == ['1', '16', '32', '4', '8']
+  assert whole_errors['8'] < 1e-4
+  for whole in wholes:
+    assert fit.predict_sample(profile, whole) == pytest.approx(
+        whole.latency_ns, rel=1e-4)
+  assert 'extra misalignment 20.0%' in calibration.summary(profile)
+  assert 'chosen by the whole models' in calibration.summary(profile)
+  # Without misalignment the correction fits no extra factor.
+  plain = fit.fit_profile(samples + wholes, misalignment='none')
+  assert plain.metadata['whole_model_correction']['misalignment'] == 0.0
+  assert plain.metadata['whole_model_correction'][
+      'misalignment_fitted'] is False
+
+
 def test_forms_charge_the_factor_off_the_multiples():
   form = cost_forms.Form(2.0, 1.0, 3.0, False, 10.0, 8, 0.5)
   # 5 -> 9 channels: 2 x 8 x 16 + 8 + 3 x 16 = 312 at the rounded counts,
