@@ -83,7 +83,7 @@ With at least three whole models besides the anchor (four without one),
 the multiple is chosen by their held-out error instead: for each
 candidate, the per-kind fit on all samples, then every free whole model
 predicted by the correction fitted without it (median absolute relative
-error; smallest candidate within `multiple_tolerance` of the least), as a
+error; smallest candidate within `whole_model_tolerance` of the least), as a
 profile is meant to predict whole models and the layers' median can hide
 what a model pays for its misaligned widths. Both errors are in the report
 ('alignment', 'chosen_by').
@@ -378,7 +378,8 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
                 multiples: Sequence[int] = DEFAULT_MULTIPLES,
                 folds: int = _FOLDS, multiple_tolerance: float = 0.01,
                 whole_model_correction: bool = True,
-                misalignment: str = 'kind'
+                misalignment: str = 'kind',
+                whole_model_tolerance: float = 0.005
                 ) -> latency_profile.LatencyProfile:
   """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns, misalignment).
 
@@ -400,6 +401,9 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
     whole_model_correction: correct the fit to the whole-model samples
       (see the module's docstring) when there are at least two, and
       choose the multiple by their held-out error when there are enough.
+    whole_model_tolerance: the tolerance of `multiple_tolerance` when the
+      whole models choose the multiple (0.005: half a point; their
+      held-out errors are a few percent, the layers' ten or more).
     misalignment: how a width that is not a multiple costs (module
       docstring): 'kind' (a factor per kind), 'shared' (one for every
       kind) or 'none' (as the multiple above it).
@@ -434,9 +438,11 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
       if any(e is None for e in whole_held_out.values()):
         whole_held_out = {}
     criterion = whole_held_out or held_out
+    tolerance = (whole_model_tolerance if whole_held_out else
+                 multiple_tolerance)
     best = min(criterion.values())
     multiple = min(m for m in candidates
-                   if criterion[m] <= best + multiple_tolerance)
+                   if criterion[m] <= best + tolerance)
   else:
     multiple = candidates[0]
   kinds = _check_samples(samples, multiple)
@@ -479,6 +485,7 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
                                 if p.misalignment > 0),
       'held_out_median_relative_error': {str(m): e for m, e in
                                          sorted(held_out.items())},
+      'whole_model_tolerance': whole_model_tolerance,
       'chosen_by': ('whole models' if whole_held_out else
                     'samples' if held_out else 'only candidate'),
       'whole_model_held_out_median_relative_error': {

@@ -232,6 +232,11 @@ def test_whole_models_paying_more_for_misalignment_fit_an_extra_factor():
   for whole in wholes:
     assert fit.predict_sample(profile, whole) == pytest.approx(
         whole.latency_ns, rel=1e-4)
+  assert alignment['whole_model_tolerance'] == 0.005
+  # A tolerance above every candidate's error: the smallest multiple.
+  loose = fit.fit_profile(samples + wholes, whole_model_tolerance=1.0)
+  assert loose.preferred_multiple == 1
+  assert loose.metadata['alignment']['chosen_by'] == 'whole models'
   assert 'extra misalignment 20.0%' in calibration.summary(profile)
   assert 'chosen by the whole models' in calibration.summary(profile)
   # Without misalignment the correction fits no extra factor.
