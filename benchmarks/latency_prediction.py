@@ -117,6 +117,14 @@ def parse_args(argv=None):
   parser.add_argument('--calibration_seed', type=int, default=1000)
   parser.add_argument('--whole_model_share', type=float, default=0.5,
                       help='Fit weight of the whole-model samples.')
+  parser.add_argument('--misalignment', default='kind',
+                      choices=['kind', 'shared', 'none'],
+                      help='How the fit models widths that are not '
+                      'multiples of the profile\'s multiple (a factor per '
+                      'op kind, one for all, none; latency.fit).')
+  parser.add_argument('--no_misaligned', action='store_true',
+                      help='Calibrate without the variants at misaligned '
+                      'widths (CalibrationSettings.misaligned).')
   parser.add_argument('--output', default=None, help='JSON report, with '
                       'every measurement (for --refit).')
   parser.add_argument('--refit', default=None, help='Refit the profiles '
@@ -231,15 +239,25 @@ def _aligned_from_json(value):
 def samples_to_json(samples):
   return [{'ops': _ops_to_json(s.ops), 'latency_ns': s.latency_ns,
            'label': s.label, 'weight': s.weight,
+           'whole_model': s.whole_model, 'anchor': s.anchor,
            'aligned': ({str(m): _ops_to_json(o) for m, o in s.aligned.items()}
                        if s.aligned else None)} for s in samples]
 
 
 def samples_from_json(values):
+  """fit.Samples from their JSON form.
+
+  Reports written before samples kept `whole_model` and `anchor`: the
+  whole models are the samples weighted apart from the layers (weight not
+  1), the anchor the one labelled '<model> x1.00' (the original).
+  """
   from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
-  return [fit.Sample([tuple(o) for o in v['ops']], v['latency_ns'],
-                     v['label'], v['weight'],
-                     _aligned_from_json(v.get('aligned'))) for v in values]
+  return [fit.Sample(
+      [tuple(o) for o in v['ops']], v['latency_ns'], v['label'], v['weight'],
+      _aligned_from_json(v.get('aligned')),
+      whole_model=v.get('whole_model', v['weight'] != 1.0),
+      anchor=v.get('anchor', v['weight'] != 1.0 and
+                   v['label'].endswith(' x1.00'))) for v in values]
 
 
 def structure_sample(ops):
@@ -292,9 +310,10 @@ def run_model(spec, args, rng):
         seed=args.calibration_seed, whole_model_share=args.whole_model_share,
         clock=args.clock, budget=args.budget, probe=not args.no_probe,
         unstable_spread=args.unstable_spread,
-        max_attempts=args.max_attempts)
+        max_attempts=args.max_attempts, misaligned=not args.no_misaligned)
     profile = fit.fit_profile(
-        samples, args.batch_size, timing.describe_device(), metadata)
+        samples, args.batch_size, timing.describe_device(), metadata,
+        misalignment=args.misalignment)
     if path:
       calibration.save_profile(profile, path)
     timed = metadata['measurement']
@@ -376,7 +395,8 @@ def refit(result, args):
   from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
   samples = reweighted(samples_from_json(result['calibration_samples']),
                        args.whole_model_share)
-  profile = fit.fit_profile(samples, args.batch_size)
+  profile = fit.fit_profile(samples, args.batch_size,
+                           misalignment=args.misalignment)
   print(calibration.summary(profile))
   measured = [m * 1e6 for m in result['measured_ms']]
   predictions = {k: [v * 1e6 for v in vs]

@@ -8,8 +8,9 @@
     model rebuilt at width fractions and random structures).
   calibration: `calibrate` a LatencyProfile of this machine from a Keras
     model (`CalibrationSettings`), `measure` only, `save_profile`.
-  fit: least-squares fit of a profile's per-kind rates to measurements,
-    and the choice of its preferred channel multiple.
+  fit: least-squares fit of a profile's per-kind rates and misalignment
+    factors to measurements, and the choice of its preferred channel
+    multiple.
 
 The profile format (`network_regularizers.latency_profile`) and the resource
 function that costs a graph with it (`network_regularizers.profile_resource`,

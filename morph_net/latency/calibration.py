@@ -89,9 +89,17 @@ class CalibrationSettings:
     multiples: channel multiples the fit tries (`fit.fit_profile`); the
       profile's `preferred_multiple` is the one with the least held-out
       error. (1,) fits no alignment.
+    misaligned: also time every layer at its original widths less one,
+      the whole model one channel narrower per group and at the fractions
+      rounded to multiples of 8 (`variants.layer_variants`,
+      `variants.model_variants`): widths that are not multiples next to
+      widths that are, for the fit's misalignment factors.
+    misalignment: how the fit models a width that is not a multiple
+      (`fit.fit_profile`): 'kind', 'shared' or 'none'.
 
   Raises:
-    InvalidArgumentError: for a whole_model_share outside (0, 1).
+    InvalidArgumentError: for a whole_model_share outside (0, 1) or a
+      misalignment not in `fit.MISALIGNMENT_MODES`.
   """
   batch_size: int = 1
   repeats: int = 15
@@ -110,6 +118,8 @@ class CalibrationSettings:
   unstable_spread: float = 0.1
   max_attempts: int = 3
   multiples: Sequence[int] = fit_lib.DEFAULT_MULTIPLES
+  misaligned: bool = True
+  misalignment: str = 'kind'
 
   def measurement_settings(self) -> measurement.MeasurementSettings:
     """The `measurement.MeasurementSettings` of these settings."""
@@ -125,6 +135,11 @@ class CalibrationSettings:
           'Invalid value for argument `whole_model_share`. Expected a '
           'number in (0, 1). Received: whole_model_share=%r' %
           (self.whole_model_share,))
+    if self.misalignment not in fit_lib.MISALIGNMENT_MODES:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `misalignment`. Expected one of %s. '
+          'Received: misalignment=%r' % (
+              ', '.join(fit_lib.MISALIGNMENT_MODES), self.misalignment))
 
 
 def _settings_of(function: str, batch_size: Optional[int],
@@ -179,7 +194,8 @@ def measure(model, batch_size: Optional[int] = None,
   s = _settings_of('measure', batch_size, settings, options)
   start = time.time()
   groups = variants_lib.layer_variants(model, s.batch_size, s.fractions,
-                                       s.layer_rules, s.verbose)
+                                       s.layer_rules, s.verbose,
+                                       misaligned=s.misaligned)
   if not groups:
     raise errors.InvalidArgumentError(
         'Model %r has no layer that runs a costed op (%s), so there is '
@@ -192,7 +208,8 @@ def measure(model, batch_size: Optional[int] = None,
         channel_model.analyze(model, s.layer_rules), s.model_structures,
         np.random.RandomState(s.seed))
     wholes = variants_lib.model_variants(model, s.batch_size, s.fractions,
-                                         s.layer_rules, structures)
+                                         s.layer_rules, structures,
+                                         misaligned=s.misaligned)
   times, overheads, report = variants_lib.time_variants(
       variants + wholes, s.measurement_settings(), verbose=s.verbose)
   call_overhead = float(np.median(overheads))  # Over the variants.
@@ -221,6 +238,7 @@ def measure(model, batch_size: Optional[int] = None,
       'whole_model_samples': len(wholes),
       'model_structures': s.model_structures if s.whole_model else 0,
       'structure_seed': s.seed, 'whole_model_share': s.whole_model_share,
+      'misaligned_variants': s.misaligned,
       'left_out': [sample.label for sample in dropped],
       'measurement': {
           'budget': report.budget, 'budget_source': report.budget_source,
@@ -254,8 +272,8 @@ def calibrate(model, batch_size: Optional[int] = None,
     **options: fields of `CalibrationSettings` (repeats, warmup,
       fractions, layer_rules, verbose, statistic, whole_model,
       model_structures, seed, whole_model_share, clock, budget, probe,
-      unstable_spread, max_attempts, multiples), replacing the settings'
-      values.
+      unstable_spread, max_attempts, multiples, misaligned, misalignment),
+      replacing the settings' values.
 
   Returns:
     The fitted LatencyProfile; its metadata holds the settings, the call
@@ -274,7 +292,8 @@ def calibrate(model, batch_size: Optional[int] = None,
   samples, metadata = measure(model, settings=settings)
   profile = fit_lib.fit_profile(samples, settings.batch_size,
                                 timing.describe_device(), metadata,
-                                multiples=settings.multiples)
+                                multiples=settings.multiples,
+                                misalignment=settings.misalignment)
   profile.metadata['seconds'] = time.time() - start
   return profile
 
@@ -287,12 +306,14 @@ def save_profile(profile: latency_profile.LatencyProfile, path: str) -> str:
 
 def summary(profile: latency_profile.LatencyProfile) -> str:
   """A table of the kinds' parameters and fit errors, one line each."""
-  lines = ['%-14s %12s %12s %12s %8s %10s' % (
-      'kind', 'ns/FLOP', 'ns/byte', 'overhead ns', 'samples', 'rms err')]
+  lines = ['%-14s %12s %12s %12s %9s %8s %10s' % (
+      'kind', 'ns/FLOP', 'ns/byte', 'overhead ns', 'misalign', 'samples',
+      'rms err')]
   for kind, p in sorted(profile.kinds.items()):
     fit = profile.fit(kind) or {}
-    lines.append('%-14s %12.4g %12.4g %12.1f %8s %9.1f%%' % (
+    lines.append('%-14s %12.4g %12.4g %12.1f %8.1f%% %8s %9.1f%%' % (
         kind, p.ns_per_flop, p.ns_per_byte, p.overhead_ns,
+        100.0 * p.misalignment,
         fit.get('samples', '-'),
         100.0 * fit.get('rms_relative_error', float('nan'))))
   report = profile.metadata.get('fit', {})
@@ -307,6 +328,19 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
       ' (held-out median error %s)' % ', '.join(
           '%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
               held_out.items(), key=lambda item: int(item[0])))))
+  wholes = alignment.get('whole_model_held_out_median_relative_error')
+  if wholes:
+    lines.append('  chosen by the whole models\' held-out median error %s' %
+                 ', '.join('%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
+                     wholes.items(), key=lambda item: int(item[0]))))
+  correction = profile.metadata.get('whole_model_correction')
+  if correction:
+    lines.append('whole-model correction: scale %.3f, %.0f ns per op, extra '
+                 'misalignment %.1f%%; rms error %.1f%% -> %.1f%%' % (
+                     correction['scale'], correction['per_op_ns'],
+                     100.0 * correction.get('misalignment', 0.0),
+                     100.0 * correction['rms_relative_error_before'],
+                     100.0 * correction['rms_relative_error_after']))
   timed = profile.metadata.get('measurement')
   if timed:
     lines.append('timed in %d groups (kernel budget %d, %s); unstable: %s' % (

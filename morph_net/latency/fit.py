@@ -28,6 +28,25 @@ absolute relative error of the held-out samples) is within
 samples at it. The
 held-out errors are in the report ('alignment').
 
+Misalignment: a kernel runs the channels left over after the last full
+block in a slower tail loop (or pads them), so a width that is not a
+multiple costs more than the multiple above it: on an AMD EPYC (TensorFlow
+2.21 CPU, one thread, 96x96, batch 8) MobileNetV2 with every channel group
+one channel narrower ran 17% slower than the original (36.7 vs 31.4 ms)
+and every group at 0.9 of its width rounded to the nearest integer 9%
+slower (34.2 ms), while rounded down to multiples of 8 it ran 10% faster
+(28.4 ms). Rounding counts up alone makes 143 channels cost as 144, so
+the fit also gives every kind k a factor p_k >= 0: at a multiple m > 1,
+an op any of whose channel counts is not a multiple of m (its features at
+m differ from those at 1; `misaligned`) costs
+
+  (1 + p_k) x max(a_k x FLOPs_m, b_k x bytes_m) + c_k,
+
+fitted with the rates (`misalignment='kind'`; 'shared': one p for every
+kind; 'none': p = 0). p_k is fitted only for a kind with both aligned and
+misaligned ops among the samples (else it cannot be told from a_k and b_k,
+and stays 0). The multiple is chosen by held-out error with this model.
+
 Whole-model correction: a layer timed alone and the same layer inside a
 whole model do not cost the same (the model's ops share caches and the
 executor, and a model pays per-op costs an isolated layer hides): on
@@ -46,10 +65,28 @@ the original) is predicted exactly: the fit passes through it and
 minimises the others' errors, as FLOPs or a roofline scaled to the
 original are exact there (on ResNet50 at 64x64 the original runs slower
 per FLOP than any narrower structure, and the free fit left it 14% under).
-Both stay in the profile's format (rates and
-per-op overheads), so every cost built on it, the regularizers' included,
-predicts whole models. The factors and the errors before and after are in
-the report ('whole_model_correction').
+At a multiple above 1 (misalignment not 'none') the correction also fits
+an extra factor q >= 0 on the misaligned ops' rate parts M,
+
+  t_model = s x (P + q x M) + g x ops,
+
+when the whole models run misaligned ops and at least two besides the
+anchor (three without one) are free to fit it: a layer timed alone at a
+width one narrower need not pay what the same layer pays inside a model.
+Every kind's misalignment p then becomes (1 + p)(1 + q) - 1.
+All stay in the profile's format (rates, per-op overheads and
+misalignment factors), so every cost built on it, the regularizers'
+included, predicts whole models. The factors and the errors before and
+after are in the report ('whole_model_correction').
+
+With at least three whole models besides the anchor (four without one),
+the multiple is chosen by their held-out error instead: for each
+candidate, the per-kind fit on all samples, then every free whole model
+predicted by the correction fitted without it (median absolute relative
+error; smallest candidate within `whole_model_tolerance` of the least), as a
+profile is meant to predict whole models and the layers' median can hide
+what a model pays for its misaligned widths. Both errors are in the report
+('alignment', 'chosen_by').
 """
 
 import collections
@@ -61,10 +98,20 @@ import numpy as np
 from morph_net import errors
 from morph_net.network_regularizers import latency_profile
 
-__all__ = ['DEFAULT_MULTIPLES', 'Sample', 'ops_at', 'fit_profile',
-           'predict_sample']
+__all__ = ['DEFAULT_MULTIPLES', 'MISALIGNMENT_MODES', 'Sample', 'ops_at',
+           'misaligned', 'fit_profile', 'predict_sample']
 
 DEFAULT_MULTIPLES = latency_profile.CANDIDATE_MULTIPLES
+# How the fit models widths that are not multiples (module docstring).
+MISALIGNMENT_MODES = ('kind', 'shared', 'none')
+# The start of a fitted misalignment factor.
+_START_MISALIGNMENT = 0.01
+# The largest extra misalignment factor the whole-model correction tries.
+_MAX_EXTRA_MISALIGNMENT = 4.0
+# Whole models besides the anchor (or in all, without one) that let the
+# whole-model held-out error choose the multiple.
+_MIN_HELD_OUT_WHOLES = 3
+
 # Folds of the cross-validation that chooses the multiple.
 _FOLDS = 5
 
@@ -98,15 +145,43 @@ def ops_at(sample: Sample, multiple: int):
   return sample.aligned[multiple]
 
 
+def misaligned(sample: Sample, multiple: int) -> List[bool]:
+  """Per op of the sample: whether a channel count is not a multiple.
+
+  An op's FLOPs and bytes depend on all its channel counts, so a count
+  that is not a multiple of `multiple` is one whose rounding up changes
+  the op's features: the op is misaligned iff its features at `multiple`
+  differ from those at 1 (`ops_at`).
+
+  Raises:
+    InvalidArgumentError: for a multiple the sample has no features at,
+      or features at it that are not op for op those at 1.
+  """
+  plain = ops_at(sample, 1)
+  if multiple == 1:
+    return [False] * len(plain)
+  rounded = ops_at(sample, multiple)
+  if len(rounded) != len(plain) or any(
+      a[0] != b[0] for a, b in zip(rounded, plain)):
+    raise errors.InvalidArgumentError(
+        'Sample %r: its features at channel multiple %d are not the same '
+        'ops as at 1 (%d ops and %d; Sample.aligned[m] must list the ops of '
+        'Sample.ops in order). Trace them from the same graph.' % (
+            sample.label, multiple, len(rounded), len(plain)))
+  return [a != b for a, b in zip(rounded, plain)]
+
+
 def predict_sample(profile: latency_profile.LatencyProfile,
                    sample: Sample) -> float:
   """The profile's prediction of one sample, in ns.
 
-  At the profile's `preferred_multiple` (`ops_at`).
+  At the profile's `preferred_multiple` (`ops_at`), each misaligned op
+  (`misaligned`) costing its kind's misalignment factor.
   """
-  return sum(profile.predict(kind, flops, num_bytes)
-             for kind, flops, num_bytes in ops_at(
-                 sample, profile.preferred_multiple))
+  multiple = profile.preferred_multiple
+  return sum(profile.predict(kind, flops, num_bytes, flag)
+             for (kind, flops, num_bytes), flag in zip(
+                 ops_at(sample, multiple), misaligned(sample, multiple)))
 
 
 def _check_samples(samples: Sequence[Sample], multiple: int = 1
@@ -134,9 +209,13 @@ def _check_samples(samples: Sequence[Sample], multiple: int = 1
 
 
 class _Design(object):
-  """The samples as arrays: per (sample, kind), FLOPs and bytes per op."""
+  """The samples as arrays: per (sample, kind), FLOPs and bytes per op.
 
-  def __init__(self, samples, kinds, multiple=1):
+  The parameters x are (a, b, c) per kind, then the misalignment factors
+  (`penalty_of[kind]`: the kind's index among them, -1 for none).
+  """
+
+  def __init__(self, samples, kinds, multiple=1, misalignment='kind'):
     self.kinds = kinds
     index = {kind: i for i, kind in enumerate(kinds)}
     ops = [ops_at(s, multiple) for s in samples]
@@ -155,33 +234,60 @@ class _Design(object):
     self.kind = np.array([r[1] for r in rows], np.int64)
     self.flops = np.array([r[2] for r in rows]) / self.flop_unit[self.kind]
     self.bytes = np.array([r[3] for r in rows]) / self.byte_unit[self.kind]
+    self.misaligned = np.array([float(flag) for s in samples
+                                for flag in misaligned(s, multiple)])
     self.times = np.array([s.latency_ns for s in samples], np.float64)
     self.weights = np.array([s.weight for s in samples], np.float64)
     self.time_unit = float(np.median(self.times))
     self.num_samples = len(samples)
+    self.penalty_of = np.full(len(kinds), -1, np.int64)
+    if multiple > 1 and misalignment != 'none':
+      for i in range(len(kinds)):
+        flags = self.misaligned[self.kind == i]
+        if misalignment == 'shared' and flags.any():
+          self.penalty_of[i] = 0
+        elif flags.any() and not flags.all():  # 'kind': needs a contrast.
+          self.penalty_of[i] = self.penalty_of.max() + 1
+    self.num_penalties = int(self.penalty_of.max() + 1)
+    self.num_rates = 3 * len(kinds)
 
   def columns(self):
     """[samples, 3 x kinds] sums of scaled FLOPs, bytes and op counts."""
-    design = np.zeros((self.num_samples, 3 * len(self.kinds)))
+    design = np.zeros((self.num_samples, self.num_rates))
     for part, values in enumerate((self.flops, self.bytes,
                                    np.ones_like(self.flops))):
       np.add.at(design, (self.sample, 3 * self.kind + part), values)
     return design
 
+  def misalignment_of(self, x):
+    """The misalignment factor of each kind (0 without one)."""
+    penalties = np.concatenate([x[self.num_rates:], [0.0]])
+    return penalties[self.penalty_of]  # -1: the trailing 0.
+
   def residuals_and_jacobian(self, x):
-    """Relative residuals [samples] and their Jacobian [samples, 3K]."""
-    a, b, c = x[0::3][self.kind], x[1::3][self.kind], x[2::3][self.kind]
+    """Relative residuals [samples] and their Jacobian [samples, x.size]."""
+    rates = x[:self.num_rates]
+    a, b, c = (rates[0::3][self.kind], rates[1::3][self.kind],
+               rates[2::3][self.kind])
+    factor = 1.0 + self.misalignment_of(x)[self.kind] * self.misaligned
     compute, memory = a * self.flops, b * self.bytes
     use_compute = compute >= memory
-    per_op = np.where(use_compute, compute, memory) + c
+    rate = np.where(use_compute, compute, memory)
+    per_op = factor * rate + c
     prediction = np.bincount(self.sample, per_op, self.num_samples)
     scaled_times = self.times / self.time_unit
     residuals = self.weights * (prediction / scaled_times - 1.0)
     jacobian = np.zeros((self.num_samples, x.size))
-    for part, values in enumerate((np.where(use_compute, self.flops, 0.0),
-                                   np.where(use_compute, 0.0, self.bytes),
-                                   np.ones_like(self.flops))):
+    for part, values in enumerate((
+        np.where(use_compute, factor * self.flops, 0.0),
+        np.where(use_compute, 0.0, factor * self.bytes),
+        np.ones_like(self.flops))):
       np.add.at(jacobian, (self.sample, 3 * self.kind + part), values)
+    penalized = self.penalty_of[self.kind] >= 0
+    if penalized.any():
+      np.add.at(jacobian, (self.sample[penalized], self.num_rates +
+                           self.penalty_of[self.kind[penalized]]),
+                (self.misaligned * rate)[penalized])
     return residuals, jacobian * (self.weights / scaled_times)[:, None]
 
 
@@ -196,7 +302,8 @@ def _solve(design):
   scaled = design.columns() * (
       design.weights / (design.times / design.time_unit))[:, None]
   start, _ = optimize.nnls(scaled, design.weights)
-  start = np.maximum(start, 1e-6)
+  start = np.concatenate([np.maximum(start, 1e-6),
+                          np.full(design.num_penalties, _START_MISALIGNMENT)])
   result = optimize.least_squares(
       lambda x: design.residuals_and_jacobian(x)[0], start,
       jac=lambda x: design.residuals_and_jacobian(x)[1],
@@ -217,13 +324,15 @@ def _solve(design):
 def _kinds_of(design, x):
   """{kind: parameters} in ns units from scaled parameters."""
   scale = design.time_unit
+  misalignment = design.misalignment_of(x)
   return {kind: latency_profile.KindParameters(
       float(x[3 * i] * scale / design.flop_unit[i]),
       float(x[3 * i + 1] * scale / design.byte_unit[i]),
-      float(x[3 * i + 2] * scale)) for i, kind in enumerate(design.kinds)}
+      float(x[3 * i + 2] * scale), float(misalignment[i]))
+          for i, kind in enumerate(design.kinds)}
 
 
-def _held_out_error(samples, multiple, folds):
+def _held_out_error(samples, multiple, folds, misalignment='kind'):
   """The median absolute relative error of every sample predicted by a fit
   without it.
 
@@ -242,7 +351,7 @@ def _held_out_error(samples, multiple, folds):
     kinds = _check_samples(train, multiple)
     if any(k not in kinds for s in test for k, _, _ in ops_at(s, multiple)):
       continue  # A kind only the held-out samples run: nothing to test.
-    design = _Design(train, kinds, multiple)
+    design = _Design(train, kinds, multiple, misalignment)
     profile = latency_profile.LatencyProfile(
         _kinds_of(design, _solve(design)), preferred_multiple=multiple)
     errors_out += [abs(predict_sample(profile, s) / s.latency_ns - 1.0)
@@ -268,9 +377,11 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
                 device: str = '', metadata: Optional[Dict] = None,
                 multiples: Sequence[int] = DEFAULT_MULTIPLES,
                 folds: int = _FOLDS, multiple_tolerance: float = 0.01,
-                whole_model_correction: bool = True
+                whole_model_correction: bool = True,
+                misalignment: str = 'kind',
+                whole_model_tolerance: float = 0.005
                 ) -> latency_profile.LatencyProfile:
-  """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns) to measurements.
+  """Fits per-kind (ns_per_flop, ns_per_byte, overhead_ns, misalignment).
 
   Args:
     samples: the measurements; every kind appearing in them is fitted.
@@ -288,7 +399,14 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
       least is chosen: a larger multiple rounds structures up, so it has
       to predict clearly better.
     whole_model_correction: correct the fit to the whole-model samples
-      (see the module's docstring) when there are at least two.
+      (see the module's docstring) when there are at least two, and
+      choose the multiple by their held-out error when there are enough.
+    whole_model_tolerance: the tolerance of `multiple_tolerance` when the
+      whole models choose the multiple (0.005: half a point; their
+      held-out errors are a few percent, the layers' ten or more).
+    misalignment: how a width that is not a multiple costs (module
+      docstring): 'kind' (a factor per kind), 'shared' (one for every
+      kind) or 'none' (as the multiple above it).
 
   Returns:
     A LatencyProfile whose kinds carry a 'fit' entry (samples containing
@@ -296,24 +414,45 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
 
   Raises:
     InvalidArgumentError: for no samples, a sample without ops or with a
-      latency <= 0, a multiple below 1.
+      latency <= 0, a multiple below 1, an unknown misalignment mode.
     ProfileError: for an op of an unknown kind.
   """
+  if misalignment not in MISALIGNMENT_MODES:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `misalignment`. Expected one of %s. '
+        'Received: misalignment=%r' % (', '.join(MISALIGNMENT_MODES),
+                                        misalignment))
   kinds = _check_samples(samples)
   candidates = _candidates(samples, multiples)
-  held_out = {}
+  held_out, whole_held_out, fits = {}, {}, {}
   if len(candidates) > 1:
-    held_out = {m: _held_out_error(samples, m, folds) for m in candidates}
-    best = min(held_out.values())
+    held_out = {m: _held_out_error(samples, m, folds, misalignment)
+                for m in candidates}
+    if whole_model_correction and _enough_wholes(samples):
+      for m in candidates:
+        design = _Design(samples, _check_samples(samples, m), m,
+                         misalignment)
+        fits[m] = (design, _kinds_of(design, _solve(design)))
+        whole_held_out[m] = _whole_model_held_out(fits[m][1], samples, m,
+                                                  misalignment)
+      if any(e is None for e in whole_held_out.values()):
+        whole_held_out = {}
+    criterion = whole_held_out or held_out
+    tolerance = (whole_model_tolerance if whole_held_out else
+                 multiple_tolerance)
+    best = min(criterion.values())
     multiple = min(m for m in candidates
-                   if held_out[m] <= best + multiple_tolerance)
+                   if criterion[m] <= best + tolerance)
   else:
     multiple = candidates[0]
   kinds = _check_samples(samples, multiple)
-  design = _Design(samples, kinds, multiple)
-  fitted = _kinds_of(design, _solve(design))
-  fitted, correction = _whole_model_correction(fitted, samples, multiple,
-                                                whole_model_correction)
+  if multiple in fits:
+    design, fitted = fits[multiple]
+  else:
+    design = _Design(samples, kinds, multiple, misalignment)
+    fitted = _kinds_of(design, _solve(design))
+  fitted, correction = _whole_model_correction(
+      fitted, samples, multiple, whole_model_correction, misalignment)
   profile = latency_profile.LatencyProfile(fitted,
                                            preferred_multiple=multiple)
   residuals = np.array([predict_sample(profile, sample) / sample.latency_ns
@@ -341,52 +480,163 @@ def fit_profile(samples: Sequence[Sample], batch_size: int = 1,
   report['alignment'] = {
       'preferred_multiple': multiple, 'candidates': candidates,
       'folds': folds, 'tolerance': multiple_tolerance,
+      'misalignment': misalignment,
+      'misaligned_kinds': sorted(kind for kind, p in fitted.items()
+                                if p.misalignment > 0),
       'held_out_median_relative_error': {str(m): e for m, e in
-                                         sorted(held_out.items())}}
+                                         sorted(held_out.items())},
+      'whole_model_tolerance': whole_model_tolerance,
+      'chosen_by': ('whole models' if whole_held_out else
+                    'samples' if held_out else 'only candidate'),
+      'whole_model_held_out_median_relative_error': {
+          str(m): e for m, e in sorted(whole_held_out.items())}}
   return latency_profile.LatencyProfile(kinds_out, batch_size, device,
                                         report, source='fitted profile',
                                         preferred_multiple=multiple)
 
 
-def _whole_model_correction(kinds, samples, multiple, enabled):
+def _whole_model_arrays(kinds, samples, multiple):
+  """(whole-model samples, index of the anchor or None, [times],
+  [predictions], [misaligned rate parts], [op counts]) of the profile of
+  `kinds` at `multiple`."""
+  wholes = [sample for sample in samples if sample.whole_model]
+  anchors = [i for i, sample in enumerate(wholes) if sample.anchor]
+  profile = latency_profile.LatencyProfile(kinds,
+                                           preferred_multiple=multiple)
+  times = np.array([sample.latency_ns for sample in wholes], np.float64)
+  predicted = np.array([predict_sample(profile, sample) for sample in wholes])
+  off = np.zeros_like(times)
+  if multiple > 1:
+    for i, sample in enumerate(wholes):
+      for (kind, flops, num_bytes), flag in zip(
+          ops_at(sample, multiple), misaligned(sample, multiple)):
+        if flag:
+          off[i] += profile.predict(kind, flops, num_bytes, True) - (
+              profile.parameters(kind).overhead_ns)
+  counts = np.array([len(ops_at(sample, multiple)) for sample in wholes],
+                    np.float64)
+  return (wholes, anchors[0] if anchors else None, times, predicted, off,
+          counts)
+
+
+def _correction_factors(times, predicted, off, counts, anchor, fit_q):
+  """(s, q, g) >= 0 of t = s x (P + q x M) + g x N (M: the misaligned ops'
+  rate parts), exact at `anchor` when it is not None; q = 0 unless
+  `fit_q`."""
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
+  if anchor is None:
+    columns = [predicted / times] + ([off / times] if fit_q else []) + [
+        counts / times]
+    solution, _ = optimize.nnls(np.stack(columns, axis=1),
+                                np.ones_like(times))
+    scale, per_op = float(solution[0]), float(solution[-1])
+    extra = float(solution[1]) / scale if fit_q and scale > 0 else 0.0
+    return scale, extra, per_op
+  if not fit_q:
+    scale, per_op = _through_anchor(times, predicted, counts, anchor)
+    return scale, 0.0, per_op
+  others = np.arange(times.size) != anchor
+
+  def error(q):
+    scale, per_op = _through_anchor(times, predicted + q * off, counts,
+                                    anchor)
+    after = scale * (predicted + q * off) + per_op * counts
+    return float(np.sum((after / times - 1.0)[others] ** 2))
+
+  grid = np.linspace(0.0, _MAX_EXTRA_MISALIGNMENT, 401)
+  best = float(grid[int(np.argmin([error(q) for q in grid]))])
+  step = grid[1] - grid[0]
+  refined = optimize.minimize_scalar(
+      error, bounds=(max(0.0, best - step), best + step), method='bounded',
+      options={'xatol': 1e-6})
+  q = float(refined.x) if refined.fun <= error(best) else best
+  scale, per_op = _through_anchor(times, predicted + q * off, counts, anchor)
+  return scale, q, per_op
+
+
+def _can_fit_extra(off, anchor, multiple, misalignment):
+  """Whether the whole models can tell an extra misalignment factor: some
+  run misaligned ops, and enough are free (2 besides the anchor, else 3)."""
+  free = off.size - (anchor is not None)
+  return (multiple > 1 and misalignment != 'none' and bool(np.any(off > 0))
+          and free >= (2 if anchor is not None else 3))
+
+
+def _whole_model_correction(kinds, samples, multiple, enabled,
+                            misalignment='kind'):
   """(kinds corrected to the whole-model samples, the report), or
   (kinds, None) when disabled or with nothing to correct to.
 
-  Fits t = s x P + g x N on the whole models (P: the profile's prediction,
-  N: the number of ops) by non-negative least squares on relative errors,
-  through the anchor when there is one (then one whole model suffices;
-  else two are needed); returns the kinds with every rate and overhead
-  times s, plus g on every overhead.
+  Fits t = s x (P + q x M) + g x N on the whole models (P: the profile's
+  prediction, M: the part of it of misaligned ops' rates, N: the number
+  of ops) on relative errors, s, q, g >= 0, through the anchor when there
+  is one (then one whole model suffices; else two are needed). q, the
+  extra cost of a misaligned op inside a whole model, is fitted at a
+  multiple above 1 with misalignment on, when the whole models run
+  misaligned ops and at least two besides the anchor (three without one)
+  are free; else 0. Returns the kinds with every rate and overhead times
+  s, plus g on every overhead, and every misalignment factor p turned into
+  (1 + p)(1 + q) - 1.
   """
   wholes = [sample for sample in samples if sample.whole_model]
   anchors = [i for i, sample in enumerate(wholes) if sample.anchor]
   if not enabled or not wholes or (not anchors and len(wholes) < 2):
     return kinds, None
-  profile = latency_profile.LatencyProfile(kinds,
-                                           preferred_multiple=multiple)
-  times = np.array([sample.latency_ns for sample in wholes], np.float64)
-  predicted = np.array([predict_sample(profile, sample) for sample in wholes])
-  counts = np.array([len(ops_at(sample, multiple)) for sample in wholes],
-                    np.float64)
-  if anchors:
-    scale, per_op = _through_anchor(times, predicted, counts, anchors[0])
-  else:
-    from scipy import optimize  # pylint: disable=g-import-not-at-top
-    (scale, per_op), _ = optimize.nnls(
-        np.stack([predicted / times, counts / times], axis=1),
-        np.ones_like(times))
+  wholes, anchor, times, predicted, off, counts = _whole_model_arrays(
+      kinds, samples, multiple)
+  fit_q = _can_fit_extra(off, anchor, multiple, misalignment)
+  scale, extra, per_op = _correction_factors(times, predicted, off, counts,
+                                             anchor, fit_q)
   if scale <= 0:  # Overheads alone cannot tell structures apart.
     return kinds, None
   corrected = {kind: latency_profile.KindParameters(
       scale * p.ns_per_flop, scale * p.ns_per_byte,
-      scale * p.overhead_ns + per_op) for kind, p in kinds.items()}
-  after = scale * predicted + per_op * counts
+      scale * p.overhead_ns + per_op,
+      (1.0 + p.misalignment) * (1.0 + extra) - 1.0 if extra > 0 else
+      p.misalignment)
+               for kind, p in kinds.items()}
+  after = scale * (predicted + extra * off) + per_op * counts
   return corrected, {
       'scale': float(scale), 'per_op_ns': float(per_op),
+      'misalignment': float(extra), 'misalignment_fitted': fit_q,
       'whole_models': len(wholes),
-      'anchor': wholes[anchors[0]].label if anchors else None,
+      'anchor': wholes[anchor].label if anchor is not None else None,
       'rms_relative_error_before': _rms(predicted / times - 1.0),
       'rms_relative_error_after': _rms(after / times - 1.0)}
+
+
+def _enough_wholes(samples):
+  """Whether the whole models can choose the multiple: _MIN_HELD_OUT_WHOLES
+  besides the anchor, or one more without one."""
+  wholes = [sample for sample in samples if sample.whole_model]
+  anchored = any(sample.anchor for sample in wholes)
+  return len(wholes) - anchored >= _MIN_HELD_OUT_WHOLES + (not anchored)
+
+
+def _whole_model_held_out(kinds, samples, multiple, misalignment):
+  """The median absolute relative error of every whole model but the
+  anchor, predicted by the correction fitted without it (the per-kind fit
+  `kinds` is shared); None with too few whole models (`_enough_wholes`)."""
+  wholes, anchor, times, predicted, off, counts = _whole_model_arrays(
+      kinds, samples, multiple)
+  free = [i for i in range(len(wholes)) if i != anchor]
+  if not _enough_wholes(samples):
+    return None
+  errors_out = []
+  for held in free:
+    keep = np.arange(len(wholes)) != held
+    train_anchor = (None if anchor is None else
+                    int(np.sum(keep[:anchor])))
+    fit_q = _can_fit_extra(off[keep], train_anchor, multiple, misalignment)
+    scale, extra, per_op = _correction_factors(
+        times[keep], predicted[keep], off[keep], counts[keep], train_anchor,
+        fit_q)
+    if scale <= 0:
+      return None
+    after = scale * (predicted[held] + extra * off[held]) + (
+        per_op * counts[held])
+    errors_out.append(abs(after / times[held] - 1.0))
+  return float(np.median(errors_out))
 
 
 def _through_anchor(times, predicted, counts, anchor):

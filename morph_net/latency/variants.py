@@ -8,6 +8,13 @@ scaled (`model_variants`). Each is traced as a `tf.function` at the batch
 size, as the rebuilt model runs it, and carries the (kind, FLOPs, bytes) of
 the costed ops its trace runs (`profile_resource.op_features`).
 
+With `misaligned`, both also run at widths that are not multiples next to
+widths that are: every layer also at its original widths less one, the whole
+model one channel narrower per changeable group and at each fraction
+rounded to a multiple of `ALIGNED_MULTIPLE`, so that the fit can tell the
+extra cost of a misaligned width from that of its FLOPs
+(`morph_net.latency.fit`, misalignment).
+
 `time_variants` times them warm (`measurement.measure`): in groups small
 enough for the kernel caches, each group's members interleaved, one call
 of each per round, so the load of a shared machine varies alike for them;
@@ -35,13 +42,17 @@ from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import rebuild
 
-__all__ = ['DEFAULT_FRACTIONS', 'TARGET_BYTES', 'MAX_COPIES', 'Variant',
-           'progress_bar', 'width_pairs', 'layer_variants', 'random_structures',
+__all__ = ['DEFAULT_FRACTIONS', 'ALIGNED_MULTIPLE', 'TARGET_BYTES',
+           'MAX_COPIES', 'Variant', 'progress_bar', 'width_pairs',
+           'layer_variants', 'random_structures',
            'model_variants', 'copies_of', 'time_variants',
            'measure_variants']
 
 # Width fractions every layer is measured at.
 DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
+# The multiple the aligned whole-model variants round to (`model_variants`):
+# a multiple of every smaller candidate multiple.
+ALIGNED_MULTIPLE = 8
 # Bytes one timed call should move, and the most runs of a layer per call
 # (see `copies_of`).
 TARGET_BYTES = 4e6
@@ -134,7 +145,8 @@ def _traced_variant(model, input_shapes, label, layer, batch_size):
 def layer_variants(model, batch_size: int = 1,
                    fractions: Sequence[float] = DEFAULT_FRACTIONS,
                    layer_rules: Optional[layer_rules_lib.LayerRules] = None,
-                   verbose: int = 0) -> List[List[Variant]]:
+                   verbose: int = 0, misaligned: bool = False
+                   ) -> List[List[Variant]]:
   """The one-layer models to time, grouped by distinct layer.
 
   Args:
@@ -146,6 +158,10 @@ def layer_variants(model, batch_size: int = 1,
       ('filters', 'units').
     layer_rules: the layer-rule table (which layers take a width).
     verbose: 1 shows a progress bar over the model's layers.
+    misaligned: also time every layer at its original widths less one
+      (input, and output for a layer with a width; labelled as the others,
+      e.g. 'stem [2]->31'), where those differ and are not timed already:
+      most original widths are multiples of 8 and these are not.
 
   Returns:
     For each distinct layer (class, config and input shapes) whose trace
@@ -179,11 +195,20 @@ def layer_variants(model, batch_size: int = 1,
     attribute = channels.rule(layer).width_attribute
     pairs = (width_pairs(fractions) if attribute else
              [(f, None) for f in fractions])
-    variants = []
+    widths = []
     for in_fraction, out_fraction in pairs:
-      new_shapes = [s[:-1] + (_scaled(s[-1], in_fraction),) for s in shapes]
-      out_width = (_scaled(layer.get_config()[attribute], out_fraction)
-                   if attribute else None)
+      widths.append(([_scaled(s[-1], in_fraction) for s in shapes],
+                     _scaled(layer.get_config()[attribute], out_fraction)
+                     if attribute else None))
+    if misaligned:
+      narrower = ([max(1, s[-1] - 1) for s in shapes],
+                  max(1, layer.get_config()[attribute] - 1) if attribute
+                  else None)
+      if narrower not in widths:
+        widths.append(narrower)
+    variants = []
+    for in_widths, out_width in widths:
+      new_shapes = [s[:-1] + (w,) for s, w in zip(shapes, in_widths)]
       label = '%s %s->%s' % (layer.name, [s[-1] for s in new_shapes],
                              out_width or new_shapes[0][-1])
       try:
@@ -234,8 +259,8 @@ def random_structures(channels, count: int, rng,
 def model_variants(model, batch_size: int = 1,
                    fractions: Sequence[float] = DEFAULT_FRACTIONS,
                    layer_rules: Optional[layer_rules_lib.LayerRules] = None,
-                   structures: Sequence[Dict[str, int]] = ()
-                   ) -> List[Variant]:
+                   structures: Sequence[Dict[str, int]] = (),
+                   misaligned: bool = False) -> List[Variant]:
   """The whole model rebuilt at each width fraction and structure, as Variants.
 
   Every width that may change is scaled by the fraction
@@ -245,14 +270,32 @@ def model_variants(model, batch_size: int = 1,
   A model that cannot be rebuilt keeps the ones that could be, with a
   warning.
 
+  With `misaligned`, also the model with every changeable width one
+  narrower ('<model> x1.00 -1'; most original widths are multiples of 8,
+  these are not) and at each fraction below 1 with the widths rounded to
+  a multiple of ALIGNED_MULTIPLE ('<model> x0.60 /8') where that differs
+  from the plain fraction (whose widths mostly are not multiples) and
+  from the original.
+
   Returns:
-    One Variant per fraction, then one per structure (their `layer` is
-    None).
+    One Variant per fraction, then the misaligned and aligned ones, then
+    one per structure (their `layer` is None).
   """
   channels = channel_model.analyze(model, layer_rules)
   original = channels.original_structure()
   shapes = [(batch_size,) + tuple(t.shape[1:]) for t in model.inputs]
   todo = [('%s x%.2f' % (model.name, f), f, None) for f in fractions]
+  if misaligned:
+    todo.append(('%s x1.00 -1' % model.name, None,
+                 {name: max(1, width - 1) for name, width in original.items()}))
+    for fraction in fractions:
+      aligned = {name: min(width, original[name]) for name, width in
+                 width_multiplier.multiply(original, fraction,
+                                           ALIGNED_MULTIPLE).items()}
+      if fraction != 1 and aligned != original and aligned != (
+          width_multiplier.multiply(original, fraction)):
+        todo.append(('%s x%.2f /%d' % (model.name, fraction,
+                                        ALIGNED_MULTIPLE), None, aligned))
   todo += [('%s s%d' % (model.name, i), None, s)
            for i, s in enumerate(structures)]
   variants = []

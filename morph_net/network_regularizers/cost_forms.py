@@ -29,7 +29,11 @@ without it. A form whose `multiple` is above 1 is a kernel that runs
 channels in blocks of that many (vector width, register blocking): its
 cost is taken at the alive counts rounded up to the multiple,
 ceil(IN / m) x m and ceil(OUT / m) x m, while its term keeps the counts
-as they are (the rounding is a step, with no gradient). The term keeps the multilinear parts only: the indicator and
+as they are (the rounding is a step, with no gradient). Its
+`misalignment` p (with a multiple) is the extra cost of a count that is
+not a multiple: when IN or OUT is not one, the multilinear parts cost
+1 + p times as much (the overhead does not change; the term ignores the
+step too). The term keeps the multilinear parts only: the indicator and
 the overhead are constant wherever the term has a gradient (every alive
 count above zero), the overhead is saved only when the last channel dies,
 and the rate parts already drive the channels there. The forms of one op
@@ -150,6 +154,8 @@ def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
   launched = np.array([f.overhead is not None for f in forms])
   overhead = np.array([f.overhead or 0.0 for f in forms], np.float64)
   multiples = np.array([f.multiple or 1 for f in forms], np.float64)
+  misalignment = np.array([(f.misalignment or 0.0) if (f.multiple or 1) > 1
+                           else 0.0 for f in forms], np.float64)
   cost_in, cost_out = alive_in, alive_out
   if (multiples > 1).any():  # The cost at counts rounded up (docstring).
     cost_in = tf.math.ceil(alive_in / multiples) * multiples
@@ -175,6 +181,11 @@ def _vector_cost_and_term(forms, need_term, alive_in, alive_out, reg_in,
     cost = _accumulate(cost, outputs * cost_out)
     if need_term:
       term = _accumulate(term, outputs * reg_out)
+  if cost is not None and misalignment.any():  # 1 + p off the multiples.
+    misaligned = tf.cast(tf.logical_or(tf.not_equal(cost_in, alive_in),
+                                       tf.not_equal(cost_out, alive_out)),
+                         cost.dtype)
+    cost = cost * (1.0 + misalignment * misaligned)
   if launched.any():  # Cost only; see the module docstring.
     launched = launched.astype(np.float64)
     runs = launched * _any_alive(alive_out) + (1.0 - launched)

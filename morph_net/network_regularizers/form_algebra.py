@@ -23,7 +23,7 @@ __all__ = ['Form', 'Math', 'scale', 'aligned', 'cost_and_term', 'evaluate',
 
 Form = collections.namedtuple(
     'Form', ['bilinear', 'inputs', 'outputs', 'depthwise', 'overhead',
-             'multiple'], defaults=(None, None))
+             'multiple', 'misalignment'], defaults=(None, None, None))
 
 # The tensor operations the evaluation needs, for arguments that are not all
 # Python numbers:
@@ -70,9 +70,31 @@ def _any_alive(num_alive, tensor_math: Math):
   return tensor_math.any_alive(num_alive)
 
 
+def _misalignment_factor(form: Form, counts, aligned_counts,
+                         tensor_math: Math):
+  """1 + p when a count is not a multiple of the form's multiple (is
+  below its aligned count), else 1: a number, or a tensor of the counts'
+  dtype."""
+  if not form.misalignment or not form.multiple or form.multiple == 1:
+    return 1.0
+  if all(is_number(c) for c in counts + aligned_counts):
+    off = any(c < a for c, a in zip(counts, aligned_counts))
+    return 1.0 + form.misalignment * (1.0 if off else 0.0)
+  flags = [tensor_math.where(c < a, 1.0, 0.0) if not (
+      is_number(c) and is_number(a)) else (1.0 if c < a else 0.0)
+           for c, a in zip(counts, aligned_counts)]
+  flag = flags[0]
+  for other in flags[1:]:
+    flag = tensor_math.maximum(tensor_math.to_float32(flag),
+                               tensor_math.to_float32(other))
+  return 1.0 + form.misalignment * tensor_math.to_float32(flag)
+
+
 def cost_and_term(form: Form, num_alive_inputs, num_alive_outputs,
                   reg_inputs, reg_outputs, tensor_math: Math):
-  """(cost, term) of one form (see `cost_forms` for the algebra)."""
+  """(cost, term) of one form (see `cost_forms` for the algebra; a
+  misaligned count multiplies the multilinear parts of the cost by
+  1 + `misalignment`, not the overhead nor the term)."""
   cost_in = aligned(num_alive_inputs, form.multiple, tensor_math)
   cost_out = aligned(num_alive_outputs, form.multiple, tensor_math)
   if form.depthwise:
@@ -84,6 +106,11 @@ def cost_and_term(form: Form, num_alive_inputs, num_alive_outputs,
                             num_alive_outputs * reg_inputs)
   cost += form.inputs * cost_in + form.outputs * cost_out
   term += form.inputs * reg_inputs + form.outputs * reg_outputs
+  factor = _misalignment_factor(form, (num_alive_inputs, num_alive_outputs),
+                                (cost_in, cost_out), tensor_math)
+  if not is_number(factor) or factor != 1.0:
+    cost = (tensor_math.to_float32(cost) * factor if not is_number(factor)
+            else cost * factor)
   if form.overhead is not None:
     cost = (cost + form.overhead) * _any_alive(num_alive_outputs,
                                                tensor_math)

@@ -23,22 +23,36 @@ lacks is an error naming the op and the missing field.
 Kernels run channels in blocks (a vector register's floats, a blocked
 layout's block): a width costs as if rounded up to the profile's
 `preferred_multiple` m, that is every op's FLOPs and bytes are taken at
-ceil(IN / m) x m input and ceil(OUT / m) x m output channels. The
-calibration's fit chooses m among `CANDIDATE_MULTIPLES` by held-out error
+ceil(IN / m) x m input and ceil(OUT / m) x m output channels. A width
+that is not a multiple costs more than that: kernels run the remainder
+in a slower tail loop or pad it, so on an AMD EPYC (TensorFlow 2.21 CPU,
+one thread) MobileNetV2 at 96x96 with every channel group one channel
+narrower ran 17% slower than the original, with the same FLOPs. A kind's
+`misalignment` p says how much: an op any of whose channel counts (input
+or output) is not a multiple of m costs (1 + p) times its rate part at the
+rounded-up counts, plus the overhead,
+
+  latency = (1 + p x [misaligned]) x max(ns_per_flop x FLOPs,
+                                         ns_per_byte x bytes) + overhead_ns
+
+(at m = 1 nothing is misaligned). The calibration's fit chooses m among
+`CANDIDATE_MULTIPLES` by held-out error and fits p with the rates
 (`morph_net.latency.fit`); 1 is no alignment. Latency-targeted structures
-round their widths to it (`preferred_multiple_of`).
+round their widths to m (`preferred_multiple_of`).
 
 The JSON file (written by the calibration, read by `LatencyProfile.load`):
 
-  {"format": "morph_net.latency_profile", "version": 2, "batch_size": 8,
+  {"format": "morph_net.latency_profile", "version": 3, "batch_size": 8,
    "device": "x86_64, 1 intra-op thread", "preferred_multiple": 8,
    "kinds": {"conv": {"ns_per_flop": 0.05, "ns_per_byte": 0.1,
-                      "overhead_ns": 4000.0, "fit": {...}}, ...},
+                      "overhead_ns": 4000.0, "misalignment": 0.2,
+                      "fit": {...}}, ...},
    "metadata": {...}}
 
-`fit` (optional, per kind) and `metadata` are kept as they are. Version 1
-files (no `preferred_multiple`) still load, with a multiple of 1. The latency
-resource function of a profile is in `profile_resource`.
+`fit` (optional, per kind) and `metadata` are kept as they are. Version 2
+files (no `misalignment`) still load, with a misalignment of 0 for every
+kind; version 1 files (no `preferred_multiple` either) with a multiple of 1
+too. The latency resource function of a profile is in `profile_resource`.
 """
 
 import collections
@@ -55,14 +69,16 @@ from morph_net.network_regularizers import op_types
 
 __all__ = [
     'FORMAT', 'VERSION', 'READABLE_VERSIONS', 'CANDIDATE_MULTIPLES',
-    'OP_KINDS', 'PARAMETER_FIELDS', 'KindParameters', 'LatencyProfile',
+    'OP_KINDS', 'PARAMETER_FIELDS', 'MISALIGNMENT_FIELD', 'KindParameters',
+    'LatencyProfile',
     'op_kind', 'get_profile', 'preferred_multiple_of',
 ]
 
 FORMAT = 'morph_net.latency_profile'
-VERSION = 2
-# Versions `from_dict` reads: 1 has no `preferred_multiple` (read as 1).
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+# Versions `from_dict` reads: 1 has no `preferred_multiple` (read as 1), 1
+# and 2 no `misalignment` (read as 0).
+READABLE_VERSIONS = (1, 2, 3)
 # The channel multiples a calibration's fit chooses among.
 CANDIDATE_MULTIPLES = (1, 4, 8, 16, 32)
 
@@ -86,9 +102,15 @@ OP_KINDS = collections.OrderedDict([
 _KIND_OF_TYPE = {t: kind for kind, types in OP_KINDS.items() for t in types}
 _ALL_TYPES = frozenset(_KIND_OF_TYPE)
 
+# misalignment: the factor p above (0: a width that is not a multiple costs
+# as its rounded-up width).
 KindParameters = collections.namedtuple(
-    'KindParameters', ['ns_per_flop', 'ns_per_byte', 'overhead_ns'])
-PARAMETER_FIELDS = KindParameters._fields
+    'KindParameters', ['ns_per_flop', 'ns_per_byte', 'overhead_ns',
+                       'misalignment'], defaults=(0.0,))
+# The fields every kind needs; `misalignment` is optional in code and in
+# files before version 3 (0), required in version 3 files.
+PARAMETER_FIELDS = KindParameters._fields[:3]
+MISALIGNMENT_FIELD = 'misalignment'
 
 
 def op_kind(op_type: str) -> Optional[str]:
@@ -102,16 +124,21 @@ def _check_parameters(values, where: str) -> KindParameters:
     values = values._asdict()
   elif not isinstance(values, Mapping):
     try:
-      values = dict(zip(PARAMETER_FIELDS, values))
+      items = list(values)
     except TypeError:
-      values = None
-    if values is None or len(values) != len(PARAMETER_FIELDS):
+      items = None
+    if items is None or len(items) not in (len(PARAMETER_FIELDS),
+                                           len(KindParameters._fields)):
       raise errors.ProfileError(
           '%s: expected {ns_per_flop, ns_per_byte, overhead_ns} or a '
           'KindParameters. Received: %r' % (where, values))
+    values = dict(zip(KindParameters._fields, items))
   checked = []
-  for field in PARAMETER_FIELDS:
+  for field in KindParameters._fields:
     if field not in values:
+      if field == MISALIGNMENT_FIELD:
+        checked.append(0.0)
+        continue
       raise errors.ProfileError(
           '%s.%s is missing: every op kind needs ns_per_flop (ns per FLOP), '
           'ns_per_byte (ns per byte) and overhead_ns (ns per op).' %
@@ -131,8 +158,10 @@ class LatencyProfile(object):
 
   Args:
     kinds: {kind: KindParameters, or a dict with ns_per_flop (ns per FLOP),
-      ns_per_byte (ns per byte) and overhead_ns (ns per op), optionally
-      with a 'fit' entry}; kinds are keys of `OP_KINDS`.
+      ns_per_byte (ns per byte), overhead_ns (ns per op), optionally
+      misalignment (the factor of a width that is not a multiple of
+      `preferred_multiple`, default 0) and a 'fit' entry}; kinds are keys
+      of `OP_KINDS`.
     batch_size: the batch size the parameters were measured at.
     device: a description of the machine.
     metadata: anything else to keep in the file (threads, timings ...).
@@ -215,11 +244,27 @@ class LatencyProfile(object):
     for kind in required:
       self.parameters(kind)
 
-  def predict(self, kind: str, flops: float, num_bytes: float) -> float:
-    """ns of one op of `kind` with `flops` FLOPs moving `num_bytes` bytes."""
+  def predict(self, kind: str, flops: float, num_bytes: float,
+              misaligned: bool = False) -> float:
+    """ns of one op of `kind` with `flops` FLOPs moving `num_bytes` bytes.
+
+    Args:
+      kind: the op's kind.
+      flops: its FLOPs, at channel counts rounded up to the profile's
+        `preferred_multiple`.
+      num_bytes: its bytes, at the same counts.
+      misaligned: whether a channel count of the op is not a multiple of
+        `preferred_multiple` (its rate part then costs 1 + misalignment
+        times as much).
+
+    Returns:
+      The latency in ns.
+    """
     p = self.parameters(kind)
-    return max(p.ns_per_flop * flops, p.ns_per_byte * num_bytes) + (
-        p.overhead_ns)
+    rate = max(p.ns_per_flop * flops, p.ns_per_byte * num_bytes)
+    if misaligned and self.preferred_multiple > 1:
+      rate *= 1.0 + p.misalignment
+    return rate + p.overhead_ns
 
   # ------------------------------------------------------------ JSON form.
 
@@ -244,8 +289,10 @@ class LatencyProfile(object):
 
     Raises:
       ProfileError: for data that is not a profile (field `format`), a
-        version not in READABLE_VERSIONS, a version 2 without
-        `preferred_multiple`, or bad fields (see the class).
+        version not in READABLE_VERSIONS, a version 2 or 3 without
+        `preferred_multiple`, a version 3 kind without `misalignment`, or
+        bad fields (see the class). A version 1 or 2 kind is read with a
+        misalignment of 0 (or the one it holds).
     """
     if not isinstance(data, Mapping) or data.get('format') != FORMAT:
       found = data.get('format') if isinstance(data, Mapping) else type(
@@ -264,9 +311,19 @@ class LatencyProfile(object):
           '%s: field `preferred_multiple` is missing: a version %d profile '
           'records the channel multiple widths cost as if rounded up to (1 '
           'for none).' % (source, version))
-    return cls(data.get('kinds'), data.get('batch_size'),
-               data.get('device', ''), data.get('metadata'), source=source,
-               preferred_multiple=data.get('preferred_multiple', 1))
+    profile = cls(data.get('kinds'), data.get('batch_size'),
+                  data.get('device', ''), data.get('metadata'), source=source,
+                  preferred_multiple=data.get('preferred_multiple', 1))
+    if version >= 3:  # The other fields are valid: the constructor checked.
+      for kind, values in sorted(data['kinds'].items()):
+        if isinstance(values, Mapping) and MISALIGNMENT_FIELD not in values:
+          raise errors.ProfileError(
+              '%s: field kinds.%s.misalignment is missing: a version %d '
+              'profile records, per kind, the factor p of an op whose '
+              'channel counts are not multiples of preferred_multiple (it '
+              'costs 1 + p times as much; 0 for none).' % (
+                  source, kind, version))
+    return profile
 
   @classmethod
   def load(cls, path: str) -> 'LatencyProfile':

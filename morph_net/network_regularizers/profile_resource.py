@@ -10,7 +10,9 @@ calculator evaluates a whole network with its usual vector ops.
 (at channel counts rounded up to a multiple, for an aligned profile): the
 numbers calibration measurements are fitted to. A profile's
 `preferred_multiple` goes into its forms (`cost_forms.Form.multiple`): an
-op costs as if its alive counts were rounded up to it.
+op costs as if its alive counts were rounded up to it, and 1 + the kind's
+`misalignment` times that when a count is not a multiple
+(`cost_forms.Form.misalignment`).
 """
 
 import os
@@ -80,7 +82,8 @@ def profile_forms(op: tf.Operation, profile: latency_profile.LatencyProfile,
                   batch_size: int = 1):
   """[compute form, memory form] of `op` in ns, each with the overhead.
 
-  Both forms carry the profile's `preferred_multiple` (None for 1).
+  Both forms carry the profile's `preferred_multiple` (None for 1) and,
+  with a multiple, the kind's `misalignment` (None for 0).
 
   Returns:
     [] for ops of no kind.
@@ -100,8 +103,10 @@ def profile_forms(op: tf.Operation, profile: latency_profile.LatencyProfile,
             for f in cost_forms.memory_forms(op, batch_size)]
   multiple = (profile.preferred_multiple
               if profile.preferred_multiple > 1 else None)
-  return [f._replace(overhead=p.overhead_ns, multiple=multiple)
-          for f in forms]
+  misalignment = (p.misalignment if multiple and p.misalignment > 0
+                  else None)
+  return [f._replace(overhead=p.overhead_ns, multiple=multiple,
+                     misalignment=misalignment) for f in forms]
 
 
 def is_profile_argument(hardware) -> bool:

@@ -38,9 +38,11 @@ def test_calibrate_smoke(tmp_path):
       verbose=0)
   measured = profile.metadata['fit']['samples'] + len(
       profile.metadata['left_out'])
-  # 9 layers at their widths, and the whole model at x1 and x0.5.
-  assert measured == 4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4 + 2
-  assert profile.metadata['whole_model_samples'] == 2
+  # 9 layers at their widths and at their widths less one (misaligned), and
+  # the whole model at x1, x0.5 and one channel narrower per group.
+  assert measured == (4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4) + 9 + 3
+  assert profile.metadata['whole_model_samples'] == 3
+  assert profile.metadata['misaligned_variants'] is True
   labels = [r['label'] for r in profile.metadata['fit']['residuals']]
   assert 'padded_mobile x0.50' in labels + profile.metadata['left_out']
   assert set(profile.kinds) <= {'conv', 'depthwise', 'mul', 'add',
@@ -87,7 +89,7 @@ def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
           'batch_size', 'repeats', 'warmup', 'fractions', 'layer_rules',
           'verbose', 'statistic', 'whole_model', 'model_structures', 'seed',
           'whole_model_share', 'clock', 'budget', 'probe', 'unstable_spread',
-          'max_attempts', 'multiples']
+          'max_attempts', 'multiples', 'misaligned', 'misalignment']
   for function in (calibration.measure, calibration.calibrate):
     assert list(inspect.signature(function).parameters) == [
         'model', 'batch_size', 'settings', 'options']
@@ -101,10 +103,11 @@ def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
           metadata['statistic'], metadata['structure_seed'],
           metadata['whole_model_samples']) == (1, 0, [1.0], 'min', 5, 0)
   # batch_size 2 (the argument), not the settings' 4: the samples' ops are
-  # counted at batch 2.
-  assert len(samples) + len(metadata['left_out']) == 9
+  # counted at batch 2. Every layer at its widths and one narrower.
+  assert len(samples) + len(metadata['left_out']) == 18
   at_batch_2 = {v.label: v.ops for group in variants.layer_variants(
-      latency_models.padded_mobile_model(), 2, (1.0,)) for v in group}
+      latency_models.padded_mobile_model(), 2, (1.0,), misaligned=True)
+                for v in group}
   assert samples
   for sample in samples:
     assert sample.ops == at_batch_2[sample.label]

@@ -117,7 +117,7 @@ class TestJson(object):
     assert loaded.metadata == {'threads': {'intra_op': 1}}
     data = json.loads(path.read_text())
     assert data['format'] == 'morph_net.latency_profile'
-    assert data['version'] == 2
+    assert data['version'] == 3
     assert data['preferred_multiple'] == 1
     assert sorted(data['kinds']) == ['add', 'conv']
 
@@ -140,7 +140,7 @@ class TestJson(object):
     loaded = latency_profile.LatencyProfile.load(str(path))
     assert loaded.preferred_multiple == 1
     assert loaded.kinds == _profile().kinds
-    assert loaded.to_dict()['version'] == 2
+    assert loaded.to_dict()['version'] == 3
 
   def test_predict(self):
     profile = _profile()
@@ -207,12 +207,12 @@ class TestBadProfiles(object):
 
   def test_version(self):
     with pytest.raises(errors.ProfileError,
-                       match=r'field `version` is 3; this MorphNet reads '
-                       r'versions 1, 2'):
-      latency_profile.LatencyProfile.from_dict(_data(version=3))
+                       match=r'field `version` is 4; this MorphNet reads '
+                       r'versions 1, 2, 3'):
+      latency_profile.LatencyProfile.from_dict(_data(version=4))
 
   def test_version_2_needs_the_preferred_multiple(self):
-    data = _data()
+    data = _data(version=2)
     del data['preferred_multiple']
     with pytest.raises(errors.ProfileError,
                        match=r'profile: field `preferred_multiple` is '

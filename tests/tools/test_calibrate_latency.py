@@ -34,8 +34,9 @@ def test_command_line(tmp_path):
   assert profile.metadata['fractions'] == [1.0, 0.5]
   assert profile.metadata['layers'] == 9
   assert profile.metadata['clock'] == 'cpu'
-  # x1, x0.5 and one random structure.
-  assert profile.metadata['whole_model_samples'] == 3
+  # x1, x0.5, one channel narrower per group (misaligned) and one random
+  # structure.
+  assert profile.metadata['whole_model_samples'] == 4
   assert profile.metadata['measurement']['budget'] == 64
   assert profile.metadata['measurement']['budget_source'] == 'given'
   assert profile.metadata['alignment']['candidates'] == [1, 8]
