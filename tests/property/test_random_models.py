@@ -23,7 +23,9 @@ environment variable MORPHNET_RANDOM_MODELS=N runs N random examples
 failure is shrunk to a minimal model, printed as the code that builds it,
 with its summary. MORPHNET_RANDOM_MODELS_KEEP_GOING=path records failures
 as JSON lines in `path` instead of stopping at the first (a survey; shrink
-each one afterwards without it).
+each one afterwards without it); with it, MORPHNET_RANDOM_MODELS_PROGRESS=
+path appends one line per model checked ('ok' or 'failed'), so a long run
+cut short still says how many models it checked.
 """
 
 import contextlib
@@ -55,6 +57,7 @@ L = keras.layers
 CI_EXAMPLES = 20
 _FLAG = 'MORPHNET_RANDOM_MODELS'
 _KEEP_GOING = 'MORPHNET_RANDOM_MODELS_KEEP_GOING'
+_PROGRESS = 'MORPHNET_RANDOM_MODELS_PROGRESS'
 _CLASSES = {
     'gamma': (flop_regularizer.GammaFlopsRegularizer,
               {'gamma_threshold': 1e-3}),
@@ -187,13 +190,19 @@ def _check_or_record(case) -> None:
   if not path:
     check_case(case)
     return
+  progress = os.environ.get(_PROGRESS)
+  outcome = 'ok'
   try:
     check_case(case)
   except Exception as e:  # pylint: disable=broad-except
+    outcome = 'failed'
     with open(path, 'a') as f:
       f.write(json.dumps({'case': repr(case), 'error': '%s: %s' % (
           type(e).__name__, str(e)[:2000])}) + '\n')
     event('failure recorded')
+  if progress:
+    with open(progress, 'a') as f:
+      f.write(outcome + '\n')
 
 
 @settings(max_examples=_examples(), deadline=None, database=None,
