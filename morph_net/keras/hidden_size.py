@@ -167,7 +167,7 @@ def _norm_factors(layer, size):
   normalization layer, told by name (gamma/scale multiply, beta adds), or
   None when one is neither."""
   scales, offsets = [], []
-  for v in layer.trainable_weights:
+  for v in getattr(layer, 'trainable_weights', None) or []:
     if len(v.shape) < 1 or int(v.shape[-1]) != size:
       continue
     kind = v.path.rsplit('/', 1)[-1]

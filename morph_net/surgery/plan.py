@@ -361,23 +361,39 @@ MAX_KILLING_SETS = 4096
 
 def _minimal(sets) -> List[frozenset]:
   """The distinct sets of `sets` that hold no other set of `sets`."""
-  result = []
+  result, holding = [], {}  # holding: element -> kept sets with it.
   for candidate in sorted(set(sets), key=lambda s: (len(s), sorted(s))):
-    if not any(found <= candidate for found in result):
-      result.append(candidate)
+    if any(kept <= candidate for element in candidate
+           for kept in holding.get(element, ())):
+      continue
+    result.append(candidate)
+    for element in candidate:
+      holding.setdefault(element, []).append(candidate)
   return result
 
 
 def _all_of(families, truncated) -> List[frozenset]:
   """The minimal sets killing every one of several tensors, each killed by
-  any set of its family (the unions of one set per family)."""
+  any set of its family (the unions of one set per family).
+
+  A set in every family is one of them, and any union holding it is not
+  minimal: only the other sets are combined (the families of an
+  Inception block's towers all hold the sets killing the block's input).
+  """
+  if not families or any(not f for f in families):
+    return []
+  common = set(families[0]).intersection(*families[1:])
   result = [frozenset()]
   for family in families:
-    result = _minimal(a | b for a in result for b in family)
+    rest = [f for f in family if f not in common]
+    if not rest:
+      result = []
+      break
+    result = _minimal(a | b for a in result for b in rest)
     if len(result) > MAX_KILLING_SETS:
       truncated.append(len(result))
       result = result[:MAX_KILLING_SETS]
-  return result
+  return _minimal(list(common) + result)
 
 
 def connecting_sets(channels: channel_model_lib.ChannelModel
@@ -396,7 +412,9 @@ def connecting_sets(channels: channel_model_lib.ChannelModel
   killing each tensor are built in run order (a width-taking layer's own
   group, or one killing set of each input together), keeping the minimal
   ones; those of the model outputs and of the inputs of layers with
-  several inputs are the candidates, and each is checked with a
+  several inputs are the candidates: a set killing a model output is kept,
+  one killing an input of a layer that may refuse vanished inputs (a
+  Multiply; a concatenation reaching a model output) is checked with a
   `RebuildPlan` that removes exactly its groups. Only groups whose width
   can change and that are not connecting groups are considered. Past
   `MAX_KILLING_SETS` sets for one tensor the rest are dropped with a
@@ -427,22 +445,27 @@ def connecting_sets(channels: channel_model_lib.ChannelModel
   killing, candidates, truncated = {}, set(), []
   for layer, inputs, outputs_of_node in channels.nodes:
     families = [killing.get(id(t), []) for t in inputs]
-    if len(inputs) > 1:
+    if len(inputs) > 1 and (
+        not channels.rule(layer).accepts_vanished(layer) or
+        set(channels.space[id(outputs_of_node[0])].group_ids(
+            channels.table)) & outputs):
+      # Some inputs vanishing may be refused here (a Multiply; a
+      # concatenation whose channels reach a model output).
       candidates.update(s for f in families for s in f if len(s) > 1)
     family = _all_of(families, truncated) if inputs else []
     if layer.name in root_of:
       family = _minimal(family + [frozenset([root_of[layer.name]])])
     for tensor in outputs_of_node:
       killing[id(tensor)] = family
-  for tensor in channels.functional.outputs:
-    candidates.update(s for s in killing.get(id(tensor), []) if len(s) > 1)
+  # Sets killing a model output disconnect it: no plan needed.
+  found = _minimal(s for t in channels.functional.outputs
+                   for s in killing.get(id(t), []) if len(s) > 1)
   if truncated:
     logging.warning(
         'connecting_sets: model %r has %d sets of layers killing one '
         'tensor; only the first %d smallest are checked, so some sets of '
         'layers that disconnect the model together may die together.',
         channels.model.name, max(truncated), MAX_KILLING_SETS)
-  found = []
   for candidate in sorted(candidates, key=lambda s: (
       len(s), sorted(order[r] for r in s))):
     if any(f <= candidate for f in found):
@@ -451,4 +474,6 @@ def connecting_sets(channels: channel_model_lib.ChannelModel
     if RebuildPlan(channels, structure,
                    check_vanishing=False).vanishing_problems:
       found.append(candidate)
+  found = sorted(_minimal(found), key=lambda s: (
+      len(s), sorted(order[r] for r in s)))
   return [[free[root] for root in sorted(s, key=order.get)] for s in found]

@@ -39,6 +39,7 @@ from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import note
 from hypothesis import settings
+from hypothesis import strategies
 import keras
 import numpy as np
 import pytest
@@ -302,3 +303,46 @@ def test_kill_gammas(constant):
   assert bn.gamma.numpy()[[1, 2]].tolist() == [0.0, 0.0]
   assert np.all(bn.gamma.numpy()[[0, 3]] > 0.0)
   assert np.all(bn.beta.numpy()[[1, 2]] != 0.0) == constant
+
+
+# ------------------------------------- regressions found by the flag runs.
+
+
+def _an_operation_node_in_a_hidden_group():
+  """A `keras.ops.reshape` node in the hidden size of an attention layer
+  (found by the 500-model run): the normalizations of the group are looked
+  for among its nodes, and an operation node has no weights (it raised
+  AttributeError: 'Reshape' object has no attribute 'trainable_weights')."""
+  code = '\n'.join([
+      "t1 = keras.Input((7, 4, 4), name='input0')",
+      "t2 = keras.Input((5, 1), name='input1')",
+      "t4 = L.Conv2D(dilation_rate=1, filters=5, groups=1, kernel_size=2, "
+      "name='conv3', padding='same', strides=2, use_bias=False)(t1)",
+      "t6 = L.BatchNormalization(name='bn5')(t4)",
+      "t8 = L.Conv2D(1, 1, use_bias=False, name='branch7')(t6)",
+      "t9 = t6 * ops.sigmoid(t8)",
+      "t11 = L.SeparableConv2D(depth_multiplier=1, dilation_rate=1, "
+      "filters=4, kernel_size=2, name='sep10', padding='valid', strides=1, "
+      "use_bias=True)(t9)",
+      "t13 = L.BatchNormalization(name='bn12')(t11)",
+      "nested14_t1 = keras.Input((5, 1))",
+      "nested14_t3 = L.Bidirectional(L.LSTM(return_sequences=True, "
+      "units=2), merge_mode='mul', name='nested14_bi2')(nested14_t1)",
+      "t15 = keras.Model(nested14_t1, nested14_t3, name='nested14')",
+      "t16 = t15(t2)",
+      "t17 = ops.reshape(t16, (-1, 5, 2))",
+      "t19 = L.MultiHeadAttention(key_dim=2, name='mha18', num_heads=2, "
+      "value_dim=2)(t17, t17)",
+      "t21 = L.Add(name='add20')([t17, t19])",
+      "t23 = L.Dense(4, name='logits22')(t13)",
+      "t25 = L.Dense(1, name='logits24')(t21)",
+      "model = keras.Model([t1, t2], [t23, t25])"])
+  return random_models.RandomCase(
+      code=code, family='group_lasso', seed=406, max_fraction=0.25,
+      allow_all=True, constant=False)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_an_operation_node_in_a_hidden_group()))
+def test_an_operation_node_in_a_hidden_group(case):
+  check_case(case)
