@@ -307,6 +307,17 @@ class AttentionCalls(object):
             weights, call.name, self._settings)
     return self._regularizers[call.name]
 
+  def head_regularizers(self) -> Dict[str, object]:
+    """{layer name: the OpRegularizer of its heads} of the pruned calls
+    (made in the traced graph)."""
+    with self._traced.graph.as_default():
+      return {call.name: self._heads(call) for call in self.pruned_calls()}
+
+  def set_head_regularizer(self, name: str, regularizer) -> None:
+    """Replaces the OpRegularizer of layer `name`'s heads (before the cost
+    and term are built)."""
+    self._regularizers[name] = regularizer
+
   def head_vectors(self, read) -> Dict[str, tf.Tensor]:
     """{layer name: read(heads)} of the layers whose heads are pruned,
     where `heads` has the `alive_vector` and `regularization_vector` of its

@@ -383,7 +383,24 @@ class CostTargetCallback(_keras.callbacks.Callback):
       counts[name] = int(np.sum(ahead > threshold))
       if name in connecting:  # As the regularizer's alive vectors do.
         counts[name] = max(counts[name], min(floor, value.size))
+    if floor >= 1:
+      for one_set in getattr(self.regularizer, 'connecting_sets', ()):
+        self._keep_one_group(one_set, counts, floor)
     return self._structure_cost.cost(counts)
+
+  def _keep_one_group(self, one_set, counts, floor) -> None:
+    """Where every group of `one_set` is dead in `counts`, the group with
+    the largest regularization value keeps `floor` channels (as
+    `minimum_alive_regularizer.keep_sets_alive` does)."""
+    names = [n for group in one_set for n in group if n in counts]
+    if not names or any(counts[n] for n in names):
+      return
+    largest = [max((float(np.max(self._values[n])) for n in group
+                    if n in counts), default=-np.inf) for group in one_set]
+    group = one_set[int(np.argmax(largest))]
+    for name in group:
+      if name in counts:
+        counts[name] = min(floor, self._values[name].size)
 
   def _significant_velocity(self, name: str):
     """The smoothed velocity of `name`'s values, 0 where it is noise.

@@ -25,8 +25,18 @@ writers' columns and biases (embedding, Dense, the attention output
 projection), the normalizations' scales and offsets (a centred layer norm
 outputs -mean x gamma / sigma + beta on a channel whose input is zero, so
 a channel is removable only when its gamma and beta are zero too) and the
-readers' rows (Dense kernels, the attention projections). A channel is
-alive above the threshold. `alive_counts()` lists every width-taking
+readers' rows (Dense kernels, the attention projections). A normalization
+whose output only readers see (directly or through dropout and average
+pooling: a pre-norm transformer's norms, the final norm before the
+pooling) counts through them instead: the readers' rows times its scale,
+and times its offset, the weights the readers apply to the channel.
+Counted apart, its scale (1 at initialization, and held there by the data
+loss as long as anything reads the channel) dominated the group's norm:
+in a 2-block pre-norm ViT the five scales of 1 kept every hidden channel
+9 to 10 times above the threshold while the products shrank like the FFN
+units' weights. A norm whose output is the stream itself (post-norm) still
+counts its scale and offset as they are. A channel is alive above the
+threshold. `alive_counts()` lists every width-taking
 member with the group's alive count (the Embedding under its name, as the
 Dense layers of an Add group are listed today); rebuild narrows every
 member (`builtin_rules.EmbeddingRule`, `AttentionRule`, `ChannelNormRule`).
@@ -118,13 +128,138 @@ def _is_group(space, root, table) -> bool:
   return isinstance(space, spaces.Group) and table.find(space.gid) == root
 
 
+# Layers between a normalization and the layers reading its output that are
+# linear per channel (at inference), so a scale or offset passes through
+# them unchanged: w . pool(gamma x + beta) = (w gamma) . pool(x) + w beta.
+_LINEAR_PER_CHANNEL = (
+    builtin_rules.L.Dropout, builtin_rules.L.SpatialDropout1D,
+    builtin_rules.L.SpatialDropout2D, builtin_rules.L.SpatialDropout3D,
+    builtin_rules.L.GlobalAveragePooling1D,
+    builtin_rules.L.GlobalAveragePooling2D,
+    builtin_rules.L.GlobalAveragePooling3D, builtin_rules.L.AveragePooling1D,
+    builtin_rules.L.AveragePooling2D, builtin_rules.L.AveragePooling3D,
+    builtin_rules.L.Identity)
+
+
+def _reader_rows(channels, layer, inputs, root):
+  """[(kernel, row axis, input position)] of `layer` reading the channels
+  of group `root` (a Dense/conv's rows, an attention layer's projections),
+  or None for a layer that is not such a reader."""
+  table = channels.table
+  rule = channels.rule(layer)
+  if isinstance(rule, builtin_rules.AttentionRule):
+    positions = builtin_rules.attention_input_positions(layer)
+    if positions is None:
+      return None
+    dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
+    return [(d.kernel, 0, p) for d, p in zip(dense, positions)
+            if p < len(inputs) and _is_group(channels.space[id(inputs[p])],
+                                               root, table)]
+  if (type(rule) is builtin_rules.WidthRule and  # pylint: disable=unidiomatic-typecheck
+      getattr(layer, 'groups', 1) == 1 and inputs and
+      _is_group(channels.space[id(inputs[0])], root, table)):
+    return [(layer.kernel, rule._input_axis, 0)]  # pylint: disable=protected-access
+  return None
+
+
+def _norm_factors(layer, size):
+  """(scales, offsets): the per-channel trainable weights of a
+  normalization layer, told by name (gamma/scale multiply, beta adds), or
+  None when one is neither."""
+  scales, offsets = [], []
+  for v in getattr(layer, 'trainable_weights', None) or []:
+    if len(v.shape) < 1 or int(v.shape[-1]) != size:
+      continue
+    kind = v.path.rsplit('/', 1)[-1]
+    if kind in ('gamma', 'scale'):
+      scales.append(v)
+    elif kind == 'beta':
+      offsets.append(v)
+    else:
+      return None
+  return scales, offsets
+
+
+def _folded_norms(channels, root):
+  """{(id(reader layer), input position): (scales, offsets)} of the
+  normalizations of group `root` whose output reaches only readers (through
+  layers linear per channel), with the normalization names.
+
+  A normalization's scale and offset act on the hidden channel only
+  through those readers: what the readers see of channel c is their rows
+  times gamma_c (and times beta_c), so the group's norm counts those
+  products, not gamma and the rows apart (a scale of 1 kept by the data
+  loss, 5 per channel in a 2-block pre-norm encoder, held the group's norm
+  far above the threshold while every product could shrink).
+  """
+  size = channels.table.size(root)
+  consumers, node_count = {}, {}
+  for node in channels.nodes:
+    layer, inputs, _ = node
+    node_count[layer.name] = node_count.get(layer.name, 0) + 1
+    for position, tensor in enumerate(inputs):
+      consumers.setdefault(id(tensor), []).append((node, position))
+  folded, names = {}, []
+  for layer, inputs, outputs in channels.nodes:
+    rule = channels.rule(layer)
+    out = channels.layer_out.get(layer.name)
+    if (rule.width_attribute is not None or len(inputs) != 1 or
+        len(outputs) != 1 or node_count[layer.name] != 1 or
+        not _is_group(out, root, channels.table) or
+        not _is_group(channels.space[id(inputs[0])], root, channels.table)):
+      continue
+    factors = _norm_factors(layer, size)
+    if not factors or not (factors[0] or factors[1]):
+      continue
+    readers, frontier, ok = [], [outputs[0]], True
+    while frontier and ok:
+      tensor = frontier.pop()
+      for (user, user_inputs, user_outputs), position in consumers.get(
+          id(tensor), []):
+        if node_count[user.name] != 1:
+          ok = False
+        elif isinstance(user, _LINEAR_PER_CHANNEL) and len(user_outputs) == 1:
+          frontier.append(user_outputs[0])
+        else:
+          # The projections reading this tensor (a self-attention call
+          # holds it twice, its query, key and value all at position 0).
+          rows = [p for _, _, p in _reader_rows(
+              channels, user, user_inputs, root) or []
+                  if user_inputs[p] is user_inputs[position]]
+          if not rows:
+            ok = False
+          readers.extend((id(user), p) for p in rows)
+      if not consumers.get(id(tensor)):
+        ok = False  # A model output: the scale reaches it directly.
+    if ok and readers:
+      names.append(layer.name)
+      for key in readers:
+        folded[key] = factors
+  return folded, names
+
+
 def _member_weights(channels, root):
-  """[(variable, channel axis)] of the weights holding the channels of
-  group `root`: writers' columns and biases, normalizations' trainable
-  per-channel weights, readers' rows."""
+  """[(variable, channel axis, factors)] of the weights holding the
+  channels of group `root`: writers' columns and biases, normalizations'
+  trainable per-channel weights, readers' rows; a normalization whose
+  output only readers see is counted through them (`factors`: the
+  per-channel variables a member is multiplied by, see `_folded_norms`)."""
   table = channels.table
   size = table.size(root)
+  folded, folded_names = _folded_norms(channels, root)
   found = []
+
+  def add_rows(layer, kernel, axis, position):
+    factors = folded.get((id(layer), position))
+    if factors is None:
+      found.append((kernel, axis, ()))
+      return
+    scales, offsets = factors
+    if scales:
+      found.append((kernel, axis, tuple(scales)))
+    for offset in offsets:
+      found.append((kernel, axis, (offset,)))
+
   for name, layer in channels.layers.items():
     rule = channels.rule(layer)
     out = channels.layer_out.get(name)
@@ -136,30 +271,31 @@ def _member_weights(channels, root):
       dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
       for d, p in zip(dense, positions):
         if _is_group(ins[p], root, table):
-          found.append((d.kernel, 0))
+          add_rows(layer, d.kernel, 0, p)
       if _is_group(out, root, table):
         output = layer._output_dense  # pylint: disable=protected-access
-        found.append((output.kernel, -1))
+        found.append((output.kernel, -1, ()))
         if output.bias is not None:
-          found.append((output.bias, -1))
+          found.append((output.bias, -1, ()))
       continue
     if isinstance(rule, builtin_rules.EmbeddingRule):
       if _is_group(out, root, table):
-        found.append((layer.embeddings, -1))
+        found.append((layer.embeddings, -1, ()))
       continue
     if isinstance(rule, builtin_rules.WidthRule) and type(rule) is (  # pylint: disable=unidiomatic-typecheck
         builtin_rules.WidthRule) and getattr(layer, 'groups', 1) == 1:
       if _is_group(out, root, table):
-        found.append((layer.kernel, rule._output_axis))  # pylint: disable=protected-access
+        found.append((layer.kernel, rule._output_axis, ()))  # pylint: disable=protected-access
         if getattr(layer, 'bias', None) is not None:
-          found.append((layer.bias, -1))
+          found.append((layer.bias, -1, ()))
       if ins and _is_group(ins[0], root, table):
-        found.append((layer.kernel, rule._input_axis))  # pylint: disable=protected-access
+        add_rows(layer, layer.kernel, rule._input_axis, 0)  # pylint: disable=protected-access
       continue
     if rule.width_attribute is None and _is_group(out, root, table) and (
-        len(ins) == 1 and _is_group(ins[0], root, table)):
+        len(ins) == 1 and _is_group(ins[0], root, table)) and (
+            name not in folded_names):
       # A pass-through layer (a normalization): its per-channel weights.
-      found.extend((v, -1) for v in layer.trainable_weights
+      found.extend((v, -1, ()) for v in layer.trainable_weights
                    if len(v.shape) >= 1 and int(v.shape[-1]) == size)
   return found
 
@@ -178,8 +314,8 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
   """
   size = channels.table.size(root)
   parts, seen = [], set()
-  for variable, axis in _member_weights(channels, root):
-    key = (id(variable), axis)
+  for variable, axis, factors in _member_weights(channels, root):
+    key = (id(variable), axis, tuple(id(f) for f in factors))
     if key in seen:
       continue
     seen.add(key)
@@ -190,7 +326,13 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
     rank = value.shape.rank
     axis = axis % rank
     perm = [a for a in range(rank) if a != axis] + [axis]
-    parts.append(tf.reshape(tf.transpose(value, perm), [-1, size]))
+    part = tf.reshape(tf.transpose(value, perm), [-1, size])
+    for factor in factors:
+      factor_value = read(factor)
+      if factor_value is None:
+        return None
+      part = part * tf.reshape(tf.cast(factor_value, tf.float32), [1, size])
+    parts.append(part)
   return tf.concat(parts, axis=0) if parts else None
 
 

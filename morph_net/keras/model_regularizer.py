@@ -175,6 +175,12 @@ class ModelRegularizer(object):
         self._min_channels)) | set(self._recurrent.connecting_layers()) |
         set(self._attention.connecting_layers()) |
         set(self._hidden.connecting_layers()))
+    # Sets of groups that disconnect an output only together (parallel
+    # branches joined by a concatenation): one of them keeps channels.
+    self._connecting_sets = regularizable.keep_sets_connected(
+        self.op_regularizer_manager, self._traced, excluded.channels,
+        self._min_channels, self._attention.head_regularizers(),
+        self._attention.set_head_regularizer)
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -231,6 +237,14 @@ class ModelRegularizer(object):
     """Layers whose group's removal would disconnect a model output (they
     keep `min_channels` alive; empty when min_channels is 0)."""
     return list(self._connecting_layers)
+
+  @property
+  def connecting_sets(self) -> List[List[List[str]]]:
+    """Sets of groups whose removal together would disconnect a model
+    output: [[width-taking layer names of one group] per group]. When every
+    group of a set is dead, the one with the largest regularization value
+    keeps `min_channels` (empty when min_channels is 0)."""
+    return [[list(g) for g in one_set] for one_set in self._connecting_sets]
 
   @property
   def alive_threshold(self) -> float:

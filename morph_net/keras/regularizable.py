@@ -25,7 +25,7 @@ counting a shared layer's kernel once per call.
 
 import functools
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
@@ -280,6 +280,85 @@ def keep_connected(manager, traced, channels, minimum: int) -> List[str]:
         manager.set_group_regularizer(group, wrapped[id(group)])
       names.add(name)  # Every member of a wrapped group, not only the first.
   return sorted(names)
+
+
+def keep_sets_connected(manager, traced, channels, minimum: int,
+                        layer_regularizers: Optional[Dict[str, Any]] = None,
+                        set_layer_regularizer: Optional[Callable[
+                            [str, Any], None]] = None
+                        ) -> List[List[List[str]]]:
+  """Keeps channels alive in sets of groups that disconnect only together.
+
+  For each set of surgery's `plan.connecting_sets` (two parallel branches
+  joined by a concatenation on the only path to an output), the
+  regularizers of its groups are wrapped (`minimum_alive_regularizer.
+  keep_sets_alive`): when all of them are dead, the group with the largest
+  regularization value keeps `minimum` channels, so the cost, the alive
+  vectors and the exported structure never disconnect the network.
+
+  Args:
+    manager: the network regularizer's OpRegularizerManager.
+    traced: the `tracing.TracedModel` it analysed.
+    channels: surgery's channel model of the model (None: nothing to do).
+    minimum: channels to keep (0: nothing to do).
+    layer_regularizers: {layer name: OpRegularizer} of width-taking layers
+      regularized outside the manager (attention heads).
+    set_layer_regularizer: callable(layer name, OpRegularizer) replacing
+      one of those.
+
+  Returns:
+    The sets kept: [[width-taking layer names of one group] per group].
+    A set with a group that no regularizer reaches is left out (that
+    group never dies).
+  """
+  if channels is None or minimum < 1:
+    return []
+  sets = plan_lib.connecting_sets(channels)
+  if not sets:
+    return []
+  layer_regularizers = layer_regularizers or {}
+  names = {n for one_set in sets for group in one_set for n in group}
+  op_groups = {}  # layer name -> [op groups with a regularizer]
+  for op in manager.ops:
+    name = traced.known_layer_name(op, channels.layers)
+    if name not in names:
+      continue
+    for op_slice in manager.get_op_slices(op):
+      group = manager.get_op_group(op_slice)
+      if group is None or manager.get_group_regularizer(group) is None:
+        continue
+      found = op_groups.setdefault(name, [])
+      if all(g is not group for g in found):
+        found.append(group)
+  kept, members = [], []  # members: [(op group or layer name, regularizer)]
+  for one_set in sets:
+    regularizers = []
+    for group in one_set:
+      of_group = []
+      for name in group:
+        if name in layer_regularizers:  # Its own channels (heads) only.
+          of_group.append((name, layer_regularizers[name]))
+          continue
+        for op_group in op_groups.get(name, []):
+          of_group.append((op_group, manager.get_group_regularizer(op_group)))
+      if not of_group:
+        break
+      regularizers.extend(of_group)
+    else:
+      kept.append(one_set)
+      members.append(regularizers)
+  if not kept:
+    return []
+  with traced.graph.as_default():
+    wrapped = minimum_alive_regularizer.keep_sets_alive(
+        [[r for _, r in regularizers] for regularizers in members], minimum)
+  for regularizers in members:
+    for owner, regularizer in regularizers:
+      if isinstance(owner, str):
+        set_layer_regularizer(owner, wrapped[id(regularizer)])
+      else:
+        manager.set_group_regularizer(owner, wrapped[id(regularizer)])
+  return kept
 
 
 def build_regularizer(traced, regularizer_class, excluded: ExcludedOps,

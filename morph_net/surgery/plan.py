@@ -23,7 +23,8 @@ from morph_net.surgery import configurable_layers
 from morph_net.surgery import layer_rule
 from morph_net.surgery import spaces
 
-__all__ = ['RebuildPlan', 'connecting_groups', 'rebuildable_structure']
+__all__ = ['RebuildPlan', 'connecting_groups', 'connecting_sets',
+           'rebuildable_structure']
 
 
 class RebuildPlan(object):
@@ -352,3 +353,127 @@ def connecting_groups(channels: channel_model_lib.ChannelModel
     if plan.vanishing_problems:
       found.append(list(group))
   return found
+
+
+# Most killing sets kept per tensor by `connecting_sets` (see there).
+MAX_KILLING_SETS = 4096
+
+
+def _minimal(sets) -> List[frozenset]:
+  """The distinct sets of `sets` that hold no other set of `sets`."""
+  result, holding = [], {}  # holding: element -> kept sets with it.
+  for candidate in sorted(set(sets), key=lambda s: (len(s), sorted(s))):
+    if any(kept <= candidate for element in candidate
+           for kept in holding.get(element, ())):
+      continue
+    result.append(candidate)
+    for element in candidate:
+      holding.setdefault(element, []).append(candidate)
+  return result
+
+
+def _all_of(families, truncated) -> List[frozenset]:
+  """The minimal sets killing every one of several tensors, each killed by
+  any set of its family (the unions of one set per family).
+
+  A set in every family is one of them, and any union holding it is not
+  minimal: only the other sets are combined (the families of an
+  Inception block's towers all hold the sets killing the block's input).
+  """
+  if not families or any(not f for f in families):
+    return []
+  common = set(families[0]).intersection(*families[1:])
+  result = [frozenset()]
+  for family in families:
+    rest = [f for f in family if f not in common]
+    if not rest:
+      result = []
+      break
+    result = _minimal(a | b for a in result for b in rest)
+    if len(result) > MAX_KILLING_SETS:
+      truncated.append(len(result))
+      result = result[:MAX_KILLING_SETS]
+  return _minimal(list(common) + result)
+
+
+def connecting_sets(channels: channel_model_lib.ChannelModel
+                    ) -> List[List[List[str]]]:
+  """Sets of channel groups whose removal together disconnects the model.
+
+  `connecting_groups` finds the groups whose removal alone makes a model
+  output vanish (or a layer lose only some of the inputs it needs). Two
+  parallel branches joined by a concatenation on the only path to an
+  output can each vanish, but not both: this finds such sets, of any
+  size, with no member a connecting group (those keep their channels
+  anyway) and no smaller such set inside.
+
+  A tensor vanishes when a layer of width 0 makes it, or all the inputs
+  of the layer making it vanished (`RebuildPlan`). The sets of groups
+  killing each tensor are built in run order (a width-taking layer's own
+  group, or one killing set of each input together), keeping the minimal
+  ones; those of the model outputs and of the inputs of layers with
+  several inputs are the candidates: a set killing a model output is kept,
+  one killing an input of a layer that may refuse vanished inputs (a
+  Multiply; a concatenation reaching a model output) is checked with a
+  `RebuildPlan` that removes exactly its groups. Only groups whose width
+  can change and that are not connecting groups are considered. Past
+  `MAX_KILLING_SETS` sets for one tensor the rest are dropped with a
+  warning (the sets found are still right, some may be missing).
+
+  Args:
+    channels: the channel model of a model.
+
+  Returns:
+    [[width-taking layer names of one group] for each group of the set]
+    for each set, smaller sets first, groups in the order of
+    `channels.groups()`.
+  """
+  outputs = channels.output_groups()
+  single = {channels.group_of(group[0])
+            for group in connecting_groups(channels)}
+  free, order = {}, {}
+  for group in channels.groups():
+    root = channels.group_of(group[0])
+    order[root] = len(order)
+    if (channels.frozen_reasons(group[0]) or root in outputs or
+        root in single):
+      continue
+    free[root] = group
+  if len(free) < 2:
+    return []
+  root_of = {name: root for root, group in free.items() for name in group}
+  killing, candidates, truncated = {}, set(), []
+  for layer, inputs, outputs_of_node in channels.nodes:
+    families = [killing.get(id(t), []) for t in inputs]
+    if len(inputs) > 1 and (
+        not channels.rule(layer).accepts_vanished(layer) or
+        set(channels.space[id(outputs_of_node[0])].group_ids(
+            channels.table)) & outputs):
+      # Some inputs vanishing may be refused here (a Multiply; a
+      # concatenation whose channels reach a model output).
+      candidates.update(s for f in families for s in f if len(s) > 1)
+    family = _all_of(families, truncated) if inputs else []
+    if layer.name in root_of:
+      family = _minimal(family + [frozenset([root_of[layer.name]])])
+    for tensor in outputs_of_node:
+      killing[id(tensor)] = family
+  # Sets killing a model output disconnect it: no plan needed.
+  found = _minimal(s for t in channels.functional.outputs
+                   for s in killing.get(id(t), []) if len(s) > 1)
+  if truncated:
+    logging.warning(
+        'connecting_sets: model %r has %d sets of layers killing one '
+        'tensor; only the first %d smallest are checked, so some sets of '
+        'layers that disconnect the model together may die together.',
+        channels.model.name, max(truncated), MAX_KILLING_SETS)
+  for candidate in sorted(candidates, key=lambda s: (
+      len(s), sorted(order[r] for r in s))):
+    if any(f <= candidate for f in found):
+      continue
+    structure = {name: 0 for root in candidate for name in free[root]}
+    if RebuildPlan(channels, structure,
+                   check_vanishing=False).vanishing_problems:
+      found.append(candidate)
+  found = sorted(_minimal(found), key=lambda s: (
+      len(s), sorted(order[r] for r in s)))
+  return [[free[root] for root in sorted(s, key=order.get)] for s in found]

@@ -372,3 +372,89 @@ def test_unreadable_weights_keep_the_hidden_size(caplog, monkeypatch):
   assert ("Hidden size of layer(s) 'embedding' keeps its width: a weight of "
           'its layers is not read in the trace.') in messages
   assert regularizer.alive_counts() == {'conv': 4, 'logits': 2}
+
+
+# ------------------------- normalization scales counted through their readers.
+
+
+def test_hidden_regularization_values_by_hand():
+  """The one-block post-norm encoder with LayerNormalization: ln1's output
+  is the stream (read by ffn1 and added by add2), so its gamma and beta
+  count as they are; ln2's output reaches only the logits (through the
+  average pooling), so its gamma and beta count through the logits rows:
+  rows x gamma and rows x beta. 126 weights per channel."""
+  model = _encoder(norm='layer')
+  regularizer = _group_lasso(model)
+  value = lambda variable: variable.numpy().astype(np.float64)
+  mha = model.get_layer('mha0')
+  ln1, ln2 = model.get_layer('ln1_0'), model.get_layer('ln2_0')
+  logits = value(model.get_layer('logits').kernel).T  # (3, 8)
+  columns = np.concatenate([
+      value(model.get_layer('embed').embeddings),  # (20, 8)
+      value(mha._query_dense.kernel).reshape(8, -1).T,  # (12, 8)
+      value(mha._value_dense.kernel).reshape(8, -1).T,  # (20, 8)
+      value(mha._key_dense.kernel).reshape(8, -1).T,  # (12, 8)
+      value(mha._output_dense.kernel).reshape(-1, 8),  # (20, 8)
+      value(mha._output_dense.bias)[None],
+      value(ln1.gamma)[None], value(ln1.beta)[None],
+      value(model.get_layer('ffn1_0').kernel).T,  # (16, 8)
+      value(model.get_layer('ffn2_0').kernel),  # (16, 8)
+      value(model.get_layer('ffn2_0').bias)[None],
+      logits * value(ln2.gamma)[None], logits * value(ln2.beta)[None]])
+  assert columns.shape == (126, 8)
+  np.testing.assert_allclose(
+      regularizer.regularization_vectors()['embed'],
+      np.sqrt(np.mean(np.square(columns), axis=0)), rtol=1e-6)
+
+
+def _pre_norm_encoder():
+  """Embedding 8 -> RMSNorm -> MHA (2 heads, key_dim 4) -> Add -> RMSNorm
+  -> FFN 16 -> 8 -> Add -> RMSNorm -> pooling -> logits 3; 6 tokens."""
+  x = keras.Input((6,), dtype='int32')
+  h = L.Embedding(20, 8, name='embed')(x)
+  a = _norm('rms', 'n1')(h)
+  h = L.Add(name='add1')([h, L.MultiHeadAttention(2, 4, name='mha')(a, a)])
+  f = L.Dense(16, activation='relu', name='ffn1')(_norm('rms', 'n2')(h))
+  h = L.Add(name='add2')([h, L.Dense(8, name='ffn2')(f)])
+  h = L.GlobalAveragePooling1D(name='pool')(_norm('rms', 'n_out')(h))
+  return keras.Model(x, L.Dense(3, name='logits')(h))
+
+
+def test_a_channel_dies_with_its_norm_scales_at_one():
+  """Pre-norm: every writer and reader weight of hidden channels 2 and 5
+  zeroed, the three RMSNormalization scales left at 1. The channels are
+  zero in the stream and unread: dead (counted apart, the three scales of
+  1 kept each channel's norm at sqrt(3 / 92) = 0.18, far above the
+  threshold, which is what held a ViT's hidden size at its width)."""
+  model = _pre_norm_encoder()
+  dead = [2, 5]
+  every = slice(None)
+  _zero(model.get_layer('embed').embeddings, (every, dead))
+  mha = model.get_layer('mha')
+  for dense in (mha._query_dense, mha._key_dense, mha._value_dense):
+    _zero(dense.kernel, dead)
+  _zero(mha._output_dense.kernel, (Ellipsis, dead))
+  _zero(mha._output_dense.bias, dead)
+  _zero(model.get_layer('ffn1').kernel, (dead, every))
+  _zero(model.get_layer('ffn2').kernel, (every, dead))
+  _zero(model.get_layer('ffn2').bias, dead)
+  _zero(model.get_layer('logits').kernel, (dead, every))
+  for norm in ('n1', 'n2', 'n_out'):
+    assert model.get_layer(norm).scale.numpy().tolist() == [1.0] * 8
+  regularizer = _group_lasso(model)
+  values = regularizer.regularization_vectors()['embed']
+  assert values[dead].tolist() == [0.0, 0.0]
+  assert regularizer.alive_counts() == {'embed': 6, 'mha': 2, 'ffn1': 16,
+                                        'ffn2': 6, 'logits': 3}
+  # d = 6, T = 6, K = V = 4, per head: 3 x 2*6*6*4 (q, k, v) + 2 x
+  # 2*6*6*4 (QK^T, x V) + 2*6*4*6 (output); ffn 2 x 2*6*6*16; logits 2*6*3.
+  flops = 2 * (864 + 576 + 288) + 2 * 1152 + 36
+  assert float(regularizer.cost()) == flops == 5796
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == flops
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  assert rebuilt.get_layer('embed').embeddings.shape == (20, 6)
+  assert rebuilt.get_layer('n1').scale.shape == (6,)
+  np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
+                             model.predict(TOKENS, verbose=0), atol=1e-5)
+  assert float(_group_lasso(rebuilt).cost()) == flops
