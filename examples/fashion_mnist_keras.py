@@ -77,9 +77,12 @@ flags.DEFINE_float('strength_multiplier', None,
                    'With --target=0: the fixed strength as a multiple of '
                    '1 / initial cost (default: 2 for gamma / group lasso, '
                    '0.3 for gates).')
-flags.DEFINE_float('threshold', 5e-2,
+flags.DEFINE_float('threshold', 1e-2,
                    'Alive threshold (|gamma|, group lasso norm, or gate '
-                   'mask for logistic_sigmoid_*).')
+                   'mask for logistic_sigmoid_*): about twice the Adam '
+                   'learning rate, so a channel counted dead has stopped '
+                   'contributing (0.05 lost 0.5 point of test accuracy when '
+                   'the dead channels were removed).')
 flags.DEFINE_integer('epochs', 10, 'Training epochs with the regularizer.')
 flags.DEFINE_integer('finetune_epochs', 2,
                      'Epochs of fine-tuning the rebuilt, smaller model.')
