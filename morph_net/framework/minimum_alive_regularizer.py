@@ -26,53 +26,6 @@ __all__ = ['AliveVectorRegularizer', 'MinimumAliveRegularizer',
            'keep_sets_alive']
 
 
-class MinimumAliveRegularizer(generic_regularizers.OpRegularizer):
-  """`regularizer` with at least `minimum` alive channels.
-
-  Args:
-    regularizer: the OpRegularizer of a channel group.
-    minimum: the least number of alive channels (at most the group's size:
-      a larger minimum keeps every channel).
-
-  Raises:
-    InvalidArgumentError: for minimum < 1.
-  """
-
-  def __init__(self, regularizer: generic_regularizers.OpRegularizer,
-               minimum: int = 1):
-    if int(minimum) < 1:
-      raise errors.InvalidArgumentError(
-          'Invalid value for argument `minimum` of MinimumAliveRegularizer. '
-          'Expected an integer >= 1. Received: minimum=%r' % (minimum,))
-    self.regularizer = regularizer
-    self.minimum = int(minimum)
-    values = tf.cast(regularizer.regularization_vector, tf.float32)
-    alive = regularizer.alive_vector
-    size = int(values.shape[-1])
-    keep = min(self.minimum, size)
-    # One-hot of the `keep` largest values (ties broken by index, so never
-    # more than `keep` channels are added).
-    strongest = _strongest(values, keep)
-    enough = tf.reduce_sum(tf.cast(alive, tf.int32)) >= keep
-    self._alive_vector = tf.where(enough, alive,
-                                  tf.logical_or(alive, strongest))
-
-  @property
-  def regularization_vector(self):
-    return self.regularizer.regularization_vector
-
-  @property
-  def alive_vector(self):
-    return self._alive_vector
-
-
-def _strongest(values: tf.Tensor, keep: int) -> tf.Tensor:
-  """Bool vector: the `keep` largest of `values` (ties broken by index)."""
-  size = int(values.shape[-1])
-  top = tf.math.top_k(values, k=keep).indices
-  return tf.scatter_nd(top[:, None], tf.ones([keep], tf.bool), [size])
-
-
 class AliveVectorRegularizer(generic_regularizers.OpRegularizer):
   """`regularizer` with another alive vector (its regularization vector).
 
@@ -93,6 +46,44 @@ class AliveVectorRegularizer(generic_regularizers.OpRegularizer):
   @property
   def alive_vector(self):
     return self._alive_vector
+
+
+class MinimumAliveRegularizer(AliveVectorRegularizer):
+  """`regularizer` with at least `minimum` alive channels.
+
+  Args:
+    regularizer: the OpRegularizer of a channel group.
+    minimum: the least number of alive channels (at most the group's size:
+      a larger minimum keeps every channel).
+
+  Raises:
+    InvalidArgumentError: for minimum < 1.
+  """
+
+  def __init__(self, regularizer: generic_regularizers.OpRegularizer,
+               minimum: int = 1):
+    if int(minimum) < 1:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `minimum` of MinimumAliveRegularizer. '
+          'Expected an integer >= 1. Received: minimum=%r' % (minimum,))
+    self.minimum = int(minimum)
+    values = tf.cast(regularizer.regularization_vector, tf.float32)
+    alive = regularizer.alive_vector
+    size = int(values.shape[-1])
+    keep = min(self.minimum, size)
+    # One-hot of the `keep` largest values (ties broken by index, so never
+    # more than `keep` channels are added).
+    strongest = _strongest(values, keep)
+    enough = tf.reduce_sum(tf.cast(alive, tf.int32)) >= keep
+    super().__init__(regularizer, tf.where(enough, alive,
+                                           tf.logical_or(alive, strongest)))
+
+
+def _strongest(values: tf.Tensor, keep: int) -> tf.Tensor:
+  """Bool vector: the `keep` largest of `values` (ties broken by index)."""
+  size = int(values.shape[-1])
+  top = tf.math.top_k(values, k=keep).indices
+  return tf.scatter_nd(top[:, None], tf.ones([keep], tf.bool), [size])
 
 
 def keep_sets_alive(sets: Sequence[Sequence[

@@ -49,6 +49,7 @@ from keras import ops
 import numpy as np
 
 from morph_net import errors
+from morph_net.keras import strength as strength_lib
 from morph_net.network_regularizers import form_algebra
 from morph_net.structure import structure_files
 from morph_net.surgery import builtin_rules
@@ -375,14 +376,7 @@ class LayerRegularizer(object):
 
   def set_strength_relative_to_cost(self, multiplier: float) -> float:
     """Sets strength = multiplier / initial cost; returns it."""
-    cost = self.initial_cost
-    if cost <= 0:
-      raise errors.InvalidArgumentError(
-          'The initial %s is %r; cannot scale the strength by it.' %
-          (self.cost_name, cost))
-    strength = float(multiplier) / cost
-    self.set_strength(strength)
-    return strength
+    return strength_lib.set_relative_to_cost(self, multiplier)
 
   # ---------------------------------------------------- vectors and totals.
 

@@ -38,6 +38,7 @@ from morph_net.keras import metrics as metrics_lib
 from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
+from morph_net.keras import strength as strength_lib
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import op_types
@@ -277,14 +278,7 @@ class ModelRegularizer(object):
     Returns:
       The strength set.
     """
-    cost = self.initial_cost
-    if cost <= 0:
-      raise errors.InvalidArgumentError(
-          'The initial %s is %r; cannot scale the strength by it.' %
-          (self.cost_name, cost))
-    strength = float(multiplier) / cost
-    self.set_strength(strength)
-    return strength
+    return strength_lib.set_relative_to_cost(self, multiplier)
 
   def _function_of(self, build_fetches: Callable[[], object]):
     """A function of the live variables computing what `build_fetches`
