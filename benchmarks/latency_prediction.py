@@ -93,6 +93,11 @@ def add_measurement_arguments(parser):
   parser.add_argument('--statistic', default='median',
                       choices=['median', 'min'],
                       help='Summary of the repeats (min: busy machines).')
+  parser.add_argument('--allocator', default='steady',
+                      choices=['steady', 'default'],
+                      help='steady: memory reused from call to call, as a '
+                      'serving process does (timing.set_allocator); '
+                      "default: the C library's defaults.")
   parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
                       help='Wall time, or the CPU time of the process '
                       '(with --threads=1: steadier on a shared machine).')
@@ -139,7 +144,8 @@ def measurement_settings(args):
   return measurement.MeasurementSettings(
       repeats=args.repeats, warmup=args.warmup, statistic=args.statistic,
       clock=args.clock, budget=args.budget, probe=not args.no_probe,
-      unstable_spread=args.unstable_spread, max_attempts=args.max_attempts)
+      unstable_spread=args.unstable_spread, max_attempts=args.max_attempts,
+      allocator=args.allocator)
 
 
 def input_shape(size):
@@ -310,7 +316,8 @@ def run_model(spec, args, rng):
         seed=args.calibration_seed, whole_model_share=args.whole_model_share,
         clock=args.clock, budget=args.budget, probe=not args.no_probe,
         unstable_spread=args.unstable_spread,
-        max_attempts=args.max_attempts, misaligned=not args.no_misaligned)
+        max_attempts=args.max_attempts, misaligned=not args.no_misaligned,
+        allocator=args.allocator)
     profile = fit.fit_profile(
         samples, args.batch_size, timing.describe_device(), metadata,
         misalignment=args.misalignment)

@@ -78,9 +78,12 @@ METHODS = ('latency', 'flops', 'uniform')
 DIFFERENCES = (('latency', 'flops'), ('latency', 'uniform'),
                ('flops', 'uniform'))
 STAGES = ('all', 'calibrate', 'measure')
+# Where --stop_after may stop, in the order the stages run per network.
+STOPS = ('calibrate', 'structures', 'measure', 'table')
 # The flags the cached profiles and cells depend on (`check_settings`).
 SETTINGS = ('target', 'batch_size', 'threads', 'inter_op_threads',
-            'statistic', 'clock', 'calibration_repeats', 'model_structures', 'train_examples',
+            'statistic', 'clock', 'allocator', 'calibration_repeats',
+            'model_structures', 'train_examples',
             'test_examples', 'train_batch_size', 'learning_rate',
             'threshold', 'tolerance', 'hold', 'max_epochs',
             'retrain_epochs')
@@ -127,6 +130,11 @@ def parse_args(argv=None):
   parser.add_argument('--smoke', action='store_true',
                       help='A tiny budget: %s.' % ', '.join(
                           '%s=%s' % item for item in sorted(SMOKE.items())))
+  parser.add_argument('--stop_after', default='table', choices=STOPS,
+                      help='Stop after this stage of every network: '
+                      '"calibrate" and "measure" are the timed stages (run '
+                      'them on a quiet machine), "structures" and "table" '
+                      'train (load does not matter); a later run resumes.')
   parser.add_argument('--stage', default='all', choices=STAGES,
                       help='Internal: the child processes that time.')
   args = parser.parse_args(argv)
@@ -238,7 +246,7 @@ def calibrate(args, network):
       warmup=args.warmup, model_structures=args.model_structures,
       statistic=args.statistic, clock=args.clock, budget=args.budget,
       probe=not args.no_probe, unstable_spread=args.unstable_spread,
-      max_attempts=args.max_attempts, verbose=1)
+      max_attempts=args.max_attempts, allocator=args.allocator, verbose=1)
   calibration.save_profile(profile, profile_path(args, network))
   print(calibration.summary(profile), flush=True)
 
@@ -417,6 +425,8 @@ def run_network(args, network, argv):
   """Every stage of one network; returns (info, records, measurement)."""
   if not os.path.exists(profile_path(args, network)):
     run_child('calibrate', network, argv)
+  if args.stop_after == 'calibrate':
+    return None
   net = Network(args, network)
   write_json(net.info, os.path.join(network_dir(args, network),
                                     'network.json'))
@@ -441,11 +451,15 @@ def run_network(args, network, argv):
         print('%s %s seed %d: matched again to the new latency structure' %
               (network, method, seed), flush=True)
       cells[(method, seed)] = record
+  if args.stop_after == 'structures':
+    return None
   measured = read_json(measurement_path(args, network))
   if measured is None or measured['structures'] != measured_structures(
       args, network):
     run_child('measure', network, argv)
     measured = read_json(measurement_path(args, network))
+  if args.stop_after == 'measure':
+    return None
   records = []
   for seed in seeds:
     for method in METHODS:
@@ -642,6 +656,10 @@ def main(argv=None):
   start = time.time()
   results = [run_network(args, network, argv)
              for network in args.networks.split(',')]
+  if args.stop_after != 'table':
+    print('Stopped after %s (%.0f s); run again without --stop_after to '
+          'go on.' % (args.stop_after, time.time() - start))
+    return
   text = table(results)
   print(text)
   atomic_file.write_text_atomically(text + '\n', os.path.join(

@@ -40,7 +40,7 @@ from examples import datasets
 from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.keras import batch_norm_statistics
-from morph_net.latency import timing
+from morph_net.latency import measurement
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
@@ -147,15 +147,18 @@ def _accuracy(model, x_train, x_test, y_test):
 def _latencies_ms(models):
   """Wall time of a forward pass of each model, ms: the fastest of
   `--latency_repeats` interleaved rounds (the least disturbed by other
-  processes), after 10 warm-up rounds."""
+  processes), after 10 warm-up calls, timed by `measurement.measure` (the
+  allocator steady, as a serving process runs)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = tf.random.uniform((_LATENCY_BATCH, 28, 28, 1))
   calls = []
   for model in models:
     function = tf.function(lambda t, m=model: m(t, training=False))
     calls.append(lambda f=function: f(x))
-  return timing.time_interleaved(
-      calls, repeats=FLAGS.latency_repeats, warmup=10, statistic='min') / 1e6
+  report = measurement.measure(calls, settings=measurement.MeasurementSettings(
+      repeats=FLAGS.latency_repeats, warmup=10, statistic='min',
+      probe=False))
+  return report.values() / 1e6
 
 
 def main(argv):

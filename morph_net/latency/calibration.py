@@ -96,6 +96,9 @@ class CalibrationSettings:
       widths that are, for the fit's misalignment factors.
     misalignment: how the fit models a width that is not a multiple
       (`fit.fit_profile`): 'kind', 'shared' or 'none'.
+    allocator: 'steady' (default) or 'default'
+      (`measurement.MeasurementSettings.allocator`); use the same when
+      measuring the models the profile predicts.
 
   Raises:
     InvalidArgumentError: for a whole_model_share outside (0, 1) or a
@@ -120,6 +123,7 @@ class CalibrationSettings:
   multiples: Sequence[int] = fit_lib.DEFAULT_MULTIPLES
   misaligned: bool = True
   misalignment: str = 'kind'
+  allocator: str = 'steady'
 
   def measurement_settings(self) -> measurement.MeasurementSettings:
     """The `measurement.MeasurementSettings` of these settings."""
@@ -127,7 +131,7 @@ class CalibrationSettings:
         repeats=self.repeats, warmup=self.warmup, statistic=self.statistic,
         clock=self.clock, budget=self.budget, probe=self.probe,
         unstable_spread=self.unstable_spread,
-        max_attempts=self.max_attempts)
+        max_attempts=self.max_attempts, allocator=self.allocator)
 
   def __post_init__(self):
     if not 0.0 < self.whole_model_share < 1.0:
@@ -272,7 +276,8 @@ def calibrate(model, batch_size: Optional[int] = None,
     **options: fields of `CalibrationSettings` (repeats, warmup,
       fractions, layer_rules, verbose, statistic, whole_model,
       model_structures, seed, whole_model_share, clock, budget, probe,
-      unstable_spread, max_attempts, multiples, misaligned, misalignment),
+      unstable_spread, max_attempts, multiples, misaligned, misalignment,
+      allocator),
       replacing the settings' values.
 
   Returns:

@@ -39,6 +39,12 @@ The method (`measure`):
    timed in every group, so a quantity subtracted from a call is measured
    beside it.
 
+The allocator is set steady first (`MeasurementSettings.allocator`,
+`timing.set_allocator`): with glibc's defaults a model's large tensors get
+fresh pages on every call, and how many depends on what the process ran
+before (MobileNetV2 96x96, batch 8: 30.7 ms in a fresh process, 24-25 ms
+after calibration's variants, 25.0-25.3 ms steady).
+
 Thread settings are the process's (`timing.pin_threads`), recorded in the
 report with the budget, how it was found, the cache capacities and whether
 TensorFlow runs oneDNN kernels at all (`onednn_enabled`; on CPUs where it
@@ -106,11 +112,15 @@ class MeasurementSettings:
     unstable_spread: IQR / median above which a call is measured again.
     max_attempts: measurements of a group with an unstable call, in all,
       before the call is flagged.
+    allocator: how the process's allocator serves the calls' tensors
+      (`timing.set_allocator`, set when `measure` starts): 'steady' (memory
+      reused from call to call, so a call's time does not depend on what
+      the process ran before) or 'default' (left as it is).
 
   Raises:
     InvalidArgumentError: for repeats, probe_repeats or max_attempts below
       1, a negative warmup, tolerance or spread, a budget below 1, an
-      unknown statistic or clock.
+      unknown statistic, clock or allocator.
   """
   repeats: int = 15
   warmup: int = 3
@@ -122,6 +132,7 @@ class MeasurementSettings:
   slowdown_tolerance: float = 0.1
   unstable_spread: float = 0.1
   max_attempts: int = 3
+  allocator: str = 'steady'
 
   def __post_init__(self):
     for name in ('repeats', 'probe_repeats', 'max_attempts'):
@@ -136,7 +147,8 @@ class MeasurementSettings:
             'Invalid value for argument `%s`. Expected a number >= 0. '
             'Received: %s=%r' % (name, name, value))
     for name, table in (('statistic', timing.STATISTICS),
-                        ('clock', timing.CLOCKS)):
+                        ('clock', timing.CLOCKS),
+                        ('allocator', timing.ALLOCATORS)):
       if getattr(self, name) not in table:
         raise errors.InvalidArgumentError(
             'Invalid value for argument `%s`. Expected one of %s. '
@@ -342,6 +354,7 @@ def probe_budget(calls: Sequence[Callable[[], object]],
     ratio} per candidate tried.
   """
   s = settings or MeasurementSettings()
+  timing.set_allocator(s.allocator)
   candidate = start or min(max(1, int(sum(weights))), default_budget())
   rows = []
   while True:
@@ -368,6 +381,7 @@ def _environment(budget_source: str) -> Dict:
           'tf_primitive_cache': TF_PRIMITIVE_CACHE,
           'onednn_primitive_cache': primitive_cache_capacity(),
           'onednn_enabled': onednn_enabled(),
+          'allocator': timing.allocator_settings(),
           'budget_source': budget_source}
 
 
@@ -401,6 +415,7 @@ def measure(calls: Sequence[Callable[[], object]],
       calls, or bad settings.
   """
   s = settings or MeasurementSettings()
+  timing.set_allocator(s.allocator)
   labels = [str(i) for i in range(len(calls))] if labels is None else list(
       labels)
   weights = [1] * len(calls) if weights is None else [int(w) for w in

@@ -170,12 +170,26 @@ def test_smoke_runs_every_stage_then_reuses_the_cells(tmp_path):
              '--networks=main_job_cnn', '--smoke']
   env = dict(os.environ, PYTHONPATH=_ROOT + os.pathsep +
              os.environ.get('PYTHONPATH', ''))
+  # The timed stages apart from training: stop after the structures.
+  part = subprocess.run(command + ['--stop_after=structures'],
+                        capture_output=True, text=True, env=env,
+                        timeout=1200, check=False)
+  assert part.returncode == 0, part.stderr[-3000:]
+  assert 'main_job_cnn: calibrate in a child process' in part.stdout
+  assert 'measure in a child process' not in part.stdout
+  assert 'Stopped after structures' in part.stdout
+  base = tmp_path / 'main_job_cnn'
+  with open(base / 'cells' / 'latency_0.json') as f:
+    cell = json.load(f)
+  assert 'structure' in cell and 'accuracy' not in cell
+  assert not (base / 'measurement.json').exists()
+  assert not (tmp_path / 'table.md').exists()
   first = subprocess.run(command, capture_output=True, text=True, env=env,
                          timeout=1200, check=False)
   assert first.returncode == 0, first.stderr[-3000:]
-  assert 'main_job_cnn: calibrate in a child process' in first.stdout
+  assert 'calibrate in a child process' not in first.stdout
+  assert 'structure in' not in first.stdout
   assert 'main_job_cnn: measure in a child process' in first.stdout
-  base = tmp_path / 'main_job_cnn'
   with open(base / 'profile.json') as f:
     assert json.load(f)['format'] == 'morph_net.latency_profile'
   for method in ('latency', 'flops', 'uniform'):

@@ -89,7 +89,8 @@ def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
           'batch_size', 'repeats', 'warmup', 'fractions', 'layer_rules',
           'verbose', 'statistic', 'whole_model', 'model_structures', 'seed',
           'whole_model_share', 'clock', 'budget', 'probe', 'unstable_spread',
-          'max_attempts', 'multiples', 'misaligned', 'misalignment']
+          'max_attempts', 'multiples', 'misaligned', 'misalignment',
+          'allocator']
   for function in (calibration.measure, calibration.calibrate):
     assert list(inspect.signature(function).parameters) == [
         'model', 'batch_size', 'settings', 'options']

@@ -274,3 +274,127 @@ def test_old_interleaving_recreates_kernels_and_groups_do_not():
   counts = _creations_while_timing(result.stdout)
   assert counts['OLD'] == 2 * 1200
   assert counts['NEW'] == 0
+
+
+# ------------------------------------------------------------- allocator.
+
+
+def test_allocator_setting_errors_name_the_argument():
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"`allocator`. Expected one of default, steady. "
+                     r"Received: allocator='tcmalloc'"):
+    measurement.MeasurementSettings(allocator='tcmalloc')
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r"`allocator`. Expected one of steady, default. "
+                     r"Received: allocator='fast'"):
+    timing.set_allocator('fast')
+
+
+_PAGE_FAULTS = textwrap.dedent('''
+    import json, resource, sys
+    import numpy as np
+    from morph_net.latency import timing
+
+    settings = timing.set_allocator(sys.argv[1])
+
+    def faults_of_a_call():
+      """Page faults of filling and freeing a 48 MB tensor (hundreds if
+      its pages are new, huge pages or not)."""
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+      block = np.ones(12 * 2 ** 20, np.float32)
+      del block
+      return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults = [faults_of_a_call() for _ in range(4)]
+    print(json.dumps([faults, settings]))
+''')
+
+
+@pytest.mark.parametrize('mode', ['steady', 'default'])
+def test_steady_allocator_keeps_a_tensors_pages_from_call_to_call(mode):
+  """With glibc's defaults a 48 MB tensor gets new pages on every call;
+  once steady, the pages of the first call are reused."""
+  import ctypes  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  if not hasattr(ctypes.CDLL(None), 'gnu_get_libc_version'):
+    pytest.skip('glibc only')
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  env = {k: v for k, v in os.environ.items() if not k.startswith(
+      ('MALLOC_', 'GLIBC_TUNABLES', 'LD_PRELOAD'))}
+  out = subprocess.run(
+      [sys.executable, '-c', _PAGE_FAULTS, mode], check=True,
+      capture_output=True, text=True, env=dict(env, PYTHONPATH=root))
+  faults, settings = json.loads(out.stdout.strip().splitlines()[-1])
+  assert faults[0] > 100  # The first call always maps its pages.
+  if mode == 'steady':
+    assert max(faults[1:]) < 10
+    assert settings['mode'] == 'steady'
+    assert settings['library'].startswith('glibc ')
+    assert settings['mallopt'] == {'M_MMAP_MAX': 0,
+                                   'M_TRIM_THRESHOLD': 2 ** 31 - 1}
+  else:
+    assert min(faults[1:]) > 100
+    assert settings == {'mode': 'default', 'library': None, 'mallopt': {}}
+
+
+@pytest.fixture
+def fresh_allocator(monkeypatch):
+  monkeypatch.setattr(timing, '_ALLOCATOR',
+                      {'mode': 'default', 'library': None, 'mallopt': {}})
+
+
+def test_steady_allocator_warns_where_mallopt_cannot_reach(
+    fresh_allocator, monkeypatch, caplog):
+  del fresh_allocator
+  monkeypatch.setattr(timing, '_glibc', lambda: None)
+  with caplog.at_level('WARNING'):
+    settings = timing.set_allocator('steady')
+  assert settings['mode'] == 'unchanged'
+  assert ('allocator=steady: the C library is not glibc, so mallopt does '
+          'not set how tensors are allocated') in caplog.text
+
+
+def test_steady_allocator_warns_under_a_preloaded_allocator(
+    fresh_allocator, monkeypatch, caplog):
+  del fresh_allocator
+  monkeypatch.setenv('LD_PRELOAD', '/usr/lib/libtcmalloc.so.4')
+  with caplog.at_level('WARNING'):
+    settings = timing.set_allocator('steady')
+  assert settings == {'mode': 'unchanged',
+                      'library': '/usr/lib/libtcmalloc.so.4', 'mallopt': {}}
+  assert 'LD_PRELOAD=/usr/lib/libtcmalloc.so.4, so mallopt' in caplog.text
+
+
+def test_steady_allocator_warns_when_mallopt_fails(
+    fresh_allocator, monkeypatch, caplog):
+  del fresh_allocator
+
+  class Refusing(object):
+
+    def mallopt(self, parameter, value):
+      del parameter, value
+      return 0
+
+  monkeypatch.setattr(timing, '_glibc', lambda: (Refusing(), 'glibc 9.99'))
+  monkeypatch.delenv('LD_PRELOAD', raising=False)
+  with caplog.at_level('WARNING'):
+    settings = timing.set_allocator('steady')
+  assert settings['mode'] == 'unchanged'
+  assert ('mallopt(M_MMAP_MAX, 0) failed in glibc 9.99, so timings depend '
+          'on what the process ran before') in caplog.text
+
+
+def test_measure_sets_the_allocator_and_reports_it(fresh_allocator,
+                                                   monkeypatch, clock):
+  del fresh_allocator
+  calls = []
+  monkeypatch.setattr(timing, 'set_allocator', lambda mode: calls.append(
+      mode))
+  report = measurement.measure(
+      [clock.call('a', [10])], ['a'], None,
+      measurement.MeasurementSettings(repeats=1, clock='fake', budget=4,
+                                      allocator='default'))
+  assert calls == ['default']
+  assert report.environment['allocator'] == {
+      'mode': 'default', 'library': None, 'mallopt': {}}
