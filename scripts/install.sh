@@ -36,7 +36,7 @@ set -euo pipefail
 mode="${1:-main}"
 case "$mode" in
   main|test|bazel|jax|torch) ;;
-  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
   *) echo "usage: $0 [main|test|bazel|jax|torch]" >&2; exit 2 ;;
 esac
 
@@ -96,13 +96,21 @@ print(m.version("torch"))' 2>/dev/null)"; then
     echo "install.sh: torch $version already in $venv"
     return 0
   fi
-  if ! reason="$("$venv/bin/python" -c 'import os, sys, urllib.request
+  # The probe exits 75 (printing why) only when the wheels cannot be reached;
+  # any other failure of the venv's Python stops this script as it is.
+  local probe=0
+  reason="$("$venv/bin/python" -c 'import os, sys, urllib.request
 source = sys.argv[1]
 if not os.path.isdir(source):
   try:
     urllib.request.urlopen(source, timeout=30).close()
   except Exception as e:  # pylint: disable=broad-except
-    sys.exit("%s: %s" % (type(e).__name__, e))' "$links" 2>&1)"; then
+    print("%s: %s" % (type(e).__name__, e))
+    sys.exit(75)' "$links")" || probe=$?
+  if ((probe != 0 && probe != 75)); then
+    echo "install.sh: $venv/bin/python failed (status $probe) probing $links" >&2
+    exit "$probe"
+  elif ((probe == 75)); then
     cat >&2 <<EOF
 install.sh: WARNING: PyTorch NOT installed: its CPU-only wheels cannot be
   reached at $links
