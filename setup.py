@@ -27,6 +27,13 @@ setuptools.setup(
         # install.sh jax` installs exactly these into its own venv.
         'jax': ['keras>=3.10', 'jax[cpu]', 'numpy', 'scipy', 'gin-config',
                 'absl-py', 'pytest', 'hypothesis'],
+        # The same for KERAS_BACKEND=torch. An extra cannot name an index:
+        # from PyPI, `torch` on Linux is the CUDA build (gigabytes of
+        # nvidia-* wheels). `scripts/install.sh torch` first installs the
+        # CPU-only wheel from https://download.pytorch.org/whl/cpu
+        # ($TORCH_FIND_LINKS), then these, which find torch satisfied.
+        'torch': ['keras>=3.10', 'torch', 'numpy', 'scipy', 'gin-config',
+                  'absl-py', 'pytest', 'hypothesis'],
         # mkdocs, mkdocstrings: tests/test_docs.py builds the documentation
         # site and its API reference (mkdocs.yml) with `mkdocs build --strict`.
         # hypothesis: tests/property/test_random_models.py generates random

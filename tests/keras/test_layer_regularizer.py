@@ -1,8 +1,10 @@
 """The layer-level regularizer, on whichever Keras backend runs the tests.
 
-CI runs this file under TensorFlow and, in a virtual environment without
-TensorFlow, under KERAS_BACKEND=jax (docs/guides/backends.md). Costs and
-terms are counted by hand (`layer_models`).
+CI runs this file under TensorFlow and, in virtual environments without
+TensorFlow, under KERAS_BACKEND=jax and KERAS_BACKEND=torch (PyTorch's
+CPU-only wheel; `scripts/install.sh torch`, docs/guides/backends.md). The
+data-parallel tests run on JAX only (keras.distribution). Costs and terms
+are counted by hand (`layer_models`).
 """
 
 import importlib.util
