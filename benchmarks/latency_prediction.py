@@ -161,10 +161,14 @@ def measure(models, batch_size, size, settings, labels, ops):
 
   The first model (the original) is also timed in every group (shared):
   its spread over the groups shows how much the machine drifted between
-  them. `size` is the image size (RGB) or the input shape (`input_shape`).
+  them, and every model's value is corrected by it
+  (`MeasurementReport.drift_corrected`: each group brought to the
+  original's median over the groups). `size` is the image size (RGB) or
+  the input shape (`input_shape`).
 
   Returns:
-    (ns per model: the statistic, the MeasurementReport).
+    (ns per model: the statistic, drift-corrected; the MeasurementReport,
+    whose `values()` are the uncorrected statistics).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -178,7 +182,7 @@ def measure(models, batch_size, size, settings, labels, ops):
   report = measurement.measure(
       calls, labels, [measurement.kernel_weight(o) for o in ops], settings,
       shared=calls[:1], shared_labels=['%s (anchor)' % labels[0]])
-  return report.values(), report
+  return report.drift_corrected(0), report
 
 
 def surprises(flops, measured, predicted):

@@ -285,6 +285,8 @@ def measure(args, network):
   write_json({
       'structures': structures, 'labels': labels,
       'measured_ms': dict(zip(labels, [v / 1e6 for v in values])),
+      'uncorrected_ms': dict(zip(labels, [v / 1e6 for v in
+                                          report.values()])),
       'iqr_ms': {m.label: (m.q3_ns - m.q1_ns) / 1e6
                  for m in report.measurements},
       'spread': {m.label: m.spread for m in report.measurements},

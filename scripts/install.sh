@@ -27,8 +27,9 @@
 #   SKIP_PIP=1      skip the pip step
 #   JAX_VENV        the virtual environment of `jax` (default ~/.cache/morph_net/venv-jax)
 #   TORCH_VENV      the virtual environment of `torch` (default ~/.cache/morph_net/venv-torch)
-#   TORCH_FIND_LINKS where pip finds the CPU-only torch wheel (pip --find-links:
-#                   a page of links or a directory of wheels; default
+#   TORCH_FIND_LINKS where pip finds the CPU-only torch wheel when pip's own
+#                   configured find-links have none (pip --find-links: a page
+#                   of links or a directory of wheels; default
 #                   https://download.pytorch.org/whl/cpu/torch/, the torch
 #                   page of PyTorch's CPU index https://download.pytorch.org/whl/cpu)
 set -euo pipefail
@@ -36,7 +37,7 @@ set -euo pipefail
 mode="${1:-main}"
 case "$mode" in
   main|test|bazel|jax|torch) ;;
-  -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
   *) echo "usage: $0 [main|test|bazel|jax|torch]" >&2; exit 2 ;;
 esac
 
@@ -94,6 +95,14 @@ install_cpu_torch() {
   if version="$("$venv/bin/python" -c 'import importlib.metadata as m
 print(m.version("torch"))' 2>/dev/null)"; then
     echo "install.sh: torch $version already in $venv"
+    return 0
+  fi
+  # First pip's own configuration (its find-links, e.g. a wheel directory of
+  # this machine's package mirror): a torch wheel there is taken as it is
+  # (a CUDA build is refused below).
+  if "$venv/bin/python" -m pip install -q --no-index --no-deps \
+      --only-binary :all: torch >/dev/null 2>&1; then
+    echo "install.sh: torch from pip's configured find-links into $venv"
     return 0
   fi
   # The probe exits 75 (printing why) only when the wheels cannot be reached;

@@ -14,7 +14,9 @@ at the batch size and timed warm, in groups the kernel caches hold, each
 group interleaved (`variants.time_variants`, `measurement.measure`).
 Layers with the same class, configuration and input shapes are measured
 once. `fit.fit_profile` then fits every op kind's rates and per-op
-overhead to all the measurements (each the sum over the ops of its trace),
+overhead to all the measurements (each the sum over the ops of its trace;
+a layer's time without the call overhead, measured beside it; a whole
+model's with one call's overhead, as a deployment calls it),
 at the channel multiple with the least held-out error (the profile's
 `preferred_multiple`), and the profile keeps the fit's residuals and how
 the measurements were timed (metadata 'measurement': the group budget,
@@ -184,8 +186,9 @@ def measure(model, batch_size: Optional[int] = None,
   to keep and refit (`fit.fit_profile`) without timing again.
 
   Returns:
-    (samples, metadata): the measurements above the call overhead, each
-    with its ops and weight, and the settings (metadata of `calibrate`,
+    (samples, metadata): the measurements above the call overhead (a
+    layer's without it, a whole model's with one call's), each with its
+    ops and weight, and the settings (metadata of `calibrate`,
     with 'left_out' listing the measurements at or below the overhead).
 
   Raises:
@@ -222,7 +225,11 @@ def measure(model, batch_size: Optional[int] = None,
   weight = np.sqrt(s.whole_model_share / (1.0 - s.whole_model_share) *
                    len(variants) / float(max(len(wholes), 1)))
   samples, dropped = [], []
-  for variant, latency in zip(variants + wholes, times):
+  for variant, latency, overhead in zip(variants + wholes, times, overheads):
+    if variant.layer is None:
+      # A whole model is what a deployment calls: its latency includes one
+      # call's overhead (a layer's rates must not, it is one op of many).
+      latency += overhead
     sample = fit_lib.Sample(variant.ops, latency, variant.label,
                             1.0 if variant.layer is not None else weight,
                             variant.aligned,

@@ -191,6 +191,34 @@ class MeasurementReport:
     """float64 [calls]: each call's statistic, ns."""
     return np.array([m.value_ns for m in self.measurements], np.float64)
 
+  def drift_corrected(self, shared_index: int = 0) -> np.ndarray:
+    """float64 [calls]: each call's statistic, relative to a shared call.
+
+    Groups are timed one after another, so a machine that drifts (its
+    clock, other processes) or a group whose members compete for the
+    caches shifts a whole group. A shared call timed in every group (e.g.
+    the original model) measures that shift: each call's value is scaled
+    by the median of the shared call's values over the groups divided by
+    its value in the call's own group, i.e. every group is brought to the
+    shared call's typical value. With one group nothing changes.
+
+    Args:
+      shared_index: which shared call is the reference.
+
+    Raises:
+      InvalidArgumentError: when no shared call has that index.
+    """
+    if not self.shared or not 0 <= shared_index < len(self.shared[0]):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `shared_index`. Expected the index '
+          'of a shared call (0 to %d). Received: shared_index=%r' % (
+              len(self.shared[0]) - 1 if self.shared else -1, shared_index))
+    reference = np.array([group[shared_index].value_ns
+                          for group in self.shared], np.float64)
+    typical = float(np.median(reference))
+    return np.array([m.value_ns * typical / reference[m.group]
+                     for m in self.measurements], np.float64)
+
   def flagged(self) -> List[str]:
     """Labels of the calls still unstable after `max_attempts`."""
     return [m.label for m in self.measurements if m.unstable]

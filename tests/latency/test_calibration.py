@@ -211,3 +211,32 @@ def test_time_interleaved_and_thread_errors():
                      match=r'Cannot pin TensorFlow to 7 intra-op / 5 '
                      r'inter-op threads: the runtime already runs'):
     timing.pin_threads(7, 5)
+
+
+def test_whole_models_keep_one_calls_overhead_and_layers_none(monkeypatch):
+  """A deployment calls the whole model: its sample is the call's time; a
+  layer's sample is its op's time, the call overhead beside it taken off."""
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import variants as variants_lib  # pylint: disable=g-import-not-at-top
+
+  def fake_time_variants(variants, settings=None, seed=0, verbose=0):
+    del settings, seed, verbose
+    times = [1000.0 * (i + 1) for i in range(len(variants))]
+    overheads = [300.0] * len(variants)
+    return times, overheads, measurement.MeasurementReport(
+        [], [], [], 1, 'given', [], {}, {})
+
+  monkeypatch.setattr(variants_lib, 'time_variants', fake_time_variants)
+  model = latency_models.padded_mobile_model()
+  samples, metadata = calibration.measure(
+      model, batch_size=2, fractions=(1.0, 0.5), verbose=0,
+      misaligned=False)
+  layers = [s for s in samples if not s.whole_model]
+  wholes = [s for s in samples if s.whole_model]
+  assert [s.latency_ns for s in layers] == [
+      1000.0 * (i + 1) for i in range(len(layers))]
+  assert [s.latency_ns for s in wholes] == [
+      1000.0 * (len(layers) + i + 1) + 300.0 for i in range(len(wholes))]
+  assert [s.label for s in wholes] == ['padded_mobile x1.00',
+                                       'padded_mobile x0.50']
+  assert metadata['call_overhead_ns'] == 300.0

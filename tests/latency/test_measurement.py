@@ -398,3 +398,26 @@ def test_measure_sets_the_allocator_and_reports_it(fresh_allocator,
   assert calls == ['default']
   assert report.environment['allocator'] == {
       'mode': 'default', 'library': None, 'mallopt': {}}
+
+
+def test_drift_corrected_brings_every_group_to_the_anchors_median(clock):
+  # Group 1 runs 10% slow: the anchor (shared) measures 110 there and 100
+  # in group 2; its median over the groups is 105.
+  calls = [clock.call('a', [110]), clock.call('b', [55]),
+           clock.call('c', [200]), clock.call('d', [40])]
+  anchors = iter([110] * 4 + [100] * 4)
+  shared = [lambda: setattr(clock, 'now', clock.now + next(anchors))]
+  report = measurement.measure(
+      calls, list('abcd'), [2, 2, 2, 2],
+      measurement.MeasurementSettings(repeats=3, warmup=1, clock='fake',
+                                      budget=4),
+      shared=shared, shared_labels=['original'])
+  assert report.groups == [[0, 1], [2, 3]]
+  assert [[m.value_ns for m in g] for g in report.shared] == [[110.0],
+                                                              [100.0]]
+  assert report.values().tolist() == [110.0, 55.0, 200.0, 40.0]
+  assert report.drift_corrected(0).tolist() == [105.0, 52.5, 210.0, 42.0]
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'`shared_index`. Expected the index of a shared '
+                     r'call \(0 to 0\). Received: shared_index=1'):
+    report.drift_corrected(1)
