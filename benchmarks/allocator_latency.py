@@ -52,16 +52,14 @@ def child(args):
   timing.pin_threads(args.threads, args.inter_op_threads)
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   model = getattr(keras.applications, args.model)(
       weights=None, classes=10, input_shape=(args.size, args.size, 3))
   rng = np.random.RandomState(0)
 
   def call_of(m, shape):
-    x = tf.constant(rng.rand(args.batch_size, *shape).astype(np.float32))
-    f = tf.function(lambda t: m(t, training=False))
-    return lambda: f(x)
+    return timing.model_call(m, rng.rand(args.batch_size, *shape).astype(
+        np.float32))
 
   settings = measurement.MeasurementSettings(
       repeats=args.repeats, allocator=args.allocator, probe=False)

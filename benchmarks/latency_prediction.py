@@ -20,7 +20,8 @@ input size), in one process:
    keeps a fraction s x u of its width, s ~ U(0.25, 1) per structure and
    u ~ U(0.75, 1.25) per group, capped at 1). Rebuild each
    (`morph_net.surgery.rebuild`).
-3. Measure the forward pass (`tf.function`, batch `--batch_size`) of the
+3. Measure the forward pass (`timing.model_call`: a concrete function, as
+   deployed; batch `--batch_size`) of the
    original and every rebuilt model warm, as deployed
    (`latency.measurement.measure`, the method calibration uses too): in
    groups small enough for the kernel caches (the budget found by
@@ -175,10 +176,7 @@ def measure(models, batch_size, size, settings, labels, ops):
   from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   x = tf.constant(np.random.RandomState(0).rand(
       batch_size, *input_shape(size)).astype(np.float32))
-  calls = []
-  for model in models:
-    function = tf.function(lambda t, m=model: m(t, training=False))
-    calls.append(lambda f=function: f(x))
+  calls = [timing.model_call(model, x) for model in models]
   report = measurement.measure(
       calls, labels, [measurement.kernel_weight(o) for o in ops], settings,
       shared=calls[:1], shared_labels=['%s (anchor)' % labels[0]])

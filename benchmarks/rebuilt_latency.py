@@ -61,10 +61,7 @@ def main():
   small = rebuild.rebuild(model, structure, channels=flops.channels)
   x = tf.constant(np.random.RandomState(0).rand(
       args.batch, args.size, args.size, 3).astype('float32'))
-  calls = []
-  for m in (model, small):
-    f = tf.function(lambda t, m=m: m(t, training=False), jit_compile=False)
-    calls.append(lambda f=f: f(x).numpy())
+  calls = [timing.model_call(m, x) for m in (model, small)]
   report = measurement.measure(
       calls, ['original', 'rebuilt'], settings=measurement.MeasurementSettings(
           repeats=args.repeats, warmup=args.warmup, probe=False))

@@ -41,6 +41,7 @@ from morph_net import keras as morph_keras
 from morph_net.compat import keras as compat
 from morph_net.keras import batch_norm_statistics
 from morph_net.latency import measurement
+from morph_net.latency import timing
 from morph_net.probabilistic_gating import activation_gating
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_regularizer
@@ -151,10 +152,7 @@ def _latencies_ms(models):
   allocator steady, as a serving process runs)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = tf.random.uniform((_LATENCY_BATCH, 28, 28, 1))
-  calls = []
-  for model in models:
-    function = tf.function(lambda t, m=model: m(t, training=False))
-    calls.append(lambda f=function: f(x))
+  calls = [timing.model_call(model, x) for model in models]
   report = measurement.measure(calls, settings=measurement.MeasurementSettings(
       repeats=FLAGS.latency_repeats, warmup=10, statistic='min',
       probe=False))

@@ -48,9 +48,9 @@ def define_flags():
 
 def _forward(model, batch_size):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  x = tf.random.uniform((batch_size,) + tuple(model.inputs[0].shape[1:]))
-  function = tf.function(lambda t: model(t, training=False))
-  return lambda: function(x)
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
+  return timing.model_call(model, tf.random.uniform(
+      (batch_size,) + tuple(model.inputs[0].shape[1:])))
 
 
 @gin.configurable

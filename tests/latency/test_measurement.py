@@ -421,3 +421,30 @@ def test_drift_corrected_brings_every_group_to_the_anchors_median(clock):
                      match=r'`shared_index`. Expected the index of a shared '
                      r'call \(0 to 0\). Received: shared_index=1'):
     report.drift_corrected(1)
+
+
+def test_model_call_runs_the_model_as_one_concrete_function():
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  traces = []
+
+  class Counting(keras.layers.Layer):
+
+    def call(self, x):
+      traces.append(1)  # Runs once per trace, not per call.
+      return x * 2.0
+
+  a, b = keras.Input((3,)), keras.Input((3,))
+  model = keras.Model([a, b], Counting()(a) + b)
+  xs = [np.arange(6, dtype=np.float32).reshape(2, 3),
+        np.ones((2, 3), np.float32)]
+  del traces[:]  # Building the functional model called the layer once.
+  call = timing.model_call(model, xs)
+  assert len(traces) == 1
+  for _ in range(3):
+    out = call()
+  assert len(traces) == 1
+  np.testing.assert_array_equal(np.asarray(out), xs[0] * 2.0 + xs[1])
+  single = keras.Sequential([keras.Input((3,)), Counting()])
+  np.testing.assert_array_equal(
+      np.asarray(timing.model_call(single, xs[0])()), xs[0] * 2.0)
