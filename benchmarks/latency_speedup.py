@@ -11,8 +11,8 @@ builds it, 32x32x3) on Fashion-MNIST:
 1. Calibrate a latency profile on this machine
    (`morph_net.latency.calibration.calibrate`, at `--batch_size`, in a
    child process with the threads pinned to `--threads` intra-op and
-   `--inter_op_threads` inter-op; MobileNetV2's layers called flat,
-   `nesting.flatten_nested`, as calibration skips nested models; kept in
+   `--inter_op_threads` inter-op; MobileNetV2's nested base timed layer
+   by layer like the rest, as calibration calls nested models flat; kept in
    `<output_dir>/<network>/profile.json` and reused).
 2. Per seed, three structures, each predicted by the profile at the same
    latency:
@@ -235,12 +235,7 @@ def calibrate(args, network):
   """Calibrates the network's profile on this machine and saves it."""
   from benchmarks import networks  # pylint: disable=g-import-not-at-top
   from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
-  from morph_net.surgery import nesting  # pylint: disable=g-import-not-at-top
   model = networks.build_model(network)
-  if nesting.has_nested_models(model):
-    # Calibration times the top-level layers and skips nested models: the
-    # same layers, called flat (MobileNetV2 under its head).
-    model = nesting.flatten_nested(model)
   profile = calibration.calibrate(
       model, args.batch_size, repeats=args.calibration_repeats,
       warmup=args.warmup, model_structures=args.model_structures,

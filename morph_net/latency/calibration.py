@@ -45,6 +45,7 @@ from morph_net.network_regularizers import latency_profile
 from morph_net.structure import atomic_file
 from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
+from morph_net.surgery import nesting
 
 __all__ = ['CalibrationSettings', 'measure', 'calibrate', 'save_profile',
            'summary']
@@ -200,6 +201,12 @@ def measure(model, batch_size: Optional[int] = None,
   """
   s = _settings_of('measure', batch_size, settings, options)
   start = time.time()
+  if (nesting.is_graph_model(model) and
+      not isinstance(model, keras.Sequential) and
+      nesting.has_nested_models(model)):
+    # The layers of nested models (e.g. a keras.applications base under a
+    # head) are timed like the others: the same layers, called flat.
+    model = nesting.flatten_nested(model)
   groups = variants_lib.layer_variants(model, s.batch_size, s.fractions,
                                        s.layer_rules, s.verbose,
                                        misaligned=s.misaligned)

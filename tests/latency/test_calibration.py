@@ -240,3 +240,34 @@ def test_whole_models_keep_one_calls_overhead_and_layers_none(monkeypatch):
   assert [s.label for s in wholes] == ['padded_mobile x1.00',
                                        'padded_mobile x0.50']
   assert metadata['call_overhead_ns'] == 300.0
+
+
+def test_nested_models_are_calibrated_flat(monkeypatch):
+  """The layers of a nested model are timed like the top level's, and the
+  whole model is the flat one (same layers, same ops)."""
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import variants as variants_lib  # pylint: disable=g-import-not-at-top
+  timed = []
+
+  def fake_time_variants(variants, settings=None, seed=0, verbose=0):
+    del settings, seed, verbose
+    timed.extend(variants)
+    return ([1000.0] * len(variants), [10.0] * len(variants),
+            measurement.MeasurementReport([], [], [], 1, 'given', [], {}, {}))
+
+  monkeypatch.setattr(variants_lib, 'time_variants', fake_time_variants)
+  inner_input = keras.Input((8, 8, 4))
+  inner = keras.Model(inner_input, keras.layers.Conv2D(
+      6, 3, name='inner_conv')(inner_input), name='base')
+  x = keras.Input((8, 8, 4))
+  y = keras.layers.Conv2D(5, 1, name='head_conv')(inner(x))
+  model = keras.Model(x, y, name='outer')
+  samples, _ = calibration.measure(model, batch_size=1, fractions=(1.0,),
+                                   verbose=0, misaligned=False)
+  layers = sorted({v.layer for v in timed if v.layer is not None})
+  assert layers == ['head_conv', 'inner_conv']
+  wholes = [s for s in samples if s.whole_model]
+  assert [s.label for s in wholes] == ['outer x1.00']
+  assert wholes[0].anchor
+  assert sorted(kind for kind, _, _ in wholes[0].ops if kind == 'conv') == [
+      'conv', 'conv']
