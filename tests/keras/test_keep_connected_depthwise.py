@@ -18,9 +18,9 @@ import tensorflow as tf
 from morph_net import errors
 from morph_net import keras as morph_keras
 from morph_net.framework import minimum_alive_regularizer
-from morph_net.framework import generic_regularizers
 from morph_net.keras import layer_regularizer
 from morph_net.network_regularizers import flop_regularizer
+from morph_net.op_regularizers import gamma_l1_regularizer
 from morph_net.surgery import rebuild
 
 L = keras.layers
@@ -275,19 +275,10 @@ def test_a_set_of_branches_keeps_min_channels_of_the_sliced_branch(
 # ------------------------------------------------ the framework functions.
 
 
-class _Fixed(generic_regularizers.OpRegularizer):
-
-  def __init__(self, values, threshold=0.5):
-    self._values = tf.constant(values, tf.float32)
-    self._alive = self._values > threshold
-
-  @property
-  def regularization_vector(self):
-    return self._values
-
-  @property
-  def alive_vector(self):
-    return self._alive
+def _fixed(values):
+  """A regularizer of `values`, alive above 0.5."""
+  return gamma_l1_regularizer.GammaL1Regularizer(
+      tf.constant(values, tf.float32), 0.5)
 
 
 def _alive(kept, regularizer):
@@ -295,7 +286,7 @@ def _alive(kept, regularizer):
 
 
 def test_keep_group_alive_counts_whole_channels():
-  a, b, c = _Fixed([0.1]), _Fixed([0.3]), _Fixed([0.2, 0.0])
+  a, b, c = _fixed([0.1]), _fixed([0.3]), _fixed([0.2, 0.0])
   kept = minimum_alive_regularizer.keep_group_alive([a, b, c])
   assert (_alive(kept, a), _alive(kept, b), _alive(kept, c)) == (
       [False], [True], [False, False])
@@ -306,11 +297,11 @@ def test_keep_group_alive_counts_whole_channels():
   assert two[id(c)].regularization_vector.numpy().tolist() == (
       pytest.approx([0.2, 0.0]))
   # Enough alive: unchanged.
-  alive = _Fixed([0.9])
+  alive = _fixed([0.9])
   enough = minimum_alive_regularizer.keep_group_alive([a, alive])
   assert (_alive(enough, a), _alive(enough, alive)) == ([False], [True])
   # Ties go to the first channel; a large minimum keeps every channel.
-  x, y = _Fixed([0.0]), _Fixed([0.0])
+  x, y = _fixed([0.0]), _fixed([0.0])
   tied = minimum_alive_regularizer.keep_group_alive([x, y])
   assert (_alive(tied, x), _alive(tied, y)) == ([True], [False])
   every = minimum_alive_regularizer.keep_group_alive([x, c], minimum=9)
@@ -326,7 +317,7 @@ def test_keep_group_alive_errors():
   with pytest.raises(errors.InvalidArgumentError,
                      match=r'argument `minimum` of keep_group_alive. '
                      r'Expected an integer >= 1. Received: minimum=0'):
-    minimum_alive_regularizer.keep_group_alive([_Fixed([1.0])], minimum=0)
+    minimum_alive_regularizer.keep_group_alive([_fixed([1.0])], minimum=0)
   with pytest.raises(errors.InvalidArgumentError,
                      match=r'argument `regularizers` of keep_group_alive. '
                      r'Expected at least one OpRegularizer. '
@@ -336,8 +327,8 @@ def test_keep_group_alive_errors():
 
 def test_keep_sets_alive_with_groups_of_several_regularizers():
   # Group 1 is two one-channel slices (0.1, 0.3); group 2 one regularizer.
-  a, b = _Fixed([0.1]), _Fixed([0.3])
-  c = _Fixed([0.25, 0.0, 0.2])
+  a, b = _fixed([0.1]), _fixed([0.3])
+  c = _fixed([0.25, 0.0, 0.2])
   kept = minimum_alive_regularizer.keep_sets_alive([[[a, b], c]],
                                                    minimum=2)
   # Group 1 holds the largest value: both its channels, not 2 per slice.
