@@ -240,12 +240,48 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
   return ExcludedOps(op_names, layers, sorted(warned), channels)
 
 
+def _op_groups_of(manager, traced, channels, names) -> Dict[str, List[Any]]:
+  """{layer name: the regularized op groups of its ops' slices, in order}.
+
+  A layer's output channels may be held by several op groups: the manager
+  cuts the group feeding a depthwise conv with a depth multiplier above 1
+  into one op group per channel (as the original's
+  DepthwiseConvolutionOpHandler does).
+  """
+  found = {}
+  for op in manager.ops:
+    name = traced.known_layer_name(op, channels.layers)
+    if name not in names:
+      continue
+    for op_slice in manager.get_op_slices(op):
+      group = manager.get_op_group(op_slice)
+      if group is None or manager.get_group_regularizer(group) is None:
+        continue
+      of_name = found.setdefault(name, [])
+      if all(g is not group for g in of_name):
+        of_name.append(group)
+  return found
+
+
+def _op_groups_of_group(op_groups, layer_names) -> List[Any]:
+  """The op groups of a channel group's layers, each once, in order."""
+  result = []
+  for name in layer_names:
+    for group in op_groups.get(name, []):
+      if all(g is not group for g in result):
+        result.append(group)
+  return result
+
+
 def keep_connected(manager, traced, channels, minimum: int) -> List[str]:
   """Keeps `minimum` channels alive in groups that would disconnect.
 
-  The op groups of the width-taking layers in surgery's
-  `plan.connecting_groups` get a `MinimumAliveRegularizer`, so the cost,
-  the alive vectors and the exported structure never remove them whole.
+  The op groups of the width-taking layers of each group of surgery's
+  `plan.connecting_groups` keep `minimum` channels alive together
+  (`minimum_alive_regularizer.keep_group_alive`: counted on the group's
+  channels, however many op groups the manager cut them into), so the
+  cost, the alive vectors and the exported structure never remove them
+  whole.
 
   Args:
     manager: the network regularizer's OpRegularizerManager.
@@ -258,27 +294,26 @@ def keep_connected(manager, traced, channels, minimum: int) -> List[str]:
   """
   if channels is None or minimum < 1:
     return []
-  connecting = {name for group in plan_lib.connecting_groups(channels)
-                for name in group}
-  wrapped, names = {}, set()
-  for op in manager.ops:
-    name = traced.known_layer_name(op, channels.layers)
-    if name not in connecting:
+  connecting = plan_lib.connecting_groups(channels)
+  op_groups = _op_groups_of(manager, traced, channels,
+                            {name for group in connecting for name in group})
+  wrapped, names = set(), set()
+  for layer_names in connecting:
+    # An op group already kept with an earlier group is not kept twice.
+    of_group = [g for g in _op_groups_of_group(op_groups, layer_names)
+                if id(g) not in wrapped]
+    if not of_group:
       continue
-    for op_slice in manager.get_op_slices(op):
-      group = manager.get_op_group(op_slice)
-      if group is None:
-        continue
-      if id(group) not in wrapped:
-        inner = manager.get_group_regularizer(group)
-        if inner is None:
-          continue
-        with traced.graph.as_default():
-          wrapped[id(group)] = (
-              minimum_alive_regularizer.MinimumAliveRegularizer(
-                  inner, minimum))
-        manager.set_group_regularizer(group, wrapped[id(group)])
-      names.add(name)  # Every member of a wrapped group, not only the first.
+    regularizers = [manager.get_group_regularizer(g) for g in of_group]
+    with traced.graph.as_default():
+      kept = minimum_alive_regularizer.keep_group_alive(regularizers,
+                                                        minimum)
+    for group, regularizer in zip(of_group, regularizers):
+      manager.set_group_regularizer(group, kept[id(regularizer)])
+      wrapped.add(id(group))
+    # Every member with a wrapped op group, not only the first.
+    names.update(name for name in layer_names
+                 if any(id(g) in wrapped for g in op_groups.get(name, [])))
   return sorted(names)
 
 
@@ -293,7 +328,8 @@ def keep_sets_connected(manager, traced, channels, minimum: int,
   joined by a concatenation on the only path to an output), the
   regularizers of its groups are wrapped (`minimum_alive_regularizer.
   keep_sets_alive`): when all of them are dead, the group with the largest
-  regularization value keeps `minimum` channels, so the cost, the alive
+  regularization value keeps `minimum` channels (counted on the group's
+  channels, however many op groups hold them), so the cost, the alive
   vectors and the exported structure never disconnect the network.
 
   Args:
@@ -317,47 +353,39 @@ def keep_sets_connected(manager, traced, channels, minimum: int,
   if not sets:
     return []
   layer_regularizers = layer_regularizers or {}
-  names = {n for one_set in sets for group in one_set for n in group}
-  op_groups = {}  # layer name -> [op groups with a regularizer]
-  for op in manager.ops:
-    name = traced.known_layer_name(op, channels.layers)
-    if name not in names:
-      continue
-    for op_slice in manager.get_op_slices(op):
-      group = manager.get_op_group(op_slice)
-      if group is None or manager.get_group_regularizer(group) is None:
-        continue
-      found = op_groups.setdefault(name, [])
-      if all(g is not group for g in found):
-        found.append(group)
+  op_groups = _op_groups_of(
+      manager, traced, channels,
+      {n for one_set in sets for group in one_set for n in group})
   kept, members = [], []  # members: [(op group or layer name, regularizer)]
   for one_set in sets:
-    regularizers = []
+    of_set = []  # [[(owner, regularizer)] per group of the set]
     for group in one_set:
-      of_group = []
-      for name in group:
-        if name in layer_regularizers:  # Its own channels (heads) only.
-          of_group.append((name, layer_regularizers[name]))
-          continue
-        for op_group in op_groups.get(name, []):
-          of_group.append((op_group, manager.get_group_regularizer(op_group)))
+      # A layer regularized outside the manager: its own channels (heads)
+      # only.
+      of_group = [(name, layer_regularizers[name]) for name in group
+                  if name in layer_regularizers]
+      of_group.extend(
+          (g, manager.get_group_regularizer(g)) for g in _op_groups_of_group(
+              op_groups, [n for n in group if n not in layer_regularizers]))
       if not of_group:
         break
-      regularizers.extend(of_group)
+      of_set.append(of_group)
     else:
       kept.append(one_set)
-      members.append(regularizers)
+      members.append(of_set)
   if not kept:
     return []
   with traced.graph.as_default():
     wrapped = minimum_alive_regularizer.keep_sets_alive(
-        [[r for _, r in regularizers] for regularizers in members], minimum)
-  for regularizers in members:
-    for owner, regularizer in regularizers:
-      if isinstance(owner, str):
-        set_layer_regularizer(owner, wrapped[id(regularizer)])
-      else:
-        manager.set_group_regularizer(owner, wrapped[id(regularizer)])
+        [[[r for _, r in of_group] for of_group in of_set]
+         for of_set in members], minimum)
+  for of_set in members:
+    for of_group in of_set:
+      for owner, regularizer in of_group:
+        if isinstance(owner, str):
+          set_layer_regularizer(owner, wrapped[id(regularizer)])
+        else:
+          manager.set_group_regularizer(owner, wrapped[id(regularizer)])
   return kept
 
 

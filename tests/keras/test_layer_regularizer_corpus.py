@@ -40,13 +40,10 @@ NO_SOURCES = {'activations', 'attention_block', 'dense_on_tokens',
               'gru_sequences', 'layer_norm_conv', 'lstm_sequences',
               'permute_and_dense', 'simple_rnn'}
 
-# Models on which the graph engine keeps a group alive that the layer-level
-# engine may prune, and why; on them the engines are compared with
-# min_channels=0, and the graph engine's difference is checked.
-# The graph engine cuts the group feeding a depthwise conv with a depth
-# multiplier above 1 into one op group per channel, and keep_connected
-# then keeps one channel of each alive: every channel of the group.
-KEEPS_DEPTHWISE_INPUTS = {'separable_2d': 'stem', 'depthwise_2d': 'expand'}
+# Models whose group feeding a depthwise conv with a depth multiplier above 1
+# the graph engine cuts into one op group per channel (see
+# test_keep_connected_depthwise.py): that group's layer.
+DEPTHWISE_MULTIPLIER_INPUTS = {'separable_2d': 'stem', 'depthwise_2d': 'expand'}
 
 
 def _graph_flop_layers(traced, regularizer):
@@ -126,12 +123,6 @@ def test_layer_level_equals_graph_engine(name):
                              REFUSED[name]), detail
   elif name in NO_SOURCES:
     assert outcome == 'no sources', (outcome, detail)
-  elif name in KEEPS_DEPTHWISE_INPUTS:
-    assert outcome == 'compared'
-    assert detail, 'the engines agree now: leave KEEPS_DEPTHWISE_INPUTS'
-    outcome, detail = corpus_differences(name, min_channels=0)
-    assert outcome == 'compared'
-    assert not detail, '\n'.join(detail)
   else:
     assert outcome == 'compared', detail
     assert not detail, '\n'.join(detail)
@@ -155,8 +146,9 @@ def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
           'WidthRule costs it (or it multiplies nothing): remove the entry.']
 
 
-@pytest.mark.parametrize('name, layer', sorted(KEEPS_DEPTHWISE_INPUTS.items()))
-def test_graph_engine_keeps_every_channel_feeding_a_depthwise_multiplier(
+@pytest.mark.parametrize('name, layer',
+                         sorted(DEPTHWISE_MULTIPLIER_INPUTS.items()))
+def test_both_engines_keep_one_channel_feeding_a_depthwise_multiplier(
     name, layer):
   keras.backend.clear_session()
   model = keras_corpus.get(name).build()
@@ -166,12 +158,13 @@ def test_graph_engine_keeps_every_channel_feeding_a_depthwise_multiplier(
   for batch_norm in model.layers:  # Every channel dies.
     if isinstance(batch_norm, keras.layers.BatchNormalization):
       batch_norm.gamma.assign(np.zeros(batch_norm.gamma.shape, np.float32))
-  size = model.get_layer(layer).filters
-  assert graph.alive_counts()[layer] == size
   levels = layer_regularizer.LayerRegularizer(
       model, flop_regularizer.GammaFlopsRegularizer,
       gamma_threshold=_THRESHOLD)
-  assert levels.alive_counts()[layer] == 1  # min_channels.
+  # min_channels of the whole group, not one per op group (channel).
+  assert graph.alive_counts()[layer] == levels.alive_counts()[layer] == 1
+  assert graph.alive_counts() == levels.alive_counts()
+  assert float(graph.cost()) == float(levels.cost())
 
 
 def test_an_einsum_dense_model_equals_the_graph_engine():
