@@ -8,9 +8,13 @@ TensorFlow installed:
 * channel groups and spaces come from model surgery's channel model
   (`surgery.channel_model`), the same one `rebuild` uses;
 * the sources of a group are the batch-norm gammas on its channels
-  (Gamma family); a group's regularization vector is their element-wise
-  maximum (as the graph engine's `MaxGroupingRegularizer`), and a channel
-  is alive when it exceeds the threshold;
+  (Gamma family), or the output filters of the conv, Dense and EinsumDense
+  kernels writing them (GroupLasso family: the group-lasso norm of each
+  filter, as the graph engine's `GroupLassoRegularizer`; depthwise and
+  channelwise convs are no sources); a group's regularization vector is
+  their element-wise maximum (as the graph engine's
+  `MaxGroupingRegularizer`), and a channel is alive when it exceeds the
+  threshold;
 * each layer call's arithmetic comes from its layer rule's cost hook
   (`LayerRule.costed_ops`, see `surgery.layer_cost`), and its cost and term
   from the graph engine's own algebra (`network_regularizers.form_algebra`)
@@ -34,8 +38,10 @@ that both give the same cost, term and alive counts on the test corpus.
     model.fit(...)
     rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
 
-Supported today: `GammaFlopsRegularizer` and `GammaModelSizeRegularizer`
-(by class or by name: the classes themselves import TensorFlow); conv
+Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
+`GroupLassoFlopsRegularizer` and `GroupLassoModelSizeRegularizer` (by
+class or by name: the classes themselves import TensorFlow; GroupLasso
+refuses recurrent layers, whose units the graph engine regularizes); conv
 (grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
 recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
 their width) and EinsumDense over the last axis. MultiHeadAttention and
@@ -60,7 +66,8 @@ from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
-           'channel_map', 'combine_max']
+           'channel_map', 'combine_max', 'kernel_filters',
+           'group_lasso_vector']
 
 # Regularizer class name -> (resource, name, cost_name), the names the graph
 # engine's classes carry.
@@ -68,7 +75,23 @@ SUPPORTED_REGULARIZERS = {
     'GammaFlopsRegularizer': ('flops', 'GammaFlops', 'FLOPs'),
     'GammaModelSizeRegularizer': ('model_size', 'GammaModelSize',
                                   'ModelSize'),
+    'GroupLassoFlopsRegularizer': ('flops', 'GroupLassoFlops', 'FLOPs'),
+    'GroupLassoModelSizeRegularizer': ('model_size', 'GroupLassoModelSize',
+                                       'ModelSize'),
 }
+
+# Source family of a regularizer class name -> (required arguments,
+# optional arguments with their defaults), as the graph engine's classes
+# take them.
+_FAMILY_ARGUMENTS = {
+    'Gamma': (('gamma_threshold',), {}),
+    'GroupLasso': (('threshold',), {'l1_fraction': 0.0}),
+}
+
+
+def _family(class_name: str) -> str:
+  """'Gamma' or 'GroupLasso': the source family of a supported class."""
+  return 'GroupLasso' if class_name.startswith('GroupLasso') else 'Gamma'
 
 
 def _regularizer_name(regularizer_class) -> str:
@@ -83,6 +106,36 @@ def _regularizer_name(regularizer_class) -> str:
             keras.backend.backend(),
             ', '.join(sorted(SUPPORTED_REGULARIZERS)), regularizer_class))
   return name
+
+
+def _family_arguments(class_name: str, regularizer_kwargs) -> Dict:
+  """{'threshold': alive threshold, ...} from a class's keyword arguments.
+
+  Raises:
+    InvalidArgumentError: for unknown or missing arguments, a negative
+      threshold, or an l1_fraction outside [0, 1].
+  """
+  required, optional = _FAMILY_ARGUMENTS[_family(class_name)]
+  unknown = sorted(set(regularizer_kwargs) - set(required) - set(optional))
+  if unknown or any(name not in regularizer_kwargs for name in required):
+    takes = ['%s (required)' % name for name in required] + sorted(optional)
+    raise errors.InvalidArgumentError(
+        'Invalid arguments for %s in the layer-level regularizer: it takes '
+        '%s. Received: %s' % (class_name, ', '.join(takes),
+                              sorted(regularizer_kwargs)))
+  arguments = {'threshold': errors.check_number(
+      required[0], regularizer_kwargs[required[0]])}
+  if 'l1_fraction' in optional:
+    l1_fraction = regularizer_kwargs.get('l1_fraction',
+                                         optional['l1_fraction'])
+    if (isinstance(l1_fraction, bool) or
+        not isinstance(l1_fraction, (int, float)) or
+        not 0.0 <= l1_fraction <= 1.0):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `l1_fraction`. Expected a number in '
+          '[0, 1]. Received: l1_fraction=%r' % (l1_fraction,))
+    arguments['l1_fraction'] = float(l1_fraction)
+  return arguments
 
 
 def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
@@ -126,6 +179,70 @@ def combine_max(a, b):
   (`where(a >= b, a, b)`, as TensorFlow's maximum; see
   `form_algebra.keras_math`)."""
   return ops.where(a >= b, a, b)
+
+
+_NO_SOURCE_HINTS = {
+    'Gamma': 'it needs a BatchNormalization (with scale=True) on channels '
+             'that rebuild can narrow. Add batch norms after the '
+             'convolutions.',
+    'GroupLasso': 'it needs a conv, Dense or EinsumDense layer whose '
+                  'output channels rebuild can narrow and that does not '
+                  'reach a model output.',
+}
+
+
+def kernel_filters(layer):
+  """(kernel variable, axis of its output channels) of a layer whose
+  output filters the GroupLasso family regularizes, or None.
+
+  Conv1D/2D/3D (grouped too) and Dense: the kernel, last axis; transposed
+  convs: the kernel, axis -2; separable convs: the pointwise kernel;
+  EinsumDense with a 2-D kernel: the kernel, last axis. Depthwise convs,
+  channelwise convs (as many groups as channels: output channel c is
+  input channel c's, as in a depthwise conv) and every other layer: None.
+  """
+  layers = keras.layers
+  if builtin_rules._is_channelwise(layer):  # pylint: disable=protected-access
+    return None
+  if isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
+    return layer.pointwise_kernel, -1
+  if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose,
+                        layers.Conv3DTranspose)):
+    return layer.kernel, -2
+  if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D,
+                        layers.Dense)):
+    return layer.kernel, -1
+  if isinstance(layer, layers.EinsumDense) and len(layer.kernel.shape) == 2:
+    return layer.kernel, -1
+  return None
+
+
+def group_lasso_vector(kernel, axis: int, l1_fraction: float = 0.0):
+  """Per output channel, the group-lasso norm of its filter (float32).
+
+  (1 - l1_fraction) x sqrt(mean(w^2)) + l1_fraction x mean(|w|), the means
+  over every axis but `axis`: the graph engine's `GroupLassoRegularizer`,
+  in keras.ops. The square root has a zero gradient where a filter is all
+  zeros (as `safe_math.safe_sqrt`).
+
+  Args:
+    kernel: a weight variable or tensor.
+    axis: the axis of the output channels.
+    l1_fraction: weight of the L1 part, in [0, 1].
+
+  Returns:
+    A float32 vector with one entry per output channel.
+  """
+  weights = ops.cast(ops.convert_to_tensor(kernel), 'float32')
+  weights = ops.moveaxis(weights, axis, -1)
+  reduce_axes = tuple(range(len(weights.shape) - 1))
+  squares = ops.mean(ops.square(weights), axis=reduce_axes)
+  positive = squares > 0
+  l2 = ops.where(positive, ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+  if not l1_fraction:
+    return l2
+  absolutes = ops.mean(ops.abs(weights), axis=reduce_axes)
+  return (1.0 - l1_fraction) * l2 + l1_fraction * absolutes
 
 
 class _StrengthVariable(keras.Variable):
@@ -176,15 +293,21 @@ class LayerRegularizer(object):
     min_channels: channels kept alive in every group whose removal would
       disconnect a model output (see `plan.connecting_groups`).
     layer_rules: the surgery layer-rule table (default: the global one).
-    **regularizer_kwargs: `gamma_threshold` (required): channels whose
-      |gamma| is at or below it are dead.
+    **regularizer_kwargs: Gamma family: `gamma_threshold` (required):
+      channels whose |gamma| is at or below it are dead. GroupLasso
+      family: `threshold` (required): channels whose filter's group-lasso
+      norm is at or below it are dead; `l1_fraction` (default 0): the
+      weight of the norm's L1 part.
 
   Raises:
     InvalidArgumentError: for an unsupported regularizer, unknown or
-      missing arguments, or a negative strength or threshold.
-    NoSourceOpsError: when no group has a batch-norm gamma to regularize.
-    UnsupportedModelError: for subclassed models, and for a layer that
-      multiplies channels but whose rule has no cost hook.
+      missing arguments, a negative strength or threshold, or an
+      l1_fraction outside [0, 1].
+    NoSourceOpsError: when no group has a source to regularize (a
+      batch-norm gamma; a conv or dense kernel).
+    UnsupportedModelError: for subclassed models, for a layer that
+      multiplies channels but whose rule has no cost hook, and (GroupLasso)
+      for recurrent layers.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
@@ -196,14 +319,10 @@ class LayerRegularizer(object):
     self._class_name = _regularizer_name(regularizer_class)
     self._resource, self._name, self._cost_name = (
         SUPPORTED_REGULARIZERS[self._class_name])
-    unknown = sorted(set(regularizer_kwargs) - {'gamma_threshold'})
-    if unknown or 'gamma_threshold' not in regularizer_kwargs:
-      raise errors.InvalidArgumentError(
-          'Invalid arguments for %s in the layer-level regularizer: it takes '
-          'gamma_threshold (required). Received: %s' % (
-              self._class_name, sorted(regularizer_kwargs)))
-    self._threshold = errors.check_number(
-        'gamma_threshold', regularizer_kwargs['gamma_threshold'])
+    self._family = _family(self._class_name)
+    arguments = _family_arguments(self._class_name, regularizer_kwargs)
+    self._threshold = arguments['threshold']
+    self._l1_fraction = arguments.get('l1_fraction', 0.0)
     self._model = model
     self._channels = channel_model_lib.analyze(model, layer_rules)
     self._min_channels = max(int(min_channels), 0)
@@ -233,29 +352,14 @@ class LayerRegularizer(object):
     return channel_map(space, self._channels.table, self._offsets)
 
   def _find_sources(self, keep_output_widths):
-    """{group root: [(batch norm, its gamma entry of each group channel)]}
-    and the roots that are regularized."""
+    """{group root: [(read, its entry of each group channel)]}, where
+    read() is the source's float32 regularization vector, and the roots
+    that are regularized."""
     channels = self._channels
-    table = channels.table
-    self._sources = {}
-    seen = set()
-    for layer, inputs, _ in channels.nodes:
-      if (not isinstance(layer, keras.layers.BatchNormalization) or
-          layer.gamma is None or layer.name in seen or len(inputs) != 1 or
-          layer.axis not in (-1, len(inputs[0].shape) - 1, [-1],
-                             [len(inputs[0].shape) - 1])):
-        continue
-      seen.add(layer.name)
-      index = self._map(channels.space[id(inputs[0])])
-      for root in sorted(set(table.find(g) for g in
-                             channels.space[id(inputs[0])].group_ids(table))):
-        offset, size = self._offsets[root], table.size(root)
-        # Each copy of the group in the space (a depthwise multiplier's, a
-        # flatten's) is a source: the group takes the max over all.
-        where = [np.flatnonzero(index == offset + k) for k in range(size)]
-        for copy in range(min(len(w) for w in where)):
-          positions = np.array([w[copy] for w in where])
-          self._sources.setdefault(root, []).append((layer, positions))
+    if self._family == 'GroupLasso':
+      self._sources = self._kernel_sources()
+    else:
+      self._sources = self._gamma_sources()
     outputs = channels.output_groups() if keep_output_widths else set()
     # A recurrent layer's units have no batch norm of their own: Gamma
     # regularizers keep them (as the graph engine, `keras/recurrent.py`).
@@ -268,9 +372,8 @@ class LayerRegularizer(object):
     if not self._regularized:
       raise errors.NoSourceOpsError(
           'Model %r has no channel group the layer-level %s can regularize: '
-          'it needs a BatchNormalization (with scale=True) on channels that '
-          'rebuild can narrow. Add batch norms after the convolutions.' % (
-              self._model.name, self._class_name))
+          '%s' % (self._model.name, self._class_name,
+                  _NO_SOURCE_HINTS[self._family]))
     connecting = set()
     if self._min_channels:
       connecting = {channels.group_of(group[0]) for group in
@@ -279,6 +382,64 @@ class LayerRegularizer(object):
     self._connecting_layers = sorted(
         name for name in channels.source_layers()
         if channels.group_of(name) in self._connecting)
+
+  def _copies(self, space) -> List:
+    """[(group root, positions)]: for each copy of each group in `space`
+    (a depthwise multiplier's, a flatten's), the entry of the space of
+    each of the group's channels."""
+    table = self._channels.table
+    index = self._map(space)
+    copies = []
+    for root in sorted(set(table.find(g) for g in space.group_ids(table))):
+      offset, size = self._offsets[root], table.size(root)
+      where = [np.flatnonzero(index == offset + k) for k in range(size)]
+      for copy in range(min(len(w) for w in where)):
+        copies.append((root, np.array([w[copy] for w in where])))
+    return copies
+
+  def _gamma_sources(self):
+    """Gamma family: the |gamma| of every batch norm over the last axis."""
+    channels = self._channels
+    sources, seen = {}, set()
+    for layer, inputs, _ in channels.nodes:
+      if (not isinstance(layer, keras.layers.BatchNormalization) or
+          layer.gamma is None or layer.name in seen or len(inputs) != 1 or
+          layer.axis not in (-1, len(inputs[0].shape) - 1, [-1],
+                             [len(inputs[0].shape) - 1])):
+        continue
+      seen.add(layer.name)
+      read = lambda layer=layer: ops.abs(ops.convert_to_tensor(layer.gamma))
+      for root, positions in self._copies(channels.space[id(inputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
+
+  def _kernel_sources(self):
+    """GroupLasso family: the group-lasso norm of the output filters of
+    every conv (grouped, transposed, separable's pointwise), Dense and
+    EinsumDense kernel, as the graph engine's conv and matmul source
+    handlers (depthwise kernels are no sources)."""
+    channels = self._channels
+    sources, seen = {}, set()
+    for layer, _, outputs in channels.nodes:
+      if layer.name in seen:
+        continue
+      seen.add(layer.name)
+      if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
+        raise errors.UnsupportedModelError(
+            'Layer %r (%s): the layer-level %s does not regularize the units '
+            'of recurrent layers yet (the graph engine prunes them by the '
+            'group-lasso norm of their weights). Use the TensorFlow backend, '
+            'or a Gamma regularizer, which keeps the units.' % (
+                layer.name, type(layer).__name__, self._class_name))
+      found = kernel_filters(layer)
+      if found is None:
+        continue
+      kernel, axis = found
+      read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
+          kernel, axis, self._l1_fraction))
+      for root, positions in self._copies(channels.space[id(outputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
 
   def _costed_calls(self) -> List[_CostedCall]:
     """Every costed op of every layer call (of each layer's first call
@@ -393,12 +554,12 @@ class LayerRegularizer(object):
         alives.append(ops.ones([size], 'float32'))
         continue
       values = None
-      for layer, positions in self._sources[root]:
-        gamma = ops.abs(ops.convert_to_tensor(layer.gamma))
-        if not np.array_equal(positions, np.arange(gamma.shape[0])):
-          gamma = ops.take(gamma, positions)
-        gamma = ops.cast(gamma, 'float32')
-        values = gamma if values is None else combine_max(values, gamma)
+      for read, positions in self._sources[root]:
+        vector = read()
+        if not np.array_equal(positions, np.arange(vector.shape[0])):
+          vector = ops.take(vector, positions)
+        vector = ops.cast(vector, 'float32')
+        values = vector if values is None else combine_max(values, vector)
       alive = values > self._threshold
       if root in self._connecting:
         alive = self._keep_minimum(values, alive, size)

@@ -2,13 +2,15 @@
 
 On TensorFlow the graph engine (`morph_net.keras.ModelRegularizer`, which
 traces the model) is the reference. For every model of
-`morph_net.testing.keras_corpus` and seeded dead-channel patterns
-(`dead_channels.zero_gammas`), the layer-level engine
-(`layer_regularizer.LayerRegularizer`, which reads the layers and runs on
-every Keras backend) must report the same cost, term and alive counts, for
-FLOPs and model size, and cost the same layers. A model one engine refuses
-is listed in `REFUSED` with the error it gets; nothing is skipped silently.
-"""
+`morph_net.testing.keras_corpus` and seeded dead-channel patterns, the
+layer-level engine (`layer_regularizer.LayerRegularizer`, which reads the
+layers and runs on every Keras backend) must report the same cost, term
+and alive counts, for FLOPs and model size, and cost the same layers: for
+the Gamma family (dead patterns `dead_channels.zero_gammas`) and the
+GroupLasso family (`dead_channels.zero_filters`). A model the layer-level
+engine refuses is listed in `REFUSED` (`REFUSED_GROUP_LASSO`) with the
+error it gets, a model both refuse for want of sources in `NO_SOURCES`;
+nothing is skipped silently."""
 
 import keras
 import numpy as np
@@ -65,34 +67,46 @@ def _layer_flop_layers(regularizer):
           if call.op.flops > 0}
 
 
-def corpus_differences(name, min_channels=1):
+# Per source family: the regularizer classes compared, their threshold
+# argument and the seeded dead pattern they read.
+_FAMILIES = {
+    'Gamma': (_CLASSES, 'gamma_threshold', dead_channels.zero_gammas),
+    'GroupLasso': ((flop_regularizer.GroupLassoFlopsRegularizer,
+                    model_size_regularizer.GroupLassoModelSizeRegularizer),
+                   'threshold', dead_channels.zero_filters),
+}
+
+
+def corpus_differences(name, min_channels=1, family='Gamma'):
   """The differences between the engines on corpus model `name`.
 
   Args:
     name: a corpus model.
     min_channels: both engines' `min_channels`.
+    family: a key of `_FAMILIES`.
 
   Returns:
     ('refused', message), ('no sources', None) or ('compared', [problems]).
   """
+  classes, threshold_name, kill = _FAMILIES[family]
+  kwargs = {threshold_name: _THRESHOLD}
   keras.backend.clear_session()
   model = keras_corpus.get(name).build()
   initial = model.get_weights()
   traced = tracing.TracedModel(model)
   pairs = []
-  for cls in _CLASSES:
+  for cls in classes:
     try:
       graph = morph_keras.ModelRegularizer(traced, cls,
-                                           gamma_threshold=_THRESHOLD,
-                                           min_channels=min_channels)
+                                           min_channels=min_channels,
+                                           **kwargs)
     except errors.NoSourceOpsError:
       with pytest.raises(errors.NoSourceOpsError):
-        layer_regularizer.LayerRegularizer(model, cls,
-                                           gamma_threshold=_THRESHOLD)
+        layer_regularizer.LayerRegularizer(model, cls, **kwargs)
       return 'no sources', None
     try:
       layer = layer_regularizer.LayerRegularizer(
-          model, cls, gamma_threshold=_THRESHOLD, min_channels=min_channels)
+          model, cls, min_channels=min_channels, **kwargs)
     except errors.UnsupportedModelError as e:
       return 'refused', str(e)
     pairs.append((cls.__name__, graph, layer))
@@ -106,7 +120,7 @@ def corpus_differences(name, min_channels=1):
   for seed in (None,) + _SEEDS:
     model.set_weights(initial)
     if seed is not None:
-      dead_channels.zero_gammas(model, seed=seed)
+      kill(model, seed=seed)
     for cls_name, graph, layer in pairs:
       got = (float(layer.cost()), float(layer.term()), layer.alive_counts())
       want = (float(graph.cost()), float(graph.term()), graph.alive_counts())
@@ -117,24 +131,55 @@ def corpus_differences(name, min_channels=1):
   return 'compared', problems
 
 
-@pytest.mark.parametrize('name', keras_corpus.names())
-def test_layer_level_equals_graph_engine(name):
-  outcome, detail = corpus_differences(name)
-  if name in REFUSED:
+# GroupLasso family: the models the layer-level engine refuses, with the
+# layer its error names and the start of the error after it. The recurrent
+# layers' units are group-lasso sources in the graph engine (unit columns of
+# every gate's kernels); the layer-level engine does not read them yet.
+_RECURRENT_UNITS = ('the layer-level GroupLassoFlopsRegularizer does not '
+                    'regularize the units of recurrent layers yet')
+_NO_COST_HOOK = 'multiplies channels'
+REFUSED_GROUP_LASSO = {
+    'attention_block': ('mha', 'MultiHeadAttention', _NO_COST_HOOK),
+    'bidirectional_lstm': ('bilstm', 'Bidirectional', _RECURRENT_UNITS),
+    'gru_sequences': ('gru', 'GRU', _RECURRENT_UNITS),
+    'lstm_sequences': ('lstm', 'LSTM', _RECURRENT_UNITS),
+    'simple_rnn': ('rnn', 'SimpleRNN', _RECURRENT_UNITS),
+    'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_COST_HOOK),
+}
+
+
+def _check_model(name, family, refused, no_sources):
+  """Asserts the engines agree on corpus model `name` (see the module
+  docstring), or fail as `refused` ({model: (layer, type, error start)})
+  and `no_sources` (models both refuse) say."""
+  outcome, detail = corpus_differences(name, family=family)
+  if name in refused:
     assert outcome == 'refused', (outcome, detail)
-    assert detail.startswith('Layer %r (%s) multiplies channels' %
-                             REFUSED[name]), detail
-  elif name in NO_SOURCES:
+    assert detail.startswith('Layer %r (%s)' % refused[name][:2]), detail
+    assert refused[name][2] in detail, detail
+  elif name in no_sources:
     assert outcome == 'no sources', (outcome, detail)
   elif name in KEEPS_DEPTHWISE_INPUTS:
     assert outcome == 'compared'
     assert detail, 'the engines agree now: leave KEEPS_DEPTHWISE_INPUTS'
-    outcome, detail = corpus_differences(name, min_channels=0)
+    outcome, detail = corpus_differences(name, min_channels=0, family=family)
     assert outcome == 'compared'
     assert not detail, '\n'.join(detail)
   else:
     assert outcome == 'compared', detail
     assert not detail, '\n'.join(detail)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_layer_level_equals_graph_engine(name):
+  _check_model(name, 'Gamma',
+               {k: v + (_NO_COST_HOOK,) for k, v in REFUSED.items()},
+               NO_SOURCES)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_group_lasso_layer_level_equals_graph_engine(name):
+  _check_model(name, 'GroupLasso', REFUSED_GROUP_LASSO, set())
 
 
 def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
