@@ -14,7 +14,11 @@ TensorFlow installed:
   channelwise convs are no sources); a group's regularization vector is
   their element-wise maximum (as the graph engine's
   `MaxGroupingRegularizer`), and a channel is alive when it exceeds the
-  threshold;
+  threshold; or the `LogisticSigmoidGating` layers on its channels
+  (LogisticSigmoid family: each gate's inference mask or probability, as
+  the graph engine reads them from the traced gate; several gates combine
+  as 1 - prod(1 - r), alive if any is, as `ProbabilisticGroupingRegularizer`;
+  the gate layer needs TensorFlow, so on other backends a model has none);
 * each layer call's arithmetic comes from its layer rule's cost hook
   (`LayerRule.costed_ops`, see `surgery.layer_cost`), and its cost and term
   from the graph engine's own algebra (`network_regularizers.form_algebra`)
@@ -39,8 +43,9 @@ that both give the same cost, term and alive counts on the test corpus.
     rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
 
 Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
-`GroupLassoFlopsRegularizer` and `GroupLassoModelSizeRegularizer` (by
-class or by name: the classes themselves import TensorFlow; GroupLasso
+`GroupLassoFlopsRegularizer`, `GroupLassoModelSizeRegularizer`,
+`LogisticSigmoidFlopsRegularizer` and `LogisticSigmoidModelSizeRegularizer`
+(by class or by name: the classes themselves import TensorFlow; GroupLasso
 refuses recurrent layers, whose units the graph engine regularizes); conv
 (grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
 recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
@@ -67,7 +72,7 @@ from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
            'channel_map', 'combine_max', 'kernel_filters',
-           'group_lasso_vector']
+           'group_lasso_vector', 'GATE_CLASS', 'is_gate', 'gate_vectors']
 
 # Regularizer class name -> (resource, name, cost_name), the names the graph
 # engine's classes carry.
@@ -78,20 +83,33 @@ SUPPORTED_REGULARIZERS = {
     'GroupLassoFlopsRegularizer': ('flops', 'GroupLassoFlops', 'FLOPs'),
     'GroupLassoModelSizeRegularizer': ('model_size', 'GroupLassoModelSize',
                                        'ModelSize'),
+    'LogisticSigmoidFlopsRegularizer': ('flops', 'LogisticSigmoidFlops',
+                                        'FLOPs'),
+    'LogisticSigmoidModelSizeRegularizer': (
+        'model_size', 'LogisticSigmoidModelSize', 'ModelSize'),
 }
 
 # Source family of a regularizer class name -> (required arguments,
 # optional arguments with their defaults), as the graph engine's classes
-# take them.
+# take them; the first argument, required or optional, is the alive
+# threshold.
 _FAMILY_ARGUMENTS = {
     'Gamma': (('gamma_threshold',), {}),
     'GroupLasso': (('threshold',), {'l1_fraction': 0.0}),
+    'LogisticSigmoid': ((), {'alive_threshold': 0.1,
+                             'regularize_on_mask': True,
+                             'mask_as_alive_vector': True}),
 }
+_BOOLEAN_ARGUMENTS = ('regularize_on_mask', 'mask_as_alive_vector')
 
 
 def _family(class_name: str) -> str:
-  """'Gamma' or 'GroupLasso': the source family of a supported class."""
-  return 'GroupLasso' if class_name.startswith('GroupLasso') else 'Gamma'
+  """'Gamma', 'GroupLasso' or 'LogisticSigmoid': the source family of a
+  supported class."""
+  for family in ('GroupLasso', 'LogisticSigmoid'):
+    if class_name.startswith(family):
+      return family
+  return 'Gamma'
 
 
 def _regularizer_name(regularizer_class) -> str:
@@ -123,8 +141,11 @@ def _family_arguments(class_name: str, regularizer_kwargs) -> Dict:
         'Invalid arguments for %s in the layer-level regularizer: it takes '
         '%s. Received: %s' % (class_name, ', '.join(takes),
                               sorted(regularizer_kwargs)))
-  arguments = {'threshold': errors.check_number(
-      required[0], regularizer_kwargs[required[0]])}
+  if required:
+    arguments = {'threshold': errors.check_number(
+        required[0], regularizer_kwargs[required[0]])}
+  else:
+    arguments = _gate_arguments(regularizer_kwargs, optional)
   if 'l1_fraction' in optional:
     l1_fraction = regularizer_kwargs.get('l1_fraction',
                                          optional['l1_fraction'])
@@ -136,6 +157,26 @@ def _family_arguments(class_name: str, regularizer_kwargs) -> Dict:
           '[0, 1]. Received: l1_fraction=%r' % (l1_fraction,))
     arguments['l1_fraction'] = float(l1_fraction)
   return arguments
+
+
+def _gate_arguments(regularizer_kwargs, defaults) -> Dict:
+  """The LogisticSigmoid family's arguments: {'threshold', 'on_mask',
+  'alive_on_mask'} (see `LayerRegularizer`).
+
+  Raises:
+    InvalidArgumentError: for a negative threshold, or a flag that is not
+      a bool.
+  """
+  values = dict(defaults, **regularizer_kwargs)
+  for name in _BOOLEAN_ARGUMENTS:
+    if not isinstance(values[name], (bool, np.bool_)):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `%s`. Expected True or False. '
+          'Received: %s=%r' % (name, name, values[name]))
+  return {'threshold': errors.check_number('alive_threshold',
+                                           values['alive_threshold']),
+          'on_mask': bool(values['regularize_on_mask']),
+          'alive_on_mask': bool(values['mask_as_alive_vector'])}
 
 
 def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
@@ -188,6 +229,10 @@ _NO_SOURCE_HINTS = {
     'GroupLasso': 'it needs a conv, Dense or EinsumDense layer whose '
                   'output channels rebuild can narrow and that does not '
                   'reach a model output.',
+    'LogisticSigmoid': 'it needs LogisticSigmoidGating layers '
+                       '(morph_net.probabilistic_gating) over the last axis '
+                       'on channels that rebuild can narrow. Add a gate '
+                       'after each convolution.',
 }
 
 
@@ -245,6 +290,51 @@ def group_lasso_vector(kernel, axis: int, l1_fraction: float = 0.0):
   return (1.0 - l1_fraction) * l2 + l1_fraction * absolutes
 
 
+# The gating layer, by qualified name: its module imports TensorFlow.
+GATE_CLASS = ('morph_net.probabilistic_gating.activation_gating.'
+              'LogisticSigmoidGating')
+
+
+def is_gate(layer) -> bool:
+  """Whether `layer` is a `LogisticSigmoidGating` (or a subclass)."""
+  return any('%s.%s' % (c.__module__, c.__name__) == GATE_CLASS
+             for c in type(layer).__mro__)
+
+
+def gate_vectors(gate, regularize_on_mask: bool = True,
+                 mask_as_alive_vector: bool = True):
+  """(regularization vector, alive source) of a gate, float32.
+
+  The gate's inference mask, as the graph engine reads it from the model
+  traced for inference (`sampling.compute_mask` with training=False):
+  hard = [log_odds > 0], p = sigmoid(log_odds); the mask is
+  hard + (p - stop_gradient(p)) (the value of hard, the gradient of p), or
+  hard x p with `soft_mask_for_inference`; channel 0 is forced open with
+  `keep_first_channel_alive`. Each vector is the mask or p, as the graph
+  engine's `ProbGatingRegularizer` picks them.
+
+  Args:
+    gate: a built LogisticSigmoidGating layer.
+    regularize_on_mask: regularize the mask (else p).
+    mask_as_alive_vector: threshold the mask (else p).
+
+  Returns:
+    Two float32 vectors with one entry per channel.
+  """
+  log_odds = ops.cast(ops.convert_to_tensor(gate.log_odds), 'float32')
+  probability = ops.sigmoid(log_odds)
+  hard = ops.cast(log_odds > 0.0, 'float32')
+  if gate.soft_mask_for_inference:
+    mask = hard * probability
+  else:
+    mask = hard + (probability - ops.stop_gradient(probability))
+  if gate.keep_first_channel_alive:
+    mask = combine_max(mask, ops.one_hot(0, int(log_odds.shape[0]),
+                                         dtype='float32'))
+  return (mask if regularize_on_mask else probability,
+          mask if mask_as_alive_vector else probability)
+
+
 class _StrengthVariable(keras.Variable):
   """The strength; `on_assign` runs after every assignment.
 
@@ -297,14 +387,19 @@ class LayerRegularizer(object):
       channels whose |gamma| is at or below it are dead. GroupLasso
       family: `threshold` (required): channels whose filter's group-lasso
       norm is at or below it are dead; `l1_fraction` (default 0): the
-      weight of the norm's L1 part.
+      weight of the norm's L1 part. LogisticSigmoid family:
+      `alive_threshold` (default 0.1): channels whose gate mask (or
+      probability) is below it are dead; `regularize_on_mask` (default
+      True): regularize the mask, else the probability;
+      `mask_as_alive_vector` (default True): threshold the mask, else the
+      probability.
 
   Raises:
     InvalidArgumentError: for an unsupported regularizer, unknown or
       missing arguments, a negative strength or threshold, or an
       l1_fraction outside [0, 1].
     NoSourceOpsError: when no group has a source to regularize (a
-      batch-norm gamma; a conv or dense kernel).
+      batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
       multiplies channels but whose rule has no cost hook, and (GroupLasso)
       for recurrent layers.
@@ -323,6 +418,8 @@ class LayerRegularizer(object):
     arguments = _family_arguments(self._class_name, regularizer_kwargs)
     self._threshold = arguments['threshold']
     self._l1_fraction = arguments.get('l1_fraction', 0.0)
+    self._on_mask = arguments.get('on_mask', True)
+    self._alive_on_mask = arguments.get('alive_on_mask', True)
     self._model = model
     self._channels = channel_model_lib.analyze(model, layer_rules)
     self._min_channels = max(int(min_channels), 0)
@@ -358,6 +455,8 @@ class LayerRegularizer(object):
     channels = self._channels
     if self._family == 'GroupLasso':
       self._sources = self._kernel_sources()
+    elif self._family == 'LogisticSigmoid':
+      self._sources = self._gate_sources()
     else:
       self._sources = self._gamma_sources()
     outputs = channels.output_groups() if keep_output_widths else set()
@@ -440,6 +539,41 @@ class LayerRegularizer(object):
       for root, positions in self._copies(channels.space[id(outputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources
+
+  def _gate_sources(self):
+    """LogisticSigmoid family: every call of a gate over the last axis
+    (each is a source, as each gating multiply is in the graph engine)."""
+    channels = self._channels
+    sources = {}
+    for layer, inputs, _ in channels.nodes:
+      if not is_gate(layer) or len(inputs) != 1 or layer.axis not in (
+          -1, len(inputs[0].shape) - 1):
+        continue  # A gate over another axis is no source (graph engine).
+      read = (lambda layer=layer: gate_vectors(layer, self._on_mask,
+                                               self._alive_on_mask))
+      for root, positions in self._copies(channels.space[id(inputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
+
+  def _gate_group(self, root):
+    """(regularization, alive) of a group's gates: 1 - prod(1 - r) and
+    alive if any gate is (`ProbabilisticGroupingRegularizer`; one gate:
+    its own vectors); alive when the mask (or probability) is at least
+    the threshold."""
+    values, alive = None, None
+    for read, positions in self._sources[root]:
+      vector, alive_source = read()
+      if not np.array_equal(positions, np.arange(vector.shape[0])):
+        vector = ops.take(vector, positions)
+        alive_source = ops.take(alive_source, positions)
+      is_alive = alive_source >= self._threshold
+      if values is None:
+        values, alive, closed = vector, is_alive, 1.0 - vector
+      else:
+        closed = closed * (1.0 - vector)
+        values = 1.0 - closed
+        alive = ops.logical_or(alive, is_alive)
+    return ops.cast(values, 'float32'), alive
 
   def _costed_calls(self) -> List[_CostedCall]:
     """Every costed op of every layer call (of each layer's first call
@@ -553,14 +687,17 @@ class LayerRegularizer(object):
         regs.append(ops.zeros([size], 'float32'))
         alives.append(ops.ones([size], 'float32'))
         continue
-      values = None
-      for read, positions in self._sources[root]:
-        vector = read()
-        if not np.array_equal(positions, np.arange(vector.shape[0])):
-          vector = ops.take(vector, positions)
-        vector = ops.cast(vector, 'float32')
-        values = vector if values is None else combine_max(values, vector)
-      alive = values > self._threshold
+      if self._family == 'LogisticSigmoid':
+        values, alive = self._gate_group(root)
+      else:
+        values = None
+        for read, positions in self._sources[root]:
+          vector = read()
+          if not np.array_equal(positions, np.arange(vector.shape[0])):
+            vector = ops.take(vector, positions)
+          vector = ops.cast(vector, 'float32')
+          values = vector if values is None else combine_max(values, vector)
+        alive = values > self._threshold
       if root in self._connecting:
         alive = self._keep_minimum(values, alive, size)
       regs.append(values)

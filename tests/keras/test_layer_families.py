@@ -1,4 +1,4 @@
-"""The layer-level regularizer's GroupLasso family, on any Keras backend.
+"""The layer-level regularizer's GroupLasso and LogisticSigmoid families.
 
 Costs, terms and norms are counted by hand; `test_layer_regularizer_corpus`
 checks the same family against the graph engine on the test corpus (on
@@ -181,3 +181,114 @@ def test_fit_with_a_zero_filter_keeps_the_weights_finite():
                              np.full([4], 1.0 - 0.1 * 1e-2 * 36 * 0.25),
                              rtol=1e-6)
   np.testing.assert_array_equal(kernel[0, 0, :, 2], np.zeros([4]))
+
+
+# ------------------------------------------------------ LogisticSigmoid.
+
+_needs_gates = pytest.mark.skipif(
+    keras.backend.backend() != 'tensorflow',
+    reason='the gating layer (morph_net.probabilistic_gating) needs '
+    'TensorFlow')
+
+
+def _gate(name, log_odds):
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+  return activation_gating.LogisticSigmoidGating(
+      name=name, log_odds_init=keras.initializers.Constant(log_odds))
+
+
+def _gated_conv(log_odds):
+  """x (2x2x4) -> c1 (1x1 conv, 4 filters) -> gate g1 -> GAP -> logits."""
+  x = keras.Input((2, 2, 4))
+  y = L.Conv2D(4, 1, use_bias=False, name='c1')(x)
+  y = _gate('g1', log_odds)(y)
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(2, use_bias=False, name='logits')(y))
+
+
+def _logistic(model, name='LogisticSigmoidFlopsRegularizer', **kwargs):
+  return layer_regularizer.LayerRegularizer(model, name, **kwargs)
+
+
+@_needs_gates
+def test_logistic_sigmoid_regularizes_the_inference_mask():
+  model = _gated_conv([-2.0, -1.0, 3.0, -2.0])
+  regularizer = _logistic(model)
+  assert regularizer.name == 'LogisticSigmoidFlops'
+  assert regularizer.alive_threshold == 0.1
+  # Channel 0 is kept open (keep_first_channel_alive).
+  np.testing.assert_array_equal(regularizer.regularization_vectors()['c1'],
+                                np.array([1.0, 0.0, 1.0, 0.0], np.float32))
+  assert regularizer.alive_counts() == {'c1': 2}
+  # c1: 8 x 4 inputs x 2 alive; logits: 2 x 2 x 2. The term: the same
+  # with the alive outputs of c1 replaced by the mask's sum (2).
+  assert float(regularizer.cost()) == 64 + 8
+  assert float(regularizer.term()) == 64 + 8
+  size = _logistic(model, 'LogisticSigmoidModelSizeRegularizer')
+  assert size.name == 'LogisticSigmoidModelSize'
+  assert float(size.cost()) == 4 * 2 + 2 * 2
+
+
+@_needs_gates
+def test_logistic_sigmoid_on_the_probability():
+  log_odds = np.array([2.0, -1.0, 3.0, -0.5], np.float32)
+  model = _gated_conv(log_odds)
+  regularizer = _logistic(model, regularize_on_mask=False,
+                          mask_as_alive_vector=False, alive_threshold=0.3)
+  probability = 1.0 / (1.0 + np.exp(-log_odds.astype(np.float64)))
+  np.testing.assert_allclose(regularizer.regularization_vectors()['c1'],
+                             probability, rtol=1e-6)
+  # p = 0.88, 0.27, 0.95, 0.38: three at or above 0.3.
+  assert regularizer.alive_counts() == {'c1': 3}
+  assert float(regularizer.cost()) == 8 * 4 * 3 + 2 * 3 * 2
+  assert float(regularizer.term()) == pytest.approx(
+      (8 * 4 + 2 * 2) * probability.sum(), rel=1e-6)
+
+
+@_needs_gates
+def test_two_gates_of_one_group_combine_as_any_gate_open():
+  x = keras.Input((2, 2, 4))
+  a = _gate('g1', [1.0, 1.0, -1.0, -1.0])(
+      L.Conv2D(4, 1, use_bias=False, name='c1')(x))
+  b = _gate('g2', [1.0, -1.0, 1.0, -1.0])(
+      L.Conv2D(4, 1, use_bias=False, name='c2')(x))
+  y = L.GlobalAveragePooling2D(name='gap')(L.Add(name='add')([a, b]))
+  model = keras.Model(x, L.Dense(2, use_bias=False, name='logits')(y))
+  regularizer = _logistic(model)
+  np.testing.assert_array_equal(regularizer.regularization_vectors()['c1'],
+                                np.array([1.0, 1.0, 1.0, 0.0], np.float32))
+  assert regularizer.alive_counts() == {'c1': 3, 'c2': 3}
+  # c1, c2: 8 x 4 x 3 each; logits 2 x 3 x 2.
+  assert float(regularizer.cost()) == 96 + 96 + 12
+  assert float(regularizer.term()) == 96 + 96 + 12
+
+
+def test_logistic_sigmoid_arguments_are_checked():
+  model = _one_by_one_conv()
+  with pytest.raises(errors.InvalidArgumentError) as e:
+    _logistic(model, threshold=0.1)
+  assert str(e.value) == (
+      'Invalid arguments for LogisticSigmoidFlopsRegularizer in the '
+      'layer-level regularizer: it takes alive_threshold, '
+      "mask_as_alive_vector, regularize_on_mask. Received: ['threshold']")
+  with pytest.raises(errors.InvalidArgumentError) as e:
+    _logistic(model, regularize_on_mask='yes')
+  assert str(e.value) == (
+      'Invalid value for argument `regularize_on_mask`. Expected True or '
+      "False. Received: regularize_on_mask='yes'")
+  with pytest.raises(errors.InvalidArgumentError) as e:
+    _logistic(model, alive_threshold=-1)
+  assert str(e.value) == (
+      'Invalid value for argument `alive_threshold`. Expected a '
+      'non-negative finite number. Received: alive_threshold=-1.0')
+
+
+def test_logistic_sigmoid_without_gates_has_no_sources():
+  with pytest.raises(errors.NoSourceOpsError) as e:
+    _logistic(_one_by_one_conv())
+  assert str(e.value) == (
+      "Model 'one_by_one' has no channel group the layer-level "
+      'LogisticSigmoidFlopsRegularizer can regularize: it needs '
+      'LogisticSigmoidGating layers (morph_net.probabilistic_gating) over '
+      'the last axis on channels that rebuild can narrow. Add a gate after '
+      'each convolution.')

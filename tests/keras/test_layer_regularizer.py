@@ -206,9 +206,10 @@ def test_unsupported_regularizer_and_arguments_are_refused():
       'Invalid value for argument `regularizer_class` of the layer-level '
       "regularizer (Keras backend %r). Expected one of "
       'GammaFlopsRegularizer, GammaModelSizeRegularizer, '
-      'GroupLassoFlopsRegularizer, GroupLassoModelSizeRegularizer (a class '
-      "or its name). Received: regularizer_class='GammaActivationRegularizer'"
-      '. '
+      'GroupLassoFlopsRegularizer, GroupLassoModelSizeRegularizer, '
+      'LogisticSigmoidFlopsRegularizer, LogisticSigmoidModelSizeRegularizer '
+      "(a class or its name). Received: regularizer_class="
+      "'GammaActivationRegularizer'. "
       'Other families and resources need the TensorFlow backend, whose '
       'graph engine supports them.' % keras.backend.backend())
   with pytest.raises(errors.InvalidArgumentError) as e:

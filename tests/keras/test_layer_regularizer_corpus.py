@@ -6,8 +6,10 @@ traces the model) is the reference. For every model of
 layer-level engine (`layer_regularizer.LayerRegularizer`, which reads the
 layers and runs on every Keras backend) must report the same cost, term
 and alive counts, for FLOPs and model size, and cost the same layers: for
-the Gamma family (dead patterns `dead_channels.zero_gammas`) and the
-GroupLasso family (`dead_channels.zero_filters`). A model the layer-level
+the Gamma family (dead patterns `dead_channels.zero_gammas`), the
+GroupLasso family (`dead_channels.zero_filters`) and the LogisticSigmoid
+family (the corpus model with a gate after every batch norm, `_gated`;
+closed gates, `_close_gates`). A model the layer-level
 engine refuses is listed in `REFUSED` (`REFUSED_GROUP_LASSO`) with the
 error it gets, a model both refuse for want of sources in `NO_SOURCES`;
 nothing is skipped silently."""
@@ -67,13 +69,54 @@ def _layer_flop_layers(regularizer):
           if call.op.flops > 0}
 
 
+def _gated(model):
+  """A copy of `model` with a LogisticSigmoidGating after every batch norm
+  (each batch norm becomes a Sequential of a copy of it and its gate
+  '<batch norm>_gate'); other layers are copied as they are."""
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+
+  def clone(layer):
+    copy = layer.__class__.from_config(layer.get_config())
+    if not isinstance(layer, keras.layers.BatchNormalization):
+      return copy
+    return keras.Sequential(
+        [copy, activation_gating.LogisticSigmoidGating(
+            name=layer.name + '_gate')], name=layer.name + '_gated')
+
+  return keras.models.clone_model(model, clone_function=clone)
+
+
+def _close_gates(model, seed, max_fraction=0.6, layer_probability=0.8):
+  """Closes random channels of the gates (log-odds -2.5), never every
+  channel of a gate; seeded as `dead_channels.zero_gammas`."""
+  rng = np.random.default_rng(seed)
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if not layer_regularizer.is_gate(layer):
+      continue
+    if rng.random() >= layer_probability:
+      continue
+    size = int(layer.log_odds.shape[0])
+    count = int(rng.integers(0, max(0, min(size - 1, int(np.ceil(
+        size * max_fraction)))) + 1))
+    log_odds = keras.ops.convert_to_numpy(layer.log_odds).copy()
+    log_odds[rng.choice(size, size=count, replace=False)] = -2.5
+    layer.log_odds.assign(log_odds)
+
+
 # Per source family: the regularizer classes compared, their threshold
-# argument and the seeded dead pattern they read.
+# argument, the seeded dead pattern they read and what the corpus model
+# becomes first.
 _FAMILIES = {
-    'Gamma': (_CLASSES, 'gamma_threshold', dead_channels.zero_gammas),
+    'Gamma': (_CLASSES, 'gamma_threshold', dead_channels.zero_gammas,
+              lambda model: model),
     'GroupLasso': ((flop_regularizer.GroupLassoFlopsRegularizer,
                     model_size_regularizer.GroupLassoModelSizeRegularizer),
-                   'threshold', dead_channels.zero_filters),
+                   'threshold', dead_channels.zero_filters,
+                   lambda model: model),
+    'LogisticSigmoid': (
+        (flop_regularizer.LogisticSigmoidFlopsRegularizer,
+         model_size_regularizer.LogisticSigmoidModelSizeRegularizer),
+        'alive_threshold', _close_gates, _gated),
 }
 
 
@@ -88,10 +131,10 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
   Returns:
     ('refused', message), ('no sources', None) or ('compared', [problems]).
   """
-  classes, threshold_name, kill = _FAMILIES[family]
+  classes, threshold_name, kill, transform = _FAMILIES[family]
   kwargs = {threshold_name: _THRESHOLD}
   keras.backend.clear_session()
-  model = keras_corpus.get(name).build()
+  model = transform(keras_corpus.get(name).build())
   initial = model.get_weights()
   traced = tracing.TracedModel(model)
   pairs = []
@@ -238,3 +281,12 @@ def test_an_einsum_dense_model_equals_the_graph_engine():
   assert layer.alive_counts() == graph.alive_counts() == {'proj': 3}
   assert float(layer.cost()) == float(graph.cost())
   assert float(layer.term()) == pytest.approx(float(graph.term()), rel=1e-6)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_logistic_sigmoid_layer_level_equals_graph_engine(name):
+  # The corpus model with a gate after every batch norm (`_gated`): the
+  # models without a batch norm have no gate.
+  _check_model(name, 'LogisticSigmoid',
+               {k: v + (_NO_COST_HOOK,) for k, v in REFUSED.items()},
+               NO_SOURCES)
