@@ -45,11 +45,11 @@ that both give the same cost, term and alive counts on the test corpus.
 Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
 `GroupLassoFlopsRegularizer`, `GroupLassoModelSizeRegularizer`,
 `LogisticSigmoidFlopsRegularizer` and `LogisticSigmoidModelSizeRegularizer`
-(by class or by name: the classes themselves import TensorFlow; GroupLasso
-refuses recurrent layers, whose units the graph engine regularizes); conv
+(by class or by name: the classes themselves import TensorFlow); conv
 (grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
 recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
-their width) and EinsumDense over the last axis. MultiHeadAttention and
+their width but under GroupLasso, which prunes each unit by the
+group-lasso norm of the weights that die with it) and EinsumDense over the last axis. MultiHeadAttention and
 other EinsumDense equations are refused.
 """
 
@@ -72,7 +72,8 @@ from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
            'channel_map', 'combine_max', 'kernel_filters',
-           'group_lasso_vector', 'GATE_CLASS', 'is_gate', 'gate_vectors']
+           'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
+           'is_gate', 'gate_vectors']
 
 # Regularizer class name -> (resource, name, cost_name), the names the graph
 # engine's classes carry.
@@ -335,6 +336,39 @@ def gate_vectors(gate, regularize_on_mask: bool = True,
           mask if mask_as_alive_vector else probability)
 
 
+def recurrent_unit_weights(layer):
+  """The weights of each unit of a recurrent layer, one column per unit.
+
+  Column u holds, for every direction (of a Bidirectional layer), every
+  gate's kernel column of unit u, its recurrent-kernel columns, its
+  recurrent-kernel row without the entries already in its columns, and its
+  biases: the weights that die with the unit, in the order of the graph
+  engine's `recurrent.unit_weights`, in keras.ops.
+
+  Args:
+    layer: a SimpleRNN, GRU or LSTM, or a Bidirectional wrapper of them.
+
+  Returns:
+    A float32 [weights per unit, units] tensor.
+  """
+  units = builtin_rules.recurrent_units(layer)
+  parts = []
+  for rnn in builtin_rules.recurrent_directions(layer):
+    gates = builtin_rules.RECURRENT_GATES[type(rnn).__name__]
+    for variable in rnn.weights:
+      kind = variable.path.rsplit('/', 1)[-1]
+      if kind not in ('kernel', 'recurrent_kernel', 'bias'):
+        continue
+      value = ops.cast(ops.convert_to_tensor(variable), 'float32')
+      parts.append(ops.reshape(value, [-1, units]))
+      if kind == 'recurrent_kernel' and units > 1:
+        others = np.array([[c for c in range(gates * units)
+                            if c % units != u] for u in range(units)])
+        parts.append(ops.transpose(ops.take_along_axis(value, others,
+                                                       axis=1)))
+  return ops.concatenate(parts, axis=0)
+
+
 class _StrengthVariable(keras.Variable):
   """The strength; `on_assign` runs after every assignment.
 
@@ -464,6 +498,8 @@ class LayerRegularizer(object):
     # regularizers keep them (as the graph engine, `keras/recurrent.py`).
     units = {channels.group_of(name) for name in channels.source_layers()
              if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
+    if self._family == 'GroupLasso':
+      units = set()  # Their weights regularize them (`_kernel_sources`).
     self._regularized = [
         root for root in self._roots if root in self._sources and
         not channels.is_frozen_group(root) and root not in outputs and
@@ -524,18 +560,19 @@ class LayerRegularizer(object):
         continue
       seen.add(layer.name)
       if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
-        raise errors.UnsupportedModelError(
-            'Layer %r (%s): the layer-level %s does not regularize the units '
-            'of recurrent layers yet (the graph engine prunes them by the '
-            'group-lasso norm of their weights). Use the TensorFlow backend, '
-            'or a Gamma regularizer, which keeps the units.' % (
-                layer.name, type(layer).__name__, self._class_name))
-      found = kernel_filters(layer)
-      if found is None:
-        continue
-      kernel, axis = found
-      read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
-          kernel, axis, self._l1_fraction))
+        # A Bidirectional layer's output holds its units twice.
+        copies = (channels.space_size(channels.space[id(outputs[0])]) //
+                  builtin_rules.recurrent_units(layer))
+        read = (lambda layer=layer, copies=copies: ops.tile(
+            group_lasso_vector(recurrent_unit_weights(layer), -1,
+                               self._l1_fraction), [copies]))
+      else:
+        found = kernel_filters(layer)
+        if found is None:
+          continue
+        kernel, axis = found
+        read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
+            kernel, axis, self._l1_fraction))
       for root, positions in self._copies(channels.space[id(outputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources
@@ -766,8 +803,9 @@ class LayerRegularizer(object):
     result = {}
     for name in channels.source_layers():
       layer = channels.layers.get(name)
-      if layer is None or not isinstance(channels.rule(layer),
-                                         builtin_rules.WidthRule):
+      if layer is None or not (
+          isinstance(channels.rule(layer), builtin_rules.WidthRule) or
+          self._lists_units(layer)):
         continue
       root = channels.group_of(name)
       if root not in self._sources:
@@ -779,6 +817,13 @@ class LayerRegularizer(object):
       else:
         result[name] = kept_value(size)
     return result
+
+  def _lists_units(self, layer) -> bool:
+    """Whether `layer` is a recurrent layer whose units are regularized
+    (GroupLasso), listed with its alive units as the graph engine does."""
+    return (self._family == 'GroupLasso' and
+            isinstance(self._channels.rule(layer),
+                       builtin_rules.RecurrentRule))
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""

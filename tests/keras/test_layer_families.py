@@ -138,18 +138,29 @@ def test_group_lasso_arguments_are_checked():
       '[0, 1]. Received: l1_fraction=1.5')
 
 
-def test_group_lasso_refuses_recurrent_units():
-  x = keras.Input((5, 3))
-  y = L.Dense(4, name='embed')(x)
-  y = L.GRU(3, name='gru')(y)
-  model = keras.Model(x, L.Dense(2, name='logits')(y))
-  with pytest.raises(errors.UnsupportedModelError) as e:
-    _group_lasso(model)
-  assert str(e.value) == (
-      "Layer 'gru' (GRU): the layer-level GroupLassoFlopsRegularizer does "
-      'not regularize the units of recurrent layers yet (the graph engine '
-      'prunes them by the group-lasso norm of their weights). Use the '
-      'TensorFlow backend, or a Gamma regularizer, which keeps the units.')
+def test_group_lasso_prunes_recurrent_units_by_their_weights():
+  x = keras.Input((3, 2))
+  y = L.SimpleRNN(2, name='rnn')(x)
+  model = keras.Model(x, L.Dense(2, use_bias=False, name='logits')(y))
+  rnn = model.get_layer('rnn')
+  rnn.cell.kernel.assign(np.array([[1.0, 0.0], [1.0, 0.0]], np.float32))
+  rnn.cell.recurrent_kernel.assign(
+      np.array([[2.0, 0.0], [0.0, 0.0]], np.float32))
+  rnn.cell.bias.assign(np.zeros([2], np.float32))
+  regularizer = _group_lasso(model)
+  # Unit 0: kernel column [1, 1], recurrent column [2, 0], recurrent row
+  # without its own entry [0], bias [0]: root mean square 1. Unit 1: 0.
+  np.testing.assert_array_equal(
+      ops.convert_to_numpy(layer_regularizer.recurrent_unit_weights(rnn)),
+      np.array([[1, 0], [1, 0], [2, 0], [0, 0], [0, 0], [0, 0]],
+               np.float32))
+  np.testing.assert_array_equal(regularizer.regularization_vectors()['rnn'],
+                                np.array([1.0, 0.0], np.float32))
+  assert regularizer.alive_counts() == {'rnn': 1, 'logits': 2}
+  # rnn: 2 x 3 steps x 1 alive unit x (2 inputs + 1); logits 2 x 1 x 2.
+  assert float(regularizer.cost()) == 18 + 4
+  # rnn: 6 x (2 inputs x 1 + 2 x 1 alive x 1); logits: 2 x 2 x 1.
+  assert float(regularizer.term()) == 24 + 4
 
 
 def test_group_lasso_without_a_regularizable_kernel_has_no_sources():

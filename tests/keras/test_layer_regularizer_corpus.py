@@ -175,18 +175,10 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
 
 
 # GroupLasso family: the models the layer-level engine refuses, with the
-# layer its error names and the start of the error after it. The recurrent
-# layers' units are group-lasso sources in the graph engine (unit columns of
-# every gate's kernels); the layer-level engine does not read them yet.
-_RECURRENT_UNITS = ('the layer-level GroupLassoFlopsRegularizer does not '
-                    'regularize the units of recurrent layers yet')
+# layer its error names and the start of the error after it.
 _NO_COST_HOOK = 'multiplies channels'
 REFUSED_GROUP_LASSO = {
     'attention_block': ('mha', 'MultiHeadAttention', _NO_COST_HOOK),
-    'bidirectional_lstm': ('bilstm', 'Bidirectional', _RECURRENT_UNITS),
-    'gru_sequences': ('gru', 'GRU', _RECURRENT_UNITS),
-    'lstm_sequences': ('lstm', 'LSTM', _RECURRENT_UNITS),
-    'simple_rnn': ('rnn', 'SimpleRNN', _RECURRENT_UNITS),
     'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_COST_HOOK),
 }
 
