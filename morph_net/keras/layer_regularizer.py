@@ -8,9 +8,17 @@ TensorFlow installed:
 * channel groups and spaces come from model surgery's channel model
   (`surgery.channel_model`), the same one `rebuild` uses;
 * the sources of a group are the batch-norm gammas on its channels
-  (Gamma family); a group's regularization vector is their element-wise
-  maximum (as the graph engine's `MaxGroupingRegularizer`), and a channel
-  is alive when it exceeds the threshold;
+  (Gamma family), or the output filters of the conv, Dense and EinsumDense
+  kernels writing them (GroupLasso family: the group-lasso norm of each
+  filter, as the graph engine's `GroupLassoRegularizer`; depthwise and
+  channelwise convs are no sources); a group's regularization vector is
+  their element-wise maximum (as the graph engine's
+  `MaxGroupingRegularizer`), and a channel is alive when it exceeds the
+  threshold; or the `LogisticSigmoidGating` layers on its channels
+  (LogisticSigmoid family: each gate's inference mask or probability, as
+  the graph engine reads them from the traced gate; several gates combine
+  as 1 - prod(1 - r), alive if any is, as `ProbabilisticGroupingRegularizer`;
+  the gate layer needs TensorFlow, so on other backends a model has none);
 * each layer call's arithmetic comes from its layer rule's cost hook
   (`LayerRule.costed_ops`, see `surgery.layer_cost`), and its cost and term
   from the graph engine's own algebra (`network_regularizers.form_algebra`)
@@ -34,11 +42,14 @@ that both give the same cost, term and alive counts on the test corpus.
     model.fit(...)
     rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
 
-Supported today: `GammaFlopsRegularizer` and `GammaModelSizeRegularizer`
+Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
+`GroupLassoFlopsRegularizer`, `GroupLassoModelSizeRegularizer`,
+`LogisticSigmoidFlopsRegularizer` and `LogisticSigmoidModelSizeRegularizer`
 (by class or by name: the classes themselves import TensorFlow); conv
 (grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
 recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
-their width) and EinsumDense over the last axis. MultiHeadAttention and
+their width but under GroupLasso, which prunes each unit by the
+group-lasso norm of the weights that die with it) and EinsumDense over the last axis. MultiHeadAttention and
 other EinsumDense equations are refused.
 """
 
@@ -60,7 +71,9 @@ from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
-           'channel_map', 'combine_max']
+           'channel_map', 'combine_max', 'kernel_filters',
+           'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
+           'is_gate', 'gate_vectors']
 
 # Regularizer class name -> (resource, name, cost_name), the names the graph
 # engine's classes carry.
@@ -68,7 +81,36 @@ SUPPORTED_REGULARIZERS = {
     'GammaFlopsRegularizer': ('flops', 'GammaFlops', 'FLOPs'),
     'GammaModelSizeRegularizer': ('model_size', 'GammaModelSize',
                                   'ModelSize'),
+    'GroupLassoFlopsRegularizer': ('flops', 'GroupLassoFlops', 'FLOPs'),
+    'GroupLassoModelSizeRegularizer': ('model_size', 'GroupLassoModelSize',
+                                       'ModelSize'),
+    'LogisticSigmoidFlopsRegularizer': ('flops', 'LogisticSigmoidFlops',
+                                        'FLOPs'),
+    'LogisticSigmoidModelSizeRegularizer': (
+        'model_size', 'LogisticSigmoidModelSize', 'ModelSize'),
 }
+
+# Source family of a regularizer class name -> (required arguments,
+# optional arguments with their defaults), as the graph engine's classes
+# take them; the first argument, required or optional, is the alive
+# threshold.
+_FAMILY_ARGUMENTS = {
+    'Gamma': (('gamma_threshold',), {}),
+    'GroupLasso': (('threshold',), {'l1_fraction': 0.0}),
+    'LogisticSigmoid': ((), {'alive_threshold': 0.1,
+                             'regularize_on_mask': True,
+                             'mask_as_alive_vector': True}),
+}
+_BOOLEAN_ARGUMENTS = ('regularize_on_mask', 'mask_as_alive_vector')
+
+
+def _family(class_name: str) -> str:
+  """'Gamma', 'GroupLasso' or 'LogisticSigmoid': the source family of a
+  supported class."""
+  for family in ('GroupLasso', 'LogisticSigmoid'):
+    if class_name.startswith(family):
+      return family
+  return 'Gamma'
 
 
 def _regularizer_name(regularizer_class) -> str:
@@ -83,6 +125,59 @@ def _regularizer_name(regularizer_class) -> str:
             keras.backend.backend(),
             ', '.join(sorted(SUPPORTED_REGULARIZERS)), regularizer_class))
   return name
+
+
+def _family_arguments(class_name: str, regularizer_kwargs) -> Dict:
+  """{'threshold': alive threshold, ...} from a class's keyword arguments.
+
+  Raises:
+    InvalidArgumentError: for unknown or missing arguments, a negative
+      threshold, or an l1_fraction outside [0, 1].
+  """
+  required, optional = _FAMILY_ARGUMENTS[_family(class_name)]
+  unknown = sorted(set(regularizer_kwargs) - set(required) - set(optional))
+  if unknown or any(name not in regularizer_kwargs for name in required):
+    takes = ['%s (required)' % name for name in required] + sorted(optional)
+    raise errors.InvalidArgumentError(
+        'Invalid arguments for %s in the layer-level regularizer: it takes '
+        '%s. Received: %s' % (class_name, ', '.join(takes),
+                              sorted(regularizer_kwargs)))
+  if required:
+    arguments = {'threshold': errors.check_number(
+        required[0], regularizer_kwargs[required[0]])}
+  else:
+    arguments = _gate_arguments(regularizer_kwargs, optional)
+  if 'l1_fraction' in optional:
+    l1_fraction = regularizer_kwargs.get('l1_fraction',
+                                         optional['l1_fraction'])
+    if (isinstance(l1_fraction, bool) or
+        not isinstance(l1_fraction, (int, float)) or
+        not 0.0 <= l1_fraction <= 1.0):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `l1_fraction`. Expected a number in '
+          '[0, 1]. Received: l1_fraction=%r' % (l1_fraction,))
+    arguments['l1_fraction'] = float(l1_fraction)
+  return arguments
+
+
+def _gate_arguments(regularizer_kwargs, defaults) -> Dict:
+  """The LogisticSigmoid family's arguments: {'threshold', 'on_mask',
+  'alive_on_mask'} (see `LayerRegularizer`).
+
+  Raises:
+    InvalidArgumentError: for a negative threshold, or a flag that is not
+      a bool.
+  """
+  values = dict(defaults, **regularizer_kwargs)
+  for name in _BOOLEAN_ARGUMENTS:
+    if not isinstance(values[name], (bool, np.bool_)):
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `%s`. Expected True or False. '
+          'Received: %s=%r' % (name, name, values[name]))
+  return {'threshold': errors.check_number('alive_threshold',
+                                           values['alive_threshold']),
+          'on_mask': bool(values['regularize_on_mask']),
+          'alive_on_mask': bool(values['mask_as_alive_vector'])}
 
 
 def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
@@ -126,6 +221,152 @@ def combine_max(a, b):
   (`where(a >= b, a, b)`, as TensorFlow's maximum; see
   `form_algebra.keras_math`)."""
   return ops.where(a >= b, a, b)
+
+
+_NO_SOURCE_HINTS = {
+    'Gamma': 'it needs a BatchNormalization (with scale=True) on channels '
+             'that rebuild can narrow. Add batch norms after the '
+             'convolutions.',
+    'GroupLasso': 'it needs a conv, Dense or EinsumDense layer whose '
+                  'output channels rebuild can narrow and that does not '
+                  'reach a model output.',
+    'LogisticSigmoid': 'it needs LogisticSigmoidGating layers '
+                       '(morph_net.probabilistic_gating) over the last axis '
+                       'on channels that rebuild can narrow. Add a gate '
+                       'after each convolution.',
+}
+
+
+def kernel_filters(layer):
+  """(kernel variable, axis of its output channels) of a layer whose
+  output filters the GroupLasso family regularizes, or None.
+
+  Conv1D/2D/3D (grouped too) and Dense: the kernel, last axis; transposed
+  convs: the kernel, axis -2; separable convs: the pointwise kernel;
+  EinsumDense with a 2-D kernel: the kernel, last axis. Depthwise convs,
+  channelwise convs (as many groups as channels: output channel c is
+  input channel c's, as in a depthwise conv) and every other layer: None.
+  """
+  layers = keras.layers
+  if builtin_rules._is_channelwise(layer):  # pylint: disable=protected-access
+    return None
+  if isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
+    return layer.pointwise_kernel, -1
+  if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose,
+                        layers.Conv3DTranspose)):
+    return layer.kernel, -2
+  if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D,
+                        layers.Dense)):
+    return layer.kernel, -1
+  if isinstance(layer, layers.EinsumDense) and len(layer.kernel.shape) == 2:
+    return layer.kernel, -1
+  return None
+
+
+def group_lasso_vector(kernel, axis: int, l1_fraction: float = 0.0):
+  """Per output channel, the group-lasso norm of its filter (float32).
+
+  (1 - l1_fraction) x sqrt(mean(w^2)) + l1_fraction x mean(|w|), the means
+  over every axis but `axis`: the graph engine's `GroupLassoRegularizer`,
+  in keras.ops. The square root has a zero gradient where a filter is all
+  zeros (as `safe_math.safe_sqrt`).
+
+  Args:
+    kernel: a weight variable or tensor.
+    axis: the axis of the output channels.
+    l1_fraction: weight of the L1 part, in [0, 1].
+
+  Returns:
+    A float32 vector with one entry per output channel.
+  """
+  weights = ops.cast(ops.convert_to_tensor(kernel), 'float32')
+  weights = ops.moveaxis(weights, axis, -1)
+  reduce_axes = tuple(range(len(weights.shape) - 1))
+  squares = ops.mean(ops.square(weights), axis=reduce_axes)
+  positive = squares > 0
+  l2 = ops.where(positive, ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+  if not l1_fraction:
+    return l2
+  absolutes = ops.mean(ops.abs(weights), axis=reduce_axes)
+  return (1.0 - l1_fraction) * l2 + l1_fraction * absolutes
+
+
+# The gating layer, by qualified name: its module imports TensorFlow.
+GATE_CLASS = ('morph_net.probabilistic_gating.activation_gating.'
+              'LogisticSigmoidGating')
+
+
+def is_gate(layer) -> bool:
+  """Whether `layer` is a `LogisticSigmoidGating` (or a subclass)."""
+  return any('%s.%s' % (c.__module__, c.__name__) == GATE_CLASS
+             for c in type(layer).__mro__)
+
+
+def gate_vectors(gate, regularize_on_mask: bool = True,
+                 mask_as_alive_vector: bool = True):
+  """(regularization vector, alive source) of a gate, float32.
+
+  The gate's inference mask, as the graph engine reads it from the model
+  traced for inference (`sampling.compute_mask` with training=False):
+  hard = [log_odds > 0], p = sigmoid(log_odds); the mask is
+  hard + (p - stop_gradient(p)) (the value of hard, the gradient of p), or
+  hard x p with `soft_mask_for_inference`; channel 0 is forced open with
+  `keep_first_channel_alive`. Each vector is the mask or p, as the graph
+  engine's `ProbGatingRegularizer` picks them.
+
+  Args:
+    gate: a built LogisticSigmoidGating layer.
+    regularize_on_mask: regularize the mask (else p).
+    mask_as_alive_vector: threshold the mask (else p).
+
+  Returns:
+    Two float32 vectors with one entry per channel.
+  """
+  log_odds = ops.cast(ops.convert_to_tensor(gate.log_odds), 'float32')
+  probability = ops.sigmoid(log_odds)
+  hard = ops.cast(log_odds > 0.0, 'float32')
+  if gate.soft_mask_for_inference:
+    mask = hard * probability
+  else:
+    mask = hard + (probability - ops.stop_gradient(probability))
+  if gate.keep_first_channel_alive:
+    mask = combine_max(mask, ops.one_hot(0, int(log_odds.shape[0]),
+                                         dtype='float32'))
+  return (mask if regularize_on_mask else probability,
+          mask if mask_as_alive_vector else probability)
+
+
+def recurrent_unit_weights(layer):
+  """The weights of each unit of a recurrent layer, one column per unit.
+
+  Column u holds, for every direction (of a Bidirectional layer), every
+  gate's kernel column of unit u, its recurrent-kernel columns, its
+  recurrent-kernel row without the entries already in its columns, and its
+  biases: the weights that die with the unit, in the order of the graph
+  engine's `recurrent.unit_weights`, in keras.ops.
+
+  Args:
+    layer: a SimpleRNN, GRU or LSTM, or a Bidirectional wrapper of them.
+
+  Returns:
+    A float32 [weights per unit, units] tensor.
+  """
+  units = builtin_rules.recurrent_units(layer)
+  parts = []
+  for rnn in builtin_rules.recurrent_directions(layer):
+    gates = builtin_rules.RECURRENT_GATES[type(rnn).__name__]
+    for variable in rnn.weights:
+      kind = variable.path.rsplit('/', 1)[-1]
+      if kind not in ('kernel', 'recurrent_kernel', 'bias'):
+        continue
+      value = ops.cast(ops.convert_to_tensor(variable), 'float32')
+      parts.append(ops.reshape(value, [-1, units]))
+      if kind == 'recurrent_kernel' and units > 1:
+        others = np.array([[c for c in range(gates * units)
+                            if c % units != u] for u in range(units)])
+        parts.append(ops.transpose(ops.take_along_axis(value, others,
+                                                       axis=1)))
+  return ops.concatenate(parts, axis=0)
 
 
 class _StrengthVariable(keras.Variable):
@@ -176,15 +417,26 @@ class LayerRegularizer(object):
     min_channels: channels kept alive in every group whose removal would
       disconnect a model output (see `plan.connecting_groups`).
     layer_rules: the surgery layer-rule table (default: the global one).
-    **regularizer_kwargs: `gamma_threshold` (required): channels whose
-      |gamma| is at or below it are dead.
+    **regularizer_kwargs: Gamma family: `gamma_threshold` (required):
+      channels whose |gamma| is at or below it are dead. GroupLasso
+      family: `threshold` (required): channels whose filter's group-lasso
+      norm is at or below it are dead; `l1_fraction` (default 0): the
+      weight of the norm's L1 part. LogisticSigmoid family:
+      `alive_threshold` (default 0.1): channels whose gate mask (or
+      probability) is below it are dead; `regularize_on_mask` (default
+      True): regularize the mask, else the probability;
+      `mask_as_alive_vector` (default True): threshold the mask, else the
+      probability.
 
   Raises:
     InvalidArgumentError: for an unsupported regularizer, unknown or
-      missing arguments, or a negative strength or threshold.
-    NoSourceOpsError: when no group has a batch-norm gamma to regularize.
-    UnsupportedModelError: for subclassed models, and for a layer that
-      multiplies channels but whose rule has no cost hook.
+      missing arguments, a negative strength or threshold, or an
+      l1_fraction outside [0, 1].
+    NoSourceOpsError: when no group has a source to regularize (a
+      batch-norm gamma; a conv or dense kernel; a gate).
+    UnsupportedModelError: for subclassed models, for a layer that
+      multiplies channels but whose rule has no cost hook, and (GroupLasso)
+      for recurrent layers.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
@@ -196,14 +448,12 @@ class LayerRegularizer(object):
     self._class_name = _regularizer_name(regularizer_class)
     self._resource, self._name, self._cost_name = (
         SUPPORTED_REGULARIZERS[self._class_name])
-    unknown = sorted(set(regularizer_kwargs) - {'gamma_threshold'})
-    if unknown or 'gamma_threshold' not in regularizer_kwargs:
-      raise errors.InvalidArgumentError(
-          'Invalid arguments for %s in the layer-level regularizer: it takes '
-          'gamma_threshold (required). Received: %s' % (
-              self._class_name, sorted(regularizer_kwargs)))
-    self._threshold = errors.check_number(
-        'gamma_threshold', regularizer_kwargs['gamma_threshold'])
+    self._family = _family(self._class_name)
+    arguments = _family_arguments(self._class_name, regularizer_kwargs)
+    self._threshold = arguments['threshold']
+    self._l1_fraction = arguments.get('l1_fraction', 0.0)
+    self._on_mask = arguments.get('on_mask', True)
+    self._alive_on_mask = arguments.get('alive_on_mask', True)
     self._model = model
     self._channels = channel_model_lib.analyze(model, layer_rules)
     self._min_channels = max(int(min_channels), 0)
@@ -233,34 +483,23 @@ class LayerRegularizer(object):
     return channel_map(space, self._channels.table, self._offsets)
 
   def _find_sources(self, keep_output_widths):
-    """{group root: [(batch norm, its gamma entry of each group channel)]}
-    and the roots that are regularized."""
+    """{group root: [(read, its entry of each group channel)]}, where
+    read() is the source's float32 regularization vector, and the roots
+    that are regularized."""
     channels = self._channels
-    table = channels.table
-    self._sources = {}
-    seen = set()
-    for layer, inputs, _ in channels.nodes:
-      if (not isinstance(layer, keras.layers.BatchNormalization) or
-          layer.gamma is None or layer.name in seen or len(inputs) != 1 or
-          layer.axis not in (-1, len(inputs[0].shape) - 1, [-1],
-                             [len(inputs[0].shape) - 1])):
-        continue
-      seen.add(layer.name)
-      index = self._map(channels.space[id(inputs[0])])
-      for root in sorted(set(table.find(g) for g in
-                             channels.space[id(inputs[0])].group_ids(table))):
-        offset, size = self._offsets[root], table.size(root)
-        # Each copy of the group in the space (a depthwise multiplier's, a
-        # flatten's) is a source: the group takes the max over all.
-        where = [np.flatnonzero(index == offset + k) for k in range(size)]
-        for copy in range(min(len(w) for w in where)):
-          positions = np.array([w[copy] for w in where])
-          self._sources.setdefault(root, []).append((layer, positions))
+    if self._family == 'GroupLasso':
+      self._sources = self._kernel_sources()
+    elif self._family == 'LogisticSigmoid':
+      self._sources = self._gate_sources()
+    else:
+      self._sources = self._gamma_sources()
     outputs = channels.output_groups() if keep_output_widths else set()
     # A recurrent layer's units have no batch norm of their own: Gamma
     # regularizers keep them (as the graph engine, `keras/recurrent.py`).
     units = {channels.group_of(name) for name in channels.source_layers()
              if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
+    if self._family == 'GroupLasso':
+      units = set()  # Their weights regularize them (`_kernel_sources`).
     self._regularized = [
         root for root in self._roots if root in self._sources and
         not channels.is_frozen_group(root) and root not in outputs and
@@ -268,9 +507,8 @@ class LayerRegularizer(object):
     if not self._regularized:
       raise errors.NoSourceOpsError(
           'Model %r has no channel group the layer-level %s can regularize: '
-          'it needs a BatchNormalization (with scale=True) on channels that '
-          'rebuild can narrow. Add batch norms after the convolutions.' % (
-              self._model.name, self._class_name))
+          '%s' % (self._model.name, self._class_name,
+                  _NO_SOURCE_HINTS[self._family]))
     connecting = set()
     if self._min_channels:
       connecting = {channels.group_of(group[0]) for group in
@@ -279,6 +517,100 @@ class LayerRegularizer(object):
     self._connecting_layers = sorted(
         name for name in channels.source_layers()
         if channels.group_of(name) in self._connecting)
+
+  def _copies(self, space) -> List:
+    """[(group root, positions)]: for each copy of each group in `space`
+    (a depthwise multiplier's, a flatten's), the entry of the space of
+    each of the group's channels."""
+    table = self._channels.table
+    index = self._map(space)
+    copies = []
+    for root in sorted(set(table.find(g) for g in space.group_ids(table))):
+      offset, size = self._offsets[root], table.size(root)
+      where = [np.flatnonzero(index == offset + k) for k in range(size)]
+      for copy in range(min(len(w) for w in where)):
+        copies.append((root, np.array([w[copy] for w in where])))
+    return copies
+
+  def _gamma_sources(self):
+    """Gamma family: the |gamma| of every batch norm over the last axis."""
+    channels = self._channels
+    sources, seen = {}, set()
+    for layer, inputs, _ in channels.nodes:
+      if (not isinstance(layer, keras.layers.BatchNormalization) or
+          layer.gamma is None or layer.name in seen or len(inputs) != 1 or
+          layer.axis not in (-1, len(inputs[0].shape) - 1, [-1],
+                             [len(inputs[0].shape) - 1])):
+        continue
+      seen.add(layer.name)
+      read = lambda layer=layer: ops.abs(ops.convert_to_tensor(layer.gamma))
+      for root, positions in self._copies(channels.space[id(inputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
+
+  def _kernel_sources(self):
+    """GroupLasso family: the group-lasso norm of the output filters of
+    every conv (grouped, transposed, separable's pointwise), Dense and
+    EinsumDense kernel, as the graph engine's conv and matmul source
+    handlers (depthwise kernels are no sources)."""
+    channels = self._channels
+    sources, seen = {}, set()
+    for layer, _, outputs in channels.nodes:
+      if layer.name in seen:
+        continue
+      seen.add(layer.name)
+      if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
+        # A Bidirectional layer's output holds its units twice.
+        copies = (channels.space_size(channels.space[id(outputs[0])]) //
+                  builtin_rules.recurrent_units(layer))
+        read = (lambda layer=layer, copies=copies: ops.tile(
+            group_lasso_vector(recurrent_unit_weights(layer), -1,
+                               self._l1_fraction), [copies]))
+      else:
+        found = kernel_filters(layer)
+        if found is None:
+          continue
+        kernel, axis = found
+        read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
+            kernel, axis, self._l1_fraction))
+      for root, positions in self._copies(channels.space[id(outputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
+
+  def _gate_sources(self):
+    """LogisticSigmoid family: every call of a gate over the last axis
+    (each is a source, as each gating multiply is in the graph engine)."""
+    channels = self._channels
+    sources = {}
+    for layer, inputs, _ in channels.nodes:
+      if not is_gate(layer) or len(inputs) != 1 or layer.axis not in (
+          -1, len(inputs[0].shape) - 1):
+        continue  # A gate over another axis is no source (graph engine).
+      read = (lambda layer=layer: gate_vectors(layer, self._on_mask,
+                                               self._alive_on_mask))
+      for root, positions in self._copies(channels.space[id(inputs[0])]):
+        sources.setdefault(root, []).append((read, positions))
+    return sources
+
+  def _gate_group(self, root):
+    """(regularization, alive) of a group's gates: 1 - prod(1 - r) and
+    alive if any gate is (`ProbabilisticGroupingRegularizer`; one gate:
+    its own vectors); alive when the mask (or probability) is at least
+    the threshold."""
+    values, alive = None, None
+    for read, positions in self._sources[root]:
+      vector, alive_source = read()
+      if not np.array_equal(positions, np.arange(vector.shape[0])):
+        vector = ops.take(vector, positions)
+        alive_source = ops.take(alive_source, positions)
+      is_alive = alive_source >= self._threshold
+      if values is None:
+        values, alive, closed = vector, is_alive, 1.0 - vector
+      else:
+        closed = closed * (1.0 - vector)
+        values = 1.0 - closed
+        alive = ops.logical_or(alive, is_alive)
+    return ops.cast(values, 'float32'), alive
 
   def _costed_calls(self) -> List[_CostedCall]:
     """Every costed op of every layer call (of each layer's first call
@@ -392,14 +724,17 @@ class LayerRegularizer(object):
         regs.append(ops.zeros([size], 'float32'))
         alives.append(ops.ones([size], 'float32'))
         continue
-      values = None
-      for layer, positions in self._sources[root]:
-        gamma = ops.abs(ops.convert_to_tensor(layer.gamma))
-        if not np.array_equal(positions, np.arange(gamma.shape[0])):
-          gamma = ops.take(gamma, positions)
-        gamma = ops.cast(gamma, 'float32')
-        values = gamma if values is None else combine_max(values, gamma)
-      alive = values > self._threshold
+      if self._family == 'LogisticSigmoid':
+        values, alive = self._gate_group(root)
+      else:
+        values = None
+        for read, positions in self._sources[root]:
+          vector = read()
+          if not np.array_equal(positions, np.arange(vector.shape[0])):
+            vector = ops.take(vector, positions)
+          vector = ops.cast(vector, 'float32')
+          values = vector if values is None else combine_max(values, vector)
+        alive = values > self._threshold
       if root in self._connecting:
         alive = self._keep_minimum(values, alive, size)
       regs.append(values)
@@ -468,8 +803,9 @@ class LayerRegularizer(object):
     result = {}
     for name in channels.source_layers():
       layer = channels.layers.get(name)
-      if layer is None or not isinstance(channels.rule(layer),
-                                         builtin_rules.WidthRule):
+      if layer is None or not (
+          isinstance(channels.rule(layer), builtin_rules.WidthRule) or
+          self._lists_units(layer)):
         continue
       root = channels.group_of(name)
       if root not in self._sources:
@@ -481,6 +817,13 @@ class LayerRegularizer(object):
       else:
         result[name] = kept_value(size)
     return result
+
+  def _lists_units(self, layer) -> bool:
+    """Whether `layer` is a recurrent layer whose units are regularized
+    (GroupLasso), listed with its alive units as the graph engine does."""
+    return (self._family == 'GroupLasso' and
+            isinstance(self._channels.rule(layer),
+                       builtin_rules.RecurrentRule))
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""

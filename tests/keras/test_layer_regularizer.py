@@ -203,12 +203,15 @@ def test_an_einsum_dense_over_the_last_axis_is_a_dense():
 def test_unsupported_regularizer_and_arguments_are_refused():
   model = layer_models.residual_cnn()
   with pytest.raises(errors.InvalidArgumentError) as e:
-    _regularizer(model, 'GroupLassoFlopsRegularizer')
+    _regularizer(model, 'GammaActivationRegularizer')
   assert str(e.value) == (
       'Invalid value for argument `regularizer_class` of the layer-level '
       "regularizer (Keras backend %r). Expected one of "
-      'GammaFlopsRegularizer, GammaModelSizeRegularizer (a class or its '
-      "name). Received: regularizer_class='GroupLassoFlopsRegularizer'. "
+      'GammaFlopsRegularizer, GammaModelSizeRegularizer, '
+      'GroupLassoFlopsRegularizer, GroupLassoModelSizeRegularizer, '
+      'LogisticSigmoidFlopsRegularizer, LogisticSigmoidModelSizeRegularizer '
+      "(a class or its name). Received: regularizer_class="
+      "'GammaActivationRegularizer'. "
       'Other families and resources need the TensorFlow backend, whose '
       'graph engine supports them.' % keras.backend.backend())
   with pytest.raises(errors.InvalidArgumentError) as e:

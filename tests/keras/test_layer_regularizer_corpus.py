@@ -2,13 +2,17 @@
 
 On TensorFlow the graph engine (`morph_net.keras.ModelRegularizer`, which
 traces the model) is the reference. For every model of
-`morph_net.testing.keras_corpus` and seeded dead-channel patterns
-(`dead_channels.zero_gammas`), the layer-level engine
-(`layer_regularizer.LayerRegularizer`, which reads the layers and runs on
-every Keras backend) must report the same cost, term and alive counts, for
-FLOPs and model size, and cost the same layers. A model one engine refuses
-is listed in `REFUSED` with the error it gets; nothing is skipped silently.
-"""
+`morph_net.testing.keras_corpus` and seeded dead-channel patterns, the
+layer-level engine (`layer_regularizer.LayerRegularizer`, which reads the
+layers and runs on every Keras backend) must report the same cost, term
+and alive counts, for FLOPs and model size, and cost the same layers: for
+the Gamma family (dead patterns `dead_channels.zero_gammas`), the
+GroupLasso family (`dead_channels.zero_filters`) and the LogisticSigmoid
+family (the corpus model with a gate after every batch norm, `_gated`;
+closed gates, `_close_gates`). A model the layer-level
+engine refuses is listed in `REFUSED` (`REFUSED_GROUP_LASSO`) with the
+error it gets, a model both refuse for want of sources in `NO_SOURCES`;
+nothing is skipped silently."""
 
 import keras
 import numpy as np
@@ -62,34 +66,87 @@ def _layer_flop_layers(regularizer):
           if call.op.flops > 0}
 
 
-def corpus_differences(name, min_channels=1):
+def _gated(model):
+  """A copy of `model` with a LogisticSigmoidGating after every batch norm
+  (each batch norm becomes a Sequential of a copy of it and its gate
+  '<batch norm>_gate'); other layers are copied as they are."""
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+
+  def clone(layer):
+    copy = layer.__class__.from_config(layer.get_config())
+    if not isinstance(layer, keras.layers.BatchNormalization):
+      return copy
+    return keras.Sequential(
+        [copy, activation_gating.LogisticSigmoidGating(
+            name=layer.name + '_gate')], name=layer.name + '_gated')
+
+  return keras.models.clone_model(model, clone_function=clone)
+
+
+def _close_gates(model, seed, max_fraction=0.6, layer_probability=0.8):
+  """Closes random channels of the gates (log-odds -2.5), never every
+  channel of a gate; seeded as `dead_channels.zero_gammas`."""
+  rng = np.random.default_rng(seed)
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if not layer_regularizer.is_gate(layer):
+      continue
+    if rng.random() >= layer_probability:
+      continue
+    size = int(layer.log_odds.shape[0])
+    count = int(rng.integers(0, max(0, min(size - 1, int(np.ceil(
+        size * max_fraction)))) + 1))
+    log_odds = keras.ops.convert_to_numpy(layer.log_odds).copy()
+    log_odds[rng.choice(size, size=count, replace=False)] = -2.5
+    layer.log_odds.assign(log_odds)
+
+
+# Per source family: the regularizer classes compared, their threshold
+# argument, the seeded dead pattern they read and what the corpus model
+# becomes first.
+_FAMILIES = {
+    'Gamma': (_CLASSES, 'gamma_threshold', dead_channels.zero_gammas,
+              lambda model: model),
+    'GroupLasso': ((flop_regularizer.GroupLassoFlopsRegularizer,
+                    model_size_regularizer.GroupLassoModelSizeRegularizer),
+                   'threshold', dead_channels.zero_filters,
+                   lambda model: model),
+    'LogisticSigmoid': (
+        (flop_regularizer.LogisticSigmoidFlopsRegularizer,
+         model_size_regularizer.LogisticSigmoidModelSizeRegularizer),
+        'alive_threshold', _close_gates, _gated),
+}
+
+
+def corpus_differences(name, min_channels=1, family='Gamma'):
   """The differences between the engines on corpus model `name`.
 
   Args:
     name: a corpus model.
     min_channels: both engines' `min_channels`.
+    family: a key of `_FAMILIES`.
 
   Returns:
     ('refused', message), ('no sources', None) or ('compared', [problems]).
   """
+  classes, threshold_name, kill, transform = _FAMILIES[family]
+  kwargs = {threshold_name: _THRESHOLD}
   keras.backend.clear_session()
-  model = keras_corpus.get(name).build()
+  model = transform(keras_corpus.get(name).build())
   initial = model.get_weights()
   traced = tracing.TracedModel(model)
   pairs = []
-  for cls in _CLASSES:
+  for cls in classes:
     try:
       graph = morph_keras.ModelRegularizer(traced, cls,
-                                           gamma_threshold=_THRESHOLD,
-                                           min_channels=min_channels)
+                                           min_channels=min_channels,
+                                           **kwargs)
     except errors.NoSourceOpsError:
       with pytest.raises(errors.NoSourceOpsError):
-        layer_regularizer.LayerRegularizer(model, cls,
-                                           gamma_threshold=_THRESHOLD)
+        layer_regularizer.LayerRegularizer(model, cls, **kwargs)
       return 'no sources', None
     try:
       layer = layer_regularizer.LayerRegularizer(
-          model, cls, gamma_threshold=_THRESHOLD, min_channels=min_channels)
+          model, cls, min_channels=min_channels, **kwargs)
     except errors.UnsupportedModelError as e:
       return 'refused', str(e)
     pairs.append((cls.__name__, graph, layer))
@@ -103,7 +160,7 @@ def corpus_differences(name, min_channels=1):
   for seed in (None,) + _SEEDS:
     model.set_weights(initial)
     if seed is not None:
-      dead_channels.zero_gammas(model, seed=seed)
+      kill(model, seed=seed)
     for cls_name, graph, layer in pairs:
       got = (float(layer.cost()), float(layer.term()), layer.alive_counts())
       want = (float(graph.cost()), float(graph.term()), graph.alive_counts())
@@ -114,18 +171,41 @@ def corpus_differences(name, min_channels=1):
   return 'compared', problems
 
 
-@pytest.mark.parametrize('name', keras_corpus.names())
-def test_layer_level_equals_graph_engine(name):
-  outcome, detail = corpus_differences(name)
-  if name in REFUSED:
+# GroupLasso family: the models the layer-level engine refuses, with the
+# layer its error names and the start of the error after it.
+_NO_COST_HOOK = 'multiplies channels'
+REFUSED_GROUP_LASSO = {
+    'attention_block': ('mha', 'MultiHeadAttention', _NO_COST_HOOK),
+    'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_COST_HOOK),
+}
+
+
+def _check_model(name, family, refused, no_sources):
+  """Asserts the engines agree on corpus model `name` (see the module
+  docstring), or fail as `refused` ({model: (layer, type, error start)})
+  and `no_sources` (models both refuse) say."""
+  outcome, detail = corpus_differences(name, family=family)
+  if name in refused:
     assert outcome == 'refused', (outcome, detail)
-    assert detail.startswith('Layer %r (%s) multiplies channels' %
-                             REFUSED[name]), detail
-  elif name in NO_SOURCES:
+    assert detail.startswith('Layer %r (%s)' % refused[name][:2]), detail
+    assert refused[name][2] in detail, detail
+  elif name in no_sources:
     assert outcome == 'no sources', (outcome, detail)
   else:
     assert outcome == 'compared', detail
     assert not detail, '\n'.join(detail)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_layer_level_equals_graph_engine(name):
+  _check_model(name, 'Gamma',
+               {k: v + (_NO_COST_HOOK,) for k, v in REFUSED.items()},
+               NO_SOURCES)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_group_lasso_layer_level_equals_graph_engine(name):
+  _check_model(name, 'GroupLasso', REFUSED_GROUP_LASSO, set())
 
 
 def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
@@ -186,3 +266,12 @@ def test_an_einsum_dense_model_equals_the_graph_engine():
   assert layer.alive_counts() == graph.alive_counts() == {'proj': 3}
   assert float(layer.cost()) == float(graph.cost())
   assert float(layer.term()) == pytest.approx(float(graph.term()), rel=1e-6)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_logistic_sigmoid_layer_level_equals_graph_engine(name):
+  # The corpus model with a gate after every batch norm (`_gated`): the
+  # models without a batch norm have no gate.
+  _check_model(name, 'LogisticSigmoid',
+               {k: v + (_NO_COST_HOOK,) for k, v in REFUSED.items()},
+               NO_SOURCES)
