@@ -18,7 +18,8 @@ Expansion to a target cost: `morph_net.keras.expansion`.
 On a Keras backend other than TensorFlow (KERAS_BACKEND=jax or torch),
 importing this package does not import TensorFlow: `ModelRegularizer` is
 the layer-level engine (`layer_regularizer.LayerRegularizer`, same API,
-Gamma FLOPs and model size), `CostTargetCallback` and
+Gamma, GroupLasso and LogisticSigmoid; FLOPs and model size),
+`CostTargetCallback` and
 `CostTargetController` work with it, and the names that need the
 TensorFlow graph engine raise `morph_net.errors.MissingDependencyError`
 when imported.
