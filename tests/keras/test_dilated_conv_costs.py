@@ -5,7 +5,8 @@ Conv1D: get_cost() 388, the rebuilt model's config count 396). TensorFlow
 runs a dilated 1-D convolution on SpaceToBatchND blocks, as a Conv2D
 between ExpandDims and Squeeze, then BatchToSpaceND: the Conv2D's output
 holds the positions of one block, and the cost read 3 of the layer's 5.
-Every value here is written out by hand (2 x output positions x kernel x
+A grouped dilated conv (a function call holding the blocks and the conv)
+was not costed at all. Every value here is written out by hand (2 x output positions x kernel x
 inputs x outputs; 2 x rows x inputs x outputs for a Dense) and equals
 `config_flops` of the model and of its rebuilt model.
 """
@@ -63,6 +64,19 @@ _DILATED = [
      (7, 6, 3), 2 * 12 * 9 * 3 * 4, 2 * 12 * 4 * 2),
     (lambda: L.Conv3D(2, 2, dilation_rate=2, padding='valid', name='c'),
      (5, 4, 4, 1), 2 * 12 * 8 * 1 * 2, 2 * 12 * 2 * 2),
+    # Grouped (a function call whose body holds the blocks and the conv):
+    # 5 outputs; 2 x 5 x 2 x (4 / 2) x 4.
+    (lambda: L.Conv1D(4, 2, groups=2, dilation_rate=2, padding='valid',
+                      name='c'),
+     (7, 4), 160, 2 * 5 * 4 * 2),
+    # Channelwise (groups = channels): 2 x 7 x 2 x 1 x 4.
+    (lambda: L.Conv1D(4, 2, groups=4, dilation_rate=2, padding='same',
+                      name='c'),
+     (7, 4), 112, 2 * 7 * 4 * 2),
+    # 5 x 4 outputs; 2 x 20 x 4 x (4 / 2) x 4.
+    (lambda: L.Conv2D(4, 2, groups=2, dilation_rate=2, padding='valid',
+                      name='c'),
+     (7, 6, 4), 1280, 2 * 20 * 4 * 2),
     # Depthwise and separable (space-to-batch around a depthwise conv):
     # 5 outputs; depthwise 2 x 5 x 2 x 3 x 2 (multiplier), pointwise
     # 2 x 5 x 6 x 4.

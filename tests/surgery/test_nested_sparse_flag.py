@@ -1,7 +1,7 @@
 """A nested model ending with a product by a constant, flattened.
 
-Found by tests/property/test_random_models.py (random-faults run, seed
-303-era generator): Keras marks `x * np.array(...)` sparse (ops.multiply
+Found by tests/property/test_random_models.py (MORPHNET_RANDOM_MODELS=110,
+--hypothesis-seed=202): Keras marks `x * np.array(...)` sparse (ops.multiply
 reads the missing `sparse` attribute of the constant as True); the nested
 model's output is dense again, and the custom SqueezeExcite layer after it
 was built on that. The flat view of surgery called SqueezeExcite on the
