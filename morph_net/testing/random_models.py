@@ -247,8 +247,6 @@ def _conv(w, x):
   filters = groups * w.integer(1, max(1, _MAX_WIDTH // groups))
   kwargs.update(filters=filters, groups=groups, use_bias=w.chance(3),
                 name=w.name('conv'))
-  if groups > 1 and kwargs['dilation_rate'] > 1:
-    kwargs['dilation_rate'] = 1
   cls = 'Conv1D' if rank == 3 else 'Conv2D'
   return _after_width_layer(w, w.emit('L.%s(%s)(%s)' % (
       cls, _kwargs_text(kwargs), x)))

@@ -456,3 +456,39 @@ def test_a_dilated_conv1d(case):
   # res18 2 x 4 x 3 x 3, logits29 2 x 37 (bn20's channel 2 is the input's).
   assert float(_regularizer(model, case.family).cost()) == 396
   check_case(case)
+
+
+_GROUPED_DILATED = [
+    '\n'.join([
+        "t1 = keras.Input((9, 4), name='input0')",
+        "t2 = L.Dense(4, name='dense1')(t1)",
+        "t3 = L.Conv1D(4, 2, groups=2, dilation_rate=2, padding='same', "
+        "name='conv2')(t2)",
+        "t4 = L.BatchNormalization(name='bn3')(t3)",
+        "t5 = L.Conv1D(4, 2, groups=4, dilation_rate=2, padding='valid', "
+        "use_bias=False, name='conv4')(t4)",
+        "t6 = L.BatchNormalization(name='bn5')(t5)",
+        "model = keras.Model(t1, L.Dense(3, name='logits6')(t6))"]),
+    '\n'.join([
+        "t1 = keras.Input((7, 6, 2), name='input0')",
+        "t2 = L.Conv2D(6, 1, name='conv1')(t1)",
+        "t3 = L.BatchNormalization(name='bn2')(t2)",
+        "t4 = L.Conv2D(6, 2, groups=3, dilation_rate=2, padding='valid', "
+        "name='conv3')(t3)",
+        "t5 = L.ReLU(name='relu4')(t4)",
+        "t6 = L.Flatten(name='flatten5')(t5)",
+        "model = keras.Model(t1, L.Dense(2, name='logits6')(t6))"]),
+]
+
+
+@settings(max_examples=8, deadline=None, database=None, derandomize=True)
+@given(strategies.sampled_from(_GROUPED_DILATED),
+       strategies.sampled_from(random_models.FAMILIES),
+       strategies.integers(0, 2 ** 16), strategies.booleans())
+def test_grouped_dilated_convs(code, family, seed, constant):
+  """Grouped and channelwise convs with a dilation rate (a function call
+  around space-to-batch blocks; see tests/keras/test_dilated_conv_costs.py),
+  which the generator draws rarely."""
+  check_case(random_models.RandomCase(
+      code=code, family=family, seed=seed, max_fraction=0.5,
+      allow_all=False, constant=constant))
