@@ -102,10 +102,22 @@ def _keeps_channels(tensor) -> bool:
           tf.compat.dimension_value(before[-1]))
 
 
+# A dilated conv's lowering (`tf.nn.convolution` with a rate): the conv runs
+# on SpaceToBatchND blocks, put back by BatchToSpaceND; both keep the
+# channels on the last axis (input 0 holds the activation).
+_BLOCK_OP_TYPES = frozenset(['SpaceToBatchND', 'BatchToSpaceND'])
+
+
 def _skip(tensor):
-  """Through forwarding ops and the rank changes that keep the channels."""
-  return op_vocabulary.walk_back(tensor, through_reshapes=True,
-                                 reshape_filter=_keeps_channels)
+  """Through forwarding ops, the rank changes that keep the channels and a
+  dilated conv's space-to-batch blocks."""
+  for _ in range(op_vocabulary.MAX_WALK_STEPS):
+    tensor = op_vocabulary.walk_back(tensor, through_reshapes=True,
+                                     reshape_filter=_keeps_channels)
+    if tensor.op.type not in _BLOCK_OP_TYPES:
+      break
+    tensor = tensor.op.inputs[0]
+  return tensor
 
 
 def _outer_input(op, body, tensor):
@@ -129,7 +141,8 @@ def called_op(op: tf.Operation) -> Optional[CalledOp]:
 
   The op's activation, kernel and result may pass rank changes that keep
   the channels last (a grouped Conv1D runs as ExpandDims, Conv2D,
-  Squeeze).
+  Squeeze) and a dilated conv's SpaceToBatchND and BatchToSpaceND (its
+  result is then the call's output at the layer's positions).
 
   Args:
     op: a tf.Operation (anything but a call op gives None).

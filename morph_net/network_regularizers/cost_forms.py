@@ -376,18 +376,24 @@ def _dilated_output(tensor: tf.Tensor) -> tf.Tensor:
   """The result of a dilated conv that TF runs on space-to-batch blocks.
 
   `tf.nn.depthwise_conv2d` with a rate (DepthwiseConv and SeparableConv
-  layers with a dilation rate) runs the conv on SpaceToBatchND blocks of the
-  input, each with a fraction of the positions in the batch axis, and puts
+  layers with a dilation rate) and `tf.nn.convolution` with a dilation on
+  a 1-D input (Conv1D layers) run the conv on SpaceToBatchND blocks of the
+  input, each with a fraction of the positions in the batch axis, and put
   them back with BatchToSpaceND: the layer's output positions are those of
-  the BatchToSpaceND's output.
+  the BatchToSpaceND's output. A 1-D conv runs as a 2-D one between
+  ExpandDims and Squeeze, so the Squeeze comes between the conv and the
+  BatchToSpaceND.
 
   Args:
     tensor: a conv's output.
 
   Returns:
-    The BatchToSpaceND output it alone feeds, else `tensor`.
+    The BatchToSpaceND output it alone feeds (directly or through one
+    Squeeze), else `tensor`.
   """
   consumers = tensor.consumers()
+  if len(consumers) == 1 and consumers[0].type == 'Squeeze':
+    consumers = consumers[0].outputs[0].consumers()
   if len(consumers) == 1 and consumers[0].type == 'BatchToSpaceND':
     return consumers[0].outputs[0]
   return tensor

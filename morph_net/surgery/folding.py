@@ -12,9 +12,12 @@ One mechanism for every layer kind:
    model is only read) in which every removed channel is exactly constant,
    as the regularizer calls it dead: the removed output columns of the
    width-taking layers' kernels are 0 (their biases stay), and so are the
-   batch-norm gammas of removed channels, but where a batch norm reads a
-   filter that is zero in the model (it maps that constant as the model
-   does), through `LayerRule.constant_channels`.
+   batch-norm gammas of removed channels, but where a batch norm's input
+   channel is constant in the model already (it maps that constant as the
+   model does): read from a filter that is zero in the model, or, for a
+   batch norm not right after a width-taking layer (after another batch
+   norm, an activation, a concatenation or a sum), found constant by a run
+   of the model; through `LayerRule.constant_channels`.
 2. The probe and the rebuilt model run on two inputs (zeros and a fixed
    random sample, batch 2). For every *affine* layer L of the rebuilt
    model (conv, dense, transposed and separable convs, depthwise convs;
@@ -54,7 +57,7 @@ constant, and their outputs change with the number of channels: when one
 loses input channels or sees shifted values, a warning names it.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 import keras
@@ -68,6 +71,9 @@ from morph_net.surgery import plan as plan_lib
 __all__ = ['fold_constants', 'probe_model']
 
 _RELATIVE_TOLERANCE = 1e-4
+# A channel changing less than this (relative) from one input to another is
+# constant (float32 rounding of one value computed twice).
+_CONSTANT_TOLERANCE = 1e-6
 _SPATIAL_DEFAULT = 32  # Size of an unknown spatial input dimension.
 
 
@@ -87,27 +93,71 @@ def probe_model(plan: plan_lib.RebuildPlan, kept: Dict[int, np.ndarray]):
     A functional model (a clone of the channel model's flat view, with the
     same layer names) whose width-taking layers have zero kernel columns
     on the removed channels, and whose batch norms have gamma 0 there
-    unless they read a filter that is zero in the model (see
-    `_zero_filters_read`).
+    unless their input is constant there already in the model (see
+    `_constant_inputs`).
   """
   ch = plan.channels
   probe = keras.models.clone_model(ch.functional)
+  silenced = {}  # name -> (layer of the model, its weights, removed)
+  undecided = []  # names whose constant inputs only a run of the model tells
   for layer in probe.layers:
     old = ch.layers.get(layer.name)
     if old is None or not old.weights:
       continue
     weights = [keras.ops.convert_to_numpy(w) for w in old.weights]
+    layer.set_weights(weights)
     # The channels of its groups that the structure removes; a layer that
     # vanishes because its inputs did keeps computing them.
     removed = (_removed(plan, ch.layer_out[layer.name], kept)
                if layer.name in ch.layer_out else np.zeros([0], int))
+    if not removed.size or ch.rule(old).constant_channels(
+        old, weights, removed) is None:
+      continue
+    read = _zero_filters_read(ch, old)
+    if read is None:
+      undecided.append(layer.name)
+    else:
+      removed = np.setdiff1d(removed, read)
+    silenced[layer.name] = (old, weights, removed)
+  # The probe holds the model's weights so far: run it to find the inputs
+  # that are constant already.
+  for name, constant in _constant_inputs(probe, undecided).items():
+    old, weights, removed = silenced[name]
+    silenced[name] = (old, weights, np.setdiff1d(removed, constant))
+  for name, (old, weights, removed) in silenced.items():
     if removed.size:
-      removed = np.setdiff1d(removed, _zero_filters_read(ch, old))
-    if removed.size:
-      weights = ch.rule(old).constant_channels(old, weights, removed) or (
-          weights)
-    layer.set_weights(weights)
+      probe.get_layer(name).set_weights(
+          ch.rule(old).constant_channels(old, weights, removed))
   return probe
+
+
+def _constant_inputs(probe, names) -> Dict[str, np.ndarray]:
+  """{name: the input channels of layer `name` that are constant}, run on
+  `probe` holding the model's weights.
+
+  A channel is constant when it does not depend on the model's inputs: it
+  is the same, position by position, on the two samples (`_samples`:
+  zeros and a random input). Such a channel died before the layer (a zero
+  filter, then batch norms or activations; a concatenation or a sum of
+  dead channels), and a batch norm maps it as the model does: its weights
+  stay there (see `_zero_filters_read`, the case of a batch norm right
+  after the filter, told without running the model). A channel that
+  varies over positions only (zero padding around a dead channel) is
+  constant too: the probe then computes what the model does, and folding
+  measures the variation (not exact, reported).
+  """
+  if not names:
+    return {}
+  tap_model, present = nesting.tap(probe, names)
+  constant = {}
+  for name, x in zip(present, _run_tap(tap_model, _samples(probe))):
+    if x.ndim < 2 or x.shape[0] != 2:
+      continue  # Not one row per sample: none is told constant.
+    x = x.astype(np.float64).reshape([2, -1, x.shape[-1]])
+    change = np.abs(x[1] - x[0]).max(axis=0)
+    scale = 1.0 + np.abs(x).max(axis=(0, 1))
+    constant[name] = np.flatnonzero(change <= _CONSTANT_TOLERANCE * scale)
+  return constant
 
 
 def _token_bound(model) -> int:
@@ -118,7 +168,7 @@ def _token_bound(model) -> int:
   return max(min(sizes), 1) if sizes else 2
 
 
-def _zero_filters_read(ch, layer) -> np.ndarray:
+def _zero_filters_read(ch, layer) -> Optional[np.ndarray]:
   """The channels of a pass-through `layer` (a batch norm) that it reads
   from a width-taking layer whose kernel columns are zero there.
 
@@ -127,20 +177,29 @@ def _zero_filters_read(ch, layer) -> np.ndarray:
   keeps its weights there, so that it maps them as the model does. A batch
   norm after such a filter outputs beta + gamma (bias - mean) /
   sqrt(variance + epsilon), not beta.
+
+  Returns:
+    The channels (none for a width-taking `layer`, which silences its
+    removed channels itself), or None when `layer` does not read a
+    width-taking layer's output directly (a batch norm after another
+    batch norm, an activation, a concatenation or a sum): only a run of
+    the model tells which of its input channels are constant
+    (`_constant_inputs`). A layer called several times silences its
+    removed channels.
   """
   none = np.zeros([0], int)
   if ch.rule(layer).width_attribute:
     return none
   inputs = [inputs for source, inputs, _ in ch.nodes if source is layer]
   if len(inputs) != 1 or len(inputs[0]) != 1:
-    return none
+    return none  # Called several times: silenced.
   producer = [source for source, _, outputs in ch.nodes
               if any(t is inputs[0][0] for t in outputs)]
   if (len(producer) != 1 or not ch.rule(producer[0]).width_attribute or
       ch.layer_out.get(producer[0].name) is not ch.layer_in[layer.name][0]):
-    return none
+    return None
   scores = ch.rule(producer[0]).channel_scores(producer[0])
-  return none if scores is None else np.flatnonzero(np.asarray(scores) == 0)
+  return None if scores is None else np.flatnonzero(np.asarray(scores) == 0)
 
 
 def _samples(model) -> List[np.ndarray]:

@@ -78,6 +78,8 @@ def _run(functional, tensors: Dict[int, object],
             for t, x in zip(inner.inputs, tree.flatten(node.input_tensors))}
         _run(inner, inner_tensors, hook)
         outputs = [inner_tensors[id(t)] for t in inner.outputs]
+        for x, y in zip(node.outputs, outputs):
+          _dense_like(x, y)
       else:
         args, kwargs = node.arguments.fill_in(tensors)
         if hook is not None:
@@ -85,6 +87,22 @@ def _run(functional, tensors: Dict[int, object],
         outputs = tree.flatten(layer(*args, **kwargs))
       for x, y in zip(node.outputs, outputs):
         tensors[id(x)] = y
+
+
+def _dense_like(outer, inner) -> None:
+  """Marks `inner` (a nested model's output in the flat view) dense when the
+  nested model's output `outer` is.
+
+  Keras marks the result of multiplying a symbolic tensor by a NumPy or
+  backend constant sparse (`ops.multiply` reads a missing `sparse`
+  attribute as True); a nested model's output is dense again, and the
+  layers after it were built on that. Flat, they would see the sparse
+  flag (a custom layer then fails to infer its output).
+  """
+  if (isinstance(inner, keras.KerasTensor) and
+      isinstance(outer, keras.KerasTensor) and inner.sparse and
+      not outer.sparse):
+    inner._sparse = False  # pylint: disable=protected-access
 
 
 def _new_inputs(model_inputs, like: Sequence):

@@ -9,7 +9,9 @@ layer kind the project prunes or passes through:
   'same'/'valid'/'causal'), DepthwiseConv1D/2D, SeparableConv1D/2D,
   Conv1DTranspose/Conv2DTranspose; Dense on rank-2, -3 and -4 inputs;
 * BatchNormalization, LayerNormalization, activation layers (ReLU,
-  Activation, LeakyReLU, ELU, PReLU, Softmax);
+  Activation, LeakyReLU, ELU, PReLU, Softmax); batch norms after a width
+  layer's batch norm or activation (chains) and after concatenations and
+  merges;
 * merges: residual adds (the Add layer, `ops.add`, `+`), Subtract,
   Multiply, Maximum, Average; concatenations on the channel axis and on
   other axes (the Concatenate layer and `ops.concatenate`);
@@ -189,12 +191,22 @@ def _activation(w, x):
   return w.emit(w.choice(_UNARY_OPS) % x)
 
 
+def _batch_norm(w, x):
+  return w.emit('L.BatchNormalization(name=%r)(%s)' % (w.name('bn'), x))
+
+
 def _after_width_layer(w, x):
-  """Optional batch norm, then an optional activation."""
+  """Optional batch norm, then an optional activation; rarely one or two
+  more batch norms (chains: batch norm, batch norm; activation, batch
+  norm), whose input channels died before them."""
   if w.chance(6):
-    x = w.emit('L.BatchNormalization(name=%r)(%s)' % (w.name('bn'), x))
+    x = _batch_norm(w, x)
   if w.chance(5):
     x = _activation(w, x)
+  for _ in range(2):
+    if not w.chance(1):
+      break
+    x = _batch_norm(w, x)
   return x
 
 
@@ -235,8 +247,6 @@ def _conv(w, x):
   filters = groups * w.integer(1, max(1, _MAX_WIDTH // groups))
   kwargs.update(filters=filters, groups=groups, use_bias=w.chance(3),
                 name=w.name('conv'))
-  if groups > 1 and kwargs['dilation_rate'] > 1:
-    kwargs['dilation_rate'] = 1
   cls = 'Conv1D' if rank == 3 else 'Conv2D'
   return _after_width_layer(w, w.emit('L.%s(%s)(%s)' % (
       cls, _kwargs_text(kwargs), x)))
@@ -310,14 +320,17 @@ def _residual(w, x):
                                                            branch))
   how = w.integer(0, 6)
   if how == 0:
-    return w.emit('L.Add(name=%r)([%s, %s])' % (w.name('add'), x, branch))
-  if how == 1:
-    return w.emit('ops.add(%s, %s)' % (x, branch))
-  if how == 2:
-    return w.emit('%s + %s' % (x, branch))
-  merge = ('Subtract', 'Multiply', 'Maximum', 'Average')[how - 3]
-  return w.emit('L.%s(name=%r)([%s, %s])' % (merge, w.name(merge.lower()),
-                                              x, branch))
+    y = w.emit('L.Add(name=%r)([%s, %s])' % (w.name('add'), x, branch))
+  elif how == 1:
+    y = w.emit('ops.add(%s, %s)' % (x, branch))
+  elif how == 2:
+    y = w.emit('%s + %s' % (x, branch))
+  else:
+    merge = ('Subtract', 'Multiply', 'Maximum', 'Average')[how - 3]
+    y = w.emit('L.%s(name=%r)([%s, %s])' % (merge, w.name(merge.lower()),
+                                             x, branch))
+  # A batch norm reading the merge (of dead channels, sometimes).
+  return _batch_norm(w, y) if w.chance(1) else y
 
 
 def _branch(w, x, width: int) -> str:
@@ -340,9 +353,12 @@ def _concat_channels(w, x):
     parts.append(_branch(w, x, _width(w)))
   axis = w.choice((-1, w.rank(x) - 1))
   if w.chance(4):
-    return w.emit('L.Concatenate(axis=%d, name=%r)([%s])' % (
+    y = w.emit('L.Concatenate(axis=%d, name=%r)([%s])' % (
         axis, w.name('concat'), ', '.join(parts)))
-  return w.emit('ops.concatenate([%s], axis=%d)' % (', '.join(parts), axis))
+  else:
+    y = w.emit('ops.concatenate([%s], axis=%d)' % (', '.join(parts), axis))
+  # A batch norm reading the concatenation (of dead channels, sometimes).
+  return _batch_norm(w, y) if w.chance(1) else y
 
 
 def _concat_other_axis(w, x):
