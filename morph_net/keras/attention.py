@@ -55,6 +55,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import op_vocabulary
 from morph_net.keras import recurrent
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.surgery import builtin_rules
@@ -287,6 +288,15 @@ class AttentionCalls(object):
     boundary)."""
     return [op for call in self.pruned_calls() for op in call.ops
             if op not in call.hidden_ops]
+
+  def projection_sources(self) -> List[tf.Operation]:
+    """The hidden-size sources that multiply by the output projection's
+    kernel (a layer without an output bias ends in that product): analysed
+    by the graph engine as sources, but costed here (the output term of
+    `per_head`, at the alive heads), so the network cost must skip them."""
+    costed = op_vocabulary.MATMUL_OP_TYPES | op_vocabulary.EINSUM_OP_TYPES
+    return [op for call in self.pruned_calls() for op in call.hidden_ops
+            if op.type in costed]
 
   def connecting_layers(self) -> List[str]:
     """The layers with pruned heads that keep `min_channels` alive."""

@@ -294,12 +294,18 @@ class ModelRegularizer(object):
 
   def _costed_ops(self) -> Optional[List[tf.Operation]]:
     """The ops the cost and term sum over (None: all analysed ops); a model
-    size counts each kernel once (see `regularizable.each_kernel_once`)."""
+    size counts each kernel once (see `regularizable.each_kernel_once`);
+    an attention layer's output projection is costed by its heads
+    (`attention.AttentionCalls.projection_sources`), not here."""
     resource = getattr(self._network_regularizer, 'resource_function', None)
+    skipped = set(self._attention.projection_sources())
     if resource is not resource_function.model_size_function:
-      return None
-    return regularizable.each_kernel_once(self._traced,
-                                          self.op_regularizer_manager.ops)
+      if not skipped:
+        return None
+      return [op for op in self.op_regularizer_manager.ops
+              if op not in skipped]
+    return [op for op in regularizable.each_kernel_once(
+        self._traced, self.op_regularizer_manager.ops) if op not in skipped]
 
   def _total(self, network_part, layer_parts) -> tf.Tensor:
     """A network regularizer total over `_costed_ops()` plus the parts of
