@@ -15,10 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from morph_net.keras import model_regularizer
-from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import rebuild
 from morph_net.testing import config_flops
+from morph_net.testing import flop_regularizers
 
 L = keras.layers
 
@@ -29,14 +28,8 @@ def _clear_session():
   yield
 
 
-def _group_lasso(model):
-  return model_regularizer.ModelRegularizer(
-      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
-
-
-def _gamma(model):
-  return model_regularizer.ModelRegularizer(
-      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+_group_lasso = flop_regularizers.group_lasso_flops
+_gamma = flop_regularizers.gamma_flops
 
 
 # (layer, input shape, hand count of the layer, of the Dense(2) after it).

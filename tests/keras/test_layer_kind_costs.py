@@ -20,6 +20,7 @@ from morph_net import errors
 from morph_net import keras as morph_keras
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import rebuild
+from morph_net.testing import flop_regularizers
 from morph_net.testing import reference_cost
 
 L = keras.layers
@@ -47,13 +48,11 @@ def _kill_gammas(model, layer, count):
 
 
 def _gamma_flops(model):
-  return morph_keras.ModelRegularizer(
-      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-6)
+  return flop_regularizers.gamma_flops(model, threshold=1e-6)
 
 
 def _group_lasso_flops(model):
-  return morph_keras.ModelRegularizer(
-      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-6)
+  return flop_regularizers.group_lasso_flops(model, threshold=1e-6)
 
 
 def test_flatten_dense_counts_positions_times_alive_channels():

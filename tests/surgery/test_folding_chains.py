@@ -18,13 +18,12 @@ import keras
 import numpy as np
 import pytest
 
-from morph_net.keras import model_regularizer
-from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import channel_model
 from morph_net.surgery import folding
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import rebuild
 from morph_net.surgery import weight_transfer
+from morph_net.testing import flop_regularizers
 
 L = keras.layers
 
@@ -35,14 +34,8 @@ def _clear_session():
   yield
 
 
-def _group_lasso(model):
-  return model_regularizer.ModelRegularizer(
-      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
-
-
-def _gamma(model):
-  return model_regularizer.ModelRegularizer(
-      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+_group_lasso = flop_regularizers.group_lasso_flops
+_gamma = flop_regularizers.gamma_flops
 
 
 def _set_bn(layer, gamma, beta, mean, variance=None):
