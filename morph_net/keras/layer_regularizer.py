@@ -336,20 +336,24 @@ def gate_vectors(gate, regularize_on_mask: bool = True,
           mask if mask_as_alive_vector else probability)
 
 
-def recurrent_unit_weights(layer):
+def recurrent_unit_weights(layer, read=None):
   """The weights of each unit of a recurrent layer, one column per unit.
 
   Column u holds, for every direction (of a Bidirectional layer), every
   gate's kernel column of unit u, its recurrent-kernel columns, its
   recurrent-kernel row without the entries already in its columns, and its
-  biases: the weights that die with the unit, in the order of the graph
-  engine's `recurrent.unit_weights`, in keras.ops.
+  biases: the weights that die with the unit, in keras.ops (the graph
+  engine's `recurrent.unit_weights` is this function on its traced
+  graph's tensors).
 
   Args:
     layer: a SimpleRNN, GRU or LSTM, or a Bidirectional wrapper of them.
+    read: maps a Keras variable to a tensor of its value, or None when it
+      cannot be read (default: the variable's value).
 
   Returns:
-    A float32 [weights per unit, units] tensor.
+    A float32 [weights per unit, units] tensor, or None when `read` could
+    not read a variable.
   """
   units = builtin_rules.recurrent_units(layer)
   parts = []
@@ -359,9 +363,14 @@ def recurrent_unit_weights(layer):
       kind = variable.path.rsplit('/', 1)[-1]
       if kind not in ('kernel', 'recurrent_kernel', 'bias'):
         continue
-      value = ops.cast(ops.convert_to_tensor(variable), 'float32')
+      value = (ops.convert_to_tensor(variable) if read is None else
+               read(variable))
+      if value is None:
+        return None
+      value = ops.cast(value, 'float32')
       parts.append(ops.reshape(value, [-1, units]))
       if kind == 'recurrent_kernel' and units > 1:
+        # Row u without its own columns g * units + u (counted above).
         others = np.array([[c for c in range(gates * units)
                             if c % units != u] for u in range(units)])
         parts.append(ops.transpose(ops.take_along_axis(value, others,

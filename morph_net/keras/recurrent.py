@@ -54,13 +54,13 @@ import re
 import types
 from typing import Dict, List, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import graph_util
 from morph_net.framework import minimum_alive_regularizer
 from morph_net.framework import op_handler_util
+from morph_net.keras import layer_regularizer
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.network_regularizers import resource_regularizer
 from morph_net.op_handlers import handler_steps
@@ -122,7 +122,8 @@ def unit_weights(layer, read) -> Optional[tf.Tensor]:
   Column u holds, for every direction, every gate's kernel column of unit
   u, its recurrent-kernel columns, its recurrent-kernel row (without the
   entries already in its columns) and its biases: the weights that die
-  with the unit.
+  with the unit (`layer_regularizer.recurrent_unit_weights`, the one
+  layout both engines use, on the tensors `read` gives).
 
   Args:
     layer: a SimpleRNN, GRU or LSTM, or a Bidirectional wrapper of them.
@@ -132,30 +133,9 @@ def unit_weights(layer, read) -> Optional[tf.Tensor]:
     A [weights per unit, units] float32 tensor, or None for another layer
     or a variable that cannot be read.
   """
-  units = builtin_rules.recurrent_units(layer)
-  if units is None:
+  if builtin_rules.recurrent_units(layer) is None:
     return None
-  parts = []
-  for rnn in _directions(layer):
-    gates = GATES[type(rnn).__name__]
-    for variable in rnn.weights:
-      kind = variable.path.rsplit('/', 1)[-1]
-      if kind not in ('kernel', 'recurrent_kernel', 'bias'):
-        continue
-      value = read(variable)
-      if value is None:
-        return None
-      value = tf.cast(value, tf.float32)
-      parts.append(tf.reshape(value, [-1, units]) if kind == 'bias' and
-                   value.shape.rank == 1 else
-                   tf.reshape(value, [-1, gates, units]))
-      parts[-1] = tf.reshape(parts[-1], [-1, units])
-      if kind == 'recurrent_kernel' and units > 1:
-        # Row u without its own columns g * units + u (counted above).
-        others = np.array([[c for c in range(gates * units)
-                            if c % units != u] for u in range(units)])
-        parts.append(tf.transpose(tf.gather(value, others, batch_dims=1)))
-  return tf.concat(parts, axis=0)
+  return layer_regularizer.recurrent_unit_weights(layer, read)
 
 
 class UnitSourceHandler(
