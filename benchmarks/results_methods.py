@@ -64,7 +64,8 @@ class Budget:
       decay in the other trainings).
     finetune_learning_rate: peak learning rate of fine-tuning.
     l1_strength: Network Slimming's strength on sum(|gamma|).
-    gamma_threshold: alive threshold on |gamma| (gamma).
+    gamma_threshold: alive threshold on |gamma| (gamma): two Adam steps
+      (2 x 5e-3), as `cost_target.py` and the main job.
     gate_threshold: alive threshold on the gate probability (figs).
     tolerance: the largest relative FLOPs distance to a target.
   """
@@ -76,7 +77,7 @@ class Budget:
   learning_rate: float = 5e-3
   finetune_learning_rate: float = 1e-3
   l1_strength: float = 1e-4
-  gamma_threshold: float = 0.05
+  gamma_threshold: float = 0.01
   gate_threshold: float = 0.1
   tolerance: float = 0.01
 
