@@ -57,7 +57,15 @@ class Budget:
     train_examples: training images (a fixed subset).
     test_examples: test images evaluated (the first ones).
     batch_size: batch size.
-    prune_epochs: epochs of the regularized trainings (prune, reprune).
+    prune_epochs: epochs at most of MorphNet's regularized trainings
+      (prune, reprune): they stop once the cost has been within
+      `target_tolerance` of the target at `hold` consecutive epoch ends
+      (`cost_target.train_to_target`), as a user of `CostTargetCallback`
+      would; the epochs taken are recorded in the cell.
+    hold: consecutive epoch ends at the target that end a MorphNet prune.
+    target_tolerance: relative distance to the target counted as reached.
+    l1_epochs: epochs of Network Slimming's regularized training (fixed
+      strength, no target to reach).
     train_epochs: epochs of the other trainings (original, scratch,
       finetune, expand).
     learning_rate: Adam learning rate (constant while pruning, cosine
@@ -72,7 +80,10 @@ class Budget:
   train_examples: int = 4096
   test_examples: int = 2000
   batch_size: int = 64
-  prune_epochs: int = 4
+  prune_epochs: int = 20
+  hold: int = 2
+  target_tolerance: float = 0.03
+  l1_epochs: int = 10
   train_epochs: int = 2
   learning_rate: float = 5e-3
   finetune_learning_rate: float = 1e-3
@@ -308,7 +319,6 @@ class Bench(object):
       The cell's record: the structure and masks, its FLOPs, the trained
       network's own cost (gamma, figs) and the fit's threshold.
     """
-    import keras  # pylint: disable=g-import-not-at-top
     from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
     from morph_net.network_regularizers import registry  # pylint: disable=g-import-not-at-top
     b = self.budget
@@ -318,21 +328,27 @@ class Bench(object):
         model, _REGULARIZERS[method],
         **registry.threshold_kwargs(_REGULARIZERS[method], threshold))
     target_cost = target * self.original_flops
-    data_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if method == 'l1':
-      callbacks, loss = [], _GammaL1Loss(model, b.l1_strength)
+      seconds = self.fit(model, b.l1_epochs, b.learning_rate, 'constant',
+                         loss=_GammaL1Loss(model, b.l1_strength))
+      trained = {'epochs': b.l1_epochs, 'reached': None}
     else:
-      callbacks = [morph_keras.CostTargetCallback(reg, target_cost)]
-      loss = reg.wrap_loss(data_loss)
-    seconds = self.fit(model, b.prune_epochs, b.learning_rate, 'constant',
-                       loss=loss, callbacks=callbacks)
+      from benchmarks import cost_target  # pylint: disable=g-import-not-at-top
+      d = self.data
+      trained = cost_target.train_to_target(
+          model, reg, target_cost, d.x_train, d.y_train, b.batch_size,
+          b.learning_rate, b.prune_epochs, b.target_tolerance, b.hold,
+          key='%s %s %g seed %d' % (self.network, method, target, seed))
+      seconds = trained['train_seconds']
     _save_weights(model, weights_path)
     structure, masks, info = fit_structure(
         reg, morph_keras.StructureCost(reg), target_cost, b.tolerance)
     record = {'structure': structure, 'flops': self.flops(structure),
               'masks': {k: v.astype(int).tolist() for k, v in masks.items()},
               'train_seconds': seconds, 'trained_cost': float(reg.cost()),
-              'initial_cost': float(reg.initial_cost)}
+              'initial_cost': float(reg.initial_cost),
+              'prune_epochs': trained['epochs'],
+              'reached': trained['reached']}
     record.update(info)
     return record
 

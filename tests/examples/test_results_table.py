@@ -291,7 +291,8 @@ def _run(args):
 def test_smoke_every_stage_of_every_method_then_cached(tmp_path):
   tiny = ['--output_dir=%s' % tmp_path, '--networks=resnet',
           '--targets=0.5', '--seeds=0', '--train_examples=128',
-          '--test_examples=64', '--prune_epochs=1', '--train_epochs=1']
+          '--test_examples=64', '--prune_epochs=1', '--l1_epochs=1',
+          '--train_epochs=1']
   first = _run(tiny)
   assert first.returncode == 0, first.stderr[-3000:]
   cells = tmp_path / 'fashion_mnist' / 'cells'
@@ -307,6 +308,13 @@ def test_smoke_every_stage_of_every_method_then_cached(tmp_path):
     with open(cells / name) as f:
       record = json.load(f)
     assert abs(record['flops_distance']) <= 0.01, name
+  for method, reached in (('gamma', (True, False)), ('figs', (True, False)),
+                          ('l1', (None,))):
+    with open(cells / ('resnet_%s_0.5_0_prune.json' % method)) as f:
+      prune = json.load(f)
+    # One epoch at most (--prune_epochs=1, --l1_epochs=1); l1 has no target.
+    assert prune['prune_epochs'] == 1, method
+    assert prune['reached'] in reached, method
   with open(cells / 'resnet_gamma_0.5_0_finetune.json') as f:
     finetune = json.load(f)
   assert 0.0 <= finetune['accuracy_before_finetune'] <= 1.0
