@@ -143,6 +143,11 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_fit_under_data_parallel_on_two_devices': (_P, _S),
         'test_fit_in_two_processes_on_localhost': (_P, _S),
     },
+    'keras/test_layer_training.py': {
+        'test_fit_logs_the_cost_exports_it_and_the_rebuilt_model_costs_it':
+            (_S,),
+        'test_the_training_names_do_not_import_tensorflow': (_P,),
+    },
     'keras/test_layer_regularizer_corpus.py': {
         'test_layer_level_equals_graph_engine[upsampling_nearest]': (_S,),
         'test_layer_level_equals_graph_engine[upsampling_bilinear]': (_S,),

@@ -70,7 +70,9 @@ from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
-__all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
+__all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'LayerMorphNetMetric',
+           'SUPPORTED_REGULARIZERS', 'channel_layout', 'costed_calls',
+           'evaluate_calls',
            'channel_map', 'combine_max', 'kernel_filters',
            'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
            'is_gate', 'gate_vectors']
@@ -378,6 +380,95 @@ def recurrent_unit_weights(layer, read=None):
   return ops.concatenate(parts, axis=0)
 
 
+def channel_layout(channels: channel_model_lib.ChannelModel):
+  """(roots, {root: offset}, total): every channel group of a channel
+  model laid out in one vector of all channels, in the order of the
+  sorted group roots."""
+  table = channels.table
+  roots = sorted(channels.all_groups())
+  offsets, total = {}, 0
+  for root in roots:
+    offsets[root] = total
+    total += table.size(root)
+  return roots, offsets, total
+
+
+def costed_calls(channels: channel_model_lib.ChannelModel,
+                 offsets: Dict[int, int], total: int,
+                 resource: str) -> List['_CostedCall']:
+  """Every costed op of every layer call of a channel model.
+
+  Args:
+    channels: the channel model.
+    offsets, total: its layout (`channel_layout`).
+    resource: 'flops' (every call) or 'model_size' (each layer's first
+      call only: a shared kernel is counted once).
+
+  Returns:
+    A list of `_CostedCall`.
+
+  Raises:
+    UnsupportedModelError: for a layer that multiplies channels and whose
+      rule has no cost hook.
+  """
+  calls, seen = [], set()
+  for layer, inputs, outputs in channels.nodes:
+    if resource == 'model_size' and layer.name in seen:
+      continue
+    seen.add(layer.name)
+    rule = channels.rule(layer)
+    call = layer_cost.LayerCall(
+        layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
+        channels.space[id(outputs[0])])
+    costed = rule.costed_ops(call)
+    if costed is None:
+      raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    for op in costed:
+      coeff = op.flops if resource == 'flops' else op.weights
+      calls.append(_CostedCall(
+          layer.name, op,
+          [form_algebra.Form(float(coeff), 0.0, 0.0, bool(op.depthwise))],
+          _counts(channel_map(op.input_space, channels.table, offsets),
+                  total),
+          _counts(channel_map(op.output_space, channels.table, offsets),
+                  total)))
+  return calls
+
+
+def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
+  """The total cost (or term) of `calls` with the given vectors.
+
+  Args:
+    calls: `_CostedCall`s.
+    is_regularization: the term, else the cost.
+    reg, alive: float32 vectors over all channels (backend tensors), or
+      numpy arrays (then `tensor_math` may be None for a cost of numbers).
+    tensor_math: `form_algebra.Math` for tensors.
+
+  Returns:
+    A float32 scalar tensor, or a Python number for numpy vectors.
+  """
+  if not calls:
+    return 0.0 if isinstance(alive, np.ndarray) else ops.zeros([], 'float32')
+  in_counts = np.stack([c.in_counts for c in calls])
+  out_counts = np.stack([c.out_counts for c in calls])
+  if isinstance(alive, np.ndarray):
+    matmul = lambda a, b: [float(v) for v in np.matmul(a, b)]
+  else:
+    matmul = ops.matmul
+  alive_in, alive_out = matmul(in_counts, alive), matmul(out_counts, alive)
+  reg_in, reg_out = matmul(in_counts, reg), matmul(out_counts, reg)
+  total = None
+  for i, call in enumerate(calls):
+    value = form_algebra.evaluate(call.forms, is_regularization,
+                                  alive_in[i], alive_out[i], reg_in[i],
+                                  reg_out[i], tensor_math)
+    total = value if total is None else total + value
+  if isinstance(alive, np.ndarray):
+    return float(total)
+  return ops.cast(total, 'float32')
+
+
 class _StrengthVariable(keras.Variable):
   """The strength; `on_assign` runs after every assignment.
 
@@ -474,19 +565,22 @@ class LayerRegularizer(object):
         errors.check_number('strength', strength), trainable=False,
         dtype='float32', name='morph_net_strength')
     self._strength.on_assign = self._strength_changed
+    self._rescue_strength = _StrengthVariable(
+        0.0, trainable=False, dtype='float32',
+        name='morph_net_rescue_strength')
+    self._rescue_strength.on_assign = self._strength_changed
+    self._rescue_band = _StrengthVariable(
+        2.0 * self._threshold, trainable=False, dtype='float32',
+        name='morph_net_rescue_band')
+    self._rescue_band.on_assign = self._strength_changed
+    self._metrics = []  # The metrics() given out, which the loss feeds.
     self._initial_cost = None
 
   # ---------------------------------------------------------- the analysis.
 
   def _layout(self):
     """Offsets of every group's channels in one vector of all channels."""
-    table = self._channels.table
-    self._roots = sorted(self._channels.all_groups())
-    self._offsets, total = {}, 0
-    for root in self._roots:
-      self._offsets[root] = total
-      total += table.size(root)
-    self._total = total
+    self._roots, self._offsets, self._total = channel_layout(self._channels)
 
   def _map(self, space) -> np.ndarray:
     return channel_map(space, self._channels.table, self._offsets)
@@ -622,29 +716,8 @@ class LayerRegularizer(object):
     return ops.cast(values, 'float32'), alive
 
   def _costed_calls(self) -> List[_CostedCall]:
-    """Every costed op of every layer call (of each layer's first call
-    only for a model size: a shared kernel is counted once)."""
-    channels = self._channels
-    calls, seen = [], set()
-    for layer, inputs, outputs in channels.nodes:
-      if self._resource == 'model_size' and layer.name in seen:
-        continue
-      seen.add(layer.name)
-      rule = channels.rule(layer)
-      call = layer_cost.LayerCall(
-          layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
-          channels.space[id(outputs[0])])
-      costed = rule.costed_ops(call)
-      if costed is None:
-        raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
-      for op in costed:
-        coeff = op.flops if self._resource == 'flops' else op.weights
-        calls.append(_CostedCall(
-            layer.name, op,
-            [form_algebra.Form(float(coeff), 0.0, 0.0, bool(op.depthwise))],
-            _counts(self._map(op.input_space), self._total),
-            _counts(self._map(op.output_space), self._total)))
-    return calls
+    return costed_calls(self._channels, self._offsets, self._total,
+                        self._resource)
 
   # ------------------------------------------------------------ properties.
 
@@ -664,6 +737,11 @@ class LayerRegularizer(object):
   @property
   def cost_name(self) -> str:
     return self._cost_name
+
+  @property
+  def resource(self) -> str:
+    """What the cost counts: 'flops' or 'model_size'."""
+    return self._resource
 
   @property
   def alive_threshold(self) -> float:
@@ -761,21 +839,8 @@ class LayerRegularizer(object):
 
   def _total_of(self, is_regularization: bool):
     reg, alive = self._group_vectors()
-    if not self._calls:
-      return ops.zeros([], 'float32')
-    in_counts = np.stack([c.in_counts for c in self._calls])
-    out_counts = np.stack([c.out_counts for c in self._calls])
-    alive_in = ops.matmul(in_counts, alive)
-    alive_out = ops.matmul(out_counts, alive)
-    reg_in = ops.matmul(in_counts, reg)
-    reg_out = ops.matmul(out_counts, reg)
-    total = None
-    for i, call in enumerate(self._calls):
-      value = form_algebra.evaluate(call.forms, is_regularization,
-                                    alive_in[i], alive_out[i], reg_in[i],
-                                    reg_out[i], self._math)
-      total = value if total is None else total + value
-    return ops.cast(total, 'float32')
+    return evaluate_calls(self._calls, is_regularization, reg, alive,
+                          self._math)
 
   def term(self):
     """The regularization term (without strength), a float32 scalar."""
@@ -786,9 +851,71 @@ class LayerRegularizer(object):
     self._sync()
     return self._total_of(False)
 
+  @property
+  def rescue_strength(self):
+    """The non-trainable multiplier of `rescue_term` in `loss()` (0 unless
+    `CostTargetCallback` sets it); assigning it retraces on JAX, as
+    `strength`."""
+    return self._rescue_strength
+
+  @property
+  def rescue_band(self):
+    """The non-trainable upper edge of `rescue_term`'s band (initially
+    twice the alive threshold)."""
+    return self._rescue_band
+
+  def rescue_term(self):
+    """The alive channels' distance under the rescue band, summed.
+
+    `sum(band - v)` over the regularization values `v` of every layer of
+    `regularization_vectors()` (a group listed under several layers counts
+    once per layer, as in the graph engine's `rescue_term`) with
+    `alive_threshold < v < band`: its gradient pushes each such value up
+    with a force of 1 per listing, and is 0 for the dead channels, the
+    channels above the band and the kept layers. See
+    `ModelRegularizer.rescue_term` and `CostTargetController`.
+
+    Returns:
+      A float32 scalar >= 0, differentiable in the regularized variables.
+    """
+    reg, _ = self._group_vectors()
+    band = ops.cast(self._rescue_band, 'float32')
+    total = ops.zeros([], 'float32')
+    for value in self._per_layer(reg, lambda n: None).values():
+      if value is None:  # A kept layer (inf in regularization_vectors).
+        continue
+      inside = ops.logical_and(value > self._threshold, value < band)
+      total = total + ops.sum(ops.where(inside, band - value, 0.0))
+    return total
+
   def loss(self):
-    """strength * term: what is added to the training loss."""
-    return ops.cast(self._strength, 'float32') * self.term()
+    """strength * term + rescue_strength * rescue_term: what is added to
+    the training loss (strength * term while the rescue strength is 0)."""
+    return (ops.cast(self._strength, 'float32') * self.term() +
+            ops.cast(self._rescue_strength, 'float32') * self.rescue_term())
+
+  def record_metrics(self, loss_value) -> None:
+    """Adds this step's values to the metrics `metrics()` gave out.
+
+    `LayerMorphNetLoss` calls it in the loss, where the train step reads
+    the step's weights on every backend (on JAX the loss runs inside the
+    compiled step, with the model's and the metrics' variables mapped to
+    the step's values); a metric's own `update_state`, which Keras calls
+    after the step, could not read them on JAX.
+
+    Args:
+      loss_value: this step's `loss()`.
+    """
+    if not self._metrics:
+      return
+    cost = None
+    for metric in self._metrics:
+      if metric.quantity == 'cost':
+        if cost is None:
+          cost = ops.stop_gradient(self._total_of(False))
+        metric.record(cost)
+      else:
+        metric.record(ops.stop_gradient(loss_value))
 
   def wrap_loss(self, loss) -> 'LayerMorphNetLoss':
     """A loss for `compile`: the data loss plus `self.loss()`.
@@ -863,19 +990,26 @@ class LayerRegularizer(object):
     return structure_files.save_alive_counts_files(self.alive_counts(),
                                                    base_dir, step)
 
-  def metrics(self):
-    """Not on the layer-level engine: a compiled metric would read the
-    variables as they were when the step was traced.
+  def metrics(self) -> List['LayerMorphNetMetric']:
+    """Keras metrics showing the regularization loss and the cost in `fit`.
 
-    Raises:
-      MissingDependencyError: always; log `cost()` from a callback instead.
+    The metrics are fed by the loss `wrap_loss` returns (see
+    `record_metrics`): compile with both. Each step adds the values of
+    that step's forward pass (the graph engine's metrics read them after
+    the step's update), and a metric's result is their mean over the
+    epoch.
+
+    Returns:
+      Two `LayerMorphNetMetric`s: 'morph_net_loss' (strength * term, plus
+      the rescue term while it is on) and the cost (named after
+      `cost_name` in lower case, e.g. 'flops').
     """
-    raise errors.MissingDependencyError(
-        'ModelRegularizer.metrics() needs the TensorFlow graph engine (Keras '
-        'backend %r): a metric compiled on this backend would read the '
-        'weights as they were when the train step was traced. Log '
-        'float(regularizer.cost()) from a callback instead, or use '
-        'KERAS_BACKEND=tensorflow.' % keras.backend.backend())
+    metrics = [
+        LayerMorphNetMetric('regularization_loss', name='morph_net_loss'),
+        LayerMorphNetMetric('cost', name=self.cost_name.lower()),
+    ]
+    self._metrics.extend(metrics)
+    return metrics
 
 
 @keras.saving.register_keras_serializable(package='morph_net')
@@ -898,11 +1032,18 @@ class LayerMorphNetLoss(keras.losses.Loss):
     self.data_loss = keras.losses.get(loss)
     self.regularizer = regularizer
 
+  def without_morph_net(self):
+    """The data loss alone: `morph_net.surgery.rebuild` compiles a rebuilt
+    model with it."""
+    return self.data_loss
+
   def call(self, y_true, y_pred):
     data = self.data_loss(y_true, y_pred)
     if self.regularizer is None:
       return data
-    return data + self.regularizer.loss()
+    value = self.regularizer.loss()
+    self.regularizer.record_metrics(value)
+    return data + value
 
   def get_config(self):
     config = super().get_config()
@@ -914,3 +1055,56 @@ class LayerMorphNetLoss(keras.losses.Loss):
     config = dict(config)
     config['loss'] = keras.losses.deserialize(config['loss'])
     return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package='morph_net')
+class LayerMorphNetMetric(keras.metrics.Mean):
+  """The mean of a `LayerRegularizer`'s regularization loss or cost per step.
+
+  `LayerRegularizer.metrics()` makes them; the regularizer's loss
+  (`wrap_loss`) adds each step's value (`record`), inside the train step
+  on every backend. Keras's own `update_state(y_true, y_pred)` call adds
+  nothing. Saved without its regularizer, a loaded metric stays at 0.
+
+  Args:
+    quantity: 'regularization_loss' or 'cost'.
+    name: the metric name (default: `quantity`).
+    dtype: the metric's dtype.
+
+  Raises:
+    InvalidArgumentError: for an unknown `quantity`.
+  """
+
+  def __init__(self, quantity: str, name: Optional[str] = None, dtype=None):
+    if quantity not in _METRIC_QUANTITIES:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `quantity` of LayerMorphNetMetric. '
+          'Expected one of %s. Received: quantity=%r' % (
+              list(_METRIC_QUANTITIES), quantity))
+    super().__init__(name=name or quantity, dtype=dtype)
+    self._quantity = quantity
+
+  @property
+  def quantity(self) -> str:
+    return self._quantity
+
+  def without_morph_net(self) -> None:
+    """Nothing: a model compiled without MorphNet drops this metric
+    (`morph_net.surgery.rebuild` compiles a rebuilt model so)."""
+    return None
+
+  def update_state(self, y_true=None, y_pred=None, sample_weight=None):
+    """Nothing: the regularizer's loss records the values (`record`)."""
+    del y_true, y_pred, sample_weight
+
+  def record(self, value) -> None:
+    """Adds one step's value."""
+    super().update_state(value)
+
+  def get_config(self):
+    config = super().get_config()
+    config['quantity'] = self._quantity
+    return config
+
+
+_METRIC_QUANTITIES = ('regularization_loss', 'cost')

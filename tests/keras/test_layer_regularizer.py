@@ -255,7 +255,7 @@ from morph_net.keras import layer_regularizer
 assert ModelRegularizer is layer_regularizer.LayerRegularizer
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
 try:
-  from morph_net.keras import StructureCost
+  from morph_net.keras import TracedModel
 except ImportError as e:
   print(type(e).__name__, e)
 """
@@ -269,11 +269,11 @@ def test_imports_do_not_need_tensorflow():
                           capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == (
-      'MissingDependencyError morph_net.keras.StructureCost needs the '
+      'MissingDependencyError morph_net.keras.TracedModel needs the '
       "TensorFlow graph engine, and the Keras backend is %r. On this backend "
       'use morph_net.keras.ModelRegularizer (the layer-level engine) and '
       'morph_net.surgery.rebuild; or set KERAS_BACKEND=tensorflow (with '
-      'TensorFlow installed) for StructureCost.' % keras.backend.backend())
+      'TensorFlow installed) for TracedModel.' % keras.backend.backend())
 
 
 @pytest.mark.skipif(keras.backend.backend() != 'jax',
@@ -299,18 +299,6 @@ def test_save_alive_counts_writes_the_structure_files(tmp_path):
       'stem': 6, 'res': 6, 'down': 4}
   with open(tmp_path / 'learned_structure' / 'alive') as f:
     assert f.read() == '{\n  "down": 4,\n  "res": 6,\n  "stem": 6\n}'
-
-
-def test_metrics_need_the_graph_engine():
-  regularizer = _regularizer(layer_models.residual_cnn())
-  with pytest.raises(errors.MissingDependencyError) as e:
-    regularizer.metrics()
-  assert str(e.value) == (
-      'ModelRegularizer.metrics() needs the TensorFlow graph engine (Keras '
-      'backend %r): a metric compiled on this backend would read the '
-      'weights as they were when the train step was traced. Log '
-      'float(regularizer.cost()) from a callback instead, or use '
-      'KERAS_BACKEND=tensorflow.' % keras.backend.backend())
 
 
 @pytest.mark.skipif(importlib.util.find_spec('tensorflow') is not None,
