@@ -207,6 +207,8 @@ def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
     return np.repeat(channel_map(space.inner, table, offsets), space.factor)
   if isinstance(space, spaces.Flattened):  # Channel p * C + c is c's.
     return np.tile(channel_map(space.inner, table, offsets), space.factor)
+  if isinstance(space, layer_cost.Fixed):  # In no group (see `_form`).
+    return np.zeros([0], np.int64)
   raise errors.UnsupportedModelError(
       'The layer-level regularizer cannot map channel space %r (%s) to '
       'channel groups. Use the TensorFlow backend, whose graph engine reads '
@@ -426,13 +428,38 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
     for op in costed:
       coeff = op.flops if resource == 'flops' else op.weights
       calls.append(_CostedCall(
-          layer.name, op,
-          [form_algebra.Form(float(coeff), 0.0, 0.0, bool(op.depthwise))],
+          layer.name, op, [_form(layer, op, float(coeff))],
           _counts(channel_map(op.input_space, channels.table, offsets),
                   total),
           _counts(channel_map(op.output_space, channels.table, offsets),
                   total)))
   return calls
+
+
+def _form(layer, op, coeff: float) -> form_algebra.Form:
+  """The form of a costed op: bilinear in its input and output channels;
+  linear in the other side when one side is `layer_cost.Fixed` (its
+  channels count as alive, with no regularization value).
+
+  Raises:
+    UnsupportedModelError: for a depthwise op or both sides fixed.
+  """
+  fixed_in = isinstance(op.input_space, layer_cost.Fixed)
+  fixed_out = isinstance(op.output_space, layer_cost.Fixed)
+  if not (fixed_in or fixed_out):
+    return form_algebra.Form(coeff, 0.0, 0.0, bool(op.depthwise))
+  if op.depthwise or (fixed_in and fixed_out):
+    raise errors.UnsupportedModelError(
+        'Layer %r (%s): its cost hook gives op %r fixed channels on %s; the '
+        'layer-level regularizer costs a fixed side only on a '
+        'non-depthwise op whose other side is channels of the model. Fix '
+        'the costed_ops of its layer rule.' % (
+            layer.name, type(layer).__name__, op.name,
+            'both sides' if fixed_in and fixed_out else 'a depthwise op'))
+  if fixed_in:
+    return form_algebra.Form(0.0, 0.0, coeff * op.input_space.channels,
+                             False)
+  return form_algebra.Form(0.0, coeff * op.output_space.channels, 0.0, False)
 
 
 def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
@@ -655,7 +682,11 @@ class LayerRegularizer(object):
     """GroupLasso family: the group-lasso norm of the output filters of
     every conv (grouped, transposed, separable's pointwise), Dense and
     EinsumDense kernel, as the graph engine's conv and matmul source
-    handlers (depthwise kernels are no sources)."""
+    handlers (depthwise kernels are no sources), and of the kernels a
+    custom layer's rule names with a `filter_kernels(layer)` method
+    ([(kernel, axis of the layer's output channels)]: the excite kernel
+    of a Squeeze-Excitation layer, whose matmul the graph engine finds
+    grouped with the layer's output through the gating multiply)."""
     channels = self._channels
     sources, seen = {}, set()
     for layer, _, outputs in channels.nodes:
@@ -671,11 +702,20 @@ class LayerRegularizer(object):
                                self._l1_fraction), [copies]))
       else:
         found = kernel_filters(layer)
-        if found is None:
+        if found is not None:
+          found = [found]
+        else:  # A custom layer's rule may name its kernels.
+          hook = getattr(channels.rule(layer), 'filter_kernels', None)
+          found = hook(layer) if hook is not None else []
+        if not found:
           continue
-        kernel, axis = found
-        read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
-            kernel, axis, self._l1_fraction))
+        reads = [(lambda kernel=kernel, axis=axis: group_lasso_vector(
+            kernel, axis, self._l1_fraction)) for kernel, axis in found]
+        for read in reads:
+          for root, positions in self._copies(
+              channels.space[id(outputs[0])]):
+            sources.setdefault(root, []).append((read, positions))
+        continue
       for root, positions in self._copies(channels.space[id(outputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources

@@ -383,3 +383,55 @@ def test_cost_target_callback_sets_the_strength_in_fit():
   strength = float(keras.ops.convert_to_numpy(regularizer.strength))
   assert strength == np.float32(callback.controller.strength)
   assert strength > 0.1 / regularizer.initial_cost  # Raised from the start.
+
+
+def _squeeze_excite_model():
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  x = keras.Input((4, 4, 3))
+  y = L.Conv2D(8, 1, use_bias=False, name='conv')(x)
+  y = L.BatchNormalization(name='bn')(y)
+  y = custom_layers.SqueezeExcite(name='se')(y)  # Bottleneck 8 // 4 = 2.
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(2, name='logits')(y), name='se_model')
+
+
+def test_a_squeeze_excite_layer_is_costed_by_its_registered_rule():
+  from morph_net.surgery import layer_rules  # pylint: disable=g-import-not-at-top
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  rules = layer_rules.get_layer_rules().copy()
+  custom_layers.register_squeeze_excite(rules)
+  model = _squeeze_excite_model()
+  regularizer = _regularizer(model, layer_rules=rules)
+  # conv 2*16*3*8; squeeze 2*8*2 and excite 2*2*8 (the bottleneck keeps
+  # its 2 channels); logits 2*8*2.
+  assert float(regularizer.cost()) == 768 + 32 + 32 + 32
+  # conv 32*(3*8); squeeze 2*(2*8) and excite 2*(2*8) (bottleneck alive,
+  # not regularized); logits 2*(2*8).
+  assert float(regularizer.term()) == 768 + 32 + 32 + 32
+  _zero(model.get_layer('bn'), [0, 1, 2])
+  assert regularizer.alive_counts() == {'conv': 5}
+  assert float(regularizer.cost()) == 480 + 20 + 20 + 20
+  size = _regularizer(model, 'GammaModelSizeRegularizer', layer_rules=rules)
+  assert float(size.cost()) == 3 * 5 + 5 * 2 + 2 * 5 + 5 * 2
+
+
+def test_a_fixed_side_on_a_depthwise_op_is_refused():
+  from morph_net.surgery import layer_rules  # pylint: disable=g-import-not-at-top
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  from morph_net.surgery import layer_cost  # pylint: disable=g-import-not-at-top
+
+  class FixedDepthwiseRule(custom_layers.SqueezeExciteRule):
+
+    def costed_ops(self, call):
+      return [layer_cost.CostedOp('gate', layer_cost.Fixed(2),
+                                  call.output_space, 2.0, 1.0, True)]
+
+  rules = layer_rules.get_layer_rules().copy()
+  rules.register(custom_layers.SqueezeExcite, FixedDepthwiseRule())
+  with pytest.raises(errors.UnsupportedModelError) as e:
+    _regularizer(_squeeze_excite_model(), layer_rules=rules)
+  assert str(e.value) == (
+      "Layer 'se' (SqueezeExcite): its cost hook gives op 'gate' fixed "
+      'channels on a depthwise op; the layer-level regularizer costs a fixed '
+      'side only on a non-depthwise op whose other side is channels of the '
+      'model. Fix the costed_ops of its layer rule.')

@@ -36,8 +36,9 @@ _CLASSES = (flop_regularizer.GammaFlopsRegularizer,
 
 # Models the layer-level engine refuses (the graph engine costs them): the
 # layer its error names (a layer that multiplies channels whose rule has no
-# cost hook yet).
-REFUSED = {'squeeze_excite_layer': ('se2', 'SqueezeExcite')}
+# cost hook yet). None: the custom SqueezeExcite layer's registered rule
+# costs it (`custom_layers.SqueezeExciteRule.costed_ops`).
+REFUSED = {}
 
 # Models without a batch norm: both engines raise NoSourceOpsError.
 NO_SOURCES = {'activations', 'attention_block', 'dense_on_tokens',
@@ -176,7 +177,6 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
 _NO_COST_HOOK = 'multiplies channels'
 REFUSED_GROUP_LASSO = {
     'attention_block': ('mha', 'MultiHeadAttention', _NO_COST_HOOK),
-    'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_COST_HOOK),
 }
 
 
