@@ -301,12 +301,13 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     },
 }
 
-# The GroupLasso and LogisticSigmoid corpus tests take about as long as the
-# Gamma one on each model: the same models are slow.
+# The GroupLasso, LogisticSigmoid and activation corpus tests take about as
+# long as the Gamma one on each model: the same models are slow.
 _CORPUS = MARKED['keras/test_layer_regularizer_corpus.py']  # bazel_guard: not a read
 for _test in [t for t in _CORPUS
               if t.startswith('test_layer_level_equals_graph_engine[')]:
-  for _family in ('group_lasso', 'logistic_sigmoid'):
+  for _family in ('group_lasso', 'logistic_sigmoid', 'activation',
+                  'group_lasso_activation'):
     _CORPUS['test_%s_%s' % (_family, _test[len('test_'):])] = _CORPUS[_test]
 
 # Test files whose every test is slow: each test starts a program that

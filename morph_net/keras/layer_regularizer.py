@@ -72,6 +72,7 @@ from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'LayerMorphNetMetric',
            'SUPPORTED_REGULARIZERS', 'channel_layout', 'costed_calls',
+           'latency_error',
            'evaluate_calls',
            'channel_map', 'combine_max', 'kernel_filters',
            'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
@@ -90,6 +91,10 @@ SUPPORTED_REGULARIZERS = {
                                         'FLOPs'),
     'LogisticSigmoidModelSizeRegularizer': (
         'model_size', 'LogisticSigmoidModelSize', 'ModelSize'),
+    'GammaActivationRegularizer': ('activation', 'GammaActivationCount',
+                                   'Activations'),
+    'GroupLassoActivationRegularizer': (
+        'activation', 'GroupLassoActivationCount', 'Activations'),
 }
 
 # Source family of a regularizer class name -> (required arguments,
@@ -115,9 +120,24 @@ def _family(class_name: str) -> str:
   return 'Gamma'
 
 
+def latency_error(name: str) -> errors.MissingDependencyError:
+  """The error for a latency regularizer on the layer-level engine."""
+  return errors.MissingDependencyError(
+      '%s needs the TensorFlow graph engine: a latency profile charges '
+      'every op TensorFlow traces (convolutions, matmuls and the '
+      'element-wise ops between them, by their bytes), and the layer-level '
+      'regularizer (Keras backend %r) has no such per-op list, only each '
+      "layer's multiply-adds. Use KERAS_BACKEND=tensorflow (with TensorFlow "
+      'installed) and morph_net.keras.ModelRegularizer, or a FLOPs or '
+      'model-size regularizer on this backend.' % (
+          name, keras.backend.backend()))
+
+
 def _regularizer_name(regularizer_class) -> str:
   name = (regularizer_class if isinstance(regularizer_class, str) else
           getattr(regularizer_class, '__name__', None))
+  if isinstance(name, str) and name.endswith('LatencyRegularizer'):
+    raise latency_error(name)
   if name not in SUPPORTED_REGULARIZERS:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `regularizer_class` of the layer-level '
@@ -403,8 +423,10 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
   Args:
     channels: the channel model.
     offsets, total: its layout (`channel_layout`).
-    resource: 'flops' (every call) or 'model_size' (each layer's first
-      call only: a shared kernel is counted once).
+    resource: 'flops' (every call), 'model_size' (each layer's first
+      call only: a shared kernel is counted once) or 'activation' (every
+      call: the alive output channels of each op, the graph engine's
+      `activation_count_function`).
 
   Returns:
     A list of `_CostedCall`.
@@ -414,26 +436,59 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
       rule has no cost hook.
   """
   calls, seen = [], set()
+  sources = set(channels.source_layers())
   for layer, inputs, outputs in channels.nodes:
     if resource == 'model_size' and layer.name in seen:
       continue
     seen.add(layer.name)
     rule = channels.rule(layer)
+    layer_space = None
+    if layer.name in sources:
+      layer_space = spaces.Group(channels.group_of(layer.name))
     call = layer_cost.LayerCall(
         layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
-        channels.space[id(outputs[0])])
+        channels.space[id(outputs[0])], layer_space)
     costed = rule.costed_ops(call)
     if costed is None:
       raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    if resource == 'activation':
+      _check_activation_count(layer, rule, costed)
     for op in costed:
-      coeff = op.flops if resource == 'flops' else op.weights
+      if resource == 'activation':
+        form = form_algebra.Form(0.0, 0.0, 1.0, False)
+      else:
+        coeff = op.flops if resource == 'flops' else op.weights
+        form = _form(layer, op, float(coeff))
       calls.append(_CostedCall(
-          layer.name, op, [_form(layer, op, float(coeff))],
+          layer.name, op, [form],
           _counts(channel_map(op.input_space, channels.table, offsets),
                   total),
           _counts(channel_map(op.output_space, channels.table, offsets),
                   total)))
   return calls
+
+
+def _check_activation_count(layer, rule, costed) -> None:
+  """Raises for a layer whose activation count the layer-level engine
+  cannot equal: recurrent and attention layers (the graph engine counts
+  the outputs of the ops they trace to: a loop's, the attention's
+  einsums) and ops with a fixed side (a custom layer's bottleneck)."""
+  why = None
+  if isinstance(rule, (builtin_rules.RecurrentRule,
+                       builtin_rules.AttentionRule)):
+    why = ('the graph engine counts the output channels of the ops it '
+           "traces to (a recurrent loop's, the attention's projections "
+           'and products), which its cost hook does not list')
+  elif any(isinstance(op.input_space, layer_cost.Fixed) or
+           isinstance(op.output_space, layer_cost.Fixed) for op in costed):
+    why = 'an op of its cost hook has channels of its own (a fixed side)'
+  if why is not None:
+    raise errors.UnsupportedModelError(
+        'Layer %r (%s): the layer-level regularizer (Keras backend %r) '
+        'cannot count its activations: %s. Use a FLOPs or model-size '
+        'regularizer, or the TensorFlow backend, whose graph engine counts '
+        'the traced ops.' % (layer.name, type(layer).__name__,
+                             keras.backend.backend(), why))
 
 
 def _form(layer, op, coeff: float) -> form_algebra.Form:
@@ -494,6 +549,28 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
   if isinstance(alive, np.ndarray):
     return float(total)
   return ops.cast(total, 'float32')
+
+
+def _hidden_groups(channels) -> set:
+  """The group roots of the hidden sizes the graph engine finds
+  (`hidden_size.HiddenGroups`): an Embedding's output, and the inputs and
+  output of a MultiHeadAttention whose heads are a group."""
+  table = channels.table
+  sources = set(channels.source_layers())
+  roots = set()
+  for name, layer in channels.layers.items():
+    rule = channels.rule(layer)
+    if isinstance(rule, builtin_rules.EmbeddingRule):
+      found = [channels.layer_out[name]]
+    elif (isinstance(rule, builtin_rules.AttentionRule) and
+          name in sources):
+      found = [channels.layer_out[name]] + list(
+          channels.layer_in.get(name) or [])
+    else:
+      continue
+    for space in found:
+      roots.update(table.find(g) for g in space.group_ids(table))
+  return roots
 
 
 class _StrengthVariable(keras.Variable):
@@ -559,6 +636,8 @@ class LayerRegularizer(object):
     InvalidArgumentError: for an unsupported regularizer, unknown or
       missing arguments, a negative strength or threshold, or an
       l1_fraction outside [0, 1].
+    MissingDependencyError: for a latency regularizer (the graph engine's
+      traced ops are needed, see `latency_error`).
     NoSourceOpsError: when no group has a source to regularize (a
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
@@ -630,6 +709,11 @@ class LayerRegularizer(object):
              if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
     if self._family == 'GroupLasso':
       units = set()  # Their weights regularize them (`_kernel_sources`).
+    else:
+      # A transformer's hidden size (or an embedding's output) has no
+      # batch norm or gate of its own: kept, as in the graph engine
+      # (`morph_net.keras.hidden_size`).
+      units |= _hidden_groups(channels)
     self._regularized = [
         root for root in self._roots if root in self._sources and
         not channels.is_frozen_group(root) and root not in outputs and
@@ -693,6 +777,19 @@ class LayerRegularizer(object):
       if layer.name in seen:
         continue
       seen.add(layer.name)
+      if (isinstance(channels.rule(layer), builtin_rules.AttentionRule) and
+          layer.name in channels.source_layers()):
+        raise errors.UnsupportedModelError(
+            'Layer %r (%s): under GroupLasso regularizers the graph engine '
+            'prunes its heads together with the hidden size of the channels '
+            'it reads and writes, whose regularizer (morph_net.keras.'
+            'hidden_size: the group lasso of every weight holding a hidden '
+            'channel) the layer-level regularizer (Keras backend %r) does '
+            'not compute; it refuses the model rather than regularize it '
+            'differently. Use a Gamma or LogisticSigmoid regularizer (the '
+            'heads keep their width, as in the graph engine), or the '
+            'TensorFlow backend.' % (layer.name, type(layer).__name__,
+                                     keras.backend.backend()))
       if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
         # A Bidirectional layer's output holds its units twice.
         copies = (channels.space_size(channels.space[id(outputs[0])]) //
@@ -780,7 +877,7 @@ class LayerRegularizer(object):
 
   @property
   def resource(self) -> str:
-    """What the cost counts: 'flops' or 'model_size'."""
+    """What the cost counts: 'flops', 'model_size' or 'activation'."""
     return self._resource
 
   @property

@@ -30,24 +30,25 @@ from morph_net.surgery import plan as plan_lib
 __all__ = ['LayerStructureCost', 'resource_of', 'RESOURCES']
 
 # What the layer-level engine can cost.
-RESOURCES = ('flops', 'model_size')
+RESOURCES = ('flops', 'model_size', 'activation')
 
 
 def resource_of(resource) -> str:
   """The resource ('flops' or 'model_size') a structure is costed with.
 
   Args:
-    resource: None (FLOPs); 'flops' or 'model_size'; a `LayerRegularizer`
-      (its resource); or a regularizer class of
+    resource: None (FLOPs); 'flops', 'model_size' or 'activation'; a
+      `LayerRegularizer` (its resource); or a regularizer class of
       `layer_regularizer.SUPPORTED_REGULARIZERS`, or its name.
 
   Returns:
-    'flops' or 'model_size'.
+    'flops', 'model_size' or 'activation'.
 
   Raises:
-    InvalidArgumentError: for anything else (a latency or activation
-      regularizer, a resource function: the graph engine's StructureCost
-      costs those on TensorFlow).
+    MissingDependencyError: for a latency regularizer (see
+      `layer_regularizer.latency_error`).
+    InvalidArgumentError: for anything else (a resource function: the
+      graph engine's StructureCost costs those on TensorFlow).
   """
   if resource is None:
     return 'flops'
@@ -57,6 +58,8 @@ def resource_of(resource) -> str:
     return resource
   name = (resource if isinstance(resource, str) else
           getattr(resource, '__name__', None))
+  if isinstance(name, str) and name.endswith('LatencyRegularizer'):
+    raise layer_regularizer.latency_error(name)
   if name in layer_regularizer.SUPPORTED_REGULARIZERS:
     return layer_regularizer.SUPPORTED_REGULARIZERS[name][0]
   raise errors.InvalidArgumentError(
@@ -64,7 +67,7 @@ def resource_of(resource) -> str:
       'StructureCost. Expected None, %s, a LayerRegularizer, or one of %s '
       '(a class or its name). Received: resource=%r. Other resources need '
       'the TensorFlow backend, whose graph engine StructureCost costs them.'
-      % (' or '.join(repr(r) for r in RESOURCES),
+      % (', '.join(repr(r) for r in RESOURCES),
          ', '.join(sorted(layer_regularizer.SUPPORTED_REGULARIZERS)),
          resource))
 
@@ -125,7 +128,7 @@ class LayerStructureCost(object):
         their original width.
 
     Returns:
-      The cost in the resource's unit (FLOPs or weights).
+      The cost in the resource's unit (FLOPs, weights or activations).
 
     Raises:
       StructureError: for a structure `rebuild` would refuse.

@@ -67,7 +67,7 @@ class Fixed(spaces.ChannelSpace):
 
 LayerCall = collections.namedtuple(
     'LayerCall', ['layer', 'inputs', 'outputs', 'input_spaces',
-                  'output_space'])
+                  'output_space', 'layer_space'], defaults=(None,))
 LayerCall.__doc__ = """One call of a layer in the channel model.
 
 Attributes:
@@ -75,6 +75,9 @@ Attributes:
   inputs, outputs: its input and output Keras tensors (static shapes).
   input_spaces: the channel space of each input.
   output_space: the channel space of its output.
+  layer_space: the layer's own channel group when a structure sets its
+    width (a MultiHeadAttention's heads, which are no tensor's channels),
+    else None.
 """
 
 # keras.ops operations (recorded by functional models) that multiply

@@ -149,16 +149,44 @@ def test_structure_cost_by_hand_without_a_regularizer():
 def test_structure_cost_refuses_other_resources():
   with pytest.raises(errors.InvalidArgumentError) as e:
     layer_structure_cost.LayerStructureCost(layer_models.residual_cnn(),
-                                            'GammaLatencyRegularizer')
+                                            'memory')
   assert str(e.value) == (
       'Invalid value for argument `resource` of the layer-level '
-      "StructureCost. Expected None, 'flops' or 'model_size', a "
-      'LayerRegularizer, or one of GammaFlopsRegularizer, '
-      'GammaModelSizeRegularizer, GroupLassoFlopsRegularizer, '
+      "StructureCost. Expected None, 'flops', 'model_size', 'activation', "
+      'a LayerRegularizer, or one of GammaActivationRegularizer, '
+      'GammaFlopsRegularizer, GammaModelSizeRegularizer, '
+      'GroupLassoActivationRegularizer, GroupLassoFlopsRegularizer, '
       'GroupLassoModelSizeRegularizer, LogisticSigmoidFlopsRegularizer, '
       'LogisticSigmoidModelSizeRegularizer (a class or its name). '
-      "Received: resource='GammaLatencyRegularizer'. Other resources need "
+      "Received: resource='memory'. Other resources need "
       'the TensorFlow backend, whose graph engine StructureCost costs them.')
+
+
+def test_latency_needs_the_traced_ops_of_the_graph_engine():
+  want = (
+      'GammaLatencyRegularizer needs the TensorFlow graph engine: a latency '
+      'profile charges every op TensorFlow traces (convolutions, matmuls '
+      'and the element-wise ops between them, by their bytes), and the '
+      "layer-level regularizer (Keras backend %r) has no such per-op list, "
+      "only each layer's multiply-adds. Use KERAS_BACKEND=tensorflow (with "
+      'TensorFlow installed) and morph_net.keras.ModelRegularizer, or a '
+      'FLOPs or model-size regularizer on this backend.' %
+      keras.backend.backend())
+  model = layer_models.residual_cnn()
+  with pytest.raises(errors.MissingDependencyError) as e:
+    layer_regularizer.LayerRegularizer(model, 'GammaLatencyRegularizer',
+                                       gamma_threshold=1e-3)
+  assert str(e.value) == want
+  with pytest.raises(errors.MissingDependencyError) as e:
+    layer_structure_cost.LayerStructureCost(model, 'GammaLatencyRegularizer')
+  assert str(e.value) == want
+
+
+def test_activation_structure_cost_by_hand():
+  cost = layer_structure_cost.LayerStructureCost(
+      layer_models.residual_cnn(), 'GammaActivationRegularizer')
+  # stem a + res a + down d + logits 4 output channels.
+  assert cost({'stem': 3, 'res': 3, 'down': 2}) == 3 + 3 + 2 + 4
 
 
 def test_metrics_are_layer_metrics_fed_by_the_loss():
