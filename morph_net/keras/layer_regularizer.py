@@ -42,15 +42,22 @@ that both give the same cost, term and alive counts on the test corpus.
     model.fit(...)
     rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
 
-Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
-`GroupLassoFlopsRegularizer`, `GroupLassoModelSizeRegularizer`,
-`LogisticSigmoidFlopsRegularizer` and `LogisticSigmoidModelSizeRegularizer`
-(by class or by name: the classes themselves import TensorFlow); conv
-(grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
-recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
-their width but under GroupLasso, which prunes each unit by the
-group-lasso norm of the weights that die with it) and EinsumDense over the last axis. MultiHeadAttention and
-other EinsumDense equations are refused.
+Supported today: the Gamma, GroupLasso and LogisticSigmoid families for
+FLOPs and model size, and Gamma and GroupLasso for activation counts
+(`SUPPORTED_REGULARIZERS`; by class or by name: the classes themselves
+import TensorFlow); conv (grouped, channelwise, transposed, separable,
+depthwise, 1-3 D), Dense and recurrent layers (SimpleRNN, GRU, LSTM,
+Bidirectional; their units keep their width but under GroupLasso, which
+prunes each unit by the group-lasso norm of the weights that die with it),
+EinsumDense over the last axis, MultiHeadAttention (costed per head; its
+heads and the hidden size keep their width under Gamma and
+LogisticSigmoid, as in the graph engine; refused under GroupLasso, whose
+hidden-size regularizer is not computed here) and custom layers whose
+rule has a cost hook. Other EinsumDense equations are refused; latency
+regularizers raise `MissingDependencyError` (`latency_error`). The
+training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
+`rescue_term()`, `save_alive_counts`; the structure cost is
+`layer_structure_cost.LayerStructureCost`.
 """
 
 from typing import Dict, List, Optional
@@ -72,9 +79,7 @@ from morph_net.surgery import spaces
 
 __all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'LayerMorphNetMetric',
            'SUPPORTED_REGULARIZERS', 'channel_layout', 'costed_calls',
-           'latency_error',
-           'evaluate_calls',
-           'channel_map', 'combine_max', 'kernel_filters',
+           'evaluate_calls', 'latency_error', 'channel_map', 'combine_max', 'kernel_filters',
            'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
            'is_gate', 'gate_vectors']
 
@@ -641,8 +646,9 @@ class LayerRegularizer(object):
     NoSourceOpsError: when no group has a source to regularize (a
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
-      multiplies channels but whose rule has no cost hook, and (GroupLasso)
-      for recurrent layers.
+      multiplies channels but whose rule has no cost hook, (GroupLasso)
+      for MultiHeadAttention layers, (activation counts) for recurrent and
+      attention layers and cost hooks with a fixed side.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
