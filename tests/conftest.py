@@ -143,6 +143,11 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
         'test_fit_under_data_parallel_on_two_devices': (_P, _S),
         'test_fit_in_two_processes_on_localhost': (_P, _S),
     },
+    'keras/test_layer_training.py': {
+        'test_fit_logs_the_cost_exports_it_and_the_rebuilt_model_costs_it':
+            (_S,),
+        'test_the_training_names_do_not_import_tensorflow': (_P,),
+    },
     'keras/test_layer_regularizer_corpus.py': {
         'test_layer_level_equals_graph_engine[upsampling_nearest]': (_S,),
         'test_layer_level_equals_graph_engine[upsampling_bilinear]': (_S,),
@@ -296,12 +301,13 @@ MARKED = {  # bazel_guard: not a read (names of tests, not files opened)
     },
 }
 
-# The GroupLasso and LogisticSigmoid corpus tests take about as long as the
-# Gamma one on each model: the same models are slow.
+# The GroupLasso, LogisticSigmoid and activation corpus tests take about as
+# long as the Gamma one on each model: the same models are slow.
 _CORPUS = MARKED['keras/test_layer_regularizer_corpus.py']  # bazel_guard: not a read
 for _test in [t for t in _CORPUS
               if t.startswith('test_layer_level_equals_graph_engine[')]:
-  for _family in ('group_lasso', 'logistic_sigmoid'):
+  for _family in ('group_lasso', 'logistic_sigmoid', 'activation',
+                  'group_lasso_activation'):
     _CORPUS['test_%s_%s' % (_family, _test[len('test_'):])] = _CORPUS[_test]
 
 # Test files whose every test is slow: each test starts a program that

@@ -19,9 +19,13 @@ On a Keras backend other than TensorFlow (KERAS_BACKEND=jax or torch),
 importing this package does not import TensorFlow: `ModelRegularizer` is
 the layer-level engine (`layer_regularizer.LayerRegularizer`, same API,
 Gamma, GroupLasso and LogisticSigmoid; FLOPs and model size),
-`CostTargetCallback` and
-`CostTargetController` work with it, and the names that need the
-TensorFlow graph engine raise `morph_net.errors.MissingDependencyError`
+`StructureCost` its structure cost
+(`layer_structure_cost.LayerStructureCost`), `MorphNetLoss` and
+`MorphNetMetric` its loss and metrics (`LayerMorphNetLoss`,
+`LayerMorphNetMetric`); `StructureExportCallback`, `is_chief`,
+`CostTargetCallback` and `CostTargetController` work with it, and the
+names that need the TensorFlow graph engine (`TracedModel`,
+`CostSummaryCallback`) raise `morph_net.errors.MissingDependencyError`
 when imported.
 """
 
@@ -38,13 +42,17 @@ if _keras.backend.backend() != 'tensorflow':
   # The layer-level engine; the other names raise on access (see the
   # module docstring).
   # pylint: disable=g-import-not-at-top,line-too-long
+  from morph_net.keras.callbacks import StructureExportCallback
+  from morph_net.keras.callbacks import is_chief
   from morph_net.keras.cost_target import CostTargetCallback
   from morph_net.keras.cost_target import CostTargetController
+  from morph_net.keras.layer_regularizer import LayerMorphNetLoss as MorphNetLoss
+  from morph_net.keras.layer_regularizer import LayerMorphNetMetric as MorphNetMetric
   from morph_net.keras.layer_regularizer import LayerRegularizer as ModelRegularizer
+  from morph_net.keras.layer_structure_cost import LayerStructureCost as StructureCost
   # pylint: enable=g-import-not-at-top,line-too-long
 
-  _GRAPH_ENGINE_ONLY = frozenset(__all__) - {
-      'ModelRegularizer', 'CostTargetCallback', 'CostTargetController'}
+  _GRAPH_ENGINE_ONLY = frozenset(['TracedModel', 'CostSummaryCallback'])
 
   def __getattr__(name):
     if name in _GRAPH_ENGINE_ONLY:

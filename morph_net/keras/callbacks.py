@@ -2,13 +2,16 @@
 
 Under a multi-worker strategy every worker runs the callbacks; only the
 chief (`is_chief`) writes files, so workers sharing a directory do not race.
+
+`StructureExportCallback` and `is_chief` work on every Keras backend (on
+JAX and PyTorch with the layer-level engine, without TensorFlow);
+`CostSummaryCallback` writes through `tf.summary` and needs TensorFlow.
 """
 
 import os
 from typing import Optional
 
-import tensorflow as tf
-
+from morph_net import errors
 from morph_net.compat import keras as compat
 from morph_net.structure import structure_plot
 
@@ -17,19 +20,30 @@ __all__ = ['StructureExportCallback', 'CostSummaryCallback', 'is_chief']
 _keras = compat.get_keras()
 
 
-def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
+def _on_tensorflow() -> bool:
+  return compat.use_legacy_keras() or _keras.backend.backend() == 'tensorflow'
+
+
+def is_chief(strategy=None) -> bool:
   """Whether this process writes the run's files under `strategy`.
 
-  The chief is the 'chief' task of the cluster, or worker 0 of a cluster
-  without one (MultiWorkerMirroredStrategy's convention); a single process
-  (no cluster) is its own chief.
+  On TensorFlow, the chief is the 'chief' task of the cluster, or worker 0
+  of a cluster without one (MultiWorkerMirroredStrategy's convention); a
+  single process (no cluster) is its own chief. On JAX it is process 0 of
+  the processes `keras.distribution.initialize` started
+  (`jax.process_index()`); on PyTorch, process 0 of an initialized
+  `torch.distributed` group, else the one process.
 
   Args:
-    strategy: a `tf.distribute` strategy (default: the current one).
+    strategy: a `tf.distribute` strategy (default: the current one); not
+      used on other backends.
 
   Returns:
-    True for the chief and for single-process strategies.
+    True for the chief and for single-process runs.
   """
+  if not _on_tensorflow():
+    return _process_index() == 0
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   strategy = strategy or tf.distribute.get_strategy()
   resolver = getattr(strategy, 'cluster_resolver', None)
   task_type = getattr(resolver, 'task_type', None)
@@ -41,14 +55,39 @@ def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
           'chief' not in resolver.cluster_spec().jobs)
 
 
+def _process_index() -> int:
+  """This process's index on the JAX or PyTorch backend (0: one process)."""
+  backend = _keras.backend.backend()
+  if backend == 'jax':
+    import jax  # pylint: disable=g-import-not-at-top
+    return int(jax.process_index())
+  if backend == 'torch':
+    import torch.distributed  # pylint: disable=g-import-not-at-top
+    if torch.distributed.is_available() and (
+        torch.distributed.is_initialized()):
+      return int(torch.distributed.get_rank())
+  return 0
+
+
 def _model_is_chief(model) -> bool:
   return is_chief(getattr(model, 'distribute_strategy', None))
 
 
 def _step(model) -> int:
+  """The optimizer's step count. Inside a JAX `fit` the optimizer's
+  variables live in the loop's state (`model._jax_state`) until synced:
+  the count is read there, without syncing every variable."""
   optimizer = getattr(model, 'optimizer', None)
   iterations = getattr(optimizer, 'iterations', None)
-  return int(iterations.numpy()) if iterations is not None else 0
+  if iterations is None:
+    return 0
+  state = getattr(model, '_jax_state', None)
+  if state and not getattr(model, '_jax_state_synced', True):
+    values = state.get('optimizer_variables') or ()
+    for variable, value in zip(optimizer.variables, values):
+      if variable is iterations:
+        return int(value)
+  return int(iterations.numpy())
 
 
 class StructureExportCallback(_keras.callbacks.Callback):
@@ -120,6 +159,14 @@ class CostSummaryCallback(_keras.callbacks.Callback):
   """
 
   def __init__(self, model_regularizer, log_dir: str, every_n_steps: int = 100):
+    if not _on_tensorflow():
+      raise errors.MissingDependencyError(
+          'CostSummaryCallback writes TensorBoard scalars with tf.summary, '
+          'which needs TensorFlow, and the Keras backend is %r. On this '
+          'backend compile with metrics=regularizer.metrics() (the cost and '
+          'the regularization loss in the logs and the progress bar) and '
+          'write the structure with StructureExportCallback; or use '
+          'KERAS_BACKEND=tensorflow.' % _keras.backend.backend())
     super().__init__()
     self._regularizer = model_regularizer
     self._every_n_steps = every_n_steps
@@ -129,6 +176,7 @@ class CostSummaryCallback(_keras.callbacks.Callback):
   def _write(self):
     if not _model_is_chief(self.model):
       return
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if self._writer is None:
       self._writer = tf.summary.create_file_writer(self._log_dir)
     step = _step(self.model)

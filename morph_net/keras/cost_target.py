@@ -255,6 +255,21 @@ class CostTargetController(object):
             'max_multiplier': math.exp(self._log_bounds[1])}
 
 
+def _structure_cost_of(regularizer):
+  """The StructureCost of a regularizer's engine: the layer-level one for a
+  `LayerRegularizer` (any backend, no TensorFlow), else the graph
+  engine's."""
+  # Imported here: both import the engines' modules.
+  # pylint: disable=g-import-not-at-top
+  from morph_net.keras import layer_regularizer
+  if isinstance(regularizer, layer_regularizer.LayerRegularizer):
+    from morph_net.keras import layer_structure_cost
+    return layer_structure_cost.LayerStructureCost(regularizer)
+  from morph_net.keras import structure_cost
+  # pylint: enable=g-import-not-at-top
+  return structure_cost.StructureCost(regularizer)
+
+
 @gin.configurable(module='morph_net')
 class CostTargetCallback(_keras.callbacks.Callback):
   """Adapts `regularizer.strength` during `fit` so the cost meets a budget.
@@ -369,9 +384,7 @@ class CostTargetCallback(_keras.callbacks.Callback):
     `min_channels`, as in its alive vectors.
     """
     if self._structure_cost is None:
-      # Imported here: structure_cost imports the bridge's model module.
-      from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
-      self._structure_cost = structure_cost.StructureCost(self.regularizer)
+      self._structure_cost = _structure_cost_of(self.regularizer)
     if self._values is None:
       self._observe(1)
     threshold = self.regularizer.alive_threshold

@@ -236,11 +236,9 @@ KNOWN_GAPS = {
 
 
 # Kinds that multiply channels and whose rule has no cost hook yet: the
-# layer-level regularizer (other Keras backends) refuses their layers.
-LAYER_LEVEL_GAPS = {
-    'attention': 'heads and products are not costed from the config by a '
-                 'cost hook yet',
-}
+# layer-level regularizer (other Keras backends) refuses their layers. None
+# now (MultiHeadAttention: `builtin_rules.AttentionRule.costed_ops`).
+LAYER_LEVEL_GAPS = {}
 
 
 def layer_kind(layer_class: type) -> Optional[LayerKind]:

@@ -42,15 +42,22 @@ that both give the same cost, term and alive counts on the test corpus.
     model.fit(...)
     rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
 
-Supported today: `GammaFlopsRegularizer`, `GammaModelSizeRegularizer`,
-`GroupLassoFlopsRegularizer`, `GroupLassoModelSizeRegularizer`,
-`LogisticSigmoidFlopsRegularizer` and `LogisticSigmoidModelSizeRegularizer`
-(by class or by name: the classes themselves import TensorFlow); conv
-(grouped, channelwise, transposed, separable, depthwise, 1-3 D), Dense and
-recurrent layers (SimpleRNN, GRU, LSTM, Bidirectional; their units keep
-their width but under GroupLasso, which prunes each unit by the
-group-lasso norm of the weights that die with it) and EinsumDense over the last axis. MultiHeadAttention and
-other EinsumDense equations are refused.
+Supported today: the Gamma, GroupLasso and LogisticSigmoid families for
+FLOPs and model size, and Gamma and GroupLasso for activation counts
+(`SUPPORTED_REGULARIZERS`; by class or by name: the classes themselves
+import TensorFlow); conv (grouped, channelwise, transposed, separable,
+depthwise, 1-3 D), Dense and recurrent layers (SimpleRNN, GRU, LSTM,
+Bidirectional; their units keep their width but under GroupLasso, which
+prunes each unit by the group-lasso norm of the weights that die with it),
+EinsumDense over the last axis, MultiHeadAttention (costed per head; its
+heads and the hidden size keep their width under Gamma and
+LogisticSigmoid, as in the graph engine; refused under GroupLasso, whose
+hidden-size regularizer is not computed here) and custom layers whose
+rule has a cost hook. Other EinsumDense equations are refused; latency
+regularizers raise `MissingDependencyError` (`latency_error`). The
+training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
+`rescue_term()`, `save_alive_counts`; the structure cost is
+`layer_structure_cost.LayerStructureCost`.
 """
 
 from typing import Dict, List, Optional
@@ -70,8 +77,9 @@ from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import plan as plan_lib
 from morph_net.surgery import spaces
 
-__all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'SUPPORTED_REGULARIZERS',
-           'channel_map', 'combine_max', 'kernel_filters',
+__all__ = ['LayerRegularizer', 'LayerMorphNetLoss', 'LayerMorphNetMetric',
+           'SUPPORTED_REGULARIZERS', 'channel_layout', 'costed_calls',
+           'evaluate_calls', 'latency_error', 'channel_map', 'combine_max', 'kernel_filters',
            'group_lasso_vector', 'recurrent_unit_weights', 'GATE_CLASS',
            'is_gate', 'gate_vectors']
 
@@ -88,6 +96,10 @@ SUPPORTED_REGULARIZERS = {
                                         'FLOPs'),
     'LogisticSigmoidModelSizeRegularizer': (
         'model_size', 'LogisticSigmoidModelSize', 'ModelSize'),
+    'GammaActivationRegularizer': ('activation', 'GammaActivationCount',
+                                   'Activations'),
+    'GroupLassoActivationRegularizer': (
+        'activation', 'GroupLassoActivationCount', 'Activations'),
 }
 
 # Source family of a regularizer class name -> (required arguments,
@@ -113,9 +125,24 @@ def _family(class_name: str) -> str:
   return 'Gamma'
 
 
+def latency_error(name: str) -> errors.MissingDependencyError:
+  """The error for a latency regularizer on the layer-level engine."""
+  return errors.MissingDependencyError(
+      '%s needs the TensorFlow graph engine: a latency profile charges '
+      'every op TensorFlow traces (convolutions, matmuls and the '
+      'element-wise ops between them, by their bytes), and the layer-level '
+      'regularizer (Keras backend %r) has no such per-op list, only each '
+      "layer's multiply-adds. Use KERAS_BACKEND=tensorflow (with TensorFlow "
+      'installed) and morph_net.keras.ModelRegularizer, or a FLOPs or '
+      'model-size regularizer on this backend.' % (
+          name, keras.backend.backend()))
+
+
 def _regularizer_name(regularizer_class) -> str:
   name = (regularizer_class if isinstance(regularizer_class, str) else
           getattr(regularizer_class, '__name__', None))
+  if isinstance(name, str) and name.endswith('LatencyRegularizer'):
+    raise latency_error(name)
   if name not in SUPPORTED_REGULARIZERS:
     raise errors.InvalidArgumentError(
         'Invalid value for argument `regularizer_class` of the layer-level '
@@ -205,6 +232,8 @@ def channel_map(space: spaces.ChannelSpace, table: spaces.GroupTable,
     return np.repeat(channel_map(space.inner, table, offsets), space.factor)
   if isinstance(space, spaces.Flattened):  # Channel p * C + c is c's.
     return np.tile(channel_map(space.inner, table, offsets), space.factor)
+  if isinstance(space, layer_cost.Fixed):  # In no group (see `_form`).
+    return np.zeros([0], np.int64)
   raise errors.UnsupportedModelError(
       'The layer-level regularizer cannot map channel space %r (%s) to '
       'channel groups. Use the TensorFlow backend, whose graph engine reads '
@@ -378,6 +407,177 @@ def recurrent_unit_weights(layer, read=None):
   return ops.concatenate(parts, axis=0)
 
 
+def channel_layout(channels: channel_model_lib.ChannelModel):
+  """(roots, {root: offset}, total): every channel group of a channel
+  model laid out in one vector of all channels, in the order of the
+  sorted group roots."""
+  table = channels.table
+  roots = sorted(channels.all_groups())
+  offsets, total = {}, 0
+  for root in roots:
+    offsets[root] = total
+    total += table.size(root)
+  return roots, offsets, total
+
+
+def costed_calls(channels: channel_model_lib.ChannelModel,
+                 offsets: Dict[int, int], total: int,
+                 resource: str) -> List['_CostedCall']:
+  """Every costed op of every layer call of a channel model.
+
+  Args:
+    channels: the channel model.
+    offsets, total: its layout (`channel_layout`).
+    resource: 'flops' (every call), 'model_size' (each layer's first
+      call only: a shared kernel is counted once) or 'activation' (every
+      call: the alive output channels of each op, the graph engine's
+      `activation_count_function`).
+
+  Returns:
+    A list of `_CostedCall`.
+
+  Raises:
+    UnsupportedModelError: for a layer that multiplies channels and whose
+      rule has no cost hook.
+  """
+  calls, seen = [], set()
+  sources = set(channels.source_layers())
+  for layer, inputs, outputs in channels.nodes:
+    if resource == 'model_size' and layer.name in seen:
+      continue
+    seen.add(layer.name)
+    rule = channels.rule(layer)
+    layer_space = None
+    if layer.name in sources:
+      layer_space = spaces.Group(channels.group_of(layer.name))
+    call = layer_cost.LayerCall(
+        layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
+        channels.space[id(outputs[0])], layer_space)
+    costed = rule.costed_ops(call)
+    if costed is None:
+      raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    if resource == 'activation':
+      _check_activation_count(layer, rule, costed)
+    for op in costed:
+      if resource == 'activation':
+        form = form_algebra.Form(0.0, 0.0, 1.0, False)
+      else:
+        coeff = op.flops if resource == 'flops' else op.weights
+        form = _form(layer, op, float(coeff))
+      calls.append(_CostedCall(
+          layer.name, op, [form],
+          _counts(channel_map(op.input_space, channels.table, offsets),
+                  total),
+          _counts(channel_map(op.output_space, channels.table, offsets),
+                  total)))
+  return calls
+
+
+def _check_activation_count(layer, rule, costed) -> None:
+  """Raises for a layer whose activation count the layer-level engine
+  cannot equal: recurrent and attention layers (the graph engine counts
+  the outputs of the ops they trace to: a loop's, the attention's
+  einsums) and ops with a fixed side (a custom layer's bottleneck)."""
+  why = None
+  if isinstance(rule, (builtin_rules.RecurrentRule,
+                       builtin_rules.AttentionRule)):
+    why = ('the graph engine counts the output channels of the ops it '
+           "traces to (a recurrent loop's, the attention's projections "
+           'and products), which its cost hook does not list')
+  elif any(isinstance(op.input_space, layer_cost.Fixed) or
+           isinstance(op.output_space, layer_cost.Fixed) for op in costed):
+    why = 'an op of its cost hook has channels of its own (a fixed side)'
+  if why is not None:
+    raise errors.UnsupportedModelError(
+        'Layer %r (%s): the layer-level regularizer (Keras backend %r) '
+        'cannot count its activations: %s. Use a FLOPs or model-size '
+        'regularizer, or the TensorFlow backend, whose graph engine counts '
+        'the traced ops.' % (layer.name, type(layer).__name__,
+                             keras.backend.backend(), why))
+
+
+def _form(layer, op, coeff: float) -> form_algebra.Form:
+  """The form of a costed op: bilinear in its input and output channels;
+  linear in the other side when one side is `layer_cost.Fixed` (its
+  channels count as alive, with no regularization value).
+
+  Raises:
+    UnsupportedModelError: for a depthwise op or both sides fixed.
+  """
+  fixed_in = isinstance(op.input_space, layer_cost.Fixed)
+  fixed_out = isinstance(op.output_space, layer_cost.Fixed)
+  if not (fixed_in or fixed_out):
+    return form_algebra.Form(coeff, 0.0, 0.0, bool(op.depthwise))
+  if op.depthwise or (fixed_in and fixed_out):
+    raise errors.UnsupportedModelError(
+        'Layer %r (%s): its cost hook gives op %r fixed channels on %s; the '
+        'layer-level regularizer costs a fixed side only on a '
+        'non-depthwise op whose other side is channels of the model. Fix '
+        'the costed_ops of its layer rule.' % (
+            layer.name, type(layer).__name__, op.name,
+            'both sides' if fixed_in and fixed_out else 'a depthwise op'))
+  if fixed_in:
+    return form_algebra.Form(0.0, 0.0, coeff * op.input_space.channels,
+                             False)
+  return form_algebra.Form(0.0, coeff * op.output_space.channels, 0.0, False)
+
+
+def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
+  """The total cost (or term) of `calls` with the given vectors.
+
+  Args:
+    calls: `_CostedCall`s.
+    is_regularization: the term, else the cost.
+    reg, alive: float32 vectors over all channels (backend tensors), or
+      numpy arrays (then `tensor_math` may be None for a cost of numbers).
+    tensor_math: `form_algebra.Math` for tensors.
+
+  Returns:
+    A float32 scalar tensor, or a Python number for numpy vectors.
+  """
+  if not calls:
+    return 0.0 if isinstance(alive, np.ndarray) else ops.zeros([], 'float32')
+  in_counts = np.stack([c.in_counts for c in calls])
+  out_counts = np.stack([c.out_counts for c in calls])
+  if isinstance(alive, np.ndarray):
+    matmul = lambda a, b: [float(v) for v in np.matmul(a, b)]
+  else:
+    matmul = ops.matmul
+  alive_in, alive_out = matmul(in_counts, alive), matmul(out_counts, alive)
+  reg_in, reg_out = matmul(in_counts, reg), matmul(out_counts, reg)
+  total = None
+  for i, call in enumerate(calls):
+    value = form_algebra.evaluate(call.forms, is_regularization,
+                                  alive_in[i], alive_out[i], reg_in[i],
+                                  reg_out[i], tensor_math)
+    total = value if total is None else total + value
+  if isinstance(alive, np.ndarray):
+    return float(total)
+  return ops.cast(total, 'float32')
+
+
+def _hidden_groups(channels) -> set:
+  """The group roots of the hidden sizes the graph engine finds
+  (`hidden_size.HiddenGroups`): an Embedding's output, and the inputs and
+  output of a MultiHeadAttention whose heads are a group."""
+  table = channels.table
+  sources = set(channels.source_layers())
+  roots = set()
+  for name, layer in channels.layers.items():
+    rule = channels.rule(layer)
+    if isinstance(rule, builtin_rules.EmbeddingRule):
+      found = [channels.layer_out[name]]
+    elif (isinstance(rule, builtin_rules.AttentionRule) and
+          name in sources):
+      found = [channels.layer_out[name]] + list(
+          channels.layer_in.get(name) or [])
+    else:
+      continue
+    for space in found:
+      roots.update(table.find(g) for g in space.group_ids(table))
+  return roots
+
+
 class _StrengthVariable(keras.Variable):
   """The strength; `on_assign` runs after every assignment.
 
@@ -441,11 +641,14 @@ class LayerRegularizer(object):
     InvalidArgumentError: for an unsupported regularizer, unknown or
       missing arguments, a negative strength or threshold, or an
       l1_fraction outside [0, 1].
+    MissingDependencyError: for a latency regularizer (the graph engine's
+      traced ops are needed, see `latency_error`).
     NoSourceOpsError: when no group has a source to regularize (a
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
-      multiplies channels but whose rule has no cost hook, and (GroupLasso)
-      for recurrent layers.
+      multiplies channels but whose rule has no cost hook, (GroupLasso)
+      for MultiHeadAttention layers, (activation counts) for recurrent and
+      attention layers and cost hooks with a fixed side.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
@@ -474,19 +677,22 @@ class LayerRegularizer(object):
         errors.check_number('strength', strength), trainable=False,
         dtype='float32', name='morph_net_strength')
     self._strength.on_assign = self._strength_changed
+    self._rescue_strength = _StrengthVariable(
+        0.0, trainable=False, dtype='float32',
+        name='morph_net_rescue_strength')
+    self._rescue_strength.on_assign = self._strength_changed
+    self._rescue_band = _StrengthVariable(
+        2.0 * self._threshold, trainable=False, dtype='float32',
+        name='morph_net_rescue_band')
+    self._rescue_band.on_assign = self._strength_changed
+    self._metrics = []  # The metrics() given out, which the loss feeds.
     self._initial_cost = None
 
   # ---------------------------------------------------------- the analysis.
 
   def _layout(self):
     """Offsets of every group's channels in one vector of all channels."""
-    table = self._channels.table
-    self._roots = sorted(self._channels.all_groups())
-    self._offsets, total = {}, 0
-    for root in self._roots:
-      self._offsets[root] = total
-      total += table.size(root)
-    self._total = total
+    self._roots, self._offsets, self._total = channel_layout(self._channels)
 
   def _map(self, space) -> np.ndarray:
     return channel_map(space, self._channels.table, self._offsets)
@@ -509,6 +715,11 @@ class LayerRegularizer(object):
              if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
     if self._family == 'GroupLasso':
       units = set()  # Their weights regularize them (`_kernel_sources`).
+    else:
+      # A transformer's hidden size (or an embedding's output) has no
+      # batch norm or gate of its own: kept, as in the graph engine
+      # (`morph_net.keras.hidden_size`).
+      units |= _hidden_groups(channels)
     self._regularized = [
         root for root in self._roots if root in self._sources and
         not channels.is_frozen_group(root) and root not in outputs and
@@ -561,13 +772,30 @@ class LayerRegularizer(object):
     """GroupLasso family: the group-lasso norm of the output filters of
     every conv (grouped, transposed, separable's pointwise), Dense and
     EinsumDense kernel, as the graph engine's conv and matmul source
-    handlers (depthwise kernels are no sources)."""
+    handlers (depthwise kernels are no sources), and of the kernels a
+    custom layer's rule names with a `filter_kernels(layer)` method
+    ([(kernel, axis of the layer's output channels)]: the excite kernel
+    of a Squeeze-Excitation layer, whose matmul the graph engine finds
+    grouped with the layer's output through the gating multiply)."""
     channels = self._channels
     sources, seen = {}, set()
     for layer, _, outputs in channels.nodes:
       if layer.name in seen:
         continue
       seen.add(layer.name)
+      if (isinstance(channels.rule(layer), builtin_rules.AttentionRule) and
+          layer.name in channels.source_layers()):
+        raise errors.UnsupportedModelError(
+            'Layer %r (%s): under GroupLasso regularizers the graph engine '
+            'prunes its heads together with the hidden size of the channels '
+            'it reads and writes, whose regularizer (morph_net.keras.'
+            'hidden_size: the group lasso of every weight holding a hidden '
+            'channel) the layer-level regularizer (Keras backend %r) does '
+            'not compute; it refuses the model rather than regularize it '
+            'differently. Use a Gamma or LogisticSigmoid regularizer (the '
+            'heads keep their width, as in the graph engine), or the '
+            'TensorFlow backend.' % (layer.name, type(layer).__name__,
+                                     keras.backend.backend()))
       if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
         # A Bidirectional layer's output holds its units twice.
         copies = (channels.space_size(channels.space[id(outputs[0])]) //
@@ -577,11 +805,20 @@ class LayerRegularizer(object):
                                self._l1_fraction), [copies]))
       else:
         found = kernel_filters(layer)
-        if found is None:
+        if found is not None:
+          found = [found]
+        else:  # A custom layer's rule may name its kernels.
+          hook = getattr(channels.rule(layer), 'filter_kernels', None)
+          found = hook(layer) if hook is not None else []
+        if not found:
           continue
-        kernel, axis = found
-        read = (lambda kernel=kernel, axis=axis: group_lasso_vector(
-            kernel, axis, self._l1_fraction))
+        reads = [(lambda kernel=kernel, axis=axis: group_lasso_vector(
+            kernel, axis, self._l1_fraction)) for kernel, axis in found]
+        for read in reads:
+          for root, positions in self._copies(
+              channels.space[id(outputs[0])]):
+            sources.setdefault(root, []).append((read, positions))
+        continue
       for root, positions in self._copies(channels.space[id(outputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources
@@ -622,29 +859,8 @@ class LayerRegularizer(object):
     return ops.cast(values, 'float32'), alive
 
   def _costed_calls(self) -> List[_CostedCall]:
-    """Every costed op of every layer call (of each layer's first call
-    only for a model size: a shared kernel is counted once)."""
-    channels = self._channels
-    calls, seen = [], set()
-    for layer, inputs, outputs in channels.nodes:
-      if self._resource == 'model_size' and layer.name in seen:
-        continue
-      seen.add(layer.name)
-      rule = channels.rule(layer)
-      call = layer_cost.LayerCall(
-          layer, inputs, outputs, [channels.space[id(t)] for t in inputs],
-          channels.space[id(outputs[0])])
-      costed = rule.costed_ops(call)
-      if costed is None:
-        raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
-      for op in costed:
-        coeff = op.flops if self._resource == 'flops' else op.weights
-        calls.append(_CostedCall(
-            layer.name, op,
-            [form_algebra.Form(float(coeff), 0.0, 0.0, bool(op.depthwise))],
-            _counts(self._map(op.input_space), self._total),
-            _counts(self._map(op.output_space), self._total)))
-    return calls
+    return costed_calls(self._channels, self._offsets, self._total,
+                        self._resource)
 
   # ------------------------------------------------------------ properties.
 
@@ -664,6 +880,11 @@ class LayerRegularizer(object):
   @property
   def cost_name(self) -> str:
     return self._cost_name
+
+  @property
+  def resource(self) -> str:
+    """What the cost counts: 'flops', 'model_size' or 'activation'."""
+    return self._resource
 
   @property
   def alive_threshold(self) -> float:
@@ -761,21 +982,8 @@ class LayerRegularizer(object):
 
   def _total_of(self, is_regularization: bool):
     reg, alive = self._group_vectors()
-    if not self._calls:
-      return ops.zeros([], 'float32')
-    in_counts = np.stack([c.in_counts for c in self._calls])
-    out_counts = np.stack([c.out_counts for c in self._calls])
-    alive_in = ops.matmul(in_counts, alive)
-    alive_out = ops.matmul(out_counts, alive)
-    reg_in = ops.matmul(in_counts, reg)
-    reg_out = ops.matmul(out_counts, reg)
-    total = None
-    for i, call in enumerate(self._calls):
-      value = form_algebra.evaluate(call.forms, is_regularization,
-                                    alive_in[i], alive_out[i], reg_in[i],
-                                    reg_out[i], self._math)
-      total = value if total is None else total + value
-    return ops.cast(total, 'float32')
+    return evaluate_calls(self._calls, is_regularization, reg, alive,
+                          self._math)
 
   def term(self):
     """The regularization term (without strength), a float32 scalar."""
@@ -786,9 +994,71 @@ class LayerRegularizer(object):
     self._sync()
     return self._total_of(False)
 
+  @property
+  def rescue_strength(self):
+    """The non-trainable multiplier of `rescue_term` in `loss()` (0 unless
+    `CostTargetCallback` sets it); assigning it retraces on JAX, as
+    `strength`."""
+    return self._rescue_strength
+
+  @property
+  def rescue_band(self):
+    """The non-trainable upper edge of `rescue_term`'s band (initially
+    twice the alive threshold)."""
+    return self._rescue_band
+
+  def rescue_term(self):
+    """The alive channels' distance under the rescue band, summed.
+
+    `sum(band - v)` over the regularization values `v` of every layer of
+    `regularization_vectors()` (a group listed under several layers counts
+    once per layer, as in the graph engine's `rescue_term`) with
+    `alive_threshold < v < band`: its gradient pushes each such value up
+    with a force of 1 per listing, and is 0 for the dead channels, the
+    channels above the band and the kept layers. See
+    `ModelRegularizer.rescue_term` and `CostTargetController`.
+
+    Returns:
+      A float32 scalar >= 0, differentiable in the regularized variables.
+    """
+    reg, _ = self._group_vectors()
+    band = ops.cast(self._rescue_band, 'float32')
+    total = ops.zeros([], 'float32')
+    for value in self._per_layer(reg, lambda n: None).values():
+      if value is None:  # A kept layer (inf in regularization_vectors).
+        continue
+      inside = ops.logical_and(value > self._threshold, value < band)
+      total = total + ops.sum(ops.where(inside, band - value, 0.0))
+    return total
+
   def loss(self):
-    """strength * term: what is added to the training loss."""
-    return ops.cast(self._strength, 'float32') * self.term()
+    """strength * term + rescue_strength * rescue_term: what is added to
+    the training loss (strength * term while the rescue strength is 0)."""
+    return (ops.cast(self._strength, 'float32') * self.term() +
+            ops.cast(self._rescue_strength, 'float32') * self.rescue_term())
+
+  def record_metrics(self, loss_value) -> None:
+    """Adds this step's values to the metrics `metrics()` gave out.
+
+    `LayerMorphNetLoss` calls it in the loss, where the train step reads
+    the step's weights on every backend (on JAX the loss runs inside the
+    compiled step, with the model's and the metrics' variables mapped to
+    the step's values); a metric's own `update_state`, which Keras calls
+    after the step, could not read them on JAX.
+
+    Args:
+      loss_value: this step's `loss()`.
+    """
+    if not self._metrics:
+      return
+    cost = None
+    for metric in self._metrics:
+      if metric.quantity == 'cost':
+        if cost is None:
+          cost = ops.stop_gradient(self._total_of(False))
+        metric.record(cost)
+      else:
+        metric.record(ops.stop_gradient(loss_value))
 
   def wrap_loss(self, loss) -> 'LayerMorphNetLoss':
     """A loss for `compile`: the data loss plus `self.loss()`.
@@ -863,19 +1133,26 @@ class LayerRegularizer(object):
     return structure_files.save_alive_counts_files(self.alive_counts(),
                                                    base_dir, step)
 
-  def metrics(self):
-    """Not on the layer-level engine: a compiled metric would read the
-    variables as they were when the step was traced.
+  def metrics(self) -> List['LayerMorphNetMetric']:
+    """Keras metrics showing the regularization loss and the cost in `fit`.
 
-    Raises:
-      MissingDependencyError: always; log `cost()` from a callback instead.
+    The metrics are fed by the loss `wrap_loss` returns (see
+    `record_metrics`): compile with both. Each step adds the values of
+    that step's forward pass (the graph engine's metrics read them after
+    the step's update), and a metric's result is their mean over the
+    epoch.
+
+    Returns:
+      Two `LayerMorphNetMetric`s: 'morph_net_loss' (strength * term, plus
+      the rescue term while it is on) and the cost (named after
+      `cost_name` in lower case, e.g. 'flops').
     """
-    raise errors.MissingDependencyError(
-        'ModelRegularizer.metrics() needs the TensorFlow graph engine (Keras '
-        'backend %r): a metric compiled on this backend would read the '
-        'weights as they were when the train step was traced. Log '
-        'float(regularizer.cost()) from a callback instead, or use '
-        'KERAS_BACKEND=tensorflow.' % keras.backend.backend())
+    metrics = [
+        LayerMorphNetMetric('regularization_loss', name='morph_net_loss'),
+        LayerMorphNetMetric('cost', name=self.cost_name.lower()),
+    ]
+    self._metrics.extend(metrics)
+    return metrics
 
 
 @keras.saving.register_keras_serializable(package='morph_net')
@@ -898,11 +1175,18 @@ class LayerMorphNetLoss(keras.losses.Loss):
     self.data_loss = keras.losses.get(loss)
     self.regularizer = regularizer
 
+  def without_morph_net(self):
+    """The data loss alone: `morph_net.surgery.rebuild` compiles a rebuilt
+    model with it."""
+    return self.data_loss
+
   def call(self, y_true, y_pred):
     data = self.data_loss(y_true, y_pred)
     if self.regularizer is None:
       return data
-    return data + self.regularizer.loss()
+    value = self.regularizer.loss()
+    self.regularizer.record_metrics(value)
+    return data + value
 
   def get_config(self):
     config = super().get_config()
@@ -914,3 +1198,56 @@ class LayerMorphNetLoss(keras.losses.Loss):
     config = dict(config)
     config['loss'] = keras.losses.deserialize(config['loss'])
     return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package='morph_net')
+class LayerMorphNetMetric(keras.metrics.Mean):
+  """The mean of a `LayerRegularizer`'s regularization loss or cost per step.
+
+  `LayerRegularizer.metrics()` makes them; the regularizer's loss
+  (`wrap_loss`) adds each step's value (`record`), inside the train step
+  on every backend. Keras's own `update_state(y_true, y_pred)` call adds
+  nothing. Saved without its regularizer, a loaded metric stays at 0.
+
+  Args:
+    quantity: 'regularization_loss' or 'cost'.
+    name: the metric name (default: `quantity`).
+    dtype: the metric's dtype.
+
+  Raises:
+    InvalidArgumentError: for an unknown `quantity`.
+  """
+
+  def __init__(self, quantity: str, name: Optional[str] = None, dtype=None):
+    if quantity not in _METRIC_QUANTITIES:
+      raise errors.InvalidArgumentError(
+          'Invalid value for argument `quantity` of LayerMorphNetMetric. '
+          'Expected one of %s. Received: quantity=%r' % (
+              list(_METRIC_QUANTITIES), quantity))
+    super().__init__(name=name or quantity, dtype=dtype)
+    self._quantity = quantity
+
+  @property
+  def quantity(self) -> str:
+    return self._quantity
+
+  def without_morph_net(self) -> None:
+    """Nothing: a model compiled without MorphNet drops this metric
+    (`morph_net.surgery.rebuild` compiles a rebuilt model so)."""
+    return None
+
+  def update_state(self, y_true=None, y_pred=None, sample_weight=None):
+    """Nothing: the regularizer's loss records the values (`record`)."""
+    del y_true, y_pred, sample_weight
+
+  def record(self, value) -> None:
+    """Adds one step's value."""
+    super().update_state(value)
+
+  def get_config(self):
+    config = super().get_config()
+    config['quantity'] = self._quantity
+    return config
+
+
+_METRIC_QUANTITIES = ('regularization_loss', 'cost')

@@ -658,6 +658,40 @@ class AttentionRule(layer_rule.LayerRule):
         weights[i] = kernel
     return weights
 
+  def costed_ops(self, call):
+    """Per head (the layer's group, `call.layer_space`): the query, key
+    and value projections (2 x steps x key_dim or value_dim FLOPs and
+    key_dim or value_dim weights per input channel and head), the output
+    projection (2 x query steps x value_dim FLOPs, value_dim weights per
+    head and output channel) and the attention products QK^T and the
+    attention times V (2 x query steps x key steps x (key_dim +
+    value_dim) FLOPs per head, no weights): the formula of the graph
+    engine's `morph_net.keras.attention`. A layer without a head group
+    (opaque) is not costed (None)."""
+    layer = call.layer
+    if call.layer_space is None or attention_heads(layer) is None:
+      return None
+    positions = _call_positions(layer, call.inputs)
+    if positions is None:
+      return None
+    query, value, key = positions
+    tq = int(call.inputs[query].shape[1])
+    tk = int(call.inputs[key].shape[1])
+    key_dim, value_dim = float(layer.key_dim), float(layer.value_dim)
+    heads = call.layer_space
+    return [
+        layer_cost.CostedOp('query', call.input_spaces[query], heads,
+                            2.0 * tq * key_dim, key_dim, False),
+        layer_cost.CostedOp('key', call.input_spaces[key], heads,
+                            2.0 * tk * key_dim, key_dim, False),
+        layer_cost.CostedOp('value', call.input_spaces[value], heads,
+                            2.0 * tk * value_dim, value_dim, False),
+        layer_cost.CostedOp('output', heads, call.output_space,
+                            2.0 * tq * value_dim, value_dim, False),
+        layer_cost.CostedOp('products', layer_cost.Fixed(1), heads,
+                            2.0 * tq * tk * (key_dim + value_dim), 0.0,
+                            False)]
+
   def channel_scores(self, layer):
     """Per head, the root mean square of its weights (the head's
     group-lasso norm, see `morph_net.keras.attention`)."""
@@ -670,6 +704,20 @@ class AttentionRule(layer_rule.LayerRule):
       squares += (value ** 2).sum(axis=1)
       count += value.shape[1]
     return np.sqrt(squares / max(count, 1))
+
+
+def _call_positions(layer, inputs):
+  """`attention_input_positions` of the call of `layer` whose input
+  tensors are `inputs` (a shared layer's calls each have theirs)."""
+  for node in getattr(layer, '_inbound_nodes', None) or []:
+    tensors = list(node.input_tensors)
+    if len(tensors) == len(inputs) and all(
+        a is b for a, b in zip(tensors, inputs)):
+      arguments = getattr(node, 'arguments', None)
+      return attention_input_positions(
+          layer, tensors, tuple(getattr(arguments, 'args', ()) or ()),
+          dict(getattr(arguments, 'kwargs', {}) or {}))
+  return None
 
 
 def einsum_dense_supported(layer) -> bool:

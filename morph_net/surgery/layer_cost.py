@@ -17,15 +17,17 @@ any (`holds_arithmetic`); a layer is never silently left out of the cost.
 """
 
 import collections
+import dataclasses
 import math
 from typing import Sequence
 
 import keras
+import numpy as np
 
 from morph_net import errors
 from morph_net.surgery import spaces
 
-__all__ = ['CostedOp', 'LayerCall', 'holds_arithmetic', 'positions',
+__all__ = ['CostedOp', 'LayerCall', 'Fixed', 'holds_arithmetic', 'positions',
            'uncosted_error', 'channels_last', 'repeated', 'first_input',
            'kernel_positions', 'FLOP_OPERATIONS']
 
@@ -43,9 +45,29 @@ Attributes:
   depthwise: whether each output channel reads one input channel.
 """
 
+@dataclasses.dataclass(frozen=True)
+class Fixed(spaces.ChannelSpace):
+  """`channels` channels inside a layer that no structure changes (the
+  bottleneck of a Squeeze-Excitation layer): one side of a `CostedOp`,
+  always alive and never regularized, as the graph engine counts an op's
+  side that keeps its width inside a layer
+  (`regularizable.inner_fixed_sides`). The other side of the op must be
+  channels of the model."""
+  channels: int
+
+  def group_ids(self, table):
+    return []
+
+  def size(self, table):
+    return self.channels
+
+  def indices(self, table, kept):
+    return np.arange(self.channels)
+
+
 LayerCall = collections.namedtuple(
     'LayerCall', ['layer', 'inputs', 'outputs', 'input_spaces',
-                  'output_space'])
+                  'output_space', 'layer_space'], defaults=(None,))
 LayerCall.__doc__ = """One call of a layer in the channel model.
 
 Attributes:
@@ -53,6 +75,9 @@ Attributes:
   inputs, outputs: its input and output Keras tensors (static shapes).
   input_spaces: the channel space of each input.
   output_space: the channel space of its output.
+  layer_space: the layer's own channel group when a structure sets its
+    width (a MultiHeadAttention's heads, which are no tensor's channels),
+    else None.
 """
 
 # keras.ops operations (recorded by functional models) that multiply

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from morph_net.surgery import builtin_rules
+from morph_net.surgery import layer_cost
 from morph_net.surgery import layer_rules
 
 __all__ = ['SqueezeExcite', 'SqueezeExciteRule', 'register_squeeze_excite']
@@ -59,6 +60,27 @@ class SqueezeExciteRule(builtin_rules.PassThroughRule):
 
   def clone_config(self, layer, config):
     return dict(config, hidden=int(layer.squeeze.units))
+
+  def filter_kernels(self, layer):
+    """[(excite kernel, -1)]: its columns are the output channels' filters
+    (the layer-level GroupLasso family's sources, as the graph engine's
+    matmul source handler finds the excite matmul grouped with the output
+    through the gating multiply)."""
+    return [(layer.excite.kernel, -1)]
+
+  def costed_ops(self, call):
+    """The squeeze (channels x bottleneck) and the excite (bottleneck x
+    channels) kernels, 2 FLOPs and 1 weight per channel pair each (one row
+    per example: the mean over positions); the bottleneck keeps its width
+    (`layer_cost.Fixed`)."""
+    single = layer_cost.first_input(call)
+    if single is None:
+      return None
+    hidden = layer_cost.Fixed(int(call.layer.squeeze.units))
+    return [layer_cost.CostedOp('squeeze', single[1], hidden, 2.0, 1.0,
+                                False),
+            layer_cost.CostedOp('excite', hidden, call.output_space, 2.0,
+                                1.0, False)]
 
   def transfer_weights(self, layer, weights, new_shapes, selection):
     del layer, new_shapes

@@ -62,6 +62,31 @@ def test_cost_and_term_by_hand_before_and_after_zeroing_gammas():
   assert regularizer.cost_name == 'FLOPs'
 
 
+def test_activation_count_counts_alive_output_channels():
+  model = layer_models.residual_cnn()
+  regularizer = _regularizer(model, 'GammaActivationRegularizer')
+  assert regularizer.cost_name == 'Activations'
+  # stem 8 + res 8 + down 6 + logits 4 output channels.
+  assert float(regularizer.cost()) == 26
+  # Out x sum(r_out): stem 8, res 8, down 6 (logits: kept, 0).
+  assert float(regularizer.term()) == 22
+  _kill_some(model)
+  assert float(regularizer.cost()) == 6 + 6 + 4 + 4
+  x = keras.Input((5, 3))
+  y = L.BatchNormalization(name='bn')(L.Dense(4, name='fc')(x))
+  y = L.LSTM(3, name='lstm')(y)
+  with pytest.raises(errors.UnsupportedModelError) as e:
+    _regularizer(keras.Model(x, y), 'GammaActivationRegularizer')
+  assert str(e.value) == (
+      "Layer 'lstm' (LSTM): the layer-level regularizer (Keras backend %r) "
+      "cannot count its activations: the graph engine counts the output "
+      "channels of the ops it traces to (a recurrent loop's, the "
+      "attention's projections and products), which its cost hook does not "
+      'list. Use a FLOPs or model-size regularizer, or the TensorFlow '
+      'backend, whose graph engine counts the traced ops.' %
+      keras.backend.backend())
+
+
 def test_model_size_counts_kernels():
   model = layer_models.residual_cnn()
   regularizer = _regularizer(model, 'GammaModelSizeRegularizer')
@@ -153,14 +178,15 @@ def test_tie_gradient_goes_to_the_first_argument():
 
 def test_a_layer_with_flops_but_no_cost_hook_is_refused():
   x = keras.Input((5, 3))
-  y = L.BatchNormalization(name='bn')(L.Dense(6, name='fc')(x))
-  y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
+  # Contracts the steps, not the channels: no cost hook knows it.
+  y = L.EinsumDense('abc,bd->adc', output_shape=(4, 3), name='mix')(x)
+  y = L.BatchNormalization(name='bn')(L.Dense(6, name='fc')(y))
   model = keras.Model(x, L.Dense(2, name='logits')(y))
   with pytest.raises(errors.UnsupportedModelError) as e:
     _regularizer(model)
   assert str(e.value) == (
-      "Layer 'mha' (MultiHeadAttention) multiplies channels, but its layer "
-      'rule AttentionRule has no cost hook, so the layer-level regularizer '
+      "Layer 'mix' (EinsumDense) multiplies channels, but its layer "
+      'rule EinsumDenseRule has no cost hook, so the layer-level regularizer '
       "(Keras backend %r) cannot cost it and will not leave it out "
       'silently. Give the rule a `costed_ops` method (see '
       'morph_net.surgery.layer_cost) and register it with '
@@ -203,15 +229,16 @@ def test_an_einsum_dense_over_the_last_axis_is_a_dense():
 def test_unsupported_regularizer_and_arguments_are_refused():
   model = layer_models.residual_cnn()
   with pytest.raises(errors.InvalidArgumentError) as e:
-    _regularizer(model, 'GammaActivationRegularizer')
+    _regularizer(model, 'GammaMemoryRegularizer')
   assert str(e.value) == (
       'Invalid value for argument `regularizer_class` of the layer-level '
       "regularizer (Keras backend %r). Expected one of "
-      'GammaFlopsRegularizer, GammaModelSizeRegularizer, '
+      'GammaActivationRegularizer, GammaFlopsRegularizer, '
+      'GammaModelSizeRegularizer, GroupLassoActivationRegularizer, '
       'GroupLassoFlopsRegularizer, GroupLassoModelSizeRegularizer, '
       'LogisticSigmoidFlopsRegularizer, LogisticSigmoidModelSizeRegularizer '
       "(a class or its name). Received: regularizer_class="
-      "'GammaActivationRegularizer'. "
+      "'GammaMemoryRegularizer'. "
       'Other families and resources need the TensorFlow backend, whose '
       'graph engine supports them.' % keras.backend.backend())
   with pytest.raises(errors.InvalidArgumentError) as e:
@@ -255,7 +282,7 @@ from morph_net.keras import layer_regularizer
 assert ModelRegularizer is layer_regularizer.LayerRegularizer
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
 try:
-  from morph_net.keras import StructureCost
+  from morph_net.keras import TracedModel
 except ImportError as e:
   print(type(e).__name__, e)
 """
@@ -269,11 +296,11 @@ def test_imports_do_not_need_tensorflow():
                           capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == (
-      'MissingDependencyError morph_net.keras.StructureCost needs the '
+      'MissingDependencyError morph_net.keras.TracedModel needs the '
       "TensorFlow graph engine, and the Keras backend is %r. On this backend "
       'use morph_net.keras.ModelRegularizer (the layer-level engine) and '
       'morph_net.surgery.rebuild; or set KERAS_BACKEND=tensorflow (with '
-      'TensorFlow installed) for StructureCost.' % keras.backend.backend())
+      'TensorFlow installed) for TracedModel.' % keras.backend.backend())
 
 
 @pytest.mark.skipif(keras.backend.backend() != 'jax',
@@ -299,18 +326,6 @@ def test_save_alive_counts_writes_the_structure_files(tmp_path):
       'stem': 6, 'res': 6, 'down': 4}
   with open(tmp_path / 'learned_structure' / 'alive') as f:
     assert f.read() == '{\n  "down": 4,\n  "res": 6,\n  "stem": 6\n}'
-
-
-def test_metrics_need_the_graph_engine():
-  regularizer = _regularizer(layer_models.residual_cnn())
-  with pytest.raises(errors.MissingDependencyError) as e:
-    regularizer.metrics()
-  assert str(e.value) == (
-      'ModelRegularizer.metrics() needs the TensorFlow graph engine (Keras '
-      'backend %r): a metric compiled on this backend would read the '
-      'weights as they were when the train step was traced. Log '
-      'float(regularizer.cost()) from a callback instead, or use '
-      'KERAS_BACKEND=tensorflow.' % keras.backend.backend())
 
 
 @pytest.mark.skipif(importlib.util.find_spec('tensorflow') is not None,
@@ -395,3 +410,96 @@ def test_cost_target_callback_sets_the_strength_in_fit():
   strength = float(keras.ops.convert_to_numpy(regularizer.strength))
   assert strength == np.float32(callback.controller.strength)
   assert strength > 0.1 / regularizer.initial_cost  # Raised from the start.
+
+
+def _squeeze_excite_model():
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  x = keras.Input((4, 4, 3))
+  y = L.Conv2D(8, 1, use_bias=False, name='conv')(x)
+  y = L.BatchNormalization(name='bn')(y)
+  y = custom_layers.SqueezeExcite(name='se')(y)  # Bottleneck 8 // 4 = 2.
+  y = L.GlobalAveragePooling2D(name='gap')(y)
+  return keras.Model(x, L.Dense(2, name='logits')(y), name='se_model')
+
+
+def test_a_squeeze_excite_layer_is_costed_by_its_registered_rule():
+  from morph_net.surgery import layer_rules  # pylint: disable=g-import-not-at-top
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  rules = layer_rules.get_layer_rules().copy()
+  custom_layers.register_squeeze_excite(rules)
+  model = _squeeze_excite_model()
+  regularizer = _regularizer(model, layer_rules=rules)
+  # conv 2*16*3*8; squeeze 2*8*2 and excite 2*2*8 (the bottleneck keeps
+  # its 2 channels); logits 2*8*2.
+  assert float(regularizer.cost()) == 768 + 32 + 32 + 32
+  # conv 32*(3*8); squeeze 2*(2*8) and excite 2*(2*8) (bottleneck alive,
+  # not regularized); logits 2*(2*8).
+  assert float(regularizer.term()) == 768 + 32 + 32 + 32
+  _zero(model.get_layer('bn'), [0, 1, 2])
+  assert regularizer.alive_counts() == {'conv': 5}
+  assert float(regularizer.cost()) == 480 + 20 + 20 + 20
+  size = _regularizer(model, 'GammaModelSizeRegularizer', layer_rules=rules)
+  assert float(size.cost()) == 3 * 5 + 5 * 2 + 2 * 5 + 5 * 2
+
+
+def test_a_fixed_side_on_a_depthwise_op_is_refused():
+  from morph_net.surgery import layer_rules  # pylint: disable=g-import-not-at-top
+  from morph_net.testing import custom_layers  # pylint: disable=g-import-not-at-top
+  from morph_net.surgery import layer_cost  # pylint: disable=g-import-not-at-top
+
+  class FixedDepthwiseRule(custom_layers.SqueezeExciteRule):
+
+    def costed_ops(self, call):
+      return [layer_cost.CostedOp('gate', layer_cost.Fixed(2),
+                                  call.output_space, 2.0, 1.0, True)]
+
+  rules = layer_rules.get_layer_rules().copy()
+  rules.register(custom_layers.SqueezeExcite, FixedDepthwiseRule())
+  with pytest.raises(errors.UnsupportedModelError) as e:
+    _regularizer(_squeeze_excite_model(), layer_rules=rules)
+  assert str(e.value) == (
+      "Layer 'se' (SqueezeExcite): its cost hook gives op 'gate' fixed "
+      'channels on a depthwise op; the layer-level regularizer costs a fixed '
+      'side only on a non-depthwise op whose other side is channels of the '
+      'model. Fix the costed_ops of its layer rule.')
+
+
+def _attention_model():
+  x = keras.Input((5, 3))
+  y = L.BatchNormalization(name='bn')(L.Dense(6, name='fc')(x))
+  y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
+  y = L.BatchNormalization(name='post_bn')(L.Dense(5, name='post')(y))
+  y = L.Flatten(name='flatten')(y)
+  return keras.Model(x, L.Dense(2, name='logits')(y), name='attention')
+
+
+def test_multi_head_attention_is_costed_from_its_config():
+  model = _attention_model()
+  regularizer = _regularizer(model)
+  # fc 2*5*3*6; per head (2): query, key, value 2*5*3*6 each, output
+  # 2*5*3*6, products 2*5*5*(3+3); post 2*5*6*5; logits 2*(5*5)*2.
+  assert float(regularizer.cost()) == 180 + 2 * (4 * 180 + 300) + 300 + 100
+  # fc's group is the hidden size of the attention: kept (no batch norm of
+  # its own, as in the graph engine); post's is regularized: post 10*(6*5),
+  # logits 2*(2*5*5).
+  assert float(regularizer.term()) == 300 + 100
+  _zero(model.get_layer('bn'), [0, 1, 2])
+  _zero(model.get_layer('post_bn'), [0, 1])
+  assert regularizer.alive_counts() == {'fc': 6, 'post': 3}
+  assert float(regularizer.cost()) == 180 + 2 * (4 * 180 + 300) + 180 + 60
+  # fc 3*6; per head q, k, v 6*3 each, output 3*6; post 6*3; logits 15*2.
+  size = _regularizer(model, 'GammaModelSizeRegularizer')
+  assert float(size.cost()) == 18 + 2 * 72 + 18 + 30
+  with pytest.raises(errors.UnsupportedModelError) as e:
+    layer_regularizer.LayerRegularizer(model, 'GroupLassoFlopsRegularizer',
+                                       threshold=1e-3)
+  assert str(e.value) == (
+      "Layer 'mha' (MultiHeadAttention): under GroupLasso regularizers the "
+      'graph engine prunes its heads together with the hidden size of the '
+      'channels it reads and writes, whose regularizer (morph_net.keras.'
+      'hidden_size: the group lasso of every weight holding a hidden '
+      'channel) the layer-level regularizer (Keras backend %r) does not '
+      'compute; it refuses the model rather than regularize it '
+      'differently. Use a Gamma or LogisticSigmoid regularizer (the heads '
+      'keep their width, as in the graph engine), or the TensorFlow '
+      'backend.' % keras.backend.backend())

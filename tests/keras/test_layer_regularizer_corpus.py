@@ -23,6 +23,7 @@ from morph_net import keras as morph_keras
 from morph_net.keras import layer_regularizer
 from morph_net.keras import structure_cost
 from morph_net.keras import tracing
+from morph_net.network_regularizers import activation_regularizer
 from morph_net.network_regularizers import cost_forms
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import model_size_regularizer
@@ -36,8 +37,9 @@ _CLASSES = (flop_regularizer.GammaFlopsRegularizer,
 
 # Models the layer-level engine refuses (the graph engine costs them): the
 # layer its error names (a layer that multiplies channels whose rule has no
-# cost hook yet).
-REFUSED = {'squeeze_excite_layer': ('se2', 'SqueezeExcite')}
+# cost hook yet). None: the custom SqueezeExcite layer's registered rule
+# costs it (`custom_layers.SqueezeExciteRule.costed_ops`).
+REFUSED = {}
 
 # Models without a batch norm: both engines raise NoSourceOpsError.
 NO_SOURCES = {'activations', 'attention_block', 'dense_on_tokens',
@@ -114,6 +116,12 @@ _FAMILIES = {
         (flop_regularizer.LogisticSigmoidFlopsRegularizer,
          model_size_regularizer.LogisticSigmoidModelSizeRegularizer),
         'alive_threshold', _close_gates, _gated),
+    'Activation': (
+        (activation_regularizer.GammaActivationRegularizer,),
+        'gamma_threshold', dead_channels.zero_gammas, lambda model: model),
+    'GroupLassoActivation': (
+        (activation_regularizer.GroupLassoActivationRegularizer,),
+        'threshold', dead_channels.zero_filters, lambda model: model),
 }
 
 
@@ -175,8 +183,11 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
 # layer its error names and the start of the error after it.
 _NO_COST_HOOK = 'multiplies channels'
 REFUSED_GROUP_LASSO = {
-    'attention_block': ('mha', 'MultiHeadAttention', _NO_COST_HOOK),
-    'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_COST_HOOK),
+    # The graph engine prunes the heads with the hidden size's regularizer
+    # (morph_net.keras.hidden_size), which the layer-level engine lacks.
+    'attention_block': ('mha', 'MultiHeadAttention',
+                        'under GroupLasso regularizers the graph engine '
+                        'prunes its heads'),
 }
 
 
@@ -208,7 +219,8 @@ def test_group_lasso_layer_level_equals_graph_engine(name):
   _check_model(name, 'GroupLasso', REFUSED_GROUP_LASSO, set())
 
 
-def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
+def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap(
+    monkeypatch):
   from morph_net.keras import layer_kinds  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import builtin_rules  # pylint: disable=g-import-not-at-top
   assert layer_kinds.check_cost_hooks() == []
@@ -220,10 +232,10 @@ def test_every_kind_that_multiplies_channels_has_a_cost_hook_or_a_gap():
           '(morph_net.surgery.layer_cost) or say why not in '
           'layer_kinds.LAYER_LEVEL_GAPS.']
   attention = layer_kinds.layer_kind(keras.layers.MultiHeadAttention)
-  assert layer_kinds.check_cost_hooks(
-      [attention._replace(rule=builtin_rules.WidthRule)]) == [
-          "Kind 'attention' is in layer_kinds.LAYER_LEVEL_GAPS but its rule "
-          'WidthRule costs it (or it multiplies nothing): remove the entry.']
+  monkeypatch.setitem(layer_kinds.LAYER_LEVEL_GAPS, 'attention', 'a gap')
+  assert layer_kinds.check_cost_hooks([attention]) == [
+      "Kind 'attention' is in layer_kinds.LAYER_LEVEL_GAPS but its rule "
+      'AttentionRule costs it (or it multiplies nothing): remove the entry.']
 
 
 @pytest.mark.parametrize('name, layer',
@@ -275,3 +287,61 @@ def test_logistic_sigmoid_layer_level_equals_graph_engine(name):
   _check_model(name, 'LogisticSigmoid',
                {k: v + (_NO_COST_HOOK,) for k, v in REFUSED.items()},
                NO_SOURCES)
+
+
+def test_a_multi_head_attention_model_equals_the_graph_engine():
+  # Gamma: the heads and the hidden size (fc's group) keep their width in
+  # both engines (no batch norm of their own); the attention is costed from its config by the layer-level
+  # engine (`AttentionRule.costed_ops`), from its traced ops by the graph
+  # engine.
+  keras.backend.clear_session()
+  x = keras.Input((5, 3))
+  y = keras.layers.BatchNormalization(name='bn')(
+      keras.layers.Dense(6, name='fc')(x))
+  y = keras.layers.MultiHeadAttention(2, 3, name='mha')(y, y)
+  y = keras.layers.Dense(5, name='post')(y)
+  y = keras.layers.BatchNormalization(name='post_bn')(y)
+  y = keras.layers.Flatten()(keras.layers.ReLU()(y))
+  model = keras.Model(x, keras.layers.Dense(2, name='logits')(y))
+  for cls in _CLASSES:
+    graph = morph_keras.ModelRegularizer(model, cls,
+                                         gamma_threshold=_THRESHOLD)
+    layer = layer_regularizer.LayerRegularizer(model, cls,
+                                               gamma_threshold=_THRESHOLD)
+    for dead in ([], [0, 2, 3]):
+      for name in ('bn', 'post_bn'):  # fc's group is the hidden size: kept.
+        gamma = np.ones([model.get_layer(name).gamma.shape[0]], np.float32)
+        gamma[dead] = 0.0
+        model.get_layer(name).gamma.assign(gamma)
+      assert layer.alive_counts() == graph.alive_counts() == {
+          'fc': 6, 'post': 5 - len(dead)}
+      assert float(layer.cost()) == float(graph.cost())
+      assert float(layer.term()) == pytest.approx(float(graph.term()),
+                                                  rel=1e-6)
+
+
+# Activation counts: the models the layer-level engine refuses (the graph
+# engine counts the outputs of the ops recurrent and attention layers trace
+# to, and of a custom layer's inner ops).
+_NO_ACTIVATION_COUNT = 'cannot count its activations'
+REFUSED_ACTIVATION = {
+    'squeeze_excite_layer': ('se2', 'SqueezeExcite', _NO_ACTIVATION_COUNT),
+    'bidirectional_lstm': ('bilstm', 'Bidirectional', _NO_ACTIVATION_COUNT),
+}
+REFUSED_GROUP_LASSO_ACTIVATION = dict(REFUSED_ACTIVATION, **{
+    'gru_sequences': ('gru', 'GRU', _NO_ACTIVATION_COUNT),
+    'lstm_sequences': ('lstm', 'LSTM', _NO_ACTIVATION_COUNT),
+    'simple_rnn': ('rnn', 'SimpleRNN', _NO_ACTIVATION_COUNT),
+    'attention_block': REFUSED_GROUP_LASSO['attention_block'],
+})
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_activation_layer_level_equals_graph_engine(name):
+  _check_model(name, 'Activation', REFUSED_ACTIVATION, NO_SOURCES)
+
+
+@pytest.mark.parametrize('name', keras_corpus.names())
+def test_group_lasso_activation_layer_level_equals_graph_engine(name):
+  _check_model(name, 'GroupLassoActivation', REFUSED_GROUP_LASSO_ACTIVATION,
+               set())
