@@ -427,7 +427,9 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
 
   Args:
     channels: the channel model.
-    offsets, total: its layout (`channel_layout`).
+    offsets: {channel group root: its first channel's index}, from
+      `channel_layout`.
+    total: the number of channels of that layout.
     resource: 'flops' (every call), 'model_size' (each layer's first
       call only: a shared kernel is counted once) or 'activation' (every
       call: the alive output channels of each op, the graph engine's
@@ -528,8 +530,10 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
   Args:
     calls: `_CostedCall`s.
     is_regularization: the term, else the cost.
-    reg, alive: float32 vectors over all channels (backend tensors), or
-      numpy arrays (then `tensor_math` may be None for a cost of numbers).
+    reg: the regularization values, a float32 vector over all channels
+      (a backend tensor, or a numpy array: then `tensor_math` may be None
+      for a cost of numbers).
+    alive: the alive indicators, a float32 vector like `reg`.
     tensor_math: `form_algebra.Math` for tensors.
 
   Returns:
