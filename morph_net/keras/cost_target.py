@@ -255,6 +255,28 @@ class CostTargetController(object):
             'max_multiplier': math.exp(self._log_bounds[1])}
 
 
+def _gates(regularizer) -> list:
+  """The `LogisticSigmoidGating` layers of `regularizer.model` if the
+  regularizer is of the LogisticSigmoid family (its sources are those
+  gates), else []."""
+  network = getattr(regularizer, 'network_regularizer', None)
+  if network is not None:
+    # Imported here: the graph engine's classes need TensorFlow.
+    from morph_net.network_regularizers import logistic_sigmoid_regularizer  # pylint: disable=g-import-not-at-top
+    gated = isinstance(network,
+                       logistic_sigmoid_regularizer.LogisticSigmoidRegularizer)
+  else:
+    gated = str(getattr(regularizer, 'name', '')).startswith('LogisticSigmoid')
+  model = getattr(regularizer, 'model', None)
+  if not gated or model is None:
+    return []
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+  return [layer for layer in model._flatten_layers(  # pylint: disable=protected-access
+      include_self=False, recursive=True)
+          if isinstance(layer, activation_gating.LogisticSigmoidGating) and
+          layer.log_odds is not None]
+
+
 @gin.configurable(module='morph_net')
 class CostTargetCallback(_keras.callbacks.Callback):
   """Adapts `regularizer.strength` during `fit` so the cost meets a budget.
@@ -338,26 +360,52 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._square = {}  # {layer: the smoothed square of that change}.
     self._lead_refused = False
     self._force = None  # The term's average force per channel, per unit.
+    self._gates = None  # [LogisticSigmoidGating] whose log-odds lead.
+    self._logits = None  # {gate index: its log-odds} at the last update.
 
   @property
   def target_cost(self) -> float:
     return self.controller.target_cost
 
+  def _smooth(self, key, value, previous, steps: int) -> None:
+    """Moves `key`'s smoothed velocity and squared velocity towards the
+    change from `previous` to `value` per step."""
+    # A kept layer's values are inf: inf - inf is nan, counted as no
+    # change (without numpy's RuntimeWarning at every update).
+    with np.errstate(invalid='ignore'):
+      change = np.nan_to_num(value - previous, nan=0.0, posinf=0.0,
+                             neginf=0.0) / steps
+    velocity = self._velocity.get(key, np.zeros_like(value))
+    self._velocity[key] = velocity + self.smoothing * (change - velocity)
+    square = self._square.get(key, np.zeros_like(value))
+    self._square[key] = square + self.smoothing * (change**2 - square)
+
   def _observe(self, steps: int) -> None:
-    """Updates the smoothed velocity of every regularization value."""
+    """Updates the smoothed velocity of every regularization value (of
+    every gate's log-odds for the LogisticSigmoid family)."""
+    gates = self.gates
+    if gates:
+      logits = {i: gate.log_odds.numpy().astype(np.float64)
+                for i, gate in enumerate(gates)}
+      if self._logits is not None:
+        for i, value in logits.items():
+          self._smooth(i, value, self._logits[i], steps)
+      self._logits = logits
+      return
     values = self.regularizer.regularization_vectors()
     if self._values is not None:
       for name, value in values.items():
-        # A kept layer's values are inf: inf - inf is nan, counted as no
-        # change (without numpy's RuntimeWarning at every update).
-        with np.errstate(invalid='ignore'):
-          change = np.nan_to_num(value - self._values[name], nan=0.0,
-                                 posinf=0.0, neginf=0.0) / steps
-        velocity = self._velocity.get(name, np.zeros_like(value))
-        self._velocity[name] = velocity + self.smoothing * (change - velocity)
-        square = self._square.get(name, np.zeros_like(value))
-        self._square[name] = square + self.smoothing * (change**2 - square)
+        self._smooth(name, value, self._values[name], steps)
     self._values = values
+
+  @property
+  def gates(self) -> list:
+    """The model's `LogisticSigmoidGating` layers when the regularizer is
+    of the LogisticSigmoid family (whose lead extrapolates their log-odds),
+    else []."""
+    if self._gates is None:
+      self._gates = _gates(self.regularizer)
+    return self._gates
 
   def lead_cost(self) -> float:
     """The cost of the channels still alive `lead_steps` steps ahead.
@@ -368,6 +416,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
     whose removal would disconnect the network keep the regularizer's
     `min_channels`, as in its alive vectors.
     """
+    if self.gates:
+      return self._gated_lead_cost()
     if self._structure_cost is None:
       # Imported here: structure_cost imports the bridge's model module.
       from morph_net.keras import structure_cost  # pylint: disable=g-import-not-at-top
@@ -388,6 +438,35 @@ class CostTargetCallback(_keras.callbacks.Callback):
         self._keep_one_group(one_set, counts, floor)
     return self._structure_cost.cost(counts)
 
+  def _gated_lead_cost(self) -> float:
+    """The lead cost of a gated network: `regularizer.cost()` with every
+    gate's log-odds moved `lead_steps` steps along its significant
+    velocity, then restored.
+
+    A gate's regularization value is its inference mask, exactly 0 or 1
+    (`log_odds > 0`): it has no velocity until the step it crosses, so
+    the values say nothing ahead. The log-odds do: every pressured one
+    moves at about the learning rate under Adam. Reading the cost with
+    them in place counts exactly what the regularizer counts (the mask
+    or probability against the threshold, the first channel kept, groups
+    of gates, `min_channels`).
+    """
+    if self._logits is None:
+      self._observe(1)
+    ahead = {i: value + self.lead_steps * self._significant_velocity(i)
+             for i, value in self._logits.items()}
+    if not any(np.any(ahead[i] != value)
+               for i, value in self._logits.items()):
+      return float(self.regularizer.cost())
+    current = [gate.log_odds.numpy() for gate in self.gates]
+    try:
+      for i, gate in enumerate(self.gates):
+        gate.log_odds.assign(ahead[i].astype(current[i].dtype))
+      return float(self.regularizer.cost())
+    finally:
+      for gate, value in zip(self.gates, current):
+        gate.log_odds.assign(value)
+
   def _keep_one_group(self, one_set, counts, floor) -> None:
     """Where every group of `one_set` is dead in `counts`, the group with
     the largest regularization value keeps `floor` channels (as
@@ -402,7 +481,7 @@ class CostTargetCallback(_keras.callbacks.Callback):
       if name in counts:
         counts[name] = min(floor, self._values[name].size)
 
-  def _significant_velocity(self, name: str):
+  def _significant_velocity(self, name):
     """The smoothed velocity of `name`'s values, 0 where it is noise.
 
     The per-step changes' variance is the moving average of their squares
