@@ -362,6 +362,7 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._force = None  # The term's average force per channel, per unit.
     self._gates = None  # [LogisticSigmoidGating] whose log-odds lead.
     self._logits = None  # {gate index: its log-odds} at the last update.
+    self._floors = None  # [log-odds no gate falls under while rescuing].
 
   @property
   def target_cost(self) -> float:
@@ -558,7 +559,34 @@ class CostTargetCallback(_keras.callbacks.Callback):
         lead = self._safe_lead_cost(cost)
       self._assign(self.controller.update(cost, lead, self._since_update))
       self._since_update = 0
+      if self.gates:
+        self._hold_gates()
     self._annotate(logs)
+
+  def _hold_gates(self) -> None:
+    """The rescue of a gated network: while the controller rescues, no
+    gate's log-odds fall under their value when the rescue started.
+
+    `rescue_term` pushes up the values within a band above the alive
+    threshold; a gate's value is its inference mask, 0 or 1, never in the
+    band, so that term does not act on gates. Its aim, that no channel
+    dies while the cost is under the target, is met here on the log-odds
+    themselves: a gate alive when the rescue started stays alive (its
+    mask and probability grow with its log-odds), a dead one can still
+    come back (the data loss moves log-odds up freely), and the rest of
+    the network trains as before. Released when the cost is back above
+    the target.
+    """
+    if not self.controller.rescue_multiplier:
+      self._floors = None
+      return
+    current = [gate.log_odds.numpy() for gate in self.gates]
+    if self._floors is None:
+      self._floors = current
+      return
+    for gate, value, floor in zip(self.gates, current, self._floors):
+      if np.any(value < floor):
+        gate.log_odds.assign(np.maximum(value, floor))
 
   def on_epoch_end(self, epoch, logs=None):
     self._annotate(logs)

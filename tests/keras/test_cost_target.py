@@ -584,3 +584,45 @@ def test_gated_lead_cost_extrapolates_the_log_odds_not_the_masks():
   np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
                                 log_odds)
   assert float(regularizer.cost()) == _gated_flops(4, 6)
+
+
+def test_gates_do_not_fall_while_the_cost_is_under_the_target():
+  model = _gated_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, 'LogisticSigmoidFlopsRegularizer', alive_threshold=0.1)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost)
+  callback.on_train_begin()
+  gating_models.set_log_odds(model, 'g0', [1.0, -1.0, -1.0, -1.0])
+  gating_models.set_log_odds(model, 'g1', 1.0)
+  callback.on_train_batch_end(0, {})
+  # One channel of c0 alive: under the target (15564), so rescuing.
+  assert float(regularizer.cost()) == _gated_flops(1, 6) == 10392
+  assert callback.controller.rescuing
+  # The data loss moves log-odds both ways: the falls are undone (c1's
+  # last channel, which crossed, is alive again), the rises stay.
+  gating_models.set_log_odds(model, 'g0', [0.5, -1.5, -0.5, -1.0])
+  gating_models.set_log_odds(model, 'g1', [1.0, 1.2, 1.0, 1.0, 1.0, -0.2])
+  callback.on_train_batch_end(1, {})
+  np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
+                                np.float32([1.0, -1.0, -0.5, -1.0]))
+  np.testing.assert_array_equal(model.get_layer('g1').log_odds.numpy(),
+                                np.float32([1.0, 1.2, 1.0, 1.0, 1.0, 1.0]))
+  assert float(regularizer.cost()) == _gated_flops(1, 6)
+  # Above the target: released, the gates move freely again.
+  gating_models.set_log_odds(model, 'g0', 1.0)
+  callback.on_train_batch_end(2, {})
+  assert not callback.controller.rescuing
+  gating_models.set_log_odds(model, 'g0', [1.0, 1.0, -2.0, -2.0])
+  callback.on_train_batch_end(3, {})
+  np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
+                                np.float32([1.0, 1.0, -2.0, -2.0]))
+  # With rescue=0 the gates are never held.
+  quiet = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, rescue=0.0)
+  quiet.on_train_begin()
+  gating_models.set_log_odds(model, 'g0', [1.0, -1.0, -1.0, -1.0])
+  quiet.on_train_batch_end(0, {})
+  gating_models.set_log_odds(model, 'g0', [-1.0, -1.0, -1.0, -1.0])
+  quiet.on_train_batch_end(1, {})
+  assert float(model.get_layer('g0').log_odds.numpy()[0]) == -1.0
