@@ -129,7 +129,8 @@ class CostTargetController(object):
     rescue: the rescue's force on a channel in the band, relative to the
       average force the term exerts on a channel at the un-braked
       multiplier `exp(I)` (see `rescue_multiplier`); 0 turns the rescue
-      off. On keras.applications MobileNetV2 (FLOPs 0.5, seed 0) 0 let
+      off (for gated networks also `CostTargetCallback`'s hold on the
+      gates' log-odds). On keras.applications MobileNetV2 (FLOPs 0.5, seed 0) 0 let
       the cost fall to 92-93% of the target after the brake; 10 pushed
       channels back past it and the cost wandered at 99-106%; 1 held it
       at 97-103%.
@@ -433,7 +434,8 @@ class CostTargetCallback(_keras.callbacks.Callback):
     the structure of the values above the alive threshold is costed by
     `StructureCost` (which equals `cost()` on the current values). Groups
     whose removal would disconnect the network keep the regularizer's
-    `min_channels`, as in its alive vectors.
+    `min_channels`, as in its alive vectors. For the LogisticSigmoid
+    family the gates' log-odds are extrapolated instead (see `gates`).
     """
     if self.gates:
       return self._gated_lead_cost()
