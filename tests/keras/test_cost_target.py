@@ -537,3 +537,98 @@ def test_every_family_has_a_finite_rescue_gradient(name):
   pushed = [g for g in gradients if g is not None]
   assert pushed and all(np.all(np.isfinite(g.numpy())) for g in pushed)
   assert any(np.any(g.numpy() != 0.0) for g in pushed)
+
+
+def _gated_model():
+  """c0 (4) -> gate g0 -> c1 (6) -> gate g1 -> pool -> dense (2 outputs)."""
+  inputs = keras.Input((8, 8, 3))
+  x = inputs
+  for i, width in enumerate((4, 6)):
+    x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
+                            name='c%d' % i)(x)
+    x = gating_models.gate('g%d' % i)(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  return keras.Model(inputs, keras.layers.Dense(2, name='out')(x))
+
+
+def _gated_flops(c0, c1):
+  """FLOPs of `_gated_model` with c0 and c1 alive channels."""
+  return 2 * 64 * 9 * (3 * c0 + c0 * c1) + 2 * c1 * 2
+
+
+@pytest.mark.parametrize('engine', ['graph', 'layer'])
+def test_gated_lead_cost_extrapolates_the_log_odds_not_the_masks(engine):
+  model = _gated_model()
+  if engine == 'graph':
+    regularizer = morph_keras.ModelRegularizer(
+        model, 'LogisticSigmoidFlopsRegularizer', alive_threshold=0.1)
+  else:
+    from morph_net.keras import layer_regularizer  # pylint: disable=g-import-not-at-top
+    regularizer = layer_regularizer.LayerRegularizer(
+        model, 'LogisticSigmoidFlopsRegularizer', alive_threshold=0.1)
+  assert float(regularizer.initial_cost) == _gated_flops(4, 6)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, lead_steps=10,
+      smoothing=1.0)
+  assert [g.name for g in callback.gates] == ['g0', 'g1']
+  gating_models.set_log_odds(model, 'g0', [1.0, 1.0, 1.0, 1.0])
+  gating_models.set_log_odds(model, 'g1', 1.0)
+  callback._observe(1)  # pylint: disable=protected-access
+  # Two steps later: g0's first two log-odds fall 0.2 and 0.04 per step
+  # (-1.4 and 0.52 ten steps ahead), g1's last three 0.3 per step (0.4
+  # now, -2.6 ten steps ahead).
+  log_odds = np.float32([0.6, 0.92, 1.0, 1.0])
+  gating_models.set_log_odds(model, 'g0', log_odds)
+  gating_models.set_log_odds(model, 'g1', [1.0, 1.0, 1.0, 0.4, 0.4, 0.4])
+  callback._observe(2)  # pylint: disable=protected-access
+  # The masks are still all 1: the old lead (their velocity) saw nothing.
+  assert all(np.all(v == 1.0) for v in
+             regularizer.regularization_vectors().values())
+  assert float(regularizer.cost()) == _gated_flops(4, 6)
+  assert callback.lead_cost() == _gated_flops(3, 3)
+  # The log-odds are back as they were.
+  np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
+                                log_odds)
+  assert float(regularizer.cost()) == _gated_flops(4, 6)
+
+
+def test_gates_do_not_fall_while_the_cost_is_under_the_target():
+  model = _gated_model()
+  regularizer = morph_keras.ModelRegularizer(
+      model, 'LogisticSigmoidFlopsRegularizer', alive_threshold=0.1)
+  callback = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost)
+  callback.on_train_begin()
+  gating_models.set_log_odds(model, 'g0', [1.0, -1.0, -1.0, -1.0])
+  gating_models.set_log_odds(model, 'g1', 1.0)
+  callback.on_train_batch_end(0, {})
+  # One channel of c0 alive: under the target (20748), so rescuing.
+  assert float(regularizer.cost()) == _gated_flops(1, 6) == 10392
+  assert callback.controller.rescuing
+  # The data loss moves log-odds both ways: the falls are undone (c1's
+  # last channel, which crossed, is alive again), the rises stay.
+  gating_models.set_log_odds(model, 'g0', [0.5, -1.5, -0.5, -1.0])
+  gating_models.set_log_odds(model, 'g1', [1.0, 1.2, 1.0, 1.0, 1.0, -0.2])
+  callback.on_train_batch_end(1, {})
+  np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
+                                np.float32([1.0, -1.0, -0.5, -1.0]))
+  np.testing.assert_array_equal(model.get_layer('g1').log_odds.numpy(),
+                                np.float32([1.0, 1.2, 1.0, 1.0, 1.0, 1.0]))
+  assert float(regularizer.cost()) == _gated_flops(1, 6)
+  # Above the target: released, the gates move freely again.
+  gating_models.set_log_odds(model, 'g0', 1.0)
+  callback.on_train_batch_end(2, {})
+  assert not callback.controller.rescuing
+  gating_models.set_log_odds(model, 'g0', [1.0, 1.0, -2.0, -2.0])
+  callback.on_train_batch_end(3, {})
+  np.testing.assert_array_equal(model.get_layer('g0').log_odds.numpy(),
+                                np.float32([1.0, 1.0, -2.0, -2.0]))
+  # With rescue=0 the gates are never held.
+  quiet = morph_keras.CostTargetCallback(
+      regularizer, 0.5 * regularizer.initial_cost, rescue=0.0)
+  quiet.on_train_begin()
+  gating_models.set_log_odds(model, 'g0', [1.0, -1.0, -1.0, -1.0])
+  quiet.on_train_batch_end(0, {})
+  gating_models.set_log_odds(model, 'g0', [-1.0, -1.0, -1.0, -1.0])
+  quiet.on_train_batch_end(1, {})
+  assert float(model.get_layer('g0').log_odds.numpy()[0]) == -1.0
