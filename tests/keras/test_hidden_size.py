@@ -382,29 +382,36 @@ def test_hidden_regularization_values_by_hand():
   is the stream (read by ffn1 and added by add2), so its gamma and beta
   count as they are; ln2's output reaches only the logits (through the
   average pooling), so its gamma and beta count through the logits rows:
-  rows x gamma and rows x beta. 126 weights per channel."""
+  rows x gamma and rows x beta. 126 weights per channel in 9 members, one
+  group lasso (root mean square) each, combined by their L2 norm."""
   model = _encoder(norm='layer')
   regularizer = _group_lasso(model)
   value = lambda variable: variable.numpy().astype(np.float64)
   mha = model.get_layer('mha0')
   ln1, ln2 = model.get_layer('ln1_0'), model.get_layer('ln2_0')
   logits = value(model.get_layer('logits').kernel).T  # (3, 8)
-  columns = np.concatenate([
+  members = [
       value(model.get_layer('embed').embeddings),  # (20, 8)
       value(mha._query_dense.kernel).reshape(8, -1).T,  # (12, 8)
       value(mha._value_dense.kernel).reshape(8, -1).T,  # (20, 8)
       value(mha._key_dense.kernel).reshape(8, -1).T,  # (12, 8)
-      value(mha._output_dense.kernel).reshape(-1, 8),  # (20, 8)
-      value(mha._output_dense.bias)[None],
-      value(ln1.gamma)[None], value(ln1.beta)[None],
+      np.concatenate([value(mha._output_dense.kernel).reshape(-1, 8),
+                      value(mha._output_dense.bias)[None]]),  # (21, 8)
+      np.stack([value(ln1.gamma), value(ln1.beta)]),  # (2, 8)
       value(model.get_layer('ffn1_0').kernel).T,  # (16, 8)
-      value(model.get_layer('ffn2_0').kernel),  # (16, 8)
-      value(model.get_layer('ffn2_0').bias)[None],
-      logits * value(ln2.gamma)[None], logits * value(ln2.beta)[None]])
-  assert columns.shape == (126, 8)
+      np.concatenate([value(model.get_layer('ffn2_0').kernel),
+                      value(model.get_layer('ffn2_0').bias)[None]]),
+      np.concatenate([logits * value(ln2.gamma)[None],
+                      logits * value(ln2.beta)[None]]),  # (6, 8)
+  ]
+  assert [m.shape[0] for m in members] == [20, 12, 20, 12, 21, 2, 16, 17, 6]
+  want = np.sqrt(sum(np.mean(np.square(m), axis=0) for m in members))
   np.testing.assert_allclose(
-      regularizer.regularization_vectors()['embed'],
-      np.sqrt(np.mean(np.square(columns), axis=0)), rtol=1e-6)
+      regularizer.regularization_vectors()['embed'], want, rtol=1e-6)
+  # Not the root mean square of the 126 weights together (the former
+  # value): that differs by more than the tolerance on every channel.
+  together = np.sqrt(np.mean(np.square(np.concatenate(members)), axis=0))
+  assert np.all(np.abs(together - want) > 1e-3 * want)
 
 
 def _pre_norm_encoder():
