@@ -465,3 +465,34 @@ def test_a_channel_dies_with_its_norm_scales_at_one():
   np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
                              model.predict(TOKENS, verbose=0), atol=1e-5)
   assert float(_group_lasso(rebuilt).cost()) == flops
+
+
+def test_one_member_above_the_threshold_keeps_a_channel_alive():
+  """Pre-norm encoder, channels 2 and 5 zeroed everywhere but the logits
+  rows of channel 2, each 0.003 (n_out's scales at 1): that member's root
+  mean square is 0.003, three times the threshold (1e-3), so the group's
+  L2 norm is 0.003 and the channel is alive (the readers still see it).
+  One root mean square over the channel's 92 weights together was
+  sqrt(3 x 0.003^2 / 92) = 0.00054 and called it dead."""
+  model = _pre_norm_encoder()
+  dead = [2, 5]
+  every = slice(None)
+  _zero(model.get_layer('embed').embeddings, (every, dead))
+  mha = model.get_layer('mha')
+  for dense in (mha._query_dense, mha._key_dense, mha._value_dense):
+    _zero(dense.kernel, dead)
+  _zero(mha._output_dense.kernel, (Ellipsis, dead))
+  _zero(mha._output_dense.bias, dead)
+  _zero(model.get_layer('ffn1').kernel, (dead, every))
+  _zero(model.get_layer('ffn2').kernel, (every, dead))
+  _zero(model.get_layer('ffn2').bias, dead)
+  logits = model.get_layer('logits').kernel
+  value = logits.numpy()
+  value[2, :] = 0.003
+  value[5, :] = 0.0
+  logits.assign(value)
+  regularizer = _group_lasso(model)
+  values = regularizer.regularization_vectors()['embed']
+  assert values[5] == 0.0
+  np.testing.assert_allclose(values[2], 0.003, rtol=1e-5)
+  assert regularizer.alive_counts()['embed'] == 7
