@@ -18,23 +18,25 @@ an attention layer, whose cost is counted from config) the bridge makes
 the embedding's gather and the attention layer's output op sources of the
 group (through `op_handlers.custom_handler_scope`, as the units of a
 recurrent layer), and after the analysis gives every op group of the
-stream one regularizer (`HiddenGroups.override`). As the original
-MorphNet does for a channel group of several ops, each op holding the
-channel has its own group lasso (root mean square of its weights of the
-channel, plus an L1 part with `l1_fraction`) and the group combines them,
-here by their L2 norm (`grouping_regularizers.L2GroupingRegularizer`,
-sqrt of the sum of the members' squares; a channel is alive above the
-threshold, so a dead channel has every member below it). The members: the
-writers' columns with their biases (embedding, Dense, the attention output
-projection), the normalizations' scales and offsets (a centred layer norm
-outputs -mean x gamma / sigma + beta on a channel whose input is zero, so
-a channel is removable only when its gamma and beta are zero too) and
-each reader kernel's rows (a Dense, an attention query, key or value
-projection). One root mean square over all of them together (before)
-weighed each member by its weight count: a hidden channel's 853 weights
-in a 2-block ViT gave the small members (the patch embedding's 17, the
-classifier's 10) almost no say and the term's gradient per weight was
-about half an FFN unit's; the hidden size was never pruned (see
+stream one regularizer (`HiddenGroups.override`), the group lasso of the
+weights that hold a hidden channel: the writers' columns with their
+biases (embedding, Dense, the attention output projection), the
+normalizations' scales and offsets (a centred layer norm outputs
+-mean x gamma / sigma + beta on a channel whose input is zero, so a
+channel is removable only when its gamma and beta are zero too) and each
+reader kernel's rows (a Dense, an attention query, key or value
+projection). `GROUPING` says how they make the channel's value:
+'rms' (default), one root mean square over all of them together (plus an
+L1 part with `l1_fraction`), written like the heads' and the units';
+'l2', as the original MorphNet does for a channel group of several ops,
+one group lasso per member op combined by their L2 norm
+(`grouping_regularizers.L2GroupingRegularizer`; a channel is alive above
+the threshold, so a dead channel has every member below it). 'rms'
+weighs each member by its weight count (the patch embedding's 17 among a
+ViT channel's 853) and never pruned a ViT's hidden size; 'l2' prunes it
+(48 -> 44 at half the FLOPs) at an accuracy cost, and on a second seed a
+fresh regularizer on the rebuilt model found one hidden channel more
+dead: a member counts the rows of dead FFN units (see
 docs/MODERN_KERAS.md, "Why the hidden size stays"). A normalization
 whose output only readers see (directly or through dropout and average
 pooling: a pre-norm transformer's norms, the final norm before the
@@ -97,6 +99,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import grouping_regularizers
 from morph_net.framework import minimum_alive_regularizer
@@ -106,8 +109,17 @@ from morph_net.op_regularizers import group_lasso_regularizer
 from morph_net.surgery import builtin_rules
 from morph_net.surgery import spaces
 
-__all__ = ['HiddenGroup', 'HiddenGroups', 'hidden_member_weights',
-           'hidden_weights']
+__all__ = ['GROUPING', 'HiddenGroup', 'HiddenGroups',
+           'hidden_member_weights', 'hidden_weights']
+
+# How a hidden channel's weights make its group-lasso value, read when a
+# regularizer is built: 'rms', one root mean square over every weight of
+# the channel (the default); 'l2', a group lasso per member op combined by
+# their L2 norm (`L2GroupingRegularizer`), which prunes a ViT's hidden
+# size but not exactly after rebuilding on every run (docs/MODERN_KERAS.md,
+# "Why the hidden size stays").
+GROUPING = 'rms'
+_GROUPINGS = ('rms', 'l2')
 
 
 @dataclasses.dataclass
@@ -551,19 +563,26 @@ class HiddenGroups(object):
 
   def _regularizer(self, group):
     """The OpRegularizer of a pruned group, made in the traced graph on
-    first use: one group lasso per member (`hidden_member_weights`),
-    combined by their L2 norm (`L2GroupingRegularizer`)."""
+    first use (see `GROUPING`)."""
+    if GROUPING not in _GROUPINGS:
+      raise errors.InvalidArgumentError(
+          'hidden_size.GROUPING is %r; expected one of %s (hidden size of '
+          'layer(s) %s).' % (GROUPING, list(_GROUPINGS), ', '.join(
+              repr(n) for n in group.layers or group.members)))
     if group.root not in self._regularizers:
       graph = self._traced.graph
+      read = lambda v: recurrent.variable_tensor(graph, v)
       with graph.as_default():
+        if GROUPING == 'rms':
+          parts = [hidden_weights(self._channels, group.root, read)]
+        else:
+          parts = hidden_member_weights(self._channels, group.root, read)
         members = [
             group_lasso_regularizer.GroupLassoRegularizer(
                 weight_tensor=weights, reduce_dims=[0],
                 threshold=self._settings.threshold,
                 l1_fraction=self._settings.l1_fraction)
-            for weights in hidden_member_weights(
-                self._channels, group.root,
-                lambda v: recurrent.variable_tensor(graph, v))]
+            for weights in parts]
         self._regularizers[group.root] = (
             members[0] if len(members) == 1 else
             grouping_regularizers.L2GroupingRegularizer(

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from morph_net import errors
+from morph_net.keras import hidden_size
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
@@ -377,13 +378,21 @@ def test_unreadable_weights_keep_the_hidden_size(caplog, monkeypatch):
 # ------------------------- normalization scales counted through their readers.
 
 
-def test_hidden_regularization_values_by_hand():
+@pytest.fixture
+def grouping(request, monkeypatch):
+  monkeypatch.setattr(hidden_size, 'GROUPING', request.param)
+  return request.param
+
+
+@pytest.mark.parametrize('grouping', ['rms', 'l2'], indirect=True)
+def test_hidden_regularization_values_by_hand(grouping):
   """The one-block post-norm encoder with LayerNormalization: ln1's output
   is the stream (read by ffn1 and added by add2), so its gamma and beta
   count as they are; ln2's output reaches only the logits (through the
   average pooling), so its gamma and beta count through the logits rows:
-  rows x gamma and rows x beta. 126 weights per channel in 9 members, one
-  group lasso (root mean square) each, combined by their L2 norm."""
+  rows x gamma and rows x beta. 126 weights per channel in 9 members:
+  'rms', one root mean square over the 126; 'l2', one group lasso (root
+  mean square) per member, combined by their L2 norm."""
   model = _encoder(norm='layer')
   regularizer = _group_lasso(model)
   value = lambda variable: variable.numpy().astype(np.float64)
@@ -405,13 +414,13 @@ def test_hidden_regularization_values_by_hand():
                       logits * value(ln2.beta)[None]]),  # (6, 8)
   ]
   assert [m.shape[0] for m in members] == [20, 12, 20, 12, 21, 2, 16, 17, 6]
-  want = np.sqrt(sum(np.mean(np.square(m), axis=0) for m in members))
-  np.testing.assert_allclose(
-      regularizer.regularization_vectors()['embed'], want, rtol=1e-6)
-  # Not the root mean square of the 126 weights together (the former
-  # value): that differs by more than the tolerance on every channel.
+  by_member = np.sqrt(sum(np.mean(np.square(m), axis=0) for m in members))
   together = np.sqrt(np.mean(np.square(np.concatenate(members)), axis=0))
-  assert np.all(np.abs(together - want) > 1e-3 * want)
+  # The two differ by more than the tolerance on every channel.
+  assert np.all(np.abs(together - by_member) > 1e-3 * by_member)
+  np.testing.assert_allclose(
+      regularizer.regularization_vectors()['embed'],
+      together if grouping == 'rms' else by_member, rtol=1e-6)
 
 
 def _pre_norm_encoder():
@@ -467,13 +476,16 @@ def test_a_channel_dies_with_its_norm_scales_at_one():
   assert float(_group_lasso(rebuilt).cost()) == flops
 
 
-def test_one_member_above_the_threshold_keeps_a_channel_alive():
+@pytest.mark.parametrize('grouping', ['rms', 'l2'], indirect=True)
+def test_one_member_above_the_threshold_keeps_a_channel_alive(grouping):
   """Pre-norm encoder, channels 2 and 5 zeroed everywhere but the logits
   rows of channel 2, each 0.003 (n_out's scales at 1): that member's root
-  mean square is 0.003, three times the threshold (1e-3), so the group's
-  L2 norm is 0.003 and the channel is alive (the readers still see it).
-  One root mean square over the channel's 92 weights together was
-  sqrt(3 x 0.003^2 / 92) = 0.00054 and called it dead."""
+  mean square is 0.003, three times the threshold (1e-3). 'l2': the
+  group's L2 norm is 0.003 and the channel is alive (the readers still
+  see it). 'rms': one root mean square over the channel's 89 weights
+  together (20 embedding, 3 x 8 projection rows, 8 + 1 output
+  projection, 16 + 17 FFN, 3 classifier rows) is sqrt(3 x 0.003^2 / 89)
+  = 0.00055, dead."""
   model = _pre_norm_encoder()
   dead = [2, 5]
   every = slice(None)
@@ -494,5 +506,18 @@ def test_one_member_above_the_threshold_keeps_a_channel_alive():
   regularizer = _group_lasso(model)
   values = regularizer.regularization_vectors()['embed']
   assert values[5] == 0.0
-  np.testing.assert_allclose(values[2], 0.003, rtol=1e-5)
-  assert regularizer.alive_counts()['embed'] == 7
+  if grouping == 'l2':
+    np.testing.assert_allclose(values[2], 0.003, rtol=1e-5)
+    assert regularizer.alive_counts()['embed'] == 7
+  else:
+    np.testing.assert_allclose(values[2], np.sqrt(3 * 0.003**2 / 89),
+                               rtol=1e-5)
+    assert regularizer.alive_counts()['embed'] == 6
+
+
+def test_an_unknown_grouping_names_the_values_and_the_layers(monkeypatch):
+  monkeypatch.setattr(hidden_size, 'GROUPING', 'max')
+  with pytest.raises(errors.InvalidArgumentError, match=(
+      r"hidden_size.GROUPING is 'max'; expected one of \['rms', 'l2'\] "
+      r"\(hidden size of layer\(s\) 'embed'")):
+    _group_lasso(_pre_norm_encoder())
