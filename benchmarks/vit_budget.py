@@ -17,7 +17,8 @@ Three trainings, one at a time, each cached as JSON under
 - `baseline`: the ViT trained with Adam for `--epochs` epochs, no
   regularizer: its test accuracy.
 - `regularized`: the same ViT (same seed) with a GroupLasso FLOPs
-  regularizer (`--threshold`) and `CostTargetCallback(regularizer,
+  regularizer (`--threshold`; `--hidden_grouping` sets
+  `morph_net.keras.hidden_size.GROUPING`) and `CostTargetCallback(regularizer,
   --target x initial FLOPs)` for `--epochs` epochs: the FLOPs at every
   epoch end, the alive heads per attention layer, the hidden size and the
   FFN widths, and its test accuracy.
@@ -71,6 +72,11 @@ def define_flags():
   flags.DEFINE_integer('blocks', 2, 'Encoder blocks.')
   flags.DEFINE_enum('norm', 'rms', ['rms', 'layer'], 'RMSNormalization '
                     '(narrowed exactly) or LayerNormalization.')
+  flags.DEFINE_enum('hidden_grouping', 'rms', ['rms', 'l2'],
+                    'How a hidden channel\'s weights make its group-lasso '
+                    'value (morph_net.keras.hidden_size.GROUPING): one root '
+                    'mean square over all of them, or one per member op '
+                    'combined by their L2 norm.')
 
 
 # ----------------------------------------------------------------- model.
@@ -302,6 +308,10 @@ def main(argv):
                                         FLAGS.epochs, FLAGS.learning_rate,
                                         FLAGS.norm, FLAGS.seed)
   key = '%s_t%g_f%g' % (base, FLAGS.threshold, FLAGS.target)
+  if FLAGS.hidden_grouping != 'rms':
+    key += '_g' + FLAGS.hidden_grouping
+  from morph_net.keras import hidden_size  # pylint: disable=g-import-not-at-top
+  hidden_size.GROUPING = FLAGS.hidden_grouping
   path = lambda stage: os.path.join(runs_dir, '%s_%s.json' % (
       base if stage == 'baseline' else key, stage))
   weights = os.path.join(runs_dir, key + '_regularized.weights.h5')

@@ -18,14 +18,26 @@ an attention layer, whose cost is counted from config) the bridge makes
 the embedding's gather and the attention layer's output op sources of the
 group (through `op_handlers.custom_handler_scope`, as the units of a
 recurrent layer), and after the analysis gives every op group of the
-stream one regularizer (`HiddenGroups.override`): the group lasso of all
-the weights that hold a hidden channel, written like the heads' and the
-units' (root mean square, plus an L1 part with `l1_fraction`): the
-writers' columns and biases (embedding, Dense, the attention output
-projection), the normalizations' scales and offsets (a centred layer norm
-outputs -mean x gamma / sigma + beta on a channel whose input is zero, so
-a channel is removable only when its gamma and beta are zero too) and the
-readers' rows (Dense kernels, the attention projections). A normalization
+stream one regularizer (`HiddenGroups.override`), the group lasso of the
+weights that hold a hidden channel: the writers' columns with their
+biases (embedding, Dense, the attention output projection), the
+normalizations' scales and offsets (a centred layer norm outputs
+-mean x gamma / sigma + beta on a channel whose input is zero, so a
+channel is removable only when its gamma and beta are zero too) and each
+reader kernel's rows (a Dense, an attention query, key or value
+projection). `GROUPING` says how they make the channel's value:
+'rms' (default), one root mean square over all of them together (plus an
+L1 part with `l1_fraction`), written like the heads' and the units';
+'l2', as the original MorphNet does for a channel group of several ops,
+one group lasso per member op combined by their L2 norm
+(`grouping_regularizers.L2GroupingRegularizer`; a channel is alive above
+the threshold, so a dead channel has every member below it). 'rms'
+weighs each member by its weight count (the patch embedding's 17 among a
+ViT channel's 853) and never pruned a ViT's hidden size; 'l2' prunes it
+(48 -> 44 at half the FLOPs) at an accuracy cost, and on a second seed a
+fresh regularizer on the rebuilt model found one hidden channel more
+dead: a member counts the rows of dead FFN units (see
+docs/MODERN_KERAS.md, "Why the hidden size stays"). A normalization
 whose output only readers see (directly or through dropout and average
 pooling: a pre-norm transformer's norms, the final norm before the
 pooling) counts through them instead: the readers' rows times its scale,
@@ -87,7 +99,9 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
+from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
+from morph_net.framework import grouping_regularizers
 from morph_net.framework import minimum_alive_regularizer
 from morph_net.keras import recurrent
 from morph_net.op_handlers import op_handlers
@@ -95,7 +109,17 @@ from morph_net.op_regularizers import group_lasso_regularizer
 from morph_net.surgery import builtin_rules
 from morph_net.surgery import spaces
 
-__all__ = ['HiddenGroup', 'HiddenGroups', 'hidden_weights']
+__all__ = ['GROUPING', 'HiddenGroup', 'HiddenGroups',
+           'hidden_member_weights', 'hidden_weights']
+
+# How a hidden channel's weights make its group-lasso value, read when a
+# regularizer is built: 'rms', one root mean square over every weight of
+# the channel (the default); 'l2', a group lasso per member op combined by
+# their L2 norm (`L2GroupingRegularizer`), which prunes a ViT's hidden
+# size but not exactly after rebuilding on every run (docs/MODERN_KERAS.md,
+# "Why the hidden size stays").
+GROUPING = 'rms'
+_GROUPINGS = ('rms', 'l2')
 
 
 @dataclasses.dataclass
@@ -239,26 +263,30 @@ def _folded_norms(channels, root):
 
 
 def _member_weights(channels, root):
-  """[(variable, channel axis, factors)] of the weights holding the
-  channels of group `root`: writers' columns and biases, normalizations'
-  trainable per-channel weights, readers' rows; a normalization whose
-  output only readers see is counted through them (`factors`: the
-  per-channel variables a member is multiplied by, see `_folded_norms`)."""
+  """[(variable, channel axis, factors, member)] of the weights holding
+  the channels of group `root`: writers' columns and biases,
+  normalizations' trainable per-channel weights, readers' rows; a
+  normalization whose output only readers see is counted through them
+  (`factors`: the per-channel variables a member is multiplied by, see
+  `_folded_norms`). `member` names the op regularizer the weights belong
+  to: a writer's columns with its bias, one reader kernel's rows (times
+  the folded scale and offset), one normalization's scale and offset."""
   table = channels.table
   size = table.size(root)
   folded, folded_names = _folded_norms(channels, root)
   found = []
 
   def add_rows(layer, kernel, axis, position):
+    member = ('rows', id(kernel))
     factors = folded.get((id(layer), position))
     if factors is None:
-      found.append((kernel, axis, ()))
+      found.append((kernel, axis, (), member))
       return
     scales, offsets = factors
     if scales:
-      found.append((kernel, axis, tuple(scales)))
+      found.append((kernel, axis, tuple(scales), member))
     for offset in offsets:
-      found.append((kernel, axis, (offset,)))
+      found.append((kernel, axis, (offset,), member))
 
   for name, layer in channels.layers.items():
     rule = channels.rule(layer)
@@ -274,20 +302,23 @@ def _member_weights(channels, root):
           add_rows(layer, d.kernel, 0, p)
       if _is_group(out, root, table):
         output = layer._output_dense  # pylint: disable=protected-access
-        found.append((output.kernel, -1, ()))
+        member = ('columns', id(output.kernel))
+        found.append((output.kernel, -1, (), member))
         if output.bias is not None:
-          found.append((output.bias, -1, ()))
+          found.append((output.bias, -1, (), member))
       continue
     if isinstance(rule, builtin_rules.EmbeddingRule):
       if _is_group(out, root, table):
-        found.append((layer.embeddings, -1, ()))
+        found.append((layer.embeddings, -1, (),
+                      ('columns', id(layer.embeddings))))
       continue
     if isinstance(rule, builtin_rules.WidthRule) and type(rule) is (  # pylint: disable=unidiomatic-typecheck
         builtin_rules.WidthRule) and getattr(layer, 'groups', 1) == 1:
       if _is_group(out, root, table):
-        found.append((layer.kernel, rule._output_axis, ()))  # pylint: disable=protected-access
+        member = ('columns', id(layer.kernel))
+        found.append((layer.kernel, rule._output_axis, (), member))  # pylint: disable=protected-access
         if getattr(layer, 'bias', None) is not None:
-          found.append((layer.bias, -1, ()))
+          found.append((layer.bias, -1, (), member))
       if ins and _is_group(ins[0], root, table):
         add_rows(layer, layer.kernel, rule._input_axis, 0)  # pylint: disable=protected-access
       continue
@@ -295,13 +326,22 @@ def _member_weights(channels, root):
         len(ins) == 1 and _is_group(ins[0], root, table)) and (
             name not in folded_names):
       # A pass-through layer (a normalization): its per-channel weights.
-      found.extend((v, -1, ()) for v in layer.trainable_weights
+      found.extend((v, -1, (), ('norm', name))
+                   for v in layer.trainable_weights
                    if len(v.shape) >= 1 and int(v.shape[-1]) == size)
   return found
 
 
-def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
-  """The weights holding each channel of a hidden group, one column each.
+def hidden_member_weights(channels, root,
+                          read) -> Optional[List[tf.Tensor]]:
+  """The weights holding each channel of a hidden group, per member.
+
+  A member is what the original MorphNet gives one op regularizer: a
+  writer's columns with its bias (the embedding, a Dense or convolution,
+  the attention output projection), one reader kernel's rows (a Dense,
+  an attention query, key or value projection; times the scale and the
+  offset of a normalization folded into it), a normalization's scale and
+  offset.
 
   Args:
     channels: the channel model.
@@ -309,12 +349,13 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
     read: maps a Keras variable to a tensor of its value (or None).
 
   Returns:
-    A [weights per channel, channels] float32 tensor, or None when a
-    variable cannot be read (or the group holds none).
+    A list of [weights of the member per channel, channels] float32
+    tensors, in member order, or None when a variable cannot be read (or
+    the group holds none).
   """
   size = channels.table.size(root)
-  parts, seen = [], set()
-  for variable, axis, factors in _member_weights(channels, root):
+  members, seen = {}, set()
+  for variable, axis, factors, member in _member_weights(channels, root):
     key = (id(variable), axis, tuple(id(f) for f in factors))
     if key in seen:
       continue
@@ -332,8 +373,27 @@ def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
       if factor_value is None:
         return None
       part = part * tf.reshape(tf.cast(factor_value, tf.float32), [1, size])
-    parts.append(part)
-  return tf.concat(parts, axis=0) if parts else None
+    members.setdefault(member, []).append(part)
+  if not members:
+    return None
+  return [tf.concat(parts, axis=0) for parts in members.values()]
+
+
+def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
+  """The weights holding each channel of a hidden group, one column each.
+
+  Args:
+    channels: the channel model.
+    root: the group root.
+    read: maps a Keras variable to a tensor of its value (or None).
+
+  Returns:
+    A [weights per channel, channels] float32 tensor (every member's
+    weights, see `hidden_member_weights`), or None when a variable cannot
+    be read (or the group holds none).
+  """
+  members = hidden_member_weights(channels, root, read)
+  return None if members is None else tf.concat(members, axis=0)
 
 
 class HiddenGroups(object):
@@ -503,18 +563,30 @@ class HiddenGroups(object):
 
   def _regularizer(self, group):
     """The OpRegularizer of a pruned group, made in the traced graph on
-    first use."""
+    first use (see `GROUPING`)."""
+    if GROUPING not in _GROUPINGS:
+      raise errors.InvalidArgumentError(
+          'hidden_size.GROUPING is %r; expected one of %s (hidden size of '
+          'layer(s) %s).' % (GROUPING, list(_GROUPINGS), ', '.join(
+              repr(n) for n in group.layers or group.members)))
     if group.root not in self._regularizers:
       graph = self._traced.graph
+      read = lambda v: recurrent.variable_tensor(graph, v)
       with graph.as_default():
-        weights = hidden_weights(
-            self._channels, group.root,
-            lambda v: recurrent.variable_tensor(graph, v))
-        self._regularizers[group.root] = (
+        if GROUPING == 'rms':
+          parts = [hidden_weights(self._channels, group.root, read)]
+        else:
+          parts = hidden_member_weights(self._channels, group.root, read)
+        members = [
             group_lasso_regularizer.GroupLassoRegularizer(
                 weight_tensor=weights, reduce_dims=[0],
                 threshold=self._settings.threshold,
-                l1_fraction=self._settings.l1_fraction))
+                l1_fraction=self._settings.l1_fraction)
+            for weights in parts]
+        self._regularizers[group.root] = (
+            members[0] if len(members) == 1 else
+            grouping_regularizers.L2GroupingRegularizer(
+                members, threshold=self._settings.threshold))
     return self._regularizers[group.root]
 
   def _source(self, group):

@@ -16,11 +16,15 @@ trace hides the arithmetic or TensorFlow's formula is not the exact one:
   the squared stride, which is exact only for 'same' padding);
 - the attention products of MultiHeadAttention (einsums of two activations):
   2 x heads x query length x key length x (key_dim + value_dim);
-- depthwise and separable convolutions with a dilation rate, which TF runs
-  on SpaceToBatchND blocks padded to a multiple of the rate (its statistic
-  counts the padding): 2 x output positions x kernel size x inputs x depth
-  multiplier (+ 2 x output positions x inputs x multiplier x filters for
-  the pointwise part of a separable conv).
+- convolutions with a dilation rate (regular, grouped, depthwise and
+  separable), which TF runs on SpaceToBatchND blocks padded to a multiple
+  of the rate where the conv op cannot dilate itself (a Conv1D, every
+  depthwise conv; its statistic counts the padding: a 'same' Conv1D of
+  kernel 2, rate 2 on 7 steps read as 8): 2 x output positions x kernel
+  size x (inputs / groups) x filters for a regular conv, 2 x output
+  positions x kernel size x inputs x depth multiplier for a depthwise one
+  (+ 2 x output positions x inputs x multiplier x filters for the
+  pointwise part of a separable conv).
 
 The FLOP convention is MorphNet's: a multiply-add is 2 FLOPs and only
 convolution and matrix-product arithmetic counts. Weights are the kernels of
@@ -99,8 +103,11 @@ def _is_recurrent(layer) -> bool:
           type(layer).__name__ in _RNN_GATES)
 
 
-_DILATED_KINDS = (L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D,
-                  L.SeparableConv2D)
+_DEPTHWISE_KINDS = (L.DepthwiseConv1D, L.DepthwiseConv2D,
+                    L.SeparableConv1D, L.SeparableConv2D)
+# Regular convolutions (the transposed ones are not subclasses of these).
+_CONV_KINDS = (L.Conv1D, L.Conv2D, L.Conv3D)
+_DILATED_KINDS = _DEPTHWISE_KINDS + _CONV_KINDS
 
 
 def _is_dilated(layer) -> bool:
@@ -111,6 +118,9 @@ def _is_dilated(layer) -> bool:
 def _dilated_flops(layer, input_shape) -> int:
   output_shape = layer.compute_output_shape(input_shape)
   positions = int(np.prod(output_shape[1:-1]))
+  if isinstance(layer, _CONV_KINDS):
+    return (2 * positions * int(np.prod(layer.kernel_size)) *
+            (int(input_shape[-1]) // int(layer.groups)) * int(layer.filters))
   depth = int(input_shape[-1]) * int(layer.depth_multiplier)
   total = 2 * positions * int(np.prod(layer.kernel_size)) * depth
   if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):

@@ -75,3 +75,25 @@ def test_one_run_trains_rebuilds_and_is_cached(tmp_path):
                           timeout=900, check=False)
   assert second.returncode == 0, second.stderr[-3000:]
   assert second.stdout.splitlines()[-len(table):] == table
+
+
+@pytest.mark.skipif(not os.path.exists(datasets.FASHION_MNIST_DIR),
+                    reason='needs dataset-fashion-mnist (scripts/install.sh)')
+def test_hidden_grouping_l2_is_its_own_cached_run(tmp_path):
+  command = [sys.executable, _BENCHMARK, '--output_dir=%s' % tmp_path,
+             '--train_examples=64', '--test_examples=100', '--epochs=1',
+             '--finetune_epochs=1', '--hidden=16', '--batch_size=32',
+             '--hidden_grouping=l2']
+  env = dict(os.environ, PYTHONPATH=_ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  run = subprocess.run(command, capture_output=True, text=True, env=env,
+                       timeout=900, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  key = 'vit_h16_n64_e1_lr0.003_rms_0_t0.006_f0.5_gl2'
+  names = sorted(p.name for p in (tmp_path / 'runs').iterdir())
+  assert names == ['vit_h16_n64_e1_lr0.003_rms_0_baseline.json',
+                   key + '_rebuilt.json', key + '_regularized.json',
+                   key + '_regularized.weights.h5']
+  with open(tmp_path / 'runs' / (key + '_rebuilt.json')) as f:
+    rebuilt = json.load(f)
+  assert rebuilt['rebuilt_cost'] == rebuilt['final_cost_reloaded']

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from morph_net import errors
+from morph_net.keras import hidden_size
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
@@ -377,34 +378,49 @@ def test_unreadable_weights_keep_the_hidden_size(caplog, monkeypatch):
 # ------------------------- normalization scales counted through their readers.
 
 
-def test_hidden_regularization_values_by_hand():
+@pytest.fixture
+def grouping(request, monkeypatch):
+  monkeypatch.setattr(hidden_size, 'GROUPING', request.param)
+  return request.param
+
+
+@pytest.mark.parametrize('grouping', ['rms', 'l2'], indirect=True)
+def test_hidden_regularization_values_by_hand(grouping):
   """The one-block post-norm encoder with LayerNormalization: ln1's output
   is the stream (read by ffn1 and added by add2), so its gamma and beta
   count as they are; ln2's output reaches only the logits (through the
   average pooling), so its gamma and beta count through the logits rows:
-  rows x gamma and rows x beta. 126 weights per channel."""
+  rows x gamma and rows x beta. 126 weights per channel in 9 members:
+  'rms', one root mean square over the 126; 'l2', one group lasso (root
+  mean square) per member, combined by their L2 norm."""
   model = _encoder(norm='layer')
   regularizer = _group_lasso(model)
   value = lambda variable: variable.numpy().astype(np.float64)
   mha = model.get_layer('mha0')
   ln1, ln2 = model.get_layer('ln1_0'), model.get_layer('ln2_0')
   logits = value(model.get_layer('logits').kernel).T  # (3, 8)
-  columns = np.concatenate([
+  members = [
       value(model.get_layer('embed').embeddings),  # (20, 8)
       value(mha._query_dense.kernel).reshape(8, -1).T,  # (12, 8)
       value(mha._value_dense.kernel).reshape(8, -1).T,  # (20, 8)
       value(mha._key_dense.kernel).reshape(8, -1).T,  # (12, 8)
-      value(mha._output_dense.kernel).reshape(-1, 8),  # (20, 8)
-      value(mha._output_dense.bias)[None],
-      value(ln1.gamma)[None], value(ln1.beta)[None],
+      np.concatenate([value(mha._output_dense.kernel).reshape(-1, 8),
+                      value(mha._output_dense.bias)[None]]),  # (21, 8)
+      np.stack([value(ln1.gamma), value(ln1.beta)]),  # (2, 8)
       value(model.get_layer('ffn1_0').kernel).T,  # (16, 8)
-      value(model.get_layer('ffn2_0').kernel),  # (16, 8)
-      value(model.get_layer('ffn2_0').bias)[None],
-      logits * value(ln2.gamma)[None], logits * value(ln2.beta)[None]])
-  assert columns.shape == (126, 8)
+      np.concatenate([value(model.get_layer('ffn2_0').kernel),
+                      value(model.get_layer('ffn2_0').bias)[None]]),
+      np.concatenate([logits * value(ln2.gamma)[None],
+                      logits * value(ln2.beta)[None]]),  # (6, 8)
+  ]
+  assert [m.shape[0] for m in members] == [20, 12, 20, 12, 21, 2, 16, 17, 6]
+  by_member = np.sqrt(sum(np.mean(np.square(m), axis=0) for m in members))
+  together = np.sqrt(np.mean(np.square(np.concatenate(members)), axis=0))
+  # The two differ by more than the tolerance on every channel.
+  assert np.all(np.abs(together - by_member) > 1e-3 * by_member)
   np.testing.assert_allclose(
       regularizer.regularization_vectors()['embed'],
-      np.sqrt(np.mean(np.square(columns), axis=0)), rtol=1e-6)
+      together if grouping == 'rms' else by_member, rtol=1e-6)
 
 
 def _pre_norm_encoder():
@@ -458,3 +474,50 @@ def test_a_channel_dies_with_its_norm_scales_at_one():
   np.testing.assert_allclose(rebuilt.predict(TOKENS, verbose=0),
                              model.predict(TOKENS, verbose=0), atol=1e-5)
   assert float(_group_lasso(rebuilt).cost()) == flops
+
+
+@pytest.mark.parametrize('grouping', ['rms', 'l2'], indirect=True)
+def test_one_member_above_the_threshold_keeps_a_channel_alive(grouping):
+  """Pre-norm encoder, channels 2 and 5 zeroed everywhere but the logits
+  rows of channel 2, each 0.003 (n_out's scales at 1): that member's root
+  mean square is 0.003, three times the threshold (1e-3). 'l2': the
+  group's L2 norm is 0.003 and the channel is alive (the readers still
+  see it). 'rms': one root mean square over the channel's 89 weights
+  together (20 embedding, 3 x 8 projection rows, 8 + 1 output
+  projection, 16 + 17 FFN, 3 classifier rows) is sqrt(3 x 0.003^2 / 89)
+  = 0.00055, dead."""
+  model = _pre_norm_encoder()
+  dead = [2, 5]
+  every = slice(None)
+  _zero(model.get_layer('embed').embeddings, (every, dead))
+  mha = model.get_layer('mha')
+  for dense in (mha._query_dense, mha._key_dense, mha._value_dense):
+    _zero(dense.kernel, dead)
+  _zero(mha._output_dense.kernel, (Ellipsis, dead))
+  _zero(mha._output_dense.bias, dead)
+  _zero(model.get_layer('ffn1').kernel, (dead, every))
+  _zero(model.get_layer('ffn2').kernel, (every, dead))
+  _zero(model.get_layer('ffn2').bias, dead)
+  logits = model.get_layer('logits').kernel
+  value = logits.numpy()
+  value[2, :] = 0.003
+  value[5, :] = 0.0
+  logits.assign(value)
+  regularizer = _group_lasso(model)
+  values = regularizer.regularization_vectors()['embed']
+  assert values[5] == 0.0
+  if grouping == 'l2':
+    np.testing.assert_allclose(values[2], 0.003, rtol=1e-5)
+    assert regularizer.alive_counts()['embed'] == 7
+  else:
+    np.testing.assert_allclose(values[2], np.sqrt(3 * 0.003**2 / 89),
+                               rtol=1e-5)
+    assert regularizer.alive_counts()['embed'] == 6
+
+
+def test_an_unknown_grouping_names_the_values_and_the_layers(monkeypatch):
+  monkeypatch.setattr(hidden_size, 'GROUPING', 'max')
+  with pytest.raises(errors.InvalidArgumentError, match=(
+      r"hidden_size.GROUPING is 'max'; expected one of \['rms', 'l2'\] "
+      r"\(hidden size of layer\(s\) 'embed'")):
+    _group_lasso(_pre_norm_encoder())

@@ -9,7 +9,9 @@ import keras
 import numpy as np
 import pytest
 
+from morph_net.testing import config_flops
 from morph_net.testing import dead_channels
+from morph_net.testing import flop_regularizers
 from morph_net.testing import keras_corpus
 from morph_net.testing import reference_cost
 
@@ -123,3 +125,53 @@ def test_zero_filters_zeroes_the_pointwise_kernel_of_separable_convs():
   assert np.all(np.abs(pointwise[..., alive]).sum(axis=(0, 1, 2)) > 0)
   np.testing.assert_array_equal(depthwise_before,
                                 sep1.depthwise_kernel.numpy())
+
+
+# (layer, input shape, hand count of the layer: 2 x output positions x
+# kernel taps x (inputs / groups) x filters, TF's padded SpaceToBatchND
+# blocks not counted). The Dense(2) after it adds 2 x positions x filters x 2.
+_DILATED_CONVS = [
+    # 'same', kernel 2, rate 2 on 7 steps: 7 outputs (TF pads the steps to
+    # 8, two blocks of 4, and its statistic read 2 x 8 x 2 x 3 x 4 = 384).
+    (lambda: L.Conv1D(4, 2, dilation_rate=2, padding='same', name='c'),
+     (7, 3), 7, 2 * 7 * 2 * 3 * 4),
+    # 'causal': 7 outputs.
+    (lambda: L.Conv1D(4, 2, dilation_rate=2, padding='causal', name='c'),
+     (7, 3), 7, 2 * 7 * 2 * 3 * 4),
+    # 'valid', kernel 3, rate 3 on 11 steps: 11 - 6 = 5 outputs.
+    (lambda: L.Conv1D(4, 3, dilation_rate=3, padding='valid', name='c'),
+     (11, 3), 5, 2 * 5 * 3 * 3 * 4),
+    # 'same', kernel 3, rate 4 on 10 steps: 10 outputs.
+    (lambda: L.Conv1D(6, 3, dilation_rate=4, padding='same', name='c'),
+     (10, 2), 10, 2 * 10 * 3 * 2 * 6),
+    # Grouped (2 groups), 'valid', kernel 2, rate 2 on 7 steps: 5 outputs.
+    (lambda: L.Conv1D(4, 2, groups=2, dilation_rate=2, padding='valid',
+                      name='c'),
+     (7, 4), 5, 2 * 5 * 2 * 2 * 4),
+    # 2-D 'same', kernel 2, rate 2 on 7 x 6: 42 outputs.
+    (lambda: L.Conv2D(4, 2, dilation_rate=2, padding='same', name='c'),
+     (7, 6, 3), 42, 2 * 42 * 4 * 3 * 4),
+    # 2-D 'valid', kernel 3, rate (2, 1) on 7 x 6: 3 x 4 outputs.
+    (lambda: L.Conv2D(4, 3, dilation_rate=(2, 1), padding='valid',
+                      name='c'),
+     (7, 6, 3), 12, 2 * 12 * 9 * 3 * 4),
+    # 2-D 'valid', kernel 2, rate 3 on 8 x 9: 5 x 6 outputs.
+    (lambda: L.Conv2D(5, 2, dilation_rate=3, padding='valid', name='c'),
+     (8, 9, 2), 30, 2 * 30 * 4 * 2 * 5),
+]
+
+
+@pytest.mark.parametrize('make, shape, positions, layer_flops',
+                         _DILATED_CONVS)
+def test_reference_counts_a_dilated_conv_like_the_layer(
+    make, shape, positions, layer_flops):
+  """reference_cost, config_flops and get_cost() agree on a dilated
+  regular convolution, with the hand count (not TF's padded blocks)."""
+  keras.backend.clear_session()
+  x = keras.Input(shape)
+  model = keras.Model(x, L.Dense(2, name='logits')(make()(x)))
+  filters = model.get_layer('c').filters
+  want = layer_flops + 2 * positions * filters * 2
+  assert reference_cost.reference_flops(model) == want
+  assert config_flops.config_flops(model) == want
+  assert float(flop_regularizers.group_lasso_flops(model).cost()) == want
