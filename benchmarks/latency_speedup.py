@@ -13,7 +13,8 @@ builds it, 32x32x3) on Fashion-MNIST:
    child process with the threads pinned to `--threads` intra-op and
    `--inter_op_threads` inter-op; MobileNetV2's nested base timed layer
    by layer like the rest, as calibration calls nested models flat; kept in
-   `<output_dir>/<network>/profile.json` and reused).
+   `<output_dir>/<network>/profile.json` and reused, its measurements in
+   `samples.json`).
 2. Per seed, three structures, each predicted by the profile at the same
    latency:
    - `latency`: GammaLatencyRegularizer on the profile, trained with
@@ -231,17 +232,35 @@ def run_child(stage, network, argv):
   subprocess.run(command, check=True)
 
 
+def samples_path(args, network):
+  return os.path.join(network_dir(args, network), 'samples.json')
+
+
 def calibrate(args, network):
-  """Calibrates the network's profile on this machine and saves it."""
+  """Calibrates the network's profile on this machine and saves it, and
+  the measurements it was fitted on (`samples.json`, to fit again without
+  timing: `latency_prediction.samples_from_json`)."""
+  from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
   from benchmarks import networks  # pylint: disable=g-import-not-at-top
   from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
   model = networks.build_model(network)
-  profile = calibration.calibrate(
-      model, args.batch_size, repeats=args.calibration_repeats,
+  start = time.time()
+  settings = calibration.CalibrationSettings(
+      batch_size=args.batch_size, repeats=args.calibration_repeats,
       warmup=args.warmup, model_structures=args.model_structures,
       statistic=args.statistic, clock=args.clock, budget=args.budget,
       probe=not args.no_probe, unstable_spread=args.unstable_spread,
       max_attempts=args.max_attempts, allocator=args.allocator, verbose=1)
+  samples, metadata = calibration.measure(model, settings=settings)
+  write_json(latency_prediction.samples_to_json(samples),
+             samples_path(args, network))
+  profile = fit.fit_profile(samples, settings.batch_size,
+                            timing.describe_device(), metadata,
+                            multiples=settings.multiples,
+                            misalignment=settings.misalignment)
+  profile.metadata['seconds'] = time.time() - start
   calibration.save_profile(profile, profile_path(args, network))
   print(calibration.summary(profile), flush=True)
 

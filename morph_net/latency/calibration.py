@@ -241,7 +241,8 @@ def measure(model, batch_size: Optional[int] = None,
                             1.0 if variant.layer is not None else weight,
                             variant.aligned,
                             whole_model=variant.layer is None,
-                            anchor=variant.model is model)
+                            anchor=variant.model is model,
+                            rounded_to=variant.rounded_to)
     (samples if latency > 0 else dropped).append(sample)
   if dropped:
     logging.warning('%d measurements at or below the call overhead were '
@@ -352,6 +353,11 @@ def summary(profile: latency_profile.LatencyProfile) -> str:
     lines.append('  chosen by the whole models\' held-out median error %s' %
                  ', '.join('%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
                      wholes.items(), key=lambda item: int(item[0]))))
+  rounded = alignment.get('rounded_held_out_median_relative_error')
+  if rounded:
+    lines.append('  and of those rounded to each multiple %s' %
+                 ', '.join('%s: %.1f%%' % (m, 100.0 * e) for m, e in sorted(
+                     rounded.items(), key=lambda item: int(item[0]))))
   correction = profile.metadata.get('whole_model_correction')
   if correction:
     lines.append('whole-model correction: scale %.3f, %.0f ns per op, extra '
