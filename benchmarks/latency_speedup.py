@@ -21,9 +21,11 @@ builds it, 32x32x3) on Fashion-MNIST:
      `CostTargetCallback` to `--target` x the original's predicted latency
      (`cost_target.train_to_target`: until the cost has held within
      `--tolerance` of the target for `--hold` epochs, or `--max_epochs`);
-     its structure is `ModelRegularizer.aligned_counts()` (the alive
-     counts rounded up to the profile's preferred multiple, costing the
-     same).
+     its structure is `expansion.aligned_structure` (the alive counts
+     rounded up to the profile's preferred multiple, then widened in
+     steps of it to the target and not above: the profile charges the
+     misaligned widths the controller trained with extra, so the rounded
+     counts alone are predicted below the target; kept as 'aligned').
    - `flops`: GammaFlopsRegularizer trained the same way to a FLOP target:
      the FLOPs of the one width multiplier that the profile predicts at the
      latency target; then scaled by one multiplier (and single groups,
@@ -403,9 +405,13 @@ class Network(object):
       shrink, regularizer = self._shrink(
           method, seed, 'GammaLatencyRegularizer', self.target_ns,
           hardware=self.profile, batch_size=self.args.batch_size)
-      structure = regularizer.aligned_counts()
+      from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top
+      aligned = regularizer.aligned_counts()
+      structure, _ = expansion.aligned_structure(regularizer, self.target_ns)
       record.update({'shrink': shrink, 'structure': structure,
                      'predicted_ns': float(self.latency.cost(structure)),
+                     'aligned': aligned,
+                     'aligned_predicted_ns': float(self.latency.cost(aligned)),
                      'target_ns': self.target_ns})
     elif method == 'flops':
       shrink, regularizer = self._shrink(method, seed,
