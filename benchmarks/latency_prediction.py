@@ -192,6 +192,15 @@ def surprises(flops, measured, predicted):
           not predicted[i] > predicted[0]]
 
 
+def slower_p_value(times, reference):
+  """The p-value of "`times` run slower than `reference`": a one-sided
+  Mann-Whitney U test (scipy.stats.mannwhitneyu, alternative 'greater')
+  of the two sets of per-round times."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  return float(stats.mannwhitneyu(times, reference,
+                                  alternative='greater').pvalue)
+
+
 def errors_of(predicted, measured):
   """(mean absolute percentage error, Spearman rank correlation)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
