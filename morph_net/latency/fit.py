@@ -675,7 +675,8 @@ def _through_anchor(times, predicted, counts, anchor):
   scale = (float(np.dot(a, 1.0 - b) / np.dot(a, a)) if np.dot(a, a) > 0
            else t0 / p0)
   scale = min(max(scale, 0.0), t0 / p0)  # Both s and g >= 0.
-  return scale, (t0 - scale * p0) / n0
+  # At s = t0 / p0, t0 - s p0 may round to -1e-15: g is 0 there.
+  return scale, max(0.0, (t0 - scale * p0) / n0)
 
 
 def _rms(values) -> float:

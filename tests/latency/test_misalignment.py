@@ -540,3 +540,16 @@ def test_whole_models_rounded_to_a_multiple_must_be_predicted_at_it():
   assert old.preferred_multiple == 4
   assert old.metadata['alignment']['rounded_held_out_median_relative_error'
                                   ] == {}
+
+
+def test_a_correction_through_the_anchor_at_its_largest_scale_has_no_overhead():
+  # The free fit wants s = 0.85, above t0 / p0: s is capped there, and
+  # t0 - (t0 / p0) p0 rounds to -1.8e-15 at these values; g must be 0,
+  # not a negative overhead the profile would refuse.
+  t0, p0 = 15.191975453495594, 94.5222227879088
+  assert t0 - (t0 / p0) * p0 < 0
+  scale, per_op = fit._through_anchor(
+      np.array([t0, 100.0]), np.array([p0, p0 + 100.0]),
+      np.array([1.0, 1.0]), 0)
+  assert scale == t0 / p0
+  assert per_op == 0.0
