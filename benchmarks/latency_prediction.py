@@ -192,6 +192,15 @@ def surprises(flops, measured, predicted):
           not predicted[i] > predicted[0]]
 
 
+def slower_p_value(times, reference):
+  """The p-value of "`times` run slower than `reference`": a one-sided
+  Mann-Whitney U test (scipy.stats.mannwhitneyu, alternative 'greater')
+  of the two sets of per-round times."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  return float(stats.mannwhitneyu(times, reference,
+                                  alternative='greater').pvalue)
+
+
 def errors_of(predicted, measured):
   """(mean absolute percentage error, Spearman rank correlation)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -248,6 +257,7 @@ def samples_to_json(samples):
   return [{'ops': _ops_to_json(s.ops), 'latency_ns': s.latency_ns,
            'label': s.label, 'weight': s.weight,
            'whole_model': s.whole_model, 'anchor': s.anchor,
+           'rounded_to': s.rounded_to,
            'aligned': ({str(m): _ops_to_json(o) for m, o in s.aligned.items()}
                        if s.aligned else None)} for s in samples]
 
@@ -265,7 +275,8 @@ def samples_from_json(values):
       _aligned_from_json(v.get('aligned')),
       whole_model=v.get('whole_model', v['weight'] != 1.0),
       anchor=v.get('anchor', v['weight'] != 1.0 and
-                   v['label'].endswith(' x1.00'))) for v in values]
+                   v['label'].endswith(' x1.00')),
+      rounded_to=v.get('rounded_to', 1)) for v in values]
 
 
 def structure_sample(ops):

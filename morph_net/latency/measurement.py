@@ -85,10 +85,14 @@ KERNEL_KINDS = ('conv', 'depthwise', 'conv_transpose', 'matmul', 'pool')
 # One call's timing: `value_ns` is the statistic (median or min) of its
 # `repeats` times; q1/median/q3 their quartiles; `spread` IQR / median;
 # `group` the index of its group; `attempts` how often it was measured;
-# `unstable` whether its spread stayed above the threshold.
+# `unstable` whether its spread stayed above the threshold; `times_ns` the
+# repeats' times of its last attempt, in round order (the members of a
+# group are timed once per round, so round i of two members of one group
+# ran side by side).
 Measurement = collections.namedtuple(
     'Measurement', ['label', 'value_ns', 'median_ns', 'q1_ns', 'q3_ns',
-                    'spread', 'group', 'attempts', 'unstable'])
+                    'spread', 'group', 'attempts', 'unstable', 'times_ns'],
+    defaults=(None,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,7 +494,8 @@ def measure(calls: Sequence[Callable[[], object]],
         unstable = stats['spread'] > s.unstable_spread
         results[index] = Measurement(
             labels[index], stats['value'], stats['median'], stats['q1'],
-            stats['q3'], stats['spread'], g, attempt, unstable)
+            stats['q3'], stats['spread'], g, attempt, unstable,
+            [float(t) for t in times[:, column]])
         if unstable:
           again.append(index)
       if group_shared is None:
@@ -500,7 +505,8 @@ def measure(calls: Sequence[Callable[[], object]],
           group_shared.append(Measurement(
               label, stats['value'], stats['median'], stats['q1'],
               stats['q3'], stats['spread'], g, attempt,
-              stats['spread'] > s.unstable_spread))
+              stats['spread'] > s.unstable_spread,
+              [float(t) for t in times[:, len(todo) + column]]))
       todo = again
     shared_results.append(group_shared or [])
   return MeasurementReport(

@@ -10,10 +10,18 @@ the costed ops its trace runs (`profile_resource.op_features`).
 
 With `misaligned`, both also run at widths that are not multiples next to
 widths that are: every layer also at its original widths less one, the whole
-model one channel narrower per changeable group and at each fraction
-rounded to a multiple of `ALIGNED_MULTIPLE`, so that the fit can tell the
-extra cost of a misaligned width from that of its FLOPs
-(`morph_net.latency.fit`, misalignment).
+model one channel narrower per changeable group, at each fraction rounded
+to each of `ALIGNED_MULTIPLES`, and each random structure rounded up to one
+of them in turn, so that the fit can tell the extra cost of a misaligned
+width from that of its FLOPs (`morph_net.latency.fit`, misalignment) and
+the whole models can tell which multiple the hardware runs fast: a
+structure a profile at multiple m makes has widths that are multiples of m
+and mostly not of 2m, so the profile must predict those (on an AMD EPYC,
+MobileNetV2 at 32x32, batch 64, structures with widths that are multiples
+of 4 ran 9-10% slower than the same rounded up to multiples of 8, although
+the latter had 1.4-2.3 times the FLOPs; calibrated with only multiples of 8
+among its rounded whole models, the profile chose 4 and predicted them
+14-16% too fast).
 
 `time_variants` times them warm (`measurement.measure`): in groups small
 enough for the kernel caches, each group's members interleaved, one call
@@ -42,7 +50,8 @@ from morph_net.surgery import channel_model
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import rebuild
 
-__all__ = ['DEFAULT_FRACTIONS', 'ALIGNED_MULTIPLE', 'TARGET_BYTES',
+__all__ = ['DEFAULT_FRACTIONS', 'ALIGNED_MULTIPLE', 'ALIGNED_MULTIPLES',
+           'TARGET_BYTES',
            'MAX_COPIES', 'Variant', 'progress_bar', 'width_pairs',
            'layer_variants', 'random_structures',
            'model_variants', 'copies_of', 'time_variants',
@@ -50,9 +59,13 @@ __all__ = ['DEFAULT_FRACTIONS', 'ALIGNED_MULTIPLE', 'TARGET_BYTES',
 
 # Width fractions every layer is measured at.
 DEFAULT_FRACTIONS = (1.0, 0.6, 0.3)
-# The multiple the aligned whole-model variants round to (`model_variants`):
-# a multiple of every smaller candidate multiple.
+# The multiple the aligned whole-model variants rounded to before they
+# rounded to each of ALIGNED_MULTIPLES (kept for its users).
 ALIGNED_MULTIPLE = 8
+# The multiples the rounded whole-model variants round to
+# (`model_variants`): every candidate multiple of a profile above 1.
+ALIGNED_MULTIPLES = tuple(m for m in latency_profile.CANDIDATE_MULTIPLES
+                          if m > 1)
 # Bytes one timed call should move, and the most runs of a layer per call
 # (see `copies_of`).
 TARGET_BYTES = 4e6
@@ -63,10 +76,12 @@ MAX_COPIES = 16
 # whole model), the traced forward pass (a concrete function of the inputs)
 # and the (kind, FLOPs, bytes) of every costed op it runs; `aligned` the
 # same at channel counts rounded up to each of the profile's candidate
-# multiples ({multiple: ops}, `latency_profile.CANDIDATE_MULTIPLES`).
+# multiples ({multiple: ops}, `latency_profile.CANDIDATE_MULTIPLES`);
+# `rounded_to` the multiple a whole model's changeable widths were rounded
+# to on purpose (1: not rounded).
 Variant = collections.namedtuple(
     'Variant', ['model', 'input_shapes', 'label', 'layer', 'function', 'ops',
-                'aligned'], defaults=(None,))
+                'aligned', 'rounded_to'], defaults=(None, 1))
 
 
 def progress_bar(target: int, verbose: int, unit_name: str):
@@ -272,34 +287,50 @@ def model_variants(model, batch_size: int = 1,
 
   With `misaligned`, also the model with every changeable width one
   narrower ('<model> x1.00 -1'; most original widths are multiples of 8,
-  these are not) and at each fraction below 1 with the widths rounded to
-  a multiple of ALIGNED_MULTIPLE ('<model> x0.60 /8') where that differs
-  from the plain fraction (whose widths mostly are not multiples) and
-  from the original.
+  these are not); at each fraction below 1 with the widths rounded to each
+  of ALIGNED_MULTIPLES ('<model> x0.60 /8') where that differs from the
+  plain fraction (whose widths mostly are not multiples), from the
+  original and from the fraction's other roundings; and each structure
+  rounded up to ALIGNED_MULTIPLES[i % 4] in turn, capped at the original
+  widths ('<model> s1 /8'), where that differs from it. Their
+  `rounded_to` is the multiple (the fit's whole-model held-out error
+  checks each candidate multiple on them).
 
   Returns:
-    One Variant per fraction, then the misaligned and aligned ones, then
-    one per structure (their `layer` is None).
+    One Variant per fraction, then the misaligned and rounded ones, then
+    one per structure, then the rounded structures (their `layer` is None).
   """
   channels = channel_model.analyze(model, layer_rules)
   original = channels.original_structure()
   shapes = [(batch_size,) + tuple(t.shape[1:]) for t in model.inputs]
-  todo = [('%s x%.2f' % (model.name, f), f, None) for f in fractions]
+  todo = [('%s x%.2f' % (model.name, f), f, None, 1) for f in fractions]
   if misaligned:
     todo.append(('%s x1.00 -1' % model.name, None,
-                 {name: max(1, width - 1) for name, width in original.items()}))
+                 {name: max(1, width - 1) for name, width in original.items()},
+                 1))
     for fraction in fractions:
-      aligned = {name: min(width, original[name]) for name, width in
-                 width_multiplier.multiply(original, fraction,
-                                           ALIGNED_MULTIPLE).items()}
-      if fraction != 1 and aligned != original and aligned != (
-          width_multiplier.multiply(original, fraction)):
-        todo.append(('%s x%.2f /%d' % (model.name, fraction,
-                                        ALIGNED_MULTIPLE), None, aligned))
-  todo += [('%s s%d' % (model.name, i), None, s)
+      if fraction == 1:
+        continue
+      seen = [original, width_multiplier.multiply(original, fraction)]
+      for multiple in ALIGNED_MULTIPLES:
+        aligned = {name: min(width, original[name]) for name, width in
+                   width_multiplier.multiply(original, fraction,
+                                             multiple).items()}
+        if aligned not in seen:
+          seen.append(aligned)
+          todo.append(('%s x%.2f /%d' % (model.name, fraction, multiple),
+                       None, aligned, multiple))
+  todo += [('%s s%d' % (model.name, i), None, s, 1)
            for i, s in enumerate(structures)]
+  if misaligned:
+    for i, structure in enumerate(structures):
+      multiple = ALIGNED_MULTIPLES[i % len(ALIGNED_MULTIPLES)]
+      rounded = width_multiplier.round_up(structure, multiple, original)
+      if rounded != structure:
+        todo.append(('%s s%d /%d' % (model.name, i, multiple), None, rounded,
+                     multiple))
   variants = []
-  for label, fraction, structure in todo:
+  for label, fraction, structure, rounded_to in todo:
     try:
       if fraction == 1:
         rebuilt = model
@@ -312,7 +343,8 @@ def model_variants(model, batch_size: int = 1,
                       model.name, label, e)
       continue
     variants.append(_traced_variant(rebuilt, shapes, label, None,
-                                    batch_size))
+                                    batch_size)._replace(
+                                        rounded_to=rounded_to))
   return variants
 
 

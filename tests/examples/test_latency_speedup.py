@@ -104,8 +104,60 @@ def test_network_table_checks_target_equal_latency_and_surprises():
       "Equal latency: uniform structures measured at 1.667-1.667 of the "
       "latency structure's of the same seed.",
       'Rebuilt with fewer FLOPs but measured slower than the original and '
-      'not predicted: 1 (uniform/0)',
+      "not predicted: 1 (uniform/0 +5.0%) (median above the original's)",
+      'Slower by a test: not available (the measurement has no per-round '
+      'times).',
       'Flagged unstable: uniform/0']
+
+
+def test_slower_cases_count_strict_medians_and_a_significance_test():
+  from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
+  from benchmarks import latency_speedup  # pylint: disable=g-import-not-at-top
+  # Five rounds each, all above the reference: the exact one-sided p of
+  # U = 25 is 1 / C(10, 5).
+  anchor = [10.0, 10.1, 10.2, 10.3, 10.4]
+  above = [10.5, 10.6, 10.7, 10.8, 10.9]
+  assert latency_prediction.slower_p_value(above, anchor) == pytest.approx(
+      1.0 / 252, rel=1e-9)
+  assert latency_prediction.slower_p_value(anchor, above) == 1.0
+  info = {'network': 'net', 'original_predicted_ns': 10e6,
+          'original_flops': 100e6, 'target': 0.6, 'target_ns': 6e6,
+          'flop_target': 50e6, 'batch_size': 64, 'preferred_multiple': 8}
+  records = [
+      {'method': 'latency', 'seed': 0, 'flops': 60e6, 'predicted_ns': 6e6},
+      # Median 0.5% above the original's, overlapping: U = 14, p ~ 0.42.
+      {'method': 'uniform', 'seed': 0, 'flops': 55e6, 'predicted_ns': 6e6},
+      # Every round above the original's: p = 1 / 252.
+      {'method': 'flops', 'seed': 0, 'flops': 50e6, 'predicted_ns': 6e6},
+      # Slower, but with more FLOPs than the original: not counted.
+      {'method': 'flops', 'seed': 1, 'flops': 120e6, 'predicted_ns': 6e6},
+  ]
+  times = {'original': anchor, 'latency/0': [6.0, 6.1, 6.2, 6.3, 6.4],
+           'uniform/0': [9.9, 10.15, 10.25, 10.35, 10.5],
+           'flops/0': above, 'flops/1': above}
+  measured = {'measured_ms': {'original': 10.2, 'latency/0': 6.2,
+                              'uniform/0': 10.25, 'flops/0': 10.7,
+                              'flops/1': 10.7},
+              'spread': {}, 'times_ms': times,
+              'anchor_times_ms': {name: anchor for name in times}}
+  strict, significant = latency_speedup.slower_cases(
+      records, measured, 100e6, 10e6)
+  assert strict == ['uniform/0', 'flops/0']
+  assert [name for name, _ in significant] == ['flops/0']
+  assert significant[0][1] == pytest.approx(1.0 / 252, rel=1e-9)
+  lines = latency_speedup.network_table(info, records, measured)
+  assert lines[-2:] == [
+      'Rebuilt with fewer FLOPs but measured slower than the original and '
+      'not predicted: 2 (uniform/0 +0.5%, flops/0 +4.9%) (median above the '
+      "original's)",
+      'Of those with fewer FLOPs and not predicted slower, slower by a '
+      'one-sided Mann-Whitney U test of the '
+      "per-round times against the original's in the same group (p < "
+      '0.05): 1 (flops/0 p=0.00397)']
+  # Without per-round times, only the strict count.
+  del measured['times_ms']
+  assert latency_speedup.slower_cases(records, measured, 100e6, 10e6) == (
+      ['uniform/0', 'flops/0'], None)
 
 
 def test_main_job_network_is_fashion_mnist_only():

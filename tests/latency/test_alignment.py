@@ -272,3 +272,68 @@ def test_exported_and_expanded_structures_round_to_the_profiles_multiple(
   widths, _, _ = expansion.expand_to_cost(coster, {'stem': 3, 'project': 3},
                                           coster({'stem': 6, 'project': 6}))
   assert widths['stem'] % 4 == 0
+
+
+def _three_conv_model():
+  inputs = keras.Input((8, 8, 3))
+  x = inputs
+  for index, width in enumerate((32, 32, 16)):
+    x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
+                            name='conv%d' % index)(x)
+    x = keras.layers.BatchNormalization(name='bn%d' % index)(x)
+    x = keras.layers.ReLU(name='relu%d' % index)(x)
+  x = keras.layers.GlobalAveragePooling2D(name='gap')(x)
+  return keras.Model(inputs, keras.layers.Dense(4, name='logits')(x))
+
+
+def _keep(model, counts):
+  for index, keep in enumerate(counts):
+    gamma = model.get_layer('bn%d' % index).gamma
+    value = keras.ops.convert_to_numpy(gamma).copy()
+    value[keep:] = 0.0
+    gamma.assign(value)
+
+
+def test_aligned_structure_widens_the_rounded_counts_to_the_target():
+  model = _three_conv_model()
+  _keep(model, (9, 17, 5))
+  regularizer = _latency_regularizer(model, 8)
+  assert regularizer.aligned_counts() == {'conv0': 16, 'conv1': 24,
+                                          'conv2': 8}
+  coster = structure_cost.StructureCost(regularizer)
+  rounded = coster(regularizer.aligned_counts())
+  full = coster({})
+  target = rounded + 0.5 * (full - rounded)
+  structure, cost = expansion.aligned_structure(regularizer, target)
+  assert rounded == pytest.approx(268624.32, rel=1e-6)
+  assert target == pytest.approx(368655.04, rel=1e-6)
+  assert structure == {'conv0': 24, 'conv1': 32, 'conv2': 8}
+  assert cost == coster(structure)
+  assert cost == pytest.approx(361695.68, rel=1e-6)
+  # Never above the target; 1.9% below it, as no group can grow by 8
+  # channels without going above it.
+  assert cost <= target
+  assert coster({'conv0': 32, 'conv1': 32, 'conv2': 8}) > target
+  assert coster({'conv0': 24, 'conv1': 32, 'conv2': 16}) > target
+  # A looser tolerance stops earlier, still at most the target.
+  loose, loose_cost = expansion.aligned_structure(regularizer, target,
+                                                  tolerance=0.2)
+  assert 0.8 * target <= loose_cost <= cost
+  # Above the target already: the rounded counts as they are.
+  assert expansion.aligned_structure(regularizer, 0.5 * rounded) == (
+      regularizer.aligned_counts(), rounded)
+  # Enough for the whole model: every layer at its width.
+  assert expansion.aligned_structure(regularizer, 2 * full) == (
+      {'conv0': 32, 'conv1': 32, 'conv2': 16}, full)
+  # Multiple 1: widened by single channels.
+  fine, fine_cost = expansion.widen_to_cost(coster, regularizer.alive_counts(),
+                                            target, round_to=1,
+                                            tolerance=0.0)
+  assert fine_cost <= target
+  for name, width in fine.items():
+    bigger = dict(fine, **{name: width + 1})
+    assert width == model.get_layer(name).filters or coster(bigger) > target
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'`target_cost`. Expected a positive number. '
+                     r'Received: target_cost=0'):
+    expansion.widen_to_cost(coster, fine, 0)

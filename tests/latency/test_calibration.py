@@ -39,9 +39,11 @@ def test_calibrate_smoke(tmp_path):
   measured = profile.metadata['fit']['samples'] + len(
       profile.metadata['left_out'])
   # 9 layers at their widths and at their widths less one (misaligned), and
-  # the whole model at x1, x0.5 and one channel narrower per group.
-  assert measured == (4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4) + 9 + 3
-  assert profile.metadata['whole_model_samples'] == 3
+  # the whole model at x1, x0.5, x0.25 (half the smallest fraction), one
+  # channel narrower per group and x0.25 rounded to 4 (the other roundings
+  # are the original or x0.5).
+  assert measured == (4 + 2 + 2 + 2 + 2 + 4 + 2 + 2 + 4) + 9 + 5
+  assert profile.metadata['whole_model_samples'] == 5
   assert profile.metadata['misaligned_variants'] is True
   labels = [r['label'] for r in profile.metadata['fit']['residuals']]
   assert 'padded_mobile x0.50' in labels + profile.metadata['left_out']
@@ -237,9 +239,18 @@ def test_whole_models_keep_one_calls_overhead_and_layers_none(monkeypatch):
       1000.0 * (i + 1) for i in range(len(layers))]
   assert [s.latency_ns for s in wholes] == [
       1000.0 * (len(layers) + i + 1) + 300.0 for i in range(len(wholes))]
+  # The whole model also at half the smallest fraction.
   assert [s.label for s in wholes] == ['padded_mobile x1.00',
-                                       'padded_mobile x0.50']
+                                       'padded_mobile x0.50',
+                                       'padded_mobile x0.25']
+  assert metadata['model_fractions'] == [1.0, 0.5, 0.25]
   assert metadata['call_overhead_ns'] == 300.0
+
+
+def test_model_fractions_add_half_the_smallest():
+  assert calibration.model_fractions((1.0, 0.6, 0.3)) == (1.0, 0.6, 0.3,
+                                                          0.15)
+  assert calibration.model_fractions((1.0,)) == (1.0, 0.5)
 
 
 def test_nested_models_are_calibrated_flat(monkeypatch):
@@ -267,7 +278,7 @@ def test_nested_models_are_calibrated_flat(monkeypatch):
   layers = sorted({v.layer for v in timed if v.layer is not None})
   assert layers == ['head_conv', 'inner_conv']
   wholes = [s for s in samples if s.whole_model]
-  assert [s.label for s in wholes] == ['outer x1.00']
+  assert [s.label for s in wholes] == ['outer x1.00', 'outer x0.50']
   assert wholes[0].anchor
   assert sorted(kind for kind, _, _ in wholes[0].ops if kind == 'conv') == [
       'conv', 'conv']

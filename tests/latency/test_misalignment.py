@@ -437,15 +437,26 @@ def test_layer_and_model_variants_at_misaligned_widths():
        'logits [7]->3'],
   ]
   assert groups[0][4].ops[0][1] == 2 * 2 * 64 * 9 * 2 * 7
+  structures = [{'stem': 3, 'project': 3}, {'stem': 6, 'project': 6}]
   wholes = variants.model_variants(model, 2, fractions=(1.0, 0.5, 0.25),
-                                   misaligned=True)
-  # x0.50 at multiples of 8 is the original (skipped); x0.25 too.
+                                   misaligned=True, structures=structures)
+  # Rounded to 8, 16 or 32, x0.50 and x0.25 are the original (skipped);
+  # x0.50 rounded to 4 is x0.50 (4 channels), x0.25 rounded to 4 is not
+  # (2). The structures rounded up to 4 and 8 in turn, capped at 8.
   assert [v.label for v in wholes] == [
       'padded_mobile x1.00', 'padded_mobile x0.50', 'padded_mobile x0.25',
-      'padded_mobile x1.00 -1']
+      'padded_mobile x1.00 -1', 'padded_mobile x0.25 /4',
+      'padded_mobile s0', 'padded_mobile s1', 'padded_mobile s0 /4',
+      'padded_mobile s1 /8']
+  assert [v.rounded_to for v in wholes] == [1, 1, 1, 1, 4, 1, 1, 4, 8]
   assert wholes[3].model.get_layer('stem').filters == 7
   assert wholes[3].model.get_layer('project').filters == 7
   assert wholes[3].layer is None
+  assert wholes[4].model.get_layer('stem').filters == 4
+  assert wholes[2].model.get_layer('stem').filters == 2
+  assert [(v.model.get_layer('stem').filters,
+           v.model.get_layer('project').filters) for v in wholes[5:]] == [
+               (3, 3), (6, 6), (4, 4), (8, 8)]
 
 
 def test_calibration_settings_misalignment():
@@ -463,3 +474,82 @@ def test_calibration_settings_misalignment():
   assert lines[0].split() == ['kind', 'ns/FLOP', 'ns/byte', 'overhead',
                               'ns', 'misalign', 'samples', 'rms', 'err']
   assert lines[2].split()[:5] == ['conv', '0.05', '0', '2000.0', '25.0%']
+
+
+def _whole(index, widths, truth, rounded_to=1):
+  """A whole model of a conv per (in, out) of `widths` (each with its add),
+  four times, timed as `truth` predicts."""
+  aligned = {m: [op for i, o in widths for op in _conv_ops(i, o, m)] * 4
+             for m in latency_profile.CANDIDATE_MULTIPLES}
+  whole = fit.Sample(aligned[1], 1.0, 'model %d' % index, 1e-3, aligned,
+                     whole_model=True, anchor=index == 0,
+                     rounded_to=rounded_to)
+  return whole._replace(latency_ns=fit.predict_sample(truth, whole))
+
+
+def test_whole_models_rounded_to_a_multiple_must_be_predicted_at_it():
+  # The truth is aligned to 8; the layers and most whole models run widths
+  # that are multiples of 8 or 8k+5..8k+7 (which round up to the same
+  # width at 4 and at 8), so only whole models rounded to 4 (8k+4, the
+  # structures a profile at 4 makes) tell 4 from 8.
+  truth = _truth(8)
+  rng = np.random.RandomState(3)
+  layers = []
+  for index in range(60):
+    if index % 2:
+      i, o = 8 * rng.randint(1, 9, size=2)
+    else:
+      i, o = 8 * rng.randint(0, 8, size=2) + rng.randint(5, 8, size=2)
+    aligned = {m: _conv_ops(i, o, m) for m in
+               latency_profile.CANDIDATE_MULTIPLES}
+    sample = fit.Sample(aligned[1], 1.0, 's%d' % index, 1.0, aligned)
+    layers.append(sample._replace(
+        latency_ns=fit.predict_sample(truth, sample)))
+  plain = [((64, 64), (64, 64)), ((63, 63), (63, 63)), ((37, 22), (31, 45)),
+           ((23, 46), (39, 14)), ((47, 30), (21, 15)), ((40, 24), (32, 48)),
+           ((16, 40), (56, 24)), ((29, 53), (13, 38)), ((48, 16), (8, 32)),
+           ((55, 7), (45, 62)), ((24, 56), (40, 16))]
+  wholes = [_whole(i, w, truth) for i, w in enumerate(plain)]
+  # Rounded to 4: one conv each at a width 8k+4.
+  by_four = [((64, 64), (64, 64), (64, 64), (64, 20)),
+             ((48, 48), (48, 48), (48, 44), (48, 48))]
+  wholes += [_whole(len(plain) + i, w, truth, rounded_to=4)
+             for i, w in enumerate(by_four)]
+  profile = fit.fit_profile(layers + wholes)
+  alignment = profile.metadata['alignment']
+  assert alignment['chosen_by'] == 'whole models'
+  medians = alignment['whole_model_held_out_median_relative_error']
+  rounded = alignment['rounded_held_out_median_relative_error']
+  # The median over all the whole models cannot tell 4 from 8 (0.2%: it
+  # chose 4 before the rounded ones counted) ...
+  assert medians['4'] == pytest.approx(0.0021, abs=1e-4)
+  assert medians['8'] < 1e-6
+  # ... the two rounded to 4 are predicted far too fast at 4.
+  assert sorted(rounded) == ['4']
+  assert rounded['4'] == pytest.approx(0.0606, abs=1e-4)
+  assert alignment['criterion']['4'] == rounded['4']
+  assert alignment['criterion']['8'] == medians['8']
+  assert profile.preferred_multiple == 8
+  for whole in wholes:
+    assert fit.predict_sample(profile, whole) == pytest.approx(
+        whole.latency_ns, rel=1e-4)
+  assert 'rounded to each multiple 4: %.1f%%' % (
+      100 * rounded['4']) in calibration.summary(profile)
+  # Without the rounded ones' error (as before) the median chose 4.
+  old = fit.fit_profile(layers + [w._replace(rounded_to=1) for w in wholes])
+  assert old.preferred_multiple == 4
+  assert old.metadata['alignment']['rounded_held_out_median_relative_error'
+                                  ] == {}
+
+
+def test_a_correction_through_the_anchor_at_its_largest_scale_has_no_overhead():
+  # The free fit wants s = 0.85, above t0 / p0: s is capped there, and
+  # t0 - (t0 / p0) p0 rounds to -1.8e-15 at these values; g must be 0,
+  # not a negative overhead the profile would refuse.
+  t0, p0 = 15.191975453495594, 94.5222227879088
+  assert t0 - (t0 / p0) * p0 < 0
+  scale, per_op = fit._through_anchor(
+      np.array([t0, 100.0]), np.array([p0, p0 + 100.0]),
+      np.array([1.0, 1.0]), 0)
+  assert scale == t0 / p0
+  assert per_op == 0.0
