@@ -553,3 +553,31 @@ def test_a_correction_through_the_anchor_at_its_largest_scale_has_no_overhead():
       np.array([1.0, 1.0]), 0)
   assert scale == t0 / p0
   assert per_op == 0.0
+
+
+def test_the_correction_at_a_multiple_ignores_whole_models_rounded_to_another():
+  # The truth has no alignment: the free whole models are predicted exactly
+  # at multiple 1. Two whole models rounded to 8 run 50% slower than that
+  # (an effect the profile at 1 cannot have): they must not pull the
+  # correction's scale at 1.
+  truth = _truth(1)
+  layers = _samples(count=60, seed=5, step=1)
+  plain = [((64, 64), (64, 64)), ((37, 22), (31, 45)), ((23, 46), (39, 14)),
+           ((47, 30), (21, 15)), ((16, 40), (56, 24)), ((29, 53), (13, 38))]
+  wholes = [_whole(i, w, truth) for i, w in enumerate(plain)]
+  slow = [_whole(len(plain) + i, w, truth, rounded_to=8)
+          for i, w in enumerate([((40, 24), (32, 48)), ((48, 16), (8, 32))])]
+  slow = [w._replace(latency_ns=1.5 * w.latency_ns) for w in slow]
+  profile = fit.fit_profile(layers + wholes + slow, multiples=(1,))
+  assert profile.preferred_multiple == 1
+  assert profile.metadata['whole_model_correction']['whole_models'] == 6
+  for whole in wholes:
+    assert fit.predict_sample(profile, whole) == pytest.approx(
+        whole.latency_ns, rel=1e-4)
+  # Counted as free models (as before), they pull every prediction up.
+  pulled = fit.fit_profile(
+      layers + wholes + [w._replace(rounded_to=1) for w in slow],
+      multiples=(1,))
+  assert pulled.metadata['whole_model_correction']['whole_models'] == 8
+  errors = [fit.predict_sample(pulled, w) / w.latency_ns - 1 for w in wholes]
+  assert max(errors) > 0.05
