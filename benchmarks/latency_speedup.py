@@ -256,7 +256,8 @@ def calibrate(args, network):
       warmup=args.warmup, model_structures=args.model_structures,
       statistic=args.statistic, clock=args.clock, budget=args.budget,
       probe=not args.no_probe, unstable_spread=args.unstable_spread,
-      max_attempts=args.max_attempts, allocator=args.allocator, verbose=1)
+      max_attempts=args.max_attempts, allocator=args.allocator,
+      half_smallest_fraction=True, verbose=1)
   samples, metadata = calibration.measure(model, settings=settings)
   write_json(latency_prediction.samples_to_json(samples),
              samples_path(args, network))

@@ -68,8 +68,8 @@ class CalibrationSettings:
     statistic: 'median' (default) or 'min' of each variant's repeats; use
       the same when measuring the models the profile predicts.
     whole_model: also time the whole model rebuilt at each fraction
-      and at half the smallest (`model_fractions`,
-      `variants.model_variants`), interleaved with the layers, and
+      (and at half the smallest with `half_smallest_fraction`;
+      `model_fractions`, `variants.model_variants`), interleaved with the layers, and
       fit to those timings: a layer run alone is not exactly a layer run
       inside the network (its input cannot be reused in place, the caches
       hold other data), and these samples tie the profile to what the
@@ -107,6 +107,13 @@ class CalibrationSettings:
   Raises:
     InvalidArgumentError: for a whole_model_share outside (0, 1) or a
       misalignment not in `fit.MISALIGNMENT_MODES`.
+    half_smallest_fraction: also time the whole model at half the
+      smallest fraction. On an AMD EPYC it helped MobileNetV2 32x32 batch
+      64 (structures at 13-20% of the FLOPs were predicted 4-10% too fast
+      without it) and hurt ResNet50 64x64 batch 8 (random structures' MAPE
+      7.5% without, 10.3% with: the correction's two parameters cannot fit
+      both ends), so it is off by default; `latency_speedup.py` turns it
+      on for its small latency targets.
   """
   batch_size: int = 1
   repeats: int = 15
@@ -128,6 +135,7 @@ class CalibrationSettings:
   misaligned: bool = True
   misalignment: str = 'kind'
   allocator: str = 'steady'
+  half_smallest_fraction: bool = False
 
   def measurement_settings(self) -> measurement.MeasurementSettings:
     """The `measurement.MeasurementSettings` of these settings."""
@@ -179,7 +187,8 @@ def _settings_of(function: str, batch_size: Optional[int],
   return dataclasses.replace(settings, **options) if options else settings
 
 
-def model_fractions(fractions: Sequence[float]) -> Tuple[float, ...]:
+def model_fractions(fractions: Sequence[float], half_smallest: bool = True
+                    ) -> Tuple[float, ...]:
   """The width fractions the whole model is timed at: `fractions` and half
   the smallest of them.
 
@@ -191,7 +200,8 @@ def model_fractions(fractions: Sequence[float]) -> Tuple[float, ...]:
   the FLOPs, at 0.6 of the original's latency) 4-10% too fast.
   """
   smallest = min(fractions)
-  return tuple(fractions) + ((smallest / 2.0,) if smallest > 0 else ())
+  return tuple(fractions) + ((smallest / 2.0,) if half_smallest and
+                             smallest > 0 else ())
 
 
 def measure(model, batch_size: Optional[int] = None,
@@ -238,7 +248,9 @@ def measure(model, batch_size: Optional[int] = None,
         channel_model.analyze(model, s.layer_rules), s.model_structures,
         np.random.RandomState(s.seed))
     wholes = variants_lib.model_variants(model, s.batch_size,
-                                         model_fractions(s.fractions),
+                                         model_fractions(
+                                             s.fractions,
+                                             s.half_smallest_fraction),
                                          s.layer_rules, structures,
                                          misaligned=s.misaligned)
   times, overheads, report = variants_lib.time_variants(
@@ -269,7 +281,8 @@ def measure(model, batch_size: Optional[int] = None,
       'model': model.name, 'threads': timing.thread_settings(),
       'repeats': s.repeats, 'warmup': s.warmup,
       'fractions': list(s.fractions),
-      'model_fractions': list(model_fractions(s.fractions))
+      'model_fractions': list(model_fractions(s.fractions,
+                                              s.half_smallest_fraction))
                          if s.whole_model else [],
       'statistic': s.statistic, 'clock': s.clock,
       'layers': len(groups), 'call_overhead_ns': call_overhead,

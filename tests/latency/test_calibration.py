@@ -35,7 +35,7 @@ def test_calibrate_smoke(tmp_path):
   model = latency_models.padded_mobile_model()
   profile = calibration.calibrate(
       model, batch_size=2, repeats=2, warmup=1, fractions=(1.0, 0.5),
-      verbose=0)
+      verbose=0, half_smallest_fraction=True)
   measured = profile.metadata['fit']['samples'] + len(
       profile.metadata['left_out'])
   # 9 layers at their widths and at their widths less one (misaligned), and
@@ -92,7 +92,7 @@ def test_settings_are_one_dataclass_and_keywords_replace_its_fields():
           'verbose', 'statistic', 'whole_model', 'model_structures', 'seed',
           'whole_model_share', 'clock', 'budget', 'probe', 'unstable_spread',
           'max_attempts', 'multiples', 'misaligned', 'misalignment',
-          'allocator']
+          'allocator', 'half_smallest_fraction']
   for function in (calibration.measure, calibration.calibrate):
     assert list(inspect.signature(function).parameters) == [
         'model', 'batch_size', 'settings', 'options']
@@ -232,7 +232,7 @@ def test_whole_models_keep_one_calls_overhead_and_layers_none(monkeypatch):
   model = latency_models.padded_mobile_model()
   samples, metadata = calibration.measure(
       model, batch_size=2, fractions=(1.0, 0.5), verbose=0,
-      misaligned=False)
+      misaligned=False, half_smallest_fraction=True)
   layers = [s for s in samples if not s.whole_model]
   wholes = [s for s in samples if s.whole_model]
   assert [s.latency_ns for s in layers] == [
@@ -251,6 +251,9 @@ def test_model_fractions_add_half_the_smallest():
   assert calibration.model_fractions((1.0, 0.6, 0.3)) == (1.0, 0.6, 0.3,
                                                           0.15)
   assert calibration.model_fractions((1.0,)) == (1.0, 0.5)
+  assert calibration.model_fractions((1.0, 0.6, 0.3), False) == (1.0, 0.6,
+                                                                 0.3)
+  assert calibration.CalibrationSettings().half_smallest_fraction is False
 
 
 def test_nested_models_are_calibrated_flat(monkeypatch):
@@ -274,7 +277,8 @@ def test_nested_models_are_calibrated_flat(monkeypatch):
   y = keras.layers.Conv2D(5, 1, name='head_conv')(inner(x))
   model = keras.Model(x, y, name='outer')
   samples, _ = calibration.measure(model, batch_size=1, fractions=(1.0,),
-                                   verbose=0, misaligned=False)
+                                   verbose=0, misaligned=False,
+                                   half_smallest_fraction=True)
   layers = sorted({v.layer for v in timed if v.layer is not None})
   assert layers == ['head_conv', 'inner_conv']
   wholes = [s for s in samples if s.whole_model]

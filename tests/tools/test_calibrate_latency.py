@@ -34,10 +34,10 @@ def test_command_line(tmp_path):
   assert profile.metadata['fractions'] == [1.0, 0.5]
   assert profile.metadata['layers'] == 9
   assert profile.metadata['clock'] == 'cpu'
-  # x1, x0.5, x0.25 (half the smallest fraction), one channel narrower per
-  # group (misaligned), x0.25 rounded to 4 (x0.5 is the same at every
-  # multiple), one random structure and it rounded up to 4.
-  assert profile.metadata['whole_model_samples'] == 7
+  # x1, x0.5, one channel narrower per group (misaligned; x0.5 is the
+  # same rounded to every multiple), one random structure and it rounded
+  # up to 4.
+  assert profile.metadata['whole_model_samples'] == 5
   assert profile.metadata['measurement']['budget'] == 64
   assert profile.metadata['measurement']['budget_source'] == 'given'
   assert profile.metadata['alignment']['candidates'] == [1, 8]
