@@ -589,8 +589,9 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
   reg_in, reg_out = matmul(in_counts, reg), matmul(out_counts, reg)
   total = None
   for i, call in enumerate(calls):
-    out = alive_out[i] + call.fixed_outputs if call.fixed_outputs else (
-        alive_out[i])
+    out = alive_out[i]
+    if call.fixed_outputs:
+      out = out + call.fixed_outputs
     value = form_algebra.evaluate(call.forms, is_regularization,
                                   alive_in[i], out, reg_in[i],
                                   reg_out[i], tensor_math)

@@ -424,15 +424,16 @@ class LayerRule(object):
     multiply the layer traces to. A rule whose layer traces to multiplies
     the graph engine does not count (a recurrent loop, cut out of its
     analysis) returns fewer; the layer-level regularizer warns, naming
-    the layer, when it returns none of several. An op whose output is
-    `layer_cost.Fixed` counts its channels, always alive.
+    the layer, when it returns none of ops that multiply channels. An op
+    whose output is `layer_cost.Fixed` counts its channels, always alive.
 
     Args:
       call: a `layer_cost.LayerCall`.
       costed_ops: this rule's `costed_ops(call)` (a list).
 
     Returns:
-      A list of ops of `costed_ops`.
+      A list of ops of `costed_ops` (the objects given: the layer-level
+      regularizer refuses any other).
     """
     del call
     return list(costed_ops)
