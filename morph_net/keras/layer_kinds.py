@@ -23,7 +23,12 @@ supported when the four agree (and, for the other Keras backends, a fifth):
   hook (`LayerRule.costed_ops`), which the layer-level regularizer of the
   other Keras backends reads, or an entry of `LAYER_LEVEL_GAPS` saying why
   not (the layer-level regularizer refuses those layers);
-  `check_cost_hooks()` lists the disagreements.
+  `check_cost_hooks()` lists the disagreements. An activation count reads
+  the rule's activation-count hook (`LayerRule.activation_ops`) too: the
+  costed ops whose output channels the graph engine counts, every one by
+  default; none for the recurrent kind (the graph engine cuts the loop
+  out of its analysis and costs it from config, FLOPs and model size
+  only), checked against the graph engine on the test corpus.
 
 `LAYER_KINDS` declares every built-in kind; `check_layer_kinds()` lists the
 disagreements, and the test suite fails on any (it also traces every layer

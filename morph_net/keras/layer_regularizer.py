@@ -22,7 +22,12 @@ TensorFlow installed:
 * each layer call's arithmetic comes from its layer rule's cost hook
   (`LayerRule.costed_ops`, see `surgery.layer_cost`), and its cost and term
   from the graph engine's own algebra (`network_regularizers.form_algebra`)
-  evaluated with `keras.ops`;
+  evaluated with `keras.ops`; an activation count counts the alive output
+  channels of the ops its rule's activation-count hook names
+  (`LayerRule.activation_ops`: every costed op by default; none for a
+  recurrent layer, whose loop the graph engine does not count either,
+  with the same warning; a fixed-width side, such as a Squeeze-Excitation
+  layer's bottleneck, counts its channels);
 * groups the graph engine does not regularize are not regularized here
   either: groups that reach a model output (with `keep_output_widths`) and
   groups surgery freezes; groups whose removal would disconnect an output
@@ -53,13 +58,15 @@ EinsumDense over the last axis, MultiHeadAttention (costed per head; its
 heads and the hidden size keep their width under Gamma and
 LogisticSigmoid, as in the graph engine; refused under GroupLasso, whose
 hidden-size regularizer is not computed here) and custom layers whose
-rule has a cost hook. Other EinsumDense equations are refused; latency
+rule has a cost hook. Other EinsumDense equations, and MultiHeadAttention
+under activation counts, are refused; latency
 regularizers raise `MissingDependencyError` (`latency_error`). The
 training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
 `rescue_term()`, `save_alive_counts`; the structure cost is
 `layer_structure_cost.LayerStructureCost`.
 """
 
+import logging
 from typing import Dict, List, Optional
 
 import keras
@@ -432,8 +439,11 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
     total: the number of channels of that layout.
     resource: 'flops' (every call), 'model_size' (each layer's first
       call only: a shared kernel is counted once) or 'activation' (every
-      call: the alive output channels of each op, the graph engine's
-      `activation_count_function`).
+      call: the alive output channels of each op its rule's
+      activation-count hook, `LayerRule.activation_ops`, counts, the
+      graph engine's `activation_count_function`; the other ops are
+      listed with no form, and a `layer_cost.Fixed` output counts its
+      channels, always alive).
 
   Returns:
     A list of `_CostedCall`.
@@ -458,37 +468,65 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
     costed = rule.costed_ops(call)
     if costed is None:
       raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    counted = None
     if resource == 'activation':
-      _check_activation_count(layer, rule, costed)
+      _check_activation_count(layer, rule)
+      counted = _activation_ops(layer, rule, call, costed)
     for op in costed:
-      if resource == 'activation':
-        form = form_algebra.Form(0.0, 0.0, 1.0, False)
-      else:
+      fixed_outputs = 0.0
+      if counted is None:
         coeff = op.flops if resource == 'flops' else op.weights
-        form = _form(layer, op, float(coeff))
+        forms = [_form(layer, op, float(coeff))]
+      elif any(op is c for c in counted):
+        forms = [form_algebra.Form(0.0, 0.0, 1.0, False)]
+        if isinstance(op.output_space, layer_cost.Fixed):
+          fixed_outputs = float(op.output_space.channels)
+      else:
+        forms = []
       calls.append(_CostedCall(
-          layer.name, op, [form],
+          layer.name, op, forms,
           _counts(channel_map(op.input_space, channels.table, offsets),
                   total),
           _counts(channel_map(op.output_space, channels.table, offsets),
-                  total)))
+                  total), fixed_outputs))
   return calls
 
 
-def _check_activation_count(layer, rule, costed) -> None:
+def _activation_ops(layer, rule, call, costed) -> List:
+  """The ops of `costed` whose outputs the activation count counts (the
+  rule's `activation_ops`); warns when it counts none of ops that
+  multiply channels (as the graph engine warns for a recurrent layer).
+
+  Raises:
+    UnsupportedModelError: for a hook returning an op not in `costed`.
+  """
+  counted = list(rule.activation_ops(call, costed))
+  for op in counted:
+    if not any(op is c for c in costed):
+      raise errors.UnsupportedModelError(
+          'Layer %r (%s): the activation-count hook of its layer rule %s '
+          '(activation_ops) returned %r, which is not one of the ops of its '
+          'cost hook (costed_ops). Return a sublist of the costed_ops it is '
+          'given.' % (layer.name, type(layer).__name__, type(rule).__name__,
+                      getattr(op, 'name', op)))
+  if not counted and any(op.flops > 0 for op in costed):
+    logging.warning(
+        'Layer %r (%s): the activation count leaves it out: its layer rule '
+        '%s counts the output channels of none of its ops (activation_ops), '
+        'as the graph engine counts none of the ops it traces to.',
+        layer.name, type(layer).__name__, type(rule).__name__)
+  return counted
+
+
+def _check_activation_count(layer, rule) -> None:
   """Raises for a layer whose activation count the layer-level engine
-  cannot equal: recurrent and attention layers (the graph engine counts
-  the outputs of the ops they trace to: a loop's, the attention's
-  einsums) and ops with a fixed side (a custom layer's bottleneck)."""
+  cannot equal: attention layers (the graph engine counts the outputs of
+  the ops they trace to: the attention's projections and einsums)."""
   why = None
-  if isinstance(rule, (builtin_rules.RecurrentRule,
-                       builtin_rules.AttentionRule)):
+  if isinstance(rule, builtin_rules.AttentionRule):
     why = ('the graph engine counts the output channels of the ops it '
-           "traces to (a recurrent loop's, the attention's projections "
-           'and products), which its cost hook does not list')
-  elif any(isinstance(op.input_space, layer_cost.Fixed) or
-           isinstance(op.output_space, layer_cost.Fixed) for op in costed):
-    why = 'an op of its cost hook has channels of its own (a fixed side)'
+           "traces to (the attention's projections and products), which "
+           'its cost hook does not list')
   if why is not None:
     raise errors.UnsupportedModelError(
         'Layer %r (%s): the layer-level regularizer (Keras backend %r) '
@@ -551,8 +589,11 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
   reg_in, reg_out = matmul(in_counts, reg), matmul(out_counts, reg)
   total = None
   for i, call in enumerate(calls):
+    out = alive_out[i]
+    if call.fixed_outputs:
+      out = out + call.fixed_outputs
     value = form_algebra.evaluate(call.forms, is_regularization,
-                                  alive_in[i], alive_out[i], reg_in[i],
+                                  alive_in[i], out, reg_in[i],
                                   reg_out[i], tensor_math)
     total = value if total is None else total + value
   if isinstance(alive, np.ndarray):
@@ -603,12 +644,17 @@ class _StrengthVariable(keras.Variable):
 class _CostedCall(object):
   """One costed op of one layer call: its forms and its channel counts."""
 
-  def __init__(self, layer_name, op, forms, in_counts, out_counts):
+  def __init__(self, layer_name, op, forms, in_counts, out_counts,
+               fixed_outputs=0.0):
     self.layer_name = layer_name
     self.op = op
     self.forms = forms
     self.in_counts = in_counts    # [total] multiplicities of its inputs.
     self.out_counts = out_counts  # [total] multiplicities of its outputs.
+    # Alive output channels besides those of `out_counts`: an activation
+    # count's `layer_cost.Fixed` output (always alive, never regularized,
+    # as the graph engine counts an output of no group).
+    self.fixed_outputs = fixed_outputs
 
 
 class LayerRegularizer(object):
@@ -651,8 +697,8 @@ class LayerRegularizer(object):
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
       multiplies channels but whose rule has no cost hook, (GroupLasso)
-      for MultiHeadAttention layers, (activation counts) for recurrent and
-      attention layers and cost hooks with a fixed side.
+      for MultiHeadAttention layers, (activation counts) for attention
+      layers and activation-count hooks returning an op not costed.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,

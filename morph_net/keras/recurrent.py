@@ -13,7 +13,9 @@ units following the layer's own unit group:
 
 gates = 1 (SimpleRNN), 3 (GRU), 4 (LSTM); `in` is the number of alive input
 channels and U the number of alive units (biases are not counted, as for
-convs and dense layers). The regularization term is MorphNet's bilinear
+convs and dense layers). Other resources (an activation count) are not
+counted for the layer, with a warning naming it; the layer-level engine
+counts no activation of it either (`RecurrentRule.activation_ops`). The regularization term is MorphNet's bilinear
 form of that cost, each alive count replaced by its regularization sum in
 turn: C x (U x sum(r_in) + in x sum(r_U) + 2 x U x sum(r_U)) with C =
 2 x steps x gates (FLOPs) or gates (weights); the U x U part (the recurrent

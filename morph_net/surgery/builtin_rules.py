@@ -393,6 +393,17 @@ class RecurrentRule(layer_rule.LayerRule):
           False))
     return ops
 
+  def activation_ops(self, call, costed_ops):
+    """No op: the graph engine counts no activation of a recurrent layer.
+
+    It cuts the layer's loop out of its analysis and costs the layer from
+    its config, FLOPs and model size only (`morph_net.keras.recurrent`,
+    which warns that the activation count leaves the layer out); the
+    layer-level regularizer counts the same (and warns too).
+    """
+    del call, costed_ops
+    return []
+
   def clone_config(self, layer, config):
     """Moves a wrapper's `units` (set by rebuild; Bidirectional has none)
     into its inner layers, and drops their recorded input shapes, which

@@ -21,7 +21,9 @@ rebuild plan, the weight transfer and structure costing:
   is, to choose which channels survive.
 * `op_widths`: the channel counts of the graph ops the layer traces to.
 * `costed_ops`: the cost hook, the multiply-add ops of one call of the
-  layer from its config, for the layer-level regularizer (`layer_cost`).
+  layer from its config, for the layer-level regularizer (`layer_cost`);
+  `activation_ops`: the activation-count hook, those of the ops whose
+  output channels an activation count counts.
 * `affine`, `channelwise` and `constant_channels`: what constant folding
   (`folding`) needs: whether the layer is an affine map of its input (then
   activation), whether each output channel depends on its own input
@@ -410,3 +412,28 @@ class LayerRule(object):
     if layer_cost.holds_arithmetic(call.layer):
       return None
     return []
+
+  def activation_ops(self, call, costed_ops) -> List:
+    """The ops of one call whose output channels an activation count
+    counts (the activation-count hook).
+
+    The graph engine's activation count (`activation_count_function`)
+    counts the alive output channels of every conv and matmul op a model
+    traces to; the layer-level regularizer counts those of the ops this
+    hook returns. The default counts every op of the cost hook: each is a
+    multiply the layer traces to. A rule whose layer traces to multiplies
+    the graph engine does not count (a recurrent loop, cut out of its
+    analysis) returns fewer; the layer-level regularizer warns, naming
+    the layer, when it returns none of ops that multiply channels. An op
+    whose output is `layer_cost.Fixed` counts its channels, always alive.
+
+    Args:
+      call: a `layer_cost.LayerCall`.
+      costed_ops: this rule's `costed_ops(call)` (a list).
+
+    Returns:
+      A list of ops of `costed_ops` (the objects given: the layer-level
+      regularizer refuses any other).
+    """
+    del call
+    return list(costed_ops)

@@ -72,7 +72,10 @@ class SqueezeExciteRule(builtin_rules.PassThroughRule):
     """The squeeze (channels x bottleneck) and the excite (bottleneck x
     channels) kernels, 2 FLOPs and 1 weight per channel pair each (one row
     per example: the mean over positions); the bottleneck keeps its width
-    (`layer_cost.Fixed`)."""
+    (`layer_cost.Fixed`). An activation count counts both outputs (the
+    default activation-count hook, `LayerRule.activation_ops`): the
+    bottleneck's channels, always alive, and the excite's, the layer's
+    output channels, as the graph engine counts the two traced matmuls."""
     single = layer_cost.first_input(call)
     if single is None:
       return None

@@ -74,17 +74,22 @@ def test_activation_count_counts_alive_output_channels():
   assert float(regularizer.cost()) == 6 + 6 + 4 + 4
   x = keras.Input((5, 3))
   y = L.BatchNormalization(name='bn')(L.Dense(4, name='fc')(x))
-  y = L.LSTM(3, name='lstm')(y)
+  lstm = keras.Model(x, L.LSTM(3, name='lstm')(y))
+  # fc 4; the LSTM counts none (its rule's activation_ops, as the graph
+  # engine: tests/keras/test_layer_activation_counts.py).
+  assert float(_regularizer(lstm, 'GammaActivationRegularizer').cost()) == 4
+  y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
+  y = L.BatchNormalization(name='post_bn')(L.Dense(5, name='post')(y))
   with pytest.raises(errors.UnsupportedModelError) as e:
-    _regularizer(keras.Model(x, y), 'GammaActivationRegularizer')
+    _regularizer(keras.Model(x, L.Dense(2, name='logits')(y)),
+                 'GammaActivationRegularizer')
   assert str(e.value) == (
-      "Layer 'lstm' (LSTM): the layer-level regularizer (Keras backend %r) "
-      "cannot count its activations: the graph engine counts the output "
-      "channels of the ops it traces to (a recurrent loop's, the "
-      "attention's projections and products), which its cost hook does not "
-      'list. Use a FLOPs or model-size regularizer, or the TensorFlow '
-      'backend, whose graph engine counts the traced ops.' %
-      keras.backend.backend())
+      "Layer 'mha' (MultiHeadAttention): the layer-level regularizer (Keras "
+      "backend %r) cannot count its activations: the graph engine counts "
+      "the output channels of the ops it traces to (the attention's "
+      'projections and products), which its cost hook does not list. Use '
+      'a FLOPs or model-size regularizer, or the TensorFlow backend, whose '
+      'graph engine counts the traced ops.' % keras.backend.backend())
 
 
 def test_model_size_counts_kernels():
