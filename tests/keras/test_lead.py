@@ -15,6 +15,7 @@ from morph_net import errors
 from morph_net import keras as morph_keras
 from morph_net.keras import cost_target
 from morph_net.keras import lead
+from morph_net.testing import layer_models
 
 
 class _Knobs(object):
@@ -37,18 +38,6 @@ class _Knobs(object):
 
   def lead_variables(self):
     return [self.a, self.b]
-
-
-def _tiny_model(width=16):
-  inputs = keras.Input((8, 8, 1))
-  x = inputs
-  for i in range(2):
-    x = keras.layers.Conv2D(width, 3, padding='same', use_bias=False,
-                            name='c%d' % i)(x)
-    x = keras.layers.BatchNormalization(name='b%d' % i)(x)
-    x = keras.layers.ReLU()(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, keras.layers.Dense(2, name='out')(x))
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +102,7 @@ class _EmptyLead(morph_keras.ModelRegularizer):
                          [morph_keras.ModelRegularizer, _EmptyLead])
 def test_a_regularizer_without_lead_variables_takes_the_default_lead(
     regularizer_class):
-  model = _tiny_model()
+  model = layer_models.residual_cnn()
   regularizer = regularizer_class(model, 'GammaFlopsRegularizer',
                                   gamma_threshold=0.05)
   callback = morph_keras.CostTargetCallback(
@@ -122,15 +111,18 @@ def test_a_regularizer_without_lead_variables_takes_the_default_lead(
   assert callback.lead_variables == []
   assert callback.gates == []
   callback._observe(1)  # pylint: disable=protected-access
-  gamma = np.ones(16, 'float32')
-  gamma[:8] = 0.5   # Falls 0.25 per step: gone within 10 steps.
-  gamma[8:10] = 0.97  # Falls 0.015 per step: still alive 10 steps ahead.
-  model.get_layer('b0').gamma.assign(gamma)
+  gamma = np.float32([0.5, 0.5, 0.5, 1.0, 0.97, 1.0])
+  # Three fall 0.25 per step (gone within 10 steps), one 0.015 per step
+  # (still alive 10 steps ahead).
+  model.get_layer('down_bn').gamma.assign(gamma)
   callback._observe(2)  # pylint: disable=protected-access
-  # The regularization values were extrapolated: 8 channels of c0 left.
-  assert callback.lead_cost() == 2 * 64 * 9 * (8 + 8 * 16) + 2 * 16 * 2
+  # The regularization values were extrapolated: 3 channels of down left
+  # (FLOPs stem 3456 a + res 1152 a^2 + down 288 a d + logits 8 d).
+  assert float(regularizer.cost()) == layer_models.RESIDUAL_CNN_FLOPS
+  assert callback.lead_cost() == 3456 * 8 + 1152 * 64 + 288 * 8 * 3 + 8 * 3
   # The gammas were not moved.
-  np.testing.assert_array_equal(model.get_layer('b0').gamma.numpy(), gamma)
+  np.testing.assert_array_equal(model.get_layer('down_bn').gamma.numpy(),
+                                gamma)
 
 
 def test_a_lead_variables_attribute_that_is_no_method_is_refused():
