@@ -45,12 +45,14 @@ the MorphNet cost needs:
   which pushes the alive channels within the rescue band (twice the alive
   threshold) up, away from the threshold. It acts on no other channel, so
   the dead stay dead and the rest of the network trains as before.
-- **Gates lead and are held on their log-odds.** A LogisticSigmoid (FiGS)
-  gate's regularization value is its inference mask, exactly 0 or 1: it
-  has no velocity before it crosses and is never within the rescue band.
-  For that family the lead extrapolates the gates' log-odds (and reads
-  the cost there), and the rescue keeps every gate's log-odds at or above
-  their value when the cost went under the target.
+- **Lead variables.** A regularizer whose values jump can name the
+  variables they follow (`lead_variables()`, see `morph_net.keras.lead`):
+  the lead then extrapolates those (and reads the cost there), and the
+  rescue keeps their entries at or above their value when the cost went
+  under the target. The LogisticSigmoid (FiGS) family does: a gate's
+  regularization value is its inference mask, exactly 0 or 1, with no
+  velocity before it crosses and never within the rescue band; its
+  log-odds lead it.
 
 The cost is `ModelRegularizer.cost()`, the cost of the network with its dead
 channels removed (what `rebuild` gives). `CostTargetCallback` runs the
@@ -69,6 +71,7 @@ import numpy as np
 
 from morph_net import errors
 from morph_net.compat import keras as compat
+from morph_net.keras import lead as lead_lib
 
 __all__ = ['CostTargetController', 'CostTargetCallback']
 
@@ -129,7 +132,7 @@ class CostTargetController(object):
     rescue: the rescue's force on a channel in the band, relative to the
       average force the term exerts on a channel at the un-braked
       multiplier `exp(I)` (see `rescue_multiplier`); 0 turns the rescue
-      off (for gated networks also `CostTargetCallback`'s hold on the
+      off (also `CostTargetCallback`'s hold on lead variables, e.g. the
       gates' log-odds). On keras.applications MobileNetV2 (FLOPs 0.5, seed 0) 0 let
       the cost fall to 92-93% of the target after the brake; 10 pushed
       channels back past it and the cost wandered at 99-106%; 1 held it
@@ -277,28 +280,6 @@ def _structure_cost_of(regularizer):
   return structure_cost.StructureCost(regularizer)
 
 
-def _gates(regularizer) -> list:
-  """The `LogisticSigmoidGating` layers of `regularizer.model` if the
-  regularizer is of the LogisticSigmoid family (its sources are those
-  gates), else []."""
-  network = getattr(regularizer, 'network_regularizer', None)
-  if network is not None:
-    # Imported here: the graph engine's classes need TensorFlow.
-    from morph_net.network_regularizers import logistic_sigmoid_regularizer  # pylint: disable=g-import-not-at-top
-    gated = isinstance(network,
-                       logistic_sigmoid_regularizer.LogisticSigmoidRegularizer)
-  else:
-    gated = str(getattr(regularizer, 'name', '')).startswith('LogisticSigmoid')
-  model = getattr(regularizer, 'model', None)
-  if not gated or model is None:
-    return []
-  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
-  return [layer for layer in model._flatten_layers(  # pylint: disable=protected-access
-      include_self=False, recursive=True)
-          if isinstance(layer, activation_gating.LogisticSigmoidGating) and
-          layer.log_odds is not None]
-
-
 @gin.configurable(module='morph_net')
 class CostTargetCallback(_keras.callbacks.Callback):
   """Adapts `regularizer.strength` during `fit` so the cost meets a budget.
@@ -325,17 +306,18 @@ class CostTargetCallback(_keras.callbacks.Callback):
   the strength variables are assigned from the host, like any
   non-trainable variable.
 
-  For a regularizer of the LogisticSigmoid family (FiGS gates), whose
-  regularization values are the gates' inference masks (exactly 0 or 1,
-  `log_odds > 0`), the velocities are those of the gates' log-odds: the
-  lead cost is `regularizer.cost()` with every log-odds moved `lead_steps`
+  For a regularizer with lead variables (`lead_variables`, see
+  `morph_net.keras.lead`), the velocities are those of the variables: the
+  lead cost is `regularizer.cost()` with every variable moved `lead_steps`
   steps along its significant velocity (then put back), and while the
-  controller rescues, no gate's log-odds fall under their value when the
-  rescue started (a projection: `rescue_term` never acts on a 0/1 mask).
-  Measured on the results table's VGG (FLOPs 50%, Adam 5e-3): every
-  pressured log-odds falls at the same rate from the same 2.5, and with
-  the masks' velocities the cost went from 200% to 50.9% of the target
-  in one epoch; see docs/BUDGET.md.
+  controller rescues, no entry falls under its value when the rescue
+  started (a projection). The LogisticSigmoid family (FiGS gates) has
+  them: its regularization values are the gates' inference masks (exactly
+  0 or 1, `log_odds > 0`), its lead variables the gates' log-odds, and
+  `rescue_term` never acts on a 0/1 mask. Measured on the results table's
+  VGG (FLOPs 50%, Adam 5e-3): every pressured log-odds falls at the same
+  rate from the same 2.5, and with the masks' velocities the cost went
+  from 200% to 50.9% of the target in one epoch; see docs/BUDGET.md.
 
   Args:
     regularizer: a `morph_net.keras.ModelRegularizer` whose loss (through
@@ -395,8 +377,9 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._lead_refused = False
     self._force = None  # The term's average force per channel, per unit.
     self._gates = None  # [LogisticSigmoidGating] whose log-odds lead.
-    self._logits = None  # {gate index: its log-odds} at the last update.
-    self._floors = None  # [log-odds no gate falls under while rescuing].
+    self._lead_variables = None  # [variable] the lead extrapolates.
+    self._lead_values = None  # {variable index: its value} at the last update.
+    self._floors = None  # [values no lead variable falls under, rescuing].
 
   @property
   def target_cost(self) -> float:
@@ -417,15 +400,15 @@ class CostTargetCallback(_keras.callbacks.Callback):
 
   def _observe(self, steps: int) -> None:
     """Updates the smoothed velocity of every regularization value (of
-    every gate's log-odds for the LogisticSigmoid family)."""
-    gates = self.gates
-    if gates:
-      logits = {i: gate.log_odds.numpy().astype(np.float64)
-                for i, gate in enumerate(gates)}
-      if self._logits is not None:
-        for i, value in logits.items():
-          self._smooth(i, value, self._logits[i], steps)
-      self._logits = logits
+    every lead variable's entries, if the regularizer has them)."""
+    variables = self.lead_variables
+    if variables:
+      values = {i: variable.numpy().astype(np.float64)
+                for i, variable in enumerate(variables)}
+      if self._lead_values is not None:
+        for i, value in values.items():
+          self._smooth(i, value, self._lead_values[i], steps)
+      self._lead_values = values
       return
     values = self.regularizer.regularization_vectors()
     if self._values is not None:
@@ -434,12 +417,22 @@ class CostTargetCallback(_keras.callbacks.Callback):
     self._values = values
 
   @property
+  def lead_variables(self) -> list:
+    """The variables the lead extrapolates and the rescue holds
+    (`lead.lead_variables`: the regularizer's own, or the LogisticSigmoid
+    family's gates' log-odds), else [] (the lead extrapolates the
+    regularization values)."""
+    if self._lead_variables is None:
+      self._lead_variables = lead_lib.lead_variables(self.regularizer)
+    return self._lead_variables
+
+  @property
   def gates(self) -> list:
     """The model's `LogisticSigmoidGating` layers when the regularizer is
-    of the LogisticSigmoid family (whose lead extrapolates their log-odds),
-    else []."""
+    of the LogisticSigmoid family (whose lead variables are their
+    log-odds), else []."""
     if self._gates is None:
-      self._gates = _gates(self.regularizer)
+      self._gates = lead_lib.gate_layers(self.regularizer)
     return self._gates
 
   def lead_cost(self) -> float:
@@ -449,11 +442,11 @@ class CostTargetCallback(_keras.callbacks.Callback):
     the structure of the values above the alive threshold is costed by
     `StructureCost` (which equals `cost()` on the current values). Groups
     whose removal would disconnect the network keep the regularizer's
-    `min_channels`, as in its alive vectors. For the LogisticSigmoid
-    family the gates' log-odds are extrapolated instead (see `gates`).
+    `min_channels`, as in its alive vectors. A regularizer with lead
+    variables has those extrapolated instead (see `lead_variables`).
     """
-    if self.gates:
-      return self._gated_lead_cost()
+    if self.lead_variables:
+      return self._variable_lead_cost()
     if self._structure_cost is None:
       self._structure_cost = _structure_cost_of(self.regularizer)
     if self._values is None:
@@ -472,34 +465,35 @@ class CostTargetCallback(_keras.callbacks.Callback):
         self._keep_one_group(one_set, counts, floor)
     return self._structure_cost.cost(counts)
 
-  def _gated_lead_cost(self) -> float:
-    """The lead cost of a gated network: `regularizer.cost()` with every
-    gate's log-odds moved `lead_steps` steps along its significant
-    velocity, then restored.
+  def _variable_lead_cost(self) -> float:
+    """The lead cost of a regularizer with lead variables:
+    `regularizer.cost()` with every lead variable moved `lead_steps` steps
+    along its significant velocity, then restored.
 
     A gate's regularization value is its inference mask, exactly 0 or 1
     (`log_odds > 0`): it has no velocity until the step it crosses, so
-    the values say nothing ahead. The log-odds do: every pressured one
-    moves at about the learning rate under Adam. Reading the cost with
-    them in place counts exactly what the regularizer counts (the mask
-    or probability against the threshold, the first channel kept, groups
-    of gates, `min_channels`).
+    the values say nothing ahead. The log-odds, its lead variable, do:
+    every pressured one moves at about the learning rate under Adam.
+    Reading the cost with them in place counts exactly what the
+    regularizer counts (the mask or probability against the threshold,
+    the first channel kept, groups of gates, `min_channels`).
     """
-    if self._logits is None:
+    if self._lead_values is None:
       self._observe(1)
     ahead = {i: value + self.lead_steps * self._significant_velocity(i)
-             for i, value in self._logits.items()}
+             for i, value in self._lead_values.items()}
     if not any(np.any(ahead[i] != value)
-               for i, value in self._logits.items()):
+               for i, value in self._lead_values.items()):
       return float(self.regularizer.cost())
-    current = [gate.log_odds.numpy() for gate in self.gates]
+    variables = self.lead_variables
+    current = [variable.numpy() for variable in variables]
     try:
-      for i, gate in enumerate(self.gates):
-        gate.log_odds.assign(ahead[i].astype(current[i].dtype))
+      for i, variable in enumerate(variables):
+        variable.assign(ahead[i].astype(current[i].dtype))
       return float(self.regularizer.cost())
     finally:
-      for gate, value in zip(self.gates, current):
-        gate.log_odds.assign(value)
+      for variable, value in zip(variables, current):
+        variable.assign(value)
 
   def _keep_one_group(self, one_set, counts, floor) -> None:
     """Where every group of `one_set` is dead in `counts`, the group with
@@ -592,34 +586,37 @@ class CostTargetCallback(_keras.callbacks.Callback):
         lead = self._safe_lead_cost(cost)
       self._assign(self.controller.update(cost, lead, self._since_update))
       self._since_update = 0
-      if self.gates:
-        self._hold_gates()
+      if self.lead_variables:
+        self._hold_lead_variables()
     self._annotate(logs)
 
-  def _hold_gates(self) -> None:
-    """The rescue of a gated network: while the controller rescues, no
-    gate's log-odds fall under their value when the rescue started.
+  def _hold_lead_variables(self) -> None:
+    """The rescue on lead variables: while the controller rescues, no
+    entry of a lead variable falls under its value when the rescue
+    started.
 
     `rescue_term` pushes up the values within a band above the alive
     threshold; a gate's value is its inference mask, 0 or 1, never in the
     band, so that term does not act on gates. Its aim, that no channel
-    dies while the cost is under the target, is met here on the log-odds
-    themselves: a gate alive when the rescue started stays alive (its
-    mask and probability grow with its log-odds), a dead one can still
-    come back (the data loss moves log-odds up freely), and the rest of
-    the network trains as before. Released when the cost is back above
-    the target.
+    dies while the cost is under the target, is met here on the lead
+    variables themselves (raising one never removes a channel, see
+    `morph_net.keras.lead`): a gate alive when the rescue started stays
+    alive (its mask and probability grow with its log-odds), a dead one
+    can still come back (the data loss moves log-odds up freely), and the
+    rest of the network trains as before. Released when the cost is back
+    above the target.
     """
     if not self.controller.rescue_multiplier:
       self._floors = None
       return
-    current = [gate.log_odds.numpy() for gate in self.gates]
+    variables = self.lead_variables
+    current = [variable.numpy() for variable in variables]
     if self._floors is None:
       self._floors = current
       return
-    for gate, value, floor in zip(self.gates, current, self._floors):
+    for variable, value, floor in zip(variables, current, self._floors):
       if np.any(value < floor):
-        gate.log_odds.assign(np.maximum(value, floor))
+        variable.assign(np.maximum(value, floor))
 
   def on_epoch_end(self, epoch, logs=None):
     self._annotate(logs)

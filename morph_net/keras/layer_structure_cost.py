@@ -17,12 +17,13 @@ A fresh `LayerRegularizer` on the rebuilt model reports this cost
 rebuilt model.
 """
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
 from morph_net import errors
 from morph_net.keras import layer_regularizer
+from morph_net.keras import structure_cost_base
 from morph_net.surgery import channel_model as channel_model_lib
 from morph_net.surgery import layer_rules as layer_rules_lib
 from morph_net.surgery import plan as plan_lib
@@ -72,7 +73,7 @@ def resource_of(resource) -> str:
          resource))
 
 
-class LayerStructureCost(object):
+class LayerStructureCost(structure_cost_base.StructureCostBase):
   """Cost of a Keras 3 model rebuilt with a structure, from its layers.
 
   Args:
@@ -116,24 +117,9 @@ class LayerStructureCost(object):
         names.append(call.layer_name)
     return names
 
-  def plan(self, structure: Dict[str, int]) -> plan_lib.RebuildPlan:
-    """The rebuild plan of `structure` (validates it against the model)."""
-    return plan_lib.RebuildPlan(self.channels, structure)
-
-  def cost(self, structure: Dict[str, int]) -> float:
-    """The cost of the model rebuilt with `structure`.
-
-    Args:
-      structure: {width-taking layer name: width}; missing layers keep
-        their original width.
-
-    Returns:
-      The cost in the resource's unit (FLOPs, weights or activations).
-
-    Raises:
-      StructureError: for a structure `rebuild` would refuse.
-    """
-    plan = self.plan(structure)
+  def _plan_cost(self, plan: plan_lib.RebuildPlan) -> float:
+    """The cost of the model rebuilt as `plan` says, in the resource's
+    unit (FLOPs, weights or activations)."""
     table = self.channels.table
     alive = np.zeros([self._total], np.float32)
     for root in self._roots:
@@ -143,5 +129,3 @@ class LayerStructureCost(object):
     calls = [c for c in self._calls if c.layer_name not in plan.vanished]
     return layer_regularizer.evaluate_calls(
         calls, False, np.zeros_like(alive), alive, None)
-
-  __call__ = cost

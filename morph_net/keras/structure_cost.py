@@ -17,7 +17,7 @@ heads). One trace and one channel model serve any number of structures.
 """
 
 import inspect
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -26,6 +26,7 @@ from morph_net.keras import attention
 from morph_net.keras import model_regularizer as model_regularizer_lib
 from morph_net.keras import recurrent
 from morph_net.keras import regularizable
+from morph_net.keras import structure_cost_base
 from morph_net.keras import tracing
 from morph_net.network_regularizers import op_types
 from morph_net.network_regularizers import resource_function as rf
@@ -80,7 +81,7 @@ def resource_function_of(resource) -> Callable:
   return function
 
 
-class StructureCost(object):
+class StructureCost(structure_cost_base.StructureCostBase):
   """Cost of a Keras model rebuilt with a structure, without rebuilding it.
 
   For FLOPs, model size and latency this equals the `get_cost()` of a
@@ -165,24 +166,9 @@ class StructureCost(object):
     return (in_width if fixed_in is None else fixed_in,
             out_width if fixed_out is None else fixed_out)
 
-  def plan(self, structure: Dict[str, int]) -> plan_lib.RebuildPlan:
-    """The rebuild plan of `structure` (validates it against the model)."""
-    return plan_lib.RebuildPlan(self.channels, structure)
-
-  def cost(self, structure: Dict[str, int]) -> float:
-    """The cost of the model rebuilt with `structure`.
-
-    Args:
-      structure: {width-taking layer name: width}; missing layers keep
-        their original width.
-
-    Returns:
-      The cost in the resource function's unit (FLOPs, weights, ns ...).
-
-    Raises:
-      StructureError: for a structure `rebuild` would refuse.
-    """
-    plan = self.plan(structure)
+  def _plan_cost(self, plan: plan_lib.RebuildPlan) -> float:
+    """The cost of the model rebuilt as `plan` says, in the resource
+    function's unit (FLOPs, weights, ns ...)."""
     widths = {}
     total = 0.0
     for op, name, weighted in self._ops:
@@ -231,5 +217,3 @@ class StructureCost(object):
     copies = call.output_copies()
     units = None if copies is None else plan.output_width(name) // copies
     return plan.input_width(name), units
-
-  __call__ = cost

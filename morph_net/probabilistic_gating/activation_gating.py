@@ -193,6 +193,20 @@ class LogisticSigmoidGating(keras.layers.Layer):
     """The log-odds variable [C] (the original layer's attribute name)."""
     return self.log_odds
 
+  def lead_variables(self) -> list:
+    """The variables this gate's regularization value follows: [log_odds].
+
+    The value a MorphNet regularizer reads from a gate is its inference
+    mask, exactly 0 or 1: it jumps when a log-odds crosses 0, and says
+    nothing before. The log-odds move ahead of it, so a cost target's lead
+    is extrapolated on them (and its rescue holds them up); see
+    `morph_net.keras.lead`. Raising a log-odds never shuts a gate.
+
+    Returns:
+      [the log-odds variable], or [] before the layer is built.
+    """
+    return [] if self.log_odds is None else [self.log_odds]
+
   def temperature_at_step(self):
     """Returns the (annealed) training temperature as a float32 tensor."""
     step = self._get_step() if self.annealing_rate else None
