@@ -39,6 +39,15 @@ One mechanism for every layer kind:
    BatchNormalization that alone consumes L's output (mean -= delta), else
    a warning names L (its constant is lost).
 
+Recurrent layers (SimpleRNN, GRU, LSTM and Bidirectional wrappers of them,
+`builtin_rules.RecurrentRule`) mix channels through their recurrence, but
+each direction reads its input only through its `kernel` and adds its
+input bias before any nonlinearity: delta is computed as above on that
+input kernel (per direction, on the gate columns of the surviving units)
+and goes into the input bias (the first row of a GRU's bias with
+reset_after), which is exact whatever the gates, merge mode or direction
+of the steps; a recurrent layer without biases loses it (warned).
+
 Where it is exact: delta is the same at every position and for every
 input when the constants reach L unchanged over positions. That holds for
 dense layers, 1x1 and 'valid' convolutions, and constants passing only
@@ -52,8 +61,8 @@ together with live channels (a dead residual branch before the ReLU after
 the Add). Folding measures this (delta over all positions and both
 inputs) and logs the layers once, with the largest deviation. Layers that
 are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
-over channels, softmax, attention, RNNs, unknown layers) cannot take a
-constant, and their outputs change with the number of channels: when one
+over channels, softmax, attention, recurrent layers with other cells or
+called with initial states, unknown layers) cannot take a constant, and their outputs change with the number of channels: when one
 loses input channels or sees shifted values, a warning names it.
 """
 

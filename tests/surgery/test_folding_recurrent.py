@@ -138,6 +138,13 @@ _RECURRENT = {
         L.LSTM(3, return_sequences=True),
         backward_layer=L.LSTM(3, return_sequences=True, go_backwards=True),
         merge_mode='sum', name='r'),
+    # Units that keep their width: all of them take the constant.
+    'gru_sigmoid_activation_keeps_units': lambda: L.GRU(
+        3, activation='sigmoid', return_sequences=True, name='r'),
+    'bi_two_widths_keeps_units': lambda: L.Bidirectional(
+        L.LSTM(3, return_sequences=True),
+        backward_layer=L.GRU(2, return_sequences=True, go_backwards=True),
+        name='r'),
 }
 
 
@@ -313,3 +320,39 @@ def test_dead_units_are_zero_in_the_probe():
         (old != new).reshape([-1, old.shape[-1]]), axis=0))
     assert changed.tolist() == [1, 4, 7]
   assert rule.constant_channels(layer, weights, np.array([], int)) is None
+
+
+@pytest.mark.parametrize('recurrent', [
+    lambda: L.GRU(3, return_sequences=True, name='r'),
+    lambda: L.Bidirectional(L.LSTM(3, return_sequences=True),
+                            merge_mode='concat', name='r')])
+def test_group_lasso_dead_filters_into_a_recurrent_layer_losing_a_unit(
+    recurrent, messages):
+  """Dead filters keeping their bias (a constant) into a recurrent layer
+  whose unit 1 is dead (every weight 0): the constant goes into the
+  surviving units' input biases, and unit 1 (0 at every step) goes."""
+  x = keras.Input((5, 3))
+  y = L.Dense(6, name='d')(x)
+  y = recurrent()(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  _random_weights(model)
+  kernel = model.get_layer('d').kernel.numpy()
+  kernel[:, _DEAD] = 0.0
+  model.get_layer('d').kernel.assign(kernel)
+  layer = model.get_layer('r')
+  for rnn in builtin_rules.recurrent_directions(layer):
+    for variable in rnn.weights:
+      value = variable.numpy()
+      gates = value.shape[-1] // 3
+      value[..., [g * 3 + 1 for g in range(gates)]] = 0.0
+      if variable.path.endswith('recurrent_kernel'):
+        value[1] = 0.0
+      variable.assign(value)
+  regularizer = flop_regularizers.group_lasso_flops(model)
+  assert regularizer.alive_counts() == {'d': 4, 'r': 2, 'logits': 2}
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  assert not _inexact(messages)
+  for rnn in builtin_rules.recurrent_directions(rebuilt.get_layer('r')):
+    assert tuple(rnn.cell.kernel.shape)[0] == 4 and int(rnn.units) == 2
+  np.testing.assert_allclose(_outputs(rebuilt), _outputs(model), rtol=1e-5,
+                             atol=1e-5)
