@@ -62,8 +62,9 @@ the Add). Folding measures this (delta over all positions and both
 inputs) and logs the layers once, with the largest deviation. Layers that
 are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
 over channels, softmax, attention, recurrent layers with other cells or
-called with initial states, unknown layers) cannot take a constant, and their outputs change with the number of channels: when one
-loses input channels or sees shifted values, a warning names it.
+called with initial states, unknown layers) cannot take a constant, and
+their outputs change with the number of channels: when one loses input
+channels or sees shifted values, a warning names it.
 """
 
 from typing import Dict, List, Optional, Tuple
