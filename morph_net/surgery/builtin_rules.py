@@ -329,9 +329,17 @@ class RecurrentRule(layer_rule.LayerRule):
   A layer whose outputs do not all hold its units once (return_state of a
   Bidirectional layer) or twice (Bidirectional concatenation), or whose
   cell is not one of the three, keeps its units.
+
+  The layer mixes its input channels through its recurrence, so it is not
+  channelwise; but each direction reads its input only through
+  `kernel` and adds its input bias before any nonlinearity (the first row
+  of a GRU's bias with reset_after), so constant folding moves the
+  constant of removed input channels into that bias exactly (see
+  `morph_net.surgery.folding`).
   """
 
   width_attribute = 'units'
+  channelwise = False
 
   def output_space(self, node):
     if not _single_input(node):
@@ -452,6 +460,36 @@ class RecurrentRule(layer_rule.LayerRule):
             'follow the input channels and the units.'
             % (variable.path, layer_rule.describe_layer(layer),
                tuple(np.shape(weights[len(values)])), tuple(shape)))
+      values.append(weight)
+    return values
+
+  def constant_channels(self, layer, weights, removed):
+    """Zeroes every weight of the removed units (kernel and recurrent
+    kernel columns of each gate, their recurrent kernel rows, their
+    biases) in every direction: such a unit outputs 0 at every step (its
+    activation is 0 at 0, see `output_space`; a GRU or LSTM unit whose
+    gates read 0 keeps a zero state), as rebuild assumes when it removes
+    it. A layer whose units keep their width is left as it is (None)."""
+    units = recurrent_units(layer)
+    if units is None:
+      return None
+    removed = np.asarray(removed)
+    removed = np.unique(removed[removed < units])
+    if not removed.size:
+      return None
+    gates = {}
+    for rnn in recurrent_directions(layer):
+      for variable in rnn.weights:
+        gates[id(variable)] = RECURRENT_GATES.get(type(rnn).__name__)
+    values = []
+    for variable, weight in zip(layer.weights, weights):
+      weight = np.array(weight)
+      kind = variable.path.rsplit('/', 1)[-1]
+      gate_count = gates.get(id(variable))
+      if gate_count and kind in ('kernel', 'recurrent_kernel', 'bias'):
+        weight[..., _gate_columns(removed, units, gate_count)] = 0
+        if kind == 'recurrent_kernel':
+          weight[removed, :] = 0
       values.append(weight)
     return values
 

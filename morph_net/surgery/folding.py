@@ -39,6 +39,15 @@ One mechanism for every layer kind:
    BatchNormalization that alone consumes L's output (mean -= delta), else
    a warning names L (its constant is lost).
 
+Recurrent layers (SimpleRNN, GRU, LSTM and Bidirectional wrappers of them,
+`builtin_rules.RecurrentRule`) mix channels through their recurrence, but
+each direction reads its input only through its `kernel` and adds its
+input bias before any nonlinearity: delta is computed as above on that
+input kernel (per direction, on the gate columns of the surviving units)
+and goes into the input bias (the first row of a GRU's bias with
+reset_after), which is exact whatever the gates, merge mode or direction
+of the steps; a recurrent layer without biases loses it (warned).
+
 Where it is exact: delta is the same at every position and for every
 input when the constants reach L unchanged over positions. That holds for
 dense layers, 1x1 and 'valid' convolutions, and constants passing only
@@ -52,9 +61,10 @@ together with live channels (a dead residual branch before the ReLU after
 the Add). Folding measures this (delta over all positions and both
 inputs) and logs the layers once, with the largest deviation. Layers that
 are neither affine nor channelwise (`LayerRule.channelwise`: layer norm
-over channels, softmax, attention, RNNs, unknown layers) cannot take a
-constant, and their outputs change with the number of channels: when one
-loses input channels or sees shifted values, a warning names it.
+over channels, softmax, attention, recurrent layers with other cells or
+called with initial states, unknown layers) cannot take a constant, and
+their outputs change with the number of channels: when one loses input
+channels or sees shifted values, a warning names it.
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -305,6 +315,54 @@ class _Folder(object):
              float(np.mean(np.abs(full[-1]))))
     return delta, deviation, helps
 
+  def recurrent_delta(self, name, x_probe, x_new
+                      ) -> Tuple[List[np.ndarray], float, bool]:
+    """`delta` for a recurrent layer (see `_recurrent_consumers`): per
+    direction, the difference its input kernel makes of the probe's and
+    the rebuilt model's inputs, on the input-bias columns of the surviving
+    units (gate after gate), with how far from constant over steps and
+    samples and whether it helps (judged as in `delta`, on all directions
+    together)."""
+    old = self.ch.layers[name]
+    in_idx = self.plan.indices(self.plan.eff_in[name][0], self.kept)
+    difference = (x_probe.astype(np.float64) -
+                  _embed(x_new, x_probe, in_idx).astype(np.float64))
+    deltas, fulls = [], []
+    for rnn, units in zip(builtin_rules.recurrent_directions(old),
+                          _surviving_units(self.plan, self.kept, old)):
+      kernel = keras.ops.convert_to_numpy(rnn.cell.kernel).astype(
+          np.float64)
+      columns = builtin_rules._gate_columns(  # pylint: disable=protected-access
+          units, int(rnn.units),
+          builtin_rules.RECURRENT_GATES[type(rnn).__name__])
+      full = difference @ kernel[:, columns]
+      deltas.append(_centre(full))
+      fulls.append(full)
+    full = np.concatenate(fulls, axis=-1)
+    delta = np.concatenate(deltas)
+    deviation = float(np.max(np.abs(full - delta))) if full.size else 0.0
+    helps = (not full.size or
+             float(np.mean(np.abs(full[-1] - delta))) <
+             float(np.mean(np.abs(full[-1]))))
+    return deltas, deviation, helps
+
+  def fold_recurrent(self, name, deltas) -> None:
+    """Adds each direction's delta to its input bias (a GRU with
+    reset_after: the first row), exact for every kind: the input kernel's
+    product and that bias are summed before any nonlinearity."""
+    new = self.new_layers[name]
+    directions = builtin_rules.recurrent_directions(new)
+    if not all(rnn.cell.use_bias for rnn in directions):
+      self.lost.append(layer_rule.describe_layer(new))
+      return
+    for rnn, delta in zip(directions, deltas):
+      bias = keras.ops.convert_to_numpy(rnn.cell.bias)
+      if bias.ndim == 2:  # GRU with reset_after: [input, recurrent] biases.
+        bias[0] += delta.astype(bias.dtype)
+      else:
+        bias = bias + delta.astype(bias.dtype)
+      rnn.cell.bias.assign(bias)
+
   def fold(self, name, delta) -> None:
     new = self.new_layers[name]
     bias = getattr(new, 'bias', None)
@@ -330,14 +388,52 @@ def _affine_consumers(plan) -> List[str]:
   return names
 
 
-def _mixers(plan) -> List[str]:
-  """Surviving layers that are neither affine nor channelwise."""
+def _foldable_recurrent(plan, layer) -> bool:
+  """Whether `layer` is a recurrent layer (`builtin_rules.RecurrentRule`)
+  whose directions are SimpleRNN, GRU or LSTM layers, built, reading one
+  input: its input kernels take folded constants."""
+  if not isinstance(plan.channels.rule(layer), builtin_rules.RecurrentRule):
+    return False
+  return all(type(rnn).__name__ in builtin_rules.RECURRENT_GATES and
+             getattr(getattr(rnn, 'cell', None), 'kernel', None) is not None
+             for rnn in builtin_rules.recurrent_directions(layer))
+
+
+def _surviving_units(plan, kept, layer) -> List[np.ndarray]:
+  """Per direction of recurrent `layer`, the units the rebuild keeps (all
+  of them when its units keep their width)."""
+  units = builtin_rules.recurrent_units(layer)
+  directions = builtin_rules.recurrent_directions(layer)
+  if units is None:
+    return [np.arange(int(rnn.units)) for rnn in directions]
+  out_idx = np.asarray(plan.indices(plan.eff_out[layer.name], kept))
+  surviving = np.unique(out_idx[out_idx < units])
+  return [surviving for _ in directions]
+
+
+def _recurrent_consumers(plan) -> List[str]:
+  """Names of the surviving recurrent layers taking folded constants
+  (`_foldable_recurrent`), in run order."""
   ch = plan.channels
   names = []
   for layer, inputs, _ in ch.nodes:
+    if (len(inputs) == 1 and layer.name not in plan.vanished and
+        layer.name not in names and _foldable_recurrent(plan, layer)):
+      names.append(layer.name)
+  return names
+
+
+def _mixers(plan) -> List[str]:
+  """Surviving layers that are neither affine nor channelwise (but for the
+  recurrent layers taking folded constants)."""
+  ch = plan.channels
+  names = []
+  recurrent = set(_recurrent_consumers(plan))
+  for layer, inputs, _ in ch.nodes:
     rule = ch.rule(layer)
     if (not rule.affine and not rule.channelwise and inputs and
-        layer.name not in plan.vanished and layer.name not in names):
+        layer.name not in plan.vanished and layer.name not in names and
+        layer.name not in recurrent):
       names.append(layer.name)
   return names
 
@@ -369,7 +465,11 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
      'not_affine': layers that are neither affine nor channelwise and lose
        input channels or see shifted ones}.
   """
-  consumers = _affine_consumers(plan)
+  recurrent = set(_recurrent_consumers(plan))
+  consumers = set(_affine_consumers(plan)) | recurrent
+  consumers = list(dict.fromkeys(  # Run order, once each.
+      layer.name for layer, _, _ in plan.channels.nodes
+      if layer.name in consumers))
   mixers = _mixers(plan)
   probe = probe_model(plan, kept)
   samples = _samples(probe)
@@ -384,15 +484,23 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
         x_probe[name], x_new[name],
         plan.indices(plan.eff_in[name][0], kept), tolerance=0.0):
       continue  # Its input is the probe's: nothing to fold.
-    delta, deviation, helps = folder.delta(name, x_probe[name],
-                                           x_new[name])
+    if name in recurrent:
+      deltas, deviation, helps = folder.recurrent_delta(
+          name, x_probe[name], x_new[name])
+      delta = np.concatenate(deltas)
+    else:
+      delta, deviation, helps = folder.delta(name, x_probe[name],
+                                             x_new[name])
     scale = 1.0 + float(np.max(np.abs(delta))) if delta.size else 1.0
     if deviation > _RELATIVE_TOLERANCE * scale:
       folder.approximate.append(
           (layer_rule.describe_layer(plan.channels.layers[name]), deviation))
     if not delta.size or not np.any(np.abs(delta) > 0) or not helps:
       continue
-    folder.fold(name, delta)
+    if name in recurrent:
+      folder.fold_recurrent(name, deltas)
+    else:
+      folder.fold(name, delta)
     folded.append(name)
     x_new = dict(zip(new_names, _run_tap(new_tap, samples)))
   not_affine = []

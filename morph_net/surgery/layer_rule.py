@@ -235,7 +235,8 @@ class LayerRule(object):
   # Whether each output channel depends only on the input channel(s) of
   # the same index (activations, pooling, batch norm, Add, Concatenate ...).
   # A layer that is neither affine nor channelwise (layer norm over the
-  # channels, attention, RNNs, unknown layers) cannot take folded constants.
+  # channels, attention, unknown layers) cannot take folded constants, but
+  # for the recurrent layers folding knows (their input biases).
   channelwise: bool = True
 
   def accepts_vanished(self, layer) -> bool:
