@@ -235,13 +235,17 @@ def _check_clock(clock):
 def time_rounds(calls: Sequence[Callable[[], object]], repeats: int,
                 warmup: int = 2,
                 on_round: Optional[Callable[[int], None]] = None,
-                clock: str = 'wall') -> np.ndarray:
+                clock: str = 'wall', consecutive: int = 1) -> np.ndarray:
   """Every time of every call, interleaved: [repeats, len(calls)] ns.
 
   `warmup` untimed rounds, then `repeats` rounds calling every function
-  once, in order. Timing many models this way cycles through all their
-  kernels every round: keep the calls few enough for the kernel caches
-  (`measurement.measure` does).
+  `consecutive` times in a row, in order, and timing the last of them:
+  with 2 or more, each timed call follows a call of its own, as in a
+  deployment that calls one model again and again, not another model's
+  call (whose tensors evict the caches; see
+  `measurement.MeasurementSettings.consecutive`). Timing many models this
+  way cycles through all their kernels every round: keep the calls few
+  enough for the kernel caches (`measurement.measure` does).
 
   Args:
     calls: functions of no argument.
@@ -249,12 +253,15 @@ def time_rounds(calls: Sequence[Callable[[], object]], repeats: int,
     warmup: untimed rounds first.
     on_round: called with the index of each timed round when it ends.
     clock: 'wall' or 'cpu' (see CLOCKS).
+    consecutive: calls of each function in a row per round, the last
+      timed.
 
   Returns:
     float64 [repeats, len(calls)].
 
   Raises:
-    InvalidArgumentError: for repeats < 1, warmup < 0 or an unknown clock.
+    InvalidArgumentError: for repeats < 1, warmup < 0, consecutive < 1 or
+      an unknown clock.
   """
   _check_clock(clock)
   if repeats < 1 or warmup < 0:
@@ -262,6 +269,11 @@ def time_rounds(calls: Sequence[Callable[[], object]], repeats: int,
         'Invalid value for argument `repeats` or `warmup`. Expected '
         'repeats >= 1 and warmup >= 0. Received: repeats=%r, warmup=%r' %
         (repeats, warmup))
+  if not isinstance(consecutive, int) or consecutive < 1:
+    raise errors.InvalidArgumentError(
+        'Invalid value for argument `consecutive`. Expected an int >= 1 '
+        '(calls of each function in a row per round). Received: '
+        'consecutive=%r' % (consecutive,))
   now = CLOCKS[clock]
   for _ in range(warmup):
     for call in calls:
@@ -269,6 +281,8 @@ def time_rounds(calls: Sequence[Callable[[], object]], repeats: int,
   times = np.zeros((repeats, len(calls)))
   for r in range(repeats):
     for i, call in enumerate(calls):
+      for _ in range(consecutive - 1):
+        call()
       start = now()
       call()
       times[r, i] = now() - start

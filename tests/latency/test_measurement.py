@@ -92,6 +92,8 @@ def test_summarize_gives_quartiles_and_spread():
     (dict(warmup=-1), r'`warmup`. Expected an integer >= 0'),
     (dict(budget=0), r'`budget`. Expected an integer >= 1'),
     (dict(max_attempts=0), r'`max_attempts`. Expected an integer >= 1'),
+    (dict(consecutive=0), r'`consecutive`. Expected an integer >= 1. '
+     r'Received: consecutive=0'),
     (dict(unstable_spread=-0.1), r'`unstable_spread`. Expected a number '
      r'>= 0. Received: unstable_spread=-0.1'),
     (dict(statistic='mean'), r"`statistic`. Expected one of median, min. "
@@ -114,8 +116,8 @@ def test_measure_times_each_group_warm_and_interleaved(clock):
   assert report.groups == [[0, 1], [2, 3]]
   assert (report.budget, report.budget_source) == (4, 'given')
   # Group 1: each member (and the shared call) warmed once, then rounds
-  # calling every member once; then group 2 likewise.
-  assert ''.join(clock.log) == 'abo' + 'abo' * 2 + 'cdo' + 'cdo' * 2
+  # calling every member twice in a row (the second timed); then group 2.
+  assert ''.join(clock.log) == 'abo' + 'aabboo' * 2 + 'cdo' + 'ccddoo' * 2
   assert report.values().tolist() == [10.0, 10.0, 10.0, 10.0]
   assert [m.group for m in report.measurements] == [0, 0, 1, 1]
   assert [[m.value_ns for m in group] for group in report.shared] == [
@@ -126,13 +128,57 @@ def test_measure_times_each_group_warm_and_interleaved(clock):
   assert report.to_dict()['measurements'][0]['label'] == 'a'
 
 
+def after_itself_call(clock, name, warm, cold):
+  """A call taking `warm` ns right after a call of its own, else `cold`
+  (as a model whose tensors another model's call evicted)."""
+  def run():
+    previous = clock.log[-1] if clock.log else None
+    clock.log.append(name)
+    clock.now += warm if previous == name else cold
+  return run
+
+
+def test_each_timed_call_follows_a_call_of_its_own(clock):
+  calls = [after_itself_call(clock, 'a', 60, 70),
+           after_itself_call(clock, 'b', 100, 101)]
+  settings = measurement.MeasurementSettings(
+      repeats=3, warmup=1, clock='fake', budget=4)
+  assert settings.consecutive == 2
+  report = measurement.measure(calls, ['small', 'large'], [1, 1], settings)
+  assert ''.join(clock.log) == 'ab' + 'aabb' * 3
+  assert report.values().tolist() == [60.0, 100.0]
+  assert report.to_dict()['settings']['consecutive'] == 2
+  # One call per round: each timed right after the other's.
+  clock.log.clear()
+  settings = measurement.MeasurementSettings(
+      repeats=3, warmup=1, clock='fake', budget=4, consecutive=1)
+  report = measurement.measure(calls, ['small', 'large'], [1, 1], settings)
+  assert ''.join(clock.log) == 'ab' + 'ab' * 3
+  assert report.values().tolist() == [70.0, 101.0]
+
+
+def test_time_rounds_consecutive_calls_and_errors(clock):
+  calls = [after_itself_call(clock, 'a', 5, 9),
+           after_itself_call(clock, 'b', 1, 3)]
+  times = timing.time_rounds(calls, 2, warmup=0, clock='fake',
+                             consecutive=3)
+  assert ''.join(clock.log) == 'aaabbb' * 2
+  assert times.tolist() == [[5.0, 1.0], [5.0, 1.0]]
+  with pytest.raises(errors.InvalidArgumentError,
+                     match=r'argument `consecutive`. Expected an int >= 1 '
+                     r'\(calls of each function in a row per round\). '
+                     r'Received: consecutive=0'):
+    timing.time_rounds(calls, 2, clock='fake', consecutive=0)
+
+
 def test_unstable_calls_are_measured_again_then_flagged(clock):
   steady = clock.call('s', [100])
   # Warm-up 100, then alternately 100 and 300 ns: IQR / median 1 > 0.1.
   jumpy = clock.call('j', [100] + [100, 300] * 50)
   settles = clock.call('t', [100, 100, 500, 100])  # Wild only at first.
   settings = measurement.MeasurementSettings(
-      repeats=4, warmup=1, clock='fake', budget=10, max_attempts=3)
+      repeats=4, warmup=1, clock='fake', budget=10, max_attempts=3,
+      consecutive=1)
   report = measurement.measure([steady, jumpy, settles], list('sjt'),
                                settings=settings)
   by_label = {m.label: m for m in report.measurements}
@@ -211,12 +257,13 @@ _KERNELS_SCRIPT = textwrap.dedent('''
     timing.pin_threads(1, 1)
     original = timing.time_rounds
 
-    def marked(calls, repeats, warmup=2, on_round=None, clock='wall'):
+    def marked(calls, repeats, warmup=2, on_round=None, clock='wall',
+               consecutive=1):
       for _ in range(warmup):
         for call in calls:
           call()
       print('TIMED_BEGIN', flush=True)
-      times = original(calls, repeats, 0, on_round, clock)
+      times = original(calls, repeats, 0, on_round, clock, consecutive)
       print('TIMED_END', flush=True)
       return times
 
@@ -410,7 +457,7 @@ def test_drift_corrected_brings_every_group_to_the_anchors_median(clock):
   report = measurement.measure(
       calls, list('abcd'), [2, 2, 2, 2],
       measurement.MeasurementSettings(repeats=3, warmup=1, clock='fake',
-                                      budget=4),
+                                      budget=4, consecutive=1),
       shared=shared, shared_labels=['original'])
   assert report.groups == [[0, 1], [2, 3]]
   assert [[m.value_ns for m in g] for g in report.shared] == [[110.0],
