@@ -201,6 +201,30 @@ def slower_p_value(times, reference):
                                   alternative='greater').pvalue)
 
 
+# The level of the one-sided test of "slower than the original".
+SLOWER_ALPHA = 0.05
+
+
+def significant_surprises(result, indices, alpha=SLOWER_ALPHA):
+  """[(index, p)] of the surprises (`surprises`' indices) whose per-round
+  times are greater than the original's in the same group by a one-sided
+  Mann-Whitney U test at `alpha` (`slower_p_value`); None when `result`
+  keeps no per-round times (its 'measurement', `MeasurementReport.
+  to_dict()`, with the original shared in every group)."""
+  report = result.get('measurement')
+  if not report or not report.get('shared'):
+    return None
+  measurements = report['measurements']
+  significant = []
+  for i in indices:
+    times = measurements[i]['times_ns']
+    anchor = report['shared'][measurements[i]['group']][0]['times_ns']
+    p = slower_p_value(times, anchor)
+    if p < alpha:
+      significant.append((i, p))
+  return significant
+
+
 def errors_of(predicted, measured):
   """(mean absolute percentage error, Spearman rank correlation)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -472,6 +496,12 @@ def print_table(result, batch_size):
                     i - 1, 100 * result['flops'][i] / result['flops'][0],
                     measured[i], measured[0], profile[i], profile[0])
                 for i in slower)))
+  significant = significant_surprises(result, slower)
+  if significant is not None and slower:
+    print('  of them slower by a one-sided Mann-Whitney U test of the '
+          'per-round times against the original\'s in the same group '
+          '(p < %.2f): %d%s' % (SLOWER_ALPHA, len(significant), ''.join(
+              ' s%d (p = %.3g)' % (i - 1, p) for i, p in significant)))
   sys.stdout.flush()
 
 

@@ -56,6 +56,47 @@ def test_table_prints_errors_spread_and_surprises(prediction, capsys):
           '10.50)') in out
 
 
+def _measurement(times_by_label, anchor_times):
+  """A `MeasurementReport.to_dict()` of one group, the original shared."""
+  return {'measurements': [{'label': label, 'group': 0, 'times_ns': times}
+                           for label, times in times_by_label],
+          'shared': [[{'label': 'original (anchor)',
+                       'times_ns': anchor_times}]]}
+
+
+def test_surprises_are_tested_against_the_original_in_their_group(
+    prediction, capsys):
+  anchor = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.1]
+  result = {
+      'model': 'M', 'size': 8, 'flops': [100, 50, 60],
+      'measured_ms': [10.0, 10.05, 11.0], 'spread': [0.0] * 3,
+      'iqr_ms': [0.1] * 3, 'flagged': [], 'anchor_ms': [10.0],
+      'predicted_ms': {'(c) calibrated profile': [10.0, 9.0, 9.5]},
+      'metrics': {'(c) calibrated profile': {
+          'mape': 0.1, 'spearman': 1.0, 'original_error': 0.0}},
+      # s0 overlaps the original round for round; s1 is slower in every
+      # round (Mann-Whitney p = 1 / C(16, 8) = 7.8e-5 for 8 against 8).
+      'measurement': _measurement(
+          [('original', anchor),
+           ('s0', [t + (0.3 if i % 2 else -0.3) for i, t in
+                   enumerate(anchor)]),
+           ('s1', [t + 10.0 for t in anchor])], anchor),
+  }
+  assert prediction.surprises(result['flops'], result['measured_ms'],
+                              result['predicted_ms'][
+                                  '(c) calibrated profile']) == [1, 2]
+  significant = prediction.significant_surprises(result, [1, 2])
+  assert [i for i, _ in significant] == [2]
+  assert significant[0][1] == pytest.approx(1.0 / 12870, rel=1e-6)
+  assert prediction.significant_surprises({}, [1]) is None
+  prediction.print_table(result, 8)
+  out = capsys.readouterr().out
+  assert ('not predicted by the profile: 2\n') in out
+  assert ("  of them slower by a one-sided Mann-Whitney U test of the "
+          "per-round times against the original's in the same group "
+          "(p < 0.05): 1 s1 (p = 7.77e-05)") in out
+
+
 def test_saved_samples_keep_their_aligned_features(prediction):
   aligned = {1: [('conv', 10.0, 4.0)], 8: [('conv', 16.0, 8.0)]}
   sample = fit.Sample(aligned[1], 5.0, 'x', 2.0, aligned)
