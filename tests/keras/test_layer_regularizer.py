@@ -495,16 +495,5 @@ def test_multi_head_attention_is_costed_from_its_config():
   # fc 3*6; per head q, k, v 6*3 each, output 3*6; post 6*3; logits 15*2.
   size = _regularizer(model, 'GammaModelSizeRegularizer')
   assert float(size.cost()) == 18 + 2 * 72 + 18 + 30
-  with pytest.raises(errors.UnsupportedModelError) as e:
-    layer_regularizer.LayerRegularizer(model, 'GroupLassoFlopsRegularizer',
-                                       threshold=1e-3)
-  assert str(e.value) == (
-      "Layer 'mha' (MultiHeadAttention): under GroupLasso regularizers the "
-      'graph engine prunes its heads together with the hidden size of the '
-      'channels it reads and writes, whose regularizer (morph_net.keras.'
-      'hidden_size: the group lasso of every weight holding a hidden '
-      'channel) the layer-level regularizer (Keras backend %r) does not '
-      'compute; it refuses the model rather than regularize it '
-      'differently. Use a Gamma or LogisticSigmoid regularizer (the heads '
-      'keep their width, as in the graph engine), or the TensorFlow '
-      'backend.' % keras.backend.backend())
+  # Under GroupLasso the heads and the hidden size are pruned
+  # (test_layer_attention.py).

@@ -182,13 +182,9 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
 # GroupLasso family: the models the layer-level engine refuses, with the
 # layer its error names and the start of the error after it.
 _NO_COST_HOOK = 'multiplies channels'
-REFUSED_GROUP_LASSO = {
-    # The graph engine prunes the heads with the hidden size's regularizer
-    # (morph_net.keras.hidden_size), which the layer-level engine lacks.
-    'attention_block': ('mha', 'MultiHeadAttention',
-                        'under GroupLasso regularizers the graph engine '
-                        'prunes its heads'),
-}
+# (None today: attention_block's heads and hidden size are pruned by both,
+# see test_layer_attention.py.)
+REFUSED_GROUP_LASSO = {}
 
 
 def _check_model(name, family, refused, no_sources):
@@ -328,7 +324,7 @@ def test_a_multi_head_attention_model_equals_the_graph_engine():
 _NO_ACTIVATION_COUNT = 'cannot count its activations'
 REFUSED_ACTIVATION = {}
 REFUSED_GROUP_LASSO_ACTIVATION = dict(REFUSED_ACTIVATION, **{
-    'attention_block': REFUSED_GROUP_LASSO['attention_block'],
+    'attention_block': ('mha', 'MultiHeadAttention', _NO_ACTIVATION_COUNT),
 })
 
 
