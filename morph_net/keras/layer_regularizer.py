@@ -472,9 +472,13 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
     costed = rule.costed_ops(call)
     if costed is None:
       raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    if resource == 'activation' and isinstance(
+        rule, builtin_rules.AttentionRule):
+      calls.extend(_attention_activation_calls(call, costed, channels,
+                                               offsets, total))
+      continue
     counted = None
     if resource == 'activation':
-      _check_activation_count(layer, rule)
       counted = _activation_ops(layer, rule, call, costed)
     for op in costed:
       fixed_outputs = 0.0
@@ -522,22 +526,44 @@ def _activation_ops(layer, rule, call, costed) -> List:
   return counted
 
 
-def _check_activation_count(layer, rule) -> None:
-  """Raises for a layer whose activation count the layer-level engine
-  cannot equal: attention layers (the graph engine counts the outputs of
-  the ops they trace to: the attention's projections and einsums)."""
-  why = None
-  if isinstance(rule, builtin_rules.AttentionRule):
-    why = ('the graph engine counts the output channels of the ops it '
-           "traces to (the attention's projections and products), which "
-           'its cost hook does not list')
-  if why is not None:
-    raise errors.UnsupportedModelError(
-        'Layer %r (%s): the layer-level regularizer (Keras backend %r) '
-        'cannot count its activations: %s. Use a FLOPs or model-size '
-        'regularizer, or the TensorFlow backend, whose graph engine counts '
-        'the traced ops.' % (layer.name, type(layer).__name__,
-                             keras.backend.backend(), why))
+def _attention_activation_calls(call, costed, channels, offsets,
+                                total) -> List['_CostedCall']:
+  """The activation count of a MultiHeadAttention call (`costed`: its cost
+  hook's ops), as the graph engine counts the ops it traces to: the
+  output channels of the query and key projections (heads x key_dim
+  each), of the value projection (heads x value_dim), of the scores
+  (the key steps: their last axis), of the attention times the values
+  (value_dim) and of the output projection (the alive output channels).
+
+  The heads and the hidden size keep their width under activation counts
+  (their count is not costed from the number of heads, see
+  `_HEAD_RESOURCES`), so the heads' group is never regularized: the
+  projections count their columns per head (alive heads times their
+  dimension); the attention products count a fixed number, always alive
+  (`_CostedCall.fixed_outputs`).
+  """
+  layer = call.layer
+  key_dim, value_dim = float(layer.key_dim), float(layer.value_dim)
+  key = builtin_rules._call_positions(layer, call.inputs)[2]  # pylint: disable=protected-access
+  key_steps = float(call.inputs[key].shape[1])
+  per_head = {'query': key_dim, 'key': key_dim, 'value': value_dim,
+              'output': 1.0}
+  calls = []
+  for op in costed:
+    out_counts = _counts(channel_map(op.output_space, channels.table,
+                                     offsets), total)
+    fixed_outputs = 0.0
+    if op.name in per_head:
+      form = form_algebra.Form(0.0, 0.0, per_head[op.name], False)
+    else:  # The products: the scores and the attention times the values.
+      form = form_algebra.Form(0.0, 0.0, 1.0, False)
+      out_counts = np.zeros([total], np.float32)
+      fixed_outputs = key_steps + value_dim
+    calls.append(_CostedCall(
+        layer.name, op, [form],
+        _counts(channel_map(op.input_space, channels.table, offsets), total),
+        out_counts, fixed_outputs))
+  return calls
 
 
 def _form(layer, op, coeff: float) -> form_algebra.Form:

@@ -34,12 +34,12 @@ _ON_TF = keras.backend.backend() == 'tensorflow'
 _THRESHOLD = 1e-3
 
 
-def _model():
+def _model(key_dim=1):
   """Every weight 1 (biases too)."""
   keras.backend.clear_session()
   x = keras.Input((2, 3))
   h = L.Dense(4, name='embed')(x)
-  a = L.MultiHeadAttention(num_heads=2, key_dim=1, name='mha')(h, h)
+  a = L.MultiHeadAttention(num_heads=2, key_dim=key_dim, name='mha')(h, h)
   y = L.GlobalAveragePooling1D(name='pool')(L.Add(name='res')([h, a]))
   y = L.Dense(3, name='fc')(y)
   model = keras.Model(x, L.Dense(2, name='logits')(y))
@@ -168,16 +168,41 @@ def test_activation_counts_keep_heads_and_hidden_size():
   # Activation counts keep the heads and the hidden size (their count is
   # not costed from the number of heads); the graph engine counts the
   # output channels of the ops the attention traces to: query, key and
-  # value projections 2 heads x 1 each, the scores 2 (key steps), the
-  # attention times values 1 (value_dim), the output 4; embed 4, fc 3,
-  # logits 2. fc's 3 filters are sqrt(1/2) each.
-  model = _model()
+  # value projections 2 heads x 2 each, the scores 2 (key steps), the
+  # attention times values 2 (value_dim), the output 4; embed 4, fc 3,
+  # logits 2. fc's 3 filters are sqrt(1/2) each. (With key_dim 1 the graph
+  # engine cannot group the projections' squeezed outputs.)
+  model = _model(key_dim=2)
   _kill(model)
   for engine in _engines(model, 'GroupLassoActivationRegularizer'):
     assert engine.alive_counts() == {'embed': 4, 'fc': 3, 'logits': 2}
-    assert float(engine.cost()) == 4 + (2 + 2 + 2 + 2 + 1 + 4) + 3 + 2
+    assert float(engine.cost()) == 4 + (4 + 4 + 4 + 2 + 2 + 4) + 3 + 2
     assert float(engine.term()) == pytest.approx(3 * np.sqrt(1 / 2),
                                                  rel=1e-6)
+
+
+def test_gamma_activation_counts_the_attention_as_the_graph_engine():
+  # fc 6 (the hidden size: kept), attention: query, key, value 2 heads x 3,
+  # scores 5 (key steps), attention times values 3, output 6; post 5 minus
+  # its dead, logits 2.
+  keras.backend.clear_session()
+  x = keras.Input((5, 3))
+  y = L.BatchNormalization(name='bn')(L.Dense(6, name='fc')(x))
+  y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
+  y = L.BatchNormalization(name='post_bn')(L.Dense(5, name='post')(y))
+  y = L.Flatten(name='flatten')(y)
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  engines = [layer_regularizer.LayerRegularizer(
+      model, 'GammaActivationRegularizer', gamma_threshold=_THRESHOLD)]
+  if _ON_TF:
+    from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+    engines.append(morph_keras.ModelRegularizer(
+        model, 'GammaActivationRegularizer', gamma_threshold=_THRESHOLD))
+  _zero(model.get_layer('post_bn').gamma, [0, 2, 3])
+  for engine in engines:
+    assert engine.alive_counts() == {'fc': 6, 'post': 2}
+    assert float(engine.cost()) == 6 + (6 + 6 + 6 + 5 + 3 + 6) + 2 + 2
+    assert float(engine.term()) == 2.0  # post: its gammas, 2 alive (1 each).
 
 
 def test_a_grouping_other_than_rms_or_l2_fails():
