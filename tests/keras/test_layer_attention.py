@@ -28,6 +28,8 @@ import pytest
 from morph_net import errors
 from morph_net.keras import hidden_members
 from morph_net.keras import layer_regularizer
+from morph_net.keras import layer_structure_cost
+from morph_net.surgery import rebuild
 
 L = keras.layers
 _ON_TF = keras.backend.backend() == 'tensorflow'
@@ -133,6 +135,33 @@ def test_heads_and_hidden_size_die_as_in_the_graph_engine(name, cost):
     np.testing.assert_allclose(vectors['mha'], [head, 0], rtol=1e-6)
 
 
+def test_the_rebuilt_model_costs_what_the_regularizer_said():
+  # key_dim 2 (with key_dim 1 Keras 3.15's query, key and value
+  # projections add their (heads, 1) bias by step, not by head, so removing
+  # a dead head changes the outputs): per head 16 x 2 (d + 1) FLOPs, so
+  # 12 x 2 + 96 + 2 x 2 x 3 + 4 x 3 = 144.
+  model = _model(key_dim=2)
+  _kill(model)
+  regularizer = layer_regularizer.LayerRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=_THRESHOLD)
+  structure = regularizer.alive_counts()
+  assert structure == {'embed': 2, 'mha': 1, 'fc': 3, 'logits': 2}
+  assert float(regularizer.cost()) == 144
+  assert layer_structure_cost.LayerStructureCost(regularizer).cost(
+      structure) == 144
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  assert rebuilt.get_layer('mha').num_heads == 1
+  fresh = layer_regularizer.LayerRegularizer(
+      rebuilt, 'GroupLassoFlopsRegularizer', threshold=_THRESHOLD)
+  assert fresh.alive_counts() == structure
+  assert float(fresh.cost()) == 144
+  # The removed head and hidden channels held zeros only: same outputs.
+  x = np.random.default_rng(0).normal(size=(3, 2, 3)).astype(np.float32)
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(rebuilt(x)),
+                             keras.ops.convert_to_numpy(model(x)),
+                             rtol=1e-5, atol=1e-5)
+
+
 def test_the_l1_fraction_enters_heads_and_hidden_size():
   model = _model()
   _kill(model)
@@ -203,6 +232,35 @@ def test_gamma_activation_counts_the_attention_as_the_graph_engine():
     assert engine.alive_counts() == {'fc': 6, 'post': 2}
     assert float(engine.cost()) == 6 + (6 + 6 + 6 + 5 + 3 + 6) + 2 + 2
     assert float(engine.term()) == 2.0  # post: its gammas, 2 alive (1 each).
+
+
+@pytest.mark.parametrize('name', ['GroupLassoFlopsRegularizer',
+                                  'GroupLassoModelSizeRegularizer',
+                                  'GroupLassoActivationRegularizer'])
+def test_an_embedding_output_is_pruned_as_in_the_graph_engine(name):
+  # The same mechanism without attention: an Embedding's output is a hidden
+  # size (its table's columns and conv's rows). emb 4 (d alive) -> conv 6
+  # (c alive, 4 steps of 3 taps) -> average -> fc 5 -> logits 2.
+  keras.backend.clear_session()
+  x = keras.Input((6,), dtype='int32')
+  y = L.Conv1D(6, 3, name='conv')(L.Embedding(20, 4, name='emb')(x))
+  y = L.Dense(5, name='fc')(L.GlobalAveragePooling1D(name='pool')(y))
+  model = keras.Model(x, L.Dense(2, name='logits')(y))
+  engines = _engines(model, name)
+  _zero(model.get_layer('emb').embeddings, (slice(None), 1))
+  _zero(model.get_layer('conv').kernel, (slice(None), 1))
+  _zero(model.get_layer('conv').kernel, (Ellipsis, 2))
+  d, c = 3, 5
+  cost = {'GroupLassoFlopsRegularizer': 2 * 4 * 3 * d * c + 2 * c * 5 + 20,
+          'GroupLassoModelSizeRegularizer': 3 * d * c + c * 5 + 10,
+          'GroupLassoActivationRegularizer': c + 5 + 2}[name]
+  terms = []
+  for engine in engines:
+    assert engine.alive_counts() == {'emb': d, 'conv': c, 'fc': 5,
+                                     'logits': 2}
+    assert float(engine.cost()) == cost
+    terms.append(float(engine.term()))
+  assert terms == pytest.approx(terms[:1] * len(terms), rel=1e-6)
 
 
 def test_a_grouping_other_than_rms_or_l2_fails():
