@@ -27,7 +27,9 @@ TensorFlow installed:
   (`LayerRule.activation_ops`: every costed op by default; none for a
   recurrent layer, whose loop the graph engine does not count either,
   with the same warning; a fixed-width side, such as a Squeeze-Excitation
-  layer's bottleneck, counts its channels);
+  layer's bottleneck, counts its channels; a MultiHeadAttention counts the
+  output channels of the ops the graph engine traces it to,
+  `_attention_activation_calls`);
 * groups the graph engine does not regularize are not regularized here
   either: groups that reach a model output (with `keep_output_widths`) and
   groups surgery freezes; groups whose removal would disconnect an output
@@ -60,9 +62,9 @@ LogisticSigmoid, as in the graph engine; under GroupLasso regularizers of
 FLOPs or model size each head is pruned by the group lasso of its weights
 and the hidden size by that of every weight holding a hidden channel, as
 the graph engine's `attention` and `hidden_size` do, on the weights
-`hidden_members` finds for both) and custom layers whose
-rule has a cost hook. Other EinsumDense equations, and MultiHeadAttention
-under activation counts, are refused; latency
+`hidden_members` finds for both; an Embedding's output is such a hidden
+size too) and custom layers whose
+rule has a cost hook. Other EinsumDense equations are refused; latency
 regularizers raise `MissingDependencyError` (`latency_error`). The
 training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
 `rescue_term()`, `save_alive_counts`; the structure cost is
@@ -447,7 +449,8 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
       activation-count hook, `LayerRule.activation_ops`, counts, the
       graph engine's `activation_count_function`; the other ops are
       listed with no form, and a `layer_cost.Fixed` output counts its
-      channels, always alive).
+      channels, always alive; a MultiHeadAttention call's count is
+      `_attention_activation_calls`).
 
   Returns:
     A list of `_CostedCall`.
@@ -719,8 +722,7 @@ class LayerRegularizer(object):
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
       multiplies channels but whose rule has no cost hook, (activation
-      counts) for attention layers and activation-count hooks returning an
-      op not costed.
+      counts) for activation-count hooks returning an op not costed.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
