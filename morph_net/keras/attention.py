@@ -56,6 +56,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.framework import op_vocabulary
+from morph_net.keras import hidden_members
 from morph_net.keras import recurrent
 from morph_net.network_regularizers import resource_function as rf
 from morph_net.surgery import builtin_rules
@@ -77,7 +78,9 @@ def head_weights(layer, read) -> Optional[tf.Tensor]:
   """The weights of each head of an attention layer, one column per head.
 
   Column h holds head h's query, key and value kernel columns and biases
-  and its rows of the output projection: the weights that die with it.
+  and its rows of the output projection: the weights that die with it
+  (`hidden_members.head_columns`, the one layout both engines use, on the
+  tensors `read` gives).
 
   Args:
     layer: a MultiHeadAttention layer rebuild understands.
@@ -87,18 +90,7 @@ def head_weights(layer, read) -> Optional[tf.Tensor]:
     A [weights per head, heads] float32 tensor, or None for another layer
     or a variable that cannot be read.
   """
-  heads = builtin_rules.attention_heads(layer)
-  if heads is None:
-    return None
-  parts = []
-  for variable, axis in builtin_rules.attention_head_axes(layer):
-    value = read(variable)
-    if value is None:
-      return None
-    value = tf.cast(value, tf.float32)
-    perm = [axis] + [a for a in range(value.shape.rank) if a != axis]
-    parts.append(tf.reshape(tf.transpose(value, perm), [heads, -1]))
-  return tf.transpose(tf.concat(parts, axis=1))
+  return hidden_members.head_columns(layer, read)
 
 
 @dataclasses.dataclass

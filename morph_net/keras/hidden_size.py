@@ -103,11 +103,11 @@ from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import grouping_regularizers
 from morph_net.framework import minimum_alive_regularizer
+from morph_net.keras import hidden_members
 from morph_net.keras import recurrent
 from morph_net.op_handlers import op_handlers
 from morph_net.op_regularizers import group_lasso_regularizer
 from morph_net.surgery import builtin_rules
-from morph_net.surgery import spaces
 
 __all__ = ['GROUPING', 'HiddenGroup', 'HiddenGroups',
            'hidden_member_weights', 'hidden_weights']
@@ -148,189 +148,10 @@ class HiddenGroup:
   pruned: bool = False
 
 
-def _is_group(space, root, table) -> bool:
-  return isinstance(space, spaces.Group) and table.find(space.gid) == root
-
-
-# Layers between a normalization and the layers reading its output that are
-# linear per channel (at inference), so a scale or offset passes through
-# them unchanged: w . pool(gamma x + beta) = (w gamma) . pool(x) + w beta.
-_LINEAR_PER_CHANNEL = (
-    builtin_rules.L.Dropout, builtin_rules.L.SpatialDropout1D,
-    builtin_rules.L.SpatialDropout2D, builtin_rules.L.SpatialDropout3D,
-    builtin_rules.L.GlobalAveragePooling1D,
-    builtin_rules.L.GlobalAveragePooling2D,
-    builtin_rules.L.GlobalAveragePooling3D, builtin_rules.L.AveragePooling1D,
-    builtin_rules.L.AveragePooling2D, builtin_rules.L.AveragePooling3D,
-    builtin_rules.L.Identity)
-
-
-def _reader_rows(channels, layer, inputs, root):
-  """[(kernel, row axis, input position)] of `layer` reading the channels
-  of group `root` (a Dense/conv's rows, an attention layer's projections),
-  or None for a layer that is not such a reader."""
-  table = channels.table
-  rule = channels.rule(layer)
-  if isinstance(rule, builtin_rules.AttentionRule):
-    positions = builtin_rules.attention_input_positions(layer)
-    if positions is None:
-      return None
-    dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
-    return [(d.kernel, 0, p) for d, p in zip(dense, positions)
-            if p < len(inputs) and _is_group(channels.space[id(inputs[p])],
-                                               root, table)]
-  if (type(rule) is builtin_rules.WidthRule and  # pylint: disable=unidiomatic-typecheck
-      getattr(layer, 'groups', 1) == 1 and inputs and
-      _is_group(channels.space[id(inputs[0])], root, table)):
-    return [(layer.kernel, rule._input_axis, 0)]  # pylint: disable=protected-access
-  return None
-
-
-def _norm_factors(layer, size):
-  """(scales, offsets): the per-channel trainable weights of a
-  normalization layer, told by name (gamma/scale multiply, beta adds), or
-  None when one is neither."""
-  scales, offsets = [], []
-  for v in getattr(layer, 'trainable_weights', None) or []:
-    if len(v.shape) < 1 or int(v.shape[-1]) != size:
-      continue
-    kind = v.path.rsplit('/', 1)[-1]
-    if kind in ('gamma', 'scale'):
-      scales.append(v)
-    elif kind == 'beta':
-      offsets.append(v)
-    else:
-      return None
-  return scales, offsets
-
-
-def _folded_norms(channels, root):
-  """{(id(reader layer), input position): (scales, offsets)} of the
-  normalizations of group `root` whose output reaches only readers (through
-  layers linear per channel), with the normalization names.
-
-  A normalization's scale and offset act on the hidden channel only
-  through those readers: what the readers see of channel c is their rows
-  times gamma_c (and times beta_c), so the group's norm counts those
-  products, not gamma and the rows apart (a scale of 1 kept by the data
-  loss, 5 per channel in a 2-block pre-norm encoder, held the group's norm
-  far above the threshold while every product could shrink).
-  """
-  size = channels.table.size(root)
-  consumers, node_count = {}, {}
-  for node in channels.nodes:
-    layer, inputs, _ = node
-    node_count[layer.name] = node_count.get(layer.name, 0) + 1
-    for position, tensor in enumerate(inputs):
-      consumers.setdefault(id(tensor), []).append((node, position))
-  folded, names = {}, []
-  for layer, inputs, outputs in channels.nodes:
-    rule = channels.rule(layer)
-    out = channels.layer_out.get(layer.name)
-    if (rule.width_attribute is not None or len(inputs) != 1 or
-        len(outputs) != 1 or node_count[layer.name] != 1 or
-        not _is_group(out, root, channels.table) or
-        not _is_group(channels.space[id(inputs[0])], root, channels.table)):
-      continue
-    factors = _norm_factors(layer, size)
-    if not factors or not (factors[0] or factors[1]):
-      continue
-    readers, frontier, ok = [], [outputs[0]], True
-    while frontier and ok:
-      tensor = frontier.pop()
-      for (user, user_inputs, user_outputs), position in consumers.get(
-          id(tensor), []):
-        if node_count[user.name] != 1:
-          ok = False
-        elif isinstance(user, _LINEAR_PER_CHANNEL) and len(user_outputs) == 1:
-          frontier.append(user_outputs[0])
-        else:
-          # The projections reading this tensor (a self-attention call
-          # holds it twice, its query, key and value all at position 0).
-          rows = [p for _, _, p in _reader_rows(
-              channels, user, user_inputs, root) or []
-                  if user_inputs[p] is user_inputs[position]]
-          if not rows:
-            ok = False
-          readers.extend((id(user), p) for p in rows)
-      if not consumers.get(id(tensor)):
-        ok = False  # A model output: the scale reaches it directly.
-    if ok and readers:
-      names.append(layer.name)
-      for key in readers:
-        folded[key] = factors
-  return folded, names
-
-
-def _member_weights(channels, root):
-  """[(variable, channel axis, factors, member)] of the weights holding
-  the channels of group `root`: writers' columns and biases,
-  normalizations' trainable per-channel weights, readers' rows; a
-  normalization whose output only readers see is counted through them
-  (`factors`: the per-channel variables a member is multiplied by, see
-  `_folded_norms`). `member` names the op regularizer the weights belong
-  to: a writer's columns with its bias, one reader kernel's rows (times
-  the folded scale and offset), one normalization's scale and offset."""
-  table = channels.table
-  size = table.size(root)
-  folded, folded_names = _folded_norms(channels, root)
-  found = []
-
-  def add_rows(layer, kernel, axis, position):
-    member = ('rows', id(kernel))
-    factors = folded.get((id(layer), position))
-    if factors is None:
-      found.append((kernel, axis, (), member))
-      return
-    scales, offsets = factors
-    if scales:
-      found.append((kernel, axis, tuple(scales), member))
-    for offset in offsets:
-      found.append((kernel, axis, (offset,), member))
-
-  for name, layer in channels.layers.items():
-    rule = channels.rule(layer)
-    out = channels.layer_out.get(name)
-    ins = channels.layer_in.get(name) or []
-    if isinstance(rule, builtin_rules.AttentionRule):
-      positions = builtin_rules.attention_input_positions(layer)
-      if positions is None:
-        continue
-      dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
-      for d, p in zip(dense, positions):
-        if _is_group(ins[p], root, table):
-          add_rows(layer, d.kernel, 0, p)
-      if _is_group(out, root, table):
-        output = layer._output_dense  # pylint: disable=protected-access
-        member = ('columns', id(output.kernel))
-        found.append((output.kernel, -1, (), member))
-        if output.bias is not None:
-          found.append((output.bias, -1, (), member))
-      continue
-    if isinstance(rule, builtin_rules.EmbeddingRule):
-      if _is_group(out, root, table):
-        found.append((layer.embeddings, -1, (),
-                      ('columns', id(layer.embeddings))))
-      continue
-    if isinstance(rule, builtin_rules.WidthRule) and type(rule) is (  # pylint: disable=unidiomatic-typecheck
-        builtin_rules.WidthRule) and getattr(layer, 'groups', 1) == 1:
-      if _is_group(out, root, table):
-        member = ('columns', id(layer.kernel))
-        found.append((layer.kernel, rule._output_axis, (), member))  # pylint: disable=protected-access
-        if getattr(layer, 'bias', None) is not None:
-          found.append((layer.bias, -1, (), member))
-      if ins and _is_group(ins[0], root, table):
-        add_rows(layer, layer.kernel, rule._input_axis, 0)  # pylint: disable=protected-access
-      continue
-    if rule.width_attribute is None and _is_group(out, root, table) and (
-        len(ins) == 1 and _is_group(ins[0], root, table)) and (
-            name not in folded_names):
-      # A pass-through layer (a normalization): its per-channel weights.
-      found.extend((v, -1, (), ('norm', name))
-                   for v in layer.trainable_weights
-                   if len(v.shape) >= 1 and int(v.shape[-1]) == size)
-  return found
-
+# The channel structure of a hidden group, shared with the layer-level
+# engine (TensorFlow-free: `morph_net.keras.hidden_members`).
+_is_group = hidden_members.is_group
+_member_weights = hidden_members.member_weights
 
 def hidden_member_weights(channels, root,
                           read) -> Optional[List[tf.Tensor]]:

@@ -27,7 +27,9 @@ TensorFlow installed:
   (`LayerRule.activation_ops`: every costed op by default; none for a
   recurrent layer, whose loop the graph engine does not count either,
   with the same warning; a fixed-width side, such as a Squeeze-Excitation
-  layer's bottleneck, counts its channels);
+  layer's bottleneck, counts its channels; a MultiHeadAttention counts the
+  output channels of the ops the graph engine traces it to,
+  `_attention_activation_calls`);
 * groups the graph engine does not regularize are not regularized here
   either: groups that reach a model output (with `keep_output_widths`) and
   groups surgery freezes; groups whose removal would disconnect an output
@@ -56,10 +58,13 @@ Bidirectional; their units keep their width but under GroupLasso, which
 prunes each unit by the group-lasso norm of the weights that die with it),
 EinsumDense over the last axis, MultiHeadAttention (costed per head; its
 heads and the hidden size keep their width under Gamma and
-LogisticSigmoid, as in the graph engine; refused under GroupLasso, whose
-hidden-size regularizer is not computed here) and custom layers whose
-rule has a cost hook. Other EinsumDense equations, and MultiHeadAttention
-under activation counts, are refused; latency
+LogisticSigmoid, as in the graph engine; under GroupLasso regularizers of
+FLOPs or model size each head is pruned by the group lasso of its weights
+and the hidden size by that of every weight holding a hidden channel, as
+the graph engine's `attention` and `hidden_size` do, on the weights
+`hidden_members` finds for both; an Embedding's output is such a hidden
+size too) and custom layers whose
+rule has a cost hook. Other EinsumDense equations are refused; latency
 regularizers raise `MissingDependencyError` (`latency_error`). The
 training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
 `rescue_term()`, `save_alive_counts`; the structure cost is
@@ -74,6 +79,7 @@ from keras import ops
 import numpy as np
 
 from morph_net import errors
+from morph_net.keras import hidden_members
 from morph_net.keras import strength as strength_lib
 from morph_net.network_regularizers import form_algebra
 from morph_net.structure import structure_files
@@ -443,7 +449,8 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
       activation-count hook, `LayerRule.activation_ops`, counts, the
       graph engine's `activation_count_function`; the other ops are
       listed with no form, and a `layer_cost.Fixed` output counts its
-      channels, always alive).
+      channels, always alive; a MultiHeadAttention call's count is
+      `_attention_activation_calls`).
 
   Returns:
     A list of `_CostedCall`.
@@ -468,9 +475,13 @@ def costed_calls(channels: channel_model_lib.ChannelModel,
     costed = rule.costed_ops(call)
     if costed is None:
       raise layer_cost.uncosted_error(layer, rule, keras.backend.backend())
+    if resource == 'activation' and isinstance(
+        rule, builtin_rules.AttentionRule):
+      calls.extend(_attention_activation_calls(call, costed, channels,
+                                               offsets, total))
+      continue
     counted = None
     if resource == 'activation':
-      _check_activation_count(layer, rule)
       counted = _activation_ops(layer, rule, call, costed)
     for op in costed:
       fixed_outputs = 0.0
@@ -518,22 +529,44 @@ def _activation_ops(layer, rule, call, costed) -> List:
   return counted
 
 
-def _check_activation_count(layer, rule) -> None:
-  """Raises for a layer whose activation count the layer-level engine
-  cannot equal: attention layers (the graph engine counts the outputs of
-  the ops they trace to: the attention's projections and einsums)."""
-  why = None
-  if isinstance(rule, builtin_rules.AttentionRule):
-    why = ('the graph engine counts the output channels of the ops it '
-           "traces to (the attention's projections and products), which "
-           'its cost hook does not list')
-  if why is not None:
-    raise errors.UnsupportedModelError(
-        'Layer %r (%s): the layer-level regularizer (Keras backend %r) '
-        'cannot count its activations: %s. Use a FLOPs or model-size '
-        'regularizer, or the TensorFlow backend, whose graph engine counts '
-        'the traced ops.' % (layer.name, type(layer).__name__,
-                             keras.backend.backend(), why))
+def _attention_activation_calls(call, costed, channels, offsets,
+                                total) -> List['_CostedCall']:
+  """The activation count of a MultiHeadAttention call (`costed`: its cost
+  hook's ops), as the graph engine counts the ops it traces to: the
+  output channels of the query and key projections (heads x key_dim
+  each), of the value projection (heads x value_dim), of the scores
+  (the key steps: their last axis), of the attention times the values
+  (value_dim) and of the output projection (the alive output channels).
+
+  The heads and the hidden size keep their width under activation counts
+  (their count is not costed from the number of heads, see
+  `_HEAD_RESOURCES`), so the heads' group is never regularized: the
+  projections count their columns per head (alive heads times their
+  dimension); the attention products count a fixed number, always alive
+  (`_CostedCall.fixed_outputs`).
+  """
+  layer = call.layer
+  key_dim, value_dim = float(layer.key_dim), float(layer.value_dim)
+  key = builtin_rules._call_positions(layer, call.inputs)[2]  # pylint: disable=protected-access
+  key_steps = float(call.inputs[key].shape[1])
+  per_head = {'query': key_dim, 'key': key_dim, 'value': value_dim,
+              'output': 1.0}
+  calls = []
+  for op in costed:
+    out_counts = _counts(channel_map(op.output_space, channels.table,
+                                     offsets), total)
+    fixed_outputs = 0.0
+    if op.name in per_head:
+      form = form_algebra.Form(0.0, 0.0, per_head[op.name], False)
+    else:  # The products: the scores and the attention times the values.
+      form = form_algebra.Form(0.0, 0.0, 1.0, False)
+      out_counts = np.zeros([total], np.float32)
+      fixed_outputs = key_steps + value_dim
+    calls.append(_CostedCall(
+        layer.name, op, [form],
+        _counts(channel_map(op.input_space, channels.table, offsets), total),
+        out_counts, fixed_outputs))
+  return calls
 
 
 def _form(layer, op, coeff: float) -> form_algebra.Form:
@@ -604,23 +637,14 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
 def _hidden_groups(channels) -> set:
   """The group roots of the hidden sizes the graph engine finds
   (`hidden_size.HiddenGroups`): an Embedding's output, and the inputs and
-  output of a MultiHeadAttention whose heads are a group."""
-  table = channels.table
-  sources = set(channels.source_layers())
-  roots = set()
-  for name, layer in channels.layers.items():
-    rule = channels.rule(layer)
-    if isinstance(rule, builtin_rules.EmbeddingRule):
-      found = [channels.layer_out[name]]
-    elif (isinstance(rule, builtin_rules.AttentionRule) and
-          name in sources):
-      found = [channels.layer_out[name]] + list(
-          channels.layer_in.get(name) or [])
-    else:
-      continue
-    for space in found:
-      roots.update(table.find(g) for g in space.group_ids(table))
-  return roots
+  output of a MultiHeadAttention whose heads are a group
+  (`hidden_members.hidden_roots`)."""
+  return set(hidden_members.hidden_roots(channels))
+
+
+# Resources whose attention heads are costed from their number, so that
+# GroupLasso regularizers prune them (`morph_net.keras.attention`).
+_HEAD_RESOURCES = ('flops', 'model_size')
 
 
 class _StrengthVariable(keras.Variable):
@@ -689,16 +713,16 @@ class LayerRegularizer(object):
 
   Raises:
     InvalidArgumentError: for an unsupported regularizer, unknown or
-      missing arguments, a negative strength or threshold, or an
-      l1_fraction outside [0, 1].
+      missing arguments, a negative strength or threshold, an
+      l1_fraction outside [0, 1], or (GroupLasso, a pruned hidden size) an
+      unknown `hidden_size.GROUPING`.
     MissingDependencyError: for a latency regularizer (the graph engine's
       traced ops are needed, see `latency_error`).
     NoSourceOpsError: when no group has a source to regularize (a
       batch-norm gamma; a conv or dense kernel; a gate).
     UnsupportedModelError: for subclassed models, for a layer that
-      multiplies channels but whose rule has no cost hook, (GroupLasso)
-      for MultiHeadAttention layers, (activation counts) for attention
-      layers and activation-count hooks returning an op not costed.
+      multiplies channels but whose rule has no cost hook, (activation
+      counts) for activation-count hooks returning an op not costed.
   """
 
   def __init__(self, model, regularizer_class, strength: float = 0.0,
@@ -752,6 +776,7 @@ class LayerRegularizer(object):
     read() is the source's float32 regularization vector, and the roots
     that are regularized."""
     channels = self._channels
+    self._hidden = {}  # See `_hidden_sources`.
     if self._family == 'GroupLasso':
       self._sources = self._kernel_sources()
     elif self._family == 'LogisticSigmoid':
@@ -764,7 +789,10 @@ class LayerRegularizer(object):
     units = {channels.group_of(name) for name in channels.source_layers()
              if isinstance(channels.rule(name), builtin_rules.RecurrentRule)}
     if self._family == 'GroupLasso':
-      units = set()  # Their weights regularize them (`_kernel_sources`).
+      # Their weights regularize them (`_kernel_sources`); so do the
+      # weights of the hidden sizes the graph engine prunes, the others
+      # keep their width (`_hidden_sources`).
+      units = self._hidden_sources()
     else:
       # A transformer's hidden size (or an embedding's output) has no
       # batch norm or gate of its own: kept, as in the graph engine
@@ -787,6 +815,79 @@ class LayerRegularizer(object):
     self._connecting_layers = sorted(
         name for name in channels.source_layers()
         if channels.group_of(name) in self._connecting)
+
+  def _hidden_sources(self) -> set:
+    """GroupLasso family: gives each hidden size the graph engine prunes
+    (`hidden_size.HiddenGroups.plan`) its one source, the group lasso of
+    every weight holding a hidden channel (`hidden_members`; the graph
+    engine overrides the group's regularizer with it), in place of its
+    kernels' filters.
+
+    A hidden size is pruned when every attention layer reading or writing
+    it has its heads pruned (FLOPs and model size; an Embedding's output
+    without attention always), and it can change width (not frozen, no
+    model output: those are not regularized anyway).
+
+    Returns:
+      The roots of the hidden sizes that keep their width.
+
+    Raises:
+      InvalidArgumentError: for a pruned hidden size when
+        `hidden_size.GROUPING` is not one of `hidden_members.GROUPINGS`.
+    """
+    channels = self._channels
+    table = channels.table
+    outputs = channels.output_groups()
+    sources = set(channels.source_layers())
+    kept = set()
+    for root, attention in hidden_members.hidden_roots(channels).items():
+      if channels.is_frozen_group(root) or root in outputs:
+        continue
+      if attention and self._resource not in _HEAD_RESOURCES:
+        kept.add(root)  # Its attention layers keep their heads.
+        continue
+      layers = [name for name in channels.layers if name in sources and
+                not isinstance(channels.rule(name),
+                               builtin_rules.AttentionRule) and
+                hidden_members.is_group(channels.layer_out[name], root,
+                                        table)]
+      found = hidden_members.member_weights(channels, root)
+      grouping = hidden_members.check_grouping(
+          hidden_members.grouping(), layers or attention)
+      size = table.size(root)
+      if hidden_members.columns(found, size) is None:
+        kept.add(root)  # No weight holds its channels.
+        continue
+      self._hidden[root] = layers  # Pruned: its width-taking layers.
+      self._sources[root] = [(self._hidden_read(found, size, grouping),
+                              np.arange(size))]
+    return kept
+
+  def _hidden_read(self, found, size: int, grouping: str):
+    """read() -> the regularization vector of a hidden size whose weights
+    are `found` (`hidden_members.member_weights`): with grouping 'rms',
+    the group lasso of all of them (`GroupLassoRegularizer`); with 'l2',
+    the L2 norm of each member's group lasso (`L2GroupingRegularizer`,
+    whose square root has a zero gradient at 0), as the graph engine's
+    `hidden_size.HiddenGroups` builds it."""
+    l1_fraction = self._l1_fraction
+
+    def read():
+      parts = hidden_members.columns(found, size)
+      if grouping == 'rms':
+        return group_lasso_vector(ops.concatenate(parts, axis=0), -1,
+                                  l1_fraction)
+      norms = [group_lasso_vector(part, -1, l1_fraction) for part in parts]
+      if len(norms) == 1:
+        return norms[0]  # One member: its own group lasso.
+      squares = norms[0] * norms[0]
+      for norm in norms[1:]:
+        squares = squares + norm * norm
+      positive = squares > 0
+      return ops.where(positive,
+                       ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+
+    return read
 
   def _copies(self, space) -> List:
     """[(group root, positions)]: for each copy of each group in `space`
@@ -833,19 +934,17 @@ class LayerRegularizer(object):
       if layer.name in seen:
         continue
       seen.add(layer.name)
-      if (isinstance(channels.rule(layer), builtin_rules.AttentionRule) and
-          layer.name in channels.source_layers()):
-        raise errors.UnsupportedModelError(
-            'Layer %r (%s): under GroupLasso regularizers the graph engine '
-            'prunes its heads together with the hidden size of the channels '
-            'it reads and writes, whose regularizer (morph_net.keras.'
-            'hidden_size: the group lasso of every weight holding a hidden '
-            'channel) the layer-level regularizer (Keras backend %r) does '
-            'not compute; it refuses the model rather than regularize it '
-            'differently. Use a Gamma or LogisticSigmoid regularizer (the '
-            'heads keep their width, as in the graph engine), or the '
-            'TensorFlow backend.' % (layer.name, type(layer).__name__,
-                                     keras.backend.backend()))
+      if isinstance(channels.rule(layer), builtin_rules.AttentionRule):
+        if (layer.name in channels.source_layers() and
+            self._resource in _HEAD_RESOURCES):
+          # Its heads (the layer's own group): the group lasso of each
+          # head's weights, as the graph engine's `attention.AttentionCalls`.
+          root = channels.group_of(layer.name)
+          read = (lambda layer=layer: group_lasso_vector(
+              hidden_members.head_columns(layer), -1, self._l1_fraction))
+          sources.setdefault(root, []).append(
+              (read, np.arange(channels.table.size(root))))
+        continue
       if isinstance(channels.rule(layer), builtin_rules.RecurrentRule):
         # A Bidirectional layer's output holds its units twice.
         copies = (channels.space_size(channels.space[id(outputs[0])]) //
@@ -1134,7 +1233,7 @@ class LayerRegularizer(object):
       layer = channels.layers.get(name)
       if layer is None or not (
           isinstance(channels.rule(layer), builtin_rules.WidthRule) or
-          self._lists_units(layer)):
+          self._lists_units(layer) or self._lists_own_group(layer)):
         continue
       root = channels.group_of(name)
       if root not in self._sources:
@@ -1153,6 +1252,19 @@ class LayerRegularizer(object):
     return (self._family == 'GroupLasso' and
             isinstance(self._channels.rule(layer),
                        builtin_rules.RecurrentRule))
+
+  def _lists_own_group(self, layer) -> bool:
+    """Whether `layer` is an attention layer whose heads have a source
+    (GroupLasso, FLOPs or model size) or an Embedding whose hidden size is
+    pruned, listed with its alive heads (output channels) as the graph
+    engine does."""
+    if self._family != 'GroupLasso':
+      return False
+    rule = self._channels.rule(layer)
+    if isinstance(rule, builtin_rules.AttentionRule):
+      return self._resource in _HEAD_RESOURCES
+    return (isinstance(rule, builtin_rules.EmbeddingRule) and
+            self._channels.group_of(layer.name) in self._hidden)
 
   def alive_vectors(self) -> Dict[str, np.ndarray]:
     """{layer name: numpy bool vector of alive output channels}."""

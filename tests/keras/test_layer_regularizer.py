@@ -80,16 +80,14 @@ def test_activation_count_counts_alive_output_channels():
   assert float(_regularizer(lstm, 'GammaActivationRegularizer').cost()) == 4
   y = L.MultiHeadAttention(2, 3, name='mha')(y, y)
   y = L.BatchNormalization(name='post_bn')(L.Dense(5, name='post')(y))
-  with pytest.raises(errors.UnsupportedModelError) as e:
-    _regularizer(keras.Model(x, L.Dense(2, name='logits')(y)),
-                 'GammaActivationRegularizer')
-  assert str(e.value) == (
-      "Layer 'mha' (MultiHeadAttention): the layer-level regularizer (Keras "
-      "backend %r) cannot count its activations: the graph engine counts "
-      "the output channels of the ops it traces to (the attention's "
-      'projections and products), which its cost hook does not list. Use '
-      'a FLOPs or model-size regularizer, or the TensorFlow backend, whose '
-      'graph engine counts the traced ops.' % keras.backend.backend())
+  # fc 4 (the attention's hidden size: kept); the attention counts the
+  # output channels of the ops the graph engine traces it to: query, key
+  # and value 2 heads x 3, the scores 5 (key steps), the attention times
+  # the values 3, the output 4 (tests/keras/test_layer_attention.py); post
+  # 5, logits 2.
+  attention = keras.Model(x, L.Dense(2, name='logits')(y))
+  assert float(_regularizer(attention, 'GammaActivationRegularizer').cost(
+      )) == 4 + (6 + 6 + 6 + 5 + 3 + 4) + 5 + 2
 
 
 def test_model_size_counts_kernels():
@@ -495,16 +493,5 @@ def test_multi_head_attention_is_costed_from_its_config():
   # fc 3*6; per head q, k, v 6*3 each, output 3*6; post 6*3; logits 15*2.
   size = _regularizer(model, 'GammaModelSizeRegularizer')
   assert float(size.cost()) == 18 + 2 * 72 + 18 + 30
-  with pytest.raises(errors.UnsupportedModelError) as e:
-    layer_regularizer.LayerRegularizer(model, 'GroupLassoFlopsRegularizer',
-                                       threshold=1e-3)
-  assert str(e.value) == (
-      "Layer 'mha' (MultiHeadAttention): under GroupLasso regularizers the "
-      'graph engine prunes its heads together with the hidden size of the '
-      'channels it reads and writes, whose regularizer (morph_net.keras.'
-      'hidden_size: the group lasso of every weight holding a hidden '
-      'channel) the layer-level regularizer (Keras backend %r) does not '
-      'compute; it refuses the model rather than regularize it '
-      'differently. Use a Gamma or LogisticSigmoid regularizer (the heads '
-      'keep their width, as in the graph engine), or the TensorFlow '
-      'backend.' % keras.backend.backend())
+  # Under GroupLasso the heads and the hidden size are pruned
+  # (test_layer_attention.py).

@@ -182,13 +182,9 @@ def corpus_differences(name, min_channels=1, family='Gamma'):
 # GroupLasso family: the models the layer-level engine refuses, with the
 # layer its error names and the start of the error after it.
 _NO_COST_HOOK = 'multiplies channels'
-REFUSED_GROUP_LASSO = {
-    # The graph engine prunes the heads with the hidden size's regularizer
-    # (morph_net.keras.hidden_size), which the layer-level engine lacks.
-    'attention_block': ('mha', 'MultiHeadAttention',
-                        'under GroupLasso regularizers the graph engine '
-                        'prunes its heads'),
-}
+# (None today: attention_block's heads and hidden size are pruned by both,
+# see test_layer_attention.py.)
+REFUSED_GROUP_LASSO = {}
 
 
 def _check_model(name, family, refused, no_sources):
@@ -320,16 +316,14 @@ def test_a_multi_head_attention_model_equals_the_graph_engine():
                                                   rel=1e-6)
 
 
-# Activation counts: the models the layer-level engine refuses (the graph
-# engine counts the outputs of the ops attention layers trace to). None
-# under Gamma: recurrent layers count no activation in either engine (their
-# rules' `activation_ops` is empty, as the graph engine leaves their loop
-# out), and the SqueezeExcite layer's bottleneck counts its fixed width.
-_NO_ACTIVATION_COUNT = 'cannot count its activations'
+# Activation counts: the models the layer-level engine refuses. None:
+# recurrent layers count no activation in either engine (their rules'
+# `activation_ops` is empty, as the graph engine leaves their loop out),
+# the SqueezeExcite layer's bottleneck counts its fixed width, and an
+# attention layer counts the output channels of the ops the graph engine
+# traces it to (`layer_regularizer._attention_activation_calls`).
 REFUSED_ACTIVATION = {}
-REFUSED_GROUP_LASSO_ACTIVATION = dict(REFUSED_ACTIVATION, **{
-    'attention_block': REFUSED_GROUP_LASSO['attention_block'],
-})
+REFUSED_GROUP_LASSO_ACTIVATION = dict(REFUSED_ACTIVATION)
 
 
 @pytest.mark.parametrize('name', keras_corpus.names())
