@@ -65,6 +65,14 @@ over channels, softmax, attention, recurrent layers with other cells or
 called with initial states, unknown layers) cannot take a constant, and
 their outputs change with the number of channels: when one loses input
 channels or sees shifted values, a warning names it.
+
+Folding is exact only for removed channels that are constant in the model
+(the probe computes the model's outputs). When the model's outputs differ
+from the probe's, a warning names the layers whose inputs differ: removed
+channels the regularizer did not find dead reach them (a layer without
+batch norm summed with or the maximum of a dead channel under a Gamma
+regularizer, whose group dies by the batch norm alone; a gamma not at 0;
+widths chosen below the alive counts).
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -448,6 +456,67 @@ def _differs(x_probe, x_new, indices,
   return float(np.max(np.abs(x_probe - embedded))) > tolerance * scale
 
 
+def _deviation(want: np.ndarray, got: np.ndarray) -> Optional[float]:
+  """max |want - got| if it exceeds the relative tolerance, else None."""
+  if want.shape != got.shape or not want.size:
+    return None
+  deviation = float(np.max(np.abs(want.astype(np.float64) - got)))
+  scale = 1.0 + float(np.max(np.abs(want)))
+  return deviation if deviation > _RELATIVE_TOLERANCE * scale else None
+
+
+def _not_constant(plan, names, samples, x_probe, probe_outputs
+                  ) -> List[Tuple[str, float]]:
+  """Where the removed channels are not constant in the model.
+
+  Folding makes the rebuilt model compute what the probe does
+  (`probe_model`: the removed channels made exactly constant). The probe
+  computes what the model does when the model's removed channels are
+  constant already: their batch-norm gammas or kernel columns are 0 where
+  the regularizer reads them. A removed channel the regularizer never read
+  is not (a layer without batch norm, under a Gamma regularizer, whose
+  output is summed with or the maximum of a dead channel: the group dies
+  by the batch norm alone), nor is one a structure removes alive (a gamma
+  above 0, explicit widths below the alive counts): the model's outputs
+  then depend on it and no constant makes up for its loss.
+
+  Args:
+    plan: the rebuild plan.
+    names: the layers whose inputs the probe was tapped at (consumers and
+      mixers).
+    samples: the inputs the probe ran on.
+    x_probe: {name: the probe's input of layer `name`}.
+    probe_outputs: the probe's outputs.
+
+  Returns:
+    [] when the model's outputs are the probe's; else [(description,
+    largest difference)] for the layers, in run order, whose inputs differ
+    in the model and the probe (the first read the removed channels that
+    are not constant), or for the model's outputs that differ if no such
+    layer reads them.
+  """
+  ch = plan.channels
+  model_tap, model_names = nesting.tap(ch.functional, names,
+                                       with_outputs=True)
+  run = _run_tap(model_tap, samples)
+  outputs = [(i, _deviation(o, p)) for i, (o, p) in enumerate(
+      zip(run[len(model_names):], probe_outputs))]
+  outputs = [(i, d) for i, d in outputs if d is not None]
+  if not outputs:
+    return []
+  x_model = dict(zip(model_names, run))
+  found, seen = [], set()
+  for layer, _, _ in ch.nodes:  # Run order.
+    name = layer.name
+    if name in seen or name not in x_model or name not in x_probe:
+      continue
+    seen.add(name)
+    deviation = _deviation(x_model[name], x_probe[name])
+    if deviation is not None:
+      found.append((layer_rule.describe_layer(layer), deviation))
+  return found or [('output %d of the model' % i, d) for i, d in outputs]
+
+
 def fold_constants(new_model, plan: plan_lib.RebuildPlan,
                    kept: Dict[int, np.ndarray]) -> Dict[str, List]:
   """Folds the constants of removed channels into `new_model`'s layers.
@@ -463,7 +532,9 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
      'approximate': [(layer, largest deviation)] where it is not exact,
      'lost': layers whose constant had nowhere to go,
      'not_affine': layers that are neither affine nor channelwise and lose
-       input channels or see shifted ones}.
+       input channels or see shifted ones,
+     'not_constant': [(layer, largest difference)] where removed channels
+       that are not constant in the model reach (`_not_constant`)}.
   """
   recurrent = set(_recurrent_consumers(plan))
   consumers = set(_affine_consumers(plan)) | recurrent
@@ -473,8 +544,12 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
   mixers = _mixers(plan)
   probe = probe_model(plan, kept)
   samples = _samples(probe)
-  probe_tap, probe_names = nesting.tap(probe, consumers + mixers)
-  x_probe = dict(zip(probe_names, _run_tap(probe_tap, samples)))
+  probe_tap, probe_names = nesting.tap(probe, consumers + mixers,
+                                       with_outputs=True)
+  probe_run = _run_tap(probe_tap, samples)
+  x_probe = dict(zip(probe_names, probe_run))
+  not_constant = _not_constant(plan, consumers + mixers, samples, x_probe,
+                               probe_run[len(probe_names):])
   new_tap, new_names = nesting.tap(new_model, consumers + mixers)
   folder = _Folder(new_model, plan, kept)
   folded = []
@@ -516,12 +591,15 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
         _differs(x_probe[name], x_new[name], indices)):
       not_affine.append(
           layer_rule.describe_layer(plan.channels.layers[name]))
-  _report(new_model.name, folder.approximate, folder.lost, not_affine)
+  _report(new_model.name, folder.approximate, folder.lost, not_affine,
+          not_constant)
   return {'folded': folded, 'approximate': folder.approximate,
-          'lost': folder.lost, 'not_affine': not_affine}
+          'lost': folder.lost, 'not_affine': not_affine,
+          'not_constant': not_constant}
 
 
-def _report(model_name, approximate, lost, not_affine) -> None:
+def _report(model_name, approximate, lost, not_affine,
+            not_constant=()) -> None:
   if approximate:
     logging.info(
         'Folded constants of removed channels into %r: not exact for %d '
@@ -545,3 +623,13 @@ def _report(model_name, approximate, lost, not_affine) -> None:
         'its outputs change with the channels removed from its input. The '
         'rebuilt model differs from the regularized one after it; '
         'fine-tune it.', description, model_name)
+  if not_constant:
+    logging.warning(
+        'Removed channels are not constant in %r: the rebuilt outputs are '
+        'not exact for %d layers reading them, which no folded constant '
+        'makes up for (a layer without batch norm summed with, multiplied '
+        'by or the maximum of a dead channel under a Gamma regularizer, a '
+        'batch-norm gamma not at 0, or widths below the alive counts). '
+        'Largest differences from the regularized model: %s. Fine-tune '
+        'the rebuilt model.', model_name, len(not_constant),
+        ', '.join('%s %.3g' % item for item in not_constant))

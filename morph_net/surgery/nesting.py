@@ -133,18 +133,19 @@ def flatten_nested(functional, hook: Optional[Hook] = None):
                      name=functional.name)
 
 
-def tap(model, names: Sequence[str]):
+def tap(model, names: Sequence[str], with_outputs: bool = False):
   """A functional model returning the input of each named layer.
 
   Args:
     model: a functional or Sequential model, possibly with nested ones.
     names: names of leaf layers (of any nesting level) to read the first
       input (of the first call) of.
+    with_outputs: whether `model`'s own outputs follow those inputs.
 
   Returns:
     A functional model on new inputs of `model`'s shapes, sharing its
-    layers, with one output per name found (in the order of `names`), and
-    the list of those names.
+    layers, with one output per name found (in the order of `names`), then
+    `model`'s outputs if `with_outputs`, and the list of those names.
   """
   graph = _graph_of(model)
   wanted = set(names)
@@ -157,7 +158,10 @@ def tap(model, names: Sequence[str]):
 
   flat = flatten_nested(graph, hook)
   present = [n for n in names if n in found]
-  return keras.Model(flat.inputs, [found[n] for n in present]), present
+  outputs = [found[n] for n in present]
+  if with_outputs:
+    outputs += tree.flatten(flat.outputs)
+  return keras.Model(flat.inputs, outputs), present
 
 
 class NotNestableError(Exception):
