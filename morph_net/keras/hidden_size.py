@@ -48,7 +48,12 @@ in a 2-block pre-norm ViT the five scales of 1 kept every hidden channel
 9 to 10 times above the threshold while the products shrank like the FFN
 units' weights. A norm whose output is the stream itself (post-norm) still
 counts its scale and offset as they are. A channel is alive above the
-threshold. `alive_counts()` lists every width-taking
+threshold. A recurrent layer writing the group with its units pruned
+(`morph_net.keras.recurrent`; one copy of the units per output: not a
+Bidirectional concatenation) is a writer too: its unit weights are a
+member, and its output ops take the group's regularizer, so its units and
+the hidden channels are one alive vector, as they are one width in
+rebuild. `alive_counts()` lists every width-taking
 member with the group's alive count (the Embedding under its name, as the
 Dense layers of an Add group are listed today); rebuild narrows every
 member (`builtin_rules.EmbeddingRule`, `AttentionRule`, `ChannelNormRule`).
