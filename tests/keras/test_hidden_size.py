@@ -596,3 +596,32 @@ def test_recurrent_units_die_with_the_hidden_channels(merge_mode,
       regularizer.alive_counts()) == float(regularizer.cost())
   rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
   assert float(_group_lasso(rebuilt).cost()) == float(regularizer.cost())
+
+
+def test_two_copies_of_recurrent_units_before_attention_keep_them(caplog):
+  """A Bidirectional concatenation outputs its units twice; an attention
+  layer reading them has one hidden group of 4 channels held twice in its
+  8 inputs, which the hidden size does not prune: the units keep their
+  width (they were pruned alone, so cost() counted the attention output
+  and the logits at 8 channels where the rebuilt model has 4: 1536 against
+  1280 with 3 heads). Dead units are not removed."""
+  model = _gru_attention('concat')
+  _kill_gru_units(model, [0, 2])
+  with caplog.at_level(logging.WARNING):
+    regularizer = _group_lasso(model)
+  assert [r.getMessage() for r in caplog.records
+          if r.getMessage().startswith('Recurrent layer')] == [
+              "Recurrent layer(s) 'rec' (Bidirectional) keep their units "
+              'and the channels grouped with their outputs keep their '
+              'width: a MultiHeadAttention reads the two copies of their '
+              'units that a Bidirectional concatenation outputs, and the '
+              'hidden size it reads prunes one copy of a group only (the '
+              'units and the attention channels would be two alive vectors '
+              'for one width).']
+  assert regularizer.alive_counts() == {'mha': 1, 'logits': 4}
+  # GRU 2 x (2 T 3 u (in + u)) = 2 x 576; one head on d = 8 channels:
+  # q, k, v 3 x 2 T d K = 384, QK^T and x V 2 x 2 T T K = 128, output
+  # 2 T V d = 128; logits 2 T d 4 = 256 (T = 4, u = 4, in = 2, K = V = 2).
+  assert float(regularizer.cost()) == 1152 + 384 + 128 + 128 + 256
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == float(regularizer.cost())
