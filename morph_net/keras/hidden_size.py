@@ -48,7 +48,12 @@ in a 2-block pre-norm ViT the five scales of 1 kept every hidden channel
 9 to 10 times above the threshold while the products shrank like the FFN
 units' weights. A norm whose output is the stream itself (post-norm) still
 counts its scale and offset as they are. A channel is alive above the
-threshold. `alive_counts()` lists every width-taking
+threshold. A recurrent layer writing the group with its units pruned
+(`morph_net.keras.recurrent`; one copy of the units per output: not a
+Bidirectional concatenation) is a writer too: its unit weights are a
+member, and its output ops take the group's regularizer, so its units and
+the hidden channels are one alive vector, as they are one width in
+rebuild. `alive_counts()` lists every width-taking
 member with the group's alive count (the Embedding under its name, as the
 Dense layers of an Add group are listed today); rebuild narrows every
 member (`builtin_rules.EmbeddingRule`, `AttentionRule`, `ChannelNormRule`).
@@ -224,12 +229,20 @@ class HiddenGroups(object):
     traced: a `tracing.TracedModel`.
     channels: its channel model (None: nothing to do).
     attention_calls: its `attention.AttentionCalls`.
+    recurrent_calls: its `recurrent.RecurrentCalls` (None: none). A
+      recurrent layer writing a pruned group with its units pruned (a GRU
+      before an attention layer) is one of the group's writers: its unit
+      weights join the group's value and its output ops take the group's
+      regularizer, so its units and the group's channels are one alive
+      vector (they are one width in rebuild).
   """
 
-  def __init__(self, traced, channels, attention_calls):
+  def __init__(self, traced, channels, attention_calls,
+               recurrent_calls=None):
     self._traced = traced
     self._channels = channels
     self._attention = attention_calls
+    self._recurrent = recurrent_calls
     self._settings = None
     self._regularizers = {}  # root -> OpRegularizer.
     self.groups: Dict[int, HiddenGroup] = {}
@@ -326,8 +339,11 @@ class HiddenGroups(object):
     graph = self._traced.graph
     for group in candidates:
       with graph.as_default():
-        weights = hidden_weights(
-            channels, group.root, lambda v: recurrent.variable_tensor(graph, v))
+        read = lambda v: recurrent.variable_tensor(graph, v)
+        weights = hidden_weights(channels, group.root, read)
+        if weights is not None and any(
+            w is None for w in self._unit_weights(group, read)):
+          weights = None
       if weights is None:
         logging.warning(
             'Hidden size of layer(s) %s keeps its width: a weight of its '
@@ -394,10 +410,10 @@ class HiddenGroups(object):
       graph = self._traced.graph
       read = lambda v: recurrent.variable_tensor(graph, v)
       with graph.as_default():
+        parts = hidden_member_weights(self._channels, group.root, read)
+        parts.extend(self._unit_weights(group, read))
         if GROUPING == 'rms':
-          parts = [hidden_weights(self._channels, group.root, read)]
-        else:
-          parts = hidden_member_weights(self._channels, group.root, read)
+          parts = [tf.concat(parts, axis=0)]
         members = [
             group_lasso_regularizer.GroupLassoRegularizer(
                 weight_tensor=weights, reduce_dims=[0],
@@ -409,6 +425,28 @@ class HiddenGroups(object):
             grouping_regularizers.L2GroupingRegularizer(
                 members, threshold=self._settings.threshold))
     return self._regularizers[group.root]
+
+  def _unit_calls(self, group) -> list:
+    """The calls of the recurrent layers writing `group` whose units are
+    pruned and are its channels (one copy of the units per output)."""
+    if self._recurrent is None:
+      return []
+    names = set(group.layers)
+    return [call for call in self._recurrent.unit_calls()
+            if call.layer.name in names and call.output_copies() == 1 and
+            builtin_rules.recurrent_units(call.layer) == group.size]
+
+  def _unit_weights(self, group, read) -> List[tf.Tensor]:
+    """[weights per unit, units] of each recurrent layer writing `group`
+    (see `_unit_calls`), each layer once: members of its value, as a
+    Dense writer's columns are."""
+    parts, seen = [], set()
+    for call in self._unit_calls(group):
+      if call.layer.name in seen:
+        continue
+      seen.add(call.layer.name)
+      parts.append(recurrent.unit_weights(call.layer, read))
+    return parts
 
   def _source(self, group):
     """callable(op_slice) -> OpRegularizer of a source op of `group`."""
@@ -491,6 +529,9 @@ class HiddenGroups(object):
     """The source ops of `group` and the weight ops of its width-taking
     layers in the analysis."""
     ops = list(group.source_ops)
+    # A recurrent writer's output ops are not mapped to its layer by name.
+    for call in self._unit_calls(group):
+      ops.extend(call.unit_ops)
     names = set(group.layers)
     for op in manager.ops:
       if self._traced.known_layer_name(op, self._channels.layers) in names:

@@ -145,7 +145,7 @@ class ModelRegularizer(object):
     # The hidden size (a transformer's residual stream, an embedding's
     # output): sources made of its embeddings and attention outputs.
     self._hidden = hidden_size.HiddenGroups(self._traced, excluded.channels,
-                                            self._attention)
+                                            self._attention, self._recurrent)
     excluded = self._hidden.plan(regularizer_class, regularizer_kwargs,
                                  excluded, min_channels)
     excluded.warn()

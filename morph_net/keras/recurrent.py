@@ -381,6 +381,26 @@ def layer_source_regularizer(weights: tf.Tensor, name: str,
   return regularizer
 
 
+_TWO_COPIES_WHY = (
+    'a MultiHeadAttention reads the two copies of their units that a '
+    'Bidirectional concatenation outputs, and the hidden size it reads '
+    'prunes one copy of a group only (the units and the attention '
+    'channels would be two alive vectors for one width)')
+
+
+def _read_by_attention(channels, call) -> bool:
+  """Whether a MultiHeadAttention layer reads channels of `call`'s units
+  (its inputs hold their group)."""
+  gid = channels.group_of(call.layer.name)
+  for name, layer in channels.layers.items():
+    if not isinstance(channels.rule(layer), builtin_rules.AttentionRule):
+      continue
+    for space in channels.layer_in.get(name) or []:
+      if gid in space.group_ids(channels.table):
+        return True
+  return False
+
+
 class RecurrentCalls(object):
   """The recurrent layer calls of a traced model.
 
@@ -460,6 +480,17 @@ class RecurrentCalls(object):
     if not candidates:
       return excluded
     if is_group_lasso(regularizer_class):
+      # Two copies of the units read by an attention layer: the hidden
+      # size cannot hold them (see `_read_by_attention`); they keep their
+      # units.
+      kept = [c for c in candidates
+              if c.output_copies() == 2 and _read_by_attention(channels, c)]
+      if kept:
+        excluded = self._keep_units(kept, regularizer_class, excluded,
+                                    _TWO_COPIES_WHY)
+      candidates = [c for c in candidates if c not in kept]
+      if not candidates:
+        return excluded
       self._unit_settings = layer_source_settings(
           regularizer_class, regularizer_kwargs, channels, min_channels)
       for call in candidates:
@@ -467,8 +498,9 @@ class RecurrentCalls(object):
       return excluded
     return self._keep_units(candidates, regularizer_class, excluded)
 
-  def _keep_units(self, calls, regularizer_class, excluded):
-    """The excluded ops extended with the groups of `calls`' units."""
+  def _keep_units(self, calls, regularizer_class, excluded, why=None):
+    """The excluded ops extended with the groups of `calls`' units (`why`:
+    the reason the warning gives, default: the family prunes no units)."""
     channels = excluded.channels
     family = getattr(regularizer_class, '__name__', regularizer_class)
     owners = {channels.group_of(call.layer.name): call.layer.name
@@ -481,19 +513,25 @@ class RecurrentCalls(object):
           continue
         owner = owners[gid]
         layers.setdefault(name, (
-            'its units keep their width: %s regularizes no recurrent units '
-            '(only GroupLasso regularizers prune them)' % family
+            ('its units keep their width: %s' % why if why else
+             'its units keep their width: %s regularizes no recurrent units '
+             '(only GroupLasso regularizers prune them)' % family)
             if name == owner else
             'its channels are the units of recurrent layer %r, which keep '
-            'their width under %s' % (owner, family)))
+            'their width%s' % (owner, '' if why else ' under %s' % family)))
         break
-    logging.warning(
-        'Recurrent layer(s) %s: %s regularizes no recurrent units (a unit '
-        'has no batch-norm scale of its own; only GroupLasso regularizers '
-        'prune units), so they keep their units and the channels grouped '
-        'with their outputs keep their width.',
-        ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
-                  for n in names), family)
+    described = ', '.join('%r (%s)' % (n, type(channels.layers[n]).__name__)
+                          for n in names)
+    if why:
+      logging.warning(
+          'Recurrent layer(s) %s keep their units and the channels grouped '
+          'with their outputs keep their width: %s.', described, why)
+    else:
+      logging.warning(
+          'Recurrent layer(s) %s: %s regularizes no recurrent units (a unit '
+          'has no batch-norm scale of its own; only GroupLasso regularizers '
+          'prune units), so they keep their units and the channels grouped '
+          'with their outputs keep their width.', described, family)
     return keep_layers(self._traced, excluded, layers, channels)
 
   def _unit_regularizer(self, call):

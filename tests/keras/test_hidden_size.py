@@ -521,3 +521,107 @@ def test_an_unknown_grouping_names_the_values_and_the_layers(monkeypatch):
       r"hidden_size.GROUPING is 'max'; expected one of \['rms', 'l2'\] "
       r"\(hidden size of layer\(s\) 'embed'")):
     _group_lasso(_pre_norm_encoder())
+
+
+# ------------- a recurrent layer writing the hidden size (random-model run).
+
+
+def _gru_attention(merge_mode=None):
+  """GRU 4 units (or Bidirectional with `merge_mode`) on 4 steps of 2 ->
+  MHA (1 head, key_dim 2) -> logits 4: the GRU's units are the attention
+  layer's hidden size."""
+  x = keras.Input((4, 2))
+  gru = L.GRU(4, return_sequences=True, name='rec')
+  if merge_mode is not None:
+    gru = L.Bidirectional(L.GRU(4, return_sequences=True),
+                          merge_mode=merge_mode, name='rec')
+  h = gru(x)
+  h = L.MultiHeadAttention(1, 2, name='mha')(h, h)
+  return keras.Model(x, L.Dense(4, name='logits')(h))
+
+
+def _kill_gru_units(model, dead):
+  for rnn in builtin_rules.recurrent_directions(model.get_layer('rec')):
+    for variable in rnn.weights:
+      value = variable.numpy()
+      gates = value.shape[-1] // 4
+      value[..., [g * 4 + d for g in range(gates) for d in dead]] = 0.0
+      if variable.path.endswith('recurrent_kernel'):
+        value[dead, :] = 0.0
+      variable.assign(value)
+
+
+def _gru_attention_flops(units, directions=1):
+  # GRU 2 T 3 u (in + u) per direction, T = 4, in = 2; one head on d = u:
+  # q, k, v 2 T d K, QK^T and x V 2 T T K, output 2 T V d, K = V = 2;
+  # logits 2 T d 4.
+  gru = directions * 2 * 4 * 3 * units * (2 + units)
+  head = 3 * (2 * 4 * units * 2) + 2 * (2 * 4 * 4 * 2) + 2 * 4 * 2 * units
+  return gru + head + 2 * 4 * units * 4
+
+
+@pytest.mark.parametrize('merge_mode,directions', [(None, 1), ('sum', 2),
+                                                   ('ave', 2)])
+def test_recurrent_units_and_the_hidden_size_are_one_width(merge_mode,
+                                                           directions):
+  """GRU units dead, the attention's rows for them alive (found by the
+  520-model run, seed 691): the units had their own regularizer and the
+  attention output and the logits rows the hidden size's, so `cost()`
+  counted the output projection and the logits at 4 channels where
+  alive_counts() gave the GRU 2 (1474 against 1346 in the run). The
+  units are now members of the hidden size: one alive vector."""
+  model = _gru_attention(merge_mode)
+  _kill_gru_units(model, [0, 2])
+  regularizer = _group_lasso(model)
+  assert regularizer.alive_counts() == {'rec': 4, 'mha': 1, 'logits': 4}
+  assert float(regularizer.cost()) == _gru_attention_flops(4, directions)
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == float(regularizer.cost())
+
+
+@pytest.mark.parametrize('merge_mode,directions', [(None, 1), ('sum', 2)])
+def test_recurrent_units_die_with_the_hidden_channels(merge_mode,
+                                                      directions):
+  """The units and every member weight of hidden channels 0 and 2 dead:
+  the GRU, the attention and the logits run at 2 channels."""
+  model = _gru_attention(merge_mode)
+  _kill_gru_units(model, [0, 2])
+  _kill_hidden(model, [0, 2])
+  regularizer = _group_lasso(model)
+  assert regularizer.alive_counts() == {'rec': 2, 'mha': 1, 'logits': 4}
+  # 192 (GRU) + 256 (head) + 64 (logits) with one direction.
+  assert float(regularizer.cost()) == _gru_attention_flops(2, directions)
+  assert _gru_attention_flops(2) == 512
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == float(regularizer.cost())
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  assert float(_group_lasso(rebuilt).cost()) == float(regularizer.cost())
+
+
+def test_two_copies_of_recurrent_units_before_attention_keep_them(caplog):
+  """A Bidirectional concatenation outputs its units twice; an attention
+  layer reading them has one hidden group of 4 channels held twice in its
+  8 inputs, which the hidden size does not prune: the units keep their
+  width (they were pruned alone, so cost() counted the attention output
+  and the logits at 8 channels where the rebuilt model has 4: 1536 against
+  1280 with 3 heads). Dead units are not removed."""
+  model = _gru_attention('concat')
+  _kill_gru_units(model, [0, 2])
+  with caplog.at_level(logging.WARNING):
+    regularizer = _group_lasso(model)
+  assert [r.getMessage() for r in caplog.records
+          if r.getMessage().startswith('Recurrent layer')] == [
+              "Recurrent layer(s) 'rec' (Bidirectional) keep their units "
+              'and the channels grouped with their outputs keep their '
+              'width: a MultiHeadAttention reads the two copies of their '
+              'units that a Bidirectional concatenation outputs, and the '
+              'hidden size it reads prunes one copy of a group only (the '
+              'units and the attention channels would be two alive vectors '
+              'for one width).']
+  assert regularizer.alive_counts() == {'mha': 1, 'logits': 4}
+  # GRU 2 x (2 T 3 u (in + u)) = 2 x 576; one head on d = 8 channels:
+  # q, k, v 3 x 2 T d K = 384, QK^T and x V 2 x 2 T T K = 128, output
+  # 2 T V d = 128; logits 2 T d 4 = 256 (T = 4, u = 4, in = 2, K = V = 2).
+  assert float(regularizer.cost()) == 1152 + 384 + 128 + 128 + 256
+  assert structure_cost.StructureCost(regularizer)(
+      regularizer.alive_counts()) == float(regularizer.cost())
