@@ -149,7 +149,8 @@ def _latencies_ms(models):
   """Wall time of a forward pass of each model, ms: the fastest of
   `--latency_repeats` interleaved rounds (the least disturbed by other
   processes), after 10 warm-up calls, timed by `measurement.measure` (the
-  allocator steady, as a serving process runs)."""
+  allocator steady, as a serving process runs; in each round the second
+  of two calls in a row, as a deployed model is called again and again)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   x = tf.random.uniform((_LATENCY_BATCH, 28, 28, 1))
   calls = [timing.model_call(model, x) for model in models]
@@ -242,8 +243,8 @@ def main(argv):
                         model.count_params()))
   if FLAGS.latency_repeats:
     original_ms, small_ms = _latencies_ms([model, small])
-    print('latency (batch %d, fastest of %d interleaved runs): original '
-          '%.2f ms, rebuilt %.2f ms (%.2fx)' % (
+    print('latency (batch %d, fastest of %d interleaved rounds of 2 calls): '
+          'original %.2f ms, rebuilt %.2f ms (%.2fx)' % (
               _LATENCY_BATCH, FLAGS.latency_repeats, original_ms, small_ms,
               small_ms / original_ms))
   if FLAGS.save_model:
