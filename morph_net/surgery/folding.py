@@ -598,6 +598,11 @@ def fold_constants(new_model, plan: plan_lib.RebuildPlan,
           'not_constant': not_constant}
 
 
+def _largest(deviations) -> str:
+  """'name 0.123, ...' of (layer description, deviation) pairs."""
+  return ', '.join('%s %.3g' % item for item in deviations)
+
+
 def _report(model_name, approximate, lost, not_affine,
             not_constant=()) -> None:
   if approximate:
@@ -607,7 +612,7 @@ def _report(model_name, approximate, lost, not_affine,
         'transposed-conv strides, or a constant passing a nonlinearity '
         'with live channels); exact at interior positions of the first. '
         'Largest deviations: %s', model_name, len(approximate),
-        ', '.join('%s %.3g' % item for item in approximate))
+        _largest(approximate))
   for description in lost:
     logging.warning(
         'Cannot fold the constant output of removed channels into layer %s '
@@ -632,4 +637,4 @@ def _report(model_name, approximate, lost, not_affine,
         'batch-norm gamma not at 0, or widths below the alive counts). '
         'Largest differences from the regularized model: %s. Fine-tune '
         'the rebuilt model.', model_name, len(not_constant),
-        ', '.join('%s %.3g' % item for item in not_constant))
+        _largest(not_constant))
