@@ -31,6 +31,7 @@ import sys
 from absl import app
 from absl import flags
 import gin
+import numpy as np
 
 __all__ = ['define_flags', 'run_seed', 'main']
 
@@ -64,7 +65,8 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
     reference: the structure whose measured latency is the target.
     candidate: the structure to scale (its changeable groups, together).
     batch_size: inference batch size.
-    repeats: interleaved rounds per probe.
+    repeats: interleaved rounds per probe (each times the second of two
+      calls in a row of each model).
     tolerance: relative distance of the latencies that ends the search.
     clock: 'wall' or 'cpu' time (`latency.timing.CLOCKS`; cpu on a shared
       machine).
@@ -73,6 +75,7 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
     (scaled structure, multiplier, measured candidate / reference ratio).
   """
   from morph_net.keras import expansion  # pylint: disable=g-import-not-at-top
+  from morph_net.latency import measurement  # pylint: disable=g-import-not-at-top
   from morph_net.latency import timing  # pylint: disable=g-import-not-at-top
   from morph_net.structure import width_multiplier  # pylint: disable=g-import-not-at-top
   from morph_net.surgery import channel_model  # pylint: disable=g-import-not-at-top
@@ -85,8 +88,11 @@ def match_latency(exp, reference, candidate, batch_size: int = 64,
   def ratio(structure):
     probe = _forward(rebuild.rebuild(original, structure, channels=channels),
                      batch_size)
-    times = timing.time_interleaved([target, probe], repeats,
-                                    clock=clock)
+    # Each timed call follows a call of its own, as a deployed model's does
+    # (`measurement.MeasurementSettings.consecutive`).
+    times = np.median(timing.time_rounds(
+        [target, probe], repeats, clock=clock,
+        consecutive=measurement.MeasurementSettings().consecutive), axis=0)
     return float(times[1] / times[0])
 
   groups = expansion.expandable_groups(channels, candidate)
