@@ -25,7 +25,7 @@ backend) read the same ones:
   (`morph_net.keras.attention`), in `keras.ops`;
 * `grouping`: `hidden_size.GROUPING`, how the members make a channel's
   value, when that module is loaded (it needs TensorFlow), else its
-  default.
+  default; `gradient_scale`: `hidden_size.GRADIENT_SCALE` so.
 """
 
 import sys
@@ -38,6 +38,7 @@ from morph_net.surgery import builtin_rules
 from morph_net.surgery import spaces
 
 __all__ = ['DEFAULT_GROUPING', 'GROUPINGS', 'grouping', 'check_grouping',
+           'DEFAULT_GRADIENT_SCALE', 'gradient_scale', 'check_gradient_scale',
            'is_group', 'hidden_roots', 'member_weights', 'member_columns',
            'columns', 'head_columns', 'kept_member_weights', 'kept_columns',
            'kept_rows', 'kept_group']
@@ -48,6 +49,9 @@ __all__ = ['DEFAULT_GROUPING', 'GROUPINGS', 'grouping', 'check_grouping',
 # member combined by their L2 norm.
 DEFAULT_GROUPING = 'rms'
 GROUPINGS = ('rms', 'l2')
+# The multiplier of the gradient of a hidden channel's value (see
+# `hidden_size.GRADIENT_SCALE`, the switch both engines read).
+DEFAULT_GRADIENT_SCALE = 1.0
 
 
 def grouping() -> str:
@@ -78,6 +82,40 @@ def check_grouping(value, layers) -> str:
         'layer(s) %s).' % (value, list(GROUPINGS), ', '.join(
             repr(n) for n in layers)))
   return value
+
+
+def gradient_scale() -> float:
+  """`morph_net.keras.hidden_size.GRADIENT_SCALE` when that module is
+  loaded, else `DEFAULT_GRADIENT_SCALE` (as `grouping`)."""
+  module = sys.modules.get('morph_net.keras.hidden_size')
+  return DEFAULT_GRADIENT_SCALE if module is None else module.GRADIENT_SCALE
+
+
+def check_gradient_scale(value, layers) -> float:
+  """`value` as a float when it is a finite number > 0.
+
+  Args:
+    value: a gradient scale.
+    layers: the names of the layers of the hidden size it is for (named
+      by the error).
+
+  Returns:
+    `float(value)`.
+
+  Raises:
+    InvalidArgumentError: for another value.
+  """
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    number = None
+  if isinstance(value, bool) or number is None or not (
+      0.0 < number < float('inf')):
+    raise errors.InvalidArgumentError(
+        'hidden_size.GRADIENT_SCALE is %r; expected a finite number > 0, '
+        'e.g. 1.0, MorphNet\'s (hidden size of layer(s) %s).' % (
+            value, ', '.join(repr(n) for n in layers)))
+  return number
 
 
 def is_group(space, root, table) -> bool:

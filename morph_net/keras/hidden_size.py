@@ -49,10 +49,11 @@ with its `min_channels`); those of other hidden groups are not used (the
 values would be circular), and a unit's or head's own value still counts
 the rows of dead hidden channels (docs/MODERN_KERAS.md, "Counting only
 the weights rebuild keeps"). The layer-level engine counts the same
-entries (`layer_regularizer.LayerRegularizer`). A normalization
-whose output only readers see (directly or through dropout and average
-pooling: a pre-norm transformer's norms, the final norm before the
-pooling) counts through them instead: the readers' rows times its scale,
+entries (`layer_regularizer.LayerRegularizer`). `GRADIENT_SCALE`
+multiplies the gradient of the group's values (not the values). A
+normalization whose output only readers see (directly or through
+dropout and average pooling: a pre-norm transformer's norms, the final
+norm before the pooling) counts through them instead: the readers' rows times its scale,
 and times its offset, the weights the readers apply to the channel.
 Counted apart, its scale (1 at initialization, and held there by the data
 loss as long as anything reads the channel) dominated the group's norm:
@@ -139,6 +140,19 @@ __all__ = ['GROUPING', 'HiddenGroup', 'HiddenGroups',
 GROUPING = 'rms'
 _GROUPINGS = ('rms', 'l2')
 
+# The multiplier of the gradient of a hidden channel's value in the
+# regularization term (and the rescue term), read when a regularizer is
+# built; the values, the alive channels and the cost do not change. 1 (the
+# default): MorphNet's. Under Adam a group's weights move against the data
+# loss's gradient in proportion to the term's gradient on each of them,
+# cost_c x w / (n_c x value) for a group of n_c weights: a ViT hidden
+# channel (853 weights, 3 to 8 FFN units' FLOPs) was pushed, against the
+# data loss, 5 to 10 times less than an FFN unit (48 weights), and kept
+# its width at half the FLOPs; with 16 it was pruned (48 -> 29, exact),
+# at 3 points of accuracy (docs/MODERN_KERAS.md, "Per-weight pressure").
+# Both engines read it (`hidden_members.gradient_scale`).
+GRADIENT_SCALE = 1.0
+
 # The ops reading a Dense's or convolution's kernel: their regularizer is
 # that of the layer's output channels (as `alive_counts()` reads them).
 _KERNEL_OP_TYPES = (op_vocabulary.CONV_OP_TYPES |
@@ -200,6 +214,30 @@ class _KeptGroupLasso(group_lasso_regularizer.GroupLassoRegularizer):
                                axis=0) / count
                  if self._l1_fraction else None)
     return squares, absolutes
+
+
+class _ScaledGradient(minimum_alive_regularizer.AliveVectorRegularizer):
+  """`regularizer` whose regularization vector's gradient is multiplied by
+  `scale`; its values and alive vector are unchanged (see
+  `GRADIENT_SCALE`).
+
+  The vector is v + (scale - 1) (v - stop_gradient(v)): the difference is
+  exactly 0, so the values are v's, bit for bit.
+
+  Args:
+    regularizer: an OpRegularizer.
+    scale: the gradient's multiplier.
+  """
+
+  def __init__(self, regularizer, scale: float):
+    super().__init__(regularizer, regularizer.alive_vector)
+    vector = regularizer.regularization_vector
+    self._vector = vector + (scale - 1.0) * (
+        vector - tf.stop_gradient(vector))
+
+  @property
+  def regularization_vector(self):
+    return self._vector
 
 
 # The channel structure of a hidden group, shared with the layer-level
@@ -527,6 +565,11 @@ class HiddenGroups(object):
             members[0] if len(members) == 1 else
             grouping_regularizers.L2GroupingRegularizer(
                 members, threshold=self._settings.threshold))
+        scale = hidden_members.check_gradient_scale(
+            GRADIENT_SCALE, group.layers or group.members)
+        if scale != 1.0:
+          self._regularizers[group.root] = _ScaledGradient(
+              self._regularizers[group.root], scale)
     return self._regularizers[group.root]
 
   def _alive(self, manager, key) -> Optional[tf.Tensor]:

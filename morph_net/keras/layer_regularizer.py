@@ -734,7 +734,8 @@ class LayerRegularizer(object):
     InvalidArgumentError: for an unsupported regularizer, unknown or
       missing arguments, a negative strength or threshold, an
       l1_fraction outside [0, 1], or (GroupLasso, a pruned hidden size) an
-      unknown `hidden_size.GROUPING`.
+      unknown `hidden_size.GROUPING` or a `hidden_size.GRADIENT_SCALE` that
+      is not a finite number > 0.
     MissingDependencyError: for a latency regularizer (the graph engine's
       traced ops are needed, see `latency_error`).
     NoSourceOpsError: when no group has a source to regularize (a
@@ -852,7 +853,8 @@ class LayerRegularizer(object):
 
     Raises:
       InvalidArgumentError: for a pruned hidden size when
-        `hidden_size.GROUPING` is not one of `hidden_members.GROUPINGS`.
+        `hidden_size.GROUPING` is not one of `hidden_members.GROUPINGS`, or
+        `hidden_size.GRADIENT_SCALE` is not a finite number > 0.
     """
     channels = self._channels
     table = channels.table
@@ -873,16 +875,19 @@ class LayerRegularizer(object):
       found = hidden_members.kept_member_weights(channels, root)
       grouping = hidden_members.check_grouping(
           hidden_members.grouping(), layers or attention)
+      scale = hidden_members.check_gradient_scale(
+          hidden_members.gradient_scale(), layers or attention)
       size = table.size(root)
       if hidden_members.columns(found, size) is None:
         kept.add(root)  # No weight holds its channels.
         continue
       self._hidden[root] = layers  # Pruned: its width-taking layers.
-      self._sources[root] = [(self._hidden_read(found, size, grouping),
-                              np.arange(size))]
+      self._sources[root] = [(self._hidden_read(found, size, grouping,
+                                                scale), np.arange(size))]
     return kept
 
-  def _hidden_read(self, found, size: int, grouping: str):
+  def _hidden_read(self, found, size: int, grouping: str,
+                   scale: float = 1.0):
     """read(alive) -> the regularization vector of a hidden size whose
     weights are `found` (`hidden_members.kept_member_weights`): with
     grouping 'rms', the group lasso of all of them; with 'l2', the L2 norm
@@ -891,7 +896,8 @@ class LayerRegularizer(object):
     `hidden_size.HiddenGroups` builds it. Each mean is taken over the
     entries rebuild keeps: those of the alive heads and channels on a
     member's other side, `alive(root)` giving a group's alive vector
-    (None: every entry kept)."""
+    (None: every entry kept). The gradient of the vector is multiplied by
+    `scale`, its values unchanged (`hidden_size.GRADIENT_SCALE`)."""
     l1_fraction = self._l1_fraction
     channels = self._channels
 
@@ -906,13 +912,18 @@ class LayerRegularizer(object):
                   ops.concatenate([k for _, k in parts], axis=0))]
       norms = [_kept_group_lasso(w, k, l1_fraction) for w, k in parts]
       if len(norms) == 1:
-        return norms[0]  # One member: its own group lasso.
-      squares = norms[0] * norms[0]
-      for norm in norms[1:]:
-        squares = squares + norm * norm
-      positive = squares > 0
-      return ops.where(positive,
-                       ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+        vector = norms[0]  # One member: its own group lasso.
+      else:
+        squares = norms[0] * norms[0]
+        for norm in norms[1:]:
+          squares = squares + norm * norm
+        positive = squares > 0
+        vector = ops.where(positive,
+                           ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+      if scale == 1.0:
+        return vector
+      # The difference is exactly 0: the values are the vector's.
+      return vector + (scale - 1.0) * (vector - ops.stop_gradient(vector))
 
     return read
 
