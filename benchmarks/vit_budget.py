@@ -18,7 +18,8 @@ Three trainings, one at a time, each cached as JSON under
   regularizer: its test accuracy.
 - `regularized`: the same ViT (same seed) with a GroupLasso FLOPs
   regularizer (`--threshold`; `--hidden_grouping` sets
-  `morph_net.keras.hidden_size.GROUPING`) and `CostTargetCallback(regularizer,
+  `morph_net.keras.hidden_size.GROUPING`, `--hidden_gradient_scale`
+  `hidden_size.GRADIENT_SCALE`) and `CostTargetCallback(regularizer,
   --target x initial FLOPs)` for `--epochs` epochs: the FLOPs at every
   epoch end, the alive heads per attention layer, the hidden size and the
   FFN widths, and its test accuracy.
@@ -77,6 +78,10 @@ def define_flags():
                     'value (morph_net.keras.hidden_size.GROUPING): one root '
                     'mean square over all of them, or one per member op '
                     'combined by their L2 norm.')
+  flags.DEFINE_float('hidden_gradient_scale', 1.0,
+                     'Multiplier of the gradient of a hidden channel\'s '
+                     'value (morph_net.keras.hidden_size.GRADIENT_SCALE; '
+                     'values and alive channels unchanged).')
 
 
 # ----------------------------------------------------------------- model.
@@ -310,8 +315,11 @@ def main(argv):
   key = '%s_t%g_f%g' % (base, FLAGS.threshold, FLAGS.target)
   if FLAGS.hidden_grouping != 'rms':
     key += '_g' + FLAGS.hidden_grouping
+  if FLAGS.hidden_gradient_scale != 1.0:
+    key += '_s%g' % FLAGS.hidden_gradient_scale
   from morph_net.keras import hidden_size  # pylint: disable=g-import-not-at-top
   hidden_size.GROUPING = FLAGS.hidden_grouping
+  hidden_size.GRADIENT_SCALE = FLAGS.hidden_gradient_scale
   path = lambda stage: os.path.join(runs_dir, '%s_%s.json' % (
       base if stage == 'baseline' else key, stage))
   weights = os.path.join(runs_dir, key + '_regularized.weights.h5')

@@ -17,11 +17,15 @@ backend) read the same ones:
   see folded into their rows, see `hidden_size`);
 * `member_columns`: those weights as [weights of the member per channel,
   channels] tensors, one per member, in `keras.ops`;
+* `kept_member_weights`, `kept_columns`, `kept_rows`, `kept_group`: which
+  entries of each member rebuild keeps with a channel (those of alive
+  heads and of alive channels on the member's other side), so that both
+  engines count only those (see `kept_member_weights`);
 * `head_columns`: the weights of each head of a MultiHeadAttention layer
   (`morph_net.keras.attention`), in `keras.ops`;
 * `grouping`: `hidden_size.GROUPING`, how the members make a channel's
   value, when that module is loaded (it needs TensorFlow), else its
-  default.
+  default; `gradient_scale`: `hidden_size.GRADIENT_SCALE` so.
 """
 
 import sys
@@ -34,8 +38,10 @@ from morph_net.surgery import builtin_rules
 from morph_net.surgery import spaces
 
 __all__ = ['DEFAULT_GROUPING', 'GROUPINGS', 'grouping', 'check_grouping',
+           'DEFAULT_GRADIENT_SCALE', 'gradient_scale', 'check_gradient_scale',
            'is_group', 'hidden_roots', 'member_weights', 'member_columns',
-           'columns', 'head_columns']
+           'columns', 'head_columns', 'kept_member_weights', 'kept_columns',
+           'kept_rows', 'kept_group']
 
 # How a hidden channel's weights make its group-lasso value (see
 # `hidden_size.GROUPING`, the switch both engines read): 'rms', one root
@@ -43,6 +49,9 @@ __all__ = ['DEFAULT_GROUPING', 'GROUPINGS', 'grouping', 'check_grouping',
 # member combined by their L2 norm.
 DEFAULT_GROUPING = 'rms'
 GROUPINGS = ('rms', 'l2')
+# The multiplier of the gradient of a hidden channel's value (see
+# `hidden_size.GRADIENT_SCALE`, the switch both engines read).
+DEFAULT_GRADIENT_SCALE = 1.0
 
 
 def grouping() -> str:
@@ -73,6 +82,40 @@ def check_grouping(value, layers) -> str:
         'layer(s) %s).' % (value, list(GROUPINGS), ', '.join(
             repr(n) for n in layers)))
   return value
+
+
+def gradient_scale() -> float:
+  """`morph_net.keras.hidden_size.GRADIENT_SCALE` when that module is
+  loaded, else `DEFAULT_GRADIENT_SCALE` (as `grouping`)."""
+  module = sys.modules.get('morph_net.keras.hidden_size')
+  return DEFAULT_GRADIENT_SCALE if module is None else module.GRADIENT_SCALE
+
+
+def check_gradient_scale(value, layers) -> float:
+  """`value` as a float when it is a finite number > 0.
+
+  Args:
+    value: a gradient scale.
+    layers: the names of the layers of the hidden size it is for (named
+      by the error).
+
+  Returns:
+    `float(value)`.
+
+  Raises:
+    InvalidArgumentError: for another value.
+  """
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    number = None
+  if isinstance(value, bool) or number is None or not (
+      0.0 < number < float('inf')):
+    raise errors.InvalidArgumentError(
+        'hidden_size.GRADIENT_SCALE is %r; expected a finite number > 0, '
+        'e.g. 1.0, MorphNet\'s (hidden size of layer(s) %s).' % (
+            value, ', '.join(repr(n) for n in layers)))
+  return number
 
 
 def is_group(space, root, table) -> bool:
@@ -198,22 +241,47 @@ def member_weights(channels, root):
   `_folded_norms`). `member` names the op regularizer the weights belong
   to: a writer's columns with its bias, one reader kernel's rows (times
   the folded scale and offset), one normalization's scale and offset."""
+  return [entry[:4] for entry in kept_member_weights(channels, root)]
+
+
+def kept_member_weights(channels, root):
+  """`member_weights` with which entries rebuild keeps: [(variable,
+  channel axis, factors, member, kept)].
+
+  `kept` is None (every entry of the variable is kept with a channel) or
+  (axis, key) for a variable whose entries along `axis` are the heads or
+  channels on the other side of the member, kept when their alive vector
+  says so (`kept_group` names their group): ('heads', attention layer
+  name) for the query, key and value kernels' head axis and the output
+  projection's head rows; ('out', layer name) for a reader's kernel (its
+  output channels, e.g. the first FFN Dense's units); ('in', layer name)
+  for a writer's kernel (its input channels, e.g. the second FFN Dense's
+  rows). Rebuild removes the other entries, so a fresh regularizer on the
+  rebuilt model counts only these.
+
+  Args:
+    channels: the channel model.
+    root: the group root.
+
+  Returns:
+    The list, in `member_weights`' order.
+  """
   table = channels.table
   size = table.size(root)
   folded, folded_names = _folded_norms(channels, root)
   found = []
 
-  def add_rows(layer, kernel, axis, position):
+  def add_rows(layer, kernel, axis, position, kept):
     member = ('rows', id(kernel))
     factors = folded.get((id(layer), position))
     if factors is None:
-      found.append((kernel, axis, (), member))
+      found.append((kernel, axis, (), member, kept))
       return
     scales, offsets = factors
     if scales:
-      found.append((kernel, axis, tuple(scales), member))
+      found.append((kernel, axis, tuple(scales), member, kept))
     for offset in offsets:
-      found.append((kernel, axis, (offset,), member))
+      found.append((kernel, axis, (offset,), member, kept))
 
   for name, layer in channels.layers.items():
     rule = channels.rule(layer)
@@ -223,41 +291,98 @@ def member_weights(channels, root):
       positions = builtin_rules.attention_input_positions(layer)
       if positions is None:
         continue
+      heads = ('heads', name)
       dense = (layer._query_dense, layer._value_dense, layer._key_dense)  # pylint: disable=protected-access
       for d, p in zip(dense, positions):
         if is_group(ins[p], root, table):
-          add_rows(layer, d.kernel, 0, p)
+          # (channels, heads, key_dim or value_dim).
+          add_rows(layer, d.kernel, 0, p, (1, heads))
       if is_group(out, root, table):
         output = layer._output_dense  # pylint: disable=protected-access
         member = ('columns', id(output.kernel))
-        found.append((output.kernel, -1, (), member))
+        # (heads, value_dim, channels).
+        found.append((output.kernel, -1, (), member, (0, heads)))
         if output.bias is not None:
-          found.append((output.bias, -1, (), member))
+          found.append((output.bias, -1, (), member, None))
       continue
     if isinstance(rule, builtin_rules.EmbeddingRule):
       if is_group(out, root, table):
         found.append((layer.embeddings, -1, (),
-                      ('columns', id(layer.embeddings))))
+                      ('columns', id(layer.embeddings)), None))
       continue
     if isinstance(rule, builtin_rules.WidthRule) and type(rule) is (  # pylint: disable=unidiomatic-typecheck
         builtin_rules.WidthRule) and getattr(layer, 'groups', 1) == 1:
+      input_axis = rule._input_axis  # pylint: disable=protected-access
+      output_axis = rule._output_axis  # pylint: disable=protected-access
       if is_group(out, root, table):
         member = ('columns', id(layer.kernel))
-        found.append((layer.kernel, rule._output_axis, (), member))  # pylint: disable=protected-access
+        found.append((layer.kernel, output_axis, (), member,
+                      (input_axis, ('in', name))))
         if getattr(layer, 'bias', None) is not None:
-          found.append((layer.bias, -1, (), member))
+          found.append((layer.bias, -1, (), member, None))
       if ins and is_group(ins[0], root, table):
-        add_rows(layer, layer.kernel, rule._input_axis, 0)  # pylint: disable=protected-access
+        add_rows(layer, layer.kernel, input_axis, 0,
+                 (output_axis, ('out', name)))
       continue
     if rule.width_attribute is None and is_group(out, root, table) and (
         len(ins) == 1 and is_group(ins[0], root, table)) and (
             name not in folded_names):
       # A pass-through layer (a normalization): its per-channel weights.
-      found.extend((v, -1, (), ('norm', name))
+      found.extend((v, -1, (), ('norm', name), None)
                    for v in layer.trainable_weights
                    if len(v.shape) >= 1 and int(v.shape[-1]) == size)
   return found
 
+
+def kept_group(channels, key) -> Optional[int]:
+  """The group root whose alive vector says which entries a `kept` key of
+  `kept_member_weights` keeps, or None (no group: every entry is kept).
+
+  ('heads', name): the group of the attention layer's heads. ('out',
+  name): the group of the layer's output channels. ('in', name): the
+  group of its input channels.
+
+  Args:
+    channels: the channel model.
+    key: the key.
+
+  Returns:
+    The root, or None.
+  """
+  kind, name = key
+  if kind == 'heads':
+    return channels.group_of(name) if name in set(
+        channels.source_layers()) else None
+  if kind == 'out':
+    space = channels.layer_out.get(name)
+  else:
+    space = (channels.layer_in.get(name) or [None])[0]
+  if not isinstance(space, spaces.Group):
+    return None
+  return channels.table.find(space.gid)
+
+
+def kept_rows(shape, axis: int, kept_axis: int, alive):
+  """Which entries of a channel's column rebuild keeps, float32 1 or 0.
+
+  Args:
+    shape: the variable's shape.
+    axis: its channel axis (the member's channels).
+    kept_axis: the axis of its entries that `alive` keeps.
+    alive: a bool (or 0/1) vector over `shape[kept_axis]`.
+
+  Returns:
+    A float32 vector over the entries of one channel, in the order
+    `columns` lays them out (the variable's axes but `axis`, in order).
+  """
+  rank = len(shape)
+  axis, kept_axis = axis % rank, kept_axis % rank
+  rest = [a for a in range(rank) if a != axis]
+  view = [1] * len(rest)
+  view[rest.index(kept_axis)] = -1
+  kept = ops.reshape(ops.cast(alive, 'float32'), view)
+  kept = ops.broadcast_to(kept, [int(shape[a]) for a in rest])
+  return ops.reshape(kept, [-1])
 
 
 def hidden_roots(channels) -> Dict[int, List[str]]:
@@ -310,10 +435,37 @@ def member_columns(channels, root, read=None) -> Optional[List]:
 
 
 def columns(found, size: int, read=None) -> Optional[List]:
-  """`member_columns` of the weights `found` (`member_weights` of a group
-  of `size` channels, listed once and read at every call)."""
+  """`member_columns` of the weights `found` (`member_weights` or
+  `kept_member_weights` of a group of `size` channels, listed once and read
+  at every call)."""
+  parts = kept_columns(found, size, read)
+  return None if parts is None else [part for part, _ in parts]
+
+
+def kept_columns(found, size: int, read=None, alive=None) -> Optional[List]:
+  """`columns`, each member with the entries rebuild keeps.
+
+  Args:
+    found: `kept_member_weights` of a group of `size` channels (entries
+      without a `kept` item keep every entry).
+    size: the group's channels.
+    read: maps a Keras variable to a tensor of its value, or None when it
+      cannot be read (default: the variable's value).
+    alive: maps a `kept` key to the bool alive vector of what it names, or
+      None when every entry is kept (default: every entry is kept).
+
+  Returns:
+    [(weights, kept)] per member, in member order: weights a [weights of
+    the member per channel, channels] float32 tensor, kept None (every
+    entry kept: no key named an alive vector) or its [weights of the member
+    per channel] float32 1/0 vector; or None when a variable cannot be read
+    (or the group holds none).
+  """
   members, seen = {}, set()
-  for variable, axis, factors, member in found:
+  masked = False
+  for entry in found:
+    variable, axis, factors, member = entry[:4]
+    kept = entry[4] if len(entry) > 4 else None
     key = (id(variable), axis, tuple(id(f) for f in factors))
     if key in seen:
       continue
@@ -327,10 +479,21 @@ def columns(found, size: int, read=None) -> Optional[List]:
       if factor_value is None:
         return None
       part = part * ops.reshape(factor_value, [1, size])
-    members.setdefault(member, []).append(part)
+    shape = tuple(value.shape)
+    vector = None if kept is None or alive is None else alive(kept[1])
+    if vector is not None and (
+        int(vector.shape[-1]) == int(shape[kept[0] % len(shape)])):
+      masked = True
+      rows = kept_rows(shape, axis, kept[0], vector)
+    else:
+      rows = ops.ones([int(part.shape[0])], 'float32')
+    members.setdefault(member, []).append((part, rows))
   if not members:
     return None
-  return [ops.concatenate(parts, axis=0) for parts in members.values()]
+  return [(ops.concatenate([p for p, _ in parts], axis=0),
+           ops.concatenate([r for _, r in parts], axis=0)
+           if masked else None)
+          for parts in members.values()]
 
 
 def head_columns(layer, read=None):

@@ -33,14 +33,27 @@ one group lasso per member op combined by their L2 norm
 (`grouping_regularizers.L2GroupingRegularizer`; a channel is alive above
 the threshold, so a dead channel has every member below it). 'rms'
 weighs each member by its weight count (the patch embedding's 17 among a
-ViT channel's 853) and never pruned a ViT's hidden size; 'l2' prunes it
-(48 -> 44 at half the FLOPs) at an accuracy cost, and on a second seed a
-fresh regularizer on the rebuilt model found one hidden channel more
-dead: a member counts the rows of dead FFN units (see
-docs/MODERN_KERAS.md, "Why the hidden size stays"). A normalization
-whose output only readers see (directly or through dropout and average
-pooling: a pre-norm transformer's norms, the final norm before the
-pooling) counts through them instead: the readers' rows times its scale,
+ViT channel's 853). Either way a member counts only the entries rebuild
+keeps (`hidden_members.kept_member_weights`): a kernel's entries of alive
+heads (the query, key and value kernels' head axis, the output
+projection's head rows) and of alive channels on its other side (a
+reader's output channels, e.g. the first FFN Dense's units; a writer's
+input channels, e.g. the second FFN Dense's rows), each member's (or,
+under 'rms', the channel's) mean taken over them, as a fresh regularizer
+on the rebuilt model takes it. Counted over every entry, a channel held
+only by dead units' rows of the second FFN Dense (or a dead head's output
+rows) was alive and had no weights after rebuild: on a ViT, one hidden
+channel fewer than predicted. Those alive vectors are the regularizers'
+after the analysis (`override`; a group that would disconnect an output
+with its `min_channels`); those of other hidden groups are not used (the
+values would be circular), and a unit's or head's own value still counts
+the rows of dead hidden channels (docs/MODERN_KERAS.md, "Counting only
+the weights rebuild keeps"). The layer-level engine counts the same
+entries (`layer_regularizer.LayerRegularizer`). `GRADIENT_SCALE`
+multiplies the gradient of the group's values (not the values). A
+normalization whose output only readers see (directly or through
+dropout and average pooling: a pre-norm transformer's norms, the final
+norm before the pooling) counts through them instead: the readers' rows times its scale,
 and times its offset, the weights the readers apply to the channel.
 Counted apart, its scale (1 at initialization, and held there by the data
 loss as long as anything reads the channel) dominated the group's norm:
@@ -108,6 +121,7 @@ from morph_net import errors
 from morph_net.framework import concat_and_slice_regularizers
 from morph_net.framework import grouping_regularizers
 from morph_net.framework import minimum_alive_regularizer
+from morph_net.framework import op_vocabulary
 from morph_net.keras import hidden_members
 from morph_net.keras import recurrent
 from morph_net.op_handlers import op_handlers
@@ -120,11 +134,30 @@ __all__ = ['GROUPING', 'HiddenGroup', 'HiddenGroups',
 # How a hidden channel's weights make its group-lasso value, read when a
 # regularizer is built: 'rms', one root mean square over every weight of
 # the channel (the default); 'l2', a group lasso per member op combined by
-# their L2 norm (`L2GroupingRegularizer`), which prunes a ViT's hidden
-# size but not exactly after rebuilding on every run (docs/MODERN_KERAS.md,
-# "Why the hidden size stays").
+# their L2 norm (`L2GroupingRegularizer`). Both count only the entries
+# rebuild keeps (docs/MODERN_KERAS.md, "Counting only the weights rebuild
+# keeps").
 GROUPING = 'rms'
 _GROUPINGS = ('rms', 'l2')
+
+# The multiplier of the gradient of a hidden channel's value in the
+# regularization term (and the rescue term), read when a regularizer is
+# built; the values, the alive channels and the cost do not change. 1 (the
+# default): MorphNet's. Under Adam a group's weights move against the data
+# loss's gradient in proportion to the term's gradient on each of them,
+# cost_c x w / (n_c x value) for a group of n_c weights: a ViT hidden
+# channel (853 weights, 3 to 8 FFN units' FLOPs) was pushed, against the
+# data loss, 5 to 10 times less than an FFN unit (48 weights), and kept
+# its width at half the FLOPs; with 16 it was pruned (48 -> 29, exact),
+# at 3 points of accuracy (docs/MODERN_KERAS.md, "Per-weight pressure").
+# Both engines read it (`hidden_members.gradient_scale`).
+GRADIENT_SCALE = 1.0
+
+# The ops reading a Dense's or convolution's kernel: their regularizer is
+# that of the layer's output channels (as `alive_counts()` reads them).
+_KERNEL_OP_TYPES = (op_vocabulary.CONV_OP_TYPES |
+                    op_vocabulary.CONV_TRANSPOSE_OP_TYPES |
+                    op_vocabulary.MATMUL_OP_TYPES)
 
 
 @dataclasses.dataclass
@@ -153,35 +186,77 @@ class HiddenGroup:
   pruned: bool = False
 
 
+class _KeptGroupLasso(group_lasso_regularizer.GroupLassoRegularizer):
+  """A group lasso of [entries, channels] weights over the entries kept.
+
+  The root mean square (and mean absolute value) of each channel's kept
+  entries, `kept` a [entries] float vector of 1 (kept) and 0: what a
+  fresh regularizer on the rebuilt model computes over the entries
+  rebuild leaves. No entry kept gives 0.
+
+  Args:
+    weights: [entries, channels] float32 weights.
+    kept: [entries] float32, 1 where an entry is kept.
+    threshold: channels at or below it are dead.
+    l1_fraction: weight of the L1 part, in [0, 1].
+  """
+
+  def __init__(self, weights, kept, threshold, l1_fraction):
+    self._kept = tf.reshape(tf.cast(kept, tf.float32), [-1, 1])
+    super().__init__(weight_tensor=weights, reduce_dims=[0],
+                     threshold=threshold, l1_fraction=l1_fraction)
+
+  def _means(self):
+    count = tf.maximum(tf.reduce_sum(self._kept), 1.0)
+    squares = tf.reduce_sum(self._kept * tf.square(self._weights),
+                            axis=0) / count
+    absolutes = (tf.reduce_sum(self._kept * tf.abs(self._weights),
+                               axis=0) / count
+                 if self._l1_fraction else None)
+    return squares, absolutes
+
+
+class _ScaledGradient(minimum_alive_regularizer.AliveVectorRegularizer):
+  """`regularizer` whose regularization vector's gradient is multiplied by
+  `scale`; its values and alive vector are unchanged (see
+  `GRADIENT_SCALE`).
+
+  The vector is v + (scale - 1) (v - stop_gradient(v)): the difference is
+  exactly 0, so the values are v's, bit for bit.
+
+  Args:
+    regularizer: an OpRegularizer.
+    scale: the gradient's multiplier.
+  """
+
+  def __init__(self, regularizer, scale: float):
+    super().__init__(regularizer, regularizer.alive_vector)
+    vector = regularizer.regularization_vector
+    self._vector = vector + (scale - 1.0) * (
+        vector - tf.stop_gradient(vector))
+
+  @property
+  def regularization_vector(self):
+    return self._vector
+
+
 # The channel structure of a hidden group, shared with the layer-level
 # engine (TensorFlow-free: `morph_net.keras.hidden_members`).
 _is_group = hidden_members.is_group
 _member_weights = hidden_members.member_weights
 
-def hidden_member_weights(channels, root,
-                          read) -> Optional[List[tf.Tensor]]:
-  """The weights holding each channel of a hidden group, per member.
 
-  A member is what the original MorphNet gives one op regularizer: a
-  writer's columns with its bias (the embedding, a Dense or convolution,
-  the attention output projection), one reader kernel's rows (a Dense,
-  an attention query, key or value projection; times the scale and the
-  offset of a normalization folded into it), a normalization's scale and
-  offset.
-
-  Args:
-    channels: the channel model.
-    root: the group root.
-    read: maps a Keras variable to a tensor of its value (or None).
-
-  Returns:
-    A list of [weights of the member per channel, channels] float32
-    tensors, in member order, or None when a variable cannot be read (or
-    the group holds none).
-  """
+def _members(channels, root, read, alive=None):
+  """[(weights, kept)] per member of group `root` (`hidden_members.
+  kept_columns` in TensorFlow), or None when a variable cannot be read (or
+  the group holds none). `alive` maps a `kept` key of
+  `hidden_members.kept_member_weights` to a bool vector (None: every entry
+  kept); `kept` is None for every member when no key named one."""
   size = channels.table.size(root)
   members, seen = {}, set()
-  for variable, axis, factors, member in _member_weights(channels, root):
+  masked = False
+  for variable, axis, factors, member, kept in (
+      hidden_members.kept_member_weights(channels, root)):
     key = (id(variable), axis, tuple(id(f) for f in factors))
     if key in seen:
       continue
@@ -199,10 +274,60 @@ def hidden_member_weights(channels, root,
       if factor_value is None:
         return None
       part = part * tf.reshape(tf.cast(factor_value, tf.float32), [1, size])
-    members.setdefault(member, []).append(part)
+    vector = None if kept is None or alive is None else alive(kept[1])
+    if vector is not None and (
+        int(vector.shape[-1]) == int(value.shape[kept[0] % rank])):
+      masked = True
+      rows = _kept_rows(value.shape.as_list(), axis, kept[0], vector)
+    else:
+      rows = tf.ones([int(part.shape[0])], tf.float32)
+    members.setdefault(member, []).append((part, rows))
   if not members:
     return None
-  return [tf.concat(parts, axis=0) for parts in members.values()]
+  return [(tf.concat([p for p, _ in parts], axis=0),
+           tf.concat([r for _, r in parts], axis=0) if masked else None)
+          for parts in members.values()]
+
+
+def _kept_rows(shape, axis, kept_axis, alive):
+  """`hidden_members.kept_rows` in TensorFlow."""
+  rank = len(shape)
+  axis, kept_axis = axis % rank, kept_axis % rank
+  rest = [a for a in range(rank) if a != axis]
+  view = [1] * len(rest)
+  view[rest.index(kept_axis)] = -1
+  kept = tf.reshape(tf.cast(alive, tf.float32), view)
+  kept = tf.broadcast_to(kept, [int(shape[a]) for a in rest])
+  return tf.reshape(kept, [-1])
+
+
+def hidden_member_weights(channels, root,
+                          read) -> Optional[List[tf.Tensor]]:
+  """The weights holding each channel of a hidden group, per member.
+
+  A member is what the original MorphNet gives one op regularizer: a
+  writer's columns with its bias (the embedding, a Dense or convolution,
+  the attention output projection), one reader kernel's rows (a Dense,
+  an attention query, key or value projection; times the scale and the
+  offset of a normalization folded into it), a normalization's scale and
+  offset.
+
+  Every entry of a member is listed, those of dead heads and units too;
+  the group's regularizer counts only the entries rebuild keeps (see
+  `HiddenGroups._alive`).
+
+  Args:
+    channels: the channel model.
+    root: the group root.
+    read: maps a Keras variable to a tensor of its value (or None).
+
+  Returns:
+    A list of [weights of the member per channel, channels] float32
+    tensors, in member order, or None when a variable cannot be read (or
+    the group holds none).
+  """
+  members = _members(channels, root, read)
+  return None if members is None else [w for w, _ in members]
 
 
 def hidden_weights(channels, root, read) -> Optional[tf.Tensor]:
@@ -245,6 +370,7 @@ class HiddenGroups(object):
     self._recurrent = recurrent_calls
     self._settings = None
     self._regularizers = {}  # root -> OpRegularizer.
+    self._masked = set()  # Roots whose regularizer counts kept entries.
     self.groups: Dict[int, HiddenGroup] = {}
     if channels is None:
       return
@@ -398,33 +524,104 @@ class HiddenGroups(object):
   def pruned_groups(self) -> List[HiddenGroup]:
     return [g for g in self.groups.values() if g.pruned]
 
-  def _regularizer(self, group):
+  def _regularizer(self, group, manager=None):
     """The OpRegularizer of a pruned group, made in the traced graph on
-    first use (see `GROUPING`)."""
+    first use (see `GROUPING`); with `manager` (the analysis done), made
+    again once over the entries rebuild keeps (see `_alive`)."""
     if GROUPING not in _GROUPINGS:
       raise errors.InvalidArgumentError(
           'hidden_size.GROUPING is %r; expected one of %s (hidden size of '
           'layer(s) %s).' % (GROUPING, list(_GROUPINGS), ', '.join(
               repr(n) for n in group.layers or group.members)))
-    if group.root not in self._regularizers:
+    if group.root not in self._regularizers or (
+        manager is not None and group.root not in self._masked):
       graph = self._traced.graph
       read = lambda v: recurrent.variable_tensor(graph, v)
+      alive = None
+      if manager is not None:
+        self._masked.add(group.root)
+        alive = lambda key: self._alive(manager, key)
       with graph.as_default():
-        parts = hidden_member_weights(self._channels, group.root, read)
-        parts.extend(self._unit_weights(group, read))
+        parts = _members(self._channels, group.root, read, alive)
+        masked = parts[0][1] is not None
+        # A recurrent writer's unit weights: every entry kept.
+        parts.extend(
+            (w, tf.ones([int(w.shape[0])], tf.float32) if masked else None)
+            for w in self._unit_weights(group, read))
         if GROUPING == 'rms':
-          parts = [tf.concat(parts, axis=0)]
+          parts = [(tf.concat([w for w, _ in parts], axis=0),
+                    tf.concat([k for _, k in parts], axis=0)
+                    if masked else None)]
         members = [
             group_lasso_regularizer.GroupLassoRegularizer(
                 weight_tensor=weights, reduce_dims=[0],
                 threshold=self._settings.threshold,
                 l1_fraction=self._settings.l1_fraction)
-            for weights in parts]
+            if kept is None else
+            _KeptGroupLasso(weights, kept, self._settings.threshold,
+                            self._settings.l1_fraction)
+            for weights, kept in parts]
         self._regularizers[group.root] = (
             members[0] if len(members) == 1 else
             grouping_regularizers.L2GroupingRegularizer(
                 members, threshold=self._settings.threshold))
+        scale = hidden_members.check_gradient_scale(
+            GRADIENT_SCALE, group.layers or group.members)
+        if scale != 1.0:
+          self._regularizers[group.root] = _ScaledGradient(
+              self._regularizers[group.root], scale)
     return self._regularizers[group.root]
+
+  def _alive(self, manager, key) -> Optional[tf.Tensor]:
+    """The alive vector (bool) of the heads or channels a `kept` key of
+    `hidden_members.kept_member_weights` names, as `alive_counts()` reads
+    them and rebuild keeps them, or None (every entry kept: not
+    regularized, or a hidden group, whose own alive vector would make the
+    values circular).
+
+    ('heads', name): the heads of a pruned attention layer. ('out', name):
+    a reader's output channels, the regularizer of its kernel ops. ('in',
+    name): a writer's input channels, those of the width-taking layers
+    of its input group. A group that would disconnect an output keeps
+    `min_channels` alive (`regularizable.keep_connected` wraps its
+    regularizer after this): so does its vector here.
+    """
+    kind, name = key
+    channels, table = self._channels, self._channels.table
+    if kind == 'heads':
+      heads = self._attention.head_regularizers().get(name)
+      return None if heads is None else heads.alive_vector
+    root = hidden_members.kept_group(channels, key)
+    if root is None or root in self._pruned_roots():
+      return None
+    if kind == 'out':
+      names = {name}
+    else:
+      names = {n for n in channels.source_layers()
+               if _is_group(channels.layer_out.get(n), root, table) and
+               not isinstance(channels.rule(n), builtin_rules.AttentionRule)}
+    vectors = []
+    for op in manager.ops:
+      if op.type not in _KERNEL_OP_TYPES or (
+          self._traced.known_layer_name(op, channels.layers) not in names):
+        continue
+      regularizer = manager.get_regularizer(op)
+      if regularizer is None:
+        continue
+      if names & self._settings.connecting and not isinstance(
+          regularizer, minimum_alive_regularizer.MinimumAliveRegularizer):
+        regularizer = minimum_alive_regularizer.MinimumAliveRegularizer(
+            regularizer, self._settings.minimum)
+      vectors.append(tf.cast(regularizer.alive_vector, tf.bool))
+    if not vectors or len({int(v.shape[-1]) for v in vectors}) != 1:
+      return None
+    result = vectors[0]
+    for vector in vectors[1:]:
+      result = tf.logical_or(result, vector)
+    return result
+
+  def _pruned_roots(self):
+    return {g.root for g in self.pruned_groups()}
 
   def _unit_calls(self, group) -> list:
     """The calls of the recurrent layers writing `group` whose units are
@@ -451,12 +648,14 @@ class HiddenGroups(object):
   def _source(self, group):
     """callable(op_slice) -> OpRegularizer of a source op of `group`."""
     def create(op_slice):
-      whole = self._regularizer(group)
+      self._regularizer(group)
       start, size = op_slice.slice.start_index, op_slice.slice.size
       if start == 0 and size == group.size:
-        return whole
+        return self._regularizers[group.root]
+      # The group's regularizer when read: `override` makes it again over
+      # the entries rebuild keeps.
       return concat_and_slice_regularizers.SlicingReferenceRegularizer(
-          lambda: whole, start, size)
+          lambda: self._regularizers[group.root], start, size)
     return create
 
   def source_ops(self) -> List[tf.Operation]:
@@ -509,7 +708,7 @@ class HiddenGroups(object):
             continue
           if regularizer is None:
             with self._traced.graph.as_default():
-              regularizer = self._regularizer(group)
+              regularizer = self._regularizer(group, manager)
               if self._connects(group):
                 regularizer = (
                     minimum_alive_regularizer.MinimumAliveRegularizer(

@@ -60,8 +60,9 @@ EinsumDense over the last axis, MultiHeadAttention (costed per head; its
 heads and the hidden size keep their width under Gamma and
 LogisticSigmoid, as in the graph engine; under GroupLasso regularizers of
 FLOPs or model size each head is pruned by the group lasso of its weights
-and the hidden size by that of every weight holding a hidden channel, as
-the graph engine's `attention` and `hidden_size` do, on the weights
+and the hidden size by that of every weight holding a hidden channel
+that rebuild keeps (the entries of alive heads and FFN units), as the
+graph engine's `attention` and `hidden_size` do, on the weights
 `hidden_members` finds for both; an Embedding's output is such a hidden
 size too) and custom layers whose
 rule has a cost hook. Other EinsumDense equations are refused; latency
@@ -330,6 +331,24 @@ def group_lasso_vector(kernel, axis: int, l1_fraction: float = 0.0):
   if not l1_fraction:
     return l2
   absolutes = ops.mean(ops.abs(weights), axis=reduce_axes)
+  return (1.0 - l1_fraction) * l2 + l1_fraction * absolutes
+
+
+def _kept_group_lasso(weights, kept, l1_fraction: float = 0.0):
+  """`group_lasso_vector` of [entries, channels] `weights` over the entries
+  `kept` ([entries] float32 1/0; None: all), the means over the kept
+  entries only (none kept: 0), as the graph engine's
+  `hidden_size._KeptGroupLasso`."""
+  if kept is None:
+    return group_lasso_vector(weights, -1, l1_fraction)
+  kept = ops.reshape(ops.cast(kept, 'float32'), [-1, 1])
+  count = ops.maximum(ops.sum(kept), 1.0)
+  squares = ops.sum(kept * ops.square(weights), axis=0) / count
+  positive = squares > 0
+  l2 = ops.where(positive, ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+  if not l1_fraction:
+    return l2
+  absolutes = ops.sum(kept * ops.abs(weights), axis=0) / count
   return (1.0 - l1_fraction) * l2 + l1_fraction * absolutes
 
 
@@ -715,7 +734,8 @@ class LayerRegularizer(object):
     InvalidArgumentError: for an unsupported regularizer, unknown or
       missing arguments, a negative strength or threshold, an
       l1_fraction outside [0, 1], or (GroupLasso, a pruned hidden size) an
-      unknown `hidden_size.GROUPING`.
+      unknown `hidden_size.GROUPING` or a `hidden_size.GRADIENT_SCALE` that
+      is not a finite number > 0.
     MissingDependencyError: for a latency regularizer (the graph engine's
       traced ops are needed, see `latency_error`).
     NoSourceOpsError: when no group has a source to regularize (a
@@ -833,7 +853,8 @@ class LayerRegularizer(object):
 
     Raises:
       InvalidArgumentError: for a pruned hidden size when
-        `hidden_size.GROUPING` is not one of `hidden_members.GROUPINGS`.
+        `hidden_size.GROUPING` is not one of `hidden_members.GROUPINGS`, or
+        `hidden_size.GRADIENT_SCALE` is not a finite number > 0.
     """
     channels = self._channels
     table = channels.table
@@ -851,41 +872,58 @@ class LayerRegularizer(object):
                                builtin_rules.AttentionRule) and
                 hidden_members.is_group(channels.layer_out[name], root,
                                         table)]
-      found = hidden_members.member_weights(channels, root)
+      found = hidden_members.kept_member_weights(channels, root)
       grouping = hidden_members.check_grouping(
           hidden_members.grouping(), layers or attention)
+      scale = hidden_members.check_gradient_scale(
+          hidden_members.gradient_scale(), layers or attention)
       size = table.size(root)
       if hidden_members.columns(found, size) is None:
         kept.add(root)  # No weight holds its channels.
         continue
       self._hidden[root] = layers  # Pruned: its width-taking layers.
-      self._sources[root] = [(self._hidden_read(found, size, grouping),
-                              np.arange(size))]
+      self._sources[root] = [(self._hidden_read(found, size, grouping,
+                                                scale), np.arange(size))]
     return kept
 
-  def _hidden_read(self, found, size: int, grouping: str):
-    """read() -> the regularization vector of a hidden size whose weights
-    are `found` (`hidden_members.member_weights`): with grouping 'rms',
-    the group lasso of all of them (`GroupLassoRegularizer`); with 'l2',
-    the L2 norm of each member's group lasso (`L2GroupingRegularizer`,
-    whose square root has a zero gradient at 0), as the graph engine's
-    `hidden_size.HiddenGroups` builds it."""
+  def _hidden_read(self, found, size: int, grouping: str,
+                   scale: float = 1.0):
+    """read(alive) -> the regularization vector of a hidden size whose
+    weights are `found` (`hidden_members.kept_member_weights`): with
+    grouping 'rms', the group lasso of all of them; with 'l2', the L2 norm
+    of each member's group lasso (`L2GroupingRegularizer`, whose square
+    root has a zero gradient at 0), as the graph engine's
+    `hidden_size.HiddenGroups` builds it. Each mean is taken over the
+    entries rebuild keeps: those of the alive heads and channels on a
+    member's other side, `alive(root)` giving a group's alive vector
+    (None: every entry kept). The gradient of the vector is multiplied by
+    `scale`, its values unchanged (`hidden_size.GRADIENT_SCALE`)."""
     l1_fraction = self._l1_fraction
+    channels = self._channels
 
-    def read():
-      parts = hidden_members.columns(found, size)
+    def read(alive):
+      def alive_of(key):
+        root = hidden_members.kept_group(channels, key)
+        return None if root is None else alive(root)
+      parts = hidden_members.kept_columns(found, size, alive=alive_of)
       if grouping == 'rms':
-        return group_lasso_vector(ops.concatenate(parts, axis=0), -1,
-                                  l1_fraction)
-      norms = [group_lasso_vector(part, -1, l1_fraction) for part in parts]
+        parts = [(ops.concatenate([w for w, _ in parts], axis=0),
+                  None if parts[0][1] is None else
+                  ops.concatenate([k for _, k in parts], axis=0))]
+      norms = [_kept_group_lasso(w, k, l1_fraction) for w, k in parts]
       if len(norms) == 1:
-        return norms[0]  # One member: its own group lasso.
-      squares = norms[0] * norms[0]
-      for norm in norms[1:]:
-        squares = squares + norm * norm
-      positive = squares > 0
-      return ops.where(positive,
-                       ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+        vector = norms[0]  # One member: its own group lasso.
+      else:
+        squares = norms[0] * norms[0]
+        for norm in norms[1:]:
+          squares = squares + norm * norm
+        positive = squares > 0
+        vector = ops.where(positive,
+                           ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)
+      if scale == 1.0:
+        return vector
+      # The difference is exactly 0: the values are the vector's.
+      return vector + (scale - 1.0) * (vector - ops.stop_gradient(vector))
 
     return read
 
@@ -1093,22 +1131,33 @@ class LayerRegularizer(object):
 
   def _group_vectors(self):
     """(regularization, alive) float32 vectors over all channels, read from
-    the live variables (inside a train step, from its traced values)."""
+    the live variables (inside a train step, from its traced values).
+
+    The hidden sizes are read last: their values count only the entries
+    of the alive heads and channels of the other groups
+    (`_hidden_read`)."""
     table = self._channels.table
     regularized = set(self._regularized)
-    regs, alives = [], []
-    for root in self._roots:
-      size = table.size(root)
+    vectors = {}  # root -> (regularization, bool alive).
+
+    def alive_of(root):
+      """The alive vector of a regularized group other than a hidden
+      size, or None (every channel kept)."""
+      if root in self._hidden or root not in vectors:
+        return None
+      return vectors[root][1]
+
+    order = sorted(self._roots, key=lambda r: r in self._hidden)
+    for root in order:
       if root not in regularized:
-        regs.append(ops.zeros([size], 'float32'))
-        alives.append(ops.ones([size], 'float32'))
         continue
+      size = table.size(root)
       if self._family == 'LogisticSigmoid':
         values, alive = self._gate_group(root)
       else:
         values = None
         for read, positions in self._sources[root]:
-          vector = read()
+          vector = read(alive_of) if root in self._hidden else read()
           if not np.array_equal(positions, np.arange(vector.shape[0])):
             vector = ops.take(vector, positions)
           vector = ops.cast(vector, 'float32')
@@ -1116,6 +1165,15 @@ class LayerRegularizer(object):
         alive = values > self._threshold
       if root in self._connecting:
         alive = self._keep_minimum(values, alive, size)
+      vectors[root] = (values, alive)
+    regs, alives = [], []
+    for root in self._roots:
+      if root not in vectors:
+        size = table.size(root)
+        regs.append(ops.zeros([size], 'float32'))
+        alives.append(ops.ones([size], 'float32'))
+        continue
+      values, alive = vectors[root]
       regs.append(values)
       alives.append(ops.cast(alive, 'float32'))
     return ops.concatenate(regs), ops.concatenate(alives)

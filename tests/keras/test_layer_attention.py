@@ -117,7 +117,9 @@ def test_heads_and_hidden_size_die_as_in_the_graph_engine(name, cost):
     return
   # An alive hidden channel holds 16 weights: embed column and bias (4),
   # its query, key and value rows (2 each), output column and bias (3),
-  # fc row (3); 12 are 1 (head 1's are 0): sqrt(12/16). Head 0 holds 19:
+  # fc row (3). Its value counts the 12 rebuild keeps (not dead head 1's
+  # query, key, value and output entries), all 1: 1 (over all 16 it was
+  # sqrt(12/16); `hidden_members.kept_member_weights`). Head 0 holds 19:
   # query, key and value columns (4 each) and biases (1 each), output rows
   # (4); 11 are 1 (hidden 0 and 2's are 0): sqrt(11/19). An fc filter
   # (its kernel column, as a Dense's in the graph engine): 2 of 4 rows are
@@ -125,7 +127,7 @@ def test_heads_and_hidden_size_die_as_in_the_graph_engine(name, cost):
   # of the hidden size (2 alive), the heads (1) and fc (3): embed 12 R +
   # attention 16 (d S + H R) + products 16 S + fc 2 (d F + f R) + logits
   # 4 F = 34 R + 48 S + 8 F.
-  hidden, head, fc = np.sqrt(12 / 16), np.sqrt(11 / 19), np.sqrt(1 / 2)
+  hidden, head, fc = 1.0, np.sqrt(11 / 19), np.sqrt(1 / 2)
   want = 34 * 2 * hidden + 48 * head + 8 * 3 * fc
   for engine in engines:
     assert float(engine.term()) == pytest.approx(want, rel=1e-6)
@@ -165,8 +167,9 @@ def test_the_rebuilt_model_costs_what_the_regularizer_said():
 def test_the_l1_fraction_enters_heads_and_hidden_size():
   model = _model()
   _kill(model)
-  # (1 - 0.5) x rms + 0.5 x mean |w|: hidden 12/16, head 11/19, fc 1/2.
-  hidden = 0.5 * np.sqrt(12 / 16) + 0.5 * 12 / 16
+  # (1 - 0.5) x rms + 0.5 x mean |w|: hidden 1 (its 12 kept weights),
+  # head 11/19, fc 1/2.
+  hidden = 1.0
   head = 0.5 * np.sqrt(11 / 19) + 0.5 * 11 / 19
   fc = 0.5 * np.sqrt(1 / 2) + 0.5 * 1 / 2
   for engine in _engines(model, 'GroupLassoFlopsRegularizer',
@@ -279,10 +282,11 @@ def test_l2_grouping_equals_the_graph_engine(monkeypatch):
   assert hidden_members.grouping() == 'l2'
   model = _model()
   _kill(model)
-  # Per member of an alive hidden channel: embed 1, query, key and value
-  # rows sqrt(1/2) each, output column sqrt(2/3), fc row 1: the L2 norm
-  # sqrt(25/6).
-  hidden = np.sqrt(25 / 6)
+  # Per member of an alive hidden channel, over the entries rebuild keeps
+  # (head 0's): embed 1, query, key and value rows 1 each, output column
+  # and bias 1, fc row 1: the L2 norm sqrt(6) (over every entry: query,
+  # key and value sqrt(1/2), output sqrt(2/3), sqrt(25/6)).
+  hidden = np.sqrt(6)
   want = 34 * 2 * hidden + 48 * np.sqrt(11 / 19) + 8 * 3 * np.sqrt(1 / 2)
   for engine in _engines(model, 'GroupLassoFlopsRegularizer'):
     assert engine.alive_counts() == {'embed': 2, 'mha': 1, 'fc': 3,
