@@ -116,7 +116,9 @@ def _group_input_ranges(op, values, op_reg_manager):
     channel_range = op_reg_manager.channel_range(tensor)
     if channel_range is not None and channels:
       producer, start, _ = channel_range
-      # Queued if ungrouped before the grouping gives its channels a group.
+      # Ungrouped, the producer has not run: the grouping gives its
+      # channels a group, and it is queued so its handler still groups
+      # its inputs.
       handler_steps.append_missing(ungrouped, (
           op_handler_util.get_ops_without_groups([producer], op_reg_manager)))
       handler_steps.group_channel_ranges(op, offset, producer, start,

@@ -136,7 +136,9 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
                      if channels == size else None)
     if channel_range is None:
       continue
-    # Queued if ungrouped before the grouping gives its channels a group.
+    # Ungrouped, the producer has not run: the grouping gives its
+    # channels a group, and it is queued so its handler still groups
+    # its inputs.
     handler_steps.append_missing(ungrouped, (
         op_handler_util.get_ops_without_groups([producer], op_reg_manager)))
     handler_steps.group_channel_ranges(op, 0, producer, channel_range[1],

@@ -148,8 +148,8 @@ def _group_repeats(op, repeats, channel_range, op_reg_manager):
   do not refine that pattern, each block is grouped on its own.
   """
   producer, start, size = channel_range
-  # Queued below if ungrouped now: grouping its channels here gives them a
-  # group before its own handler ran (see `handler_steps.group_channel_ranges`).
+  # Ungrouped, the producer has not run: grouping its channels below gives
+  # them a group, and it is queued so its handler still groups its inputs.
   ungrouped = op_handler_util.get_ops_without_groups([producer],
                                                      op_reg_manager)
   _cut_at(producer, (start, start + size), op_reg_manager)
