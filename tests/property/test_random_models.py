@@ -46,6 +46,7 @@ import numpy as np
 import pytest
 
 from morph_net import errors
+from morph_net.keras import layer_regularizer
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
@@ -447,9 +448,16 @@ def test_a_flatten_run_before_the_nested_add_it_reads(case):
   assert random_models.kill(model, case) == {
       'sep11': [0, 1, 4], 'branch30': [0, 2, 5, 6], 'nested14_conv': [1],
       'branch34': [4, 5], 'nested17_res2': [0, 1]}
-  alive = _regularizer(model, case.family).alive_counts()
+  regularizer = _regularizer(model, case.family)
+  alive = regularizer.alive_counts()
   # Channel 0 of the group lives in nested14_conv.
   assert (alive['nested14_conv'], alive['nested17_res2']) == (1, 1)
+  assert float(regularizer.cost()) == 1310.0
+  # The layer-level engine (groups from the channel model) agrees.
+  layers = layer_regularizer.LayerRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=1e-3)
+  assert layers.alive_counts() == alive
+  assert float(layers.cost()) == 1310.0
   check_case(case)
 
 
