@@ -110,16 +110,19 @@ def _is_whole_input(tensor, op_reg_manager):
 
 def _group_input_ranges(op, values, op_reg_manager):
   """Groups each input's channel range with its part of the concat."""
-  offset, producers = 0, []
+  offset, ungrouped = 0, []
   for tensor in values:
     channels = op_handler_util.get_num_channels(tensor) or 0
     channel_range = op_reg_manager.channel_range(tensor)
     if channel_range is not None and channels:
       producer, start, _ = channel_range
+      # Ungrouped, the producer has not run: the grouping gives its
+      # channels a group, and it is queued so its handler still groups
+      # its inputs.
+      handler_steps.append_missing(ungrouped, (
+          op_handler_util.get_ops_without_groups([producer], op_reg_manager)))
       handler_steps.group_channel_ranges(op, offset, producer, start,
                                          channels, op_reg_manager)
-      producers.append(producer)
     offset += channels
-  op_reg_manager.process_ops(
-      op_handler_util.get_ops_without_groups(producers, op_reg_manager))
+  op_reg_manager.process_ops(ungrouped)
   leaf_op_handler.group_with_outputs(op, op_reg_manager)

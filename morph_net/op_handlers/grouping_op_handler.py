@@ -120,7 +120,7 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
     List of the producers grouped this way (to leave out of the rest of the
     flow).
   """
-  producers = []
+  producers, ungrouped = [], []
   size = None
   for index, tensor in enumerate(op.inputs):
     producer = tensor.op
@@ -136,12 +136,15 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
                      if channels == size else None)
     if channel_range is None:
       continue
+    # Ungrouped, the producer has not run: the grouping gives its
+    # channels a group, and it is queued so its handler still groups
+    # its inputs.
+    handler_steps.append_missing(ungrouped, (
+        op_handler_util.get_ops_without_groups([producer], op_reg_manager)))
     handler_steps.group_channel_ranges(op, 0, producer, channel_range[1],
                                        size, op_reg_manager)
     producers.append(producer)
-  if producers:
-    op_reg_manager.process_ops(
-        op_handler_util.get_ops_without_groups(producers, op_reg_manager))
+  op_reg_manager.process_ops(ungrouped)
   return producers
 
 

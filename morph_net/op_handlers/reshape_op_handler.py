@@ -148,6 +148,10 @@ def _group_repeats(op, repeats, channel_range, op_reg_manager):
   do not refine that pattern, each block is grouped on its own.
   """
   producer, start, size = channel_range
+  # Ungrouped, the producer has not run: grouping its channels below gives
+  # them a group, and it is queued so its handler still groups its inputs.
+  ungrouped = op_handler_util.get_ops_without_groups([producer],
+                                                     op_reg_manager)
   _cut_at(producer, (start, start + size), op_reg_manager)
   input_slices = [s for s in op_reg_manager.get_op_slices(producer)
                   if start <= s.slice.start_index < start + size]
@@ -167,8 +171,7 @@ def _group_repeats(op, repeats, channel_range, op_reg_manager):
     for block in range(repeats):
       handler_steps.group_channel_ranges(op, block * size, producer, start,
                                          size, op_reg_manager)
-  op_reg_manager.process_ops(
-      op_handler_util.get_ops_without_groups([producer], op_reg_manager))
+  op_reg_manager.process_ops(ungrouped)
 
 
 def _cut_at(op, channels, op_reg_manager):

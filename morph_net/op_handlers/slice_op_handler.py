@@ -69,8 +69,12 @@ class SliceOpHandler(leaf_op_handler.LeafOpHandler):
                      if start is not None else None)
     size = op_handler_util.get_op_size(op)
     if channel_range is not None and size:
+      # Ungrouped, the producer has not run: the grouping gives its
+      # channels a group, and it is queued so its handler still groups
+      # its inputs.
+      ungrouped = op_handler_util.get_ops_without_groups([producer],
+                                                         op_reg_manager)
       handler_steps.group_channel_ranges(
           op, 0, producer, channel_range[1] + start, size, op_reg_manager)
-      op_reg_manager.process_ops(
-          op_handler_util.get_ops_without_groups([producer], op_reg_manager))
+      op_reg_manager.process_ops(ungrouped)
     leaf_op_handler.group_with_outputs(op, op_reg_manager)

@@ -125,8 +125,13 @@ class _Writer(object):
     self._count = 0
 
   def name(self, kind: str) -> str:
+    """`prefix + kind + count`, unless Keras may give an operation node
+    that name: then `prefix + kind + '_layer' + count`."""
     self._count += 1
-    return '%s%s%d' % (self.prefix, kind, self._count)
+    name = '%s%s%d' % (self.prefix, kind, self._count)
+    if _is_op_name(name):
+      name = '%s%s_layer%d' % (self.prefix, kind, self._count)
+    return name
 
   def emit(self, expression: str) -> str:
     """Runs `var = expression`; returns the new variable."""
@@ -157,6 +162,23 @@ class _Writer(object):
   def chance(self, probability_in_eighths: int) -> bool:
     """True with about the given chance (in eighths); shrinks to False."""
     return self.draw(st.integers(0, 7)) >= 8 - probability_in_eighths
+
+
+def _is_op_name(name: str) -> bool:
+  """Whether a `keras.ops` node may be named `name`.
+
+  Keras names an operation node after its op's class, in snake case
+  ('relu6' for `ops.relu6`, then 'relu6_1', ...), and a functional model
+  refuses two operations of one name: a layer named 'relu6' (the 6th name
+  of a writer, for a ReLU) next to an `ops.relu6` node raised "The name
+  "relu6" is used 2 times in the model" (seed 11017). The writer's names
+  have no underscore but after a nested model's prefix, so they can only
+  meet the op names without a counter: those of `keras.ops` functions
+  (for Keras 3.15, the op classes whose names end in a digit are
+  arctan2, exp2, expm1, fft2, i0, ifft2, log10, log2, logaddexp2, relu6
+  and rot90, each a `keras.ops` function).
+  """
+  return hasattr(keras.ops, name)
 
 
 # ----------------------------------------------------------------- blocks.

@@ -18,6 +18,8 @@ import pytest
 from morph_net import errors
 from morph_net import keras as morph_keras
 from morph_net.keras import expansion
+from morph_net.keras import layer_regularizer
+from morph_net.keras import layer_structure_cost
 from morph_net.keras import regularizable
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.surgery import channel_model
@@ -166,3 +168,71 @@ def test_inner_fixed_sides_of_a_custom_layer():
   conv = [op for op in traced.forward_ops() if op.type == 'Conv2D'][0]
   assert regularizable.inner_fixed_sides(channels, 'conv1', conv) == (
       None, None)
+
+
+def _nested_models_joined_with_a_second_input():
+  """An SE custom layer, a nested Sequential and a nested residual model,
+  flattened and joined with a branch of a second input (the shape of
+  random case seed 1076, tests/property/test_random_models.py)."""
+  custom_layers.register_squeeze_excite()
+  image = keras.Input((2, 2, 3), name='image')
+  vector = keras.Input((3,), name='vector')
+  x = custom_layers.SqueezeExcite(ratio=1, name='se')(image)
+  block = keras.Sequential([
+      keras.Input((2, 2, 3)), L.Conv2D(2, 1, use_bias=False, name='conv'),
+      L.BatchNormalization(name='conv_bn'), L.ReLU(name='relu')],
+                           name='block')
+  inner = keras.Input((2, 2, 2))
+  res = L.BatchNormalization(name='res_bn')(
+      L.Dense(2, use_bias=False, name='res')(inner))
+  residual = keras.Model(inner, L.Add(name='add')([inner, res]),
+                         name='residual')
+  flat = L.Flatten(name='flat')(residual(block(x)))
+  d = L.Dense(1, use_bias=False, name='d')(vector)
+  e = L.Dense(2, use_bias=False, name='e')(d)
+  joined = L.Concatenate(name='join')(
+      [flat, keras.ops.concatenate([d, e], axis=-1)])
+  return keras.Model([image, vector], L.Dense(2, name='logits')(joined))
+
+
+def _zero_filters(layer, filters):
+  kernel = layer.kernel.numpy()
+  kernel[..., filters] = 0.0
+  layer.kernel.assign(kernel)
+
+
+def test_nested_residual_flattened_before_its_add_ran_keeps_one_group():
+  # The traced graph runs the second input's Dense layers first: their
+  # concatenation ran the Flatten before the nested model's add, and the
+  # Flatten gave the add's channels a group without queueing the add, so
+  # the add never joined conv's group with res's: alive_counts() gave
+  # conv=1, res=0 and rebuild refused them (cost 82).
+  model = _nested_models_joined_with_a_second_input()
+  _zero_filters(model.get_layer('block').get_layer('conv'), [1])
+  _zero_filters(model.get_layer('residual').get_layer('res'), [0, 1])
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GroupLassoFlopsRegularizer, threshold=1e-3)
+  alive = regularizer.alive_counts()
+  # Channel 0 of the group (conv, res, the add) lives in conv.
+  assert alive == {'conv': 1, 'res': 1, 'd': 1, 'e': 2, 'logits': 2}
+  # se: 2 x 3 x 3 twice (its channels are the image's); conv: 4 positions
+  # x 2 x 3 x 1; res: 4 positions x 2 x 1 x 1; d: 2 x 3 x 1; e: 2 x 1 x 2;
+  # logits: 2 x (4 x 1 + 1 + 2) x 2.
+  hand = 18 + 18 + 24 + 8 + 6 + 4 + 28
+  assert float(regularizer.cost()) == hand == 106
+  assert morph_keras.StructureCost(regularizer)(alive) == hand
+  # The layer-level engine reads the channel model's groups: the same.
+  layers = layer_regularizer.LayerRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=1e-3)
+  assert layers.alive_counts() == alive
+  assert float(layers.cost()) == hand
+  assert layer_structure_cost.LayerStructureCost(layers)(alive) == hand
+  rebuilt = rebuild.rebuild(model, alive, transfer_weights=True)
+  assert reference_cost.reference_flops(rebuilt) == hand
+  assert rebuilt.get_layer('residual').get_layer('res').units == 1
+  # The dead channel outputs 0 (fresh batch norms): outputs are equal.
+  rng = np.random.default_rng(0)
+  data = [rng.normal(size=(2, 2, 2, 3)).astype('float32'),
+          rng.normal(size=(2, 3)).astype('float32')]
+  np.testing.assert_allclose(model.predict(data, verbose=0),
+                             rebuilt.predict(data, verbose=0), atol=1e-6)

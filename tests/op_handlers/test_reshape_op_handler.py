@@ -134,6 +134,31 @@ class ReshapeCostTest(tf.test.TestCase):
     self._check(build, [1, 2, 2, 2], 2 * 4 * 2 * 4 + 2 * 4 * 4 * 2,
                 2 * 4 + 4 * 4 * 2)
 
+  def test_flatten_run_before_its_input_still_joins_the_input_groups(self):
+    # The concat of `d` (the first source) runs the Flatten before the add
+    # it reads has run: the Flatten gives the add's channels a group, and
+    # the add must still run to join a's group with b's (relu(a) also feeds
+    # b, so relu's handler leaves the add to the add's). It did not run:
+    # b alone, all dead, made the flattened channels dead (cost 48).
+    def build(x):
+      d = lg.conv(x, [1, 1, 2, 1], name='d')
+      a = tf.nn.relu(lg.conv(x, [1, 1, 2, 2], dead=[1], name='a'))
+      b = lg.conv(a, [1, 1, 2, 2], dead=[0, 1], name='b')
+      flat = tf.reshape(tf.add(a, b, name='sum'), [1, 8], name='flat')
+      joined = tf.concat([flat, tf.reshape(d, [1, 4])], 1)
+      return tf.matmul(joined, lg.weights([12, 2]), name='fc')
+    # d, a: 4 positions x 2 inputs x 1 alive; b: 4 x 1 alive x 1 alive
+    # (channel 0 of the group lives in a); fc: (4 x 1 + 4 x 1) x 2.
+    manager = self._check(build, [1, 2, 2, 2],
+                          2 * 4 * 2 * 1 * 2 + 2 * 4 * 1 * 1 + 2 * 8 * 2,
+                          2 * 1 * 2 + 1 * 1 + 8 * 2)
+    convs = {op.name.split('/')[-1]: op for op in manager.ops
+             if op.type == 'Conv2D'}
+    sources = manager.get_op_group(manager.get_op_slices(
+        convs['b'])[0]).source_op_slices
+    self.assertCountEqual([convs['a'], convs['b']],
+                          [s.op for s in sources])
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -29,6 +29,7 @@ cut short still says how many models it checked.
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ import numpy as np
 import pytest
 
 from morph_net import errors
+from morph_net.keras import layer_regularizer
 from morph_net.keras import model_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import flop_regularizer
@@ -380,6 +382,135 @@ def _an_operation_node_in_a_hidden_group():
 @given(strategies.just(_an_operation_node_in_a_hidden_group()))
 def test_an_operation_node_in_a_hidden_group(case):
   check_case(case)
+
+
+def _a_flatten_run_before_the_nested_add_it_reads():
+  """A nested residual model flattened and joined with a second input's
+  branches, under GroupLasso (found by the 691 survey, seed 1076): the
+  traced graph runs the second input's Dense layers first, whose
+  concatenation ran the Flatten before the nested add; the Flatten gave
+  the add's channels a group and did not queue the add, so the add never
+  joined nested14_conv's group with nested17_res2's. alive_counts() gave
+  nested14_conv=1, nested17_res2=0, which rebuild and StructureCost
+  refused ("must have equal widths"). The SqueezeExcite layer plays no
+  part. See tests/keras/test_custom_layer_round_trip.py and
+  tests/op_handlers/test_reshape_op_handler.py."""
+  code = '\n'.join([
+      "t1 = keras.Input((8, 3, 1), name='input0')",
+      "t2 = keras.Input((3,), name='input1')",
+      "t4 = SqueezeExcite(ratio=1, hidden=None, name='se3')(t1)",
+      't6 = L.Conv2D(1, 1, padding="same", use_bias=False, '
+      "name='res5')(t4)",
+      "t8 = L.BatchNormalization(name='bn7')(t6)",
+      "t10 = L.Subtract(name='subtract9')([t4, t8])",
+      't12 = L.SeparableConv2D(depth_multiplier=1, dilation_rate=1, '
+      "filters=7, kernel_size=1, name='sep11', padding='valid', strides=1, "
+      'use_bias=False)(t10)',
+      't13 = ops.negative(t12)',
+      't15 = keras.Sequential([keras.Input((8, 3, 7)), L.Conv2D(2, 2, '
+      'padding="same", use_bias=False, name=' + "'nested14_conv'), "
+      "L.BatchNormalization(name='nested14_bn'), "
+      "L.ReLU(name='nested14_relu')], name='nested14')",
+      't16 = t15(t13)',
+      'nested17_t1 = keras.Input((8, 3, 2))',
+      'nested17_t3 = L.Dense(2, use_bias=False, '
+      "name='nested17_res2')(nested17_t1)",
+      "nested17_t5 = L.BatchNormalization(name='nested17_bn4')(nested17_t3)",
+      "nested17_t7 = L.Add(name='nested17_add6')([nested17_t1, nested17_t5])",
+      "t18 = keras.Model(nested17_t1, nested17_t7, name='nested17')",
+      't19 = t18(t16)',
+      "t21 = L.BatchNormalization(name='bn20')(t2)",
+      "t23 = L.Dense(name='dense22', units=1, use_bias=False)(t21)",
+      "t25 = L.BatchNormalization(name='bn24')(t23)",
+      "t27 = L.Activation('tanh', name='act26')(t25)",
+      "t29 = L.BatchNormalization(name='bn28')(t27)",
+      "t31 = L.Dense(8, use_bias=False, name='branch30')(t29)",
+      "t33 = L.ELU(name='elu32')(t31)",
+      "t35 = L.Dense(8, use_bias=False, name='branch34')(t29)",
+      't36 = ops.concatenate([t29, t33, t35], axis=-1)',
+      't37 = t36 * np.array([0.5, 0.562, 0.625, 0.688, 0.75, 0.812, 0.875, '
+      '0.938, 1.0, 1.062, 1.125, 1.188, 1.25, 1.312, 1.375, 1.438, 1.5], '
+      '"float32")',
+      "t39 = L.Flatten(name='flatten38')(t19)",
+      "t41 = L.Concatenate(name='join40')([t39, t37])",
+      "t43 = L.Dense(2, name='logits42')(t41)",
+      'model = keras.Model([t1, t2], t43)'])
+  return random_models.RandomCase(
+      code=code, family='group_lasso', seed=1076, max_fraction=1.0,
+      allow_all=True, constant=True)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_flatten_run_before_the_nested_add_it_reads()))
+def test_a_flatten_run_before_the_nested_add_it_reads(case):
+  keras.utils.set_random_seed(case.seed)
+  model = case.build()
+  assert random_models.kill(model, case) == {
+      'sep11': [0, 1, 4], 'branch30': [0, 2, 5, 6], 'nested14_conv': [1],
+      'branch34': [4, 5], 'nested17_res2': [0, 1]}
+  regularizer = _regularizer(model, case.family)
+  alive = regularizer.alive_counts()
+  # Channel 0 of the group lives in nested14_conv.
+  assert (alive['nested14_conv'], alive['nested17_res2']) == (1, 1)
+  assert float(regularizer.cost()) == 1310.0
+  # The layer-level engine (groups from the channel model) agrees.
+  layers = layer_regularizer.LayerRegularizer(
+      model, 'GroupLassoFlopsRegularizer', threshold=1e-3)
+  assert layers.alive_counts() == alive
+  assert float(layers.cost()) == 1310.0
+  check_case(case)
+
+
+def _a_layer_named_like_an_operation_node():
+  """The generator named the 6th layer of a model, a ReLU, 'relu6', and
+  the model also ran `ops.relu6`, whose node Keras names 'relu6' (found
+  by the 691 survey, seed 11017): Keras refused the model ("The name
+  "relu6" is used 2 times in the model"). The generator now names it
+  'relu_layer6' (`random_models._Writer.name`)."""
+  code = '\n'.join([
+      "t1 = keras.Input((5,), name='input0')",
+      "t3 = L.Dense(name='dense2', units=2, use_bias=False)(t1)",
+      "t5 = L.BatchNormalization(name='bn4')(t3)",
+      "t7 = L.ReLU(name='relu_layer6')(t5)",
+      "t9 = L.Dense(2, use_bias=False, name='res8')(t7)",
+      "t11 = L.Multiply(name='multiply10')([t7, t9])",
+      "t13 = L.LayerNormalization(name='ln12')(t11)",
+      't15 = keras.Sequential([keras.Input((2,)), L.Dense(6, '
+      "use_bias=False, name='nested14_dense'), "
+      "L.BatchNormalization(name='nested14_bn'), "
+      "L.ReLU(name='nested14_relu')], name='nested14')",
+      't16 = t15(t13)',
+      "t18 = L.Dense(name='dense17', units=3, use_bias=False)(t16)",
+      "t20 = L.BatchNormalization(name='bn19')(t18)",
+      't21 = ops.relu6(t20)',
+      "t23 = L.Dense(1, name='logits22')(t21)",
+      'model = keras.Model(t1, t23)'])
+  return random_models.RandomCase(
+      code=code, family='group_lasso', seed=11017, max_fraction=0.25,
+      allow_all=False, constant=False)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_layer_named_like_an_operation_node()))
+def test_a_layer_named_like_an_operation_node(case):
+  with pytest.raises(ValueError, match=(
+      'The name "relu6" is used 2 times in the model. All operation names '
+      'should be unique.')):
+    dataclasses.replace(case, code=case.code.replace(
+        "'relu_layer6'", "'relu6'")).build()
+  check_case(case)
+
+
+def test_writer_names_no_layer_like_an_operation_node():
+  writer_class = random_models._Writer  # pylint: disable=protected-access
+  names = {}
+  for prefix in ('', 'nested3_'):
+    writer = writer_class(None, {}, prefix=prefix)
+    names[prefix] = [writer.name('relu') for _ in range(7)]
+  assert names[''] == ['relu1', 'relu2', 'relu3', 'relu4', 'relu5',
+                       'relu_layer6', 'relu7']
+  # No operation node of the nested model is named 'nested3_relu6'.
+  assert names['nested3_'][5] == 'nested3_relu6'
 
 
 def _two_batch_norms_after_a_dead_filter():
