@@ -39,6 +39,7 @@ from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.keras import strength as strength_lib
+from morph_net.keras import vanishing as vanishing_lib
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import op_types
@@ -182,6 +183,9 @@ class ModelRegularizer(object):
         self.op_regularizer_manager, self._traced, excluded.channels,
         self._min_channels, self._attention.head_regularizers(),
         self._attention.set_head_regularizer)
+    # Layers whose every input vanished vanish in rebuild, in cascade:
+    # their groups' channels count as dead (see `vanishing`).
+    self._vanishing = self._mask_vanishing()
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -199,6 +203,58 @@ class ModelRegularizer(object):
                                     trainable=False, dtype=tf.float32,
                                     name='morph_net_rescue_band')
     self._initial_cost = None
+
+  def _op_groups_by_layer(self, names) -> Dict[str, List[object]]:
+    """{layer name: the op groups holding its output channels} of the
+    width-taking layers `names`: the groups of its conv, dense or
+    embedding ops and of its recurrent units (each group once per
+    layer)."""
+    manager = self.op_regularizer_manager
+    owners = {op: name for name, ops in
+              self._hidden.embedding_ops().items() for op in ops}
+    for call in self._recurrent.unit_calls():
+      owners.setdefault(call.unit_ops[0], call.layer.name)
+    found = {}
+    for op in manager.ops:
+      name = owners.get(op)
+      if name is None and is_structure_op(op):
+        name = self._traced.known_layer_name(op, self._channels.layers)
+      if name not in names:
+        continue
+      of_name = found.setdefault(name, [])
+      for op_slice in manager.get_op_slices(op):
+        group = manager.get_op_group(op_slice)
+        if group is not None and all(g is not group for g in of_name):
+          of_name.append(group)
+    return found
+
+  def _mask_vanishing(self) -> Optional[vanishing_lib.Vanishing]:
+    """Makes dead the channels of the groups whose every width-taking layer
+    lost all its inputs (`vanishing.Vanishing.group_live`, computed from
+    the alive vectors as they are now), in the manager and in the
+    attention heads. Returns the `Vanishing` (None for a model rebuild
+    does not read)."""
+    if self._channels is None:
+      return None
+    manager = self.op_regularizer_manager
+    with self._traced.graph.as_default():
+      vanishing = vanishing_lib.Vanishing(self._channels,
+                                          self._alive_tensors())
+      masks = vanishing.group_masks()
+      masked = set()
+      for name, op_groups in self._op_groups_by_layer(set(masks)).items():
+        for group in op_groups:
+          regularizer = manager.get_group_regularizer(group)
+          if regularizer is None or id(group) in masked:
+            continue
+          masked.add(id(group))
+          manager.set_group_regularizer(group, vanishing_lib.mask_regularizer(
+              regularizer, masks[name]))
+      for name, regularizer in self._attention.head_regularizers().items():
+        if name in masks:
+          self._attention.set_head_regularizer(
+              name, vanishing_lib.mask_regularizer(regularizer, masks[name]))
+    return vanishing
 
   # --------------------------------------------------------------- the loss.
 
