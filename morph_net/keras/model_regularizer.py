@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import constant_op_regularizer
 from morph_net.keras import attention
 from morph_net.keras import compile_parts
 from morph_net.keras import hidden_size
@@ -184,7 +185,10 @@ class ModelRegularizer(object):
         self._min_channels, self._attention.head_regularizers(),
         self._attention.set_head_regularizer)
     # Layers whose every input vanished vanish in rebuild, in cascade:
-    # their groups' channels count as dead (see `vanishing`).
+    # their groups' channels count as dead (see `vanishing`). The masked
+    # constant regularizers of channels nothing regularizes are not
+    # structure entries.
+    self._vanishing_only = set()
     self._vanishing = self._mask_vanishing()
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
@@ -237,19 +241,35 @@ class ModelRegularizer(object):
     if self._channels is None:
       return None
     manager = self.op_regularizer_manager
+    # Layers that keep channels whatever the values: never width 0.
+    never_zero = set(self._kept_layers)
+    if self._min_channels:
+      never_zero.update(self._connecting_layers)
     with self._traced.graph.as_default():
-      vanishing = vanishing_lib.Vanishing(self._channels,
-                                          self._alive_tensors())
+      vanishing = vanishing_lib.Vanishing(
+          self._channels, {name: alive for name, alive in
+                           self._alive_tensors().items()
+                           if name not in never_zero})
       masks = vanishing.group_masks()
       masked = set()
       for name, op_groups in self._op_groups_by_layer(set(masks)).items():
         for group in op_groups:
-          regularizer = manager.get_group_regularizer(group)
-          if regularizer is None or id(group) in masked:
+          if id(group) in masked or not group.op_slices:
             continue
           masked.add(id(group))
-          manager.set_group_regularizer(group, vanishing_lib.mask_regularizer(
-              regularizer, masks[name]))
+          regularizer = manager.get_group_regularizer(group)
+          if regularizer is None:
+            # Channels no regularizer reads (a Dense without a batch norm
+            # under a Gamma regularizer): alive while the layer is.
+            regularizer = constant_op_regularizer.ConstantOpRegularizer(
+                group.op_slices[0].slice.size)
+            regularizer = vanishing_lib.mask_regularizer(regularizer,
+                                                         masks[name])
+            self._vanishing_only.add(id(regularizer))
+          else:
+            regularizer = vanishing_lib.mask_regularizer(regularizer,
+                                                         masks[name])
+          manager.set_group_regularizer(group, regularizer)
       for name, regularizer in self._attention.head_regularizers().items():
         if name in masks:
           self._attention.set_head_regularizer(
@@ -382,8 +402,44 @@ class ModelRegularizer(object):
                        [self._recurrent.term, self._attention.term])
 
   def _cost_tensor(self) -> tf.Tensor:
-    return self._total(self._network_regularizer.get_cost,
-                       [self._recurrent.cost, self._attention.cost])
+    vanished = self._vanishing.inputs_dead if self._vanishing else {}
+    return self._total(
+        self._network_cost,
+        [lambda manager, function: self._recurrent.cost(
+            manager, function, vanished), self._attention.cost])
+
+  def _network_cost(self, ops) -> tf.Tensor:
+    """The network regularizer's cost of `ops` (None: all analysed ops),
+    where the costed ops of a layer that lost every input (`vanishing`)
+    count 0 when it did: rebuild removes the layer, while the channels
+    its ops read or write may live on in a group with another writer."""
+    get_cost = self._network_regularizer.get_cost
+    vanished = self._vanishing.inputs_dead if self._vanishing else {}
+    if not vanished:
+      return get_cost(ops)
+    function = getattr(self._network_regularizer, 'resource_function', None)
+    costed = getattr(function, 'costed_op_types', op_types.COSTED_OP_TYPES)
+    layers = self._channels.layers
+    rest, by_layer = [], {}
+    for op in (self.op_regularizer_manager.ops if ops is None else ops):
+      name = None
+      if op.type in costed:
+        name = (self._traced.known_layer_name(op, layers) or
+                self._traced.scope_layer_name(op, layers) or
+                self._traced.scope_operation_name(op))
+      if name in vanished:
+        by_layer.setdefault(name, []).append(op)
+      else:
+        rest.append(op)
+    if not by_layer:
+      return get_cost(ops)
+    total = (tf.cast(get_cost(rest), tf.float32)
+             if any(op.type in costed for op in rest) else
+             tf.constant(0.0, tf.float32))
+    for name, of_layer in by_layer.items():
+      total += tf.where(vanished[name], 0.0,
+                        tf.cast(get_cost(of_layer), tf.float32))
+    return total
 
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
@@ -556,6 +612,8 @@ class ModelRegularizer(object):
       if not is_structure_op(op):
         continue
       regularizer = manager.get_regularizer(op)
+      if regularizer is not None and id(regularizer) in self._vanishing_only:
+        regularizer = None
       if self._structure_layers is None:
         name = self._traced.layer_name(op) or op.name
       else:
