@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net.framework import constant_op_regularizer
+from morph_net.framework import minimum_alive_regularizer
 from morph_net.keras import attention
 from morph_net.keras import compile_parts
 from morph_net.keras import hidden_size
@@ -246,10 +247,9 @@ class ModelRegularizer(object):
     if self._min_channels:
       never_zero.update(self._connecting_layers)
     with self._traced.graph.as_default():
-      vanishing = vanishing_lib.Vanishing(
-          self._channels, {name: alive for name, alive in
-                           self._alive_tensors().items()
-                           if name not in never_zero})
+      zero = {name: tf.logical_not(tf.reduce_any(alive)) for name, alive in
+              self._alive_tensors().items() if name not in never_zero}
+      vanishing = vanishing_lib.Vanishing(self._channels, zero, _TF_LOGIC)
       masks = vanishing.group_masks()
       masked = set()
       for name, op_groups in self._op_groups_by_layer(set(masks)).items():
@@ -261,19 +261,16 @@ class ModelRegularizer(object):
           if regularizer is None:
             # Channels no regularizer reads (a Dense without a batch norm
             # under a Gamma regularizer): alive while the layer is.
-            regularizer = constant_op_regularizer.ConstantOpRegularizer(
-                group.op_slices[0].slice.size)
-            regularizer = vanishing_lib.mask_regularizer(regularizer,
-                                                         masks[name])
+            regularizer = _masked(constant_op_regularizer.ConstantOpRegularizer(
+                group.op_slices[0].slice.size), masks[name])
             self._vanishing_only.add(id(regularizer))
           else:
-            regularizer = vanishing_lib.mask_regularizer(regularizer,
-                                                         masks[name])
+            regularizer = _masked(regularizer, masks[name])
           manager.set_group_regularizer(group, regularizer)
       for name, regularizer in self._attention.head_regularizers().items():
         if name in masks:
           self._attention.set_head_regularizer(
-              name, vanishing_lib.mask_regularizer(regularizer, masks[name]))
+              name, _masked(regularizer, masks[name]))
     return vanishing
 
   # --------------------------------------------------------------- the loss.
@@ -716,6 +713,20 @@ class ModelRegularizer(object):
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
     return self._traced.layer_name(op)
+
+
+# Scalar bool tensors of the traced graph, for `vanishing.Vanishing`.
+_TF_LOGIC = vanishing_lib.Logic(
+    all_of=lambda flags: tf.reduce_all(tf.stack(flags)),
+    any_of=lambda flags: tf.reduce_any(tf.stack(flags)),
+    not_=tf.logical_not, true=lambda: tf.constant(True))
+
+
+def _masked(regularizer, live: tf.Tensor):
+  """`regularizer` whose channels are all dead where `live` is False (its
+  regularization vector unchanged)."""
+  return minimum_alive_regularizer.AliveVectorRegularizer(
+      regularizer, tf.logical_and(regularizer.alive_vector, live))
 
 
 def _combine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
