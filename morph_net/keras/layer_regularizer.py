@@ -33,7 +33,10 @@ TensorFlow installed:
 * groups the graph engine does not regularize are not regularized here
   either: groups that reach a model output (with `keep_output_widths`) and
   groups surgery freezes; groups whose removal would disconnect an output
-  keep `min_channels` alive.
+  keep `min_channels` alive;
+* layers vanish in cascade as `rebuild` removes them (`vanishing`, as in
+  the graph engine): a group whose every width-taking layer lost all its
+  inputs counts as dead, and a layer that lost every input costs 0.
 
 A layer that multiplies channels and whose rule has no cost hook is refused
 with an `UnsupportedModelError` naming it: nothing is left out of the cost

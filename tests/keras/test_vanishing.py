@@ -157,3 +157,17 @@ def test_vanishing_makes_no_flag_where_nothing_can_die():
   assert sorted(flags.inputs_dead) == ['b', 'bna', 'bnb', 'bnc', 'c']
   assert not any(flags.inputs_dead.values())
   assert flags.group_masks() == {'b': True}
+
+
+@pytest.mark.parametrize('case', sorted(_CASES))
+def test_both_engines_give_the_same_term(case):
+  """The term reads the masked alive vectors in both engines (and keeps
+  the arithmetic of a vanished layer: it is the cost's relaxation)."""
+  build, killed, _, _ = _CASES[case]
+  model = build()
+  if killed:
+    _kill(model, killed)
+  terms = [float(_ENGINES[engine](model, 'GammaFlopsRegularizer',
+                                  gamma_threshold=1e-3).term())
+           for engine in sorted(_ENGINES)]
+  assert terms[0] == pytest.approx(terms[1], rel=1e-6)
