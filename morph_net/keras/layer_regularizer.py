@@ -36,7 +36,7 @@ TensorFlow installed:
   keep `min_channels` alive;
 * layers vanish in cascade as `rebuild` removes them (`vanishing`, as in
   the graph engine): a group whose every width-taking layer lost all its
-  inputs counts as dead, and a layer that lost every input costs 0.
+  inputs counts as dead, and a layer rebuild removes costs 0.
 
 A layer that multiplies channels and whose rule has no cost hook is refused
 with an `UnsupportedModelError` naming it: nothing is left out of the cost
@@ -1118,8 +1118,8 @@ class LayerRegularizer(object):
     return reg, alive
 
   def _vectors_and_vanishing(self):
-    """(regularization vector, alive vector, {layer name: scalar bool, every
-    input of its first call vanished}) for the alive vectors read now.
+    """(regularization vector, alive vector, {layer name: scalar bool, its
+    first call vanishes}) for the alive vectors read now.
 
     Layers vanish in cascade as in `rebuild` (`vanishing.Vanishing`, from
     the width-taking layers of groups with no alive channel): a group
@@ -1140,7 +1140,7 @@ class LayerRegularizer(object):
       alives[root] = alives[root] * ops.cast(live, 'float32')
     return (ops.concatenate([regs[r] for r in self._roots]),
             ops.concatenate([alives[r] for r in self._roots]),
-            vanishing.inputs_dead)
+            vanishing.dead)
 
   def _raw_group_vectors(self):
     """({group root: regularization vector}, {group root: alive vector}),
@@ -1181,12 +1181,11 @@ class LayerRegularizer(object):
     return ops.where(enough, alive, ops.logical_or(alive, strongest))
 
   def _total_of(self, is_regularization: bool):
-    reg, alive, inputs_dead = self._vectors_and_vanishing()
-    # The cost counts no arithmetic of a layer that lost every input (the
-    # term, as the graph engine's, keeps it).
+    reg, alive, dead = self._vectors_and_vanishing()
+    # The cost counts no arithmetic of a layer rebuild removes (the term,
+    # as the graph engine's, keeps it).
     return evaluate_calls(self._calls, is_regularization, reg, alive,
-                          self._math,
-                          None if is_regularization else inputs_dead)
+                          self._math, None if is_regularization else dead)
 
   def term(self):
     """The regularization term (without strength), a float32 scalar."""

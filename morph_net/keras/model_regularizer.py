@@ -399,7 +399,7 @@ class ModelRegularizer(object):
                        [self._recurrent.term, self._attention.term])
 
   def _cost_tensor(self) -> tf.Tensor:
-    vanished = self._vanishing.inputs_dead if self._vanishing else {}
+    vanished = self._vanishing.dead if self._vanishing else {}
     return self._total(
         self._network_cost,
         [lambda manager, function: self._recurrent.cost(
@@ -407,24 +407,32 @@ class ModelRegularizer(object):
 
   def _network_cost(self, ops) -> tf.Tensor:
     """The network regularizer's cost of `ops` (None: all analysed ops),
-    where the costed ops of a layer that lost every input (`vanishing`)
-    count 0 when it did: rebuild removes the layer, while the channels
-    its ops read or write may live on in a group with another writer."""
+    where the costed ops of a layer that rebuild removes (`vanishing`)
+    count 0 when it does. A layer that lost every input may write
+    channels that live on in a group with another writer; a layer of
+    width 0 may run ops on channels of another group (the depthwise step
+    of a separable conv, on its input's channels). The other ops of a
+    layer of width 0 cost 0 by its dead channels already."""
     get_cost = self._network_regularizer.get_cost
-    vanished = self._vanishing.inputs_dead if self._vanishing else {}
+    vanished = self._vanishing.dead if self._vanishing else {}
     if not vanished:
       return get_cost(ops)
+    lost_inputs = self._vanishing.inputs_dead
+    own = self._op_groups_by_layer(set(vanished) - set(lost_inputs))
+    manager = self.op_regularizer_manager
     function = getattr(self._network_regularizer, 'resource_function', None)
     costed = getattr(function, 'costed_op_types', op_types.COSTED_OP_TYPES)
     layers = self._channels.layers
     rest, by_layer = [], {}
-    for op in (self.op_regularizer_manager.ops if ops is None else ops):
+    for op in (manager.ops if ops is None else ops):
       name = None
       if op.type in costed:
         name = (self._traced.known_layer_name(op, layers) or
                 self._traced.scope_layer_name(op, layers) or
                 self._traced.scope_operation_name(op))
-      if name in vanished:
+      if name in vanished and (name in lost_inputs or any(
+          all(manager.get_op_group(s) is not g for g in own.get(name, []))
+          for s in manager.get_op_slices(op))):
         by_layer.setdefault(name, []).append(op)
       else:
         rest.append(op)

@@ -12,8 +12,11 @@ cost counted channels and arithmetic the rebuilt model does not have.
 plan does, with the widths the regularizer's alive vectors give (a
 width-taking layer vanishes when none of its channels is alive). It gives
 
+- `dead`: for each layer, whether its first call vanishes (its width is
+  0 or it lost every input): rebuild removes it, its arithmetic counts 0
+  (a separable conv of width 0 runs no depthwise step either);
 - `inputs_dead`: for each layer, whether every input of its first call
-  vanished (rebuild removes it; its arithmetic counts 0);
+  vanished;
 - `group_masks()`: for each width-taking layer, whether its channel group
   keeps a writer: a width-taking layer of the group that did not lose
   every input. A group without one has no channels in the rebuilt model,
@@ -47,6 +50,9 @@ class Vanishing(object):
   without inputs vanishes); a layer is vanished as its first call is.
 
   Attributes:
+    dead: {layer name: scalar bool tensor, whether its first call
+      vanishes}, for the layers that may vanish (a layer not listed
+      stays).
     inputs_dead: {layer name: scalar bool tensor, whether every input of
       its first call vanished}, for the layers where that may happen (a
       layer not listed keeps an input).
@@ -61,6 +67,7 @@ class Vanishing(object):
   def __init__(self, channels: channel_model_lib.ChannelModel,
                zero: Dict[str, object], logic: Logic):
     self.channels = channels
+    self.dead = {}
     self.inputs_dead = {}
     self._logic = logic
     seen = set()
@@ -75,6 +82,8 @@ class Vanishing(object):
       if layer.name in seen:
         continue
       seen.add(layer.name)
+      if out is not None:
+        self.dead[layer.name] = out
       if every_input is not None:
         self.inputs_dead[layer.name] = every_input
 

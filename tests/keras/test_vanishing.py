@@ -1,4 +1,4 @@
-"""Layers vanishing in cascade in both engines' costs (morph_net.keras.vanishing).
+"""Layers vanishing in cascade in both engines' costs (keras/vanishing.py).
 
 `rebuild` removes a layer whose every input vanished; the graph engine
 (`ModelRegularizer`) and the layer-level engine (`LayerRegularizer`) count
@@ -71,6 +71,17 @@ def _nested_model():
   return keras.Model([x1, x2], L.Dense(2, name='logits')(y))
 
 
+def _separable_conv():
+  """x1 (3 x 5) -> SeparableConv1D (1 filter, 2 per channel, stride 2,
+  'same': 2 positions) -> bn -> flattened, concatenated with x2 -> logits."""
+  x1, x2 = keras.Input((3, 5), name='x1'), keras.Input((1,), name='x2')
+  y = L.SeparableConv1D(1, 2, strides=2, padding='same', depth_multiplier=2,
+                        use_bias=False, name='sep')(x1)
+  y = L.Flatten(name='flat')(L.BatchNormalization(name='bnsep')(y))
+  y = L.Concatenate(name='cat')([y, x2])
+  return keras.Model([x1, x2], L.Dense(2, name='logits')(y))
+
+
 # (model, batch norm killed, FLOPs, alive counts). a dead: b and c vanish
 # in cascade, their channels count at no reader and their arithmetic is 0.
 _CASES = {
@@ -83,6 +94,9 @@ _CASES = {
             {'a': 0, 'b': 0, 'c': 2, 'e': 2}),
     # logits 2 x 1 x 2 (before: 2 x 4 x 2).
     'nested': (_nested_model, 'bna', 4.0, {'a': 0, 'b': 0}),
+    # sep has width 0: rebuild removes its depthwise step too (before:
+    # 2 x 2 positions x 2 taps x 5 x 2 = 80 more); logits 2 x 1 x 2.
+    'separable': (_separable_conv, 'bnsep', 4.0, {'sep': 0}),
     # Nothing killed: a 2 x 1 x 4, b 2 x 4 x 3, logits 2 x 4 x 2.
     'alive': (_nested_model, None, 48.0, {'a': 4, 'b': 3}),
 }

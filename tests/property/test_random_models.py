@@ -643,3 +643,51 @@ def test_a_dense_whose_inputs_vanished(case):
   # reads a model input and keeps its width: 2 x 1 x 1.
   assert float(regularizer.cost()) == 40.0
   check_case(case)
+
+
+def _a_separable_conv_of_width_0():
+  """sep3, a SeparableConv1D with every filter dead, under GroupLasso
+  (found by the 520-model run, seed 7007): rebuild removes it whole, but
+  get_cost() still counted its depthwise step on the model input's
+  channels, 2 x 2 positions x 2 taps x 5 x 2 = 80 (112, the rebuilt model
+  32). See tests/keras/test_vanishing.py."""
+  code = '\n'.join([
+      "t1 = keras.Input((3, 5), name='input0')",
+      "t2 = keras.Input((3, 1), name='input1')",
+      "t4 = L.SeparableConv1D(depth_multiplier=2, dilation_rate=1, "
+      "filters=1, kernel_size=2, name='sep3', padding='same', strides=2, "
+      "use_bias=False)(t1)",
+      "t6 = L.Dense(1, use_bias=False, name='res5')(t2)",
+      "t8 = L.BatchNormalization(name='bn7')(t6)",
+      "t10 = L.Multiply(name='multiply9')([t2, t8])",
+      "t11 = ops.mean(t10, axis=[1], keepdims=False)",
+      "t13 = L.Dense(name='dense12', units=1, use_bias=False)(t11)",
+      "t15 = L.BatchNormalization(name='bn14')(t13)",
+      "t17 = keras.Sequential([keras.Input((1,)), L.Dense(3, "
+      "use_bias=False, name='nested16_dense'), "
+      "L.BatchNormalization(name='nested16_bn')], name='nested16')",
+      "t18 = t17(t15)",
+      "t20 = L.Flatten(name='flatten19')(t4)",
+      "t22 = L.Concatenate(name='join21')([t20, t18])",
+      "t24 = L.Dense(3, name='logits23')(t22)",
+      "model = keras.Model([t1, t2], t24)"])
+  return random_models.RandomCase(
+      code=code, family='group_lasso', seed=340, max_fraction=0.5,
+      allow_all=True, constant=True)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_separable_conv_of_width_0()))
+def test_a_separable_conv_of_width_0(case):
+  keras.utils.set_random_seed(case.seed)
+  model = case.build()
+  assert random_models.kill(model, case) == {'res5': [0], 'sep3': [0],
+                                             'logits23': [0, 1]}
+  regularizer = _regularizer(model, case.family)
+  assert regularizer.alive_counts() == {
+      'res5': 1, 'dense12': 1, 'sep3': 0, 'nested16_dense': 3,
+      'logits23': 3}
+  # logits23 2 x 3 x 3 (the nested model's 3 channels), nested16_dense
+  # 2 x 1 x 3, dense12 2 x 1 x 1, res5 2 x 3 positions x 1 x 1.
+  assert float(regularizer.cost()) == 32.0
+  check_case(case)
