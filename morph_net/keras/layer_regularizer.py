@@ -33,7 +33,10 @@ TensorFlow installed:
 * groups the graph engine does not regularize are not regularized here
   either: groups that reach a model output (with `keep_output_widths`) and
   groups surgery freezes; groups whose removal would disconnect an output
-  keep `min_channels` alive.
+  keep `min_channels` alive;
+* layers vanish in cascade as `rebuild` removes them (`vanishing`, as in
+  the graph engine): a group whose every width-taking layer lost all its
+  inputs counts as dead, and a layer rebuild removes costs 0.
 
 A layer that multiplies channels and whose rule has no cost hook is refused
 with an `UnsupportedModelError` naming it: nothing is left out of the cost
@@ -82,6 +85,7 @@ import numpy as np
 from morph_net import errors
 from morph_net.keras import hidden_members
 from morph_net.keras import strength as strength_lib
+from morph_net.keras import vanishing as vanishing_lib
 from morph_net.network_regularizers import form_algebra
 from morph_net.structure import structure_files
 from morph_net.surgery import builtin_rules
@@ -614,7 +618,8 @@ def _form(layer, op, coeff: float) -> form_algebra.Form:
   return form_algebra.Form(0.0, coeff * op.output_space.channels, 0.0, False)
 
 
-def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
+def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math,
+                   vanished=None):
   """The total cost (or term) of `calls` with the given vectors.
 
   Args:
@@ -625,6 +630,8 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
       for a cost of numbers).
     alive: the alive indicators, a float32 vector like `reg`.
     tensor_math: `form_algebra.Math` for tensors.
+    vanished: optional {layer name: scalar bool tensor}: the calls of a
+      layer whose flag is True count 0 (tensor vectors only).
 
   Returns:
     A float32 scalar tensor, or a Python number for numpy vectors.
@@ -647,6 +654,9 @@ def evaluate_calls(calls, is_regularization: bool, reg, alive, tensor_math):
     value = form_algebra.evaluate(call.forms, is_regularization,
                                   alive_in[i], out, reg_in[i],
                                   reg_out[i], tensor_math)
+    if vanished and call.layer_name in vanished:
+      value = ops.where(vanished[call.layer_name], 0.0,
+                        ops.cast(value, 'float32'))
     total = value if total is None else total + value
   if isinstance(alive, np.ndarray):
     return float(total)
@@ -659,6 +669,13 @@ def _hidden_groups(channels) -> set:
   output of a MultiHeadAttention whose heads are a group
   (`hidden_members.hidden_roots`)."""
   return set(hidden_members.hidden_roots(channels))
+
+
+# Scalar bool tensors of any backend, for `vanishing.Vanishing`.
+_KERAS_LOGIC = vanishing_lib.Logic(
+    all_of=lambda flags: ops.all(ops.stack(flags)),
+    any_of=lambda flags: ops.any(ops.stack(flags)),
+    not_=ops.logical_not, true=lambda: ops.convert_to_tensor(True))
 
 
 # Resources whose attention heads are costed from their number, so that
@@ -832,6 +849,7 @@ class LayerRegularizer(object):
       connecting = {channels.group_of(group[0]) for group in
                     plan_lib.connecting_groups(channels)}
     self._connecting = connecting & set(self._regularized)
+    self._regularized_set = set(self._regularized)
     self._connecting_layers = sorted(
         name for name in channels.source_layers()
         if channels.group_of(name) in self._connecting)
@@ -1131,13 +1149,46 @@ class LayerRegularizer(object):
 
   def _group_vectors(self):
     """(regularization, alive) float32 vectors over all channels, read from
-    the live variables (inside a train step, from its traced values).
+    the live variables (inside a train step, from its traced values); the
+    channels of a group whose every width-taking layer lost all its inputs
+    are dead (`vanishing`)."""
+    reg, alive, _ = self._vectors_and_vanishing()
+    return reg, alive
+
+  def _vectors_and_vanishing(self):
+    """(regularization vector, alive vector, {layer name: scalar bool, its
+    first call vanishes}) for the alive vectors read now.
+
+    Layers vanish in cascade as in `rebuild` (`vanishing.Vanishing`, from
+    the width-taking layers of groups with no alive channel): a group
+    whose every width-taking layer lost all its inputs has no channels in
+    the rebuilt model, so its alive entries are 0.
+    """
+    regs, alives = self._raw_group_vectors()
+    channels = self._channels
+    zero = {}
+    for name in channels.source_layers():
+      root = channels.group_of(name)
+      if root in self._regularized_set and root not in self._connecting:
+        zero[name] = ops.logical_not(ops.any(alives[root] > 0.5))
+    vanishing = vanishing_lib.Vanishing(channels, zero, _KERAS_LOGIC)
+    masks = vanishing.group_masks()
+    for name, live in masks.items():
+      root = channels.group_of(name)
+      alives[root] = alives[root] * ops.cast(live, 'float32')
+    return (ops.concatenate([regs[r] for r in self._roots]),
+            ops.concatenate([alives[r] for r in self._roots]),
+            vanishing.dead)
+
+  def _raw_group_vectors(self):
+    """({group root: regularization vector}, {group root: alive vector}),
+    float32, before vanishing.
 
     The hidden sizes are read last: their values count only the entries
     of the alive heads and channels of the other groups
     (`_hidden_read`)."""
     table = self._channels.table
-    regularized = set(self._regularized)
+    regularized = self._regularized_set
     vectors = {}  # root -> (regularization, bool alive).
 
     def alive_of(root):
@@ -1166,17 +1217,17 @@ class LayerRegularizer(object):
       if root in self._connecting:
         alive = self._keep_minimum(values, alive, size)
       vectors[root] = (values, alive)
-    regs, alives = [], []
+    regs, alives = {}, {}
     for root in self._roots:
       if root not in vectors:
         size = table.size(root)
-        regs.append(ops.zeros([size], 'float32'))
-        alives.append(ops.ones([size], 'float32'))
+        regs[root] = ops.zeros([size], 'float32')
+        alives[root] = ops.ones([size], 'float32')
         continue
       values, alive = vectors[root]
-      regs.append(values)
-      alives.append(ops.cast(alive, 'float32'))
-    return ops.concatenate(regs), ops.concatenate(alives)
+      regs[root] = values
+      alives[root] = ops.cast(alive, 'float32')
+    return regs, alives
 
   def _keep_minimum(self, values, alive, size):
     """`alive`, with the `min_channels` largest values alive when fewer are
@@ -1188,9 +1239,11 @@ class LayerRegularizer(object):
     return ops.where(enough, alive, ops.logical_or(alive, strongest))
 
   def _total_of(self, is_regularization: bool):
-    reg, alive = self._group_vectors()
+    reg, alive, dead = self._vectors_and_vanishing()
+    # The cost counts no arithmetic of a layer rebuild removes (the term,
+    # as the graph engine's, keeps it).
     return evaluate_calls(self._calls, is_regularization, reg, alive,
-                          self._math)
+                          self._math, None if is_regularization else dead)
 
   def term(self):
     """The regularization term (without strength), a float32 scalar."""

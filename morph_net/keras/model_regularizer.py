@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from morph_net import errors
+from morph_net.framework import constant_op_regularizer
+from morph_net.framework import minimum_alive_regularizer
 from morph_net.keras import attention
 from morph_net.keras import compile_parts
 from morph_net.keras import hidden_size
@@ -39,6 +41,7 @@ from morph_net.keras import recurrent
 from morph_net.keras import regularizable
 from morph_net.keras import tracing
 from morph_net.keras import strength as strength_lib
+from morph_net.keras import vanishing as vanishing_lib
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.network_regularizers import latency_profile
 from morph_net.network_regularizers import op_types
@@ -182,6 +185,12 @@ class ModelRegularizer(object):
         self.op_regularizer_manager, self._traced, excluded.channels,
         self._min_channels, self._attention.head_regularizers(),
         self._attention.set_head_regularizer)
+    # Layers whose every input vanished vanish in rebuild, in cascade:
+    # their groups' channels count as dead (see `vanishing`). The masked
+    # constant regularizers of channels nothing regularizes are not
+    # structure entries.
+    self._vanishing_only = set()
+    self._vanishing = self._mask_vanishing()
     # The term is called inside compiled train steps, so its function is
     # made now; the cost's and the alive vectors' on first use.
     self._term = self._function_of(self._term_tensor)
@@ -199,6 +208,70 @@ class ModelRegularizer(object):
                                     trainable=False, dtype=tf.float32,
                                     name='morph_net_rescue_band')
     self._initial_cost = None
+
+  def _op_groups_by_layer(self, names) -> Dict[str, List[object]]:
+    """{layer name: the op groups holding its output channels} of the
+    width-taking layers `names`: the groups of its conv, dense or
+    embedding ops and of its recurrent units (each group once per
+    layer)."""
+    manager = self.op_regularizer_manager
+    owners = {op: name for name, ops in
+              self._hidden.embedding_ops().items() for op in ops}
+    for call in self._recurrent.unit_calls():
+      owners.setdefault(call.unit_ops[0], call.layer.name)
+    found = {}
+    for op in manager.ops:
+      name = owners.get(op)
+      if name is None and is_structure_op(op):
+        name = self._traced.known_layer_name(op, self._channels.layers)
+      if name not in names:
+        continue
+      of_name = found.setdefault(name, [])
+      for op_slice in manager.get_op_slices(op):
+        group = manager.get_op_group(op_slice)
+        if group is not None and all(g is not group for g in of_name):
+          of_name.append(group)
+    return found
+
+  def _mask_vanishing(self) -> Optional[vanishing_lib.Vanishing]:
+    """Makes dead the channels of the groups whose every width-taking layer
+    lost all its inputs (`vanishing.Vanishing.group_live`, computed from
+    the alive vectors as they are now), in the manager and in the
+    attention heads. Returns the `Vanishing` (None for a model rebuild
+    does not read)."""
+    if self._channels is None:
+      return None
+    manager = self.op_regularizer_manager
+    # Layers that keep channels whatever the values: never width 0.
+    never_zero = set(self._kept_layers)
+    if self._min_channels:
+      never_zero.update(self._connecting_layers)
+    with self._traced.graph.as_default():
+      zero = {name: tf.logical_not(tf.reduce_any(alive)) for name, alive in
+              self._alive_tensors().items() if name not in never_zero}
+      vanishing = vanishing_lib.Vanishing(self._channels, zero, _TF_LOGIC)
+      masks = vanishing.group_masks()
+      masked = set()
+      for name, op_groups in self._op_groups_by_layer(set(masks)).items():
+        for group in op_groups:
+          if id(group) in masked or not group.op_slices:
+            continue
+          masked.add(id(group))
+          regularizer = manager.get_group_regularizer(group)
+          if regularizer is None:
+            # Channels no regularizer reads (a Dense without a batch norm
+            # under a Gamma regularizer): alive while the layer is.
+            regularizer = _masked(constant_op_regularizer.ConstantOpRegularizer(
+                group.op_slices[0].slice.size), masks[name])
+            self._vanishing_only.add(id(regularizer))
+          else:
+            regularizer = _masked(regularizer, masks[name])
+          manager.set_group_regularizer(group, regularizer)
+      for name, regularizer in self._attention.head_regularizers().items():
+        if name in masks:
+          self._attention.set_head_regularizer(
+              name, _masked(regularizer, masks[name]))
+    return vanishing
 
   # --------------------------------------------------------------- the loss.
 
@@ -326,8 +399,52 @@ class ModelRegularizer(object):
                        [self._recurrent.term, self._attention.term])
 
   def _cost_tensor(self) -> tf.Tensor:
-    return self._total(self._network_regularizer.get_cost,
-                       [self._recurrent.cost, self._attention.cost])
+    vanished = self._vanishing.dead if self._vanishing else {}
+    return self._total(
+        self._network_cost,
+        [lambda manager, function: self._recurrent.cost(
+            manager, function, vanished), self._attention.cost])
+
+  def _network_cost(self, ops) -> tf.Tensor:
+    """The network regularizer's cost of `ops` (None: all analysed ops),
+    where the costed ops of a layer that rebuild removes (`vanishing`)
+    count 0 when it does. A layer that lost every input may write
+    channels that live on in a group with another writer; a layer of
+    width 0 may run ops on channels of another group (the depthwise step
+    of a separable conv, on its input's channels). The other ops of a
+    layer of width 0 cost 0 by its dead channels already."""
+    get_cost = self._network_regularizer.get_cost
+    vanished = self._vanishing.dead if self._vanishing else {}
+    if not vanished:
+      return get_cost(ops)
+    lost_inputs = self._vanishing.inputs_dead
+    own = self._op_groups_by_layer(set(vanished) - set(lost_inputs))
+    manager = self.op_regularizer_manager
+    function = getattr(self._network_regularizer, 'resource_function', None)
+    costed = getattr(function, 'costed_op_types', op_types.COSTED_OP_TYPES)
+    layers = self._channels.layers
+    rest, by_layer = [], {}
+    for op in (manager.ops if ops is None else ops):
+      name = None
+      if op.type in costed:
+        name = (self._traced.known_layer_name(op, layers) or
+                self._traced.scope_layer_name(op, layers) or
+                self._traced.scope_operation_name(op))
+      if name in vanished and (name in lost_inputs or any(
+          all(manager.get_op_group(s) is not g for g in own.get(name, []))
+          for s in manager.get_op_slices(op))):
+        by_layer.setdefault(name, []).append(op)
+      else:
+        rest.append(op)
+    if not by_layer:
+      return get_cost(ops)
+    total = (tf.cast(get_cost(rest), tf.float32)
+             if any(op.type in costed for op in rest) else
+             tf.constant(0.0, tf.float32))
+    for name, of_layer in by_layer.items():
+      total += tf.where(vanished[name], 0.0,
+                        tf.cast(get_cost(of_layer), tf.float32))
+    return total
 
   def term(self) -> tf.Tensor:
     """The regularization term (without strength), a float32 scalar."""
@@ -500,6 +617,8 @@ class ModelRegularizer(object):
       if not is_structure_op(op):
         continue
       regularizer = manager.get_regularizer(op)
+      if regularizer is not None and id(regularizer) in self._vanishing_only:
+        regularizer = None
       if self._structure_layers is None:
         name = self._traced.layer_name(op) or op.name
       else:
@@ -602,6 +721,20 @@ class ModelRegularizer(object):
   def layer_name(self, op: tf.Operation) -> Optional[str]:
     """The Keras layer whose weights `op` uses, or None."""
     return self._traced.layer_name(op)
+
+
+# Scalar bool tensors of the traced graph, for `vanishing.Vanishing`.
+_TF_LOGIC = vanishing_lib.Logic(
+    all_of=lambda flags: tf.reduce_all(tf.stack(flags)),
+    any_of=lambda flags: tf.reduce_any(tf.stack(flags)),
+    not_=tf.logical_not, true=lambda: tf.constant(True))
+
+
+def _masked(regularizer, live: tf.Tensor):
+  """`regularizer` whose channels are all dead where `live` is False (its
+  regularization vector unchanged)."""
+  return minimum_alive_regularizer.AliveVectorRegularizer(
+      regularizer, tf.logical_and(regularizer.alive_vector, live))
 
 
 def _combine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:

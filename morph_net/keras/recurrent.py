@@ -671,11 +671,14 @@ class RecurrentCalls(object):
       return None
     return factor(call.steps)
 
-  def _sum(self, manager, resource_function, per_call) -> tf.Tensor:
+  def _sum(self, manager, resource_function, per_call,
+           vanished=None) -> tf.Tensor:
     """Sum over the calls whose cost is known and their directions of
     per_call(factor x gates, alive inputs, input regularization sum, alive
-    units, unit regularization sum)."""
+    units, unit regularization sum); a call whose layer is in `vanished`
+    ({layer name: scalar bool tensor}) counts 0 where its flag is True."""
     total = tf.constant(0.0)
+    vanished = vanished or {}
     for call in self.calls:
       factor = self._per_gate_unit(resource_function, call)
       if factor is None:
@@ -684,17 +687,34 @@ class RecurrentCalls(object):
       input_sum = (0.0 if vector is None else
                    tf.reduce_sum(tf.cast(vector, tf.float32)))
       units, unit_sum = self._units_of(manager, call)
-      for gates, direction_units in zip(call.gates(), units):
-        total += per_call(float(factor * gates), alive, input_sum,
-                          direction_units, unit_sum)
+      parts = [per_call(float(factor * gates), alive, input_sum,
+                        direction_units, unit_sum)
+               for gates, direction_units in zip(call.gates(), units)]
+      if call.layer.name in vanished:
+        parts = [tf.where(vanished[call.layer.name], 0.0,
+                          tf.cast(tf.add_n([tf.cast(p, tf.float32)
+                                            for p in parts]), tf.float32))]
+      for part in parts:
+        total += part
     return total
 
-  def cost(self, manager, resource_function) -> tf.Tensor:
-    """The recurrent layers' cost (float32 scalar) in the current graph."""
+  def cost(self, manager, resource_function, vanished=None) -> tf.Tensor:
+    """The recurrent layers' cost (float32 scalar) in the current graph.
+
+    Args:
+      manager: the OpRegularizerManager.
+      resource_function: the resource costed.
+      vanished: optional {layer name: scalar bool tensor}: the calls of a
+        layer whose flag is True count 0 (a layer that vanishes in
+        rebuild, whose units no regularizer reads).
+
+    Returns:
+      A float32 scalar.
+    """
     def per_call(factor, alive, input_sum, units, unit_sum):
       del input_sum, unit_sum
       return factor * units * (alive + units)
-    return self._sum(manager, resource_function, per_call)
+    return self._sum(manager, resource_function, per_call, vanished)
 
   def term(self, manager, resource_function) -> tf.Tensor:
     """The recurrent layers' regularization term (float32 scalar)."""

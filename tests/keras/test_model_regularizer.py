@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from morph_net import errors
 from morph_net import keras as morph_keras
+from morph_net.network_regularizers import activation_regularizer
 from morph_net.network_regularizers import flop_regularizer
 from morph_net.keras import structure_cost
 from morph_net.network_regularizers import model_size_regularizer
@@ -402,6 +403,8 @@ def test_a_negative_strength_is_refused():
 
 
 # ---------- layers vanishing in cascade (520-model run, seed 1, Gamma).
+# rebuild removes a layer whose every input vanished; the cost counts its
+# group's channels as dead (morph_net.keras.vanishing).
 
 
 def _dead_branch_before_a_dense():
@@ -415,34 +418,180 @@ def _dead_branch_before_a_dense():
   b = keras.layers.BatchNormalization(name='bnb')(b)
   c = keras.layers.Concatenate(name='cat')([b, x2])
   model = keras.Model([x1, x2], keras.layers.Dense(2, name='logits')(c))
-  bn = model.get_layer('bna')
-  bn.gamma.assign(np.zeros(4, 'float32'))
-  bn.beta.assign(np.arange(1, 5, dtype='float32'))
+  _kill_batch_norm(model, 'bna')
   return model
+
+
+def _kill_batch_norm(model, name):
+  """Every gamma of batch norm `name` 0 (its betas 1, 2, ...: a constant)."""
+  bn = model.get_layer(name)
+  size = bn.gamma.shape[0]
+  bn.gamma.assign(np.zeros(size, 'float32'))
+  bn.beta.assign(np.arange(1, size + 1, dtype='float32'))
+
+
+def _check_vanishing_cost(model, regularizer_class, flops, alive,
+                          layers=None, **kwargs):
+  """cost() == a fresh regularizer's on the rebuilt model == `flops` (and
+  the rebuilt model's config FLOPs); alive_counts() == `alive`; `layers`:
+  the rebuilt model's layers (when given)."""
+  kwargs = kwargs or {'gamma_threshold': 1e-3}
+  regularizer = morph_keras.ModelRegularizer(model, regularizer_class,
+                                             **kwargs)
+  assert float(regularizer.cost()) == flops
+  assert regularizer.alive_counts() == alive
+  assert structure_cost.StructureCost(regularizer)(alive) == flops
+  rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
+  if layers is not None:
+    assert [l.name for l in rebuilt.layers] == layers
+  fresh = morph_keras.ModelRegularizer(rebuilt, GROUP_LASSO, threshold=1e-3)
+  assert float(fresh.cost()) == flops
+  assert config_flops.config_flops(rebuilt) == flops
+  return regularizer, rebuilt
 
 
 def test_a_layer_whose_inputs_vanished_vanishes_in_rebuild():
   """Group a is dead whole, so b reads only a constant and vanishes in
   rebuild with bnb (their constant is folded into logits' bias): the
-  rebuilt model is logits on x2 alone, 2 x 1 x 2 = 4 FLOPs."""
-  model = _dead_branch_before_a_dense()
+  rebuilt model is logits on x2 alone, 2 x 1 x 2 = 4 FLOPs. b's channels
+  count as dead: before, logits was costed at 2 x (3 + 1) x 2 = 16."""
+  _check_vanishing_cost(_dead_branch_before_a_dense(), GAMMA, 4.0,
+                        {'a': 0, 'b': 0}, ['x2', 'x1', 'logits'])
+
+
+def test_a_cascade_of_two_layers_vanishes_in_the_cost():
+  """a dead -> b and c vanish in cascade; d lives on x2: d 2 x 1 x 2 = 4,
+  logits 2 x 2 x 2 = 8 (before: c 2 x 3 x 2 = 12, logits 2 x 4 x 2 =
+  16)."""
+  x1 = keras.Input((1,), name='x1')
+  x2 = keras.Input((1,), name='x2')
+  y = x1
+  for name, width in (('a', 4), ('b', 3), ('c', 2)):
+    y = keras.layers.Dense(width, use_bias=False, name=name)(y)
+    y = keras.layers.BatchNormalization(name='bn' + name)(y)
+  d = keras.layers.Dense(2, use_bias=False, name='d')(x2)
+  d = keras.layers.BatchNormalization(name='bnd')(d)
+  y = keras.layers.Concatenate(name='cat')([y, d])
+  model = keras.Model([x1, x2], keras.layers.Dense(2, name='logits')(y))
+  _kill_batch_norm(model, 'bna')
+  _check_vanishing_cost(model, GAMMA, 12.0,
+                        {'a': 0, 'b': 0, 'c': 0, 'd': 2})
+
+
+def _branch_into_an_add(x1_width=4):
+  """x1 -> a (4) -> bna (dead) -> b (3) -> bnb -> c (2) -> bnc, added to
+  x1 -> e (2) -> bne; the sum -> logits (2). All Dense without bias."""
+  x1 = keras.Input((x1_width,), name='x1')
+  y = x1
+  for name, width in (('a', 4), ('b', 3), ('c', 2)):
+    y = keras.layers.Dense(width, use_bias=False, name=name)(y)
+    y = keras.layers.BatchNormalization(name='bn' + name)(y)
+  e = keras.layers.Dense(2, use_bias=False, name='e')(x1)
+  e = keras.layers.BatchNormalization(name='bne')(e)
+  y = keras.layers.Add(name='add')([y, e])
+  model = keras.Model(x1, keras.layers.Dense(2, name='logits')(y))
+  _kill_batch_norm(model, 'bna')
+  return model
+
+
+def test_a_branch_vanishing_into_an_add_whose_other_branch_lives():
+  """b and c vanish (the Add passes e on); the group of c and e lives, so
+  c keeps its alive count, but c reads b's dead group: e 2 x 4 x 2 = 16,
+  logits 2 x 2 x 2 = 8 (before: c 2 x 3 x 2 = 12 more)."""
+  _check_vanishing_cost(_branch_into_an_add(), GAMMA, 24.0,
+                        {'a': 0, 'b': 0, 'c': 2, 'e': 2},
+                        ['x1', 'e', 'bne', 'logits'])
+
+
+def test_a_layer_that_vanishes_costs_nothing_where_its_group_lives():
+  """Activation counts (one per output channel of a conv or matmul,
+  whatever its inputs): c's output is in the live group of c and e, but c
+  vanishes, so its matmul counts only while c has an input. The rebuilt
+  model has e (2) and logits (2): 4 (before: b 3 and c 2 more)."""
+  model = _branch_into_an_add()
   regularizer = morph_keras.ModelRegularizer(
-      model, GAMMA, gamma_threshold=1e-3)
-  alive = regularizer.alive_counts()
-  assert alive == {'a': 0, 'b': 3}
-  assert structure_cost.StructureCost(regularizer)(alive) == 4.0
+      model, activation_regularizer.GammaActivationRegularizer,
+      gamma_threshold=1e-3)
   rebuilt = rebuild.rebuild(model, regularizer, transfer_weights=True)
-  assert [l.name for l in rebuilt.layers] == ['x2', 'x1', 'logits']
-  assert config_flops.config_flops(rebuilt) == 4
+  fresh = morph_keras.ModelRegularizer(
+      rebuilt, activation_regularizer.GammaActivationRegularizer,
+      gamma_threshold=1e-3)
+  assert float(regularizer.cost()) == float(fresh.cost()) == 4.0
+  assert regularizer.alive_counts() == {'a': 0, 'b': 0, 'c': 2, 'e': 2}
+
+
+def test_a_nested_model_whose_inputs_vanished_vanishes_in_the_cost():
+  """b and its batch norm inside a nested model read only the dead bna:
+  the rebuilt model is logits on x2, 2 x 1 x 2 = 4 FLOPs."""
+  inner_input = keras.Input((4,), name='inner_in')
+  inner = keras.layers.Dense(3, use_bias=False, name='b')(inner_input)
+  inner = keras.layers.BatchNormalization(name='bnb')(inner)
+  nested = keras.Model(inner_input, inner, name='nested')
+  x1 = keras.Input((1,), name='x1')
+  x2 = keras.Input((1,), name='x2')
+  a = keras.layers.Dense(4, use_bias=False, name='a')(x1)
+  a = keras.layers.BatchNormalization(name='bna')(a)
+  c = keras.layers.Concatenate(name='cat')([nested(a), x2])
+  model = keras.Model([x1, x2], keras.layers.Dense(2, name='logits')(c))
+  _kill_batch_norm(model, 'bna')
+  _check_vanishing_cost(model, GAMMA, 4.0, {'a': 0, 'b': 0})
+
+
+def test_a_dense_without_batch_norm_vanishes_in_the_cost():
+  """Under Gamma a Dense without batch norm has no regularized channels;
+  it still vanishes when its input does: logits 2 x 1 x 2 = 4 (before:
+  2 x (3 + 1) x 2 = 16). It stays out of the structure."""
+  x1 = keras.Input((1,), name='x1')
+  x2 = keras.Input((1,), name='x2')
+  a = keras.layers.Dense(4, use_bias=False, name='a')(x1)
+  a = keras.layers.BatchNormalization(name='bna')(a)
+  b = keras.layers.Dense(3, use_bias=False, name='b')(a)
+  c = keras.layers.Concatenate(name='cat')([b, x2])
+  model = keras.Model([x1, x2], keras.layers.Dense(2, name='logits')(c))
+  _kill_batch_norm(model, 'bna')
+  _check_vanishing_cost(model, GAMMA, 4.0, {'a': 0})
+
+
+def _dead_input_before_a_gru():
+  """x1 (5 steps) -> Dense a (4, no bias) -> BN -> GRU (2 units),
+  concatenated with x2 -> logits (2)."""
+  x1 = keras.Input((5, 1), name='x1')
+  x2 = keras.Input((1,), name='x2')
+  a = keras.layers.Dense(4, use_bias=False, name='a')(x1)
+  a = keras.layers.BatchNormalization(name='bna')(a)
+  g = keras.layers.GRU(2, name='gru')(a)
+  c = keras.layers.Concatenate(name='cat')([g, x2])
+  return keras.Model([x1, x2], keras.layers.Dense(2, name='logits')(c))
+
+
+def test_a_recurrent_layer_whose_input_vanished_vanishes_in_the_cost():
+  """GroupLasso prunes the GRU's units; a's kernel is 0, so the GRU reads
+  only bna's constant and vanishes in rebuild: its loop and its units at
+  logits count 0. The rebuilt model is logits on x2, 2 x 1 x 2 = 4."""
+  model = _dead_input_before_a_gru()
+  model.get_layer('a').kernel.assign(np.zeros((1, 4), 'float32'))
+  _check_vanishing_cost(model, GROUP_LASSO, 4.0,
+                        {'a': 0, 'gru': 0, 'logits': 2},
+                        threshold=1e-3)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'Open: cost() does not propagate vanishing. A layer whose every input '
-    'vanished vanishes in rebuild (plan._propagate_vanishing), but the '
-    "network regularizer still counts its alive output channels at its "
-    "readers: logits at 2 x (3 + 1) x 2 = 16 FLOPs instead of 4."))
-def test_cost_counts_a_layer_whose_inputs_vanished_as_vanished():
-  model = _dead_branch_before_a_dense()
-  regularizer = morph_keras.ModelRegularizer(
-      model, GAMMA, gamma_threshold=1e-3)
+    'Open: a recurrent layer keeping its units (Gamma regularizers prune '
+    'none) is cut out of the graph analysis, and its outputs are an input '
+    'boundary: when its input vanishes its loop counts 0, but its readers '
+    'still count its 2 units (no regularizer holds them): logits at '
+    '2 x (2 + 1) x 2 = 12 FLOPs instead of 4.'))
+def test_a_recurrent_layer_keeping_its_units_vanishes_in_the_cost():
+  model = _dead_input_before_a_gru()
+  _kill_batch_norm(model, 'bna')
+  regularizer = morph_keras.ModelRegularizer(model, GAMMA,
+                                             gamma_threshold=1e-3)
   assert float(regularizer.cost()) == 4.0
+
+
+def test_a_live_cascade_is_costed_as_before():
+  """With bna alive nothing vanishes: a 2 x 1 x 4, b 2 x 4 x 3, logits
+  2 x 4 x 2 = 48."""
+  model = _dead_branch_before_a_dense()
+  model.get_layer('bna').gamma.assign(np.ones(4, 'float32'))
+  _check_vanishing_cost(model, GAMMA, 48.0, {'a': 4, 'b': 3})

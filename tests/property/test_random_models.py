@@ -728,3 +728,97 @@ def test_a_maximum_with_a_branch_without_batch_norm(case):
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
   assert float(np.max(np.abs(got[1] - want[1]))) > 0.1
   check_case(case)
+
+
+def _a_dense_whose_inputs_vanished():
+  """dense9 reads only bn7, which follows the dead bn5 (every gamma 0),
+  under Gamma (found by the 520-model run, seed 1): rebuild removes dense9
+  and bn11 in cascade, but get_cost() counted bn11's 2 alive channels at
+  logits30 (56, the rebuilt model 40). See tests/keras/
+  test_model_regularizer.py, 'layers vanishing in cascade'."""
+  code = '\n'.join([
+      "t1 = keras.Input((1,), name='input0')",
+      "t2 = keras.Input((1,), name='input1')",
+      "t4 = L.Dense(name='dense3', units=4, use_bias=False)(t1)",
+      "t6 = L.BatchNormalization(name='bn5')(t4)",
+      "t8 = L.BatchNormalization(name='bn7')(t6)",
+      "t10 = L.Dense(name='dense9', units=7, use_bias=False)(t8)",
+      "t12 = L.BatchNormalization(name='bn11')(t10)",
+      "t14 = L.Dense(1, use_bias=False, name='res13')(t2)",
+      "t16 = L.BatchNormalization(name='bn15')(t14)",
+      "t18 = L.Average(name='average17')([t2, t16])",
+      "t19 = t18 * np.array([0.5], \"float32\")",
+      "t21 = L.Softmax(name='softmax20')(t19)",
+      "t23 = L.Dense(3, use_bias=False, name='branch22')(t21)",
+      "t25 = L.BatchNormalization(name='bn24')(t23)",
+      "t27 = L.Concatenate(axis=1, name='concat26')([t21, t25])",
+      "t29 = L.Concatenate(name='join28')([t12, t27])",
+      "t31 = L.Dense(4, name='logits30')(t29)",
+      "model = keras.Model([t1, t2], t31)"])
+  return random_models.RandomCase(
+      code=code, family='gamma', seed=1, max_fraction=1.0,
+      allow_all=True, constant=True)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_dense_whose_inputs_vanished()))
+def test_a_dense_whose_inputs_vanished(case):
+  keras.utils.set_random_seed(case.seed)
+  model = case.build()
+  assert random_models.kill(model, case) == {
+      'bn5': [0, 1, 2, 3], 'bn7': [0, 1, 2, 3], 'bn11': [0, 1, 2, 4, 5]}
+  regularizer = _regularizer(model, case.family)
+  assert regularizer.alive_counts() == {'dense3': 0, 'dense9': 0,
+                                        'res13': 1, 'branch22': 3}
+  # branch22 2 x 1 x 3, logits30 2 x (1 + 3) x 4 (dense9 vanished); res13
+  # reads a model input and keeps its width: 2 x 1 x 1.
+  assert float(regularizer.cost()) == 40.0
+  check_case(case)
+
+
+def _a_separable_conv_of_width_0():
+  """sep3, a SeparableConv1D with every filter dead, under GroupLasso
+  (found by the 520-model run, seed 7007): rebuild removes it whole, but
+  get_cost() still counted its depthwise step on the model input's
+  channels, 2 x 2 positions x 2 taps x 5 x 2 = 80 (112, the rebuilt model
+  32). See tests/keras/test_vanishing.py."""
+  code = '\n'.join([
+      "t1 = keras.Input((3, 5), name='input0')",
+      "t2 = keras.Input((3, 1), name='input1')",
+      "t4 = L.SeparableConv1D(depth_multiplier=2, dilation_rate=1, "
+      "filters=1, kernel_size=2, name='sep3', padding='same', strides=2, "
+      "use_bias=False)(t1)",
+      "t6 = L.Dense(1, use_bias=False, name='res5')(t2)",
+      "t8 = L.BatchNormalization(name='bn7')(t6)",
+      "t10 = L.Multiply(name='multiply9')([t2, t8])",
+      "t11 = ops.mean(t10, axis=[1], keepdims=False)",
+      "t13 = L.Dense(name='dense12', units=1, use_bias=False)(t11)",
+      "t15 = L.BatchNormalization(name='bn14')(t13)",
+      "t17 = keras.Sequential([keras.Input((1,)), L.Dense(3, "
+      "use_bias=False, name='nested16_dense'), "
+      "L.BatchNormalization(name='nested16_bn')], name='nested16')",
+      "t18 = t17(t15)",
+      "t20 = L.Flatten(name='flatten19')(t4)",
+      "t22 = L.Concatenate(name='join21')([t20, t18])",
+      "t24 = L.Dense(3, name='logits23')(t22)",
+      "model = keras.Model([t1, t2], t24)"])
+  return random_models.RandomCase(
+      code=code, family='group_lasso', seed=340, max_fraction=0.5,
+      allow_all=True, constant=True)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_separable_conv_of_width_0()))
+def test_a_separable_conv_of_width_0(case):
+  keras.utils.set_random_seed(case.seed)
+  model = case.build()
+  assert random_models.kill(model, case) == {'res5': [0], 'sep3': [0],
+                                             'logits23': [0, 1]}
+  regularizer = _regularizer(model, case.family)
+  assert regularizer.alive_counts() == {
+      'res5': 1, 'dense12': 1, 'sep3': 0, 'nested16_dense': 3,
+      'logits23': 3}
+  # logits23 2 x 3 x 3 (the nested model's 3 channels), nested16_dense
+  # 2 x 1 x 3, dense12 2 x 1 x 1, res5 2 x 3 positions x 1 x 1.
+  assert float(regularizer.cost()) == 32.0
+  check_case(case)
