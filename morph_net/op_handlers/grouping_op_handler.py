@@ -144,7 +144,8 @@ def _group_partial_inputs(op, op_reg_manager, grouping_indices):
     handler_steps.group_channel_ranges(op, 0, producer, channel_range[1],
                                        size, op_reg_manager)
     producers.append(producer)
-  op_reg_manager.process_ops(ungrouped)
+  if producers:  # One call, as before the grouping-order fix.
+    op_reg_manager.process_ops(ungrouped)
   return producers
 
 
