@@ -92,7 +92,7 @@ _CHANNEL_OP_TYPES = (op_types.CONV_OP_TYPES |
 
 
 def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
-                      op: tf.Operation):
+                      op: tf.Operation, traced=None):
   """The channel counts of `op` that stay fixed inside layer `name`.
 
   A layer whose rule takes no width (a pass-through custom layer, an opaque
@@ -101,12 +101,18 @@ def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
   one its rule gives the layer's ops (`LayerRule.op_widths` of the layer's
   channels) works on channels of the layer's own, which rebuild keeps: the
   bottleneck of a Squeeze-Excitation block written as a custom layer
-  (input C -> r, then r -> C).
+  (input C -> r, then r -> C). With `traced`, a side whose count happens
+  to equal the layer's (a bottleneck as wide as the channels, ratio 1) is
+  told by the graph instead (`_inner_side`): a side that another op of the
+  layer reading its weights produces (input) or reads (output), with no
+  path to the rest of the model in between, is the layer's own.
 
   Args:
     channels: the channel model.
     name: the layer of the channel model `op` belongs to.
     op: a traced op.
+    traced: the `tracing.TracedModel` of `op` (None: sides are told by
+      their counts only).
 
   Returns:
     (input count or None, output count or None): the original count of
@@ -131,8 +137,52 @@ def inner_fixed_sides(channels: channel_model.ChannelModel, name: str,
                         op.type in op_types.DEPTHWISE_OP_TYPES)
   have = tuple(tf.compat.dimension_value(t.shape[-1])
                for t in (op.inputs[0], op.outputs[0]))
-  return tuple(h if h is not None and h != w else None
-               for h, w in zip(have, want))
+  fixed = [h if h is not None and h != w else None
+           for h, w in zip(have, want)]
+  if traced is not None:
+    layer_names = channels.layers
+    for side in (0, 1):
+      if fixed[side] is None and have[side] is not None and _inner_side(
+          traced, layer_names, name, op, backward=side == 0):
+        fixed[side] = have[side]
+  return tuple(fixed)
+
+
+def _inner_side(traced, layer_names, name: str, op: tf.Operation,
+                backward: bool) -> bool:
+  """Whether `op`'s input (backward) or output channels are the channels
+  of layer `name`'s own: every path from them through the graph (against
+  the data flow for the input, along it for the output; variables and
+  constants aside) meets another channel op (conv, matmul, einsum, call)
+  reading the weights of layer `name` before it meets an op reading
+  another layer's weights, a model input or a model output, and one does.
+  """
+  seen = set()
+  stack = list(op.inputs[:1]) if backward else list(op.outputs[:1])
+  own = False
+  while stack:
+    tensor = stack.pop()
+    if tensor.ref() in seen or tensor.dtype == tf.resource:
+      continue
+    seen.add(tensor.ref())
+    nexts = [tensor.op] if backward else list(tensor.consumers())
+    if not nexts:
+      return False  # A model output.
+    for other in nexts:
+      owner = traced.known_layer_name(other, layer_names)
+      if owner is not None and owner != name:
+        return False  # Another layer's channels.
+      if owner == name and (other.type in _CHANNEL_OP_TYPES or
+                            other.type in op_vocabulary.CALL_OP_TYPES):
+        own = True
+        continue
+      if backward:
+        if other.type == 'Placeholder':
+          return False  # A model input.
+        stack.extend(other.inputs)
+      else:
+        stack.extend(other.outputs)
+  return own
 
 
 class ExcludedOps(object):
@@ -216,7 +266,8 @@ def excluded_ops(traced, keep_output_widths: bool = True) -> ExcludedOps:
     name = traced.known_layer_name(op, channels.layers)
     if name is None:
       continue
-    if name not in fixed and inner_fixed_sides(channels, name, op)[1]:
+    if name not in fixed and inner_fixed_sides(channels, name, op,
+                                               traced)[1]:
       # Channels of the layer's own (a custom layer's inner Dense).
       op_names.append(op.name)
       continue

@@ -144,7 +144,8 @@ class StructureCost(structure_cost_base.StructureCostBase):
         continue
       ops.append((op, name, op.type in op_types.WEIGHTED_OP_TYPES))
     self._fixed_sides = {
-        op: regularizable.inner_fixed_sides(self.channels, name, op)
+        op: regularizable.inner_fixed_sides(self.channels, name, op,
+                                            self.traced)
         for op, name, _ in ops}
     return ops
 

@@ -236,3 +236,66 @@ def test_nested_residual_flattened_before_its_add_ran_keeps_one_group():
           rng.normal(size=(2, 3)).astype('float32')]
   np.testing.assert_allclose(model.predict(data, verbose=0),
                              rebuilt.predict(data, verbose=0), atol=1e-6)
+
+
+def _sep_bn_se_model(ratio, hidden):
+  """A separable conv (6 filters), its batch norm and an SE custom layer
+  whose bottleneck is as wide as the channels (6), then a Dense head: the
+  shape of random case seed 367 (tests/property/test_random_models.py)."""
+  custom_layers.register_squeeze_excite()
+  image = keras.Input((8, 5, 3), name='image')
+  x = L.SeparableConv2D(6, 2, depth_multiplier=2, use_bias=False,
+                        name='sep')(image)
+  x = L.BatchNormalization(name='bn')(x)
+  x = custom_layers.SqueezeExcite(ratio=ratio, hidden=hidden, name='se')(x)
+  return keras.Model(image, L.Dense(2, name='logits')(x))
+
+
+@pytest.mark.parametrize('ratio,hidden', [(1, None), (4, 6)])
+def test_bottleneck_as_wide_as_the_channels_keeps_its_width(ratio, hidden):
+  # The graph engine told the SE's own channels from the layer's by their
+  # count: with a bottleneck of 6 on 6 channels, StructureCost priced the
+  # squeeze and excite matmuls at the narrowed width on both sides (4 x 4
+  # twice: 3200) and the squeeze was regularized with the layer's group.
+  model = _sep_bn_se_model(ratio, hidden)
+  regularizer = morph_keras.ModelRegularizer(
+      model, flop_regularizer.GammaFlopsRegularizer, gamma_threshold=1e-3)
+  cost = morph_keras.StructureCost(regularizer)
+  assert cost({}) == regularizer.initial_cost == 1344 + 2016 + 72 + 72 + 672
+  bn = model.get_layer('bn')
+  gamma = bn.gamma.numpy()
+  gamma[[1, 5]] = 0.0
+  bn.gamma.assign(gamma)
+  alive = regularizer.alive_counts()
+  assert alive == {'sep': 4}
+  # 7 x 4 = 28 positions. sep: depthwise 2 x 4 x 28 x 6, pointwise
+  # 2 x 28 x 6 x 4; se: squeeze 2 x 4 x 6, excite 2 x 6 x 4 (the
+  # bottleneck keeps its 6); logits: 2 x 28 x 4 x 2.
+  hand = 1344 + 1344 + 48 + 48 + 448
+  assert hand == 3232
+  assert float(regularizer.cost()) == hand
+  assert cost(alive) == hand
+  traced = regularizer.traced
+  squeeze, excite = [op for op in traced.forward_ops()
+                     if op.type == 'MatMul' and '/se_1/' in op.name]
+  assert [regularizable.inner_fixed_sides(cost.channels, 'se', op, traced)
+          for op in (squeeze, excite)] == [(None, 6), (6, None)]
+  # Without the trace, sides are told by their counts only.
+  assert regularizable.inner_fixed_sides(cost.channels, 'se', squeeze) == (
+      None, None)
+  excluded = regularizable.excluded_ops(traced).op_names
+  assert [n for n in excluded if '/se_1/' in n] == [squeeze.name]
+  # The layer-level engine's rule says the bottleneck is fixed: the same.
+  layers = layer_regularizer.LayerRegularizer(
+      model, 'GammaFlopsRegularizer', gamma_threshold=1e-3)
+  assert layers.alive_counts() == alive
+  assert float(layers.cost()) == hand
+  assert layer_structure_cost.LayerStructureCost(layers)(alive) == hand
+  rebuilt = rebuild.rebuild(model, alive, transfer_weights=True)
+  assert reference_cost.reference_flops(rebuilt) == hand
+  se = rebuilt.get_layer('se')
+  assert (tuple(se.squeeze.kernel.shape), tuple(se.excite.kernel.shape)) == (
+      (4, 6), (6, 4))
+  data = np.random.default_rng(0).normal(size=(2, 8, 5, 3)).astype('float32')
+  np.testing.assert_allclose(model.predict(data, verbose=0),
+                             rebuilt.predict(data, verbose=0), atol=1e-6)

@@ -822,3 +822,36 @@ def test_a_separable_conv_of_width_0(case):
   # 2 x 1 x 3, dense12 2 x 1 x 1, res5 2 x 3 positions x 1 x 1.
   assert float(regularizer.cost()) == 32.0
   check_case(case)
+
+
+def _a_squeeze_excite_as_wide_as_its_channels():
+  """Random case seed 367 (gamma): an SE custom layer of ratio 1 on 6
+  channels, 2 of them dead. Its bottleneck (6, kept by rebuild) was told
+  from the layer's channels by its count, so StructureCost priced the
+  squeeze and excite at 4 x 4 (3200 against 3232)."""
+  code = '\n'.join([
+      "t1 = keras.Input((8, 5, 3), name='input0')",
+      "t3 = L.SeparableConv2D(depth_multiplier=2, dilation_rate=1, "
+      "filters=6, kernel_size=2, name='sep2', padding='valid', strides=1, "
+      "use_bias=False)(t1)",
+      "t5 = L.BatchNormalization(name='bn4')(t3)",
+      "t7 = SqueezeExcite(ratio=1, hidden=None, name='se6')(t5)",
+      "t9 = L.Dense(2, name='logits8')(t7)",
+      "model = keras.Model(t1, t9)"])
+  return random_models.RandomCase(
+      code=code, family='gamma', seed=367, max_fraction=0.25,
+      allow_all=False, constant=False)
+
+
+@settings(max_examples=1, deadline=None, database=None)
+@given(strategies.just(_a_squeeze_excite_as_wide_as_its_channels()))
+def test_a_squeeze_excite_as_wide_as_its_channels(case):
+  keras.utils.set_random_seed(case.seed)
+  model = case.build()
+  assert random_models.kill(model, case) == {'bn4': [1, 5]}
+  regularizer = _regularizer(model, case.family)
+  assert regularizer.alive_counts() == {'sep2': 4}
+  # sep2 2 x 4 x 28 positions x 6 + 2 x 28 x 6 x 4, se6 2 x 4 x 6 twice,
+  # logits8 2 x 28 x 4 x 2.
+  assert float(regularizer.cost()) == 3232.0
+  check_case(case)
