@@ -169,14 +169,26 @@ class ModelRegularizer(object):
     regularizable.warn_uncosted(
         self._traced, self._recurrent.ops() + self._attention.ops())
     custom_handlers = op_handler_dict or {}
-    with op_handlers.custom_handler_scope(custom_handlers):
-      with self._recurrent.unit_sources(), self._hidden.sources():
-        self._network_regularizer = regularizable.build_regularizer(
-            self._traced, regularizer_class, excluded, regularizer_kwargs,
-            extra_output_ops=(self._recurrent.input_ops() +
-                              self._attention.input_ops()),
-            extra_input_ops=(self._recurrent.output_ops() +
-                             self._attention.boundary_ops()))
+
+    def build():
+      with op_handlers.custom_handler_scope(custom_handlers):
+        with self._recurrent.unit_sources(), self._hidden.sources():
+          return regularizable.build_regularizer(
+              self._traced, regularizer_class, excluded, regularizer_kwargs,
+              extra_output_ops=(self._recurrent.input_ops() +
+                                self._attention.input_ops()),
+              extra_input_ops=(self._recurrent.output_ops() +
+                               self._attention.boundary_ops()))
+    self._network_regularizer = build()
+    constant = self._recurrent.constant_sources()
+    if constant and not any(
+        self.op_regularizer_manager.is_source_op(op)
+        for op in self.op_regularizer_manager.ops if op not in constant):
+      # Only the constant sources: nothing to regularize, so nothing can
+      # vanish. Analysed without them, the model gets the error (or the
+      # warning) of a model without sources.
+      self._recurrent.plan_vanishing(())
+      self._network_regularizer = build()
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
     self._hidden.override(self.op_regularizer_manager)

@@ -44,7 +44,11 @@ output, but a unit whose scale is zero still feeds the other units through
 the recurrent kernel, so removing it would change the outputs), and
 probabilistic gates are not placed on recurrent outputs. One warning names
 those layers, and the channels grouped with their output are not
-regularized (rebuild could not narrow them).
+regularized (rebuild could not narrow them). Such a layer may still vanish
+in rebuild when every input dies (`vanishing`): its output op then becomes
+the source of a constant, alive group (`RecurrentCalls.plan_vanishing`)
+that `ModelRegularizer` masks with the layer's flag, so its readers count
+its units 0 when it vanishes.
 """
 
 import collections
@@ -585,8 +589,8 @@ class RecurrentCalls(object):
         (`vanishing.may_vanish`).
     """
     for call in self.calls:
-      if not call.unit_ops and call.layer.name in names:
-        call.constant_ops = list(call.output_ops)
+      call.constant_ops = (list(call.output_ops) if not call.unit_ops and
+                           call.layer.name in names else [])
 
   def constant_sources(self) -> Dict[tf.Operation, str]:
     """{output op made a constant source: its layer's name}."""
