@@ -200,3 +200,11 @@ def test_both_engines_give_the_same_term(case):
                                   gamma_threshold=1e-3).term())
            for engine in sorted(_ENGINES)]
   assert terms[0] == pytest.approx(terms[1], rel=1e-6)
+
+
+def test_may_vanish_names_the_layers_a_zero_width_may_remove():
+  """Before any alive vector: a may be 0, so bna, the GRU and their
+  readers up to the concatenation (which x2 keeps) may vanish."""
+  channels = channel_model.analyze(_gru())
+  assert vanishing.may_vanish(channels, {'a'}) == {'a', 'bna', 'gru'}
+  assert vanishing.may_vanish(channels, set()) == frozenset()
