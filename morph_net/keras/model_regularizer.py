@@ -153,6 +153,13 @@ class ModelRegularizer(object):
                                  excluded, min_channels)
     excluded.warn()
     self._kept_layers = frozenset(excluded.layers)
+    if excluded.channels is not None:
+      # A recurrent layer keeping its units that may vanish: its outputs
+      # are analysed as constant sources, so that its readers' channels
+      # can count dead (`_mask_vanishing`).
+      self._recurrent.plan_vanishing(vanishing_lib.may_vanish(
+          excluded.channels,
+          set(excluded.channels.source_layers()) - self._kept_layers))
     # The names a structure may hold: the channel model's width-taking
     # layers (None when rebuild cannot read the model).
     self._channels = excluded.channels
@@ -162,14 +169,26 @@ class ModelRegularizer(object):
     regularizable.warn_uncosted(
         self._traced, self._recurrent.ops() + self._attention.ops())
     custom_handlers = op_handler_dict or {}
-    with op_handlers.custom_handler_scope(custom_handlers):
-      with self._recurrent.unit_sources(), self._hidden.sources():
-        self._network_regularizer = regularizable.build_regularizer(
-            self._traced, regularizer_class, excluded, regularizer_kwargs,
-            extra_output_ops=(self._recurrent.input_ops() +
-                              self._attention.input_ops()),
-            extra_input_ops=(self._recurrent.output_ops() +
-                             self._attention.boundary_ops()))
+
+    def build():
+      with op_handlers.custom_handler_scope(custom_handlers):
+        with self._recurrent.unit_sources(), self._hidden.sources():
+          return regularizable.build_regularizer(
+              self._traced, regularizer_class, excluded, regularizer_kwargs,
+              extra_output_ops=(self._recurrent.input_ops() +
+                                self._attention.input_ops()),
+              extra_input_ops=(self._recurrent.output_ops() +
+                               self._attention.boundary_ops()))
+    self._network_regularizer = build()
+    constant = self._recurrent.constant_sources()
+    if constant and not any(
+        self.op_regularizer_manager.is_source_op(op)
+        for op in self.op_regularizer_manager.ops if op not in constant):
+      # Only the constant sources: nothing to regularize, so nothing can
+      # vanish. Analysed without them, the model gets the error (or the
+      # warning) of a model without sources.
+      self._recurrent.plan_vanishing(())
+      self._network_regularizer = build()
     _check_handlers_used(self.op_regularizer_manager, regularizer_class,
                          custom_handlers)
     self._hidden.override(self.op_regularizer_manager)
@@ -219,6 +238,8 @@ class ModelRegularizer(object):
               self._hidden.embedding_ops().items() for op in ops}
     for call in self._recurrent.unit_calls():
       owners.setdefault(call.unit_ops[0], call.layer.name)
+    for op, name in self._recurrent.constant_sources().items():
+      owners.setdefault(op, name)
     found = {}
     for op in manager.ops:
       name = owners.get(op)
@@ -627,7 +648,8 @@ class ModelRegularizer(object):
           continue
       if regularizer is not None:
         value = read(regularizer)
-      elif name in self._kept_layers and _has_sources(manager, op):
+      elif name in self._kept_layers and _has_sources(
+          manager, op, self._recurrent.constant_sources()):
         value = kept_value(int(op.outputs[0].shape[-1]))
       else:
         continue
@@ -780,12 +802,13 @@ def _check_handlers_used(manager, regularizer_class,
         'between its inputs and outputs: %s.', ', '.join(unused))
 
 
-def _has_sources(manager, op) -> bool:
+def _has_sources(manager, op, constant_sources) -> bool:
   """Whether a group of `op`'s output has sources (would be regularized but
-  for the blacklist)."""
+  for the blacklist) other than `constant_sources` (ops)."""
   for op_slice in manager.get_op_slices(op):
     group = manager.get_op_group(op_slice)
-    if group is not None and group.source_op_slices:
+    if group is not None and any(s.op not in constant_sources
+                                 for s in group.source_op_slices):
       return True
   return False
 

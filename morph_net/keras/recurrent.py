@@ -44,7 +44,11 @@ output, but a unit whose scale is zero still feeds the other units through
 the recurrent kernel, so removing it would change the outputs), and
 probabilistic gates are not placed on recurrent outputs. One warning names
 those layers, and the channels grouped with their output are not
-regularized (rebuild could not narrow them).
+regularized (rebuild could not narrow them). Such a layer may still vanish
+in rebuild when every input dies (`vanishing`): its output op then becomes
+the source of a constant, alive group (`RecurrentCalls.plan_vanishing`)
+that `ModelRegularizer` masks with the layer's flag, so its readers count
+its units 0 when it vanishes.
 """
 
 import collections
@@ -59,6 +63,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 
 from morph_net.framework import concat_and_slice_regularizers
+from morph_net.framework import constant_op_regularizer
 from morph_net.framework import graph_util
 from morph_net.framework import minimum_alive_regularizer
 from morph_net.framework import op_handler_util
@@ -202,12 +207,17 @@ class RecurrentCall:
     ops: every op of its scope.
     unit_ops: the output ops that become sources of its unit group (empty
       while its units keep their width, see `RecurrentCalls.plan_units`).
+    constant_ops: the output ops of a call keeping its units that become
+      sources of a constant, alive group, so that the layer's readers
+      count its units dead when it vanishes (see
+      `RecurrentCalls.plan_vanishing`).
   """
   layer: object
   input_tensor: tf.Tensor
   output_ops: List[tf.Operation]
   ops: List[tf.Operation]
   unit_ops: List[tf.Operation] = dataclasses.field(default_factory=list)
+  constant_ops: List[tf.Operation] = dataclasses.field(default_factory=list)
 
   @property
   def steps(self) -> int:
@@ -401,6 +411,11 @@ def _read_by_attention(channels, call) -> bool:
   return False
 
 
+def _constant_source(op_slice):
+  """The regularizer of a constant source's slice: every channel alive."""
+  return constant_op_regularizer.ConstantOpRegularizer(op_slice.slice.size)
+
+
 class RecurrentCalls(object):
   """The recurrent layer calls of a traced model.
 
@@ -562,6 +577,26 @@ class RecurrentCalls(object):
           lambda: whole, start, size)
     return create
 
+  def plan_vanishing(self, names) -> None:
+    """Makes the output ops of the calls keeping their units whose layer
+    is in `names` (those that may vanish in rebuild) sources of a constant
+    regularizer in the analysis, so that their readers' channels have a
+    group the cost can count dead (`ModelRegularizer` masks it); else the
+    outputs are an input boundary and their readers count every unit.
+
+    Args:
+      names: the names of the layers that may vanish
+        (`vanishing.may_vanish`).
+    """
+    for call in self.calls:
+      call.constant_ops = (list(call.output_ops) if not call.unit_ops and
+                           call.layer.name in names else [])
+
+  def constant_sources(self) -> Dict[tf.Operation, str]:
+    """{output op made a constant source: its layer's name}."""
+    return {op: call.layer.name for call in self.calls
+            for op in call.constant_ops}
+
   def unit_calls(self) -> List[RecurrentCall]:
     """The calls whose units are pruned."""
     return [call for call in self.calls if call.unit_ops]
@@ -585,14 +620,20 @@ class RecurrentCalls(object):
       None.
     """
     calls = self.unit_calls()
-    if not calls:
-      yield
-      return
     sources = {op: self._source(call) for call in calls
                for op in call.unit_ops}
-    threshold, l1_fraction = self._unit_settings[:2]
-    defaults = op_handlers.get_group_lasso_op_handler_dict(threshold,
-                                                           l1_fraction)
+    sources.update((op, _constant_source) for op in self.constant_sources())
+    if not sources:
+      yield
+      return
+    if self._unit_settings is not None:
+      threshold, l1_fraction = self._unit_settings[:2]
+      defaults = op_handlers.get_group_lasso_op_handler_dict(threshold,
+                                                             l1_fraction)
+    else:
+      # The output ops' types (Transpose, StridedSlice, ConcatV2 ...) have
+      # the handlers every family shares.
+      defaults = op_handlers.get_gamma_op_handler_dict()
     handlers = {op_type: UnitSourceHandler(defaults[op_type], sources)
                 for op_type in sorted({op.type for op in sources})}
     with op_handlers.custom_handler_scope(handlers):
@@ -609,11 +650,12 @@ class RecurrentCalls(object):
   def output_ops(self) -> List[tf.Operation]:
     """The input boundary the recurrent layers add: the output ops of the
     calls whose units keep their width, and every other op of the calls
-    whose units are pruned (their output ops are analysed, as sources)."""
+    whose units are pruned or may vanish (their output ops are analysed,
+    as sources)."""
     result = []
     for call in self.calls:
-      if call.unit_ops:
-        sources = set(call.unit_ops)
+      if call.unit_ops or call.constant_ops:
+        sources = set(call.unit_ops or call.constant_ops)
         result.extend(op for op in call.ops if op not in sources)
       else:
         result.extend(call.output_ops)

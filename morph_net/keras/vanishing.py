@@ -35,11 +35,32 @@ from typing import Dict, List, Optional, Sequence
 
 from morph_net.surgery import channel_model as channel_model_lib
 
-__all__ = ['Logic', 'Vanishing']
+__all__ = ['Logic', 'Vanishing', 'may_vanish']
 
 # Boolean scalar tensor operations: all_of(list), any_of(list), not_(x),
 # true() (a True scalar).
 Logic = collections.namedtuple('Logic', ['all_of', 'any_of', 'not_', 'true'])
+
+# Flags that only say a layer may vanish (every flag is True).
+_MAY = Logic(all_of=lambda flags: True, any_of=lambda flags: True,
+             not_=lambda flag: True, true=lambda: True)
+
+
+def may_vanish(channels: channel_model_lib.ChannelModel,
+               may_be_zero) -> frozenset:
+  """The layers that may vanish when the layers `may_be_zero` may take
+  width 0 (known before any alive vector is: the layers `Vanishing` would
+  give a flag).
+
+  Args:
+    channels: the channel model of the model.
+    may_be_zero: names of the width-taking layers whose width may be 0.
+
+  Returns:
+    The names of the layers that may vanish.
+  """
+  return frozenset(Vanishing(channels, {n: True for n in may_be_zero},
+                             _MAY).dead)
 
 
 class Vanishing(object):

@@ -82,6 +82,26 @@ def _separable_conv():
   return keras.Model([x1, x2], L.Dense(2, name='logits')(y))
 
 
+def _gru():
+  """x1 (5 steps) -> a (4) -> bna -> GRU (2 units), concatenated with x2
+  -> logits (2)."""
+  x1, x2 = keras.Input((5, 1), name='x1'), keras.Input((1,), name='x2')
+  g = L.GRU(2, name='gru')(_dense_bn(x1, 'a', 4))
+  y = L.Concatenate(name='cat')([g, x2])
+  return keras.Model([x1, x2], L.Dense(2, name='logits')(y))
+
+
+def _bidirectional_lstm():
+  """x1 (5 steps) -> a (4) -> bna -> Bidirectional LSTM (2 units each way,
+  every step: 5 x 4) -> flattened (20), concatenated with x2 -> logits
+  (2)."""
+  x1, x2 = keras.Input((5, 1), name='x1'), keras.Input((1,), name='x2')
+  y = L.Bidirectional(L.LSTM(2, return_sequences=True), name='bi')(
+      _dense_bn(x1, 'a', 4))
+  y = L.Concatenate(name='cat')([L.Flatten(name='flat')(y), x2])
+  return keras.Model([x1, x2], L.Dense(2, name='logits')(y))
+
+
 # (model, batch norm killed, FLOPs, alive counts). a dead: b and c vanish
 # in cascade, their channels count at no reader and their arithmetic is 0.
 _CASES = {
@@ -99,6 +119,16 @@ _CASES = {
     'separable': (_separable_conv, 'bnsep', 4.0, {'sep': 0}),
     # Nothing killed: a 2 x 1 x 4, b 2 x 4 x 3, logits 2 x 4 x 2.
     'alive': (_nested_model, None, 48.0, {'a': 4, 'b': 3}),
+    # The recurrent layers keep their units under Gamma (no structure
+    # entry); a dead, they read only a constant and vanish with their
+    # units at logits: 2 x 1 x 2 (before, in the graph engine: logits
+    # 2 x (2 + 1) x 2 = 12 for the GRU, 2 x (20 + 1) x 2 = 84 for the
+    # LSTM).
+    'gru': (_gru, 'bna', 4.0, {'a': 0}),
+    'bidirectional_lstm': (_bidirectional_lstm, 'bna', 4.0, {'a': 0}),
+    # Nothing killed: a 2 x 5 steps x 1 x 4 = 40; the GRU 2 x 5 steps x
+    # 3 gates x 2 units x (4 + 2) = 360; logits 2 x 3 x 2 = 12.
+    'gru_alive': (_gru, None, 412.0, {'a': 4}),
 }
 
 
@@ -126,21 +156,6 @@ def test_both_engines_count_no_activations_of_a_vanished_layer(engine):
   regularizer = _ENGINES[engine](model, 'GammaActivationRegularizer',
                                  gamma_threshold=1e-3)
   assert float(regularizer.cost()) == 4.0
-
-
-def test_the_layer_engine_masks_a_recurrent_layer_keeping_its_units():
-  """The layer-level engine holds a GRU's units (kept under Gamma) in its
-  channel layout, so they vanish with the GRU at logits: 2 x 1 x 2. (The
-  graph engine's open case, see test_model_regularizer.py.)"""
-  x1, x2 = keras.Input((5, 1), name='x1'), keras.Input((1,), name='x2')
-  g = L.GRU(2, name='gru')(_dense_bn(x1, 'a', 4))
-  y = L.Concatenate(name='cat')([g, x2])
-  model = keras.Model([x1, x2], L.Dense(2, name='logits')(y))
-  _kill(model, 'bna')
-  regularizer = layer_regularizer.LayerRegularizer(
-      model, 'GammaFlopsRegularizer', gamma_threshold=1e-3)
-  assert float(regularizer.cost()) == 4.0
-  assert regularizer.alive_counts() == {'a': 0}
 
 
 # ------------------------------------------------ Vanishing on its own.
@@ -185,3 +200,11 @@ def test_both_engines_give_the_same_term(case):
                                   gamma_threshold=1e-3).term())
            for engine in sorted(_ENGINES)]
   assert terms[0] == pytest.approx(terms[1], rel=1e-6)
+
+
+def test_may_vanish_names_the_layers_a_zero_width_may_remove():
+  """Before any alive vector: a may be 0, so bna, the GRU and their
+  readers up to the concatenation (which x2 keeps) may vanish."""
+  channels = channel_model.analyze(_gru())
+  assert vanishing.may_vanish(channels, {'a'}) == {'a', 'bna', 'gru'}
+  assert vanishing.may_vanish(channels, set()) == frozenset()
