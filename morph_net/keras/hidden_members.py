@@ -41,7 +41,7 @@ __all__ = ['DEFAULT_GROUPING', 'GROUPINGS', 'grouping', 'check_grouping',
            'DEFAULT_GRADIENT_SCALE', 'gradient_scale', 'check_gradient_scale',
            'is_group', 'hidden_roots', 'member_weights', 'member_columns',
            'columns', 'head_columns', 'kept_member_weights', 'kept_columns',
-           'kept_rows', 'kept_group']
+           'kept_rows', 'kept_layout', 'kept_group']
 
 # How a hidden channel's weights make its group-lasso value (see
 # `hidden_size.GROUPING`, the switch both engines read): 'rms', one root
@@ -375,14 +375,31 @@ def kept_rows(shape, axis: int, kept_axis: int, alive):
     A float32 vector over the entries of one channel, in the order
     `columns` lays them out (the variable's axes but `axis`, in order).
   """
+  view, column_shape = kept_layout(shape, axis, kept_axis)
+  kept = ops.reshape(ops.cast(alive, 'float32'), view)
+  return ops.reshape(ops.broadcast_to(kept, column_shape), [-1])
+
+
+def kept_layout(shape, axis: int, kept_axis: int):
+  """(view, column shape): `alive` reshaped to `view` and broadcast to
+  `column shape` lays the kept flags over one channel's entries (the
+  variable's axes but `axis`, in order); `kept_rows` and the graph
+  engine's TensorFlow version apply it.
+
+  Args:
+    shape: the variable's shape.
+    axis: its channel axis.
+    kept_axis: the axis whose entries `alive` keeps.
+
+  Returns:
+    (list of ints, -1 at `kept_axis`'s place; list of ints).
+  """
   rank = len(shape)
   axis, kept_axis = axis % rank, kept_axis % rank
   rest = [a for a in range(rank) if a != axis]
   view = [1] * len(rest)
   view[rest.index(kept_axis)] = -1
-  kept = ops.reshape(ops.cast(alive, 'float32'), view)
-  kept = ops.broadcast_to(kept, [int(shape[a]) for a in rest])
-  return ops.reshape(kept, [-1])
+  return view, [int(shape[a]) for a in rest]
 
 
 def hidden_roots(channels) -> Dict[int, List[str]]:

@@ -291,14 +291,9 @@ def _members(channels, root, read, alive=None):
 
 def _kept_rows(shape, axis, kept_axis, alive):
   """`hidden_members.kept_rows` in TensorFlow."""
-  rank = len(shape)
-  axis, kept_axis = axis % rank, kept_axis % rank
-  rest = [a for a in range(rank) if a != axis]
-  view = [1] * len(rest)
-  view[rest.index(kept_axis)] = -1
+  view, column_shape = hidden_members.kept_layout(shape, axis, kept_axis)
   kept = tf.reshape(tf.cast(alive, tf.float32), view)
-  kept = tf.broadcast_to(kept, [int(shape[a]) for a in rest])
-  return tf.reshape(kept, [-1])
+  return tf.reshape(tf.broadcast_to(kept, column_shape), [-1])
 
 
 def hidden_member_weights(channels, root,
