@@ -54,15 +54,8 @@ class GroupingOrderTest(tf.test.TestCase):
                      flops)
 
   def test_concat_of_split_outputs_run_before_the_split(self):
-    def build(x):
-      d = lg.conv(x, [1, 1, 2, 1], name='d')
-      a = tf.nn.relu(lg.conv(x, [1, 1, 2, 2], dead=[1], name='a'),
-                     name='relu')
-      b = lg.conv(a, [1, 1, 2, 2], name='b')
-      first, second = tf.split(a, 2, axis=3, name='split')
-      joined = tf.concat([second, first, d], 3)
-      return lg.conv(joined, [1, 1, 3, 2], name='fc') + b
-    flops, group = _costs(build)
+    flops, group = _costs(_split_graph(
+        lambda d, first, second: tf.concat([second, first, d], 3), 3))
     for index in (0, 1):
       self.assertIs(group('relu', index), group('split', index))
     # d, a: 4 x 2 x 1; b: 4 x 1 x 2; fc: 4 x (0 + 1 + 1) x 2 (it was 96:
@@ -71,15 +64,8 @@ class GroupingOrderTest(tf.test.TestCase):
                      flops)
 
   def test_add_of_split_outputs_run_before_the_split(self):
-    def build(x):
-      d = lg.conv(x, [1, 1, 2, 1], name='d')
-      a = tf.nn.relu(lg.conv(x, [1, 1, 2, 2], dead=[1], name='a'),
-                     name='relu')
-      b = lg.conv(a, [1, 1, 2, 2], name='b')
-      first, second = tf.split(a, 2, axis=3, name='split')
-      joined = tf.concat([d, first + second], 3)
-      return lg.conv(joined, [1, 1, 2, 2], name='fc') + b
-    flops, group = _costs(build)
+    flops, group = _costs(_split_graph(
+        lambda d, first, second: tf.concat([d, first + second], 3), 2))
     # first + second makes a's two channels one group: channel 1 lives
     # with channel 0.
     for index in (0, 1):
@@ -89,6 +75,21 @@ class GroupingOrderTest(tf.test.TestCase):
     # was 80: a and b lost channel 1).
     self.assertEqual(2 * 4 * 2 * 1 + 3 * (2 * 4 * 2 * 2), flops)
 
+
+
+def _split_graph(join, joined_channels):
+  """A graph builder: d = conv(x) (1 channel), a = relu(conv(x)) (2,
+  channel 1 dead), b = conv(a) (2), a split in two; `join(d, first,
+  second)` makes fc's input of `joined_channels`; returns fc(join) + b."""
+  def build(x):
+    d = lg.conv(x, [1, 1, 2, 1], name='d')
+    a = tf.nn.relu(lg.conv(x, [1, 1, 2, 2], dead=[1], name='a'),
+                   name='relu')
+    b = lg.conv(a, [1, 1, 2, 2], name='b')
+    first, second = tf.split(a, 2, axis=3, name='split')
+    return lg.conv(join(d, first, second), [1, 1, joined_channels, 2],
+                   name='fc') + b
+  return build
 
 if __name__ == '__main__':
   tf.test.main()
