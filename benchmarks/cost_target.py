@@ -131,7 +131,7 @@ def _accuracy(model, x_train, x_test, y_test) -> float:
 
 def train_to_target(model, regularizer, target_cost, x_train, y_train,
                     batch_size, learning_rate, max_epochs, tolerance, hold,
-                    knobs=None, key=''):
+                    knobs=None, key='', jit_compile='auto'):
   """Trains `model` under `regularizer` until its cost holds at the target.
 
   `CostTargetCallback(regularizer, target_cost, **knobs)` sets the strength;
@@ -153,6 +153,7 @@ def train_to_target(model, regularizer, target_cost, x_train, y_train,
     hold: consecutive epoch ends within the tolerance that end training.
     knobs: CostTargetCallback keyword arguments (brake, lead_steps ...).
     key: the run's name in the log lines.
+    jit_compile: `Model.compile`'s `jit_compile` ('auto', True, False).
 
   Returns:
     {'epoch_costs', 'epochs', 'reached', 'final_cost', 'train_seconds'}.
@@ -164,7 +165,8 @@ def train_to_target(model, regularizer, target_cost, x_train, y_train,
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss=regularizer.wrap_loss(
                     keras.losses.SparseCategoricalCrossentropy(
-                        from_logits=True)))
+                        from_logits=True)),
+                jit_compile=jit_compile)
   costs, held, start = [], 0, time.time()
   for epoch in range(max_epochs):
     model.fit(x_train, y_train, batch_size=batch_size,
