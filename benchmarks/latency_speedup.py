@@ -4,9 +4,10 @@ r"""Verified speed-ups: a latency-targeted shrink, measured, and its accuracy.
   python3 benchmarks/latency_speedup.py --output_dir=/tmp/speedup_smoke \
       --networks=main_job_cnn --smoke          # every stage, tiny budget
 
-For each network (`main_job_cnn`: the README main job's CNN;
-`mobilenet_v2`: keras.applications MobileNetV2 as `networks.build_model`
-builds it, 32x32x3) on Fashion-MNIST:
+For each network (by default `main_job_cnn`: the README main job's CNN,
+and `mobilenet_v2`: keras.applications MobileNetV2 as
+`networks.build_model` builds it, 32x32x3; also the results table's `vgg`
+and `resnet`) on Fashion-MNIST:
 
 1. Calibrate a latency profile on this machine
    (`morph_net.latency.calibration.calibrate`, at `--batch_size`, in a
@@ -77,7 +78,10 @@ if __package__ in (None, ''):  # Run as a script: the repository's packages.
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-NETWORKS = ('main_job_cnn', 'mobilenet_v2')
+NETWORKS = ('main_job_cnn', 'mobilenet_v2', 'vgg', 'resnet')
+# The default run; `vgg` and `resnet` are the results table's networks
+# (`results_table.py`, its latency rows).
+DEFAULT_NETWORKS = ('main_job_cnn', 'mobilenet_v2')
 METHODS = ('latency', 'flops', 'uniform')
 # Paired differences reported: (method, baseline).
 DIFFERENCES = (('latency', 'flops'), ('latency', 'uniform'),
@@ -104,7 +108,7 @@ def parse_args(argv=None):
   from benchmarks import latency_prediction  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--output_dir', default='/tmp/morph_net_latency_speedup')
-  parser.add_argument('--networks', default=','.join(NETWORKS),
+  parser.add_argument('--networks', default=','.join(DEFAULT_NETWORKS),
                       help='Comma-separated, of %s.' % ', '.join(NETWORKS))
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--target', type=float, default=0.6,
@@ -384,6 +388,7 @@ class Network(object):
   def _shrink(self, method, seed, regularizer_class, target, **kwargs):
     """Trains `method`'s regularizer to `target`; (record, regularizer)."""
     from benchmarks import cost_target  # pylint: disable=g-import-not-at-top
+    from benchmarks import results_methods  # pylint: disable=g-import-not-at-top
     from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
     a = self.args
     model = self.bench.build(seed)
@@ -393,7 +398,8 @@ class Network(object):
     trained = cost_target.train_to_target(
         model, regularizer, target, data.x_train, data.y_train,
         a.train_batch_size, a.learning_rate, a.max_epochs, a.tolerance,
-        a.hold, key='%s %s %d' % (self.name, method, seed))
+        a.hold, key='%s %s %d' % (self.name, method, seed),
+        jit_compile=results_methods.JIT_COMPILE)
     trained.update({'target_cost': target,
                     'initial_cost': float(regularizer.initial_cost),
                     'alive': regularizer.alive_counts()})

@@ -194,7 +194,11 @@ def test_smoke_flag_sets_the_tiny_budget_and_unknown_networks_fail(capsys):
   with pytest.raises(SystemExit):
     latency_speedup.parse_args(['--networks=main_job_cnn,lenet'])
   assert ('unknown networks lenet; expected some of main_job_cnn, '
-          'mobilenet_v2') in capsys.readouterr().err
+          'mobilenet_v2, vgg, resnet') in capsys.readouterr().err
+  # The default run is the two networks; the results table's are allowed.
+  assert latency_speedup.parse_args([]).networks == 'main_job_cnn,mobilenet_v2'
+  assert latency_speedup.parse_args(
+      ['--networks=vgg,resnet']).networks == 'vgg,resnet'
 
 
 def test_an_output_dir_of_other_settings_is_refused(tmp_path):
