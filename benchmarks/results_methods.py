@@ -13,7 +13,8 @@ data and its FLOP coster and runs a stage of a (method, target, seed):
 - `scratch`: that structure trained from scratch.
 - `finetune`: the pruned network rebuilt with its weights (the kept
   channels are the method's, removed channels' constants folded) and
-  fine-tuned; uniform keeps the largest-|gamma| channels of `original`.
+  fine-tuned; uniform keeps the largest-|gamma| channels of `original`;
+  FiGS's kept gates are opened (`_open_gates`).
 - `expand1`, `expand2`: one and two shrink/expand cycles: the structure
   widened by one multiplier to the original FLOPs and trained from scratch;
   `reprune` shrinks the expanded network again for the second cycle.
@@ -368,6 +369,8 @@ class Bench(object):
         model, prune['structure'], transfer_weights=True,
         alive_masks=masks and {k: np.asarray(v, bool)
                                for k, v in masks.items()})
+    if method == 'figs':
+      _open_gates(small)
     before = self.accuracy(small)
     seconds = self.fit(small, self.budget.train_epochs,
                        self.budget.finetune_learning_rate, 'cosine')
@@ -384,6 +387,26 @@ class Bench(object):
     record = self.train_structure(seed, expanded)
     record['multiplier'] = multiplier
     return record
+
+
+def _open_gates(model) -> int:
+  """Opens every LogisticSigmoidGating of `model`; returns how many.
+
+  A kept FiGS channel is one whose inference mask is 1 (log-odds > 0), but
+  in training mode its gate still samples with probability
+  sigmoid(log-odds), about 0.5-0.75 after a FiGS shrink (VGG, FLOPs 0.5):
+  fine-tuning and the batch-norm statistics' re-estimation would drop a
+  third of the kept channels at random, unlike the network the structure
+  deploys. A log-odds of 20 (probability 1 - 2e-9) makes every pass, in
+  training mode too, the inference network's. (VGG, FLOPs 0.5, seed 0:
+  before fine-tuning 80.6% sampled, 85.6% open; after 80.7%, 87.7%.)
+  """
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+  gates = [layer for layer in model.layers
+           if isinstance(layer, activation_gating.LogisticSigmoidGating)]
+  for gate in gates:
+    gate.log_odds.assign(np.full(gate.log_odds.shape, 20.0, np.float32))
+  return len(gates)
 
 
 def _save_weights(model, path: str) -> None:

@@ -22,6 +22,30 @@ _BENCHMARK = os.path.join(_ROOT, 'benchmarks', 'results_table.py')
 Cell = results_table.Cell
 
 
+# --------------------------------------------------- FiGS fine-tuning.
+
+
+def test_open_gates_makes_training_passes_the_inference_network():
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = networks.build_model('vgg', (28, 28, 1), True, 10)
+  gates = [layer for layer in model.layers if layer.name.endswith('_gate')]
+  for gate in gates:  # Kept gates as a FiGS shrink leaves them: p ~ 0.55.
+    gate.log_odds.assign(np.full(gate.log_odds.shape, 0.2, np.float32))
+  x = np.random.RandomState(0).rand(8, 28, 28, 1).astype(np.float32)
+  inference = keras.ops.convert_to_numpy(model(x, training=False))
+  sampled = keras.ops.convert_to_numpy(model(x, training=True))
+  assert not np.allclose(sampled, inference, atol=1e-3)
+  assert results_methods._open_gates(model) == len(gates) == 7  # pylint: disable=protected-access
+  # Batch norms in training mode use the batch's statistics: compare the
+  # gates' outputs, the only random part, through the masks they apply.
+  for gate in gates:
+    mask = keras.ops.convert_to_numpy(gate.get_mask(training=True))
+    assert mask.tolist() == [1.0] * gate.log_odds.shape[0]
+    assert keras.ops.convert_to_numpy(
+        gate.get_mask(training=False)).tolist() == mask.tolist()
+
+
 # --------------------------------------------------------- equal FLOPs.
 
 
