@@ -14,16 +14,29 @@ from examples.experiment import stats
 __all__ = ['rows', 'markdown', 'runtime_markdown', 'plot_rows', 'write']
 
 _KEYS = ('network', 'stage', 'target')
-_STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'finetune': 3,
-                'expand1': 4, 'reprune': 5, 'expand2': 6}
+_STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'rebuilt': 3,
+                'finetune': 4, 'expand1': 5, 'reprune': 6, 'expand2': 7}
+
+
+def _rebuilt(records: Sequence[Dict]) -> List[Dict]:
+  """Stage 'rebuilt': each finetune cell's accuracy before fine-tuning
+  (the rebuilt network with the method's weights, as it comes out of
+  `rebuild`), a row of its own."""
+  return [dict(r, stage='rebuilt', accuracy=r['accuracy_before_finetune'],
+               seconds=0.0)
+          for r in records if r['stage'] == 'finetune' and
+          r.get('accuracy_before_finetune') is not None]
 
 
 def rows(records: Sequence[Dict]) -> List[Dict]:
   """Accuracy (points) per cell group, paired differences to uniform.
 
-  Records without an accuracy (prune, reprune) give none. Each row also has
-  'flops' (mean) and 'flops_distance' (largest |FLOPs / target - 1|).
+  Records without an accuracy (prune, reprune) give none. A finetune cell
+  gives two rows: `rebuilt` (its accuracy before fine-tuning) and
+  `finetune`. Each row also has 'flops' (mean) and 'flops_distance'
+  (largest |FLOPs / target - 1|).
   """
+  records = list(records) + _rebuilt(records)
   result = stats.aggregate(records, _KEYS, 'accuracy', scale=100.0)
   flops = collections.defaultdict(list)
   for r in records:

@@ -292,6 +292,23 @@ def test_report_tables_and_plot_data(tmp_path):
   assert (tmp_path / 'plot.png').stat().st_size > 0
 
 
+def test_report_has_the_rebuilt_accuracy_before_fine_tuning(tmp_path):
+  records = [dict(_record(m, seed, after, stage='finetune'),
+                  accuracy_before_finetune=before)
+             for m, seed, before, after in (
+                 ('gamma', 0, 0.80, 0.90), ('gamma', 1, 0.76, 0.86),
+                 ('uniform', 0, 0.70, 0.88), ('uniform', 1, 0.72, 0.85))]
+  lines = results_report.write(records, str(tmp_path), 0.01).splitlines()
+  assert lines[2] == ('| vgg | rebuilt | 0.50 | gamma | 2 | 0.001 | 0.00% | '
+                      '78.00 +- 2.83 [52.59, 103.41] | +7.00 +- 4.24 '
+                      '[-31.12, +45.12] |')
+  assert lines[4] == ('| vgg | finetune | 0.50 | gamma | 2 | 0.001 | 0.00% | '
+                      '88.00 +- 2.83 [62.59, 113.41] | +1.50 +- 0.71 '
+                      '[-4.85, +7.85] |')
+  # The runtime table counts the finetune cells once.
+  assert lines[-1] == '4 cells, 8 s (0.00 h) in all.'
+
+
 def test_report_refuses_a_cell_off_its_target(tmp_path):
   bad = dict(_record('gamma', 0, 0.9), flops=520.0)
   with pytest.raises(results_methods.UnequalCostError,
