@@ -14,6 +14,7 @@ from examples.experiment import stats
 __all__ = ['rows', 'markdown', 'runtime_markdown', 'plot_rows', 'write']
 
 _KEYS = ('network', 'stage', 'target')
+_MORPHNET = ('gamma', 'figs')
 _STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'rebuilt': 3,
                 'finetune': 4, 'expand1': 5, 'reprune': 6, 'expand2': 7}
 
@@ -33,11 +34,20 @@ def rows(records: Sequence[Dict]) -> List[Dict]:
 
   Records without an accuracy (prune, reprune) give none. A finetune cell
   gives two rows: `rebuilt` (its accuracy before fine-tuning) and
-  `finetune`. Each row also has 'flops' (mean) and 'flops_distance'
-  (largest |FLOPs / target - 1|).
+  `finetune`. Each row also has 'flops' (mean), 'flops_distance' (largest
+  |FLOPs / target - 1|) and, for MorphNet's methods, 'difference_l1' (the
+  paired difference to Network Slimming, `l1`; else None).
   """
   records = list(records) + _rebuilt(records)
   result = stats.aggregate(records, _KEYS, 'accuracy', scale=100.0)
+  # MorphNet against the ablation, unweighted L1 (Network Slimming).
+  to_l1 = {tuple(r[k] for k in _KEYS + ('method',)): r['difference']
+           for r in stats.aggregate(records, _KEYS, 'accuracy',
+                                    baseline='l1', scale=100.0)}
+  for row in result:
+    row['difference_l1'] = (
+        to_l1.get(tuple(row[k] for k in _KEYS + ('method',)))
+        if row['method'] in _MORPHNET else None)
   flops = collections.defaultdict(list)
   for r in records:
     flops[tuple(r[k] for k in _KEYS) + (r['method'],)].append(r)
@@ -66,13 +76,16 @@ def markdown(table_rows: Sequence[Dict]) -> str:
   """One line per (network, stage, target, method)."""
   lines = ['| network | stage | target | method | seeds | MFLOPs | max '
            '\\|FLOPs / target - 1\\| | accuracy (%): mean +- std [95% CI] | '
-           'minus uniform, paired by seed (points): mean +- std [95% CI] |',
-           '|---|---|---:|---|---:|---:|---:|---|---|']
+           'minus uniform, paired by seed (points): mean +- std [95% CI] | '
+           'minus l1, paired by seed (points) |',
+           '|---|---|---:|---|---:|---:|---:|---|---|---|']
   for r in table_rows:
-    lines.append('| %s | %s | %.2f | %s | %d | %.3f | %.2f%% | %s | %s |' % (
-        r['network'], r['stage'], r['target'], r['method'],
-        r['value']['n'], r['flops'] / 1e6, 100 * r['flops_distance'],
-        _interval(r['value']), _interval(r['difference'], signed=True)))
+    lines.append('| %s | %s | %.2f | %s | %d | %.3f | %.2f%% | %s | %s | %s |'
+                 % (r['network'], r['stage'], r['target'], r['method'],
+                    r['value']['n'], r['flops'] / 1e6,
+                    100 * r['flops_distance'], _interval(r['value']),
+                    _interval(r['difference'], signed=True),
+                    _interval(r.get('difference_l1'), signed=True)))
   return '\n'.join(lines)
 
 

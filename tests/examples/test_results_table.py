@@ -277,9 +277,9 @@ def test_report_tables_and_plot_data(tmp_path):
   lines = text.splitlines()
   assert lines[2] == ('| vgg | scratch | 0.50 | gamma | 2 | 0.001 | 0.00% | '
                       '88.00 +- 2.83 [62.59, 113.41] | +1.50 +- 0.71 '
-                      '[-4.85, +7.85] |')
+                      '[-4.85, +7.85] | - |')
   assert lines[3] == ('| vgg | scratch | 0.50 | uniform | 2 | 0.001 | 0.00% '
-                      '| 86.50 +- 2.12 [67.44, 105.56] | - |')
+                      '| 86.50 +- 2.12 [67.44, 105.56] | - | - |')
   assert ('Equal FLOPs: 5 cells, every one within 1% of its target '
           '(largest distance 0.00%).') in lines
   assert '| vgg | gamma | prune | 1 | 10.0 | 10 |' in lines
@@ -301,12 +301,33 @@ def test_report_has_the_rebuilt_accuracy_before_fine_tuning(tmp_path):
   lines = results_report.write(records, str(tmp_path), 0.01).splitlines()
   assert lines[2] == ('| vgg | rebuilt | 0.50 | gamma | 2 | 0.001 | 0.00% | '
                       '78.00 +- 2.83 [52.59, 103.41] | +7.00 +- 4.24 '
-                      '[-31.12, +45.12] |')
+                      '[-31.12, +45.12] | - |')
   assert lines[4] == ('| vgg | finetune | 0.50 | gamma | 2 | 0.001 | 0.00% | '
                       '88.00 +- 2.83 [62.59, 113.41] | +1.50 +- 0.71 '
-                      '[-4.85, +7.85] |')
+                      '[-4.85, +7.85] | - |')
   # The runtime table counts the finetune cells once.
   assert lines[-1] == '4 cells, 8 s (0.00 h) in all.'
+
+
+def test_report_differences_of_morphnet_to_network_slimming():
+  records = [_record('gamma', 0, 0.90), _record('gamma', 1, 0.86),
+             _record('figs', 0, 0.85), _record('figs', 1, 0.83),
+             _record('l1', 0, 0.88), _record('l1', 1, 0.83),
+             _record('uniform', 0, 0.80), _record('uniform', 1, 0.81)]
+  by_method = {r['method']: r for r in results_report.rows(records)}
+  gamma = by_method['gamma']['difference_l1']
+  assert (gamma['n'], gamma['mean'], gamma['std']) == (
+      2, pytest.approx(2.5), pytest.approx(0.7071, abs=1e-4))
+  assert gamma['ci_low'] == pytest.approx(2.5 - 12.7062 * 0.5, abs=1e-3)
+  figs = by_method['figs']['difference_l1']
+  assert (figs['mean'], figs['std']) == (pytest.approx(-1.5),
+                                         pytest.approx(2.1213, abs=1e-4))
+  # Only MorphNet's methods are set against l1.
+  assert by_method['l1']['difference_l1'] is None
+  assert by_method['uniform']['difference_l1'] is None
+  line = results_report.markdown([by_method['gamma']])
+  assert line.splitlines()[-1].endswith(
+      '| +2.50 +- 0.71 [-3.85, +8.85] |')
 
 
 def test_report_refuses_a_cell_off_its_target(tmp_path):
