@@ -50,6 +50,8 @@ START_UP_NOTES = (
     'failed call to cuInit',
     'cpu_feature_guard.cc',  # This TensorFlow binary is optimized to use ...
     'To enable the following instructions:',  # ... its second line.
+    # On CPUs with oneDNN's instructions (e.g. AVX-512, AMX), at import:
+    'oneDNN custom operations are on',
 )
 
 _VERBOSITY_FLAGS = ('--verbosity', '-verbosity', '--v', '-v')

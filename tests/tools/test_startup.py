@@ -26,6 +26,11 @@ _NOTES = [
     'E0000 00:00:1796535791.451261   13905 cuda_platform.cc:52] failed call '
     'to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR '
     '(303)\n',
+    'I0000 00:00:1796619693.146654   30353 port.cc:153] oneDNN custom '
+    'operations are on. You may see slightly different numerical results '
+    'due to floating-point round-off errors from different computation '
+    'orders. To turn them off, set the environment variable '
+    '`TF_ENABLE_ONEDNN_OPTS=0`.\n',
 ]
 
 
@@ -45,7 +50,7 @@ def test_verbosity_requested(argv, requested):
 
 
 def test_only_the_known_start_up_notes_are_dropped():
-  assert [startup.keep_line(line) for line in _NOTES] == [False] * 5
+  assert [startup.keep_line(line) for line in _NOTES] == [False] * 6
   assert startup.keep_line('W0000 00:00:1.0 1 some_op.cc:1] A real '
                            'warning\n')
   assert startup.keep_line('Traceback (most recent call last):\n')
