@@ -188,8 +188,13 @@ def test_callback_reaches_and_holds_the_target_in_fit():
                           on_train_batch_end=record)])
   assert len(costs) == 480
   assert costs[0] == 1.0
-  # Reached, and within 3% of the target over the last 64 steps.
-  assert all(abs(c - 0.5) <= 0.015 for c in costs[-64:]), costs[-64:]
+  # Reached and held over the last 64 steps: at the target (median within
+  # 1%), never more than one c1 channel (2%) and a rounding away. On a CPU
+  # with AVX-512 / AMX (oneDNN's numerics) a c1 channel fell 6 steps
+  # before the end (0.48, 4% under), for 58 steps at 0.5.
+  last = costs[-64:]
+  assert abs(float(np.median(last)) - 0.5) <= 0.005, last
+  assert all(abs(c - 0.5) <= 0.025 for c in last), last
   # The strength and the target are in the logs and the History.
   assert logged[-1]['flops_target'] == 0.5 * initial
   assert logged[-1]['morph_net_strength'] == pytest.approx(
