@@ -149,7 +149,11 @@ def _plot(table_rows, path) -> bool:
                                   if stage.startswith('expand') else ''))
       ax.set_xlabel('shrink target (fraction of the original FLOPs)')
       ax.set_ylabel('test accuracy (%), 95% CI')
-      ax.legend(fontsize='small')
+      if mine:
+        ax.legend(fontsize='small')
+      else:  # A partial table: this network has no cell of this stage yet.
+        ax.text(0.5, 0.5, 'no cells yet', ha='center', va='center',
+                transform=ax.transAxes)
   from morph_net.structure import atomic_file  # pylint: disable=g-import-not-at-top
   atomic_file.save_figure(figure, path)
   pyplot.close(figure)

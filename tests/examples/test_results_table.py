@@ -330,6 +330,17 @@ def test_report_differences_of_morphnet_to_network_slimming():
       '| +2.50 +- 0.71 [-3.85, +8.85] |')
 
 
+def test_report_plots_a_partial_table_without_warnings(tmp_path):
+  import warnings  # pylint: disable=g-import-not-at-top
+  records = [_record('gamma', 0, 0.90), _record('uniform', 0, 0.88),
+             dict(_record('gamma', 0, 0.80, stage='expand1'), flops=1000.0),
+             dict(_record('gamma', 0, 0.70), network='resnet')]
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')  # matplotlib's "No artists with labels".
+    results_report.write(records, str(tmp_path), 0.01)
+  assert (tmp_path / 'plot.png').stat().st_size > 0
+
+
 def test_report_refuses_a_cell_off_its_target(tmp_path):
   bad = dict(_record('gamma', 0, 0.9), flops=520.0)
   with pytest.raises(results_methods.UnequalCostError,
