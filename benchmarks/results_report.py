@@ -15,6 +15,11 @@ __all__ = ['rows', 'markdown', 'runtime_markdown', 'plot_rows', 'write']
 
 _KEYS = ('network', 'stage', 'target')
 _MORPHNET = ('gamma', 'figs')
+
+
+def _group(record: Dict) -> tuple:
+  """(network, stage, target, method): one table row's records."""
+  return tuple(record[k] for k in _KEYS) + (record['method'],)
 _STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'rebuilt': 3,
                 'finetune': 4, 'expand1': 5, 'reprune': 6, 'expand2': 7}
 
@@ -41,18 +46,18 @@ def rows(records: Sequence[Dict]) -> List[Dict]:
   records = list(records) + _rebuilt(records)
   result = stats.aggregate(records, _KEYS, 'accuracy', scale=100.0)
   # MorphNet against the ablation, unweighted L1 (Network Slimming).
-  to_l1 = {tuple(r[k] for k in _KEYS + ('method',)): r['difference']
+  to_l1 = {_group(r): r['difference']
            for r in stats.aggregate(records, _KEYS, 'accuracy',
                                     baseline='l1', scale=100.0)}
   for row in result:
     row['difference_l1'] = (
-        to_l1.get(tuple(row[k] for k in _KEYS + ('method',)))
+        to_l1.get(_group(row))
         if row['method'] in _MORPHNET else None)
   flops = collections.defaultdict(list)
   for r in records:
-    flops[tuple(r[k] for k in _KEYS) + (r['method'],)].append(r)
+    flops[_group(r)].append(r)
   for row in result:
-    group = flops[tuple(row[k] for k in _KEYS) + (row['method'],)]
+    group = flops[_group(row)]
     row['flops'] = sum(r['flops'] for r in group) / len(group)
     row['flops_distance'] = max(abs(r['flops_distance']) for r in group)
   result.sort(key=lambda r: (r['network'], _STAGE_ORDER[r['stage']],
