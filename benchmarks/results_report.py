@@ -1,8 +1,9 @@
 """The results table's outputs: Markdown, JSON, plot data and plot.
 
-`write(records, directory, tolerance)` writes `table.md`, `table.json`,
-`plot.csv` and (with matplotlib) `plot.png` from the cell records of
-`results_table.py`; the statistics are `examples.experiment.stats`.
+`write(records, directory, tolerance)` writes `table.md`, `summary.md`,
+`table.json`, `plot.csv` and (with matplotlib) `plot.png` from the cell
+records of `results_table.py`; the statistics are
+`examples.experiment.stats`.
 """
 
 import collections
@@ -11,7 +12,8 @@ from typing import Dict, List, Sequence
 
 from examples.experiment import stats
 
-__all__ = ['rows', 'markdown', 'runtime_markdown', 'plot_rows', 'write']
+__all__ = ['rows', 'markdown', 'summary_markdown', 'runtime_markdown',
+           'plot_rows', 'write']
 
 _KEYS = ('network', 'stage', 'target')
 _MORPHNET = ('gamma', 'figs')
@@ -92,6 +94,47 @@ def markdown(table_rows: Sequence[Dict]) -> str:
                     _interval(r['difference'], signed=True),
                     _interval(r.get('difference_l1'), signed=True)))
   return '\n'.join(lines)
+
+
+def _brief(row) -> str:
+  """'88.33 (+2.82 [+1.48, +4.16])': mean, paired difference to uniform."""
+  text = '%.2f' % row['value']['mean']
+  difference = row['difference']
+  if difference is None or difference['mean'] is None:
+    return text
+  if difference['ci_low'] is None:
+    return text + ' (%+.2f, 1 seed)' % difference['mean']
+  return text + ' (%+.2f [%+.2f, %+.2f])' % (
+      difference['mean'], difference['ci_low'], difference['ci_high'])
+
+
+def summary_markdown(table_rows: Sequence[Dict]) -> str:
+  """One table per network: a line per (stage, target), a column per method.
+
+  Each cell is the mean accuracy (%) and, in brackets, the difference to
+  uniform paired by seed with its 95% t interval (points); `seeds` is the
+  fewest seeds of the line's methods. The original network (no method to
+  compare) is left out: it is uniform's `expand` lines.
+  """
+  methods = [m for m in ('gamma', 'figs', 'l1', 'uniform')
+             if any(r['method'] == m for r in table_rows)]
+  methods += sorted({r['method'] for r in table_rows} - set(methods))
+  sections = []
+  for network in sorted({r['network'] for r in table_rows}):
+    lines_of = collections.OrderedDict()
+    for r in table_rows:  # rows() order: stage, then target descending.
+      if r['network'] == network and r['stage'] != 'original':
+        lines_of.setdefault((r['stage'], r['target']), {})[r['method']] = r
+    lines = ['**%s**' % network, '',
+             '| stage | target | seeds | %s |' % ' | '.join(methods),
+             '|---|---:|---:|%s' % ('---|' * len(methods))]
+    for (stage, target), by_method in lines_of.items():
+      lines.append('| %s | %.2f | %d | %s |' % (
+          stage, target, min(r['value']['n'] for r in by_method.values()),
+          ' | '.join(_brief(by_method[m]) if m in by_method else '-'
+                     for m in methods)))
+    sections.append('\n'.join(lines))
+  return '\n\n'.join(sections)
 
 
 def runtime_markdown(records: Sequence[Dict]) -> str:
@@ -192,6 +235,10 @@ def write(records: Sequence[Dict], directory: str, tolerance: float) -> str:
       runtime_markdown(records)])
   atomic_file.write_text_atomically(text + '\n',
                                     os.path.join(directory, 'table.md'))
+  atomic_file.write_text_atomically(
+      'Accuracy (%%), mean over the seeds; in brackets the difference to '
+      'uniform paired by seed, points, with its 95%% t interval.\n\n%s\n'
+      % summary_markdown(table_rows), os.path.join(directory, 'summary.md'))
   atomic_file.write_json_atomically({'rows': table_rows},
                                     os.path.join(directory, 'table.json'))
   buffer = io.StringIO()

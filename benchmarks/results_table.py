@@ -26,7 +26,8 @@ cells that match (fields network, method, target, seed, stage); the cells a
 matching cell needs run too. Written each time, from every cell on disk:
 `table.md` (accuracy mean, std and 95% t interval per cell, the paired
 difference to uniform by seed; the FLOPs check; what each cell cost),
-`table.json`, `plot.csv` and `plot.png` (accuracy with 95% intervals).
+`summary.md` (a table per network, a column per method), `table.json`,
+`plot.csv` and `plot.png` (accuracy with 95% intervals).
 """
 
 import collections

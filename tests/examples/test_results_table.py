@@ -330,6 +330,34 @@ def test_report_differences_of_morphnet_to_network_slimming():
       '| +2.50 +- 0.71 [-3.85, +8.85] |')
 
 
+def test_report_summary_one_table_per_network(tmp_path):
+  records = [_record('gamma', 0, 0.90), _record('gamma', 1, 0.86),
+             _record('uniform', 0, 0.88), _record('uniform', 1, 0.85),
+             _record('l1', 0, 0.87),
+             dict(_record('uniform', 0, 0.80, stage='original'),
+                  flops=1000.0, target=1.0),
+             dict(_record('gamma', 0, 0.70), network='resnet'),
+             dict(_record('uniform', 0, 0.60), network='resnet')]
+  results_report.write(records, str(tmp_path), 0.01)
+  assert (tmp_path / 'summary.md').read_text().splitlines() == [
+      'Accuracy (%), mean over the seeds; in brackets the difference to '
+      'uniform paired by seed, points, with its 95% t interval.',
+      '',
+      '**resnet**',
+      '',
+      '| stage | target | seeds | gamma | l1 | uniform |',
+      '|---|---:|---:|---|---|---|',
+      '| scratch | 0.50 | 1 | 70.00 (+10.00, 1 seed) | - | 60.00 |',
+      '',
+      '**vgg**',
+      '',
+      '| stage | target | seeds | gamma | l1 | uniform |',
+      '|---|---:|---:|---|---|---|',
+      # The fewest seeds of the line: l1 has one.
+      '| scratch | 0.50 | 1 | 88.00 (+1.50 [-4.85, +7.85]) | '
+      '87.00 (-1.00, 1 seed) | 86.50 |']
+
+
 def test_report_plots_a_partial_table_without_warnings(tmp_path):
   import warnings  # pylint: disable=g-import-not-at-top
   records = [_record('gamma', 0, 0.90), _record('uniform', 0, 0.88),
