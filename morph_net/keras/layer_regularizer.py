@@ -83,6 +83,7 @@ from keras import ops
 import numpy as np
 
 from morph_net import errors
+from morph_net.framework import noisy_or as noisy_or_lib
 from morph_net.keras import hidden_members
 from morph_net.keras import strength as strength_lib
 from morph_net.keras import vanishing as vanishing_lib
@@ -1038,30 +1039,32 @@ class LayerRegularizer(object):
           -1, len(inputs[0].shape) - 1):
         continue  # A gate over another axis is no source (graph engine).
       read = (lambda layer=layer: gate_vectors(layer, self._on_mask,
-                                               self._alive_on_mask))
+                                               self._alive_on_mask) + (
+                                                   ops.sigmoid(ops.cast(
+                                                       layer.log_odds,
+                                                       'float32')),))
       for root, positions in self._copies(channels.space[id(inputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources
 
   def _gate_group(self, root):
-    """(regularization, alive) of a group's gates: 1 - prod(1 - r) and
-    alive if any gate is (`ProbabilisticGroupingRegularizer`; one gate:
-    its own vectors); alive when the mask (or probability) is at least
-    the threshold."""
-    values, alive = None, None
+    """(regularization, alive) of a group's gates: 1 - prod(1 - r) with
+    the gradient of the soft Noisy-OR (`morph_net.framework.noisy_or`, as
+    `ProbabilisticGroupingRegularizer`; one gate: its own vectors), alive
+    if any gate is: its mask (or probability) at least the threshold."""
+    vectors, probabilities, alive = [], [], None
     for read, positions in self._sources[root]:
-      vector, alive_source = read()
+      vector, alive_source, probability = read()
       if not np.array_equal(positions, np.arange(vector.shape[0])):
         vector = ops.take(vector, positions)
         alive_source = ops.take(alive_source, positions)
+        probability = ops.take(probability, positions)
       is_alive = alive_source >= self._threshold
-      if values is None:
-        values, alive, closed = vector, is_alive, 1.0 - vector
-      else:
-        closed = closed * (1.0 - vector)
-        values = 1.0 - closed
-        alive = ops.logical_or(alive, is_alive)
-    return ops.cast(values, 'float32'), alive
+      alive = is_alive if alive is None else ops.logical_or(alive, is_alive)
+      vectors.append(vector)
+      probabilities.append(probability)
+    return ops.cast(noisy_or_lib.noisy_or(vectors, probabilities, ops),
+                    'float32'), alive
 
   def _costed_calls(self) -> List[_CostedCall]:
     return costed_calls(self._channels, self._offsets, self._total,
