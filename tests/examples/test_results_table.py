@@ -258,6 +258,32 @@ def test_fashion_mnist_is_resized_for_mobilenet_only():
       5, 32, 32, 3)
 
 
+@pytest.mark.parametrize('network,shape,gates', [
+    ('resnet', (28, 28, 1), 9), ('mobilenet_v2', (32, 32, 3), 52)])
+def test_every_figs_gate_of_the_gated_networks_is_pressed(network, shape,
+                                                         gates):
+  """A gate after every batch norm: before the gate-group fix
+  (tests/keras/test_gate_groups.py) 5 of the ResNet's 9 and 49 of
+  MobileNetV2's 52 gates had a zero gradient from the FiGS term."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
+  from morph_net import keras as morph_keras  # pylint: disable=g-import-not-at-top
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = networks.build_model(network, shape, True, 10)
+  regularizer = morph_keras.ModelRegularizer(
+      model, 'LogisticSigmoidFlopsRegularizer')
+  found = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
+           if isinstance(layer, activation_gating.LogisticSigmoidGating)]
+  assert len(found) == gates
+  with tf.GradientTape() as tape:
+    term = regularizer.term()
+  grads = tape.gradient(term, [gate.log_odds for gate in found])
+  unpressed = [gate.name for gate, grad in zip(found, grads)
+               if grad is None or not np.any(grad.numpy()[1:] > 0)]
+  assert not unpressed
+
+
 # ------------------------------------------------------------- report.
 
 
