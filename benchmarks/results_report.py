@@ -17,13 +17,13 @@ __all__ = ['rows', 'markdown', 'summary_markdown', 'runtime_markdown',
 
 _KEYS = ('network', 'stage', 'target')
 _MORPHNET = ('gamma', 'figs')
+_STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'rebuilt': 3,
+                'finetune': 4, 'expand1': 5, 'reprune': 6, 'expand2': 7}
 
 
 def _group(record: Dict) -> tuple:
   """(network, stage, target, method): one table row's records."""
   return tuple(record[k] for k in _KEYS) + (record['method'],)
-_STAGE_ORDER = {'original': 0, 'prune': 1, 'scratch': 2, 'rebuilt': 3,
-                'finetune': 4, 'expand1': 5, 'reprune': 6, 'expand2': 7}
 
 
 def _rebuilt(records: Sequence[Dict]) -> List[Dict]:

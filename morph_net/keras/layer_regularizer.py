@@ -75,6 +75,7 @@ training parts: `metrics()` (`LayerMorphNetMetric`, fed by the loss),
 `layer_structure_cost.LayerStructureCost`.
 """
 
+import functools
 import logging
 from typing import Dict, List, Optional
 
@@ -368,6 +369,12 @@ def is_gate(layer) -> bool:
              for c in type(layer).__mro__)
 
 
+def _gate_probability(gate):
+  """sigmoid(log-odds) of a gate, float32, one entry per channel."""
+  return ops.sigmoid(ops.cast(ops.convert_to_tensor(gate.log_odds),
+                              'float32'))
+
+
 def gate_vectors(gate, regularize_on_mask: bool = True,
                  mask_as_alive_vector: bool = True):
   """(regularization vector, alive source) of a gate, float32.
@@ -389,7 +396,7 @@ def gate_vectors(gate, regularize_on_mask: bool = True,
     Two float32 vectors with one entry per channel.
   """
   log_odds = ops.cast(ops.convert_to_tensor(gate.log_odds), 'float32')
-  probability = ops.sigmoid(log_odds)
+  probability = _gate_probability(gate)
   hard = ops.cast(log_odds > 0.0, 'float32')
   if gate.soft_mask_for_inference:
     mask = hard * probability
@@ -1038,14 +1045,15 @@ class LayerRegularizer(object):
       if not is_gate(layer) or len(inputs) != 1 or layer.axis not in (
           -1, len(inputs[0].shape) - 1):
         continue  # A gate over another axis is no source (graph engine).
-      read = (lambda layer=layer: gate_vectors(layer, self._on_mask,
-                                               self._alive_on_mask) + (
-                                                   ops.sigmoid(ops.cast(
-                                                       layer.log_odds,
-                                                       'float32')),))
+      read = functools.partial(self._read_gate, layer)
       for root, positions in self._copies(channels.space[id(inputs[0])]):
         sources.setdefault(root, []).append((read, positions))
     return sources
+
+  def _read_gate(self, gate):
+    """(regularization vector, alive source, probability) of a gate."""
+    return gate_vectors(gate, self._on_mask, self._alive_on_mask) + (
+        _gate_probability(gate),)
 
   def _gate_group(self, root):
     """(regularization, alive) of a group's gates: 1 - prod(1 - r) with
