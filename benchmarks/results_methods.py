@@ -390,7 +390,7 @@ class Bench(object):
 
 
 def _open_gates(model) -> int:
-  """Opens every LogisticSigmoidGating of `model`; returns how many.
+  """Opens every LogisticSigmoidGating of `model`, nested ones too; returns how many.
 
   A kept FiGS channel is one whose inference mask is 1 (log-odds > 0), but
   in training mode its gate still samples with probability
@@ -402,7 +402,11 @@ def _open_gates(model) -> int:
   before fine-tuning 80.6% sampled, 85.6% open; after 80.7%, 87.7%.)
   """
   from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
-  gates = [layer for layer in model.layers
+  # Recursive: MobileNetV2's gates are inside its nested base model, which
+  # `model.layers` lists as one layer (before this, its 52 gates stayed
+  # sampling through fine-tuning).
+  gates = [layer for layer in model._flatten_layers(  # pylint: disable=protected-access
+               include_self=False, recursive=True)
            if isinstance(layer, activation_gating.LogisticSigmoidGating)]
   for gate in gates:
     gate.log_odds.assign(np.full(gate.log_odds.shape, 20.0, np.float32))

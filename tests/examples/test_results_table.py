@@ -46,6 +46,24 @@ def test_open_gates_makes_training_passes_the_inference_network():
         gate.get_mask(training=False)).tolist() == mask.tolist()
 
 
+def test_open_gates_opens_the_gates_of_a_nested_base_model():
+  # MobileNetV2 is nested under a head: `model.layers` lists none of its
+  # 52 gates (one after each of its 52 batch norms).
+  from benchmarks import networks  # pylint: disable=g-import-not-at-top
+  model = networks.build_model('mobilenet_v2', (32, 32, 3), True, 10)
+  from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
+  assert not any(isinstance(layer, activation_gating.LogisticSigmoidGating)
+                 for layer in model.layers)
+  assert results_methods._open_gates(model) == 52  # pylint: disable=protected-access
+  gates = [layer for layer in model._flatten_layers(  # pylint: disable=protected-access
+               include_self=False, recursive=True)
+           if isinstance(layer, activation_gating.LogisticSigmoidGating)]
+  assert len(gates) == 52
+  for gate in gates:
+    mask = keras.ops.convert_to_numpy(gate.get_mask(training=True))
+    assert mask.tolist() == [1.0] * gate.log_odds.shape[0]
+
+
 # --------------------------------------------------------- equal FLOPs.
 
 

@@ -191,3 +191,19 @@ def test_a_batch_norm_after_a_dead_filter_folds_its_normalized_constant():
   data = np.random.default_rng(0).normal(size=(2, 2, 2, 3))
   np.testing.assert_allclose(rebuilt(data), model(data), rtol=1e-5,
                              atol=1e-5)
+
+
+def test_token_ids_stay_below_a_nested_embeddings_vocabulary():
+  # The probe's random token ids are drawn below the smallest vocabulary;
+  # an Embedding inside a nested model counts (ids of 5 or more would be
+  # out of its range).
+  from morph_net.surgery import folding  # pylint: disable=g-import-not-at-top
+  tokens = keras.Input((3,), dtype='int32')
+  inner = keras.Model(tokens, L.Embedding(5, 2, name='small')(tokens),
+                      name='inner')
+  x = keras.Input((3,), dtype='int32')
+  y = L.Concatenate()([L.Embedding(100, 2, name='big')(x), inner(x)])
+  model = keras.Model(x, y)
+  assert folding._token_bound(model) == 5  # pylint: disable=protected-access
+  assert folding._token_bound(inner) == 5  # pylint: disable=protected-access
+  assert folding._token_bound(keras.Model(x, L.Embedding(100, 2)(x))) == 100  # pylint: disable=protected-access
