@@ -369,12 +369,6 @@ def is_gate(layer) -> bool:
              for c in type(layer).__mro__)
 
 
-def _gate_probability(gate):
-  """sigmoid(log-odds) of a gate, float32, one entry per channel."""
-  return ops.sigmoid(ops.cast(ops.convert_to_tensor(gate.log_odds),
-                              'float32'))
-
-
 def gate_vectors(gate, regularize_on_mask: bool = True,
                  mask_as_alive_vector: bool = True):
   """(regularization vector, alive source) of a gate, float32.
@@ -395,8 +389,14 @@ def gate_vectors(gate, regularize_on_mask: bool = True,
   Returns:
     Two float32 vectors with one entry per channel.
   """
+  return _gate_vectors(gate, regularize_on_mask, mask_as_alive_vector)[:2]
+
+
+def _gate_vectors(gate, regularize_on_mask: bool, mask_as_alive_vector: bool):
+  """`gate_vectors` and the probability sigmoid(log-odds), float32 (a
+  group of gates reads the probability for its gradient, `noisy_or`)."""
   log_odds = ops.cast(ops.convert_to_tensor(gate.log_odds), 'float32')
-  probability = _gate_probability(gate)
+  probability = ops.sigmoid(log_odds)
   hard = ops.cast(log_odds > 0.0, 'float32')
   if gate.soft_mask_for_inference:
     mask = hard * probability
@@ -406,7 +406,7 @@ def gate_vectors(gate, regularize_on_mask: bool = True,
     mask = combine_max(mask, ops.one_hot(0, int(log_odds.shape[0]),
                                          dtype='float32'))
   return (mask if regularize_on_mask else probability,
-          mask if mask_as_alive_vector else probability)
+          mask if mask_as_alive_vector else probability, probability)
 
 
 def recurrent_unit_weights(layer, read=None):
@@ -1052,8 +1052,7 @@ class LayerRegularizer(object):
 
   def _read_gate(self, gate):
     """(regularization vector, alive source, probability) of a gate."""
-    return gate_vectors(gate, self._on_mask, self._alive_on_mask) + (
-        _gate_probability(gate),)
+    return _gate_vectors(gate, self._on_mask, self._alive_on_mask)
 
   def _gate_group(self, root):
     """(regularization, alive) of a group's gates: 1 - prod(1 - r) with

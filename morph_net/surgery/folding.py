@@ -181,8 +181,7 @@ def _constant_inputs(probe, names) -> Dict[str, np.ndarray]:
 def _token_bound(model) -> int:
   """Integer inputs are drawn below this: the smallest vocabulary of the
   model's Embedding layers, nested models' included (2 without one)."""
-  sizes = [int(l.input_dim) for l in model._flatten_layers(  # pylint: disable=protected-access
-               include_self=False, recursive=True)
+  sizes = [int(l.input_dim) for l in nesting.leaf_layers(model)
            if isinstance(l, keras.layers.Embedding)]
   return max(min(sizes), 1) if sizes else 2
 

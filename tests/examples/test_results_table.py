@@ -54,9 +54,9 @@ def test_open_gates_opens_the_gates_of_a_nested_base_model():
   from morph_net.probabilistic_gating import activation_gating  # pylint: disable=g-import-not-at-top
   assert not any(isinstance(layer, activation_gating.LogisticSigmoidGating)
                  for layer in model.layers)
+  from morph_net.surgery import nesting  # pylint: disable=g-import-not-at-top
   assert results_methods._open_gates(model) == 52  # pylint: disable=protected-access
-  gates = [layer for layer in model._flatten_layers(  # pylint: disable=protected-access
-               include_self=False, recursive=True)
+  gates = [layer for layer in nesting.leaf_layers(model)
            if isinstance(layer, activation_gating.LogisticSigmoidGating)]
   assert len(gates) == 52
   for gate in gates:
